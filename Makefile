@@ -1,0 +1,36 @@
+# kube-fledged: build, generate, verify and test.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+OUTPUT      ?= _output
+BIN         := $(OUTPUT)/bin
+GO_TEST_FLAGS ?=
+
+.PHONY: build
+build: ## Build the binaries into _output/bin.
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/...
+
+.PHONY: generate
+generate: ## Regenerate deepcopy, the client (clientset, listers, informers, apply configurations) and the CRD.
+	hack/update-codegen.sh
+
+.PHONY: verify
+verify: ## gofmt, go vet, and the generated code and CRD up to date.
+	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
+	  if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	hack/verify-codegen.sh
+
+.PHONY: testbin
+testbin: ## Build the real control-plane binaries (etcd, kube-apiserver, ..., kwok) into the cache.
+	hack/testbin.sh
+
+.PHONY: test
+test: ## Unit tests and integration tests against a real kube-apiserver and etcd (builds the test binaries if missing).
+	export KUBE_FLEDGED_TESTBIN="$$(hack/testbin.sh)"; \
+	  go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: help
+help: ## Show the targets.
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'

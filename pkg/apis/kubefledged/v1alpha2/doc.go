@@ -1,0 +1,6 @@
+// Package v1alpha2 is the kubefledged.io/v1alpha2 API: the ImageCache resource.
+//
+// +k8s:deepcopy-gen=package
+// +groupName=kubefledged.io
+// +kubebuilder:object:generate=false
+package v1alpha2

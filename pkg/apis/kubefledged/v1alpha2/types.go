@@ -1,0 +1,252 @@
+package v1alpha2
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Limits enforced by the CRD schema. They keep one object far below etcd's
+// size limit and keep the API server's validation cost bounded.
+const (
+	// MaxCacheSpecEntries is the most cacheSpec entries one ImageCache may hold.
+	MaxCacheSpecEntries = 64
+	// MaxImagesPerEntry is the most images one cacheSpec entry may list.
+	MaxImagesPerEntry = 512
+	// MaxImageLength is the longest image reference accepted.
+	MaxImageLength = 4096
+	// MaxNodeSelectorLabels is the most labels one nodeSelector may hold.
+	MaxNodeSelectorLabels = 32
+	// MaxImagePullSecrets is the most imagePullSecrets one ImageCache may name.
+	MaxImagePullSecrets = 16
+	// MaxFailuresPerImage is the most per-node failures listed for one image in
+	// status.failures; the rest are counted in status.omittedFailures.
+	MaxFailuresPerImage = 100
+)
+
+// ImageCache asks for a set of container images to be pulled onto, and kept
+// on, the nodes that match each entry's node selector.
+//
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=ic,categories=all;kubefledged
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
+// +kubebuilder:printcolumn:name="Done",type=integer,JSONPath=`.status.pulls.succeeded`,description="Pulls done (pulled, or already present)"
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.pulls.desired`,description="Pulls wanted: (node, image) pairs"
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.pulls.failed`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
+type ImageCache struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec lists the images to cache and where.
+	Spec ImageCacheSpec `json:"spec"`
+
+	// Status is the outcome of the latest operation on this cache.
+	// +optional
+	Status ImageCacheStatus `json:"status,omitempty"`
+}
+
+// ImageCacheSpec lists the images to cache and the nodes to cache them on.
+type ImageCacheSpec struct {
+	// CacheSpec is one or more lists of images, each with the nodes it applies to.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	CacheSpec []CacheSpecImages `json:"cacheSpec"`
+
+	// ImagePullSecrets are Secrets in the ImageCache's namespace used to pull
+	// the images, as in a Pod's imagePullSecrets.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	ImagePullSecrets []ImagePullSecret `json:"imagePullSecrets,omitempty"`
+}
+
+// CacheSpecImages is a list of images and the nodes to cache them on.
+type CacheSpecImages struct {
+	// Images are container image references, such as "nginx:1.27" or
+	// "ghcr.io/org/app@sha256:...". Each appears at most once in an entry.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=512
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=4096
+	// +kubebuilder:validation:items:Pattern=`^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(?:@(?:sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128}))?$`
+	// +listType=set
+	Images []string `json:"images"`
+
+	// NodeSelector selects the nodes to cache the images on, by label. Empty
+	// or absent means every node.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!k.contains('/') || k.indexOf('/') <= 253))",message="nodeSelector keys must be valid label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 characters (A-Z a-z 0-9 - _ .), alphanumeric at both ends"
+	NodeSelector map[string]LabelValue `json:"nodeSelector,omitempty"`
+}
+
+// LabelValue is a label value a node selector matches.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`
+type LabelValue string
+
+// ImagePullSecret names a Secret in the ImageCache's namespace that holds
+// registry credentials, as a Pod's imagePullSecrets entries do.
+type ImagePullSecret struct {
+	// Name is the Secret's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// ImageCacheActionStatus is the state of the latest operation on an ImageCache.
+// +kubebuilder:validation:Enum=Processing;Succeeded;Failed;Aborted;Unknown
+type ImageCacheActionStatus string
+
+// The states of an operation, as kube-fledged has always reported them.
+const (
+	// ImageCacheActionStatusProcessing: pulls (or removals) are under way.
+	ImageCacheActionStatusProcessing ImageCacheActionStatus = "Processing"
+	// ImageCacheActionStatusSucceeded: every wanted pull is done.
+	ImageCacheActionStatusSucceeded ImageCacheActionStatus = "Succeeded"
+	// ImageCacheActionStatusFailed: the operation finished, and some pulls failed.
+	ImageCacheActionStatusFailed ImageCacheActionStatus = "Failed"
+	// ImageCacheActionStatusAborted: the operation was stopped before it finished.
+	ImageCacheActionStatusAborted ImageCacheActionStatus = "Aborted"
+	// ImageCacheActionStatusUnknown: the outcome could not be determined.
+	ImageCacheActionStatusUnknown ImageCacheActionStatus = "Unknown"
+)
+
+// The operations, reported in status.reason.
+const (
+	ImageCacheReasonCreate  = "ImageCacheCreate"
+	ImageCacheReasonUpdate  = "ImageCacheUpdate"
+	ImageCacheReasonRefresh = "ImageCacheRefresh"
+	ImageCacheReasonPurge   = "ImageCachePurge"
+)
+
+// Condition types.
+const (
+	// ConditionReady is True when the latest operation completed with every
+	// wanted image on its nodes.
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while an operation is under way.
+	ConditionProgressing = "Progressing"
+)
+
+// Annotations a user sets to ask for an operation. The controller removes
+// them when the operation is done.
+const (
+	AnnotationRefresh = "kubefledged.io/refresh-imagecache"
+	AnnotationPurge   = "kubefledged.io/purge-imagecache"
+)
+
+// ImageCacheStatus is the outcome of the latest operation on an ImageCache.
+type ImageCacheStatus struct {
+	// Status is the state of the latest operation.
+	// +optional
+	Status ImageCacheActionStatus `json:"status,omitempty"`
+	// Reason is the latest operation: ImageCacheCreate, ImageCacheUpdate,
+	// ImageCacheRefresh or ImageCachePurge.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says, for people, how the operation went, with counts.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Failures maps an image to the nodes where it failed, with the reason
+	// and message (the kubelet's own where there is one). At most 100 nodes
+	// are listed per image; omittedFailures counts the rest.
+	// +optional
+	Failures map[string]NodeReasonMessageList `json:"failures,omitempty"`
+	// OmittedFailures maps an image to the number of its failures left out
+	// of failures to keep the object small.
+	// +optional
+	OmittedFailures map[string]int32 `json:"omittedFailures,omitempty"`
+	// StartTime is when the latest operation started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime is when the latest operation finished.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions are Ready and Progressing.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Pulls counts the (node, image) pulls of the latest operation.
+	// +optional
+	Pulls PullCounts `json:"pulls,omitempty"`
+	// NodesMatched is the number of nodes that match at least one cacheSpec entry.
+	// +optional
+	NodesMatched int32 `json:"nodesMatched,omitempty"`
+	// Ledger is the controller's record of the pulls settled on each node
+	// since the cache was created or last refreshed, so that an update or a
+	// restart pulls only what is new. It is the controller's own bookkeeping.
+	// +optional
+	Ledger *PullLedger `json:"ledger,omitempty"`
+}
+
+// PullLedger records, per node, the state of each image's pull: done, found
+// already present, or failed. It is written by the controller only.
+type PullLedger struct {
+	// Epoch is the Unix time at which the record began: the start of the
+	// latest create or refresh operation.
+	Epoch int64 `json:"epoch"`
+	// Images is the table of normalised image references the node states index.
+	// +optional
+	// +listType=atomic
+	Images []string `json:"images,omitempty"`
+	// Nodes maps a node name to the states of the images on it: two bits per
+	// image in the order of Images (0 unsettled, 1 pulled, 2 already present,
+	// 3 failed), packed four to a byte, base64 encoded.
+	// +optional
+	Nodes map[string]string `json:"nodes,omitempty"`
+}
+
+// PullCounts counts (node, image) pulls. Desired is the sum of Succeeded,
+// Failed, Pending and Skipped.
+type PullCounts struct {
+	// Desired is the number of (node, image) pairs wanted.
+	Desired int32 `json:"desired"`
+	// Succeeded is the number of pairs done: pulled, or already present.
+	Succeeded int32 `json:"succeeded"`
+	// AlreadyPresent is the part of Succeeded found on the node without a pull.
+	// +optional
+	AlreadyPresent int32 `json:"alreadyPresent,omitempty"`
+	// Failed is the number of pairs whose pull failed.
+	Failed int32 `json:"failed"`
+	// Pending is the number of pairs not yet done.
+	Pending int32 `json:"pending"`
+	// Skipped is the number of pairs on nodes that cannot take a pull now
+	// (not Ready, or being deleted); they are pulled when the node is Ready.
+	Skipped int32 `json:"skipped"`
+}
+
+// NodeReasonMessage is why an image failed on one node.
+type NodeReasonMessage struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// Reason is a short CamelCase word, such as ErrImagePull or DeadlineExceeded.
+	Reason string `json:"reason"`
+	// Message is the detail, such as the kubelet's error.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// NodeReasonMessageList is a list of per-node failures.
+type NodeReasonMessageList []NodeReasonMessage
+
+// ImageCacheList is a list of ImageCaches.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type ImageCacheList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []ImageCache `json:"items"`
+}

@@ -1,0 +1,73 @@
+package images
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNormalize(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("a", 64)
+	cases := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{in: "nginx", want: "docker.io/library/nginx:latest"},
+		{in: "nginx:1.27", want: "docker.io/library/nginx:1.27"},
+		{in: "library/nginx:1.27", want: "docker.io/library/nginx:1.27"},
+		{in: "docker.io/library/nginx:latest", want: "docker.io/library/nginx:latest"},
+		{in: "index.docker.io/library/nginx", want: "docker.io/library/nginx:latest"},
+		{in: "jenkins/jenkins:lts", want: "docker.io/jenkins/jenkins:lts"},
+		{in: "ghcr.io/org/app", want: "ghcr.io/org/app:latest"},
+		{in: "localhost:5000/app:v1", want: "localhost:5000/app:v1"},
+		{in: "ghcr.io/org/app@" + digest, want: "ghcr.io/org/app@" + digest},
+		{in: "ghcr.io/org/app:v1@" + digest, want: "ghcr.io/org/app:v1@" + digest},
+		{in: "Nginx", wantErr: true},
+		{in: "", wantErr: true},
+		{in: "nginx latest", wantErr: true},
+		{in: "nginx@sha256:abc", wantErr: true},
+		{in: strings.Repeat("a", 256), wantErr: true}, // repository name over 255 characters
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := Normalize(tc.in)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("Normalize(%q) = %q, want an error", tc.in, got)
+				}
+				if !strings.Contains(err.Error(), "invalid image reference") {
+					t.Errorf("error %q does not say what is wrong", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Normalize(%q): %v", tc.in, err)
+			}
+			if got != tc.want {
+				t.Errorf("Normalize(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestKeys(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("b", 64)
+	cases := map[string]string{
+		"nginx":                          "docker.io/library/nginx:latest",
+		"nginx:1.2":                      "docker.io/library/nginx:1.2",
+		"ghcr.io/org/app@" + digest:      "ghcr.io/org/app@" + digest,
+		"ghcr.io/org/app:v1@" + digest:   "ghcr.io/org/app@" + digest,
+		"registry.local:5000/a/b:latest": "registry.local:5000/a/b:latest",
+	}
+	for in, want := range cases {
+		got, err := Keys(in)
+		if err != nil {
+			t.Fatalf("Keys(%q): %v", in, err)
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("Keys(%q) = %v, want [%s]", in, got, want)
+		}
+	}
+	if _, err := Keys("UPPER"); err == nil {
+		t.Error("Keys accepted an invalid reference")
+	}
+}
