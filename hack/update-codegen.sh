@@ -11,8 +11,8 @@ cd "${ROOT}"
 MODULE="$(go list -m)"
 BOILERPLATE="${ROOT}/hack/boilerplate.go.txt"
 
-# The generators are built into the project's own bin folder.
-export GOBIN="${ROOT}/_output/bin"
+# The generators are built into the project's own tools folder.
+export GOBIN="${ROOT}/_output/tools"
 mkdir -p "${GOBIN}"
 
 CODEGEN_PKG="$(go list -m -f '{{.Dir}}' k8s.io/code-generator)"

@@ -1,0 +1,45 @@
+// Command fledged is the kube-fledged controller.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+
+	"kubefledged.io/kube-fledged/pkg/app"
+	"kubefledged.io/kube-fledged/pkg/options"
+)
+
+func main() {
+	o := options.New()
+	fs := pflag.NewFlagSet("fledged", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "fledged: %v\n", err)
+		os.Exit(2)
+	}
+	o.Complete()
+	if err := o.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "fledged: invalid flags:\n%v\n", err)
+		os.Exit(2)
+	}
+	cfg, err := app.RESTConfig(o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fledged: %v\n", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, o, cfg); err != nil {
+		klog.ErrorS(err, "Controller failed")
+		klog.Flush()
+		stop()
+		os.Exit(1)
+	}
+	klog.Flush()
+}

@@ -1,0 +1,369 @@
+// Package imagecache is the ImageCache controller: it turns each ImageCache
+// into per-node image-pull Jobs, follows them to completion and writes the
+// outcome back to the ImageCache's status.
+package imagecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
+	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
+	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// ControllerName names the queue, the field manager and the event source.
+const ControllerName = "kube-fledged"
+
+const (
+	jobsByCacheIndex = "byCacheUID"
+	podsByJobIndex   = "byJobUID"
+	// throttledRetry is how soon a cache waiting for a free Job slot looks
+	// again, should no slot-freeing event wake it first.
+	throttledRetry = 5 * time.Second
+)
+
+// Config is the controller's behaviour, from its flags.
+type Config struct {
+	Puller puller.Config
+	// ImagesPerJob is the most images one Job pulls.
+	ImagesPerJob int
+	// MaxInFlightJobs is the most active pull Jobs across the cluster.
+	MaxInFlightJobs int
+	// RefreshFrequency is how often each cache is pulled again (0: never).
+	RefreshFrequency time.Duration
+	// RetainJobs keeps finished Jobs after their operation completes.
+	RetainJobs bool
+}
+
+// Controller reconciles ImageCaches.
+type Controller struct {
+	cfg        Config
+	kubeClient kubernetes.Interface
+	client     clientset.Interface
+
+	icLister   iclisters.ImageCacheLister
+	nodeLister corelisters.NodeLister
+	jobIndexer cache.Indexer
+	podIndexer cache.Indexer
+	synced     []cache.InformerSynced
+
+	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	recorder record.EventRecorder
+	throttle *throttle
+	clock    clock.Clock
+
+	// presentMu guards present: per node, its resourceVersion and the
+	// normalised images it reports, so nodes are not parsed at every sync.
+	presentMu sync.Mutex
+	present   map[string]nodeImages
+}
+
+type nodeImages struct {
+	resourceVersion string
+	images          map[string]bool
+}
+
+// New builds the controller and registers its event handlers. The Job and Pod
+// informers must be limited to the controller's own objects (see
+// ManagedSelector).
+func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, client clientset.Interface,
+	icInformer icinformers.ImageCacheInformer, nodeInformer coreinformers.NodeInformer,
+	jobInformer batchinformers.JobInformer, podInformer coreinformers.PodInformer,
+	recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
+	if cfg.ImagesPerJob < 1 || cfg.MaxInFlightJobs < 1 {
+		return nil, errors.New("images per job and max in-flight jobs must be at least 1")
+	}
+	c := &Controller{
+		cfg:        cfg,
+		kubeClient: kubeClient,
+		client:     client,
+		icLister:   icInformer.Lister(),
+		nodeLister: nodeInformer.Lister(),
+		jobIndexer: jobInformer.Informer().GetIndexer(),
+		podIndexer: podInformer.Informer().GetIndexer(),
+		synced: []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced,
+			jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
+			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: ControllerName}),
+		recorder: recorder,
+		throttle: newThrottle(cfg.MaxInFlightJobs, clk.Now),
+		clock:    clk,
+		present:  map[string]nodeImages{},
+	}
+	if err := jobInformer.Informer().AddIndexers(cache.Indexers{jobsByCacheIndex: indexByLabel(puller.LabelCacheUID)}); err != nil {
+		return nil, fmt.Errorf("adding the job index: %w", err)
+	}
+	if err := podInformer.Informer().AddIndexers(cache.Indexers{podsByJobIndex: indexByControllerUID}); err != nil {
+		return nil, fmt.Errorf("adding the pod index: %w", err)
+	}
+	logger := klog.FromContext(ctx)
+	if _, err := icInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		DeleteFunc: c.enqueue,
+	}); err != nil {
+		return nil, fmt.Errorf("adding the ImageCache handler: %w", err)
+	}
+	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.nodeChanged(logger, nil, obj) },
+		UpdateFunc: func(old, obj any) { c.nodeChanged(logger, old, obj) },
+		DeleteFunc: func(obj any) { c.nodeChanged(logger, obj, nil) },
+	}); err != nil {
+		return nil, fmt.Errorf("adding the Node handler: %w", err)
+	}
+	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.jobChanged(obj, false) },
+		UpdateFunc: func(_, obj any) { c.jobChanged(obj, false) },
+		DeleteFunc: func(obj any) { c.jobChanged(obj, true) },
+	}); err != nil {
+		return nil, fmt.Errorf("adding the Job handler: %w", err)
+	}
+	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.podChanged,
+		UpdateFunc: func(_, obj any) { c.podChanged(obj) },
+		DeleteFunc: c.podChanged,
+	}); err != nil {
+		return nil, fmt.Errorf("adding the Pod handler: %w", err)
+	}
+	return c, nil
+}
+
+// ManagedSelector selects the Jobs and Pods the controller creates; use it to
+// limit their informers.
+func ManagedSelector() string {
+	return labels.Set{puller.LabelManagedBy: puller.ManagedByValue}.String()
+}
+
+func indexByLabel(label string) cache.IndexFunc {
+	return func(obj any) ([]string, error) {
+		m, err := metaOf(obj)
+		if err != nil {
+			return nil, err
+		}
+		if v := m.GetLabels()[label]; v != "" {
+			return []string{v}, nil
+		}
+		return nil, nil
+	}
+}
+
+func indexByControllerUID(obj any) ([]string, error) {
+	m, err := metaOf(obj)
+	if err != nil {
+		return nil, err
+	}
+	if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
+		return []string{string(ref.UID)}, nil
+	}
+	return nil, nil
+}
+
+func metaOf(obj any) (metav1.Object, error) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("unexpected object of type %T", obj)
+	}
+	return m, nil
+}
+
+func (c *Controller) enqueue(obj any) {
+	name, err := cache.DeletionHandlingObjectToName(obj)
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	c.queue.Add(name)
+}
+
+// nodeChanged enqueues the caches a node matters to, when something the
+// controller looks at changed: labels, readiness, deletion, reported images.
+func (c *Controller) nodeChanged(logger klog.Logger, oldObj, newObj any) {
+	var oldNode, newNode *corev1.Node
+	if oldObj != nil {
+		if d, ok := oldObj.(cache.DeletedFinalStateUnknown); ok {
+			oldObj = d.Obj
+		}
+		oldNode, _ = oldObj.(*corev1.Node)
+	}
+	if newObj != nil {
+		newNode, _ = newObj.(*corev1.Node)
+	}
+	if oldNode != nil && newNode != nil {
+		if equality.Semantic.DeepEqual(oldNode.Labels, newNode.Labels) &&
+			nodeSkipReason(oldNode) == nodeSkipReason(newNode) &&
+			len(oldNode.Status.Images) == len(newNode.Status.Images) &&
+			equality.Semantic.DeepEqual(oldNode.Status.Images, newNode.Status.Images) {
+			return // a heartbeat
+		}
+	}
+	caches, err := c.icLister.List(labels.Everything())
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	for _, ic := range caches {
+		if matchesAny(ic, oldNode) || matchesAny(ic, newNode) {
+			c.queue.Add(cache.MetaObjectToName(ic))
+		}
+	}
+	if newNode != nil {
+		logger.V(4).Info("Node changed", "node", klog.KObj(newNode))
+	}
+}
+
+func matchesAny(ic *v1alpha2.ImageCache, n *corev1.Node) bool {
+	if n == nil {
+		return false
+	}
+	for _, e := range ic.Spec.CacheSpec {
+		if e.Selector().Matches(labels.Set(n.Labels)) {
+			return true
+		}
+	}
+	return false
+}
+
+// jobChanged keeps the throttle's count and enqueues the owning cache, and any
+// cache that was waiting for a slot the Job freed.
+func (c *Controller) jobChanged(obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+		deleted = true
+	}
+	job, ok := obj.(*batchv1.Job)
+	if !ok {
+		return
+	}
+	var wake []cache.ObjectName
+	if deleted {
+		wake = c.throttle.forget(jobKey(job))
+	} else {
+		wake = c.throttle.observe(job)
+	}
+	for _, w := range wake {
+		c.queue.Add(w)
+	}
+	if owner := c.resolveOwner(job.Namespace, metav1.GetControllerOfNoCopy(job)); owner != nil {
+		c.queue.Add(cache.MetaObjectToName(owner))
+	}
+}
+
+// podChanged enqueues the cache a pull pod belongs to.
+func (c *Controller) podChanged(obj any) {
+	m, err := metaOf(obj)
+	if err != nil {
+		return
+	}
+	if name := m.GetAnnotations()[puller.AnnotationCache]; name != "" {
+		c.queue.Add(cache.ObjectName{Namespace: m.GetNamespace(), Name: name})
+	}
+}
+
+// resolveOwner returns the ImageCache a controller reference points to, if it
+// still exists with that UID.
+func (c *Controller) resolveOwner(namespace string, ref *metav1.OwnerReference) *v1alpha2.ImageCache {
+	if ref == nil || ref.Kind != "ImageCache" || ref.APIVersion != v1alpha2.SchemeGroupVersion.String() {
+		return nil
+	}
+	ic, err := c.icLister.ImageCaches(namespace).Get(ref.Name)
+	if err != nil || ic.UID != ref.UID {
+		return nil
+	}
+	return ic
+}
+
+// Run starts the workers and blocks until ctx is done; it returns once they
+// have all stopped.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting controller", "controller", ControllerName, "workers", workers)
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced...) {
+		return errors.New("informer caches did not sync")
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })
+	}
+	<-ctx.Done()
+	logger.Info("Stopping controller", "controller", ControllerName)
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+func (c *Controller) runWorker(ctx context.Context) {
+	for c.processNextItem(ctx) {
+	}
+}
+
+func (c *Controller) processNextItem(ctx context.Context) bool {
+	key, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(key)
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "imagecache", key.String())
+	ctx = klog.NewContext(ctx, logger)
+	requeueAfter, err := c.sync(ctx, key)
+	switch {
+	case err == nil:
+		c.queue.Forget(key)
+		if requeueAfter > 0 {
+			c.queue.AddAfter(key, requeueAfter)
+		}
+	case apierrors.IsConflict(err):
+		logger.V(2).Info("Conflict, will retry", "err", err)
+		c.queue.AddRateLimited(key)
+	default:
+		utilruntime.HandleErrorWithContext(ctx, err, "Syncing ImageCache failed, will retry", "imagecache", key.String())
+		c.queue.AddRateLimited(key)
+	}
+	return true
+}
+
+// nodePresent returns the normalised images a node reports, cached by the
+// node's resourceVersion.
+func (c *Controller) nodePresent(n *corev1.Node) map[string]bool {
+	c.presentMu.Lock()
+	defer c.presentMu.Unlock()
+	if e, ok := c.present[n.Name]; ok && e.resourceVersion == n.ResourceVersion {
+		return e.images
+	}
+	imgs := presentImages(n)
+	c.present[n.Name] = nodeImages{resourceVersion: n.ResourceVersion, images: imgs}
+	return imgs
+}
+
+// InFlightJobs is the number of active pull Jobs the controller counts against
+// the throttle.
+func (c *Controller) InFlightJobs() int { return c.throttle.count() }

@@ -1,0 +1,149 @@
+package imagecache
+
+import (
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// Reasons of our own for a node that cannot take a pull now, or an image
+// that cannot be pulled at all.
+const (
+	reasonNodeNotReady     = "NodeNotReady"
+	reasonNodeDeleting     = "NodeDeleting"
+	reasonNoHostnameLabel  = "NoHostnameLabel"
+	reasonInvalidImageName = "InvalidImageName"
+)
+
+// wantedImage is an image as the spec spells it, and its normalised key.
+type wantedImage struct {
+	image string
+	key   string
+}
+
+// nodeWant is what one node should have.
+type nodeWant struct {
+	node     *corev1.Node
+	hostname string
+	// skip is why the node cannot take a pull now ("" when it can).
+	skip   string
+	images []wantedImage // sorted by key, no duplicates
+}
+
+// plan is the desired set of (node, image) pulls of one cache.
+type plan struct {
+	nodes map[string]*nodeWant
+	// invalid maps an image the normaliser refuses to its error, and
+	// invalidNodes lists, per such image, the nodes it was meant for.
+	invalid      map[string]string
+	invalidNodes map[string][]string
+	// display maps a normalised key to the spelling shown in status.
+	display map[string]string
+}
+
+func (p *plan) wants(node, key string) bool {
+	w := p.nodes[node]
+	if w == nil {
+		return false
+	}
+	i := sort.Search(len(w.images), func(i int) bool { return w.images[i].key >= key })
+	return i < len(w.images) && w.images[i].key == key
+}
+
+// nodeSkipReason says why a node cannot take a pull now, or "" if it can.
+func nodeSkipReason(n *corev1.Node) string {
+	if n.DeletionTimestamp != nil {
+		return reasonNodeDeleting
+	}
+	if n.Labels[puller.HostnameLabel] == "" {
+		return reasonNoHostnameLabel
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			if c.Status == corev1.ConditionTrue {
+				return ""
+			}
+			break
+		}
+	}
+	return reasonNodeNotReady
+}
+
+// computePlan works out the desired pulls from the spec and the nodes.
+func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
+	p := &plan{
+		nodes:        map[string]*nodeWant{},
+		invalid:      map[string]string{},
+		invalidNodes: map[string][]string{},
+		display:      map[string]string{},
+	}
+	seen := map[string]map[string]bool{}
+	for _, entry := range ic.Spec.CacheSpec {
+		sel := entry.Selector()
+		var valid []wantedImage
+		var invalid []string
+		for _, img := range entry.Images {
+			key, err := images.Normalize(img)
+			if err != nil {
+				p.invalid[img] = err.Error()
+				invalid = append(invalid, img)
+				continue
+			}
+			if _, ok := p.display[key]; !ok {
+				p.display[key] = img
+			}
+			valid = append(valid, wantedImage{image: p.display[key], key: key})
+		}
+		for _, n := range nodes {
+			if !sel.Matches(labels.Set(n.Labels)) {
+				continue
+			}
+			w := p.nodes[n.Name]
+			if w == nil {
+				w = &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], skip: nodeSkipReason(n)}
+				p.nodes[n.Name] = w
+				seen[n.Name] = map[string]bool{}
+			}
+			for _, wi := range valid {
+				if !seen[n.Name][wi.key] {
+					seen[n.Name][wi.key] = true
+					w.images = append(w.images, wi)
+				}
+			}
+			for _, img := range invalid {
+				p.invalidNodes[img] = appendUnique(p.invalidNodes[img], n.Name)
+			}
+		}
+	}
+	for _, w := range p.nodes {
+		sort.Slice(w.images, func(i, j int) bool { return w.images[i].key < w.images[j].key })
+	}
+	return p
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// presentImages returns the normalised names a node reports in status.images.
+func presentImages(n *corev1.Node) map[string]bool {
+	out := map[string]bool{}
+	for _, ci := range n.Status.Images {
+		for _, name := range ci.Names {
+			if key, err := images.Normalize(name); err == nil {
+				out[key] = true
+			}
+		}
+	}
+	return out
+}

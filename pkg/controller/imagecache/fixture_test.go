@@ -1,0 +1,364 @@
+package imagecache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	kubeinformers "k8s.io/client-go/informers"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	core "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2/ktesting"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	fledgedfake "kubefledged.io/kube-fledged/pkg/client/clientset/versioned/fake"
+	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+const testNS = "team-a"
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func testConfig() Config {
+	return Config{
+		Puller: puller.Config{
+			HelperImage:  "registry.local/kube-fledged:test",
+			PullPolicy:   corev1.PullIfNotPresent,
+			PullDeadline: time.Minute,
+		},
+		ImagesPerJob:    10,
+		MaxInFlightJobs: 100,
+	}
+}
+
+// --- builders ---
+
+type icOption func(*v1alpha2.ImageCache)
+
+func newImageCache(name string, opts ...icOption) *v1alpha2.ImageCache {
+	ic := &v1alpha2.ImageCache{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "kubefledged.io/v1alpha2", Kind: "ImageCache"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, UID: types.UID("uid-" + name), Generation: 1},
+	}
+	for _, o := range opts {
+		o(ic)
+	}
+	return ic
+}
+
+func withImages(images ...string) icOption {
+	return func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec = append(ic.Spec.CacheSpec, v1alpha2.CacheSpecImages{Images: images})
+	}
+}
+
+func withSelectedImages(sel map[string]string, images ...string) icOption {
+	return func(ic *v1alpha2.ImageCache) {
+		ns := map[string]v1alpha2.LabelValue{}
+		for k, v := range sel {
+			ns[k] = v1alpha2.LabelValue(v)
+		}
+		ic.Spec.CacheSpec = append(ic.Spec.CacheSpec, v1alpha2.CacheSpecImages{Images: images, NodeSelector: ns})
+	}
+}
+
+func withPullSecrets(names ...string) icOption {
+	return func(ic *v1alpha2.ImageCache) {
+		for _, n := range names {
+			ic.Spec.ImagePullSecrets = append(ic.Spec.ImagePullSecrets, v1alpha2.ImagePullSecret{Name: n})
+		}
+	}
+}
+
+type nodeOption func(*corev1.Node)
+
+func newNode(name string, opts ...nodeOption) *corev1.Node {
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), ResourceVersion: "1",
+			Labels: map[string]string{puller.HostnameLabel: name}},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+	}
+	for _, o := range opts {
+		o(n)
+	}
+	return n
+}
+
+func withLabels(kv ...string) nodeOption {
+	return func(n *corev1.Node) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			n.Labels[kv[i]] = kv[i+1]
+		}
+	}
+}
+
+func notReady() nodeOption {
+	return func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse }
+}
+
+func withNodeImages(names ...string) nodeOption {
+	return func(n *corev1.Node) {
+		n.Status.Images = append(n.Status.Images, corev1.ContainerImage{Names: names})
+	}
+}
+
+// --- fixture ---
+
+type fixture struct {
+	t        *testing.T
+	ctx      context.Context
+	kube     *kubefake.Clientset
+	client   *fledgedfake.Clientset
+	kubeInf  kubeinformers.SharedInformerFactory
+	icInf    icinformers.SharedInformerFactory
+	c        *Controller
+	clock    *clocktesting.FakeClock
+	recorder *record.FakeRecorder
+	uidSeq   int
+}
+
+func newFixture(t *testing.T, cfg Config, caches []*v1alpha2.ImageCache, nodes ...*corev1.Node) *fixture {
+	t.Helper()
+	_, ctx := ktesting.NewTestContext(t)
+	f := &fixture{t: t, ctx: ctx, clock: clocktesting.NewFakeClock(t0), recorder: record.NewFakeRecorder(1000)}
+	var kubeObjs, icObjs []runtime.Object
+	for _, n := range nodes {
+		kubeObjs = append(kubeObjs, n)
+	}
+	for _, ic := range caches {
+		icObjs = append(icObjs, ic)
+	}
+	f.kube = kubefake.NewClientset(kubeObjs...)
+	f.client = fledgedfake.NewClientset(icObjs...)
+	// The API server gives created Jobs a UID and a creation time.
+	f.kube.PrependReactor("create", "jobs", func(action core.Action) (bool, runtime.Object, error) {
+		job := action.(core.CreateAction).GetObject().(*batchv1.Job)
+		f.uidSeq++
+		job.UID = types.UID(fmt.Sprintf("job-uid-%d", f.uidSeq))
+		job.CreationTimestamp = metav1.NewTime(f.clock.Now())
+		return false, nil, nil
+	})
+	f.restart(cfg)
+	return f
+}
+
+// restart builds a new controller, with new informers, on the same API state:
+// what a restarted process (or a new leader) starts from.
+func (f *fixture) restart(cfg Config) {
+	f.t.Helper()
+	f.kubeInf = kubeinformers.NewSharedInformerFactory(f.kube, 0)
+	f.icInf = icinformers.NewSharedInformerFactory(f.client, 0)
+	c, err := New(f.ctx, cfg, f.kube, f.client, f.icInf.Kubefledged().V1alpha2().ImageCaches(),
+		f.kubeInf.Core().V1().Nodes(), f.kubeInf.Batch().V1().Jobs(), f.kubeInf.Core().V1().Pods(), f.recorder, f.clock)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.c = c
+	f.catchUp()
+	f.clearActions()
+}
+
+// catchUp makes the informer caches show what the fake API server holds, as
+// the informers would after their watch events.
+func (f *fixture) catchUp() {
+	f.t.Helper()
+	ics, _ := f.client.KubefledgedV1alpha2().ImageCaches("").List(f.ctx, metav1.ListOptions{})
+	replace(f.t, f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer(), ics.Items)
+	nodes, _ := f.kube.CoreV1().Nodes().List(f.ctx, metav1.ListOptions{})
+	replace(f.t, f.kubeInf.Core().V1().Nodes().Informer().GetIndexer(), nodes.Items)
+	jobs, _ := f.kube.BatchV1().Jobs("").List(f.ctx, metav1.ListOptions{})
+	replace(f.t, f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer(), jobs.Items)
+	for i := range jobs.Items {
+		f.c.throttle.observe(&jobs.Items[i])
+	}
+	pods, _ := f.kube.CoreV1().Pods("").List(f.ctx, metav1.ListOptions{})
+	replace(f.t, f.kubeInf.Core().V1().Pods().Informer().GetIndexer(), pods.Items)
+}
+
+func replace[T any](t *testing.T, idx cache.Indexer, items []T) {
+	t.Helper()
+	objs := make([]any, 0, len(items))
+	for i := range items {
+		objs = append(objs, &items[i])
+	}
+	if err := idx.Replace(objs, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) clearActions() {
+	f.kube.ClearActions()
+	f.client.ClearActions()
+}
+
+// sync runs one sync of the cache, then lets the informers catch up. It
+// returns the writes the sync made.
+func (f *fixture) sync(name string) ([]core.Action, time.Duration) {
+	f.t.Helper()
+	after, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: name})
+	if err != nil {
+		f.t.Fatalf("sync %s: %v", name, err)
+	}
+	w := f.writes()
+	f.catchUp()
+	return w, after
+}
+
+// writes returns the write actions both clients saw since the last call.
+func (f *fixture) writes() []core.Action {
+	var out []core.Action
+	for _, a := range append(f.kube.Actions(), f.client.Actions()...) {
+		switch a.GetVerb() {
+		case "get", "list", "watch":
+			continue
+		}
+		out = append(out, a)
+	}
+	f.clearActions()
+	return out
+}
+
+func (f *fixture) imageCache(name string) *v1alpha2.ImageCache {
+	f.t.Helper()
+	ic, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Get(f.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ic
+}
+
+func (f *fixture) jobs() []batchv1.Job {
+	f.t.Helper()
+	list, err := f.kube.BatchV1().Jobs(testNS).List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	sort.Slice(list.Items, func(i, j int) bool {
+		return list.Items[i].Annotations[puller.AnnotationNode]+list.Items[i].Name < list.Items[j].Annotations[puller.AnnotationNode]+list.Items[j].Name
+	})
+	return list.Items
+}
+
+func (f *fixture) updateJob(job *batchv1.Job) {
+	f.t.Helper()
+	if _, err := f.kube.BatchV1().Jobs(job.Namespace).Update(f.ctx, job, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+}
+
+// completeJob plays the Job controller for a Job whose containers all ran.
+func (f *fixture) completeJob(job batchv1.Job) {
+	f.t.Helper()
+	job.Status.Conditions = append(job.Status.Conditions,
+		batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue},
+		batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue})
+	job.Status.Succeeded = 1
+	f.updateJob(&job)
+}
+
+// completeAll completes every active Job.
+func (f *fixture) completeAll() int {
+	n := 0
+	for _, j := range f.jobs() {
+		if puller.IsActive(&j) {
+			f.completeJob(j)
+			n++
+		}
+	}
+	return n
+}
+
+// podWith plays the kubelet: the Job's pod, with the given container states.
+func (f *fixture) podWith(job batchv1.Job, states map[string]corev1.ContainerState) *corev1.Pod {
+	f.t.Helper()
+	start := metav1.NewTime(job.CreationTimestamp.Time)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: job.Name + "-abcde", Namespace: job.Namespace, UID: types.UID("pod-" + string(job.UID)),
+			Labels: job.Spec.Template.Labels, Annotations: job.Spec.Template.Annotations,
+			CreationTimestamp: start,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: job.Name,
+				UID: job.UID, Controller: ptrTo(true)}},
+		},
+		Spec:   job.Spec.Template.Spec,
+		Status: corev1.PodStatus{Phase: corev1.PodPending, StartTime: &start},
+	}
+	for _, c := range job.Spec.Template.Spec.Containers {
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses,
+			corev1.ContainerStatus{Name: c.Name, Image: c.Image, State: states[c.Name]})
+	}
+	if _, err := f.kube.CoreV1().Pods(job.Namespace).Create(f.ctx, pod, metav1.CreateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	return pod
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func terminatedOK(at time.Time) corev1.ContainerState {
+	return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", FinishedAt: metav1.NewTime(at)}}
+}
+
+func waiting(reason, message string) corev1.ContainerState {
+	return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}}
+}
+
+// --- action helpers ---
+
+func createdJobs(actions []core.Action) []*batchv1.Job {
+	var out []*batchv1.Job
+	for _, a := range actions {
+		if a.GetVerb() == "create" && a.GetResource().Resource == "jobs" {
+			out = append(out, a.(core.CreateAction).GetObject().(*batchv1.Job))
+		}
+	}
+	return out
+}
+
+func statusUpdates(actions []core.Action) []*v1alpha2.ImageCache {
+	var out []*v1alpha2.ImageCache
+	for _, a := range actions {
+		if a.GetVerb() == "update" && a.GetSubresource() == "status" {
+			out = append(out, a.(core.UpdateAction).GetObject().(*v1alpha2.ImageCache))
+		}
+	}
+	return out
+}
+
+func describe(actions []core.Action) string {
+	var parts []string
+	for _, a := range actions {
+		s := a.GetVerb() + " " + a.GetResource().Resource
+		if a.GetSubresource() != "" {
+			s += "/" + a.GetSubresource()
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func jobImages(t *testing.T, job *batchv1.Job) []string {
+	t.Helper()
+	var imgs []string
+	if err := json.Unmarshal([]byte(job.Annotations[puller.AnnotationImages]), &imgs); err != nil {
+		t.Fatal(err)
+	}
+	return imgs
+}

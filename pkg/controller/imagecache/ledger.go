@@ -1,0 +1,132 @@
+package imagecache
+
+import (
+	"encoding/base64"
+	"sort"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+// pairState is the settled state of one (node, image) pull in the ledger.
+type pairState uint8
+
+const (
+	stateUnsettled pairState = iota
+	statePulled
+	statePresent
+	stateFailed
+)
+
+// ledger is the decoded form of status.ledger: node -> normalised image -> state.
+type ledger struct {
+	epoch int64
+	nodes map[string]map[string]pairState
+}
+
+func newLedger(epoch int64) *ledger {
+	return &ledger{epoch: epoch, nodes: map[string]map[string]pairState{}}
+}
+
+func decodeLedger(l *v1alpha2.PullLedger) *ledger {
+	if l == nil {
+		return newLedger(0)
+	}
+	out := newLedger(l.Epoch)
+	for node, enc := range l.Nodes {
+		bits, err := base64.RawStdEncoding.DecodeString(enc)
+		if err != nil {
+			continue // a damaged entry only means "pull again"
+		}
+		m := map[string]pairState{}
+		for i, img := range l.Images {
+			if i/4 >= len(bits) {
+				break
+			}
+			if s := pairState(bits[i/4]>>(2*(i%4))) & 3; s != stateUnsettled {
+				m[img] = s
+			}
+		}
+		if len(m) > 0 {
+			out.nodes[node] = m
+		}
+	}
+	return out
+}
+
+func (l *ledger) get(node, image string) pairState { return l.nodes[node][image] }
+
+func (l *ledger) set(node, image string, s pairState) {
+	m := l.nodes[node]
+	if m == nil {
+		m = map[string]pairState{}
+		l.nodes[node] = m
+	}
+	if s == stateUnsettled {
+		delete(m, image)
+		return
+	}
+	m[image] = s
+}
+
+// keepOnly drops every entry that is not a wanted (node, image) pair.
+func (l *ledger) keepOnly(wanted func(node, image string) bool) {
+	for node, m := range l.nodes {
+		for img := range m {
+			if !wanted(node, img) {
+				delete(m, img)
+			}
+		}
+		if len(m) == 0 {
+			delete(l.nodes, node)
+		}
+	}
+}
+
+// clearFailed forgets failures, so that they are tried again.
+func (l *ledger) clearFailed() {
+	for node, m := range l.nodes {
+		for img, s := range m {
+			if s == stateFailed {
+				delete(m, img)
+			}
+		}
+		if len(m) == 0 {
+			delete(l.nodes, node)
+		}
+	}
+}
+
+// encode writes the ledger in its compact status form; the output depends
+// only on the contents, so an unchanged ledger compares equal.
+func (l *ledger) encode() *v1alpha2.PullLedger {
+	index := map[string]int{}
+	for _, m := range l.nodes {
+		for img := range m {
+			index[img] = 0
+		}
+	}
+	images := make([]string, 0, len(index))
+	for img := range index {
+		images = append(images, img)
+	}
+	sort.Strings(images)
+	for i, img := range images {
+		index[img] = i
+	}
+	out := &v1alpha2.PullLedger{Epoch: l.epoch, Images: images}
+	if len(l.nodes) > 0 {
+		out.Nodes = make(map[string]string, len(l.nodes))
+	}
+	for node, m := range l.nodes {
+		bits := make([]byte, (len(images)+3)/4)
+		for img, s := range m {
+			i := index[img]
+			bits[i/4] |= byte(s) << (2 * (i % 4))
+		}
+		out.Nodes[node] = base64.RawStdEncoding.EncodeToString(bits)
+	}
+	if len(out.Images) == 0 {
+		out.Images = nil
+	}
+	return out
+}

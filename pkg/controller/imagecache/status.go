@@ -1,0 +1,205 @@
+package imagecache
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
+)
+
+// failureSet collects per-node failures by image (as the spec spells it).
+type failureSet map[string]map[string]v1alpha2.NodeReasonMessage
+
+// newFailureSet starts from the failures already in status that still hold
+// (the ledger still has the pair failed), and the images the normaliser refuses.
+func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan, led *ledger) failureSet {
+	f := failureSet{}
+	for img, list := range prev {
+		key, err := images.Normalize(img)
+		if err != nil {
+			continue // invalid images are recomputed below
+		}
+		for _, nrm := range list {
+			if led.get(nrm.Node, key) == stateFailed && p.wants(nrm.Node, key) {
+				f.add(p.display[key], nrm.Node, nrm.Reason, nrm.Message)
+			}
+		}
+	}
+	for img, nodes := range p.invalidNodes {
+		for _, n := range nodes {
+			f.add(img, n, reasonInvalidImageName, p.invalid[img])
+		}
+	}
+	return f
+}
+
+func (f failureSet) add(image, node, reason, message string) {
+	m := f[image]
+	if m == nil {
+		m = map[string]v1alpha2.NodeReasonMessage{}
+		f[image] = m
+	}
+	m[node] = v1alpha2.NodeReasonMessage{Node: node, Reason: reason, Message: message}
+}
+
+// render returns the failures map, capped per image, and the count of the
+// failures left out, per image. failedTotal is each image's number of failed
+// pulls, which may exceed what the set holds.
+func (f failureSet) render(failedTotal map[string]int) (map[string]v1alpha2.NodeReasonMessageList, map[string]int32) {
+	if len(f) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]v1alpha2.NodeReasonMessageList, len(f))
+	var omitted map[string]int32
+	for img, m := range f {
+		list := make(v1alpha2.NodeReasonMessageList, 0, len(m))
+		for _, nrm := range m {
+			list = append(list, nrm)
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Node < list[j].Node })
+		if len(list) > v1alpha2.MaxFailuresPerImage {
+			list = list[:v1alpha2.MaxFailuresPerImage]
+		}
+		out[img] = list
+		if rest := max(failedTotal[img], len(m)) - len(list); rest > 0 {
+			if omitted == nil {
+				omitted = map[string]int32{}
+			}
+			omitted[img] = int32(rest)
+		}
+	}
+	return out, omitted
+}
+
+// pullCounts is PullCounts plus the failed pulls by image.
+type pullCounts struct {
+	v1alpha2.PullCounts
+	failedByImage map[string]int
+	skippedNodes  int
+}
+
+func countPulls(p *plan, led *ledger) pullCounts {
+	c := pullCounts{failedByImage: map[string]int{}}
+	for name, w := range p.nodes {
+		skipped := false
+		for _, wi := range w.images {
+			c.Desired++
+			switch led.get(name, wi.key) {
+			case statePulled:
+				c.Succeeded++
+			case statePresent:
+				c.Succeeded++
+				c.AlreadyPresent++
+			case stateFailed:
+				c.Failed++
+				c.failedByImage[wi.image]++
+			default:
+				if w.skip != "" {
+					c.Skipped++
+					skipped = true
+				} else {
+					c.Pending++
+				}
+			}
+		}
+		if skipped {
+			c.skippedNodes++
+		}
+	}
+	for img, nodes := range p.invalidNodes {
+		c.Desired += int32(len(nodes))
+		c.Failed += int32(len(nodes))
+		c.failedByImage[img] += len(nodes)
+	}
+	return c
+}
+
+// fillStatus writes the computed state into st.
+func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan, led *ledger,
+	failures failureSet, counts pullCounts, now time.Time) {
+	st.Pulls = counts.PullCounts
+	st.NodesMatched = int32(len(p.nodes))
+	st.Ledger = led.encode()
+	st.Failures, st.OmittedFailures = failures.render(counts.failedByImage)
+	if counts.Pending == 0 {
+		if st.Status == v1alpha2.ImageCacheActionStatusProcessing || st.Status == "" || st.CompletionTime == nil {
+			t := metav1.NewTime(now)
+			st.CompletionTime = &t
+		}
+		st.Status = v1alpha2.ImageCacheActionStatusSucceeded
+		if counts.Failed > 0 {
+			st.Status = v1alpha2.ImageCacheActionStatusFailed
+		}
+	} else {
+		st.Status = v1alpha2.ImageCacheActionStatusProcessing
+		st.CompletionTime = nil
+	}
+	st.Message = statusMessage(counts, len(p.nodes))
+
+	ready := metav1.Condition{Type: v1alpha2.ConditionReady, ObservedGeneration: ic.Generation,
+		LastTransitionTime: metav1.NewTime(now), Message: st.Message}
+	progressing := metav1.Condition{Type: v1alpha2.ConditionProgressing, ObservedGeneration: ic.Generation,
+		LastTransitionTime: metav1.NewTime(now), Message: st.Message}
+	switch st.Status {
+	case v1alpha2.ImageCacheActionStatusProcessing:
+		ready.Status, ready.Reason = metav1.ConditionFalse, "Pulling"
+		progressing.Status, progressing.Reason = metav1.ConditionTrue, st.Reason
+	case v1alpha2.ImageCacheActionStatusFailed:
+		ready.Status, ready.Reason = metav1.ConditionFalse, "PullsFailed"
+		progressing.Status, progressing.Reason = metav1.ConditionFalse, "Complete"
+	default:
+		ready.Status, ready.Reason = metav1.ConditionTrue, "Cached"
+		progressing.Status, progressing.Reason = metav1.ConditionFalse, "Complete"
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
+	meta.SetStatusCondition(&st.Conditions, progressing)
+}
+
+// statusMessage says, for people, how the operation stands.
+func statusMessage(c pullCounts, nodes int) string {
+	if nodes == 0 {
+		return "No node matches the cache's node selectors; nothing to pull"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Pulled %d of %d images on %d %s", c.Succeeded, c.Desired, nodes, plural(nodes, "node", "nodes"))
+	if c.AlreadyPresent > 0 {
+		fmt.Fprintf(&b, " (%d already present)", c.AlreadyPresent)
+	}
+	if c.Failed > 0 {
+		fmt.Fprintf(&b, "; %d failed", c.Failed)
+	}
+	if c.Pending > 0 {
+		fmt.Fprintf(&b, "; %d pending", c.Pending)
+	}
+	if c.Skipped > 0 {
+		fmt.Fprintf(&b, "; %d skipped on %d %s not ready", c.Skipped, c.skippedNodes, plural(c.skippedNodes, "node", "nodes"))
+	}
+	return b.String()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// recordTransition emits an event when an operation completes.
+func (c *Controller) recordTransition(old *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus) {
+	if old.Status.Status == st.Status && old.Status.Reason == st.Reason && old.Status.StartTime.Equal(st.StartTime) {
+		return
+	}
+	switch st.Status {
+	case v1alpha2.ImageCacheActionStatusSucceeded:
+		c.recorder.Eventf(old, corev1.EventTypeNormal, "Succeeded", "%s succeeded: %s", st.Reason, st.Message)
+	case v1alpha2.ImageCacheActionStatusFailed:
+		c.recorder.Eventf(old, corev1.EventTypeWarning, "Failed", "%s failed: %s", st.Reason, st.Message)
+	}
+}

@@ -1,0 +1,353 @@
+package imagecache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// sync moves one ImageCache toward its desired pulls and writes its status.
+// It returns how soon to look again when nothing else would wake it.
+func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Duration, error) {
+	logger := klog.FromContext(ctx)
+	ic, err := c.icLister.ImageCaches(key.Namespace).Get(key.Name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil // its Jobs go with it, by owner reference
+	}
+	if err != nil {
+		return 0, err
+	}
+	if ic.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	now := c.clock.Now()
+	st := ic.Status.DeepCopy()
+	led := decodeLedger(st.Ledger)
+
+	// 1. Which operation is this?
+	op, wait := c.nextOperation(ic, st, now)
+	if wait > 0 {
+		return wait, nil
+	}
+	if op != "" {
+		start := metav1.NewTime(now.Truncate(time.Second))
+		if st.StartTime != nil && !start.After(st.StartTime.Time) {
+			// Ledger epochs (and so Job names) must grow from one
+			// operation to the next.
+			return st.StartTime.Add(time.Second).Sub(now), nil
+		}
+		logger.Info("Starting operation", "operation", op, "generation", ic.Generation)
+		st.Reason = op
+		st.Status = v1alpha2.ImageCacheActionStatusProcessing
+		st.StartTime = &start
+		st.CompletionTime = nil
+		st.ObservedGeneration = ic.Generation
+		st.Failures = nil
+		st.OmittedFailures = nil
+		switch op {
+		case v1alpha2.ImageCacheReasonCreate, v1alpha2.ImageCacheReasonRefresh:
+			led = newLedger(start.Unix())
+		case v1alpha2.ImageCacheReasonUpdate:
+			led.clearFailed()
+		}
+		c.recorder.Eventf(ic, corev1.EventTypeNormal, "Started", "%s started", op)
+	}
+
+	// 2. The desired pulls, and what the ledger knows of them.
+	nodes, err := c.nodeLister.List(labels.Everything())
+	if err != nil {
+		return 0, err
+	}
+	p := computePlan(ic, nodes)
+	led.keepOnly(p.wants)
+	failures := newFailureSet(st.Failures, p, led)
+
+	// 3. The Jobs: outcomes into the ledger, stale ones away.
+	jobs, err := c.jobsOf(ic)
+	if err != nil {
+		return 0, err
+	}
+	busy := map[string]bool{}
+	deleted := map[string]bool{}
+	var checkAt time.Time
+	for _, job := range jobs {
+		nodeName := job.Annotations[puller.AnnotationNode]
+		if job.DeletionTimestamp != nil {
+			if puller.IsActive(job) {
+				busy[nodeName] = true
+			}
+			continue
+		}
+		if puller.JobEpoch(job) < led.epoch || p.nodes[nodeName] == nil {
+			if err := c.deleteJob(ctx, job); err != nil {
+				return 0, err
+			}
+			deleted[job.Name] = true
+			continue
+		}
+		out, err := puller.Read(c.cfg.Puller, job, c.podOf(job), now)
+		if err != nil {
+			logger.Error(err, "Unreadable pull Job, deleting it", "job", klog.KObj(job))
+			if err := c.deleteJob(ctx, job); err != nil {
+				return 0, err
+			}
+			deleted[job.Name] = true
+			continue
+		}
+		if out.EndNow {
+			if err := c.endJob(ctx, job, out); err != nil {
+				return 0, err
+			}
+		} else if puller.IsActive(job) {
+			busy[nodeName] = true
+		}
+		if !out.CheckAt.IsZero() && (checkAt.IsZero() || out.CheckAt.Before(checkAt)) {
+			checkAt = out.CheckAt
+		}
+		for i, img := range out.Images {
+			k, err := images.Normalize(img)
+			if err != nil || !p.wants(nodeName, k) {
+				continue
+			}
+			switch r := out.Results[i]; r.State {
+			case puller.Succeeded:
+				if led.get(nodeName, k) != statePresent {
+					led.set(nodeName, k, statePulled)
+				}
+			case puller.Failed:
+				led.set(nodeName, k, stateFailed)
+				failures.add(p.display[k], nodeName, r.Reason, r.Message)
+			}
+		}
+	}
+
+	// 4. Images the nodes already report, and new Jobs for what is left.
+	throttled := false
+	nodeNames := make([]string, 0, len(p.nodes))
+	for name := range p.nodes {
+		nodeNames = append(nodeNames, name)
+	}
+	sort.Strings(nodeNames)
+	for _, name := range nodeNames {
+		w := p.nodes[name]
+		if w.skip != "" {
+			continue
+		}
+		var present map[string]bool
+		if c.cfg.Puller.PullPolicy != corev1.PullAlways {
+			present = c.nodePresent(w.node)
+		}
+		var batch []string
+		for _, wi := range w.images {
+			if led.get(name, wi.key) != stateUnsettled {
+				continue
+			}
+			if present[wi.key] {
+				led.set(name, wi.key, statePresent)
+				continue
+			}
+			if len(batch) < c.cfg.ImagesPerJob {
+				batch = append(batch, wi.image)
+			}
+		}
+		if len(batch) == 0 || busy[name] || throttled {
+			continue
+		}
+		job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: led.epoch})
+		if !c.throttle.tryAcquire(jobKey(job), key) {
+			throttled = true
+			continue
+		}
+		if _, err := c.kubeClient.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: ControllerName}); err != nil {
+			if !apierrors.IsAlreadyExists(err) {
+				c.throttle.release(jobKey(job))
+				return 0, fmt.Errorf("creating pull job %s for node %s: %w", job.Name, name, err)
+			}
+		} else {
+			logger.V(2).Info("Created pull Job", "job", klog.KObj(job), "node", name, "images", len(batch))
+		}
+	}
+
+	// 5. Status.
+	counts := countPulls(p, led)
+	complete := counts.Pending == 0
+	if complete && hasAnnotation(ic, v1alpha2.AnnotationRefresh) && st.Reason == v1alpha2.ImageCacheReasonRefresh {
+		// The refresh asked for is done: take the request away first, so
+		// that a crash after this point cannot start it again.
+		patched, err := c.removeAnnotation(ctx, ic, v1alpha2.AnnotationRefresh)
+		if err != nil {
+			return 0, err
+		}
+		ic = patched
+	}
+	c.fillStatus(ic, st, p, led, failures, counts, now)
+	if !equality.Semantic.DeepEqual(ic.Status, *st) {
+		updated := ic.DeepCopy()
+		updated.Status = *st
+		if _, err := c.client.KubefledgedV1alpha2().ImageCaches(ic.Namespace).UpdateStatus(ctx, updated,
+			metav1.UpdateOptions{FieldManager: ControllerName}); err != nil {
+			return 0, fmt.Errorf("writing status: %w", err)
+		}
+		c.recordTransition(ic, st)
+	}
+
+	// 6. A finished operation's Jobs go, unless they are to be kept.
+	if complete && !c.cfg.RetainJobs {
+		for _, job := range jobs {
+			if job.DeletionTimestamp == nil && !deleted[job.Name] {
+				if err := c.deleteJob(ctx, job); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+
+	// 7. When to look again.
+	var after time.Duration
+	if !checkAt.IsZero() {
+		after = max(checkAt.Sub(now), 100*time.Millisecond)
+	}
+	if throttled {
+		after = minPositive(after, throttledRetry)
+	}
+	if complete && c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil {
+		after = minPositive(after, max(st.CompletionTime.Add(c.cfg.RefreshFrequency).Sub(now), time.Second))
+	}
+	return after, nil
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 {
+		return b
+	}
+	return min(a, b)
+}
+
+// nextOperation says whether a new operation starts now, and which. A
+// non-zero wait means: look again then.
+func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, now time.Time) (string, time.Duration) {
+	switch {
+	case st.StartTime == nil:
+		return v1alpha2.ImageCacheReasonCreate, 0
+	case ic.Generation != st.ObservedGeneration:
+		return v1alpha2.ImageCacheReasonUpdate, 0
+	case hasAnnotation(ic, v1alpha2.AnnotationRefresh) &&
+		!(st.Reason == v1alpha2.ImageCacheReasonRefresh && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
+		return v1alpha2.ImageCacheReasonRefresh, 0
+	case c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil && st.Status != v1alpha2.ImageCacheActionStatusProcessing &&
+		!now.Before(st.CompletionTime.Add(c.cfg.RefreshFrequency)):
+		return v1alpha2.ImageCacheReasonRefresh, 0
+	}
+	return "", 0
+}
+
+func hasAnnotation(ic *v1alpha2.ImageCache, key string) bool {
+	_, ok := ic.Annotations[key]
+	return ok
+}
+
+// jobsOf lists the pull Jobs of a cache, by its UID.
+func (c *Controller) jobsOf(ic *v1alpha2.ImageCache) ([]*batchv1.Job, error) {
+	objs, err := c.jobIndexer.ByIndex(jobsByCacheIndex, string(ic.UID))
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*batchv1.Job, 0, len(objs))
+	for _, o := range objs {
+		job, ok := o.(*batchv1.Job)
+		if !ok || job.Namespace != ic.Namespace || job.Labels[puller.LabelComponent] != puller.ComponentPull {
+			continue
+		}
+		if ref := metav1.GetControllerOfNoCopy(job); ref == nil || ref.UID != ic.UID {
+			continue
+		}
+		jobs = append(jobs, job)
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Name < jobs[j].Name })
+	return jobs, nil
+}
+
+// podOf returns the newest pod of a Job, or nil.
+func (c *Controller) podOf(job *batchv1.Job) *corev1.Pod {
+	objs, err := c.podIndexer.ByIndex(podsByJobIndex, string(job.UID))
+	if err != nil {
+		return nil
+	}
+	var newest *corev1.Pod
+	for _, o := range objs {
+		pod, ok := o.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if newest == nil || pod.CreationTimestamp.After(newest.CreationTimestamp.Time) {
+			newest = pod
+		}
+	}
+	return newest
+}
+
+func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
+	err := c.kubeClient.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground),
+		Preconditions:     &metav1.Preconditions{UID: &job.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting job %s: %w", job.Name, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Deleted pull Job", "job", klog.KObj(job))
+	return nil
+}
+
+// endJob records a Job's per-image outcome on the Job and suspends it, so its
+// pod goes while the outcome stays.
+func (c *Controller) endJob(ctx context.Context, job *batchv1.Job, out puller.Outcome) error {
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{
+			"annotations":     map[string]string{puller.AnnotationResults: puller.ResultsAnnotation(out)},
+			"resourceVersion": job.ResourceVersion,
+		},
+		"spec": map[string]any{"suspend": true},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := c.kubeClient.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: ControllerName}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("recording the outcome of job %s: %w", job.Name, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Ended pull Job and recorded its outcome", "job", klog.KObj(job))
+	return nil
+}
+
+func (c *Controller) removeAnnotation(ctx context.Context, ic *v1alpha2.ImageCache, key string) (*v1alpha2.ImageCache, error) {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"annotations":     map[string]any{key: nil},
+		"resourceVersion": ic.ResourceVersion,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.client.KubefledgedV1alpha2().ImageCaches(ic.Namespace).Patch(ctx, ic.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: ControllerName})
+	if err != nil {
+		return nil, fmt.Errorf("removing annotation %s: %w", key, err)
+	}
+	return out, nil
+}

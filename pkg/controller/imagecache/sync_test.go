@@ -1,0 +1,706 @@
+package imagecache
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	core "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// TestNewCacheCreatesPinnedJobs: a cache over 3 nodes, with one entry for every
+// node and one for the backend nodes, gives one Job per node with the right
+// pod spec, and a Processing status.
+func TestNewCacheCreatesPinnedJobs(t *testing.T) {
+	ic := newImageCache("web",
+		withImages("nginx:1.27", "docker.io/library/redis:7.4"),
+		withSelectedImages(map[string]string{"tier": "backend"}, "ghcr.io/org/api:v2"),
+		withPullSecrets("regcred"))
+	cfg := testConfig()
+	cfg.Puller.ServiceAccountName = "puller"
+	cfg.Puller.PriorityClassName = "low"
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{ic},
+		newNode("node-a"), newNode("node-b", withLabels("tier", "backend")), newNode("node-c"))
+
+	writes, _ := f.sync("web")
+	jobs := createdJobs(writes)
+	if len(jobs) != 3 {
+		t.Fatalf("want 3 Jobs, got %d (%s)", len(jobs), describe(writes))
+	}
+	wantImages := map[string][]string{
+		// in the order of the normalised names: docker.io/library/nginx, .../redis, ghcr.io/...
+		"node-a": {"nginx:1.27", "docker.io/library/redis:7.4"},
+		"node-b": {"nginx:1.27", "docker.io/library/redis:7.4", "ghcr.io/org/api:v2"},
+		"node-c": {"nginx:1.27", "docker.io/library/redis:7.4"},
+	}
+	for _, job := range jobs {
+		node := job.Annotations[puller.AnnotationNode]
+		spec := job.Spec.Template.Spec
+		if diff := cmp.Diff(wantImages[node], jobImages(t, job)); diff != "" {
+			t.Errorf("%s: images (-want +got):\n%s", node, diff)
+		}
+		if diff := cmp.Diff(map[string]string{"kubernetes.io/hostname": node}, spec.NodeSelector); diff != "" {
+			t.Errorf("%s: nodeSelector (-want +got):\n%s", node, diff)
+		}
+		if diff := cmp.Diff([]corev1.Toleration{{Operator: corev1.TolerationOpExists}}, spec.Tolerations); diff != "" {
+			t.Errorf("%s: tolerations (-want +got):\n%s", node, diff)
+		}
+		if diff := cmp.Diff([]corev1.LocalObjectReference{{Name: "regcred"}}, spec.ImagePullSecrets); diff != "" {
+			t.Errorf("%s: pull secrets (-want +got):\n%s", node, diff)
+		}
+		n := int64(len(wantImages[node]))
+		if got := ptr.Deref(job.Spec.ActiveDeadlineSeconds, 0); got != n*60+30 {
+			t.Errorf("%s: activeDeadlineSeconds %d, want %d", node, got, n*60+30)
+		}
+		if ptr.Deref(job.Spec.BackoffLimit, -1) != 0 || spec.RestartPolicy != corev1.RestartPolicyNever {
+			t.Errorf("%s: backoffLimit %v restartPolicy %s", node, job.Spec.BackoffLimit, spec.RestartPolicy)
+		}
+		if !ptr.Deref(spec.AutomountServiceAccountToken, true) == false || spec.ServiceAccountName != "puller" || spec.PriorityClassName != "low" {
+			t.Errorf("%s: automount %v, service account %q, priority class %q", node, spec.AutomountServiceAccountToken, spec.ServiceAccountName, spec.PriorityClassName)
+		}
+		if len(spec.InitContainers) != 1 || spec.InitContainers[0].Image != "registry.local/kube-fledged:test" ||
+			!cmp.Equal(spec.InitContainers[0].Command, []string{"/fledged-helper", "install", puller.HelperPath}) {
+			t.Errorf("%s: init container %+v", node, spec.InitContainers)
+		}
+		if len(spec.Containers) != len(wantImages[node]) {
+			t.Fatalf("%s: %d containers", node, len(spec.Containers))
+		}
+		for i, c := range spec.Containers {
+			if c.Image != wantImages[node][i] || c.Command[0] != puller.HelperPath || c.ImagePullPolicy != corev1.PullIfNotPresent {
+				t.Errorf("%s: container %d: image %s command %v policy %s", node, i, c.Image, c.Command, c.ImagePullPolicy)
+			}
+			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+				t.Errorf("%s: container %d has no requests", node, i)
+			}
+		}
+		ref := metav1.GetControllerOf(job)
+		if ref == nil || ref.UID != ic.UID || ref.Kind != "ImageCache" {
+			t.Errorf("%s: owner %+v", node, ref)
+		}
+		if job.Labels[puller.LabelCacheUID] != string(ic.UID) || job.Labels[puller.LabelManagedBy] != "kube-fledged" {
+			t.Errorf("%s: labels %v", node, job.Labels)
+		}
+	}
+	ups := statusUpdates(writes)
+	if len(ups) != 1 {
+		t.Fatalf("want 1 status update, got %s", describe(writes))
+	}
+	st := ups[0].Status
+	want := v1alpha2.PullCounts{Desired: 7, Pending: 7}
+	if diff := cmp.Diff(want, st.Pulls); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+	if st.Status != v1alpha2.ImageCacheActionStatusProcessing || st.Reason != v1alpha2.ImageCacheReasonCreate ||
+		st.ObservedGeneration != 1 || st.NodesMatched != 3 || st.StartTime == nil || st.CompletionTime != nil {
+		t.Errorf("status %+v", st)
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionProgressing); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Progressing %+v", c)
+	}
+	if ev := <-f.recorder.Events; !strings.Contains(ev, "Started") {
+		t.Errorf("event %q", ev)
+	}
+}
+
+// TestBatching: 25 images with 10 per Job gives 3 Jobs per node, one at a
+// time, and then Succeeded.
+func TestBatching(t *testing.T) {
+	var imgs []string
+	for i := range 25 {
+		imgs = append(imgs, "registry.local/app"+string(rune('a'+i))+":v1")
+	}
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("big", withImages(imgs...))},
+		newNode("node-a"), newNode("node-b"))
+	sizes := map[string][]int{}
+	for round := range 5 {
+		writes, _ := f.sync("big")
+		for _, j := range createdJobs(writes) {
+			node := j.Annotations[puller.AnnotationNode]
+			sizes[node] = append(sizes[node], len(j.Spec.Template.Spec.Containers))
+		}
+		active := 0
+		for _, j := range f.jobs() {
+			if puller.IsActive(&j) {
+				active++
+			}
+		}
+		if active > 2 {
+			t.Fatalf("round %d: %d active Jobs for 2 nodes; want at most one per node", round, active)
+		}
+		f.completeAll()
+	}
+	want := map[string][]int{"node-a": {10, 10, 5}, "node-b": {10, 10, 5}}
+	if diff := cmp.Diff(want, sizes); diff != "" {
+		t.Errorf("Job sizes per node (-want +got):\n%s", diff)
+	}
+	st := f.imageCache("big").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 50 {
+		t.Errorf("status %s, pulls %+v", st.Status, st.Pulls)
+	}
+}
+
+// TestAllSucceeded: completed Jobs give Succeeded, Ready=True, events, and the
+// finished Jobs are deleted.
+func TestAllSucceeded(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "redis:7"))},
+		newNode("node-a"), newNode("node-b"))
+	f.sync("web")
+	f.clock.Step(5 * time.Second)
+	if n := f.completeAll(); n != 2 {
+		t.Fatalf("completed %d Jobs", n)
+	}
+	writes, _ := f.sync("web")
+	ups := statusUpdates(writes)
+	if len(ups) != 1 {
+		t.Fatalf("want one status update, got %s", describe(writes))
+	}
+	st := ups[0].Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
+		t.Errorf("status %s", st.Status)
+	}
+	if diff := cmp.Diff(v1alpha2.PullCounts{Desired: 4, Succeeded: 4}, st.Pulls); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+	if st.Message != "Pulled 4 of 4 images on 2 nodes" {
+		t.Errorf("message %q", st.Message)
+	}
+	if st.CompletionTime == nil || !st.CompletionTime.Time.Equal(t0.Add(5*time.Second)) {
+		t.Errorf("completionTime %v", st.CompletionTime)
+	}
+	ready := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != 1 {
+		t.Errorf("Ready %+v", ready)
+	}
+	deletes := 0
+	for _, a := range writes {
+		if a.GetVerb() == "delete" && a.GetResource().Resource == "jobs" {
+			deletes++
+		}
+	}
+	if deletes != 2 {
+		t.Errorf("want the 2 finished Jobs deleted, got %s", describe(writes))
+	}
+	<-f.recorder.Events // Started
+	if ev := <-f.recorder.Events; !strings.HasPrefix(ev, "Normal Succeeded ImageCacheCreate succeeded") {
+		t.Errorf("event %q", ev)
+	}
+
+	// Nothing new: no writes at all.
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Errorf("a sync with nothing new wrote: %s", describe(writes))
+	}
+}
+
+// TestPullFailureAtDeadline: a container waiting with ErrImagePull when the
+// controller's deadline comes gives Failed, with the kubelet's reason and
+// message in failures, recorded on the Job before it is ended.
+func TestPullFailureAtDeadline(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "ghcr.io/org/missing:v9"))},
+		newNode("node-a"))
+	f.sync("web")
+	job := f.jobs()[0]
+	msg := `rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/org/missing:v9": not found`
+	states := map[string]corev1.ContainerState{}
+	for i, img := range jobImages(t, &job) {
+		if img == "ghcr.io/org/missing:v9" {
+			states[puller.ContainerName(i)] = waiting("ErrImagePull", msg)
+		} else {
+			states[puller.ContainerName(i)] = terminatedOK(t0.Add(3 * time.Second))
+		}
+	}
+	f.podWith(job, states)
+	// Before the deadline: the finished image is counted, the Job is left
+	// alone, and the cache is requeued for the deadline.
+	f.clock.Step(30 * time.Second)
+	writes, after := f.sync("web")
+	if ups := statusUpdates(writes); len(writes) != 1 || len(ups) != 1 || ups[0].Status.Pulls.Succeeded != 1 || ups[0].Status.Pulls.Pending != 1 {
+		t.Errorf("before the deadline: writes %s", describe(writes))
+	}
+	if after <= 0 || after > 40*time.Second {
+		t.Errorf("requeue after %v, want about 33s", after)
+	}
+	f.clock.Step(after)
+	writes, _ = f.sync("web")
+	var patched bool
+	for _, a := range writes {
+		if a.GetVerb() == "patch" && a.GetResource().Resource == "jobs" {
+			patched = true
+			p := string(a.(core.PatchAction).GetPatch())
+			if !strings.Contains(p, `"suspend":true`) || !strings.Contains(p, "ErrImagePull") {
+				t.Errorf("job patch %s", p)
+			}
+		}
+	}
+	if !patched {
+		t.Errorf("the Job was not ended with its outcome recorded: %s", describe(writes))
+	}
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusFailed {
+		t.Errorf("status %s", st.Status)
+	}
+	want := map[string]v1alpha2.NodeReasonMessageList{
+		"ghcr.io/org/missing:v9": {{Node: "node-a", Reason: "ErrImagePull", Message: msg}},
+	}
+	if diff := cmp.Diff(want, st.Failures); diff != "" {
+		t.Errorf("failures (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(v1alpha2.PullCounts{Desired: 2, Succeeded: 1, Failed: 1}, st.Pulls); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+	if st.Message != "Pulled 1 of 2 images on 1 node; 1 failed" {
+		t.Errorf("message %q", st.Message)
+	}
+	// The pod is gone afterwards (the Job suspended): the outcome stays, read from the Job.
+	if err := f.kube.CoreV1().Pods(testNS).Delete(f.ctx, job.Name+"-abcde", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Errorf("after the pod went: writes %s", describe(writes))
+	}
+	if diff := cmp.Diff(want, f.imageCache("web").Status.Failures); diff != "" {
+		t.Errorf("failures lost (-want +got):\n%s", diff)
+	}
+}
+
+// TestJobDeadlineWithoutPod: a Job the Job controller failed at its deadline,
+// whose pod is gone, fails its images with DeadlineExceeded.
+func TestJobDeadlineWithoutPod(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27"))}, newNode("node-a"))
+	f.sync("web")
+	job := f.jobs()[0]
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+		Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline"}}
+	f.updateJob(&job)
+	f.sync("web")
+	st := f.imageCache("web").Status
+	want := map[string]v1alpha2.NodeReasonMessageList{
+		"nginx:1.27": {{Node: "node-a", Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline"}},
+	}
+	if diff := cmp.Diff(want, st.Failures); diff != "" {
+		t.Errorf("failures (-want +got):\n%s", diff)
+	}
+}
+
+// TestOneBadImageDoesNotWaitForTheBatchDeadline: once the good images are done,
+// a failing one gets one pull deadline, not one per image in the batch.
+func TestOneBadImageDoesNotWaitForTheBatchDeadline(t *testing.T) {
+	imgs := []string{"a:1", "b:1", "c:1", "d:1", "bad:1"}
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages(imgs...))}, newNode("node-a"))
+	f.sync("web")
+	job := f.jobs()[0]
+	states := map[string]corev1.ContainerState{}
+	for i, img := range jobImages(t, &job) {
+		if img == "bad:1" {
+			states[puller.ContainerName(i)] = waiting("ImagePullBackOff", "Back-off pulling image \"bad:1\"")
+		} else {
+			states[puller.ContainerName(i)] = terminatedOK(t0.Add(10 * time.Second))
+		}
+	}
+	f.podWith(job, states)
+	f.clock.Step(71 * time.Second) // 10s + one 60s pull deadline, well before 5 x 60s
+	f.sync("web")
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.Pulls.Failed != 1 || st.Pulls.Succeeded != 4 {
+		t.Errorf("status %s counts %+v", st.Status, st.Pulls)
+	}
+	if got := st.Failures["bad:1"]; len(got) != 1 || got[0].Reason != "ImagePullBackOff" {
+		t.Errorf("failures %+v", st.Failures)
+	}
+}
+
+// TestAlreadyPresent: images a node reports are not pulled again; a different
+// tag of the same repository is.
+func TestAlreadyPresent(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.25", "nginx:1.2", "redis"))},
+		newNode("node-a", withNodeImages("docker.io/library/nginx:1.25", "docker.io/library/nginx@sha256:"+strings.Repeat("a", 64)),
+			withNodeImages("docker.io/library/redis:latest")))
+	writes, _ := f.sync("web")
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 {
+		t.Fatalf("want 1 Job, got %s", describe(writes))
+	}
+	if diff := cmp.Diff([]string{"nginx:1.2"}, jobImages(t, jobs[0])); diff != "" {
+		t.Errorf("Job images (-want +got):\n%s", diff)
+	}
+	st := f.imageCache("web").Status
+	if diff := cmp.Diff(v1alpha2.PullCounts{Desired: 3, Succeeded: 2, AlreadyPresent: 2, Pending: 1}, st.Pulls); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+
+	// Every image present: no Job at all, and Succeeded at once.
+	f2 := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
+		newNode("node-a", withNodeImages("redis:latest")))
+	writes, _ = f2.sync("web")
+	if len(createdJobs(writes)) != 0 {
+		t.Errorf("created Jobs for present images: %s", describe(writes))
+	}
+	if st := f2.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
+		t.Errorf("status %s", st.Status)
+	}
+
+	// With pull policy Always, present images are pulled anyway.
+	cfg := testConfig()
+	cfg.Puller.PullPolicy = corev1.PullAlways
+	f3 := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
+		newNode("node-a", withNodeImages("redis:latest")))
+	writes, _ = f3.sync("web")
+	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Spec.Template.Spec.Containers[0].ImagePullPolicy != corev1.PullAlways {
+		t.Errorf("pull policy Always: %s", describe(writes))
+	}
+}
+
+// TestMaxInFlightJobs: never more than the maximum of active Jobs.
+func TestMaxInFlightJobs(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxInFlightJobs = 2
+	var nodes []*corev1.Node
+	for _, n := range []string{"n1", "n2", "n3", "n4", "n5"} {
+		nodes = append(nodes, newNode(n))
+	}
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, nodes...)
+	total := 0
+	for round := range 4 {
+		writes, after := f.sync("web")
+		total += len(createdJobs(writes))
+		active := 0
+		for _, j := range f.jobs() {
+			if puller.IsActive(&j) {
+				active++
+			}
+		}
+		if active > 2 {
+			t.Fatalf("round %d: %d active Jobs, max 2", round, active)
+		}
+		if active == 2 && after != throttledRetry && after > throttledRetry {
+			t.Errorf("round %d: throttled but requeued after %v", round, after)
+		}
+		f.completeAll()
+	}
+	if total != 5 {
+		t.Errorf("created %d Jobs in all, want 5", total)
+	}
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
+		t.Errorf("status %s %s", st.Status, st.Message)
+	}
+}
+
+// TestEditWhileProcessing: an update while Jobs run keeps the wanted work,
+// stops the Jobs of nodes no longer selected, and starts the new work.
+func TestEditWhileProcessing(t *testing.T) {
+	ic := newImageCache("web", withImages("nginx"), withSelectedImages(map[string]string{"tier": "backend"}, "redis"))
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic},
+		newNode("node-a"), newNode("node-b", withLabels("tier", "backend")), newNode("node-c", withLabels("tier", "frontend")))
+	f.sync("web")
+	before := f.jobs()
+	if len(before) != 3 {
+		t.Fatalf("want 3 Jobs, got %d", len(before))
+	}
+	// node-a's Job finishes before the edit.
+	for _, j := range before {
+		if j.Annotations[puller.AnnotationNode] == "node-a" {
+			f.completeJob(j)
+		}
+	}
+	// The edit: entry 1 gets a new image, entry 2 moves to the frontend nodes.
+	cur := f.imageCache("web")
+	cur.Spec.CacheSpec[0].Images = append(cur.Spec.CacheSpec[0].Images, "busybox")
+	cur.Spec.CacheSpec[1].NodeSelector = map[string]v1alpha2.LabelValue{"tier": "frontend"}
+	cur.Generation = 2
+	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+
+	// The same second as the create: the update waits for the next one, so
+	// that operations have distinct start times.
+	if writes, after := f.sync("web"); len(writes) != 0 || after != time.Second {
+		t.Fatalf("same-second update: writes %s, requeue after %v", describe(writes), after)
+	}
+	f.clock.Step(time.Second)
+	writes, _ := f.sync("web")
+	st := statusUpdates(writes)
+	if len(st) != 1 || st[0].Status.Reason != v1alpha2.ImageCacheReasonUpdate || st[0].Status.ObservedGeneration != 2 {
+		t.Fatalf("status updates %s", describe(writes))
+	}
+	// node-b's Job (nginx+redis) keeps running: nginx is still wanted there.
+	// node-c's Job (nginx only) keeps running too. node-a gets busybox only:
+	// nginx is done there. Nobody pulls redis on node-b any more.
+	created := createdJobs(writes)
+	if len(created) != 1 || created[0].Annotations[puller.AnnotationNode] != "node-a" {
+		t.Fatalf("created %d Jobs (%s)", len(created), describe(writes))
+	}
+	if diff := cmp.Diff([]string{"busybox"}, jobImages(t, created[0])); diff != "" {
+		t.Errorf("node-a's new Job images (-want +got):\n%s", diff)
+	}
+	// Finish everything; the next Jobs are: node-b busybox, node-c redis+busybox.
+	f.completeAll()
+	writes, _ = f.sync("web")
+	got := map[string][]string{}
+	for _, j := range createdJobs(writes) {
+		got[j.Annotations[puller.AnnotationNode]] = jobImages(t, j)
+	}
+	want := map[string][]string{"node-b": {"busybox"}, "node-c": {"busybox", "redis"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("follow-up Jobs (-want +got):\n%s", diff)
+	}
+	f.completeAll()
+	f.sync("web")
+	s := f.imageCache("web").Status
+	// nginx x3, busybox x3, redis on node-c.
+	if s.Status != v1alpha2.ImageCacheActionStatusSucceeded || s.Pulls.Desired != 7 || s.Pulls.Succeeded != 7 {
+		t.Errorf("final status %s %+v", s.Status, s.Pulls)
+	}
+}
+
+// TestNodeLeavesDeletesItsJobs: a node deleted mid-operation drops out, and its
+// Job is deleted; the cache still completes.
+func TestNodeLeavesDeletesItsJobs(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"), newNode("node-b"))
+	f.sync("web")
+	if err := f.kube.CoreV1().Nodes().Delete(f.ctx, "node-b", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range f.jobs() {
+		if j.Annotations[puller.AnnotationNode] == "node-a" {
+			f.completeJob(j)
+		}
+	}
+	f.catchUp()
+	f.clearActions()
+	writes, _ := f.sync("web")
+	deleted := 0
+	for _, a := range writes {
+		if a.GetVerb() == "delete" && a.GetResource().Resource == "jobs" {
+			deleted++
+		}
+	}
+	if deleted != 2 { // node-b's stale Job, then node-a's finished one
+		t.Errorf("deletes: %s", describe(writes))
+	}
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Desired != 1 || st.NodesMatched != 1 {
+		t.Errorf("status %s %+v matched %d", st.Status, st.Pulls, st.NodesMatched)
+	}
+}
+
+// TestNotReadyNodeSkippedThenWarmed: a NotReady node is skipped with a reason,
+// and pulled onto once Ready.
+func TestNotReadyNodeSkippedThenWarmed(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"), newNode("node-b", notReady()))
+	writes, _ := f.sync("web")
+	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {
+		t.Fatalf("jobs: %s", describe(writes))
+	}
+	f.completeAll()
+	f.sync("web")
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Skipped != 1 ||
+		st.Message != "Pulled 1 of 2 images on 2 nodes; 1 skipped on 1 node not ready" {
+		t.Errorf("status %s %+v %q", st.Status, st.Pulls, st.Message)
+	}
+	n, _ := f.kube.CoreV1().Nodes().Get(f.ctx, "node-b", metav1.GetOptions{})
+	n.Status.Conditions[0].Status = corev1.ConditionTrue
+	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	writes, _ = f.sync("web")
+	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-b" {
+		t.Fatalf("warming node-b: %s", describe(writes))
+	}
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusProcessing || st.Pulls.Pending != 1 {
+		t.Errorf("status %s %+v", st.Status, st.Pulls)
+	}
+}
+
+// TestNoMatchingNode: a selector that matches nothing gives Succeeded with zero
+// pulls, and says so.
+func TestNoMatchingNode(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web",
+		withSelectedImages(map[string]string{"gpu": "h100"}, "nginx"))}, newNode("node-a"))
+	writes, _ := f.sync("web")
+	if len(createdJobs(writes)) != 0 {
+		t.Errorf("created Jobs: %s", describe(writes))
+	}
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Desired != 0 ||
+		st.Message != "No node matches the cache's node selectors; nothing to pull" || st.CompletionTime == nil {
+		t.Errorf("status %s %+v %q", st.Status, st.Pulls, st.Message)
+	}
+}
+
+// TestInvalidReferenceFailsOnlyThatImage: a reference the schema lets through
+// but the normaliser refuses fails with InvalidImageName; the rest proceeds.
+func TestInvalidReferenceFailsOnlyThatImage(t *testing.T) {
+	long := strings.Repeat("a", 256) // a repository name over 255 characters
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", long))}, newNode("node-a"))
+	writes, _ := f.sync("web")
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || !cmp.Equal(jobImages(t, jobs[0]), []string{"nginx"}) {
+		t.Fatalf("jobs: %s", describe(writes))
+	}
+	f.completeAll()
+	f.sync("web")
+	st := f.imageCache("web").Status
+	got := st.Failures[long]
+	if len(got) != 1 || got[0].Reason != "InvalidImageName" || got[0].Node != "node-a" || !strings.Contains(got[0].Message, "invalid image reference") {
+		t.Errorf("failures %+v", st.Failures)
+	}
+	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.Pulls.Succeeded != 1 || st.Pulls.Failed != 1 {
+		t.Errorf("status %s %+v", st.Status, st.Pulls)
+	}
+}
+
+// TestStatusConflictIsRequeued: a conflict on UpdateStatus is returned, and the
+// worker requeues the key with backoff.
+func TestStatusConflictIsRequeued(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.client.PrependReactor("update", "imagecaches", func(action core.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() == "status" {
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "kubefledged.io", Resource: "imagecaches"}, "web", errors.New("the object has been modified"))
+		}
+		return false, nil, nil
+	})
+	_, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"})
+	if !apierrors.IsConflict(err) {
+		t.Fatalf("want a conflict, got %v", err)
+	}
+	key := cache.ObjectName{Namespace: testNS, Name: "web"}
+	f.c.queue.Add(key)
+	if !f.c.processNextItem(f.ctx) {
+		t.Fatal("queue shut down")
+	}
+	if n := f.c.queue.NumRequeues(key); n != 1 {
+		t.Errorf("requeues %d, want 1", n)
+	}
+}
+
+// TestCreateFailureIsRetried: a failed Job create is an error (retried), and
+// the throttle slot is given back.
+func TestCreateFailureIsRetried(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxInFlightJobs = 1
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.kube.PrependReactor("create", "jobs", func(core.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewInternalError(errors.New("etcd unavailable"))
+	})
+	if _, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}); err == nil || !strings.Contains(err.Error(), "creating pull job") {
+		t.Fatalf("want a create error, got %v", err)
+	}
+	if n := f.c.InFlightJobs(); n != 0 {
+		t.Errorf("throttle holds %d slots after a failed create", n)
+	}
+}
+
+// TestRefreshAnnotation: the annotation starts a refresh that pulls again, and
+// is removed when the refresh is done.
+func TestRefreshAnnotation(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.sync("web")
+	f.completeAll()
+	f.sync("web")
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
+		t.Fatalf("status %s", st.Status)
+	}
+	cur := f.imageCache("web")
+	cur.Annotations = map[string]string{v1alpha2.AnnotationRefresh: ""}
+	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	f.clock.Step(2 * time.Second)
+	writes, _ := f.sync("web")
+	if len(createdJobs(writes)) != 1 {
+		t.Fatalf("refresh did not pull again: %s", describe(writes))
+	}
+	st := f.imageCache("web").Status
+	if st.Reason != v1alpha2.ImageCacheReasonRefresh || st.Status != v1alpha2.ImageCacheActionStatusProcessing {
+		t.Errorf("status %s %s", st.Reason, st.Status)
+	}
+	if _, ok := f.imageCache("web").Annotations[v1alpha2.AnnotationRefresh]; !ok {
+		t.Error("annotation removed before the refresh was done")
+	}
+	f.completeAll()
+	f.sync("web")
+	got := f.imageCache("web")
+	if _, ok := got.Annotations[v1alpha2.AnnotationRefresh]; ok {
+		t.Error("annotation still there after the refresh")
+	}
+	if got.Status.Status != v1alpha2.ImageCacheActionStatusSucceeded || got.Status.Reason != v1alpha2.ImageCacheReasonRefresh {
+		t.Errorf("status %s %s", got.Status.Reason, got.Status.Status)
+	}
+	// And no second refresh.
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Errorf("after the refresh: %s", describe(writes))
+	}
+}
+
+// TestPeriodicRefresh: a refresh is scheduled by requeue, and runs when due.
+func TestPeriodicRefresh(t *testing.T) {
+	cfg := testConfig()
+	cfg.RefreshFrequency = 15 * time.Minute
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.sync("web")
+	f.completeAll()
+	_, after := f.sync("web")
+	if after != 15*time.Minute {
+		t.Errorf("requeue after %v, want 15m", after)
+	}
+	f.clock.Step(after)
+	writes, _ := f.sync("web")
+	if len(createdJobs(writes)) != 1 || f.imageCache("web").Status.Reason != v1alpha2.ImageCacheReasonRefresh {
+		t.Errorf("periodic refresh: %s", describe(writes))
+	}
+}
+
+// TestRestartResumes: a new controller on the same API state neither re-pulls
+// what is done nor duplicates a running Job.
+func TestRestartResumes(t *testing.T) {
+	cfg := testConfig()
+	cfg.ImagesPerJob = 1
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))}, newNode("node-a"), newNode("node-b"))
+	f.sync("web")
+	// node-a's first Job completes; node-b's still runs.
+	for _, j := range f.jobs() {
+		if j.Annotations[puller.AnnotationNode] == "node-a" {
+			f.completeJob(j)
+		}
+	}
+	f.sync("web") // node-a gets its second Job
+	// A new controller, from the API state only.
+	f.restart(cfg)
+	writes, _ := f.sync("web")
+	if len(createdJobs(writes)) != 0 {
+		t.Errorf("restarted controller created Jobs: %s", describe(writes))
+	}
+	for round := 0; round < 4; round++ {
+		f.completeAll()
+		f.sync("web")
+	}
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 4 {
+		t.Errorf("status %s %+v", st.Status, st.Pulls)
+	}
+	if st.Reason != v1alpha2.ImageCacheReasonCreate {
+		t.Errorf("reason %s: the restart started a new operation", st.Reason)
+	}
+}

@@ -1,0 +1,135 @@
+// Package options holds the controller's command-line flags, their defaults
+// and their validation.
+package options
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+)
+
+// DefaultHelperImage is the project's own image, whose fledged-helper binary
+// the pull Jobs' init container copies into each pod.
+const DefaultHelperImage = "ghcr.io/kube-fledged/kube-fledged:latest"
+
+// HelperImageEnv overrides the helper image when the flag is not given.
+const HelperImageEnv = "KUBEFLEDGED_HELPER_IMAGE"
+
+// Job retention policies.
+const (
+	RetentionDelete = "delete"
+	RetentionRetain = "retain"
+)
+
+// Options are the controller's settings.
+type Options struct {
+	Kubeconfig string
+	Master     string
+
+	ImagePullDeadline       time.Duration
+	ImageCacheRefreshPeriod time.Duration
+	ImagePullPolicy         string
+	ServiceAccountName      string
+	JobPriorityClassName    string
+	JobRetentionPolicy      string
+	HelperImage             string
+
+	ImagesPerJob    int
+	MaxInFlightJobs int
+	Workers         int
+	KubeAPIQPS      float32
+	KubeAPIBurst    int
+}
+
+// New returns the options with their defaults.
+func New() *Options {
+	return &Options{
+		ImagePullDeadline:       5 * time.Minute,
+		ImageCacheRefreshPeriod: 15 * time.Minute,
+		ImagePullPolicy:         string(corev1.PullIfNotPresent),
+		JobRetentionPolicy:      RetentionDelete,
+		ImagesPerJob:            10,
+		MaxInFlightJobs:         200,
+		Workers:                 4,
+		KubeAPIQPS:              50,
+		KubeAPIBurst:            100,
+	}
+}
+
+// AddFlags registers the flags, klog's among them.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig. Only needed out of cluster.")
+	fs.StringVar(&o.Master, "master", o.Master, "The address of the Kubernetes API server. Overrides any value in the kubeconfig. Only needed out of cluster.")
+	fs.DurationVar(&o.ImagePullDeadline, "image-pull-deadline-duration", o.ImagePullDeadline, "How long one image may take to pull onto a node before it counts as failed.")
+	fs.DurationVar(&o.ImageCacheRefreshPeriod, "image-cache-refresh-frequency", o.ImageCacheRefreshPeriod, "How often every cache is pulled again, to put back images removed from nodes. 0 disables the periodic refresh.")
+	fs.StringVar(&o.ImagePullPolicy, "image-pull-policy", o.ImagePullPolicy, "Pull policy of the image containers: IfNotPresent (images a node already reports are not pulled again) or Always.")
+	fs.StringVar(&o.ServiceAccountName, "service-account-name", o.ServiceAccountName, "Service account of the pull Jobs' pods (empty: the namespace's default).")
+	fs.StringVar(&o.JobPriorityClassName, "job-priority-class-name", o.JobPriorityClassName, "Priority class of the pull Jobs' pods (empty: none).")
+	fs.StringVar(&o.JobRetentionPolicy, "job-retention-policy", o.JobRetentionPolicy, "What happens to finished Jobs when their operation completes: delete or retain.")
+	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage, "The project's image, whose helper binary the pull Jobs run (default: $"+HelperImageEnv+", else "+DefaultHelperImage+").")
+	fs.IntVar(&o.ImagesPerJob, "images-per-job", o.ImagesPerJob, "The most images one pull Job pulls onto its node.")
+	fs.IntVar(&o.MaxInFlightJobs, "max-in-flight-jobs", o.MaxInFlightJobs, "The most pull Jobs running at once across the cluster.")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "ImageCaches reconciled in parallel.")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Steady requests per second to the API server.")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the API server.")
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+}
+
+// Complete fills in what depends on the environment.
+func (o *Options) Complete() {
+	if o.HelperImage == "" {
+		o.HelperImage = os.Getenv(HelperImageEnv)
+	}
+	if o.HelperImage == "" {
+		o.HelperImage = DefaultHelperImage
+	}
+}
+
+// Validate returns every invalid value, naming its flag.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.ImagePullDeadline < time.Second {
+		errs = append(errs, fmt.Errorf("--image-pull-deadline-duration must be at least 1s, got %s", o.ImagePullDeadline))
+	}
+	if o.ImageCacheRefreshPeriod < 0 || (o.ImageCacheRefreshPeriod > 0 && o.ImageCacheRefreshPeriod < time.Minute) {
+		errs = append(errs, fmt.Errorf("--image-cache-refresh-frequency must be 0 (off) or at least 1m, got %s", o.ImageCacheRefreshPeriod))
+	}
+	switch corev1.PullPolicy(o.ImagePullPolicy) {
+	case corev1.PullIfNotPresent, corev1.PullAlways:
+	default:
+		errs = append(errs, fmt.Errorf("--image-pull-policy must be IfNotPresent or Always, got %q", o.ImagePullPolicy))
+	}
+	switch o.JobRetentionPolicy {
+	case RetentionDelete, RetentionRetain:
+	default:
+		errs = append(errs, fmt.Errorf("--job-retention-policy must be %s or %s, got %q", RetentionDelete, RetentionRetain, o.JobRetentionPolicy))
+	}
+	if o.ImagesPerJob < 1 || o.ImagesPerJob > 100 {
+		errs = append(errs, fmt.Errorf("--images-per-job must be between 1 and 100, got %d", o.ImagesPerJob))
+	}
+	if o.MaxInFlightJobs < 1 {
+		errs = append(errs, fmt.Errorf("--max-in-flight-jobs must be at least 1, got %d", o.MaxInFlightJobs))
+	}
+	if o.Workers < 1 || o.Workers > 64 {
+		errs = append(errs, fmt.Errorf("--workers must be between 1 and 64, got %d", o.Workers))
+	}
+	if o.KubeAPIQPS <= 0 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps must be positive, got %v", o.KubeAPIQPS))
+	}
+	if o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-burst must be at least 1, got %d", o.KubeAPIBurst))
+	}
+	if strings.TrimSpace(o.HelperImage) == "" {
+		errs = append(errs, errors.New("--helper-image must not be empty"))
+	}
+	return errors.Join(errs...)
+}

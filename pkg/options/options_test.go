@@ -1,0 +1,87 @@
+package options
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func parse(t *testing.T, args ...string) (*Options, error) {
+	t.Helper()
+	o := New()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	o.Complete()
+	return o, o.Validate()
+}
+
+func TestDefaults(t *testing.T) {
+	t.Setenv(HelperImageEnv, "")
+	o, err := parse(t)
+	if err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if o.ImagePullDeadline != 5*time.Minute || o.ImageCacheRefreshPeriod != 15*time.Minute ||
+		o.ImagePullPolicy != "IfNotPresent" || o.JobRetentionPolicy != "delete" || o.ImagesPerJob != 10 {
+		t.Errorf("unexpected defaults: %+v", o)
+	}
+	if o.HelperImage != DefaultHelperImage {
+		t.Errorf("helper image %q, want %q", o.HelperImage, DefaultHelperImage)
+	}
+}
+
+func TestHelperImageFromEnvironment(t *testing.T) {
+	t.Setenv(HelperImageEnv, "registry.local/kube-fledged:v1")
+	o, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.HelperImage != "registry.local/kube-fledged:v1" {
+		t.Errorf("helper image %q", o.HelperImage)
+	}
+	o, err = parse(t, "--helper-image=other/image:v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.HelperImage != "other/image:v2" {
+		t.Errorf("the flag should win over the environment, got %q", o.HelperImage)
+	}
+}
+
+func TestInvalidValues(t *testing.T) {
+	cases := map[string]string{
+		"--image-pull-deadline-duration=0s":   "--image-pull-deadline-duration",
+		"--image-cache-refresh-frequency=10s": "--image-cache-refresh-frequency",
+		"--image-cache-refresh-frequency=-1m": "--image-cache-refresh-frequency",
+		"--image-pull-policy=Never":           "--image-pull-policy",
+		"--job-retention-policy=keep":         "--job-retention-policy",
+		"--images-per-job=0":                  "--images-per-job",
+		"--images-per-job=101":                "--images-per-job",
+		"--max-in-flight-jobs=0":              "--max-in-flight-jobs",
+		"--workers=0":                         "--workers",
+		"--kube-api-qps=0":                    "--kube-api-qps",
+		"--kube-api-burst=0":                  "--kube-api-burst",
+	}
+	for arg, flagName := range cases {
+		t.Run(arg, func(t *testing.T) {
+			_, err := parse(t, arg)
+			if err == nil {
+				t.Fatalf("%s accepted", arg)
+			}
+			if !strings.Contains(err.Error(), flagName) {
+				t.Errorf("error %q does not name %s", err, flagName)
+			}
+		})
+	}
+	if _, err := parse(t, "--image-cache-refresh-frequency=0"); err != nil {
+		t.Errorf("0 should disable the refresh: %v", err)
+	}
+	if _, err := parse(t, "--workers=x"); err == nil {
+		t.Error("a non-number for --workers was accepted")
+	}
+}

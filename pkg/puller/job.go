@@ -1,0 +1,192 @@
+package puller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+// HelperMountPath is where the init container puts the helper binary, and
+// HelperPath the binary itself, as every image container runs it.
+const (
+	HelperMountPath = "/kube-fledged"
+	HelperPath      = HelperMountPath + "/fledged-helper"
+	helperVolume    = "kube-fledged-helper"
+	// jobDeadlineSlack is added to the Job's activeDeadlineSeconds beyond the
+	// pull time allowed to its images, so the controller's own deadline fires
+	// first and reads the per-image outcome while the pod still exists.
+	jobDeadlineSlack = 30 * time.Second
+)
+
+// Config is what every pull Job shares, from the controller's flags.
+type Config struct {
+	// HelperImage is the project's own image; its fledged-helper binary is
+	// copied into each pod by the init container.
+	HelperImage string
+	// PullPolicy is the pull policy of the image containers.
+	PullPolicy corev1.PullPolicy
+	// PullDeadline is the time one image may take to pull.
+	PullDeadline time.Duration
+	// ServiceAccountName and PriorityClassName are set on the pods when not empty.
+	ServiceAccountName string
+	PriorityClassName  string
+}
+
+// Batch is one Job's work: images for one node of one cache.
+type Batch struct {
+	Cache *v1alpha2.ImageCache
+	// NodeName is the node's name; Hostname its kubernetes.io/hostname label.
+	NodeName string
+	Hostname string
+	// Images are the images to pull, as written in the cache's spec.
+	Images []string
+	// Epoch is the ledger epoch the Job belongs to.
+	Epoch int64
+}
+
+// JobName is deterministic from the cache, the node, the epoch and the
+// images, so that a controller working from a stale cache (or restarted)
+// asks for the same name again and gets AlreadyExists instead of a duplicate.
+func JobName(cacheName string, cacheUID string, node string, epoch int64, images []string) string {
+	sorted := append([]string(nil), images...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s", cacheUID, node, epoch, strings.Join(sorted, "\x00"))
+	sum := hex.EncodeToString(h.Sum(nil))[:16]
+	prefix := strings.ReplaceAll(cacheName, ".", "-")
+	if len(prefix) > 34 {
+		prefix = strings.TrimRight(prefix[:34], "-")
+	}
+	return prefix + "-" + sum
+}
+
+// ActiveDeadline is the Job's activeDeadlineSeconds: the pull deadline for
+// each image (a kubelet may pull them one after another) and some slack.
+func ActiveDeadline(cfg Config, images int) time.Duration {
+	return time.Duration(images)*cfg.PullDeadline + jobDeadlineSlack
+}
+
+// ControllerDeadline is how long after its start the controller lets a Job
+// run before it records the outcome and ends the Job itself.
+func ControllerDeadline(cfg Config, images int) time.Duration {
+	return time.Duration(images) * cfg.PullDeadline
+}
+
+// ContainerName is the name of the container that pulls the i-th image.
+func ContainerName(i int) string { return "pull-" + strconv.Itoa(i) }
+
+// NewPullJob builds the Job that pulls a batch of images onto one node.
+func NewPullJob(cfg Config, b Batch) *batchv1.Job {
+	name := JobName(b.Cache.Name, string(b.Cache.UID), b.NodeName, b.Epoch, b.Images)
+	imagesJSON, _ := json.Marshal(b.Images)
+	labels := map[string]string{
+		LabelManagedBy: ManagedByValue,
+		LabelComponent: ComponentPull,
+		LabelCacheUID:  string(b.Cache.UID),
+		LabelEpoch:     strconv.FormatInt(b.Epoch, 10),
+	}
+	annotations := map[string]string{
+		AnnotationCache:  b.Cache.Name,
+		AnnotationNode:   b.NodeName,
+		AnnotationImages: string(imagesJSON),
+	}
+	small := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+	}
+	restricted := &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+	mount := corev1.VolumeMount{Name: helperVolume, MountPath: HelperMountPath}
+	containers := make([]corev1.Container, 0, len(b.Images))
+	for i, img := range b.Images {
+		containers = append(containers, corev1.Container{
+			Name:                     ContainerName(i),
+			Image:                    img,
+			ImagePullPolicy:          cfg.PullPolicy,
+			Command:                  []string{HelperPath},
+			Args:                     []string{"pulled", img},
+			Resources:                small,
+			SecurityContext:          restricted,
+			VolumeMounts:             []corev1.VolumeMount{{Name: helperVolume, MountPath: HelperMountPath, ReadOnly: true}},
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		})
+	}
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            name,
+			Namespace:       b.Cache.Namespace,
+			Labels:          labels,
+			Annotations:     annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(b.Cache, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
+		},
+		Spec: batchv1.JobSpec{
+			Parallelism:           ptr.To[int32](1),
+			Completions:           ptr.To[int32](1),
+			BackoffLimit:          ptr.To[int32](0),
+			ActiveDeadlineSeconds: ptr.To(int64(ActiveDeadline(cfg, len(b.Images)) / time.Second)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec: corev1.PodSpec{
+					NodeSelector:                  map[string]string{HostnameLabel: b.Hostname},
+					Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					AutomountServiceAccountToken:  ptr.To(false),
+					ServiceAccountName:            cfg.ServiceAccountName,
+					PriorityClassName:             cfg.PriorityClassName,
+					ImagePullSecrets:              b.Cache.Spec.PodImagePullSecrets(),
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+					InitContainers: []corev1.Container{{
+						Name:            "install-helper",
+						Image:           cfg.HelperImage,
+						ImagePullPolicy: corev1.PullIfNotPresent,
+						Command:         []string{"/fledged-helper", "install", HelperPath},
+						Resources:       small,
+						SecurityContext: restricted,
+						VolumeMounts:    []corev1.VolumeMount{mount},
+					}},
+					Containers: containers,
+					Volumes: []corev1.Volume{{
+						Name: helperVolume,
+						VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+							SizeLimit: ptr.To(resource.MustParse("32Mi")),
+						}},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// JobImages returns the images of a pull Job, in container order.
+func JobImages(job *batchv1.Job) ([]string, error) {
+	var images []string
+	raw, ok := job.Annotations[AnnotationImages]
+	if !ok {
+		return nil, fmt.Errorf("job %s/%s has no %s annotation", job.Namespace, job.Name, AnnotationImages)
+	}
+	if err := json.Unmarshal([]byte(raw), &images); err != nil {
+		return nil, fmt.Errorf("job %s/%s: annotation %s: %w", job.Namespace, job.Name, AnnotationImages, err)
+	}
+	return images, nil
+}
+
+// JobEpoch returns the epoch label of a Job (0 when absent or malformed).
+func JobEpoch(job *batchv1.Job) int64 {
+	e, _ := strconv.ParseInt(job.Labels[LabelEpoch], 10, 64)
+	return e
+}

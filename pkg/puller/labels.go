@@ -1,0 +1,33 @@
+// Package puller builds the per-node image-pull Jobs and reads their outcome
+// from Job and Pod status.
+package puller
+
+// Labels and annotations on the Jobs (and their pods) the controller creates.
+const (
+	// LabelManagedBy marks every object the controller creates.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "kube-fledged"
+	// LabelComponent says what a Job does: image-pull (or image-delete).
+	LabelComponent = "app.kubernetes.io/component"
+	// ComponentPull is the LabelComponent value of pull Jobs.
+	ComponentPull = "image-pull"
+	// LabelCacheUID holds the UID of the owning ImageCache.
+	LabelCacheUID = "kubefledged.io/imagecache-uid"
+	// LabelEpoch holds the ledger epoch (Unix seconds) the Job was made for.
+	LabelEpoch = "kubefledged.io/epoch"
+
+	// AnnotationCache holds the owning ImageCache's name (names may be longer
+	// than a label value allows).
+	AnnotationCache = "kubefledged.io/imagecache"
+	// AnnotationNode holds the name of the node the Job is pinned to.
+	AnnotationNode = "kubefledged.io/node"
+	// AnnotationImages holds the Job's images, a JSON list in container order.
+	AnnotationImages = "kubefledged.io/images"
+	// AnnotationResults holds the per-image failures the controller recorded
+	// when it ended the Job itself (JSON map image -> reason and message).
+	AnnotationResults = "kubefledged.io/results"
+
+	// HostnameLabel is the well-known node label Jobs are pinned by.
+	HostnameLabel = "kubernetes.io/hostname"
+)

@@ -1,0 +1,228 @@
+package puller
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// State is where one image's pull stands.
+type State int
+
+const (
+	// Pending: not pulled yet, or pulling.
+	Pending State = iota
+	// Succeeded: the image's container ran, so the image is on the node.
+	Succeeded
+	// Failed: the pull failed, with a reason and message.
+	Failed
+)
+
+// Result is one image's outcome in a Job.
+type Result struct {
+	State   State  `json:"-"`
+	Reason  string `json:"reason"`
+	Message string `json:"message,omitempty"`
+}
+
+// Outcome is what a pull Job says about its images.
+type Outcome struct {
+	// Images are the Job's images in container order, and Results their outcomes.
+	Images  []string
+	Results []Result
+	// Finished is true when no image is Pending any more.
+	Finished bool
+	// EndNow is true when the controller must record the results on the Job
+	// and end it (see RecordAndSuspend): its own deadline has passed, or the
+	// only images left are failing to pull and have had their time.
+	EndNow bool
+	// CheckAt is when the Job should be looked at again if nothing changes
+	// before then (zero when finished).
+	CheckAt time.Time
+}
+
+// pullErrorReasons are the kubelet's waiting reasons for an image that
+// cannot be pulled (or run).
+var pullErrorReasons = map[string]bool{
+	"ErrImagePull":               true,
+	"ImagePullBackOff":           true,
+	"InvalidImageName":           true,
+	"ErrImageNeverPull":          true,
+	"RegistryUnavailable":        true,
+	"SignatureValidationFailed":  true,
+	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+	"RunContainerError":          true,
+	"CrashLoopBackOff":           true,
+}
+
+// IsActive reports whether a Job still runs, as far as the controller is
+// concerned: not complete, not failed, not ended by the controller.
+func IsActive(job *batchv1.Job) bool {
+	if _, ok := job.Annotations[AnnotationResults]; ok {
+		return false
+	}
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return false
+		}
+	}
+	return true
+}
+
+func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
+	for i := range job.Status.Conditions {
+		if c := &job.Status.Conditions[i]; c.Type == t && c.Status == corev1.ConditionTrue {
+			return c
+		}
+	}
+	return nil
+}
+
+// Read works out each image's outcome from the Job, its pod (nil when there is
+// none, or it is gone), and the time now.
+func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome, error) {
+	images, err := JobImages(job)
+	if err != nil {
+		return Outcome{}, err
+	}
+	out := Outcome{Images: images, Results: make([]Result, len(images))}
+
+	// Recorded by the controller when it ended the Job: authoritative.
+	if raw, ok := job.Annotations[AnnotationResults]; ok {
+		failed := map[string]Result{}
+		if err := json.Unmarshal([]byte(raw), &failed); err != nil {
+			return Outcome{}, fmt.Errorf("job %s/%s: annotation %s: %w", job.Namespace, job.Name, AnnotationResults, err)
+		}
+		for i, img := range images {
+			if r, ok := failed[img]; ok {
+				out.Results[i] = Result{State: Failed, Reason: r.Reason, Message: r.Message}
+			} else {
+				out.Results[i] = Result{State: Succeeded}
+			}
+		}
+		out.Finished = true
+		return out, nil
+	}
+	if jobCondition(job, batchv1.JobComplete) != nil {
+		for i := range out.Results {
+			out.Results[i] = Result{State: Succeeded}
+		}
+		out.Finished = true
+		return out, nil
+	}
+
+	// Per container, from the pod.
+	lastProgress := job.CreationTimestamp.Time
+	if job.Status.StartTime != nil {
+		lastProgress = job.Status.StartTime.Time
+	}
+	started := lastProgress
+	failing := map[int]bool{}
+	pending := 0
+	if pod != nil {
+		if pod.Status.StartTime != nil && pod.Status.StartTime.After(lastProgress) {
+			lastProgress = pod.Status.StartTime.Time
+		}
+		byName := map[string]corev1.ContainerStatus{}
+		for _, cs := range pod.Status.ContainerStatuses {
+			byName[cs.Name] = cs
+		}
+		for i := range images {
+			cs, ok := byName[ContainerName(i)]
+			switch {
+			case ok && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+				out.Results[i] = Result{State: Succeeded}
+				if t := cs.State.Terminated.FinishedAt.Time; t.After(lastProgress) {
+					lastProgress = t
+				}
+			case ok && cs.State.Terminated != nil:
+				t := cs.State.Terminated
+				out.Results[i] = Result{State: Failed, Reason: nonEmpty(t.Reason, "Error"),
+					Message: fmt.Sprintf("helper exited with code %d: %s", t.ExitCode, t.Message)}
+			case ok && cs.State.Waiting != nil && pullErrorReasons[cs.State.Waiting.Reason]:
+				failing[i] = true
+				out.Results[i] = Result{State: Pending, Reason: cs.State.Waiting.Reason, Message: cs.State.Waiting.Message}
+			default:
+				pending++
+			}
+		}
+	} else {
+		pending = len(images)
+	}
+
+	if c := jobCondition(job, batchv1.JobFailed); c != nil {
+		// The Job ended (deadline, or the pod failed). Whatever did not
+		// succeed failed, with the kubelet's reason where it gave one.
+		for i := range out.Results {
+			if out.Results[i].State == Succeeded || out.Results[i].State == Failed {
+				continue
+			}
+			if failing[i] {
+				out.Results[i].State = Failed
+				continue
+			}
+			out.Results[i] = Result{State: Failed, Reason: nonEmpty(c.Reason, "JobFailed"), Message: c.Message}
+		}
+		out.Finished = true
+		return out, nil
+	}
+
+	deadline := started.Add(ControllerDeadline(cfg, len(images)))
+	switch {
+	case !now.Before(deadline):
+		// Our own deadline, before the Job's: record while the pod is there.
+		for i := range out.Results {
+			if out.Results[i].State == Pending {
+				if out.Results[i].Reason == "" {
+					out.Results[i].Reason = "DeadlineExceeded"
+					out.Results[i].Message = fmt.Sprintf("image not pulled within %s", ControllerDeadline(cfg, len(images)))
+				}
+				out.Results[i].State = Failed
+			}
+		}
+		out.EndNow = true
+		out.Finished = true
+	case pending == 0 && len(failing) > 0 && !now.Before(lastProgress.Add(cfg.PullDeadline)):
+		// Only failing pulls are left, and they have had a full pull
+		// deadline since the last image finished: do not wait for the rest
+		// of the batch's deadline.
+		for i := range failing {
+			out.Results[i].State = Failed
+		}
+		out.EndNow = true
+		out.Finished = true
+	case pending == 0 && len(failing) > 0:
+		out.CheckAt = lastProgress.Add(cfg.PullDeadline)
+	default:
+		out.CheckAt = deadline
+	}
+	if !out.Finished && pending == 0 && len(failing) == 0 {
+		// Every image succeeded; the Job will be Complete shortly.
+		out.Finished = true
+		out.CheckAt = time.Time{}
+	}
+	return out, nil
+}
+
+// ResultsAnnotation encodes the failed images of an outcome for AnnotationResults.
+func ResultsAnnotation(out Outcome) string {
+	failed := map[string]Result{}
+	for i, r := range out.Results {
+		if r.State == Failed {
+			failed[out.Images[i]] = Result{Reason: r.Reason, Message: r.Message}
+		}
+	}
+	data, _ := json.Marshal(failed)
+	return string(data)
+}
+
+func nonEmpty(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}

@@ -1,0 +1,124 @@
+package puller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+func TestJobNameDeterministicAndValid(t *testing.T) {
+	long := strings.Repeat("a-very-long-cache-name.", 10)
+	a := JobName(long, "uid-1", "node-1", 100, []string{"b", "a"})
+	if a != JobName(long, "uid-1", "node-1", 100, []string{"a", "b"}) {
+		t.Error("the name depends on the order of the images")
+	}
+	if len(a) > 52 {
+		t.Errorf("name %q is %d characters; pods add a suffix to it", a, len(a))
+	}
+	if errs := validation.IsDNS1123Label(a); len(errs) > 0 {
+		t.Errorf("name %q: %v", a, errs)
+	}
+	for _, other := range []string{
+		JobName(long, "uid-2", "node-1", 100, []string{"a", "b"}),
+		JobName(long, "uid-1", "node-2", 100, []string{"a", "b"}),
+		JobName(long, "uid-1", "node-1", 101, []string{"a", "b"}),
+		JobName(long, "uid-1", "node-1", 100, []string{"a"}),
+	} {
+		if other == a {
+			t.Errorf("different work, same name %q", a)
+		}
+	}
+}
+
+func testJob(images []string, created time.Time) *batchv1.Job {
+	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", UID: "u"}}
+	cfg := Config{HelperImage: "h", PullPolicy: corev1.PullIfNotPresent, PullDeadline: time.Minute}
+	job := NewPullJob(cfg, Batch{Cache: ic, NodeName: "n", Hostname: "n", Images: images, Epoch: 1})
+	job.CreationTimestamp = metav1.NewTime(created)
+	return job
+}
+
+func TestReadOutcomes(t *testing.T) {
+	cfg := Config{PullDeadline: time.Minute}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	imgs := []string{"a", "b"}
+	pod := func(states ...corev1.ContainerState) *corev1.Pod {
+		p := &corev1.Pod{Status: corev1.PodStatus{StartTime: &metav1.Time{Time: start}}}
+		for i, s := range states {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: ContainerName(i), State: s})
+		}
+		return p
+	}
+	ok := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, FinishedAt: metav1.NewTime(start.Add(10 * time.Second))}}
+	crashed := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 127, Reason: "Error", Message: "exec: not found"}}
+	pulling := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	backoff := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image"}}
+
+	cases := []struct {
+		name       string
+		pod        *corev1.Pod
+		conds      []batchv1.JobCondition
+		now        time.Duration
+		wantStates []State
+		wantEnd    bool
+		wantCheck  time.Duration // 0: none
+	}{
+		{name: "no pod yet", now: time.Second, wantStates: []State{Pending, Pending}, wantCheck: 2 * time.Minute},
+		{name: "one done, one pulling", pod: pod(ok, pulling), now: 20 * time.Second, wantStates: []State{Succeeded, Pending}, wantCheck: 2 * time.Minute},
+		{name: "all done, Job not complete yet", pod: pod(ok, ok), now: 20 * time.Second, wantStates: []State{Succeeded, Succeeded}},
+		{name: "Job complete", conds: []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}, wantStates: []State{Succeeded, Succeeded}},
+		{name: "helper crashed", pod: pod(crashed, ok), now: 20 * time.Second, wantStates: []State{Failed, Succeeded}},
+		{name: "failing, within one deadline of the last success", pod: pod(ok, backoff), now: 30 * time.Second, wantStates: []State{Succeeded, Pending}, wantCheck: 70 * time.Second},
+		{name: "failing, a deadline after the last success", pod: pod(ok, backoff), now: 71 * time.Second, wantStates: []State{Succeeded, Failed}, wantEnd: true},
+		{name: "still pulling at the controller deadline", pod: pod(ok, pulling), now: 2 * time.Minute, wantStates: []State{Succeeded, Failed}, wantEnd: true},
+		{name: "Job failed, pod gone", conds: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}}, wantStates: []State{Failed, Failed}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			job := testJob(imgs, start)
+			job.Status.Conditions = tc.conds
+			out, err := Read(cfg, job, tc.pod, start.Add(tc.now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range tc.wantStates {
+				if out.Results[i].State != want {
+					t.Errorf("image %d: state %v, want %v (%+v)", i, out.Results[i].State, want, out.Results[i])
+				}
+			}
+			if out.EndNow != tc.wantEnd {
+				t.Errorf("EndNow %v, want %v", out.EndNow, tc.wantEnd)
+			}
+			var wantCheck time.Time
+			if tc.wantCheck > 0 {
+				wantCheck = start.Add(tc.wantCheck)
+			}
+			if !out.CheckAt.Equal(wantCheck) {
+				t.Errorf("CheckAt %v, want %v", out.CheckAt, wantCheck)
+			}
+			if out.EndNow {
+				// What is recorded reads back the same, with the pod gone.
+				job.Annotations[AnnotationResults] = ResultsAnnotation(out)
+				again, err := Read(cfg, job, nil, start.Add(time.Hour))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range out.Results {
+					if again.Results[i].State != out.Results[i].State || again.Results[i].Reason != out.Results[i].Reason {
+						t.Errorf("recorded image %d: %+v, was %+v", i, again.Results[i], out.Results[i])
+					}
+				}
+				if IsActive(job) {
+					t.Error("a Job with recorded results still counts as active")
+				}
+			}
+		})
+	}
+}
