@@ -20,6 +20,7 @@ verify: ## gofmt, go vet, and the generated code and CRD up to date.
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
 	  if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	go vet -tags e2e ./test/e2e/
 	hack/verify-codegen.sh
 
 .PHONY: testbin
@@ -30,6 +31,22 @@ testbin: ## Build the real control-plane binaries (etcd, kube-apiserver, ..., kw
 test: ## Unit tests and integration tests against a real kube-apiserver and etcd (builds the test binaries if missing).
 	export KUBE_FLEDGED_TESTBIN="$$(hack/testbin.sh)"; \
 	  go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: e2e
+e2e: ## End-to-end suite: the fledged binary against a local cluster (real control plane, kwok nodes).
+	hack/e2e.sh -v
+
+.PHONY: cluster-up
+cluster-up: ## Start the local cluster (NODES=5 kwok nodes by default).
+	hack/local-up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster, by PID.
+	hack/local-down.sh
+
+.PHONY: demo
+demo: ## The main job on a fresh machine: local cluster, controller, sample ImageCache, watched to Succeeded.
+	hack/demo.sh
 
 .PHONY: help
 help: ## Show the targets.

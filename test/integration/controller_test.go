@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/utils/ptr"
@@ -24,6 +22,7 @@ import (
 	"kubefledged.io/kube-fledged/pkg/app"
 	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/test/framework"
 )
 
 // runController runs the controller in-process until the returned stop is called.
@@ -260,59 +259,31 @@ func driveToCompletion(t *testing.T, ns, name string, timeout time.Duration) *v1
 	return ic
 }
 
-// jobWatch counts the Jobs created in a namespace while it runs.
+// jobWatch records the Jobs created in a namespace during the test.
 type jobWatch struct {
-	mu    sync.Mutex
-	added map[string]batchv1.Job
-	stop  func()
+	t *testing.T
+	*framework.JobWatch
 }
 
 func watchJobs(t *testing.T, ns string) *jobWatch {
 	t.Helper()
-	w, err := kubeClient.BatchV1().Jobs(ns).Watch(context.Background(), metav1.ListOptions{})
+	jw, err := framework.WatchJobs(context.Background(), kubeClient, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jw := &jobWatch{added: map[string]batchv1.Job{}, stop: w.Stop}
-	go func() {
-		for ev := range w.ResultChan() {
-			if ev.Type != watch.Added {
-				continue
-			}
-			if j, ok := ev.Object.(*batchv1.Job); ok {
-				jw.mu.Lock()
-				jw.added[string(j.UID)] = *j
-				jw.mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(w.Stop)
-	return jw
+	t.Cleanup(jw.Stop)
+	return &jobWatch{t: t, JobWatch: jw}
 }
 
-// pairs returns, for every Job ever created, "node image" pairs with the number
-// of Jobs that carried each.
 func (jw *jobWatch) pairs(t *testing.T) map[string]int {
-	jw.mu.Lock()
-	defer jw.mu.Unlock()
-	out := map[string]int{}
-	for _, j := range jw.added {
-		var imgs []string
-		if err := json.Unmarshal([]byte(j.Annotations[puller.AnnotationImages]), &imgs); err != nil {
-			t.Fatal(err)
-		}
-		for _, img := range imgs {
-			out[j.Annotations[puller.AnnotationNode]+" "+img]++
-		}
+	p, err := jw.Pairs()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return p
 }
 
-func (jw *jobWatch) count() int {
-	jw.mu.Lock()
-	defer jw.mu.Unlock()
-	return len(jw.added)
-}
+func (jw *jobWatch) count() int { return jw.Count() }
 
 func TestControllerCreateToSucceeded(t *testing.T) {
 	ns := testNamespace(t, "create")

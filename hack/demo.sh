@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# make demo: kube-fledged's main job on this machine, in one command.
+# Builds what is missing, starts the local cluster with a handful of kwok
+# nodes, installs the CRD, runs the controller, applies the sample ImageCache
+# and shows `kubectl get ic -o wide` until it has Succeeded. The cluster and
+# the controller stay up; `make cluster-down` stops them.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${ROOT}"
+# shellcheck source=hack/local-env.sh
+source "${ROOT}/hack/local-env.sh"
+
+say() { echo; echo "==> $*"; }
+
+say "building fledged"
+make --no-print-directory build
+BIN="$(bash hack/testbin.sh 2>/dev/null)"
+kubectl() { "${BIN}/kubectl" --kubeconfig "${LOCAL_KUBECONFIG}" "$@"; }
+
+say "starting the local cluster"
+NODES="${NODES:-6}" BACKEND_NODES="${BACKEND_NODES:-2}" bash hack/local-up.sh >/dev/null
+kubectl get nodes -L tier
+
+say "installing the CRD"
+kubectl apply --server-side -f deploy/crd/ >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/imagecaches.kubefledged.io >/dev/null
+kubectl create namespace kube-fledged --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+
+PIDFILE="${LOCAL_DIR}/pids/fledged.pid"
+if [[ -f "${PIDFILE}" ]] && kill -0 "$(cat "${PIDFILE}")" 2>/dev/null; then
+  say "the controller is already running (pid $(cat "${PIDFILE}"))"
+else
+  say "starting the controller (log: ${LOCAL_DIR}/logs/fledged.log)"
+  setsid _output/bin/fledged --kubeconfig "${LOCAL_KUBECONFIG}" --image-pull-deadline-duration=30s \
+    >"${LOCAL_DIR}/logs/fledged.log" 2>&1 </dev/null &
+  echo $! >"${PIDFILE}"
+fi
+
+say "applying deploy/sample-imagecache.yaml"
+kubectl apply -f deploy/sample-imagecache.yaml
+
+say "kubectl get ic -n kube-fledged -o wide, until Succeeded"
+last=""
+deadline=$((SECONDS + 180))
+while :; do
+  status="$(kubectl get ic imagecache1 -n kube-fledged -o jsonpath='{.status.status}')"
+  out="$(kubectl get ic imagecache1 -n kube-fledged -o wide)"
+  if [[ "${out}" != "${last}" ]]; then
+    if [[ -z "${last}" ]]; then echo "${out}"; else echo "${out}" | tail -n +2; fi
+    last="${out}"
+  fi
+  [[ "${status}" == "Succeeded" || "${status}" == "Failed" ]] && break
+  if ((SECONDS > deadline)); then
+    echo "the sample did not finish in 3 minutes; controller log:" >&2
+    tail -n 30 "${LOCAL_DIR}/logs/fledged.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+
+cat <<MSG
+
+==> done: the sample ImageCache is ${status}.
+The cluster and the controller are still running. Try:
+
+  export KUBECONFIG=${LOCAL_KUBECONFIG}
+  ${BIN}/kubectl get ic -A -o wide
+  ${BIN}/kubectl get ic imagecache1 -n kube-fledged -o yaml
+  ${BIN}/kubectl annotate ic imagecache1 -n kube-fledged kubefledged.io/refresh-imagecache=   # pull again
+
+Controller log: ${LOCAL_DIR}/logs/fledged.log
+Stop everything: make cluster-down
+MSG

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Starts a local Kubernetes cluster on loopback: real etcd, kube-apiserver,
+# kube-controller-manager and kube-scheduler (from hack/testbin.sh), with kwok
+# simulating NODES nodes and their pods. State, logs and PIDs live under
+# LOCAL_DIR (default _output/local); ports are in hack/local-env.sh.
+#
+#   NODES=20 BACKEND_NODES=5 hack/local-up.sh
+#
+# A second run reports the running cluster instead of starting another.
+# hack/local-down.sh stops every process by PID.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=hack/local-env.sh
+source "${ROOT}/hack/local-env.sh"
+
+NODES="${NODES:-5}"
+BACKEND_NODES="${BACKEND_NODES:-$(((NODES + 3) / 4))}"
+BIN="$(bash "${ROOT}/hack/testbin.sh")"
+PIDS="${LOCAL_DIR}/pids"
+LOGS="${LOCAL_DIR}/logs"
+PKI="${LOCAL_DIR}/pki"
+APISERVER="https://127.0.0.1:${LOCAL_APISERVER_PORT}"
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+log() { echo "local-up: $*" >&2; }
+kubectl() { "${BIN}/kubectl" --kubeconfig "${LOCAL_KUBECONFIG}" "$@"; }
+is_running() { [[ -f "${PIDS}/$1.pid" ]] && kill -0 "$(cat "${PIDS}/$1.pid")" 2>/dev/null; }
+
+fail() {
+  local component="$1"; shift
+  log "FAILED: $*"
+  if [[ -f "${LOGS}/${component}.log" ]]; then
+    echo "--- last 30 lines of ${LOGS}/${component}.log ---" >&2
+    tail -n 30 "${LOGS}/${component}.log" >&2
+  fi
+  log "stopping what was started"
+  LOCAL_DIR="${LOCAL_DIR}" bash "${ROOT}/hack/local-down.sh" >&2 || true
+  exit 1
+}
+
+# wait_until COMPONENT SECONDS DESCRIPTION COMMAND...: polls COMMAND until it
+# succeeds; fails with the component's log if it exits or time runs out.
+wait_until() {
+  local component="$1" seconds="$2" what="$3"; shift 3
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    is_running "${component}" || fail "${component}" "${component} exited while waiting for ${what}"
+    ((SECONDS < deadline)) || fail "${component}" "timed out after ${seconds}s waiting for ${what}"
+    sleep 0.2
+  done
+}
+
+start() {
+  local name="$1"; shift
+  setsid "$@" >"${LOGS}/${name}.log" 2>&1 < /dev/null &
+  echo $! >"${PIDS}/${name}.pid"
+}
+
+# --- already up? ---
+running=0
+for c in "${COMPONENTS[@]}"; do is_running "${c}" && running=$((running + 1)); done
+if ((running == ${#COMPONENTS[@]})) && kubectl get --raw=/readyz >/dev/null 2>&1; then
+  log "the local cluster is already running ($(kubectl get nodes --no-headers 2>/dev/null | wc -l) nodes)"
+  echo "export KUBECONFIG=${LOCAL_KUBECONFIG}"
+  exit 0
+fi
+if ((running > 0)); then
+  log "a local cluster is partly running (${running} of ${#COMPONENTS[@]} components); stopping it first"
+  LOCAL_DIR="${LOCAL_DIR}" bash "${ROOT}/hack/local-down.sh" >&2
+fi
+
+rm -rf "${LOCAL_DIR}"
+mkdir -p "${PIDS}" "${LOGS}" "${PKI}"
+
+# --- certificates, tokens, kubeconfigs ---
+log "making certificates"
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kube-fledged-local-ca" \
+  -keyout "${PKI}/ca.key" -out "${PKI}/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+  -keyout "${PKI}/apiserver.key" -out "${PKI}/apiserver.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n' >"${PKI}/apiserver.ext"
+openssl x509 -req -in "${PKI}/apiserver.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" -CAcreateserial -days 30 \
+  -extfile "${PKI}/apiserver.ext" -out "${PKI}/apiserver.crt" 2>/dev/null
+openssl genrsa -out "${PKI}/sa.key" 2048 2>/dev/null
+openssl rsa -in "${PKI}/sa.key" -pubout -out "${PKI}/sa.pub" 2>/dev/null
+
+token() { openssl rand -hex 16; }
+ADMIN_TOKEN="$(token)"; KCM_TOKEN="$(token)"; SCHED_TOKEN="$(token)"; KWOK_TOKEN="$(token)"
+cat >"${PKI}/tokens.csv" <<CSV
+${ADMIN_TOKEN},admin,admin,system:masters
+${KCM_TOKEN},system:kube-controller-manager,system:kube-controller-manager
+${SCHED_TOKEN},system:kube-scheduler,system:kube-scheduler
+${KWOK_TOKEN},kwok,kwok,system:masters
+CSV
+chmod 600 "${PKI}/tokens.csv"
+
+write_kubeconfig() {
+  local file="$1" user="$2" tok="$3"
+  "${BIN}/kubectl" --kubeconfig "${file}" config set-cluster local --server "${APISERVER}" \
+    --certificate-authority "${PKI}/ca.crt" --embed-certs >/dev/null
+  "${BIN}/kubectl" --kubeconfig "${file}" config set-credentials "${user}" --token "${tok}" >/dev/null
+  "${BIN}/kubectl" --kubeconfig "${file}" config set-context local --cluster local --user "${user}" >/dev/null
+  "${BIN}/kubectl" --kubeconfig "${file}" config use-context local >/dev/null
+}
+write_kubeconfig "${LOCAL_KUBECONFIG}" admin "${ADMIN_TOKEN}"
+write_kubeconfig "${LOCAL_DIR}/kcm.kubeconfig" system:kube-controller-manager "${KCM_TOKEN}"
+write_kubeconfig "${LOCAL_DIR}/scheduler.kubeconfig" system:kube-scheduler "${SCHED_TOKEN}"
+write_kubeconfig "${LOCAL_DIR}/kwok.kubeconfig" kwok "${KWOK_TOKEN}"
+
+# --- etcd and kube-apiserver ---
+log "starting etcd on 127.0.0.1:${LOCAL_ETCD_PORT}"
+ETCD_URL="http://127.0.0.1:${LOCAL_ETCD_PORT}"
+ETCD_PEER="http://127.0.0.1:${LOCAL_ETCD_PEER_PORT}"
+start etcd "${BIN}/etcd" --name=local --data-dir="${LOCAL_DIR}/etcd" \
+  --listen-client-urls="${ETCD_URL}" --advertise-client-urls="${ETCD_URL}" \
+  --listen-peer-urls="${ETCD_PEER}" --initial-advertise-peer-urls="${ETCD_PEER}" \
+  --initial-cluster="local=${ETCD_PEER}" --unsafe-no-fsync --quota-backend-bytes=4294967296 --log-level=warn
+wait_until etcd 30 "etcd health" curl -sf "${ETCD_URL}/health"
+
+log "starting kube-apiserver on ${APISERVER}"
+start kube-apiserver "${BIN}/kube-apiserver" \
+  --etcd-servers="${ETCD_URL}" --bind-address=127.0.0.1 --secure-port="${LOCAL_APISERVER_PORT}" \
+  --tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
+  --client-ca-file="${PKI}/ca.crt" --token-auth-file="${PKI}/tokens.csv" \
+  --service-account-issuer=https://kubernetes.default.svc \
+  --service-account-key-file="${PKI}/sa.pub" --service-account-signing-key-file="${PKI}/sa.key" \
+  --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC --endpoint-reconciler-type=none \
+  --allow-privileged=true --kubelet-preferred-address-types=InternalIP --profiling=false \
+  --max-requests-inflight=1600 --max-mutating-requests-inflight=800 \
+  --cert-dir="${LOCAL_DIR}/apiserver-certs"
+wait_until kube-apiserver 60 "kube-apiserver /readyz" kubectl get --raw=/readyz
+
+# --- controller-manager, scheduler ---
+log "starting kube-controller-manager"
+start kube-controller-manager "${BIN}/kube-controller-manager" \
+  --kubeconfig="${LOCAL_DIR}/kcm.kubeconfig" \
+  --authentication-kubeconfig="${LOCAL_DIR}/kcm.kubeconfig" --authorization-kubeconfig="${LOCAL_DIR}/kcm.kubeconfig" \
+  --bind-address=127.0.0.1 --secure-port="${LOCAL_KCM_PORT}" \
+  --controllers='*' --leader-elect=false --use-service-account-credentials=true \
+  --service-account-private-key-file="${PKI}/sa.key" --root-ca-file="${PKI}/ca.crt" \
+  --kube-api-qps=500 --kube-api-burst=1000 --concurrent-job-syncs=50 --concurrent-gc-syncs=50
+cat >"${LOCAL_DIR}/scheduler.yaml" <<YAML
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: ${LOCAL_DIR}/scheduler.kubeconfig
+  qps: 500
+  burst: 1000
+leaderElection:
+  leaderElect: false
+YAML
+log "starting kube-scheduler"
+start kube-scheduler "${BIN}/kube-scheduler" --config="${LOCAL_DIR}/scheduler.yaml" \
+  --authentication-kubeconfig="${LOCAL_DIR}/scheduler.kubeconfig" --authorization-kubeconfig="${LOCAL_DIR}/scheduler.kubeconfig" \
+  --bind-address=127.0.0.1 --secure-port="${LOCAL_SCHEDULER_PORT}"
+wait_until kube-controller-manager 60 "kube-controller-manager /healthz" curl -ksf "https://127.0.0.1:${LOCAL_KCM_PORT}/healthz"
+wait_until kube-scheduler 60 "kube-scheduler /healthz" curl -ksf "https://127.0.0.1:${LOCAL_SCHEDULER_PORT}/healthz"
+wait_until kube-controller-manager 60 "the default ServiceAccount" kubectl get serviceaccount default -n default
+
+# --- kwok, with the stages from kwok's own module ---
+STAGES="${BIN}/kwok-stage"
+{
+  cat "${STAGES}/node/fast/node-initialize.yaml"
+  echo "---"
+  cat "${STAGES}/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"
+  echo "---"
+  # kwok's pod-ready, told to leave the failing pods to the failure stage.
+  awk '{print} /matchExpressions:/ && !done {print "    - key: '"'"'.spec.containers.[] | select(.image | startswith(\"fail.invalid/\")) | .image'"'"'"; print "      operator: '"'"'DoesNotExist'"'"'"; done=1}' \
+    "${STAGES}/pod/fast/pod-ready.yaml"
+  echo "---"
+  cat "${STAGES}/pod/fast/pod-complete.yaml"
+  echo "---"
+  cat "${STAGES}/pod/fast/pod-delete.yaml"
+  echo "---"
+  cat "${ROOT}/hack/kwok/pod-image-pull-failed.yaml"
+} >"${LOCAL_DIR}/kwok-stages.yaml"
+log "starting kwok"
+start kwok "${BIN}/kwok" --kubeconfig="${LOCAL_DIR}/kwok.kubeconfig" --config="${LOCAL_DIR}/kwok-stages.yaml" \
+  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+  --node-lease-duration-seconds=40 --cidr=10.244.0.0/16 --node-ip=10.244.0.1 \
+  --server-address="127.0.0.1:${LOCAL_KWOK_PORT}"
+wait_until kwok 30 "kwok's health endpoint" curl -sf "http://127.0.0.1:${LOCAL_KWOK_PORT}/healthz"
+
+# --- nodes ---
+if ((NODES > 0)); then
+  log "adding ${NODES} kwok nodes (${BACKEND_NODES} labelled tier=backend)"
+  bash "${ROOT}/hack/local-nodes.sh" "${NODES}" "${BACKEND_NODES}" | kubectl apply -f - >/dev/null
+  wait_until kwok 120 "${NODES} nodes Ready" kubectl wait --for=condition=Ready node -l type=kwok --timeout=5s
+fi
+
+log "the local cluster is up: $(kubectl get nodes --no-headers | wc -l) nodes; logs in ${LOGS}"
+log "stop it with: hack/local-down.sh (or make cluster-down)"
+echo "export KUBECONFIG=${LOCAL_KUBECONFIG}"

@@ -1,0 +1,278 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+// The local cluster has kwok-node-0 ... kwok-node-19 (type=kwok), of which
+// kwok-node-0 ... kwok-node-4 are tier=backend (make e2e starts it so).
+const baseNodes, backendNodes = 20, 5
+
+func nodeList(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
+}
+
+// 1. The kube-fledged-shaped sample over 20 nodes, 5 of them backend.
+func TestSampleOverTwentyNodes(t *testing.T) {
+	startController(t)
+	kubectl(t, "apply", "-f", filepath.Join(projectRoot, "deploy", "sample-imagecache.yaml"))
+	t.Cleanup(func() { kubectl(t, "delete", "-f", filepath.Join(projectRoot, "deploy", "sample-imagecache.yaml"), "--wait=true") })
+	ic := waitIC(t, sampleNS, "imagecache1", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	want := v1alpha2.PullCounts{Desired: 2*baseNodes + 2*backendNodes, Succeeded: 2*baseNodes + 2*backendNodes}
+	if ic.Status.Pulls != want {
+		t.Errorf("pulls %+v, want %+v", ic.Status.Pulls, want)
+	}
+	if ic.Status.NodesMatched != baseNodes || ic.Status.Reason != v1alpha2.ImageCacheReasonCreate || len(ic.Status.Failures) != 0 {
+		t.Errorf("status: nodes %d reason %s failures %v", ic.Status.NodesMatched, ic.Status.Reason, ic.Status.Failures)
+	}
+	if c := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Ready condition %+v", c)
+	}
+	if ic.Status.Message != "Pulled 50 of 50 images on 20 nodes" {
+		t.Errorf("message %q", ic.Status.Message)
+	}
+	out := kubectl(t, "get", "ic", "-n", sampleNS, "-o", "wide")
+	t.Logf("kubectl get ic -o wide:\n%s", out)
+	if !strings.Contains(out, "Succeeded") || !strings.Contains(out, "50 of 50") {
+		t.Errorf("kubectl get ic -o wide:\n%s", out)
+	}
+}
+
+// 2. An update that adds an image and moves a selector runs only the new work.
+func TestUpdateRunsOnlyNewWork(t *testing.T) {
+	ns := newNamespace(t, "update")
+	startController(t)
+	jw := watchJobs(t, ns)
+	applyCache(t, ns, `
+apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: app}
+spec:
+  cacheSpec:
+  - images: [docker.io/library/nginx:1.27]
+    nodeSelector: {type: kwok}
+  - images: [docker.io/library/redis:7.4]
+    nodeSelector: {tier: backend}
+`)
+	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	if n := jw.Count(); n != baseNodes {
+		t.Errorf("create: %d Jobs, want %d (one per node)", n, baseNodes)
+	}
+	jw.Reset()
+	applyCache(t, ns, `
+apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: app}
+spec:
+  cacheSpec:
+  - images: [docker.io/library/nginx:1.27, docker.io/library/alpine:3.20]
+    nodeSelector: {type: kwok}
+  - images: [docker.io/library/redis:7.4]
+    nodeSelector: {kubernetes.io/hostname: kwok-node-10}
+`)
+	ic := waitIC(t, ns, "app", 2*time.Minute, "the update to succeed", func(ic *v1alpha2.ImageCache) bool {
+		return ic.Generation == 2 && done(v1alpha2.ImageCacheActionStatusSucceeded)(ic)
+	})
+	if ic.Status.Reason != v1alpha2.ImageCacheReasonUpdate || ic.Status.Pulls.Desired != 2*baseNodes+1 || ic.Status.Pulls.Succeeded != 2*baseNodes+1 {
+		t.Errorf("status %s %+v", ic.Status.Reason, ic.Status.Pulls)
+	}
+	want := map[string]int{"kwok-node-10 docker.io/library/redis:7.4": 1}
+	for _, n := range nodeList("kwok-node", baseNodes) {
+		want[n+" docker.io/library/alpine:3.20"] = 1
+	}
+	got := pairs(t, jw)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("pulls after the update:\n got %v\nwant %v", sortedKeys(got), sortedKeys(want))
+	}
+}
+
+func sortedKeys(m map[string]int) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// 3. The refresh annotation pulls again, and is removed when done.
+func TestRefreshAnnotation(t *testing.T) {
+	ns := newNamespace(t, "refresh")
+	startController(t)
+	jw := watchJobs(t, ns)
+	applyCache(t, ns, `
+apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: app}
+spec:
+  cacheSpec:
+  - images: [docker.io/library/nginx:1.27]
+    nodeSelector: {tier: backend}
+`)
+	first := waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	jw.Reset()
+	kubectl(t, "annotate", "ic", "app", "-n", ns, v1alpha2.AnnotationRefresh+"=")
+	ic := waitIC(t, ns, "app", 2*time.Minute, "the refresh to finish and its annotation to go", func(ic *v1alpha2.ImageCache) bool {
+		_, has := ic.Annotations[v1alpha2.AnnotationRefresh]
+		return !has && ic.Status.Reason == v1alpha2.ImageCacheReasonRefresh && done(v1alpha2.ImageCacheActionStatusSucceeded)(ic)
+	})
+	if !ic.Status.StartTime.After(first.Status.StartTime.Time) || ic.Status.Pulls.Succeeded != backendNodes {
+		t.Errorf("refresh status: start %v (create %v), pulls %+v", ic.Status.StartTime, first.Status.StartTime, ic.Status.Pulls)
+	}
+	if n := jw.Count(); n != backendNodes {
+		t.Errorf("refresh ran %d Jobs, want %d", n, backendNodes)
+	}
+}
+
+// 4. Nodes joining during and after an operation are warmed; a node deleted
+// mid-operation does not stop the cache from completing.
+func TestNodeChurn(t *testing.T) {
+	ns := newNamespace(t, "churn")
+	names := nodeList("churn", 12)
+	addNodes(t, names[:10], map[string]string{"e2e": "churn"})
+	// One Job at a time, so the operation lasts long enough to act during it.
+	startController(t, "--max-in-flight-jobs=1")
+	jw := watchJobs(t, ns)
+	applyCache(t, ns, `
+apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: app}
+spec:
+  cacheSpec:
+  - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
+    nodeSelector: {e2e: churn}
+`)
+	waitIC(t, ns, "app", time.Minute, "Processing with work done", func(ic *v1alpha2.ImageCache) bool {
+		return ic.Status.Status == v1alpha2.ImageCacheActionStatusProcessing && ic.Status.Pulls.Succeeded >= 2
+	})
+	addNodes(t, names[10:11], map[string]string{"e2e": "churn"}) // joins during
+	if err := kubeClient.CoreV1().Nodes().Delete(t.Context(), "churn-9", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err) // the last in line leaves mid-operation
+	}
+	if during := getIC(t, ns, "app"); during.Status.Status != v1alpha2.ImageCacheActionStatusProcessing {
+		t.Logf("note: the operation was %s when the nodes changed", during.Status.Status)
+	}
+	ic := waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	if ic.Status.NodesMatched != 10 || ic.Status.Pulls.Desired != 20 || ic.Status.Pulls.Succeeded != 20 {
+		t.Errorf("after churn: nodes %d pulls %+v", ic.Status.NodesMatched, ic.Status.Pulls)
+	}
+	if p := pairs(t, jw); p["churn-10 docker.io/library/nginx:1.27"] != 1 {
+		t.Errorf("the node that joined during the operation was not warmed: %v", sortedKeys(p))
+	}
+	// A node joining after the operation is warmed at once.
+	addNodes(t, names[11:12], map[string]string{"e2e": "churn"})
+	ic = waitIC(t, ns, "app", time.Minute, "the new node warmed", func(ic *v1alpha2.ImageCache) bool {
+		return ic.Status.NodesMatched == 11 && ic.Status.Pulls.Succeeded == 22 && ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded
+	})
+	if p := pairs(t, jw); p["churn-11 docker.io/library/redis:7.4"] != 1 {
+		t.Errorf("the node that joined after the operation was not warmed: %v", sortedKeys(p))
+	}
+}
+
+// 5. A failing image gives Failed, with the failure per node.
+func TestFailingImage(t *testing.T) {
+	ns := newNamespace(t, "failing")
+	startController(t)
+	applyCache(t, ns, `
+apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: app}
+spec:
+  cacheSpec:
+  - images: [fail.invalid/app:v1, docker.io/library/nginx:1.27]
+    nodeSelector: {tier: backend}
+`)
+	ic := waitIC(t, ns, "app", 2*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
+	got := ic.Status.Failures["fail.invalid/app:v1"]
+	if len(got) != backendNodes {
+		t.Fatalf("failures %+v", ic.Status.Failures)
+	}
+	for i, f := range got {
+		if f.Node != fmt.Sprintf("kwok-node-%d", i) || f.Reason != "ErrImagePull" || !strings.Contains(f.Message, "not found") {
+			t.Errorf("failure %d: %+v", i, f)
+		}
+	}
+	if ic.Status.Pulls.Succeeded != backendNodes || ic.Status.Pulls.Failed != backendNodes {
+		t.Errorf("pulls %+v", ic.Status.Pulls)
+	}
+	if ic.Status.Message != "Pulled 5 of 10 images on 5 nodes; 5 failed" {
+		t.Errorf("message %q", ic.Status.Message)
+	}
+}
+
+// 6. The controller killed mid-operation and started again: the cache
+// completes, and no pull was asked for twice.
+func TestControllerKilledMidOperation(t *testing.T) {
+	ns := newNamespace(t, "kill")
+	args := []string{"--max-in-flight-jobs=3", "--images-per-job=1"}
+	first := startController(t, args...)
+	jw := watchJobs(t, ns)
+	applyCache(t, ns, `
+apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: app}
+spec:
+  cacheSpec:
+  - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4, docker.io/library/alpine:3.20]
+    nodeSelector: {type: kwok}
+`)
+	waitIC(t, ns, "app", 2*time.Minute, "a third of the work done", func(ic *v1alpha2.ImageCache) bool {
+		return ic.Status.Pulls.Succeeded >= baseNodes
+	})
+	first.kill()
+	before := getIC(t, ns, "app")
+	t.Logf("killed the controller at %d of %d pulls, %d Jobs created", before.Status.Pulls.Succeeded, before.Status.Pulls.Desired, jw.Count())
+	startController(t, args...)
+	ic := waitIC(t, ns, "app", 3*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	if ic.Status.Pulls.Succeeded != 3*baseNodes || !ic.Status.StartTime.Equal(before.Status.StartTime) {
+		t.Errorf("pulls %+v, start %v (before %v)", ic.Status.Pulls, ic.Status.StartTime, before.Status.StartTime)
+	}
+	got := pairs(t, jw)
+	for pair, n := range got {
+		if n != 1 {
+			t.Errorf("%s asked for by %d Jobs", pair, n)
+		}
+	}
+	if len(got) != 3*baseNodes || jw.Count() != 3*baseNodes {
+		t.Errorf("%d pairs by %d Jobs, want %d each", len(got), jw.Count(), 3*baseNodes)
+	}
+}
+
+// 7. 200 nodes x 5 images completes (a smoke test of scale; no timing asserted).
+func TestTwoHundredNodesFiveImages(t *testing.T) {
+	ns := newNamespace(t, "scale")
+	addNodes(t, nodeList("scale", 200-baseNodes), nil)
+	startController(t)
+	start := time.Now()
+	applyCache(t, ns, `
+apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: app}
+spec:
+  cacheSpec:
+  - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4, docker.io/library/alpine:3.20,
+             registry.k8s.io/pause:3.10, ghcr.io/org/app:v1]
+    nodeSelector: {type: kwok}
+`)
+	ic := waitIC(t, ns, "app", 8*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	if ic.Status.NodesMatched != 200 || ic.Status.Pulls.Desired != 1000 || ic.Status.Pulls.Succeeded != 1000 {
+		t.Errorf("nodes %d pulls %+v", ic.Status.NodesMatched, ic.Status.Pulls)
+	}
+	t.Logf("200 nodes x 5 images: Succeeded after %v", time.Since(start).Round(100*time.Millisecond))
+}

@@ -1,0 +1,247 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/yaml"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/test/framework"
+)
+
+const sampleNS = "kube-fledged"
+
+var nsObj = corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sampleNS}}
+
+// kubectl runs kubectl against the local cluster.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// kubectlIn runs kubectl with a manifest on standard input.
+func kubectlIn(t *testing.T, manifest string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(kubectlBin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(manifest)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// getIC reads an ImageCache the way a user does: kubectl get ic -o yaml.
+func getIC(t *testing.T, ns, name string) *v1alpha2.ImageCache {
+	t.Helper()
+	out := kubectl(t, "get", "ic", name, "-n", ns, "-o", "yaml")
+	ic := &v1alpha2.ImageCache{}
+	if err := yaml.Unmarshal([]byte(out), ic); err != nil {
+		t.Fatalf("parsing kubectl get ic -o yaml: %v\n%s", err, out)
+	}
+	return ic
+}
+
+// waitIC waits until kubectl shows the ImageCache in a state cond accepts.
+func waitIC(t *testing.T, ns, name string, timeout time.Duration, what string, cond func(*v1alpha2.ImageCache) bool) *v1alpha2.ImageCache {
+	t.Helper()
+	var ic *v1alpha2.ImageCache
+	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		ic = getIC(t, ns, name)
+		return cond(ic), nil
+	})
+	if err != nil {
+		t.Fatalf("waiting %v for %s/%s: %s: last seen status %s (%s): %s", timeout, ns, name, what, ic.Status.Status, ic.Status.Reason, ic.Status.Message)
+	}
+	return ic
+}
+
+func done(want v1alpha2.ImageCacheActionStatus) func(*v1alpha2.ImageCache) bool {
+	return func(ic *v1alpha2.ImageCache) bool {
+		return ic.Status.ObservedGeneration == ic.Generation && ic.Status.Status == want
+	}
+}
+
+// controllerProc is the fledged binary running as its own process.
+type controllerProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+var procSeq int
+
+// startController runs the built fledged binary against the local cluster.
+// It is stopped (SIGTERM, by PID) when the test ends.
+func startController(t *testing.T, args ...string) *controllerProc {
+	t.Helper()
+	procSeq++
+	logPath := filepath.Join(artifacts, fmt.Sprintf("%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), procSeq))
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append([]string{"--kubeconfig", kubeconfig, "--image-cache-refresh-frequency=0", "--image-pull-deadline-duration=10s", "-v=2"}, args...)
+	cmd := exec.Command(fledgedBin, all...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &controllerProc{cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			data, _ := os.ReadFile(logPath)
+			lines := strings.Split(string(data), "\n")
+			if len(lines) > 40 {
+				lines = lines[len(lines)-40:]
+			}
+			t.Logf("--- last lines of %s ---\n%s", logPath, strings.Join(lines, "\n"))
+		}
+	})
+	return p
+}
+
+func (p *controllerProc) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("controller pid %d did not stop on SIGTERM within 30s", p.cmd.Process.Pid)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// kill ends the controller with SIGKILL: no clean shutdown at all.
+func (p *controllerProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// addNodes creates kwok nodes (kwok makes them Ready), and deletes them when
+// the test ends.
+func addNodes(t *testing.T, names []string, labels map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, name := range names {
+		l := map[string]string{puller.HostnameLabel: name, "type": "kwok"}
+		for k, v := range labels {
+			l[k] = v
+		}
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}}}
+		if _, err := kubeClient.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, name := range names {
+			_ = kubeClient.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{})
+		}
+	})
+	waitFor(t, 2*time.Minute, fmt.Sprintf("%d nodes Ready", len(names)), func() bool {
+		for _, name := range names {
+			n, err := kubeClient.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil || !nodeReady(n) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return cond(), nil
+	})
+	if err != nil {
+		t.Fatalf("waiting %v for %s: %v", timeout, what, err)
+	}
+}
+
+// applyCache applies an ImageCache manifest and deletes the cache when the
+// test ends.
+func applyCache(t *testing.T, ns, manifest string) {
+	t.Helper()
+	kubectlIn(t, manifest, "apply", "-n", ns, "-f", "-")
+	obj := &v1alpha2.ImageCache{}
+	if err := yaml.Unmarshal([]byte(manifest), obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = fledged.KubefledgedV1alpha2().ImageCaches(ns).Delete(context.Background(), obj.Name, metav1.DeleteOptions{})
+		waitFor(t, time.Minute, "the cache to go", func() bool {
+			_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Get(context.Background(), obj.Name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+	})
+}
+
+func watchJobs(t *testing.T, ns string) *framework.JobWatch {
+	t.Helper()
+	jw, err := framework.WatchJobs(context.Background(), kubeClient, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(jw.Stop)
+	return jw
+}
+
+func pairs(t *testing.T, jw *framework.JobWatch) map[string]int {
+	t.Helper()
+	p, err := jw.Pairs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns, err := kubeClient.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kubeClient.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	return ns.Name
+}
