@@ -32,7 +32,9 @@ func nodeList(prefix string, n int) []string {
 func TestSampleOverTwentyNodes(t *testing.T) {
 	startController(t)
 	kubectl(t, "apply", "-f", filepath.Join(projectRoot, "deploy", "sample-imagecache.yaml"))
-	t.Cleanup(func() { kubectl(t, "delete", "-f", filepath.Join(projectRoot, "deploy", "sample-imagecache.yaml"), "--wait=true") })
+	t.Cleanup(func() {
+		kubectl(t, "delete", "-f", filepath.Join(projectRoot, "deploy", "sample-imagecache.yaml"), "--wait=true")
+	})
 	ic := waitIC(t, sampleNS, "imagecache1", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
 	want := v1alpha2.PullCounts{Desired: 2*baseNodes + 2*backendNodes, Succeeded: 2*baseNodes + 2*backendNodes}
 	if ic.Status.Pulls != want {
