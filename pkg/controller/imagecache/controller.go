@@ -216,6 +216,11 @@ func (c *Controller) nodeChanged(logger klog.Logger, oldObj, newObj any) {
 	if newObj != nil {
 		newNode, _ = newObj.(*corev1.Node)
 	}
+	if newNode == nil && oldNode != nil {
+		c.presentMu.Lock()
+		delete(c.present, oldNode.Name)
+		c.presentMu.Unlock()
+	}
 	if oldNode != nil && newNode != nil {
 		if equality.Semantic.DeepEqual(oldNode.Labels, newNode.Labels) &&
 			nodeSkipReason(oldNode) == nodeSkipReason(newNode) &&
