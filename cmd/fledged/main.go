@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"kubefledged.io/kube-fledged/pkg/app"
+	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/options"
 )
 
@@ -28,6 +30,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "fledged: invalid flags:\n%v\n", err)
 		os.Exit(2)
 	}
+	metrics.Register() // before any client exists: client-go's metrics hooks are set once
 	cfg, err := app.RESTConfig(o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "fledged: %v\n", err)
@@ -35,7 +38,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := app.Run(ctx, o, cfg); err != nil {
+	err = app.Run(ctx, o, cfg)
+	if errors.Is(err, app.ErrLeadershipLost) {
+		klog.InfoS("Leadership lost; exiting so that this process comes back as a follower")
+		klog.Flush()
+		return
+	}
+	if err != nil {
 		klog.ErrorS(err, "Controller failed")
 		klog.Flush()
 		stop()

@@ -4,8 +4,18 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +34,7 @@ import (
 	fledgedscheme "kubefledged.io/kube-fledged/pkg/client/clientset/versioned/scheme"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
+	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -64,9 +75,15 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 	}
 }
 
-// Run runs the controller until ctx is done.
+// ErrLeadershipLost is returned by Run when this process stopped leading:
+// it should exit, and come back as a follower.
+var ErrLeadershipLost = errors.New("leadership lost")
+
+// Run runs the controller until ctx is done (or, with leader election, until
+// this process loses the lease).
 func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	logger := klog.FromContext(ctx)
+	metrics.Register()
 	kubeClient, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("building the Kubernetes client: %w", err)
@@ -86,12 +103,26 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: imagecache.ControllerName})
 
+	icInformer := icFactory.Kubefledged().V1alpha2().ImageCaches()
 	ctrl, err := imagecache.New(ctx, ControllerConfig(o), kubeClient, client,
-		icFactory.Kubefledged().V1alpha2().ImageCaches(), kubeFactory.Core().V1().Nodes(),
+		icInformer, kubeFactory.Core().V1().Nodes(),
 		managedFactory.Batch().V1().Jobs(), managedFactory.Core().V1().Pods(), recorder, clock.RealClock{})
 	if err != nil {
 		return err
 	}
+	collectors := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
+			Help: "Active pull Jobs, as counted against --max-in-flight-jobs."}, func() float64 { return float64(ctrl.InFlightJobs()) }),
+		newCacheCollector(icInformer.Lister()),
+	}
+	for _, c := range collectors {
+		if err := metrics.Registry.Register(c); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		defer metrics.Registry.Unregister(c)
+	}
+
+	// Every replica keeps its caches warm, so a new leader starts at once.
 	kubeFactory.Start(ctx.Done())
 	managedFactory.Start(ctx.Done())
 	icFactory.Start(ctx.Done())
@@ -100,11 +131,79 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 		managedFactory.Shutdown()
 		icFactory.Shutdown()
 	}()
+	var synced atomic.Bool
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), kubeFactory.Core().V1().Nodes().Informer().HasSynced,
+			managedFactory.Batch().V1().Jobs().Informer().HasSynced, managedFactory.Core().V1().Pods().Informer().HasSynced,
+			icInformer.Informer().HasSynced) {
+			synced.Store(true)
+		}
+	}()
+
+	var elector *leaderelection.LeaderElector
+	var watchdog *leaderelection.HealthzAdaptor
+	if o.LeaderElect {
+		watchdog = leaderelection.NewLeaderHealthzAdaptor(o.LeaderElectRenewDeadline + 5*time.Second)
+	}
+	servers, err := startServers(ctx, o, &synced, watchdog)
+	if err != nil {
+		return err
+	}
+	defer servers.shutdown()
+
 	logger.Info("Controller starting", "helperImage", o.HelperImage, "imagesPerJob", o.ImagesPerJob,
 		"maxInFlightJobs", o.MaxInFlightJobs, "pullDeadline", o.ImagePullDeadline.String(),
-		"refresh", o.ImageCacheRefreshPeriod.String(), "workers", o.Workers)
-	start := time.Now()
-	err = ctrl.Run(ctx, o.Workers)
-	logger.Info("Controller stopped", "ran", time.Since(start).Round(time.Second).String())
-	return err
+		"refresh", o.ImageCacheRefreshPeriod.String(), "workers", o.Workers, "leaderElect", o.LeaderElect)
+	if !o.LeaderElect {
+		return ctrl.Run(ctx, o.Workers)
+	}
+
+	id, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("reading the hostname for the leader election identity: %w", err)
+	}
+	id += "_" + string(uuid.NewUUID())
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.LeaderElectResourceNamespace, o.LeaderElectResourceName,
+		kubeClient.CoreV1(), kubeClient.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: id, EventRecorder: recorder})
+	if err != nil {
+		return fmt.Errorf("building the leader election lock: %w", err)
+	}
+	var runErr error
+	var ran sync.WaitGroup
+	elector, err = leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		Name:            imagecache.ControllerName,
+		LeaseDuration:   o.LeaderElectLeaseDuration,
+		RenewDeadline:   o.LeaderElectRenewDeadline,
+		RetryPeriod:     o.LeaderElectRetryPeriod,
+		ReleaseOnCancel: true,
+		WatchDog:        watchdog,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				ran.Add(1)
+				defer ran.Done()
+				logger.Info("Started leading", "identity", id, "lease", o.LeaderElectResourceNamespace+"/"+o.LeaderElectResourceName)
+				runErr = ctrl.Run(lctx, o.Workers)
+			},
+			OnStoppedLeading: func() { logger.Info("Stopped leading", "identity", id) },
+			OnNewLeader: func(identity string) {
+				if identity != id {
+					logger.Info("Following the leader", "leader", identity)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("building the leader elector: %w", err)
+	}
+	logger.Info("Waiting to lead", "identity", id, "lease", o.LeaderElectResourceNamespace+"/"+o.LeaderElectResourceName)
+	elector.Run(ctx)
+	ran.Wait()
+	if runErr != nil {
+		return runErr
+	}
+	if ctx.Err() == nil {
+		return ErrLeadershipLost
+	}
+	return nil
 }

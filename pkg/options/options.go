@@ -46,7 +46,24 @@ type Options struct {
 	Workers         int
 	KubeAPIQPS      float32
 	KubeAPIBurst    int
+
+	LeaderElect                  bool
+	LeaderElectLeaseDuration     time.Duration
+	LeaderElectRenewDeadline     time.Duration
+	LeaderElectRetryPeriod       time.Duration
+	LeaderElectResourceName      string
+	LeaderElectResourceNamespace string
+
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
 }
+
+// NamespaceEnv names the environment variable that holds the namespace the
+// controller runs in (the Deployment sets it from the downward API).
+const NamespaceEnv = "KUBEFLEDGED_NAMESPACE"
+
+// DefaultNamespace is used when NamespaceEnv is not set.
+const DefaultNamespace = "kube-fledged"
 
 // New returns the options with their defaults.
 func New() *Options {
@@ -60,6 +77,14 @@ func New() *Options {
 		Workers:                 4,
 		KubeAPIQPS:              50,
 		KubeAPIBurst:            100,
+
+		LeaderElectLeaseDuration: 15 * time.Second,
+		LeaderElectRenewDeadline: 10 * time.Second,
+		LeaderElectRetryPeriod:   2 * time.Second,
+		LeaderElectResourceName:  "kube-fledged",
+
+		MetricsBindAddress:     ":8080",
+		HealthProbeBindAddress: ":8081",
 	}
 }
 
@@ -79,6 +104,14 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Workers, "workers", o.Workers, "ImageCaches reconciled in parallel.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Steady requests per second to the API server.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the API server.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader with a coordination.k8s.io Lease, so that several replicas can run; only the leader works.")
+	fs.DurationVar(&o.LeaderElectLeaseDuration, "leader-elect-lease-duration", o.LeaderElectLeaseDuration, "How long a follower waits, after the leader last renewed, before it takes the lease.")
+	fs.DurationVar(&o.LeaderElectRenewDeadline, "leader-elect-renew-deadline", o.LeaderElectRenewDeadline, "How long the leader keeps retrying to renew before it gives up leading (and exits).")
+	fs.DurationVar(&o.LeaderElectRetryPeriod, "leader-elect-retry-period", o.LeaderElectRetryPeriod, "How often candidates try to take or renew the lease.")
+	fs.StringVar(&o.LeaderElectResourceName, "leader-elect-resource-name", o.LeaderElectResourceName, "Name of the Lease.")
+	fs.StringVar(&o.LeaderElectResourceNamespace, "leader-elect-resource-namespace", o.LeaderElectResourceNamespace, "Namespace of the Lease (default: $"+NamespaceEnv+", else "+DefaultNamespace+").")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address of the Prometheus /metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of /healthz and /readyz; \"0\" disables them.")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
@@ -91,6 +124,12 @@ func (o *Options) Complete() {
 	}
 	if o.HelperImage == "" {
 		o.HelperImage = DefaultHelperImage
+	}
+	if o.LeaderElectResourceNamespace == "" {
+		o.LeaderElectResourceNamespace = os.Getenv(NamespaceEnv)
+	}
+	if o.LeaderElectResourceNamespace == "" {
+		o.LeaderElectResourceNamespace = DefaultNamespace
 	}
 }
 
@@ -127,6 +166,21 @@ func (o *Options) Validate() error {
 	}
 	if o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-burst must be at least 1, got %d", o.KubeAPIBurst))
+	}
+	if o.LeaderElect {
+		if o.LeaderElectRetryPeriod <= 0 || o.LeaderElectRenewDeadline <= o.LeaderElectRetryPeriod ||
+			o.LeaderElectLeaseDuration <= o.LeaderElectRenewDeadline {
+			errs = append(errs, fmt.Errorf("leader election needs 0 < --leader-elect-retry-period (%s) < --leader-elect-renew-deadline (%s) < --leader-elect-lease-duration (%s)",
+				o.LeaderElectRetryPeriod, o.LeaderElectRenewDeadline, o.LeaderElectLeaseDuration))
+		}
+		if o.LeaderElectResourceName == "" {
+			errs = append(errs, errors.New("--leader-elect-resource-name must not be empty"))
+		}
+	}
+	for flagName, addr := range map[string]string{"--metrics-bind-address": o.MetricsBindAddress, "--health-probe-bind-address": o.HealthProbeBindAddress} {
+		if addr != "0" && addr != "" && !strings.Contains(addr, ":") {
+			errs = append(errs, fmt.Errorf("%s must be host:port, :port or 0, got %q", flagName, addr))
+		}
 	}
 	if strings.TrimSpace(o.HelperImage) == "" {
 		errs = append(errs, errors.New("--helper-image must not be empty"))

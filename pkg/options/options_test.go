@@ -66,10 +66,12 @@ func TestInvalidValues(t *testing.T) {
 		"--workers=0":                         "--workers",
 		"--kube-api-qps=0":                    "--kube-api-qps",
 		"--kube-api-burst=0":                  "--kube-api-burst",
+		"--leader-elect --leader-elect-lease-duration=5s --leader-elect-renew-deadline=10s": "--leader-elect-lease-duration",
+		"--metrics-bind-address=8080": "--metrics-bind-address",
 	}
 	for arg, flagName := range cases {
 		t.Run(arg, func(t *testing.T) {
-			_, err := parse(t, arg)
+			_, err := parse(t, strings.Fields(arg)...)
 			if err == nil {
 				t.Fatalf("%s accepted", arg)
 			}

@@ -32,6 +32,7 @@ func runController(t *testing.T, mutate func(*options.Options)) (stop func()) {
 	o.ImagePullDeadline = 3 * time.Second
 	o.ImageCacheRefreshPeriod = 0
 	o.HelperImage = "registry.local/kube-fledged:test"
+	o.MetricsBindAddress, o.HealthProbeBindAddress = "0", "0"
 	if mutate != nil {
 		mutate(o)
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
+	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/test/framework"
 )
 
@@ -30,6 +31,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// client-go's metrics hooks are set once, before any client exists.
+	metrics.Register()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var err error

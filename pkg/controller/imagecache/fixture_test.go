@@ -217,6 +217,21 @@ func (f *fixture) sync(name string) ([]core.Action, time.Duration) {
 	return w, after
 }
 
+// syncStarted runs the sync that starts an operation, checks that it only
+// recorded the start (Jobs are named after it, so none may exist before it
+// is recorded), and returns the writes of the sync after it.
+func (f *fixture) syncStarted(name string) ([]core.Action, time.Duration) {
+	f.t.Helper()
+	writes, after := f.sync(name)
+	if len(writes) != 1 || len(statusUpdates(writes)) != 1 {
+		f.t.Fatalf("starting an operation: want one status write, got %s", describe(writes))
+	}
+	if st := statusUpdates(writes)[0].Status; st.Status == v1alpha2.ImageCacheActionStatusProcessing && after != time.Millisecond {
+		f.t.Errorf("after starting an operation: requeue after %v, want at once", after)
+	}
+	return f.sync(name)
+}
+
 // writes returns the write actions both clients saw since the last call.
 func (f *fixture) writes() []core.Action {
 	var out []core.Action

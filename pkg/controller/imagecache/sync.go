@@ -20,6 +20,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -40,6 +41,8 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	now := c.clock.Now()
 	st := ic.Status.DeepCopy()
 	led := decodeLedger(st.Ledger)
+	before := decodeLedger(st.Ledger)
+	var pullTimes []time.Duration // for the pulls this sync settles
 
 	// 1. Which operation is this?
 	op, wait := c.nextOperation(ic, st, now)
@@ -128,6 +131,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			}
 			switch r := out.Results[i]; r.State {
 			case puller.Succeeded:
+				if led.get(nodeName, k) == stateUnsettled {
+					pullTimes = append(pullTimes, now.Sub(job.CreationTimestamp.Time))
+				}
 				if led.get(nodeName, k) != statePresent {
 					led.set(nodeName, k, statePulled)
 				}
@@ -167,7 +173,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 				batch = append(batch, wi.image)
 			}
 		}
-		if len(batch) == 0 || busy[name] || throttled {
+		if len(batch) == 0 || busy[name] || throttled || op != "" {
+			// A new operation's Jobs are named after its epoch: they are
+			// created only once the operation's start is recorded.
 			continue
 		}
 		job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: led.epoch})
@@ -181,6 +189,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 				return 0, fmt.Errorf("creating pull job %s for node %s: %w", job.Name, name, err)
 			}
 		} else {
+			metrics.JobsCreatedTotal.Inc()
 			logger.V(2).Info("Created pull Job", "job", klog.KObj(job), "node", name, "images", len(batch))
 		}
 	}
@@ -206,6 +215,14 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			return 0, fmt.Errorf("writing status: %w", err)
 		}
 		c.recordTransition(ic, st)
+		// Count what this write settled, now that it is recorded.
+		if before.epoch != led.epoch {
+			before = newLedger(led.epoch)
+		}
+		countSettled(before, led)
+		for _, d := range pullTimes {
+			metrics.PullDuration.Observe(d.Seconds())
+		}
 	}
 
 	// 6. A finished operation's Jobs go, unless they are to be kept.
@@ -220,6 +237,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	}
 
 	// 7. When to look again.
+	if op != "" && !complete {
+		return time.Millisecond, nil // the operation is recorded: now its Jobs
+	}
 	var after time.Duration
 	if !checkAt.IsZero() {
 		after = max(checkAt.Sub(now), 100*time.Millisecond)
@@ -350,4 +370,27 @@ func (c *Controller) removeAnnotation(ctx context.Context, ic *v1alpha2.ImageCac
 		return nil, fmt.Errorf("removing annotation %s: %w", key, err)
 	}
 	return out, nil
+}
+
+// countSettled adds to the pulls counter the pairs settled in after but not in before.
+func countSettled(before, after *ledger) {
+	var pulled, present, failed float64
+	for node, m := range after.nodes {
+		for img, s := range m {
+			if before.get(node, img) == s {
+				continue
+			}
+			switch s {
+			case statePulled:
+				pulled++
+			case statePresent:
+				present++
+			case stateFailed:
+				failed++
+			}
+		}
+	}
+	metrics.PullsTotal.WithLabelValues(metrics.ResultPulled).Add(pulled)
+	metrics.PullsTotal.WithLabelValues(metrics.ResultAlreadyPresent).Add(present)
+	metrics.PullsTotal.WithLabelValues(metrics.ResultFailed).Add(failed)
 }

@@ -36,6 +36,7 @@ func TestNewCacheCreatesPinnedJobs(t *testing.T) {
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{ic},
 		newNode("node-a"), newNode("node-b", withLabels("tier", "backend")), newNode("node-c"))
 
+	started, _ := f.sync("web")
 	writes, _ := f.sync("web")
 	jobs := createdJobs(writes)
 	if len(jobs) != 3 {
@@ -95,9 +96,12 @@ func TestNewCacheCreatesPinnedJobs(t *testing.T) {
 			t.Errorf("%s: labels %v", node, job.Labels)
 		}
 	}
-	ups := statusUpdates(writes)
-	if len(ups) != 1 {
-		t.Fatalf("want 1 status update, got %s", describe(writes))
+	if len(createdJobs(started)) != 0 {
+		t.Errorf("Jobs created before the operation's start was recorded: %s", describe(started))
+	}
+	ups := statusUpdates(started)
+	if len(ups) != 1 || len(statusUpdates(writes)) != 0 {
+		t.Fatalf("want 1 status update, then none: got %s; then %s", describe(started), describe(writes))
 	}
 	st := ups[0].Status
 	want := v1alpha2.PullCounts{Desired: 7, Pending: 7}
@@ -126,6 +130,7 @@ func TestBatching(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("big", withImages(imgs...))},
 		newNode("node-a"), newNode("node-b"))
 	sizes := map[string][]int{}
+	f.sync("big") // records the operation's start
 	for round := range 5 {
 		writes, _ := f.sync("big")
 		for _, j := range createdJobs(writes) {
@@ -158,7 +163,7 @@ func TestBatching(t *testing.T) {
 func TestAllSucceeded(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "redis:7"))},
 		newNode("node-a"), newNode("node-b"))
-	f.sync("web")
+	f.syncStarted("web")
 	f.clock.Step(5 * time.Second)
 	if n := f.completeAll(); n != 2 {
 		t.Fatalf("completed %d Jobs", n)
@@ -211,7 +216,7 @@ func TestAllSucceeded(t *testing.T) {
 func TestPullFailureAtDeadline(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "ghcr.io/org/missing:v9"))},
 		newNode("node-a"))
-	f.sync("web")
+	f.syncStarted("web")
 	job := f.jobs()[0]
 	msg := `rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/org/missing:v9": not found`
 	states := map[string]corev1.ContainerState{}
@@ -282,7 +287,7 @@ func TestPullFailureAtDeadline(t *testing.T) {
 // whose pod is gone, fails its images with DeadlineExceeded.
 func TestJobDeadlineWithoutPod(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27"))}, newNode("node-a"))
-	f.sync("web")
+	f.syncStarted("web")
 	job := f.jobs()[0]
 	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
 		Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline"}}
@@ -302,7 +307,7 @@ func TestJobDeadlineWithoutPod(t *testing.T) {
 func TestOneBadImageDoesNotWaitForTheBatchDeadline(t *testing.T) {
 	imgs := []string{"a:1", "b:1", "c:1", "d:1", "bad:1"}
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages(imgs...))}, newNode("node-a"))
-	f.sync("web")
+	f.syncStarted("web")
 	job := f.jobs()[0]
 	states := map[string]corev1.ContainerState{}
 	for i, img := range jobImages(t, &job) {
@@ -330,7 +335,7 @@ func TestAlreadyPresent(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.25", "nginx:1.2", "redis"))},
 		newNode("node-a", withNodeImages("docker.io/library/nginx:1.25", "docker.io/library/nginx@sha256:"+strings.Repeat("a", 64)),
 			withNodeImages("docker.io/library/redis:latest")))
-	writes, _ := f.sync("web")
+	writes, _ := f.syncStarted("web")
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 {
 		t.Fatalf("want 1 Job, got %s", describe(writes))
@@ -346,7 +351,7 @@ func TestAlreadyPresent(t *testing.T) {
 	// Every image present: no Job at all, and Succeeded at once.
 	f2 := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
 		newNode("node-a", withNodeImages("redis:latest")))
-	writes, _ = f2.sync("web")
+	writes, _ = f2.syncStarted("web")
 	if len(createdJobs(writes)) != 0 {
 		t.Errorf("created Jobs for present images: %s", describe(writes))
 	}
@@ -359,7 +364,7 @@ func TestAlreadyPresent(t *testing.T) {
 	cfg.Puller.PullPolicy = corev1.PullAlways
 	f3 := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
 		newNode("node-a", withNodeImages("redis:latest")))
-	writes, _ = f3.sync("web")
+	writes, _ = f3.syncStarted("web")
 	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Spec.Template.Spec.Containers[0].ImagePullPolicy != corev1.PullAlways {
 		t.Errorf("pull policy Always: %s", describe(writes))
 	}
@@ -375,6 +380,7 @@ func TestMaxInFlightJobs(t *testing.T) {
 	}
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, nodes...)
 	total := 0
+	f.sync("web") // records the operation's start
 	for round := range 4 {
 		writes, after := f.sync("web")
 		total += len(createdJobs(writes))
@@ -406,7 +412,7 @@ func TestEditWhileProcessing(t *testing.T) {
 	ic := newImageCache("web", withImages("nginx"), withSelectedImages(map[string]string{"tier": "backend"}, "redis"))
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic},
 		newNode("node-a"), newNode("node-b", withLabels("tier", "backend")), newNode("node-c", withLabels("tier", "frontend")))
-	f.sync("web")
+	f.syncStarted("web")
 	before := f.jobs()
 	if len(before) != 3 {
 		t.Fatalf("want 3 Jobs, got %d", len(before))
@@ -434,11 +440,12 @@ func TestEditWhileProcessing(t *testing.T) {
 		t.Fatalf("same-second update: writes %s, requeue after %v", describe(writes), after)
 	}
 	f.clock.Step(time.Second)
-	writes, _ := f.sync("web")
-	st := statusUpdates(writes)
-	if len(st) != 1 || st[0].Status.Reason != v1alpha2.ImageCacheReasonUpdate || st[0].Status.ObservedGeneration != 2 {
-		t.Fatalf("status updates %s", describe(writes))
+	started, _ := f.sync("web")
+	st := statusUpdates(started)
+	if len(started) != 1 || len(st) != 1 || st[0].Status.Reason != v1alpha2.ImageCacheReasonUpdate || st[0].Status.ObservedGeneration != 2 {
+		t.Fatalf("starting the update: %s", describe(started))
 	}
+	writes, _ := f.sync("web")
 	// node-b's Job (nginx+redis) keeps running: nginx is still wanted there.
 	// node-c's Job (nginx only) keeps running too. node-a gets busybox only:
 	// nginx is done there. Nobody pulls redis on node-b any more.
@@ -473,7 +480,7 @@ func TestEditWhileProcessing(t *testing.T) {
 // Job is deleted; the cache still completes.
 func TestNodeLeavesDeletesItsJobs(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"), newNode("node-b"))
-	f.sync("web")
+	f.syncStarted("web")
 	if err := f.kube.CoreV1().Nodes().Delete(f.ctx, "node-b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +511,7 @@ func TestNodeLeavesDeletesItsJobs(t *testing.T) {
 // and pulled onto once Ready.
 func TestNotReadyNodeSkippedThenWarmed(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"), newNode("node-b", notReady()))
-	writes, _ := f.sync("web")
+	writes, _ := f.syncStarted("web")
 	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {
 		t.Fatalf("jobs: %s", describe(writes))
 	}
@@ -536,7 +543,7 @@ func TestNotReadyNodeSkippedThenWarmed(t *testing.T) {
 func TestNoMatchingNode(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web",
 		withSelectedImages(map[string]string{"gpu": "h100"}, "nginx"))}, newNode("node-a"))
-	writes, _ := f.sync("web")
+	writes, _ := f.syncStarted("web")
 	if len(createdJobs(writes)) != 0 {
 		t.Errorf("created Jobs: %s", describe(writes))
 	}
@@ -552,7 +559,7 @@ func TestNoMatchingNode(t *testing.T) {
 func TestInvalidReferenceFailsOnlyThatImage(t *testing.T) {
 	long := strings.Repeat("a", 256) // a repository name over 255 characters
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", long))}, newNode("node-a"))
-	writes, _ := f.sync("web")
+	writes, _ := f.syncStarted("web")
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 || !cmp.Equal(jobImages(t, jobs[0]), []string{"nginx"}) {
 		t.Fatalf("jobs: %s", describe(writes))
@@ -599,6 +606,7 @@ func TestCreateFailureIsRetried(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxInFlightJobs = 1
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.sync("web") // records the operation's start
 	f.kube.PrependReactor("create", "jobs", func(core.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewInternalError(errors.New("etcd unavailable"))
 	})
@@ -614,7 +622,7 @@ func TestCreateFailureIsRetried(t *testing.T) {
 // is removed when the refresh is done.
 func TestRefreshAnnotation(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
-	f.sync("web")
+	f.syncStarted("web")
 	f.completeAll()
 	f.sync("web")
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
@@ -628,7 +636,7 @@ func TestRefreshAnnotation(t *testing.T) {
 	f.catchUp()
 	f.clearActions()
 	f.clock.Step(2 * time.Second)
-	writes, _ := f.sync("web")
+	writes, _ := f.syncStarted("web")
 	if len(createdJobs(writes)) != 1 {
 		t.Fatalf("refresh did not pull again: %s", describe(writes))
 	}
@@ -659,14 +667,14 @@ func TestPeriodicRefresh(t *testing.T) {
 	cfg := testConfig()
 	cfg.RefreshFrequency = 15 * time.Minute
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
-	f.sync("web")
+	f.syncStarted("web")
 	f.completeAll()
 	_, after := f.sync("web")
 	if after != 15*time.Minute {
 		t.Errorf("requeue after %v, want 15m", after)
 	}
 	f.clock.Step(after)
-	writes, _ := f.sync("web")
+	writes, _ := f.syncStarted("web")
 	if len(createdJobs(writes)) != 1 || f.imageCache("web").Status.Reason != v1alpha2.ImageCacheReasonRefresh {
 		t.Errorf("periodic refresh: %s", describe(writes))
 	}
@@ -678,7 +686,7 @@ func TestRestartResumes(t *testing.T) {
 	cfg := testConfig()
 	cfg.ImagesPerJob = 1
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))}, newNode("node-a"), newNode("node-b"))
-	f.sync("web")
+	f.syncStarted("web")
 	// node-a's first Job completes; node-b's still runs.
 	for _, j := range f.jobs() {
 		if j.Annotations[puller.AnnotationNode] == "node-a" {

@@ -1,0 +1,132 @@
+// Package metrics holds kube-fledged's Prometheus metrics: the controller's
+// own, the workqueue's (through client-go's metrics provider) and client-go's
+// request counts.
+package metrics
+
+import (
+	"context"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientmetrics "k8s.io/client-go/tools/metrics"
+	"k8s.io/client-go/util/workqueue"
+)
+
+const namespace = "kubefledged"
+
+// Pull results, the values of the "result" label of PullsTotal.
+const (
+	ResultPulled         = "pulled"
+	ResultAlreadyPresent = "already_present"
+	ResultFailed         = "failed"
+)
+
+var (
+	// Registry holds every metric the controller serves.
+	Registry = prometheus.NewRegistry()
+
+	// PullsTotal counts (node, image) pulls settled, by result.
+	PullsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "pulls_total",
+		Help: "(node, image) pulls settled, by result: pulled, already_present, failed.",
+	}, []string{"result"})
+
+	// PullDuration is the time from a pull Job's creation to an image of it
+	// being on the node.
+	PullDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "pull_duration_seconds",
+		Help:    "Time from a pull Job's creation until one of its images was seen on the node.",
+		Buckets: prometheus.ExponentialBuckets(0.5, 2, 12), // 0.5s .. ~17m
+	})
+
+	// JobsCreatedTotal counts pull Jobs created.
+	JobsCreatedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "jobs_created_total", Help: "Pull Jobs created.",
+	})
+
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rest_client_requests_total",
+		Help: "Requests to the API server, by status code, method and host.",
+	}, []string{"code", "method", "host"})
+)
+
+var registerOnce sync.Once
+
+// Register registers the metrics, the workqueue provider and the client-go
+// request adapter. Call it before any client or queue exists; it is safe to
+// call more than once.
+func Register() {
+	registerOnce.Do(func() {
+		Registry.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			PullsTotal, PullDuration, JobsCreatedTotal, requestsTotal,
+		)
+		for _, r := range []string{ResultPulled, ResultAlreadyPresent, ResultFailed} {
+			PullsTotal.WithLabelValues(r)
+		}
+		workqueue.SetProvider(queueMetrics{})
+		clientmetrics.Register(clientmetrics.RegisterOpts{RequestResult: requestResult{}})
+	})
+}
+
+// GaugeFunc registers a gauge whose value is read at scrape time.
+func GaugeFunc(name, help string, f func() float64) {
+	Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, f))
+}
+
+// Collector registers a collector.
+func Collector(c prometheus.Collector) { Registry.MustRegister(c) }
+
+type requestResult struct{}
+
+func (requestResult) Increment(_ context.Context, code, method, host string) {
+	requestsTotal.WithLabelValues(code, method, host).Inc()
+}
+
+// --- workqueue metrics, as client-go's provider interface asks ---
+
+var (
+	wqDepth = prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: "workqueue", Name: "depth",
+		Help: "Current depth of the workqueue."}, []string{"name"})
+	wqAdds = prometheus.NewCounterVec(prometheus.CounterOpts{Subsystem: "workqueue", Name: "adds_total",
+		Help: "Adds handled by the workqueue."}, []string{"name"})
+	wqLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Subsystem: "workqueue", Name: "queue_duration_seconds",
+		Help: "Seconds an item stays in the workqueue before being requested.", Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10)}, []string{"name"})
+	wqWork = prometheus.NewHistogramVec(prometheus.HistogramOpts{Subsystem: "workqueue", Name: "work_duration_seconds",
+		Help: "Seconds processing an item from the workqueue takes.", Buckets: prometheus.ExponentialBuckets(1e-6, 10, 10)}, []string{"name"})
+	wqUnfinished = prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: "workqueue", Name: "unfinished_work_seconds",
+		Help: "Seconds of work in progress not yet observed by work_duration."}, []string{"name"})
+	wqLongest = prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: "workqueue", Name: "longest_running_processor_seconds",
+		Help: "Seconds the longest running processor has been running."}, []string{"name"})
+	wqRetries = prometheus.NewCounterVec(prometheus.CounterOpts{Subsystem: "workqueue", Name: "retries_total",
+		Help: "Retries handled by the workqueue."}, []string{"name"})
+)
+
+func init() {
+	Registry.MustRegister(wqDepth, wqAdds, wqLatency, wqWork, wqUnfinished, wqLongest, wqRetries)
+}
+
+type queueMetrics struct{}
+
+func (queueMetrics) NewDepthMetric(name string) workqueue.GaugeMetric { return wqDepth.WithLabelValues(name) }
+func (queueMetrics) NewAddsMetric(name string) workqueue.CounterMetric {
+	return wqAdds.WithLabelValues(name)
+}
+func (queueMetrics) NewLatencyMetric(name string) workqueue.HistogramMetric {
+	return wqLatency.WithLabelValues(name)
+}
+func (queueMetrics) NewWorkDurationMetric(name string) workqueue.HistogramMetric {
+	return wqWork.WithLabelValues(name)
+}
+func (queueMetrics) NewUnfinishedWorkSecondsMetric(name string) workqueue.SettableGaugeMetric {
+	return wqUnfinished.WithLabelValues(name)
+}
+func (queueMetrics) NewLongestRunningProcessorSecondsMetric(name string) workqueue.SettableGaugeMetric {
+	return wqLongest.WithLabelValues(name)
+}
+func (queueMetrics) NewRetriesMetric(name string) workqueue.CounterMetric {
+	return wqRetries.WithLabelValues(name)
+}
+
