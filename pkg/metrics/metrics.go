@@ -110,7 +110,9 @@ func init() {
 
 type queueMetrics struct{}
 
-func (queueMetrics) NewDepthMetric(name string) workqueue.GaugeMetric { return wqDepth.WithLabelValues(name) }
+func (queueMetrics) NewDepthMetric(name string) workqueue.GaugeMetric {
+	return wqDepth.WithLabelValues(name)
+}
 func (queueMetrics) NewAddsMetric(name string) workqueue.CounterMetric {
 	return wqAdds.WithLabelValues(name)
 }
@@ -129,4 +131,3 @@ func (queueMetrics) NewLongestRunningProcessorSecondsMetric(name string) workque
 func (queueMetrics) NewRetriesMetric(name string) workqueue.CounterMetric {
 	return wqRetries.WithLabelValues(name)
 }
-
