@@ -48,6 +48,30 @@ cluster-down: ## Stop the local cluster, by PID.
 demo: ## The main job on a fresh machine: local cluster, controller, sample ImageCache, watched to Succeeded.
 	hack/demo.sh
 
+FLEDGED_IMAGE ?= ghcr.io/kube-fledged/kube-fledged:latest
+IMAGE_LOCAL   ?= 127.0.0.1:5000/kube-fledged:dev
+PLATFORMS     ?= linux/amd64,linux/arm64
+
+.PHONY: deploy
+deploy: ## Apply deploy/ with kubectl, the controller image from FLEDGED_IMAGE.
+	hack/deploy.sh apply
+
+.PHONY: undeploy
+undeploy: ## Remove what make deploy applied.
+	hack/deploy.sh delete
+
+.PHONY: image-local
+image-local: build ## Build the image without Docker and push it to IMAGE_LOCAL (plain HTTP allowed).
+	go run ./hack/image-local --image $(IMAGE_LOCAL) --bin $(BIN)
+
+.PHONY: image
+image: ## Build the image with docker buildx (needs a Docker engine).
+	docker buildx build --platform $(PLATFORMS) -t $(FLEDGED_IMAGE) .
+
+.PHONY: push
+push: ## Build and push the multi-arch image with docker buildx.
+	docker buildx build --platform $(PLATFORMS) -t $(FLEDGED_IMAGE) --push .
+
 .PHONY: help
 help: ## Show the targets.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'

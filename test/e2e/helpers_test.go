@@ -5,9 +5,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,16 +89,23 @@ func done(want v1alpha2.ImageCacheActionStatus) func(*v1alpha2.ImageCache) bool 
 
 // controllerProc is the fledged binary running as its own process.
 type controllerProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
+	cmd         *exec.Cmd
+	done        chan struct{}
+	log         string
+	metricsAddr string
 }
 
 var procSeq int
 
-// startController runs the built fledged binary against the local cluster.
-// It is stopped (SIGTERM, by PID) when the test ends.
+// startController runs the built fledged binary against the local cluster,
+// as admin. It is stopped (SIGTERM, by PID) when the test ends.
 func startController(t *testing.T, args ...string) *controllerProc {
+	t.Helper()
+	return startControllerAs(t, kubeconfig, nil, args...)
+}
+
+// startControllerAs runs fledged with the given kubeconfig and environment.
+func startControllerAs(t *testing.T, kc string, env []string, args ...string) *controllerProc {
 	t.Helper()
 	procSeq++
 	logPath := filepath.Join(artifacts, fmt.Sprintf("%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), procSeq))
@@ -102,14 +113,18 @@ func startController(t *testing.T, args ...string) *controllerProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := append([]string{"--kubeconfig", kubeconfig, "--image-cache-refresh-frequency=0", "--image-pull-deadline-duration=10s", "-v=2"}, args...)
+	ports := freePorts(t, 2)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	all := append([]string{"--kubeconfig", kc, "--image-cache-refresh-frequency=0", "--image-pull-deadline-duration=10s", "-v=2",
+		"--metrics-bind-address=" + metricsAddr, fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1])}, args...)
 	cmd := exec.Command(fledgedBin, all...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &controllerProc{cmd: cmd, done: make(chan struct{}), log: logPath}
+	p := &controllerProc{cmd: cmd, done: make(chan struct{}), log: logPath, metricsAddr: metricsAddr}
 	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		p.stop(t)
@@ -246,4 +261,54 @@ func newNamespace(t *testing.T, prefix string) string {
 		_ = kubeClient.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
 	})
 	return ns.Name
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		_ = l.Close()
+	}
+	return out
+}
+
+// logHas reports whether the controller's log holds the text.
+func (p *controllerProc) logHas(text string) bool {
+	data, err := os.ReadFile(p.log)
+	return err == nil && strings.Contains(string(data), text)
+}
+
+// metric scrapes the controller's /metrics and returns the value of the
+// sample with exactly this name and labels (such as
+// `kubefledged_pulls_total{result="pulled"}`), or -1 when absent.
+func (p *controllerProc) metric(t *testing.T, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping %s: %v", p.metricsAddr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
 }

@@ -1,0 +1,94 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Registry is a container registry (Debian's docker-registry) serving plain
+// HTTP on a free loopback port, with its storage in a scratch folder.
+type Registry struct {
+	// Host is host:port.
+	Host string
+	dir  string
+	proc *process
+}
+
+// RegistryBinary is where Debian's docker-registry package installs the registry.
+const RegistryBinary = "/usr/bin/docker-registry"
+
+// StartRegistry starts a registry and waits until it answers.
+func StartRegistry(ctx context.Context) (*Registry, error) {
+	if _, err := os.Stat(RegistryBinary); err != nil {
+		return nil, fmt.Errorf("%s missing: install the docker-registry package (apt-get install -y docker-registry; .ci/run does)", RegistryBinary)
+	}
+	dir, err := os.MkdirTemp("", "kube-fledged-registry-")
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	r := &Registry{Host: fmt.Sprintf("127.0.0.1:%d", ports[0]), dir: dir}
+	config := fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), r.Host)
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	if r.proc, err = startProcess("registry", filepath.Join(dir, "registry.log"), RegistryBinary, "serve", cfgPath); err != nil {
+		return nil, err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		if r.proc.exited() {
+			return false, fmt.Errorf("registry exited: %v\n%s", r.proc.err, r.proc.LogTail(20))
+		}
+		resp, err := http.Get("http://" + r.Host + "/v2/")
+		if err != nil {
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		r.Stop()
+		return nil, fmt.Errorf("waiting for the registry on %s: %w", r.Host, err)
+	}
+	return r, nil
+}
+
+// Stop ends the registry by PID and removes its storage.
+func (r *Registry) Stop() {
+	if r == nil {
+		return
+	}
+	r.proc.Stop(5 * time.Second)
+	_ = os.RemoveAll(r.dir)
+}
+
+// Command runs a command from the project's root, for tests that drive make
+// or go run as a user would.
+func Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if root, err := RepoRoot(); err == nil {
+		cmd.Dir = root
+	}
+	return cmd
+}
