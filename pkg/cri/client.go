@@ -1,0 +1,136 @@
+// Package cri is a small client for the CRI ImageService of a node's container
+// runtime (containerd, CRI-O), over its unix socket.
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// DefaultTimeout bounds each call unless the context is shorter.
+const DefaultTimeout = 2 * time.Minute
+
+// Well-known runtime sockets, by the runtime name a node reports in
+// status.nodeInfo.containerRuntimeVersion ("containerd://1.7.2").
+var runtimeSockets = map[string]string{
+	"containerd": "/run/containerd/containerd.sock",
+	"cri-o":      "/var/run/crio/crio.sock",
+}
+
+// SocketForRuntime returns the default CRI socket of a runtime, from a node's
+// containerRuntimeVersion, or an error that names the runtime.
+func SocketForRuntime(runtimeVersion string) (string, error) {
+	name, _, _ := strings.Cut(runtimeVersion, "://")
+	if sock, ok := runtimeSockets[name]; ok {
+		return sock, nil
+	}
+	if runtimeVersion == "" {
+		return "", errors.New("the node reports no container runtime; set --cri-socket-path")
+	}
+	return "", fmt.Errorf("unknown container runtime %q: only containerd and cri-o have a known socket; set --cri-socket-path", runtimeVersion)
+}
+
+// Client talks to one runtime socket.
+type Client struct {
+	socket  string
+	conn    *grpc.ClientConn
+	images  runtimeapi.ImageServiceClient
+	timeout time.Duration
+}
+
+// Dial connects to the runtime's socket (a path, or unix:///path) and checks
+// that it answers.
+func Dial(ctx context.Context, socket string) (*Client, error) {
+	path := strings.TrimPrefix(socket, "unix://")
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("CRI socket %s: %w", path, err)
+	}
+	c := &Client{socket: path, conn: conn, images: runtimeapi.NewImageServiceClient(conn), timeout: DefaultTimeout}
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := runtimeapi.NewRuntimeServiceClient(conn).Version(vctx, &runtimeapi.VersionRequest{}); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("CRI socket %s does not answer: %w", path, err)
+	}
+	return c, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// ImageStatus returns the image, or nil when the runtime does not have it.
+func (c *Client) ImageStatus(ctx context.Context, image string) (*runtimeapi.Image, error) {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	resp, err := c.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: image}})
+	if err != nil {
+		return nil, fmt.Errorf("image status of %s via %s: %w", image, c.socket, err)
+	}
+	return resp.GetImage(), nil
+}
+
+// ListImages lists the runtime's images.
+func (c *Client) ListImages(ctx context.Context) ([]*runtimeapi.Image, error) {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	resp, err := c.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("listing images via %s: %w", c.socket, err)
+	}
+	return resp.GetImages(), nil
+}
+
+// PullImage pulls an image and returns its reference.
+func (c *Client) PullImage(ctx context.Context, image string) (string, error) {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	resp, err := c.images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: image}})
+	if err != nil {
+		return "", fmt.Errorf("pulling %s via %s: %w", image, c.socket, err)
+	}
+	return resp.GetImageRef(), nil
+}
+
+// Outcome is what happened to one image asked to be removed.
+type Outcome string
+
+const (
+	Removed       Outcome = "removed"
+	AlreadyAbsent Outcome = "already absent"
+	Failed        Outcome = "failed"
+)
+
+// Remove removes an image if the runtime has it. It says whether the image
+// was removed or already absent; an error means it failed.
+func (c *Client) Remove(ctx context.Context, image string) (Outcome, error) {
+	img, err := c.ImageStatus(ctx, image)
+	if err != nil {
+		return Failed, err
+	}
+	if img == nil {
+		return AlreadyAbsent, nil
+	}
+	rctx, cancel := c.ctx(ctx)
+	defer cancel()
+	if _, err := c.images.RemoveImage(rctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: image}}); err != nil {
+		if status.Code(err) == codes.NotFound {
+			return AlreadyAbsent, nil
+		}
+		return Failed, fmt.Errorf("removing %s via %s: %w", image, c.socket, err)
+	}
+	return Removed, nil
+}

@@ -1,0 +1,108 @@
+// Package cri checks the project's CRI client and the fledged-cri remover
+// against a real containerd pulling from a real local registry.
+package cri
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/test/framework"
+)
+
+func TestRemoverAgainstContainerd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	reg, err := framework.StartRegistry(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Stop()
+	ctd, err := framework.StartContainerd(ctx, reg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(ctd.LogTail(30))
+		}
+		ctd.Stop()
+	}()
+
+	// A small image, pushed without Docker.
+	layer, err := crane.Layer(map[string][]byte{"hello.txt": []byte("kube-fledged test image\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := reg.Host + "/test/small:v1"
+	if err := crane.Push(img, image, crane.Insecure); err != nil {
+		t.Fatalf("pushing %s: %v", image, err)
+	}
+
+	client, err := cri.Dial(ctx, ctd.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.PullImage(ctx, image); err != nil {
+		t.Fatal(err)
+	}
+	got, err := client.ImageStatus(ctx, image)
+	if err != nil || got == nil {
+		t.Fatalf("after the pull: image %v, err %v", got, err)
+	}
+	list, err := client.ListImages(ctx)
+	if err != nil || len(list) == 0 {
+		t.Fatalf("list: %d images, err %v", len(list), err)
+	}
+
+	// The remover command, as the delete Job runs it.
+	bin := filepath.Join(t.TempDir(), "fledged-cri")
+	if out, err := exec.Command("go", "build", "-o", bin, "kubefledged.io/kube-fledged/cmd/fledged-cri").CombinedOutput(); err != nil {
+		t.Fatalf("building fledged-cri: %v\n%s", err, out)
+	}
+	termLog := filepath.Join(t.TempDir(), "termination-log")
+	run := func(socket string, images ...string) (string, int) {
+		args := append([]string{"rmi", "--socket", socket, "--termination-log", termLog}, images...)
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := run(ctd.Socket, image)
+	if code != 0 || strings.TrimSpace(out) != "removed: "+image {
+		t.Errorf("first removal: exit %d, output %q", code, out)
+	}
+	if got, err := client.ImageStatus(ctx, image); err != nil || got != nil {
+		t.Errorf("after the removal: image %v, err %v; want it gone", got, err)
+	}
+	if data, _ := os.ReadFile(termLog); strings.TrimSpace(string(data)) != "removed: "+image {
+		t.Errorf("termination log %q", data)
+	}
+	out, code = run(ctd.Socket, image)
+	if code != 0 || strings.TrimSpace(out) != "already absent: "+image {
+		t.Errorf("second removal: exit %d, output %q", code, out)
+	}
+	missing := filepath.Join(t.TempDir(), "no-such.sock")
+	out, code = run(missing, image)
+	if code != 1 || !strings.Contains(out, "failed: "+image) || !strings.Contains(out, missing) {
+		t.Errorf("wrong socket: exit %d, output %q; want a failure naming %s", code, out, missing)
+	}
+}
