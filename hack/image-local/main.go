@@ -21,7 +21,7 @@ import (
 
 func main() {
 	image := flag.String("image", "", "where to push the image, such as 127.0.0.1:5000/kube-fledged:dev")
-	bin := flag.String("bin", "_output/bin", "folder holding the fledged and fledged-helper binaries")
+	bin := flag.String("bin", "_output/bin", "folder holding the fledged, fledged-helper and fledged-cri binaries")
 	arch := flag.String("arch", runtime.GOARCH, "the binaries' architecture")
 	version := flag.String("version", "dev", "the version label")
 	insecure := flag.Bool("insecure", true, "allow a plain-HTTP registry")
@@ -34,6 +34,7 @@ func main() {
 		Files: map[string]string{
 			"/fledged":        filepath.Join(*bin, "fledged"),
 			"/fledged-helper": filepath.Join(*bin, "fledged-helper"),
+			"/fledged-cri":    filepath.Join(*bin, "fledged-cri"),
 		},
 		Entrypoint: []string{"/fledged"},
 		Arch:       *arch,

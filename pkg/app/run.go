@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,10 +69,12 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 			ServiceAccountName: o.ServiceAccountName,
 			PriorityClassName:  o.JobPriorityClassName,
 		},
-		ImagesPerJob:     o.ImagesPerJob,
-		MaxInFlightJobs:  o.MaxInFlightJobs,
-		RefreshFrequency: o.ImageCacheRefreshPeriod,
-		RetainJobs:       o.JobRetentionPolicy == options.RetentionRetain,
+		ImagesPerJob:         o.ImagesPerJob,
+		MaxInFlightJobs:      o.MaxInFlightJobs,
+		RefreshFrequency:     o.ImageCacheRefreshPeriod,
+		RetainJobs:           o.JobRetentionPolicy == options.RetentionRetain,
+		CRISocketPath:        strings.TrimPrefix(o.CRISocketPath, "unix://"),
+		DeleteJobHostNetwork: o.DeleteJobHostNetwork,
 	}
 }
 

@@ -40,6 +40,8 @@ type Options struct {
 	JobPriorityClassName    string
 	JobRetentionPolicy      string
 	HelperImage             string
+	CRISocketPath           string
+	DeleteJobHostNetwork    bool
 
 	ImagesPerJob    int
 	MaxInFlightJobs int
@@ -99,6 +101,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.JobPriorityClassName, "job-priority-class-name", o.JobPriorityClassName, "Priority class of the pull Jobs' pods (empty: none).")
 	fs.StringVar(&o.JobRetentionPolicy, "job-retention-policy", o.JobRetentionPolicy, "What happens to finished Jobs when their operation completes: delete or retain.")
 	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage, "The project's image, whose helper binary the pull Jobs run (default: $"+HelperImageEnv+", else "+DefaultHelperImage+").")
+	fs.StringVar(&o.CRISocketPath, "cri-socket-path", o.CRISocketPath, "The container runtime's CRI socket on the nodes, for removing images (default: found from each node's runtime: containerd or CRI-O).")
+	fs.BoolVar(&o.DeleteJobHostNetwork, "image-delete-job-host-network", o.DeleteJobHostNetwork, "Run the Jobs that remove images in the host's network namespace.")
 	fs.IntVar(&o.ImagesPerJob, "images-per-job", o.ImagesPerJob, "The most images one pull Job pulls onto its node.")
 	fs.IntVar(&o.MaxInFlightJobs, "max-in-flight-jobs", o.MaxInFlightJobs, "The most pull Jobs running at once across the cluster.")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "ImageCaches reconciled in parallel.")
@@ -181,6 +185,9 @@ func (o *Options) Validate() error {
 		if addr != "0" && addr != "" && !strings.Contains(addr, ":") {
 			errs = append(errs, fmt.Errorf("%s must be host:port, :port or 0, got %q", flagName, addr))
 		}
+	}
+	if o.CRISocketPath != "" && !strings.HasPrefix(strings.TrimPrefix(o.CRISocketPath, "unix://"), "/") {
+		errs = append(errs, fmt.Errorf("--cri-socket-path must be an absolute path, got %q", o.CRISocketPath))
 	}
 	if strings.TrimSpace(o.HelperImage) == "" {
 		errs = append(errs, errors.New("--helper-image must not be empty"))

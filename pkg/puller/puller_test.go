@@ -122,3 +122,78 @@ func TestReadOutcomes(t *testing.T) {
 		})
 	}
 }
+
+func TestDeleteJobSpec(t *testing.T) {
+	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", UID: "u"}}
+	cfg := Config{HelperImage: "registry.local/kube-fledged:v1"}
+	job := NewDeleteJob(cfg, DeleteBatch{Cache: ic, NodeName: "node-1", Hostname: "host-1", Images: []string{"nginx:1.27", "redis"},
+		Epoch: 7, Socket: "/run/containerd/containerd.sock", HostNetwork: true})
+	spec := job.Spec.Template.Spec
+	if spec.NodeSelector[HostnameLabel] != "host-1" || len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists {
+		t.Errorf("pinning %v, tolerations %v", spec.NodeSelector, spec.Tolerations)
+	}
+	if !spec.HostNetwork || spec.RestartPolicy != corev1.RestartPolicyNever || *job.Spec.BackoffLimit != 0 || job.Spec.ActiveDeadlineSeconds == nil {
+		t.Errorf("hostNetwork %v restart %s backoff %v deadline %v", spec.HostNetwork, spec.RestartPolicy, *job.Spec.BackoffLimit, job.Spec.ActiveDeadlineSeconds)
+	}
+	hp := spec.Volumes[0].HostPath
+	if hp == nil || hp.Path != "/run/containerd/containerd.sock" || *hp.Type != corev1.HostPathSocket {
+		t.Errorf("socket volume %+v", spec.Volumes)
+	}
+	c := spec.Containers[0]
+	wantCmd := []string{"/fledged-cri", "rmi", "--socket", criSocketInPod, "--timeout", "1m50s", "nginx:1.27", "redis"}
+	if c.Image != "registry.local/kube-fledged:v1" || strings.Join(c.Command, " ") != strings.Join(wantCmd, " ") {
+		t.Errorf("container %s %v", c.Image, c.Command)
+	}
+	if c.VolumeMounts[0].MountPath != criSocketInPod || c.TerminationMessagePolicy != corev1.TerminationMessageReadFile {
+		t.Errorf("mounts %v policy %s", c.VolumeMounts, c.TerminationMessagePolicy)
+	}
+	if *c.SecurityContext.RunAsUser != 0 || *c.SecurityContext.AllowPrivilegeEscalation {
+		t.Errorf("security context %+v", c.SecurityContext)
+	}
+	if !IsDeleteJob(job) || job.Name == JobName("c", "u", "node-1", 7, []string{"nginx:1.27", "redis"}) {
+		t.Errorf("a delete Job must be told apart from, and named unlike, a pull Job: %s", job.Name)
+	}
+}
+
+func TestReadDelete(t *testing.T) {
+	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", UID: "u"}}
+	newJob := func(conds ...batchv1.JobCondition) *batchv1.Job {
+		j := NewDeleteJob(Config{}, DeleteBatch{Cache: ic, NodeName: "n", Hostname: "n", Images: []string{"a:1", "b:1", "c:1"}, Socket: "/s"})
+		j.Status.Conditions = conds
+		return j
+	}
+	parse := func(s string) map[string][2]string {
+		out := map[string][2]string{}
+		for _, l := range strings.Split(s, "\n") {
+			f := strings.SplitN(l, ": ", 3)
+			if len(f) >= 2 {
+				msg := ""
+				if len(f) == 3 {
+					msg = f[2]
+				}
+				out[f[1]] = [2]string{f[0], msg}
+			}
+		}
+		return out
+	}
+	out, _ := ReadDelete(newJob(), nil, parse)
+	if out.Finished {
+		t.Error("a running delete Job is finished")
+	}
+	out, _ = ReadDelete(newJob(batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}), nil, parse)
+	if !out.Finished || out.Results[0].State != Succeeded || out.Results[2].State != Succeeded {
+		t.Errorf("complete: %+v", out)
+	}
+	pod := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{State: corev1.ContainerState{
+		Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Message: "removed: a:1\nalready absent: b:1\nfailed: c:1: rpc error: image in use"},
+	}}}}}
+	out, _ = ReadDelete(newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}), pod, parse)
+	if out.Results[0].State != Succeeded || out.Results[1].State != Succeeded || out.Results[2].State != Failed ||
+		out.Results[2].Reason != "RemoveFailed" || out.Results[2].Message != "rpc error: image in use" {
+		t.Errorf("failed with a summary: %+v", out.Results)
+	}
+	out, _ = ReadDelete(newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}), nil, parse)
+	if out.Results[0].State != Failed || out.Results[0].Reason != "DeadlineExceeded" {
+		t.Errorf("failed without a pod: %+v", out.Results)
+	}
+}

@@ -278,3 +278,36 @@ spec:
 	}
 	t.Logf("200 nodes x 5 images: Succeeded after %v", time.Since(start).Round(100*time.Millisecond))
 }
+
+// The purge annotation: one delete Job per node removes the cache's images,
+// the annotation goes, and the status says what was removed.
+func TestPurgeAnnotation(t *testing.T) {
+	ns := newNamespace(t, "purge")
+	startController(t, "--cri-socket-path=/run/containerd/containerd.sock")
+	jw := watchJobs(t, ns)
+	applyCache(t, ns, `
+apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: app}
+spec:
+  cacheSpec:
+  - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
+    nodeSelector: {tier: backend}
+`)
+	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	jw.Reset()
+	kubectl(t, "annotate", "ic", "app", "-n", ns, v1alpha2.AnnotationPurge+"=")
+	ic := waitIC(t, ns, "app", 2*time.Minute, "the purge to finish and its annotation to go", func(ic *v1alpha2.ImageCache) bool {
+		_, has := ic.Annotations[v1alpha2.AnnotationPurge]
+		return !has && ic.Status.Reason == v1alpha2.ImageCacheReasonPurge && done(v1alpha2.ImageCacheActionStatusSucceeded)(ic)
+	})
+	if ic.Status.Message != "Removed 10 of 10 images on 5 nodes" {
+		t.Errorf("message %q", ic.Status.Message)
+	}
+	if n := jw.Count(); n != backendNodes {
+		t.Errorf("%d delete Jobs, want one per node (%d)", n, backendNodes)
+	}
+	if c := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady); c == nil || c.Reason != "Purged" {
+		t.Errorf("Ready %+v", c)
+	}
+}

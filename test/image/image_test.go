@@ -91,7 +91,7 @@ func TestImageLocal(t *testing.T) {
 			f.Close()
 		}
 	}
-	if diff := cmp.Diff(map[string]int64{"fledged": 0o755, "fledged-helper": 0o755}, modes); diff != "" {
+	if diff := cmp.Diff(map[string]int64{"fledged": 0o755, "fledged-helper": 0o755, "fledged-cri": 0o755}, modes); diff != "" {
 		t.Errorf("files in the image (-want +got):\n%s", diff)
 	}
 	outHelper, err := exec.Command(filepath.Join(dir, "fledged-helper"), "pulled", "x:1").CombinedOutput()

@@ -57,6 +57,11 @@ type Config struct {
 	RefreshFrequency time.Duration
 	// RetainJobs keeps finished Jobs after their operation completes.
 	RetainJobs bool
+	// CRISocketPath is the runtime socket on the nodes; empty: found from
+	// each node's reported runtime.
+	CRISocketPath string
+	// DeleteJobHostNetwork runs delete Jobs in the host's network.
+	DeleteJobHostNetwork bool
 }
 
 // Controller reconciles ImageCaches.

@@ -18,6 +18,9 @@ const (
 	reasonNodeDeleting     = "NodeDeleting"
 	reasonNoHostnameLabel  = "NoHostnameLabel"
 	reasonInvalidImageName = "InvalidImageName"
+	reasonUnknownRuntime   = "UnknownRuntime"
+	// maxImagesPerDeleteJob bounds one delete Job's command line.
+	maxImagesPerDeleteJob = 100
 )
 
 // wantedImage is an image as the spec spells it, and its normalised key.

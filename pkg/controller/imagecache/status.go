@@ -141,7 +141,11 @@ func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCache
 		st.Status = v1alpha2.ImageCacheActionStatusProcessing
 		st.CompletionTime = nil
 	}
-	st.Message = statusMessage(counts, len(p.nodes))
+	verb := "Pulled"
+	if st.Reason == v1alpha2.ImageCacheReasonPurge {
+		verb = "Removed"
+	}
+	st.Message = statusMessage(verb, counts, len(p.nodes))
 
 	ready := metav1.Condition{Type: v1alpha2.ConditionReady, ObservedGeneration: ic.Generation,
 		LastTransitionTime: metav1.NewTime(now), Message: st.Message}
@@ -158,17 +162,24 @@ func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCache
 		ready.Status, ready.Reason = metav1.ConditionTrue, "Cached"
 		progressing.Status, progressing.Reason = metav1.ConditionFalse, "Complete"
 	}
+	if st.Reason == v1alpha2.ImageCacheReasonPurge && st.Status != v1alpha2.ImageCacheActionStatusProcessing {
+		// The images were removed: the cache is not there to use.
+		ready.Status, ready.Reason = metav1.ConditionFalse, "Purged"
+	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 	meta.SetStatusCondition(&st.Conditions, progressing)
 }
 
 // statusMessage says, for people, how the operation stands.
-func statusMessage(c pullCounts, nodes int) string {
+func statusMessage(verb string, c pullCounts, nodes int) string {
 	if nodes == 0 {
+		if verb == "Removed" {
+			return "No node matches the cache's node selectors; nothing to remove"
+		}
 		return "No node matches the cache's node selectors; nothing to pull"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Pulled %d of %d images on %d %s", c.Succeeded, c.Desired, nodes, plural(nodes, "node", "nodes"))
+	fmt.Fprintf(&b, "%s %d of %d images on %d %s", verb, c.Succeeded, c.Desired, nodes, plural(nodes, "node", "nodes"))
 	if c.AlreadyPresent > 0 {
 		fmt.Fprintf(&b, " (%d already present)", c.AlreadyPresent)
 	}

@@ -19,9 +19,11 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/remover"
 )
 
 // sync moves one ImageCache toward its desired pulls and writes its status.
@@ -64,11 +66,13 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		st.ObservedGeneration = ic.Generation
 		st.Failures = nil
 		st.OmittedFailures = nil
-		switch op {
-		case v1alpha2.ImageCacheReasonCreate, v1alpha2.ImageCacheReasonRefresh:
-			led = newLedger(start.Unix())
-		case v1alpha2.ImageCacheReasonUpdate:
+		switch {
+		case op == v1alpha2.ImageCacheReasonUpdate && ic.Status.Reason != v1alpha2.ImageCacheReasonPurge:
 			led.clearFailed()
+		default:
+			// Create, Refresh, Purge, and an Update after a purge (the
+			// ledger then records removals): start from nothing.
+			led = newLedger(start.Unix())
 		}
 		c.recorder.Eventf(ic, corev1.EventTypeNormal, "Started", "%s started", op)
 	}
@@ -80,6 +84,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	}
 	p := computePlan(ic, nodes)
 	led.keepOnly(p.wants)
+	// A purge removes, where the other operations pull: its Jobs are delete
+	// Jobs, and "settled" in its ledger means removed (or failed to).
+	purging := st.Reason == v1alpha2.ImageCacheReasonPurge
 	failures := newFailureSet(st.Failures, p, led)
 
 	// 3. The Jobs: outcomes into the ledger, stale ones away.
@@ -98,16 +105,21 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			}
 			continue
 		}
-		if puller.JobEpoch(job) < led.epoch || p.nodes[nodeName] == nil {
+		if puller.JobEpoch(job) < led.epoch || p.nodes[nodeName] == nil || puller.IsDeleteJob(job) != purging {
 			if err := c.deleteJob(ctx, job); err != nil {
 				return 0, err
 			}
 			deleted[job.Name] = true
 			continue
 		}
-		out, err := puller.Read(c.cfg.Puller, job, c.podOf(job), now)
+		var out puller.Outcome
+		if purging {
+			out, err = puller.ReadDelete(job, c.podOf(job), remover.ParseSummary)
+		} else {
+			out, err = puller.Read(c.cfg.Puller, job, c.podOf(job), now)
+		}
 		if err != nil {
-			logger.Error(err, "Unreadable pull Job, deleting it", "job", klog.KObj(job))
+			logger.Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 			if err := c.deleteJob(ctx, job); err != nil {
 				return 0, err
 			}
@@ -131,7 +143,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			}
 			switch r := out.Results[i]; r.State {
 			case puller.Succeeded:
-				if led.get(nodeName, k) == stateUnsettled {
+				if led.get(nodeName, k) == stateUnsettled && !purging {
 					pullTimes = append(pullTimes, now.Sub(job.CreationTimestamp.Time))
 				}
 				if led.get(nodeName, k) != statePresent {
@@ -154,6 +166,16 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	for _, name := range nodeNames {
 		w := p.nodes[name]
 		if w.skip != "" {
+			continue
+		}
+		if purging {
+			created, err := c.purgeNode(ctx, ic, key, w, led, failures, busy[name] || throttled || op != "")
+			if err != nil {
+				return 0, err
+			}
+			if !created {
+				throttled = throttled || c.throttle.isWaiting(key)
+			}
 			continue
 		}
 		var present map[string]bool
@@ -197,14 +219,17 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	// 5. Status.
 	counts := countPulls(p, led)
 	complete := counts.Pending == 0
-	if complete && hasAnnotation(ic, v1alpha2.AnnotationRefresh) && st.Reason == v1alpha2.ImageCacheReasonRefresh {
-		// The refresh asked for is done: take the request away first, so
-		// that a crash after this point cannot start it again.
-		patched, err := c.removeAnnotation(ctx, ic, v1alpha2.AnnotationRefresh)
-		if err != nil {
-			return 0, err
+	for reason, annotation := range map[string]string{v1alpha2.ImageCacheReasonRefresh: v1alpha2.AnnotationRefresh,
+		v1alpha2.ImageCacheReasonPurge: v1alpha2.AnnotationPurge} {
+		if complete && hasAnnotation(ic, annotation) && st.Reason == reason {
+			// The operation asked for is done: take the request away
+			// first, so that a crash after this point cannot start it again.
+			patched, err := c.removeAnnotation(ctx, ic, annotation)
+			if err != nil {
+				return 0, err
+			}
+			ic = patched
 		}
-		ic = patched
 	}
 	c.fillStatus(ic, st, p, led, failures, counts, now)
 	if !equality.Semantic.DeepEqual(ic.Status, *st) {
@@ -219,7 +244,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		if before.epoch != led.epoch {
 			before = newLedger(led.epoch)
 		}
-		countSettled(before, led)
+		if !purging {
+			countSettled(before, led)
+		}
 		for _, d := range pullTimes {
 			metrics.PullDuration.Observe(d.Seconds())
 		}
@@ -247,7 +274,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	if throttled {
 		after = minPositive(after, throttledRetry)
 	}
-	if complete && c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil {
+	if complete && c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil && st.Reason != v1alpha2.ImageCacheReasonPurge {
 		after = minPositive(after, max(st.CompletionTime.Add(c.cfg.RefreshFrequency).Sub(now), time.Second))
 	}
 	return after, nil
@@ -266,12 +293,17 @@ func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCa
 	switch {
 	case st.StartTime == nil:
 		return v1alpha2.ImageCacheReasonCreate, 0
+	case hasAnnotation(ic, v1alpha2.AnnotationPurge) &&
+		!(st.Reason == v1alpha2.ImageCacheReasonPurge && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
+		return v1alpha2.ImageCacheReasonPurge, 0
 	case ic.Generation != st.ObservedGeneration:
 		return v1alpha2.ImageCacheReasonUpdate, 0
 	case hasAnnotation(ic, v1alpha2.AnnotationRefresh) &&
 		!(st.Reason == v1alpha2.ImageCacheReasonRefresh && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
 		return v1alpha2.ImageCacheReasonRefresh, 0
 	case c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil && st.Status != v1alpha2.ImageCacheActionStatusProcessing &&
+		st.Reason != v1alpha2.ImageCacheReasonPurge && // a purged cache stays purged until asked again
+
 		!now.Before(st.CompletionTime.Add(c.cfg.RefreshFrequency)):
 		return v1alpha2.ImageCacheReasonRefresh, 0
 	}
@@ -283,7 +315,7 @@ func hasAnnotation(ic *v1alpha2.ImageCache, key string) bool {
 	return ok
 }
 
-// jobsOf lists the pull Jobs of a cache, by its UID.
+// jobsOf lists the Jobs (pull and delete) of a cache, by its UID.
 func (c *Controller) jobsOf(ic *v1alpha2.ImageCache) ([]*batchv1.Job, error) {
 	objs, err := c.jobIndexer.ByIndex(jobsByCacheIndex, string(ic.UID))
 	if err != nil {
@@ -292,7 +324,7 @@ func (c *Controller) jobsOf(ic *v1alpha2.ImageCache) ([]*batchv1.Job, error) {
 	jobs := make([]*batchv1.Job, 0, len(objs))
 	for _, o := range objs {
 		job, ok := o.(*batchv1.Job)
-		if !ok || job.Namespace != ic.Namespace || job.Labels[puller.LabelComponent] != puller.ComponentPull {
+		if !ok || job.Namespace != ic.Namespace {
 			continue
 		}
 		if ref := metav1.GetControllerOfNoCopy(job); ref == nil || ref.UID != ic.UID {
@@ -393,4 +425,49 @@ func countSettled(before, after *ledger) {
 	metrics.PullsTotal.WithLabelValues(metrics.ResultPulled).Add(pulled)
 	metrics.PullsTotal.WithLabelValues(metrics.ResultAlreadyPresent).Add(present)
 	metrics.PullsTotal.WithLabelValues(metrics.ResultFailed).Add(failed)
+}
+
+// purgeNode creates the delete Job that removes a node's images, unless one
+// runs or it must wait (hold). A node whose runtime socket is unknown fails
+// its images at once. It reports whether it created a Job.
+func (c *Controller) purgeNode(ctx context.Context, ic *v1alpha2.ImageCache, key cache.ObjectName, w *nodeWant,
+	led *ledger, failures failureSet, hold bool) (bool, error) {
+	name := w.node.Name
+	var batch []string
+	for _, wi := range w.images {
+		if led.get(name, wi.key) == stateUnsettled && len(batch) < maxImagesPerDeleteJob {
+			batch = append(batch, wi.image)
+		}
+	}
+	if len(batch) == 0 || hold {
+		return false, nil
+	}
+	socket := c.cfg.CRISocketPath
+	if socket == "" {
+		var err error
+		if socket, err = cri.SocketForRuntime(w.node.Status.NodeInfo.ContainerRuntimeVersion); err != nil {
+			for _, wi := range w.images {
+				if led.get(name, wi.key) == stateUnsettled {
+					led.set(name, wi.key, stateFailed)
+					failures.add(wi.image, name, reasonUnknownRuntime, err.Error())
+				}
+			}
+			return false, nil
+		}
+	}
+	job := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: ic, NodeName: name, Hostname: w.hostname,
+		Images: batch, Epoch: led.epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork})
+	if !c.throttle.tryAcquire(jobKey(job), key) {
+		return false, nil
+	}
+	if _, err := c.kubeClient.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: ControllerName}); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			c.throttle.release(jobKey(job))
+			return false, fmt.Errorf("creating delete job %s for node %s: %w", job.Name, name, err)
+		}
+		return false, nil
+	}
+	metrics.JobsCreatedTotal.Inc()
+	klog.FromContext(ctx).V(2).Info("Created delete Job", "job", klog.KObj(job), "node", name, "images", len(batch))
+	return true, nil
 }

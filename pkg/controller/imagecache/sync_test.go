@@ -712,3 +712,107 @@ func TestRestartResumes(t *testing.T) {
 		t.Errorf("reason %s: the restart started a new operation", st.Reason)
 	}
 }
+
+func withRuntime(version string) nodeOption {
+	return func(n *corev1.Node) { n.Status.NodeInfo.ContainerRuntimeVersion = version }
+}
+
+// TestPurgeAnnotation: the purge annotation removes the cache's images with
+// one delete Job per node, on the runtime's socket; a node with an unknown
+// runtime fails; the annotation goes when done, and nothing is pulled again.
+func TestPurgeAnnotation(t *testing.T) {
+	cfg := testConfig()
+	cfg.RefreshFrequency = 15 * time.Minute
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
+		newNode("node-a", withRuntime("containerd://1.6.20")), newNode("node-b", withRuntime("cri-o://1.30.0")),
+		newNode("node-c", withRuntime("docker://24.0.7")))
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
+	cur := f.imageCache("web")
+	cur.Annotations = map[string]string{v1alpha2.AnnotationPurge: ""}
+	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	f.clock.Step(2 * time.Second)
+	writes, _ := f.syncStarted("web")
+	jobs := createdJobs(writes)
+	sockets := map[string]string{}
+	for _, j := range jobs {
+		if !puller.IsDeleteJob(j) {
+			t.Errorf("job %s is not a delete Job", j.Name)
+		}
+		sockets[j.Annotations[puller.AnnotationNode]] = j.Spec.Template.Spec.Volumes[0].HostPath.Path
+		if diff := cmp.Diff([]string{"nginx", "redis"}, jobImages(t, j)); diff != "" {
+			t.Errorf("delete Job images (-want +got):\n%s", diff)
+		}
+	}
+	want := map[string]string{"node-a": "/run/containerd/containerd.sock", "node-b": "/var/run/crio/crio.sock"}
+	if diff := cmp.Diff(want, sockets); diff != "" {
+		t.Errorf("delete Jobs by node and socket (-want +got):\n%s", diff)
+	}
+	// node-a removes everything; node-b fails on redis (in use).
+	for _, j := range f.jobs() {
+		switch j.Annotations[puller.AnnotationNode] {
+		case "node-a":
+			f.completeJob(j)
+		case "node-b":
+			pod := f.podWith(j, map[string]corev1.ContainerState{"remove-images": {Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: 1, Message: "removed: nginx\nfailed: redis: rpc error: code = FailedPrecondition desc = image in use"}}})
+			_ = pod
+			j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}}
+			f.updateJob(&j)
+		}
+	}
+	f.sync("web")
+	got := f.imageCache("web")
+	st := got.Status
+	if st.Reason != v1alpha2.ImageCacheReasonPurge || st.Status != v1alpha2.ImageCacheActionStatusFailed {
+		t.Errorf("status %s %s", st.Reason, st.Status)
+	}
+	if st.Message != "Removed 3 of 6 images on 3 nodes; 3 failed" {
+		t.Errorf("message %q", st.Message)
+	}
+	wantFailures := map[string]v1alpha2.NodeReasonMessageList{
+		"nginx": {{Node: "node-c", Reason: "UnknownRuntime", Message: `unknown container runtime "docker://24.0.7": only containerd and cri-o have a known socket; set --cri-socket-path`}},
+		"redis": {
+			{Node: "node-b", Reason: "RemoveFailed", Message: "rpc error: code = FailedPrecondition desc = image in use"},
+			{Node: "node-c", Reason: "UnknownRuntime", Message: `unknown container runtime "docker://24.0.7": only containerd and cri-o have a known socket; set --cri-socket-path`},
+		},
+	}
+	if diff := cmp.Diff(wantFailures, st.Failures); diff != "" {
+		t.Errorf("failures (-want +got):\n%s", diff)
+	}
+	if _, ok := got.Annotations[v1alpha2.AnnotationPurge]; ok {
+		t.Error("purge annotation still there")
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Purged" {
+		t.Errorf("Ready %+v", c)
+	}
+	// Purged stays purged: no pulls, no periodic refresh.
+	f.clock.Step(time.Hour)
+	if writes, after := f.sync("web"); len(createdJobs(writes)) != 0 || after != 0 {
+		t.Errorf("after the purge: %s, requeue after %v", describe(writes), after)
+	}
+	// The configured socket wins over detection.
+	cfg.CRISocketPath = "/custom/cri.sock"
+	f.restart(cfg)
+	cur = f.imageCache("web")
+	cur.Annotations = map[string]string{v1alpha2.AnnotationPurge: ""}
+	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	writes, _ = f.syncStarted("web")
+	for _, j := range createdJobs(writes) {
+		if p := j.Spec.Template.Spec.Volumes[0].HostPath.Path; p != "/custom/cri.sock" {
+			t.Errorf("node %s: socket %s", j.Annotations[puller.AnnotationNode], p)
+		}
+	}
+	if len(createdJobs(writes)) != 3 {
+		t.Errorf("with --cri-socket-path every node gets a delete Job: %s", describe(writes))
+	}
+}

@@ -111,3 +111,10 @@ func (t *throttle) count() int {
 	defer t.mu.Unlock()
 	return t.inFlight()
 }
+
+// isWaiting reports whether a cache waits for a slot.
+func (t *throttle) isWaiting(key cache.ObjectName) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.waiting[key]
+}

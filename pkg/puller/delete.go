@@ -1,0 +1,159 @@
+package puller
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+// ComponentDelete is the LabelComponent value of delete Jobs.
+const ComponentDelete = "image-delete"
+
+// criSocketInPod is where the node's runtime socket is mounted in a delete pod.
+const criSocketInPod = "/run/kube-fledged/cri.sock"
+
+// DeleteBatch is one delete Job's work: images to remove from one node.
+type DeleteBatch struct {
+	Cache    *v1alpha2.ImageCache
+	NodeName string
+	Hostname string
+	Images   []string
+	Epoch    int64
+	// Socket is the runtime's CRI socket on the node.
+	Socket string
+	// HostNetwork runs the pod in the node's network namespace.
+	HostNetwork bool
+}
+
+// DeleteDeadline is the delete Job's activeDeadlineSeconds.
+func DeleteDeadline(images int) time.Duration {
+	return 2*time.Minute + time.Duration(images)*10*time.Second
+}
+
+// NewDeleteJob builds the Job that removes images from one node through its
+// runtime's CRI socket, with the project's own image.
+func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
+	name := JobName(b.Cache.Name, string(b.Cache.UID), "delete\x00"+b.NodeName, b.Epoch, b.Images)
+	imagesJSON, _ := json.Marshal(b.Images)
+	labels := map[string]string{
+		LabelManagedBy: ManagedByValue,
+		LabelComponent: ComponentDelete,
+		LabelCacheUID:  string(b.Cache.UID),
+		LabelEpoch:     strconv.FormatInt(b.Epoch, 10),
+	}
+	annotations := map[string]string{
+		AnnotationCache:  b.Cache.Name,
+		AnnotationNode:   b.NodeName,
+		AnnotationImages: string(imagesJSON),
+	}
+	args := append([]string{"rmi", "--socket", criSocketInPod,
+		"--timeout", (DeleteDeadline(len(b.Images)) - 30*time.Second).String()}, b.Images...)
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            name,
+			Namespace:       b.Cache.Namespace,
+			Labels:          labels,
+			Annotations:     annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(b.Cache, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
+		},
+		Spec: batchv1.JobSpec{
+			Parallelism:           ptr.To[int32](1),
+			Completions:           ptr.To[int32](1),
+			BackoffLimit:          ptr.To[int32](0),
+			ActiveDeadlineSeconds: ptr.To(int64(DeleteDeadline(len(b.Images)) / time.Second)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec: corev1.PodSpec{
+					NodeSelector:                  map[string]string{HostnameLabel: b.Hostname},
+					Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					AutomountServiceAccountToken:  ptr.To(false),
+					ServiceAccountName:            cfg.ServiceAccountName,
+					PriorityClassName:             cfg.PriorityClassName,
+					HostNetwork:                   b.HostNetwork,
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+					Containers: []corev1.Container{{
+						Name:            "remove-images",
+						Image:           cfg.HelperImage,
+						ImagePullPolicy: corev1.PullIfNotPresent,
+						Command:         append([]string{"/fledged-cri"}, args...),
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+						},
+						// The runtime socket belongs to root.
+						SecurityContext: &corev1.SecurityContext{
+							RunAsUser:                ptr.To[int64](0),
+							RunAsNonRoot:             ptr.To(false),
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+						VolumeMounts:             []corev1.VolumeMount{{Name: "cri-socket", MountPath: criSocketInPod}},
+						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+					}},
+					Volumes: []corev1.Volume{{
+						Name: "cri-socket",
+						VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+							Path: b.Socket, Type: ptr.To(corev1.HostPathSocket),
+						}},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// IsDeleteJob reports whether a Job of the controller's removes images.
+func IsDeleteJob(job *batchv1.Job) bool { return job.Labels[LabelComponent] == ComponentDelete }
+
+// ReadDelete works out each image's removal outcome from a delete Job and its
+// pod: a Complete Job removed everything; a failed one reports per image in
+// its container's termination message.
+func ReadDelete(job *batchv1.Job, pod *corev1.Pod, parse func(string) map[string][2]string) (Outcome, error) {
+	images, err := JobImages(job)
+	if err != nil {
+		return Outcome{}, err
+	}
+	out := Outcome{Images: images, Results: make([]Result, len(images))}
+	if jobCondition(job, batchv1.JobComplete) != nil {
+		for i := range out.Results {
+			out.Results[i] = Result{State: Succeeded}
+		}
+		out.Finished = true
+		return out, nil
+	}
+	failed := jobCondition(job, batchv1.JobFailed)
+	if failed == nil {
+		return out, nil // still running
+	}
+	out.Finished = true
+	var summary map[string][2]string
+	if pod != nil {
+		for _, cs := range pod.Status.ContainerStatuses {
+			if cs.State.Terminated != nil {
+				summary = parse(cs.State.Terminated.Message)
+			}
+		}
+	}
+	for i, img := range images {
+		r, ok := summary[img]
+		switch {
+		case ok && (r[0] == "removed" || r[0] == "already absent"):
+			out.Results[i] = Result{State: Succeeded}
+		case ok:
+			out.Results[i] = Result{State: Failed, Reason: "RemoveFailed", Message: r[1]}
+		default:
+			out.Results[i] = Result{State: Failed, Reason: nonEmpty(failed.Reason, "JobFailed"), Message: failed.Message}
+		}
+	}
+	return out, nil
+}
