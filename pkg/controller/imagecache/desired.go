@@ -47,6 +47,8 @@ type plan struct {
 	invalidNodes map[string][]string
 	// display maps a normalised key to the spelling shown in status.
 	display map[string]string
+	// specKeys holds every normalised image of the spec.
+	specKeys map[string]bool
 }
 
 func (p *plan) wants(node, key string) bool {
@@ -84,6 +86,7 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
 		invalid:      map[string]string{},
 		invalidNodes: map[string][]string{},
 		display:      map[string]string{},
+		specKeys:     map[string]bool{},
 	}
 	seen := map[string]map[string]bool{}
 	for _, entry := range ic.Spec.CacheSpec {
@@ -100,6 +103,7 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
 			if _, ok := p.display[key]; !ok {
 				p.display[key] = img
 			}
+			p.specKeys[key] = true
 			valid = append(valid, wantedImage{image: p.display[key], key: key})
 		}
 		for _, n := range nodes {

@@ -26,6 +26,14 @@ func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan, led 
 		if err != nil {
 			continue // invalid images are recomputed below
 		}
+		if !p.specKeys[key] && key == img {
+			// A failed removal of an image dropped from the spec: kept
+			// until the next operation starts.
+			for _, nrm := range list {
+				f.add(img, nrm.Node, nrm.Reason, nrm.Message)
+			}
+			continue
+		}
 		for _, nrm := range list {
 			if led.get(nrm.Node, key) == stateFailed && p.wants(nrm.Node, key) {
 				f.add(p.display[key], nrm.Node, nrm.Reason, nrm.Message)
@@ -83,6 +91,9 @@ type pullCounts struct {
 	v1alpha2.PullCounts
 	failedByImage map[string]int
 	skippedNodes  int
+	// removals is the number of (node, image) removals of images dropped
+	// from the spec still to do.
+	removals int
 }
 
 func countPulls(p *plan, led *ledger) pullCounts {
@@ -128,7 +139,7 @@ func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCache
 	st.NodesMatched = int32(len(p.nodes))
 	st.Ledger = led.encode()
 	st.Failures, st.OmittedFailures = failures.render(counts.failedByImage)
-	if counts.Pending == 0 {
+	if counts.Pending == 0 && counts.removals == 0 {
 		if st.Status == v1alpha2.ImageCacheActionStatusProcessing || st.Status == "" || st.CompletionTime == nil {
 			t := metav1.NewTime(now)
 			st.CompletionTime = &t
@@ -191,6 +202,9 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	}
 	if c.Skipped > 0 {
 		fmt.Fprintf(&b, "; %d skipped on %d %s not ready", c.Skipped, c.skippedNodes, plural(c.skippedNodes, "node", "nodes"))
+	}
+	if c.removals > 0 {
+		fmt.Fprintf(&b, "; removing %d dropped from the spec", c.removals)
 	}
 	return b.String()
 }

@@ -83,10 +83,21 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		return 0, err
 	}
 	p := computePlan(ic, nodes)
-	led.keepOnly(p.wants)
 	// A purge removes, where the other operations pull: its Jobs are delete
 	// Jobs, and "settled" in its ledger means removed (or failed to).
 	purging := st.Reason == v1alpha2.ImageCacheReasonPurge
+	// Images dropped from the spec are removed from the nodes this cache
+	// pulled them onto, unless another cache wants them there: such pairs
+	// stay in the ledger until their removal is done.
+	nodeByName := make(map[string]*corev1.Node, len(nodes))
+	for _, n := range nodes {
+		nodeByName[n.Name] = n
+	}
+	others := c.otherWants(ic)
+	toRemove := func(node, key string) bool {
+		return !purging && led.get(node, key) == statePulled && !p.specKeys[key] && nodeByName[node] != nil && !others(nodeByName[node], key)
+	}
+	led.keepOnly(func(node, key string) bool { return p.wants(node, key) || toRemove(node, key) })
 	failures := newFailureSet(st.Failures, p, led)
 
 	// 3. The Jobs: outcomes into the ledger, stale ones away.
@@ -102,6 +113,24 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		if job.DeletionTimestamp != nil {
 			if puller.IsActive(job) {
 				busy[nodeName] = true
+			}
+			continue
+		}
+		if !purging && puller.IsDeleteJob(job) && puller.JobEpoch(job) >= led.epoch && nodeByName[nodeName] != nil {
+			// Removing images dropped from the spec.
+			out, err := puller.ReadDelete(job, c.podOf(job), remover.ParseSummary)
+			if err != nil || !out.Finished {
+				busy[nodeName] = err == nil
+				continue
+			}
+			for i, img := range out.Images {
+				if !toRemove(nodeName, img) {
+					continue
+				}
+				led.set(nodeName, img, stateUnsettled)
+				if r := out.Results[i]; r.State == puller.Failed {
+					failures.add(img, nodeName, r.Reason, r.Message)
+				}
 			}
 			continue
 		}
@@ -169,7 +198,8 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			continue
 		}
 		if purging {
-			created, err := c.purgeNode(ctx, ic, key, w, led, failures, busy[name] || throttled || op != "")
+			created, err := c.removeFromNode(ctx, ic, key, w, led, failures, busy[name] || throttled || op != "",
+				func(k string) bool { return led.get(name, k) == stateUnsettled })
 			if err != nil {
 				return 0, err
 			}
@@ -216,9 +246,35 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		}
 	}
 
+	// 4b. Removals of images dropped from the spec.
+	removals := 0
+	for _, name := range sortedKeys(led.nodes) {
+		var imgs []wantedImage
+		for k := range led.nodes[name] {
+			if toRemove(name, k) {
+				imgs = append(imgs, wantedImage{image: k, key: k})
+			}
+		}
+		if len(imgs) == 0 {
+			continue
+		}
+		removals += len(imgs)
+		n := nodeByName[name]
+		if nodeSkipReason(n) != "" {
+			continue
+		}
+		sort.Slice(imgs, func(i, j int) bool { return imgs[i].key < imgs[j].key })
+		w := &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs}
+		if _, err := c.removeFromNode(ctx, ic, key, w, led, failures, busy[name] || throttled || op != "",
+			func(k string) bool { return toRemove(name, k) }); err != nil {
+			return 0, err
+		}
+	}
+
 	// 5. Status.
 	counts := countPulls(p, led)
-	complete := counts.Pending == 0
+	counts.removals = removals
+	complete := counts.Pending == 0 && removals == 0
 	for reason, annotation := range map[string]string{v1alpha2.ImageCacheReasonRefresh: v1alpha2.AnnotationRefresh,
 		v1alpha2.ImageCacheReasonPurge: v1alpha2.AnnotationPurge} {
 		if complete && hasAnnotation(ic, annotation) && st.Reason == reason {
@@ -427,15 +483,16 @@ func countSettled(before, after *ledger) {
 	metrics.PullsTotal.WithLabelValues(metrics.ResultFailed).Add(failed)
 }
 
-// purgeNode creates the delete Job that removes a node's images, unless one
-// runs or it must wait (hold). A node whose runtime socket is unknown fails
-// its images at once. It reports whether it created a Job.
-func (c *Controller) purgeNode(ctx context.Context, ic *v1alpha2.ImageCache, key cache.ObjectName, w *nodeWant,
-	led *ledger, failures failureSet, hold bool) (bool, error) {
+// removeFromNode creates the delete Job that removes a node's images (those
+// of w.images that pick selects), unless one runs or it must wait (hold). A
+// node whose runtime socket is unknown fails those images at once. It
+// reports whether it created a Job.
+func (c *Controller) removeFromNode(ctx context.Context, ic *v1alpha2.ImageCache, key cache.ObjectName, w *nodeWant,
+	led *ledger, failures failureSet, hold bool, pick func(key string) bool) (bool, error) {
 	name := w.node.Name
 	var batch []string
 	for _, wi := range w.images {
-		if led.get(name, wi.key) == stateUnsettled && len(batch) < maxImagesPerDeleteJob {
+		if pick(wi.key) && len(batch) < maxImagesPerDeleteJob {
 			batch = append(batch, wi.image)
 		}
 	}
@@ -447,8 +504,12 @@ func (c *Controller) purgeNode(ctx context.Context, ic *v1alpha2.ImageCache, key
 		var err error
 		if socket, err = cri.SocketForRuntime(w.node.Status.NodeInfo.ContainerRuntimeVersion); err != nil {
 			for _, wi := range w.images {
-				if led.get(name, wi.key) == stateUnsettled {
-					led.set(name, wi.key, stateFailed)
+				if pick(wi.key) {
+					if led.get(name, wi.key) == stateUnsettled {
+						led.set(name, wi.key, stateFailed) // a purge: failed
+					} else {
+						led.set(name, wi.key, stateUnsettled) // a removal: given up
+					}
 					failures.add(wi.image, name, reasonUnknownRuntime, err.Error())
 				}
 			}
@@ -470,4 +531,46 @@ func (c *Controller) purgeNode(ctx context.Context, ic *v1alpha2.ImageCache, key
 	metrics.JobsCreatedTotal.Inc()
 	klog.FromContext(ctx).V(2).Info("Created delete Job", "job", klog.KObj(job), "node", name, "images", len(batch))
 	return true, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// otherWants returns whether another ImageCache wants an image (normalised)
+// on a node, so that removing it from this cache's spec leaves it there.
+func (c *Controller) otherWants(ic *v1alpha2.ImageCache) func(n *corev1.Node, key string) bool {
+	var caches []*v1alpha2.ImageCache
+	loaded := false
+	return func(n *corev1.Node, key string) bool {
+		if !loaded {
+			all, err := c.icLister.List(labels.Everything())
+			if err == nil {
+				caches = all
+			}
+			loaded = true
+		}
+		for _, other := range caches {
+			if other.UID == ic.UID {
+				continue
+			}
+			for i := range other.Spec.CacheSpec {
+				e := &other.Spec.CacheSpec[i]
+				if !e.Selector().Matches(labels.Set(n.Labels)) {
+					continue
+				}
+				for _, img := range e.Images {
+					if k, err := images.Normalize(img); err == nil && k == key {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
 }

@@ -816,3 +816,45 @@ func TestPurgeAnnotation(t *testing.T) {
 		t.Errorf("with --cri-socket-path every node gets a delete Job: %s", describe(writes))
 	}
 }
+
+// TestUpdateRemovesDroppedImages: an image dropped from the spec is removed
+// from the nodes this cache pulled it onto, but not where another cache wants it.
+func TestUpdateRemovesDroppedImages(t *testing.T) {
+	other := newImageCache("other", withSelectedImages(map[string]string{"team": "b"}, "redis"))
+	other.Status.StartTime = &metav1.Time{Time: t0} // settled long ago; not synced here
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis")), other},
+		newNode("node-a", withRuntime("containerd://1.6.20")), newNode("node-b", withRuntime("containerd://1.6.20"), withLabels("team", "b")))
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
+	cur := f.imageCache("web")
+	cur.Spec.CacheSpec[0].Images = []string{"nginx"}
+	cur.Generation = 2
+	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	f.clock.Step(time.Second)
+	writes, _ := f.syncStarted("web")
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {
+		t.Fatalf("want one delete Job, on node-a only: %s", describe(writes))
+	}
+	if diff := cmp.Diff([]string{"docker.io/library/redis:latest"}, jobImages(t, jobs[0])); diff != "" {
+		t.Errorf("removal images (-want +got):\n%s", diff)
+	}
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusProcessing || !strings.Contains(st.Message, "removing 1 dropped from the spec") {
+		t.Errorf("status %s %q", st.Status, st.Message)
+	}
+	f.completeAll()
+	f.sync("web")
+	st = f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Message != "Pulled 2 of 2 images on 2 nodes" || st.Reason != v1alpha2.ImageCacheReasonUpdate {
+		t.Errorf("after the removal: %s %q", st.Status, st.Message)
+	}
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Errorf("nothing left to do, yet: %s", describe(writes))
+	}
+}
