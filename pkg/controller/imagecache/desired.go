@@ -19,6 +19,10 @@ const (
 	reasonNoHostnameLabel  = "NoHostnameLabel"
 	reasonInvalidImageName = "InvalidImageName"
 	reasonUnknownRuntime   = "UnknownRuntime"
+	// nodeImagesLag (seconds) is how long a node may go on reporting an
+	// image after its removal: the kubelet re-lists images every ~30s and
+	// reports status every ~10s.
+	nodeImagesLag = 120
 	// maxImagesPerDeleteJob bounds one delete Job's command line.
 	maxImagesPerDeleteJob = 100
 )

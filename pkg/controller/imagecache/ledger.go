@@ -21,6 +21,8 @@ const (
 type ledger struct {
 	epoch int64
 	nodes map[string]map[string]pairState
+	// removedAt is when this cache last removed images (Unix seconds).
+	removedAt int64
 }
 
 func newLedger(epoch int64) *ledger {
@@ -32,6 +34,7 @@ func decodeLedger(l *v1alpha2.PullLedger) *ledger {
 		return newLedger(0)
 	}
 	out := newLedger(l.Epoch)
+	out.removedAt = l.RemovedAt
 	for node, enc := range l.Nodes {
 		bits, err := base64.RawStdEncoding.DecodeString(enc)
 		if err != nil {
@@ -113,7 +116,7 @@ func (l *ledger) encode() *v1alpha2.PullLedger {
 	for i, img := range images {
 		index[img] = i
 	}
-	out := &v1alpha2.PullLedger{Epoch: l.epoch, Images: images}
+	out := &v1alpha2.PullLedger{Epoch: l.epoch, Images: images, RemovedAt: l.removedAt}
 	if len(l.nodes) > 0 {
 		out.Nodes = make(map[string]string, len(l.nodes))
 	}

@@ -72,7 +72,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		default:
 			// Create, Refresh, Purge, and an Update after a purge (the
 			// ledger then records removals): start from nothing.
+			removedAt := led.removedAt
 			led = newLedger(start.Unix())
+			led.removedAt = removedAt
 		}
 		c.recorder.Eventf(ic, corev1.EventTypeNormal, "Started", "%s started", op)
 	}
@@ -128,6 +130,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 					continue
 				}
 				led.set(nodeName, img, stateUnsettled)
+				led.removedAt = now.Unix()
 				if r := out.Results[i]; r.State == puller.Failed {
 					failures.add(img, nodeName, r.Reason, r.Message)
 				}
@@ -172,6 +175,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			}
 			switch r := out.Results[i]; r.State {
 			case puller.Succeeded:
+				if purging && led.get(nodeName, k) == stateUnsettled {
+					led.removedAt = now.Unix()
+				}
 				if led.get(nodeName, k) == stateUnsettled && !purging {
 					pullTimes = append(pullTimes, now.Sub(job.CreationTimestamp.Time))
 				}
@@ -209,7 +215,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			continue
 		}
 		var present map[string]bool
-		if c.cfg.Puller.PullPolicy != corev1.PullAlways {
+		// Right after this cache removed images, a node may still report
+		// them: they are pulled, not taken as present.
+		if c.cfg.Puller.PullPolicy != corev1.PullAlways && now.Unix() >= led.removedAt+nodeImagesLag {
 			present = c.nodePresent(w.node)
 		}
 		var batch []string

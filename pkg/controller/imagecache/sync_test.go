@@ -858,3 +858,46 @@ func TestUpdateRemovesDroppedImages(t *testing.T) {
 		t.Errorf("nothing left to do, yet: %s", describe(writes))
 	}
 }
+
+// TestRemovedImagesAreNotTakenAsPresent: right after a purge, a node still
+// reporting the removed image is pulled onto, not trusted.
+func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
+		newNode("node-a", withRuntime("containerd://1.6.20"), withNodeImages("docker.io/library/redis:latest")))
+	writes, _ := f.syncStarted("web")
+	if len(createdJobs(writes)) != 0 {
+		t.Fatalf("the image is present, yet: %s", describe(writes))
+	}
+	annotate := func(key string) {
+		cur := f.imageCache("web")
+		cur.Annotations = map[string]string{key: ""}
+		if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.catchUp()
+		f.clearActions()
+		f.clock.Step(2 * time.Second)
+	}
+	annotate(v1alpha2.AnnotationPurge)
+	f.syncStarted("web")
+	f.completeAll() // the delete Job
+	f.sync("web")
+	if st := f.imageCache("web").Status; st.Reason != v1alpha2.ImageCacheReasonPurge || st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Ledger.RemovedAt == 0 {
+		t.Fatalf("purge: %s %s %+v", st.Reason, st.Status, st.Ledger)
+	}
+	// The node still lists redis (its status lags): a refresh pulls it.
+	annotate(v1alpha2.AnnotationRefresh)
+	writes, _ = f.syncStarted("web")
+	if jobs := createdJobs(writes); len(jobs) != 1 || puller.IsDeleteJob(jobs[0]) {
+		t.Errorf("after the purge, a refresh must pull: %s", describe(writes))
+	}
+	f.completeAll()
+	f.sync("web")
+	// Long after, the node's list is trusted again.
+	f.clock.Step(time.Hour)
+	annotate(v1alpha2.AnnotationRefresh)
+	writes, _ = f.sync("web") // starts and, with nothing to pull, completes
+	if len(createdJobs(writes)) != 0 || f.imageCache("web").Status.Pulls.AlreadyPresent != 1 {
+		t.Errorf("long after the purge: %s, %+v", describe(writes), f.imageCache("web").Status.Pulls)
+	}
+}

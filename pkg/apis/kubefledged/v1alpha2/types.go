@@ -205,6 +205,11 @@ type PullLedger struct {
 	// 3 failed), packed four to a byte, base64 encoded.
 	// +optional
 	Nodes map[string]string `json:"nodes,omitempty"`
+	// RemovedAt is the Unix time this cache last removed images from nodes.
+	// For a while after it, the images a node reports may still list them,
+	// so they are pulled rather than taken as already present.
+	// +optional
+	RemovedAt int64 `json:"removedAt,omitempty"`
 }
 
 // PullCounts counts (node, image) pulls. Desired is the sum of Succeeded,

@@ -33,6 +33,10 @@ type PullLedgerApplyConfiguration struct {
 	// image in the order of Images (0 unsettled, 1 pulled, 2 already present,
 	// 3 failed), packed four to a byte, base64 encoded.
 	Nodes map[string]string `json:"nodes,omitempty"`
+	// RemovedAt is the Unix time this cache last removed images from nodes.
+	// For a while after it, the images a node reports may still list them,
+	// so they are pulled rather than taken as already present.
+	RemovedAt *int64 `json:"removedAt,omitempty"`
 }
 
 // PullLedgerApplyConfiguration constructs a declarative configuration of the PullLedger type for use with
@@ -70,5 +74,13 @@ func (b *PullLedgerApplyConfiguration) WithNodes(entries map[string]string) *Pul
 	for k, v := range entries {
 		b.Nodes[k] = v
 	}
+	return b
+}
+
+// WithRemovedAt sets the RemovedAt field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the RemovedAt field is set to the value of the last call.
+func (b *PullLedgerApplyConfiguration) WithRemovedAt(value int64) *PullLedgerApplyConfiguration {
+	b.RemovedAt = &value
 	return b
 }
