@@ -21,7 +21,13 @@ func main() {
 	o := options.New()
 	fs := pflag.NewFlagSet("fledged", pflag.ContinueOnError)
 	o.AddFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "fledged: the kube-fledged controller, which caches container images on nodes.\n\nFlags:\n%s", fs.FlagUsages())
+	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			os.Exit(0)
+		}
 		fmt.Fprintf(os.Stderr, "fledged: %v\n", err)
 		os.Exit(2)
 	}
