@@ -36,6 +36,10 @@ test: ## Unit tests and integration tests against a real kube-apiserver and etcd
 e2e: ## End-to-end suite: the fledged binary against a local cluster (real control plane, kwok nodes).
 	hack/e2e.sh -v
 
+.PHONY: bench
+bench: ## Benchmark: nodes x images on a fresh local cluster; results in _output/bench (BENCH_FLAGS=-scenarios=100x10).
+	hack/bench.sh $(BENCH_FLAGS)
+
 .PHONY: cluster-up
 cluster-up: ## Start the local cluster (NODES=5 kwok nodes by default).
 	hack/local-up.sh

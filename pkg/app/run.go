@@ -56,6 +56,7 @@ func RESTConfig(o *options.Options) (*rest.Config, error) {
 	cfg.QPS = o.KubeAPIQPS
 	cfg.Burst = o.KubeAPIBurst
 	cfg.UserAgent = "kube-fledged/" + rest.DefaultKubernetesUserAgent()
+	cfg.Wrap(metrics.CountRequests)
 	return cfg, nil
 }
 

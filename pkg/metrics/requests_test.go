@@ -1,0 +1,29 @@
+package metrics
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	cases := []struct{ method, url, verb, resource string }{
+		{"GET", "/api/v1/nodes?limit=500", "list", "nodes"},
+		{"GET", "/api/v1/nodes?watch=true&resourceVersion=1", "watch", "nodes"},
+		{"GET", "/api/v1/namespaces/a/pods/p", "get", "pods"},
+		{"POST", "/apis/batch/v1/namespaces/a/jobs", "create", "jobs"},
+		{"DELETE", "/apis/batch/v1/namespaces/a/jobs/j", "delete", "jobs"},
+		{"PATCH", "/apis/batch/v1/namespaces/a/jobs/j", "patch", "jobs"},
+		{"PUT", "/apis/kubefledged.io/v1alpha2/namespaces/a/imagecaches/c/status", "update", "imagecaches/status"},
+		{"PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-fledged/leases/kube-fledged", "update", "leases"},
+		{"POST", "/api/v1/namespaces/a/events", "create", "events"},
+		{"GET", "/version", "get", "other"},
+	}
+	for _, c := range cases {
+		u, _ := url.Parse("https://h" + c.url)
+		verb, res := classify(&http.Request{Method: c.method, URL: u})
+		if verb != c.verb || res != c.resource {
+			t.Errorf("%s %s: %s %s, want %s %s", c.method, c.url, verb, res, c.verb, c.resource)
+		}
+	}
+}

@@ -1,0 +1,499 @@
+// Command bench measures what caching costs as nodes and images grow, on the
+// local cluster (hack/local-up.sh): time to Succeeded, the API requests the
+// controller made, Jobs and Pods created, the controller's peak memory and
+// CPU, and, as the floor, the same Jobs created bare at full speed with no
+// controller. `make bench` runs it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+type scenario struct{ Nodes, Images int }
+
+// Result is one scenario's measurements.
+type Result struct {
+	Nodes, Images      int
+	Pulls              int
+	Seconds            float64
+	FloorSeconds       float64
+	RatioToFloor       float64
+	JobsCreated        int
+	PodsCreated        int
+	FloorJobs          int
+	Requests           map[string]int // "verb resource" -> count
+	WriteRequests      int
+	WritesPerImagePull float64
+	PeakRSSMiB         float64
+	CPUSeconds         float64
+}
+
+var (
+	kube    kubernetes.Interface
+	fledged clientset.Interface
+	bin     string
+	perJob  = 10
+)
+
+func main() {
+	scenarios := flag.String("scenarios", "10x10,100x10,500x10,1000x10,100x100", "nodes x images, comma separated")
+	out := flag.String("out", "_output/bench", "folder for the Markdown and JSON results")
+	flag.StringVar(&bin, "fledged", "_output/bin/fledged", "the controller binary")
+	joins := flag.Int("joins", 5, "node joins to time (first Job for a new node)")
+	flag.Parse()
+	var grid []scenario
+	maxNodes := 0
+	for _, s := range strings.Split(*scenarios, ",") {
+		var sc scenario
+		if _, err := fmt.Sscanf(strings.TrimSpace(s), "%dx%d", &sc.Nodes, &sc.Images); err != nil || sc.Nodes < 1 || sc.Images < 1 {
+			fail("bad scenario %q: want NODESxIMAGES", s)
+		}
+		grid = append(grid, sc)
+		maxNodes = max(maxNodes, sc.Nodes)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
+	if err != nil {
+		fail("KUBECONFIG: %v", err)
+	}
+	cfg.QPS, cfg.Burst = 500, 1000
+	kube = kubernetes.NewForConfigOrDie(cfg)
+	fledged = clientset.NewForConfigOrDie(cfg)
+	ctx := context.Background()
+
+	sizes := map[int]bool{}
+	for _, sc := range grid {
+		sizes[sc.Nodes] = true
+	}
+	fmt.Printf("bench: making %d kwok nodes\n", maxNodes)
+	ensureNodes(ctx, maxNodes, sizes)
+
+	var results []Result
+	for _, sc := range grid {
+		fmt.Printf("bench: %d nodes x %d images\n", sc.Nodes, sc.Images)
+		r := runScenario(ctx, sc)
+		fmt.Printf("bench:   %.1fs (floor %.1fs, x%.2f), %d Jobs, %d writes (%.3f per pull), peak RSS %.0f MiB, CPU %.1fs\n",
+			r.Seconds, r.FloorSeconds, r.RatioToFloor, r.JobsCreated, r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
+		results = append(results, r)
+	}
+	joinTimes := timeJoins(ctx, *joins)
+
+	md := table(results, joinTimes)
+	fmt.Println()
+	fmt.Println(md)
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fail("%v", err)
+	}
+	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "firstJobForNewNodeSeconds": joinTimes,
+		"imagesPerJob": perJob, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
+	must(os.WriteFile(filepath.Join(*out, "results.json"), data, 0o644))
+	must(os.WriteFile(filepath.Join(*out, "results.md"), []byte(md), 0o644))
+	fmt.Printf("bench: wrote %s and %s\n", filepath.Join(*out, "results.md"), filepath.Join(*out, "results.json"))
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func must(err error) {
+	if err != nil {
+		fail("%v", err)
+	}
+}
+
+func sizeLabel(n int) string { return fmt.Sprintf("bench.kubefledged.io/first-%d", n) }
+
+// ensureNodes creates bench-node-0..n-1; node i carries first-N=true for every
+// scenario size N > i, so a scenario selects exactly its N nodes.
+func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range n {
+		name := fmt.Sprintf("bench-node-%d", i)
+		l := map[string]string{puller.HostnameLabel: name, "type": "kwok"}
+		for s := range sizes {
+			if i < s {
+				l[sizeLabel(s)] = "true"
+			}
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l,
+				Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}}}, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				fail("creating node %s: %v", name, err)
+			}
+		})
+	}
+	wg.Wait()
+	poll(ctx, 5*time.Minute, "nodes Ready", func() bool {
+		list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok"})
+		if err != nil {
+			return false
+		}
+		ready := 0
+		for _, nd := range list.Items {
+			for _, c := range nd.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		return ready >= n
+	})
+}
+
+func poll(ctx context.Context, timeout time.Duration, what string, cond func() bool) {
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return cond(), nil
+	}); err != nil {
+		fail("waiting %v for %s: %v", timeout, what, err)
+	}
+}
+
+func images(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("registry.bench.invalid/app-%03d:v1", i)
+	}
+	return out
+}
+
+func namespace(ctx context.Context, prefix string) string {
+	ns, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	must(err)
+	return ns.Name
+}
+
+// countPods counts the pods created in a namespace while it runs.
+func countPods(ctx context.Context, ns string) (*atomic.Int64, func()) {
+	w, err := kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	must(err)
+	var n atomic.Int64
+	go func() {
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Added {
+				n.Add(1)
+			}
+		}
+	}()
+	return &n, w.Stop
+}
+
+func runScenario(ctx context.Context, sc scenario) Result {
+	r := Result{Nodes: sc.Nodes, Images: sc.Images, Pulls: sc.Nodes * sc.Images}
+	r.FloorSeconds, r.FloorJobs = floor(ctx, sc)
+
+	ns := namespace(ctx, "bench")
+	defer func() { _ = kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) }()
+	pods, stopPods := countPods(ctx, ns)
+	defer stopPods()
+	proc, metricsAddr := startFledged()
+	defer stopFledged(proc)
+	poll(ctx, time.Minute, "the controller's caches", func() bool { return scrape(metricsAddr) != "" })
+
+	start := time.Now()
+	sel := map[string]v1alpha2.LabelValue{sizeLabel(sc.Nodes): "true"}
+	_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec:       v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: images(sc.Images), NodeSelector: sel}}},
+	}, metav1.CreateOptions{})
+	must(err)
+	poll(ctx, 15*time.Minute, "Succeeded", func() bool {
+		ic, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Get(ctx, "bench", metav1.GetOptions{})
+		return err == nil && ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded && ic.Status.Pulls.Succeeded == int32(r.Pulls)
+	})
+	r.Seconds = time.Since(start).Seconds()
+	// Let the controller finish its clean-up (deleting finished Jobs) before counting.
+	poll(ctx, 5*time.Minute, "the finished Jobs to be deleted", func() bool {
+		jobs, err := kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		for _, j := range jobs.Items {
+			if j.DeletionTimestamp == nil {
+				return false
+			}
+		}
+		return true
+	})
+	text := scrape(metricsAddr)
+	r.Requests = map[string]int{}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "kubefledged_api_requests_total{") {
+			continue
+		}
+		labels, value, _ := strings.Cut(strings.TrimPrefix(line, "kubefledged_api_requests_total{"), "} ")
+		var verb, resource string
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			v = strings.Trim(v, `"`)
+			switch k {
+			case "verb":
+				verb = v
+			case "resource":
+				resource = v
+			}
+		}
+		n, _ := strconv.ParseFloat(value, 64)
+		r.Requests[verb+" "+resource] = int(n)
+		switch verb {
+		case "create", "update", "patch", "delete", "deletecollection":
+			if resource != "leases" && resource != "events" {
+				r.WriteRequests += int(n)
+			}
+		}
+	}
+	r.WritesPerImagePull = float64(r.WriteRequests) / float64(r.Pulls)
+	r.JobsCreated = int(metricValue(text, "kubefledged_jobs_created_total"))
+	r.PodsCreated = int(pods.Load())
+	r.PeakRSSMiB, r.CPUSeconds = procStats(proc.Process.Pid)
+	r.RatioToFloor = r.Seconds / r.FloorSeconds
+	return r
+}
+
+// floor creates the scenario's Jobs bare, pinned, at full speed, with no
+// controller, and times them to Complete.
+func floor(ctx context.Context, sc scenario) (float64, int) {
+	ns := namespace(ctx, "floor")
+	defer func() { _ = kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) }()
+	_, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+	for i := 0; err != nil && i < 50; i++ {
+		time.Sleep(100 * time.Millisecond)
+		_, err = kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+	}
+	imgs := images(sc.Images)
+	var batches [][]string
+	for i := 0; i < len(imgs); i += perJob {
+		batches = append(batches, imgs[i:min(i+perJob, len(imgs))])
+	}
+	total := sc.Nodes * len(batches)
+	start := time.Now()
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for n := range sc.Nodes {
+		for b, batch := range batches {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				var cs []corev1.Container
+				for i, img := range batch {
+					cs = append(cs, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: img})
+				}
+				job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("floor-%d-%d", n, b)},
+					Spec: batchv1.JobSpec{BackoffLimit: ptr.To[int32](0), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+						NodeSelector:  map[string]string{puller.HostnameLabel: fmt.Sprintf("bench-node-%d", n)},
+						Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+						RestartPolicy: corev1.RestartPolicyNever, Containers: cs,
+					}}}}
+				if _, err := kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+					fail("floor job: %v", err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	poll(ctx, 15*time.Minute, "the floor's Jobs", func() bool {
+		jobs, err := kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		done := 0
+		for _, j := range jobs.Items {
+			if j.Status.Succeeded > 0 {
+				done++
+			}
+		}
+		return done == total
+	})
+	return time.Since(start).Seconds(), total
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startFledged() (*exec.Cmd, string) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	logFile, err := os.Create(filepath.Join(os.TempDir(), "bench-fledged.log"))
+	must(err)
+	cmd := exec.Command(bin, "--kubeconfig", os.Getenv("KUBECONFIG"), "--metrics-bind-address="+addr,
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", freePort()), "--image-cache-refresh-frequency=0",
+		fmt.Sprintf("--images-per-job=%d", perJob))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	must(cmd.Start())
+	return cmd, addr
+}
+
+func stopFledged(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func scrape(addr string) string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return string(data)
+}
+
+func metricValue(text, name string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// procStats reads a process's peak resident memory and CPU time from /proc.
+func procStats(pid int) (float64, float64) {
+	var rss float64
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				rss = kb / 1024
+			}
+		}
+	}
+	var cpu float64
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		fields := strings.Fields(string(data)[strings.LastIndex(string(data), ")")+2:])
+		if len(fields) > 12 {
+			utime, _ := strconv.ParseFloat(fields[11], 64)
+			stime, _ := strconv.ParseFloat(fields[12], 64)
+			cpu = (utime + stime) / 100 // clock ticks (USER_HZ = 100)
+		}
+	}
+	return rss, cpu
+}
+
+// timeJoins measures how soon a node that joins gets its first pull Job.
+func timeJoins(ctx context.Context, n int) []float64 {
+	ns := namespace(ctx, "bench-join")
+	defer func() { _ = kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) }()
+	proc, addr := startFledged()
+	defer stopFledged(proc)
+	poll(ctx, time.Minute, "the controller", func() bool { return scrape(addr) != "" })
+	_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
+		ObjectMeta: metav1.ObjectMeta{Name: "join"},
+		Spec: v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: images(3),
+			NodeSelector: map[string]v1alpha2.LabelValue{"bench.kubefledged.io/join": "true"}}}},
+	}, metav1.CreateOptions{})
+	must(err)
+	// A Job on kwok can finish, and be deleted, within 100ms: watch, do not poll.
+	w, err := kube.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+	must(err)
+	defer w.Stop()
+	seen := make(chan string, 16)
+	go func() {
+		for ev := range w.ResultChan() {
+			if j, ok := ev.Object.(*batchv1.Job); ok && ev.Type == watch.Added {
+				seen <- j.Annotations[puller.AnnotationNode]
+			}
+		}
+	}()
+	var out []float64
+	for i := range n {
+		name := fmt.Sprintf("bench-join-%d", i)
+		start := time.Now()
+		_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels:      map[string]string{puller.HostnameLabel: name, "type": "kwok", "bench.kubefledged.io/join": "true"},
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}}}, metav1.CreateOptions{})
+		must(err)
+		defer func() { _ = kube.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) }()
+		timeout := time.After(time.Minute)
+	wait:
+		for {
+			select {
+			case node := <-seen:
+				if node == name {
+					break wait
+				}
+			case <-timeout:
+				fail("no pull Job for the new node %s within a minute", name)
+			}
+		}
+		out = append(out, time.Since(start).Seconds())
+	}
+	return out
+}
+
+func table(results []Result, joins []float64) string {
+	var b strings.Builder
+	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (bare Jobs) | ratio | Jobs | Pods | API writes | writes per pull | peak RSS | CPU |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %d x %d | %d | %.1f s | %.1f s (%d Jobs) | %.2f | %d | %d | %d | %.3f | %.0f MiB | %.1f s |\n",
+			r.Nodes, r.Images, r.Pulls, r.Seconds, r.FloorSeconds, r.FloorJobs, r.RatioToFloor, r.JobsCreated, r.PodsCreated,
+			r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
+	}
+	b.WriteString("\nAPI requests by verb and resource (leases and events are left out of the writes above):\n\n")
+	b.WriteString("| nodes x images | requests |\n| --- | --- |\n")
+	for _, r := range results {
+		var keys []string
+		for k := range r.Requests {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s: %d", k, r.Requests[k]))
+		}
+		fmt.Fprintf(&b, "| %d x %d | %s |\n", r.Nodes, r.Images, strings.Join(parts, ", "))
+	}
+	if len(joins) > 0 {
+		sorted := append([]float64(nil), joins...)
+		sort.Float64s(sorted)
+		fmt.Fprintf(&b, "\nFirst pull Job for a joining node: median %.2f s, max %.2f s over %d joins.\n",
+			sorted[len(sorted)/2], sorted[len(sorted)-1], len(sorted))
+	}
+	return b.String()
+}
