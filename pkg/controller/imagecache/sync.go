@@ -266,11 +266,11 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		if len(imgs) == 0 {
 			continue
 		}
-		removals += len(imgs)
 		n := nodeByName[name]
 		if nodeSkipReason(n) != "" {
-			continue
+			continue // removed when the node is Ready again; it does not hold the operation up
 		}
+		removals += len(imgs)
 		sort.Slice(imgs, func(i, j int) bool { return imgs[i].key < imgs[j].key })
 		w := &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs}
 		if _, err := c.removeFromNode(ctx, ic, key, w, led, failures, busy[name] || throttled || op != "",
