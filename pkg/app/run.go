@@ -96,10 +96,11 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	if err != nil {
 		return fmt.Errorf("building the ImageCache client: %w", err)
 	}
-	kubeFactory := kubeinformers.NewSharedInformerFactory(kubeClient, resync)
+	kubeFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithTransform(trimForCache))
 	managedFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
-		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = imagecache.ManagedSelector() }))
-	icFactory := icinformers.NewSharedInformerFactory(client, resync)
+		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = imagecache.ManagedSelector() }),
+		kubeinformers.WithTransform(trimForCache))
+	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(trimForCache))
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(3)
