@@ -1,14 +1,10 @@
 package puller
 
 import (
-	"encoding/json"
-	"strconv"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -41,75 +37,43 @@ func DeleteDeadline(images int) time.Duration {
 // NewDeleteJob builds the Job that removes images from one node through its
 // runtime's CRI socket, with the project's own image.
 func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
-	name := JobName(b.Cache.Name, string(b.Cache.UID), "delete\x00"+b.NodeName, b.Epoch, b.Images)
-	imagesJSON, _ := json.Marshal(b.Images)
-	labels := map[string]string{
-		LabelManagedBy: ManagedByValue,
-		LabelComponent: ComponentDelete,
-		LabelCacheUID:  string(b.Cache.UID),
-		LabelEpoch:     strconv.FormatInt(b.Epoch, 10),
-	}
-	annotations := map[string]string{
-		AnnotationCache:  b.Cache.Name,
-		AnnotationNode:   b.NodeName,
-		AnnotationImages: string(imagesJSON),
-	}
 	args := append([]string{"rmi", "--socket", criSocketInPod,
 		"--timeout", (DeleteDeadline(len(b.Images)) - 30*time.Second).String()}, b.Images...)
-	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            name,
-			Namespace:       b.Cache.Namespace,
-			Labels:          labels,
-			Annotations:     annotations,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(b.Cache, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
-		},
-		Spec: batchv1.JobSpec{
-			Parallelism:           ptr.To[int32](1),
-			Completions:           ptr.To[int32](1),
-			BackoffLimit:          ptr.To[int32](0),
-			ActiveDeadlineSeconds: ptr.To(int64(DeleteDeadline(len(b.Images)) / time.Second)),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
-				Spec: corev1.PodSpec{
-					NodeSelector:                  map[string]string{HostnameLabel: b.Hostname},
-					Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					RestartPolicy:                 corev1.RestartPolicyNever,
-					AutomountServiceAccountToken:  ptr.To(false),
-					ServiceAccountName:            cfg.ServiceAccountName,
-					PriorityClassName:             cfg.PriorityClassName,
-					HostNetwork:                   b.HostNetwork,
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					Containers: []corev1.Container{{
-						Name:            "remove-images",
-						Image:           cfg.HelperImage,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         append([]string{"/fledged-cri"}, args...),
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
-						},
-						// The runtime socket belongs to root.
-						SecurityContext: &corev1.SecurityContext{
-							RunAsUser:                ptr.To[int64](0),
-							RunAsNonRoot:             ptr.To(false),
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-						VolumeMounts:             []corev1.VolumeMount{{Name: "cri-socket", MountPath: criSocketInPod}},
-						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-					}},
-					Volumes: []corev1.Volume{{
-						Name: "cri-socket",
-						VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-							Path: b.Socket, Type: ptr.To(corev1.HostPathSocket),
-						}},
-					}},
-				},
+	return nodeJob{
+		name:      JobName(b.Cache.Name, string(b.Cache.UID), "delete\x00"+b.NodeName, b.Epoch, b.Images),
+		component: ComponentDelete,
+		cache:     b.Cache,
+		node:      b.NodeName,
+		hostname:  b.Hostname,
+		images:    b.Images,
+		epoch:     b.Epoch,
+		deadline:  DeleteDeadline(len(b.Images)),
+	}.build(cfg, corev1.PodSpec{
+		HostNetwork: b.HostNetwork,
+		Containers: []corev1.Container{{
+			Name:            "remove-images",
+			Image:           cfg.HelperImage,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Command:         append([]string{"/fledged-cri"}, args...),
+			Resources:       smallResources(),
+			// The runtime socket belongs to root.
+			SecurityContext: &corev1.SecurityContext{
+				RunAsUser:                ptr.To[int64](0),
+				RunAsNonRoot:             ptr.To(false),
+				AllowPrivilegeEscalation: ptr.To(false),
+				ReadOnlyRootFilesystem:   ptr.To(true),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			},
-		},
-	}
+			VolumeMounts:             []corev1.VolumeMount{{Name: "cri-socket", MountPath: criSocketInPod}},
+			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+		}},
+		Volumes: []corev1.Volume{{
+			Name: "cri-socket",
+			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+				Path: b.Socket, Type: ptr.To(corev1.HostPathSocket),
+			}},
+		}},
+	})
 }
 
 // IsDeleteJob reports whether a Job of the controller's removes images.

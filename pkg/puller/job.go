@@ -13,7 +13,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -90,28 +89,10 @@ func ContainerName(i int) string { return "pull-" + strconv.Itoa(i) }
 
 // NewPullJob builds the Job that pulls a batch of images onto one node.
 func NewPullJob(cfg Config, b Batch) *batchv1.Job {
-	name := JobName(b.Cache.Name, string(b.Cache.UID), b.NodeName, b.Epoch, b.Images)
-	imagesJSON, _ := json.Marshal(b.Images)
-	labels := map[string]string{
-		LabelManagedBy: ManagedByValue,
-		LabelComponent: ComponentPull,
-		LabelCacheUID:  string(b.Cache.UID),
-		LabelEpoch:     strconv.FormatInt(b.Epoch, 10),
-	}
-	annotations := map[string]string{
-		AnnotationCache:  b.Cache.Name,
-		AnnotationNode:   b.NodeName,
-		AnnotationImages: string(imagesJSON),
-	}
-	small := corev1.ResourceRequirements{
-		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
-		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
-	}
 	restricted := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
-	mount := corev1.VolumeMount{Name: helperVolume, MountPath: HelperMountPath}
 	containers := make([]corev1.Container, 0, len(b.Images))
 	for i, img := range b.Images {
 		containers = append(containers, corev1.Container{
@@ -120,56 +101,40 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 			ImagePullPolicy:          cfg.PullPolicy,
 			Command:                  []string{HelperPath},
 			Args:                     []string{"pulled", img},
-			Resources:                small,
+			Resources:                smallResources(),
 			SecurityContext:          restricted,
 			VolumeMounts:             []corev1.VolumeMount{{Name: helperVolume, MountPath: HelperMountPath, ReadOnly: true}},
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		})
 	}
-	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            name,
-			Namespace:       b.Cache.Namespace,
-			Labels:          labels,
-			Annotations:     annotations,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(b.Cache, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
-		},
-		Spec: batchv1.JobSpec{
-			Parallelism:           ptr.To[int32](1),
-			Completions:           ptr.To[int32](1),
-			BackoffLimit:          ptr.To[int32](0),
-			ActiveDeadlineSeconds: ptr.To(int64(ActiveDeadline(cfg, len(b.Images)) / time.Second)),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
-				Spec: corev1.PodSpec{
-					NodeSelector:                  map[string]string{HostnameLabel: b.Hostname},
-					Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					RestartPolicy:                 corev1.RestartPolicyNever,
-					AutomountServiceAccountToken:  ptr.To(false),
-					ServiceAccountName:            cfg.ServiceAccountName,
-					PriorityClassName:             cfg.PriorityClassName,
-					ImagePullSecrets:              b.Cache.Spec.PodImagePullSecrets(),
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					InitContainers: []corev1.Container{{
-						Name:            "install-helper",
-						Image:           cfg.HelperImage,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         []string{"/fledged-helper", "install", HelperPath},
-						Resources:       small,
-						SecurityContext: restricted,
-						VolumeMounts:    []corev1.VolumeMount{mount},
-					}},
-					Containers: containers,
-					Volumes: []corev1.Volume{{
-						Name: helperVolume,
-						VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-							SizeLimit: ptr.To(resource.MustParse("32Mi")),
-						}},
-					}},
-				},
-			},
-		},
-	}
+	return nodeJob{
+		name:      JobName(b.Cache.Name, string(b.Cache.UID), b.NodeName, b.Epoch, b.Images),
+		component: ComponentPull,
+		cache:     b.Cache,
+		node:      b.NodeName,
+		hostname:  b.Hostname,
+		images:    b.Images,
+		epoch:     b.Epoch,
+		deadline:  ActiveDeadline(cfg, len(b.Images)),
+	}.build(cfg, corev1.PodSpec{
+		ImagePullSecrets: b.Cache.Spec.PodImagePullSecrets(),
+		InitContainers: []corev1.Container{{
+			Name:            "install-helper",
+			Image:           cfg.HelperImage,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Command:         []string{"/fledged-helper", "install", HelperPath},
+			Resources:       smallResources(),
+			SecurityContext: restricted,
+			VolumeMounts:    []corev1.VolumeMount{{Name: helperVolume, MountPath: HelperMountPath}},
+		}},
+		Containers: containers,
+		Volumes: []corev1.Volume{{
+			Name: helperVolume,
+			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+				SizeLimit: ptr.To(resource.MustParse("32Mi")),
+			}},
+		}},
+	})
 }
 
 // JobImages returns the images of a pull Job, in container order.

@@ -62,11 +62,6 @@ func TestUpdateRunsOnlyNewWork(t *testing.T) {
 	startController(t)
 	jw := watchJobs(t, ns)
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [docker.io/library/nginx:1.27]
     nodeSelector: {type: kwok}
   - images: [docker.io/library/redis:7.4]
@@ -78,11 +73,6 @@ spec:
 	}
 	jw.Reset()
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [docker.io/library/nginx:1.27, docker.io/library/alpine:3.20]
     nodeSelector: {type: kwok}
   - images: [docker.io/library/redis:7.4]
@@ -119,11 +109,6 @@ func TestRefreshAnnotation(t *testing.T) {
 	startController(t)
 	jw := watchJobs(t, ns)
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [docker.io/library/nginx:1.27]
     nodeSelector: {tier: backend}
 `)
@@ -152,11 +137,6 @@ func TestNodeChurn(t *testing.T) {
 	startController(t, "--max-in-flight-jobs=1")
 	jw := watchJobs(t, ns)
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
     nodeSelector: {e2e: churn}
 `)
@@ -192,11 +172,6 @@ func TestFailingImage(t *testing.T) {
 	ns := newNamespace(t, "failing")
 	startController(t)
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [fail.invalid/app:v1, docker.io/library/nginx:1.27]
     nodeSelector: {tier: backend}
 `)
@@ -226,11 +201,6 @@ func TestControllerKilledMidOperation(t *testing.T) {
 	first := startController(t, args...)
 	jw := watchJobs(t, ns)
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4, docker.io/library/alpine:3.20]
     nodeSelector: {type: kwok}
 `)
@@ -245,15 +215,7 @@ spec:
 	if ic.Status.Pulls.Succeeded != 3*baseNodes || !ic.Status.StartTime.Equal(before.Status.StartTime) {
 		t.Errorf("pulls %+v, start %v (before %v)", ic.Status.Pulls, ic.Status.StartTime, before.Status.StartTime)
 	}
-	got := pairs(t, jw)
-	for pair, n := range got {
-		if n != 1 {
-			t.Errorf("%s asked for by %d Jobs", pair, n)
-		}
-	}
-	if len(got) != 3*baseNodes || jw.Count() != 3*baseNodes {
-		t.Errorf("%d pairs by %d Jobs, want %d each", len(got), jw.Count(), 3*baseNodes)
-	}
+	assertEachPairOnce(t, jw, 3*baseNodes)
 }
 
 // 7. 200 nodes x 5 images completes (a smoke test of scale; no timing asserted).
@@ -263,11 +225,6 @@ func TestTwoHundredNodesFiveImages(t *testing.T) {
 	startController(t)
 	start := time.Now()
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4, docker.io/library/alpine:3.20,
              registry.k8s.io/pause:3.10, ghcr.io/org/app:v1]
     nodeSelector: {type: kwok}
@@ -286,11 +243,6 @@ func TestPurgeAnnotation(t *testing.T) {
 	startController(t, "--cri-socket-path=/run/containerd/containerd.sock")
 	jw := watchJobs(t, ns)
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
     nodeSelector: {tier: backend}
 `)

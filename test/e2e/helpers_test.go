@@ -213,22 +213,35 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// applyCache applies an ImageCache manifest and deletes the cache when the
-// test ends.
-func applyCache(t *testing.T, ns, manifest string) {
+// applyCache applies the ImageCache "app" with the given cacheSpec entries (YAML
+// list items), and deletes it when the test ends.
+func applyCache(t *testing.T, ns, entries string) {
 	t.Helper()
+	const name = "app"
+	manifest := "apiVersion: kubefledged.io/v1alpha2\nkind: ImageCache\nmetadata: {name: " + name + "}\nspec:\n  cacheSpec:\n" + entries
 	kubectlIn(t, manifest, "apply", "-n", ns, "-f", "-")
-	obj := &v1alpha2.ImageCache{}
-	if err := yaml.Unmarshal([]byte(manifest), obj); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		_ = fledged.KubefledgedV1alpha2().ImageCaches(ns).Delete(context.Background(), obj.Name, metav1.DeleteOptions{})
+		_ = fledged.KubefledgedV1alpha2().ImageCaches(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
 		waitFor(t, time.Minute, "the cache to go", func() bool {
-			_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Get(context.Background(), obj.Name, metav1.GetOptions{})
+			_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Get(context.Background(), name, metav1.GetOptions{})
 			return apierrors.IsNotFound(err)
 		})
 	})
+}
+
+// assertEachPairOnce checks that every (node, image) pull was asked for by
+// exactly one Job, and that there were want pairs and Jobs.
+func assertEachPairOnce(t *testing.T, jw *framework.JobWatch, want int) {
+	t.Helper()
+	got := pairs(t, jw)
+	for pair, n := range got {
+		if n != 1 {
+			t.Errorf("%s asked for by %d Jobs", pair, n)
+		}
+	}
+	if len(got) != want || jw.Count() != want {
+		t.Errorf("%d pairs by %d Jobs, want %d each", len(got), jw.Count(), want)
+	}
 }
 
 func watchJobs(t *testing.T, ns string) *framework.JobWatch {

@@ -147,11 +147,6 @@ func TestLeaderElectionFailover(t *testing.T) {
 	}
 	jw := watchJobs(t, ns)
 	applyCache(t, ns, `
-apiVersion: kubefledged.io/v1alpha2
-kind: ImageCache
-metadata: {name: app}
-spec:
-  cacheSpec:
   - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4, docker.io/library/alpine:3.20]
     nodeSelector: {type: kwok}
 `)
@@ -182,15 +177,7 @@ spec:
 	if ic.Status.Pulls.Succeeded != 3*baseNodes {
 		t.Errorf("pulls %+v", ic.Status.Pulls)
 	}
-	got := pairs(t, jw)
-	for pair, n := range got {
-		if n != 1 {
-			t.Errorf("%s asked for by %d Jobs", pair, n)
-		}
-	}
-	if len(got) != 3*baseNodes || jw.Count() != 3*baseNodes {
-		t.Errorf("%d pairs by %d Jobs, want %d each", len(got), jw.Count(), 3*baseNodes)
-	}
+	assertEachPairOnce(t, jw, 3*baseNodes)
 	l, err := kubeClient.CoordinationV1().Leases(sampleNS).Get(context.Background(), "e2e-failover", metav1.GetOptions{})
 	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
 		t.Errorf("lease %v: %+v", err, l)

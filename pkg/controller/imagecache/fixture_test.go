@@ -255,6 +255,24 @@ func (f *fixture) imageCache(name string) *v1alpha2.ImageCache {
 	return ic
 }
 
+// edit changes an ImageCache as a user would, and lets the informers see it.
+func (f *fixture) edit(name string, change func(*v1alpha2.ImageCache)) {
+	f.t.Helper()
+	cur := f.imageCache(name)
+	change(cur)
+	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+}
+
+// annotate sets an annotation on an ImageCache (a user asking for an operation).
+func (f *fixture) annotate(name, key string) {
+	f.t.Helper()
+	f.edit(name, func(ic *v1alpha2.ImageCache) { ic.Annotations = map[string]string{key: ""} })
+}
+
 func (f *fixture) jobs() []batchv1.Job {
 	f.t.Helper()
 	list, err := f.kube.BatchV1().Jobs(testNS).List(f.ctx, metav1.ListOptions{})

@@ -424,15 +424,11 @@ func TestEditWhileProcessing(t *testing.T) {
 		}
 	}
 	// The edit: entry 1 gets a new image, entry 2 moves to the frontend nodes.
-	cur := f.imageCache("web")
-	cur.Spec.CacheSpec[0].Images = append(cur.Spec.CacheSpec[0].Images, "busybox")
-	cur.Spec.CacheSpec[1].NodeSelector = map[string]v1alpha2.LabelValue{"tier": "frontend"}
-	cur.Generation = 2
-	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.catchUp()
-	f.clearActions()
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec[0].Images = append(ic.Spec.CacheSpec[0].Images, "busybox")
+		ic.Spec.CacheSpec[1].NodeSelector = map[string]v1alpha2.LabelValue{"tier": "frontend"}
+		ic.Generation = 2
+	})
 
 	// The same second as the create: the update waits for the next one, so
 	// that operations have distinct start times.
@@ -628,13 +624,7 @@ func TestRefreshAnnotation(t *testing.T) {
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("status %s", st.Status)
 	}
-	cur := f.imageCache("web")
-	cur.Annotations = map[string]string{v1alpha2.AnnotationRefresh: ""}
-	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.catchUp()
-	f.clearActions()
+	f.annotate("web", v1alpha2.AnnotationRefresh)
 	f.clock.Step(2 * time.Second)
 	writes, _ := f.syncStarted("web")
 	if len(createdJobs(writes)) != 1 {
@@ -729,13 +719,7 @@ func TestPurgeAnnotation(t *testing.T) {
 	f.syncStarted("web")
 	f.completeAll()
 	f.sync("web")
-	cur := f.imageCache("web")
-	cur.Annotations = map[string]string{v1alpha2.AnnotationPurge: ""}
-	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.catchUp()
-	f.clearActions()
+	f.annotate("web", v1alpha2.AnnotationPurge)
 	f.clock.Step(2 * time.Second)
 	writes, _ := f.syncStarted("web")
 	jobs := createdJobs(writes)
@@ -799,13 +783,7 @@ func TestPurgeAnnotation(t *testing.T) {
 	// The configured socket wins over detection.
 	cfg.CRISocketPath = "/custom/cri.sock"
 	f.restart(cfg)
-	cur = f.imageCache("web")
-	cur.Annotations = map[string]string{v1alpha2.AnnotationPurge: ""}
-	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.catchUp()
-	f.clearActions()
+	f.annotate("web", v1alpha2.AnnotationPurge)
 	writes, _ = f.syncStarted("web")
 	for _, j := range createdJobs(writes) {
 		if p := j.Spec.Template.Spec.Volumes[0].HostPath.Path; p != "/custom/cri.sock" {
@@ -827,14 +805,10 @@ func TestUpdateRemovesDroppedImages(t *testing.T) {
 	f.syncStarted("web")
 	f.completeAll()
 	f.sync("web")
-	cur := f.imageCache("web")
-	cur.Spec.CacheSpec[0].Images = []string{"nginx"}
-	cur.Generation = 2
-	if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.catchUp()
-	f.clearActions()
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec[0].Images = []string{"nginx"}
+		ic.Generation = 2
+	})
 	f.clock.Step(time.Second)
 	writes, _ := f.syncStarted("web")
 	jobs := createdJobs(writes)
@@ -869,13 +843,7 @@ func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
 		t.Fatalf("the image is present, yet: %s", describe(writes))
 	}
 	annotate := func(key string) {
-		cur := f.imageCache("web")
-		cur.Annotations = map[string]string{key: ""}
-		if _, err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Update(f.ctx, cur, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		f.catchUp()
-		f.clearActions()
+		f.annotate("web", key)
 		f.clock.Step(2 * time.Second)
 	}
 	annotate(v1alpha2.AnnotationPurge)

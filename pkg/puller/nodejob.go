@@ -1,0 +1,82 @@
+package puller
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+// nodeJob is what pull and delete Jobs have in common: one pod pinned to a
+// node by its hostname label, tolerating every taint, never restarted, with
+// no service account token, owned by the cache, and labelled and annotated so
+// that the controller can map it back.
+type nodeJob struct {
+	name      string
+	component string
+	cache     *v1alpha2.ImageCache
+	node      string
+	hostname  string
+	images    []string
+	epoch     int64
+	deadline  time.Duration
+}
+
+// build fills the shared fields into the pod spec the caller made (its
+// containers and volumes) and wraps it in the Job.
+func (j nodeJob) build(cfg Config, pod corev1.PodSpec) *batchv1.Job {
+	imagesJSON, _ := json.Marshal(j.images)
+	labels := map[string]string{
+		LabelManagedBy: ManagedByValue,
+		LabelComponent: j.component,
+		LabelCacheUID:  string(j.cache.UID),
+		LabelEpoch:     strconv.FormatInt(j.epoch, 10),
+	}
+	annotations := map[string]string{
+		AnnotationCache:  j.cache.Name,
+		AnnotationNode:   j.node,
+		AnnotationImages: string(imagesJSON),
+	}
+	pod.NodeSelector = map[string]string{HostnameLabel: j.hostname}
+	pod.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	pod.RestartPolicy = corev1.RestartPolicyNever
+	pod.AutomountServiceAccountToken = ptr.To(false)
+	pod.ServiceAccountName = cfg.ServiceAccountName
+	pod.PriorityClassName = cfg.PriorityClassName
+	pod.TerminationGracePeriodSeconds = ptr.To[int64](1)
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            j.name,
+			Namespace:       j.cache.Namespace,
+			Labels:          labels,
+			Annotations:     annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(j.cache, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
+		},
+		Spec: batchv1.JobSpec{
+			Parallelism:           ptr.To[int32](1),
+			Completions:           ptr.To[int32](1),
+			BackoffLimit:          ptr.To[int32](0),
+			ActiveDeadlineSeconds: ptr.To(int64(j.deadline / time.Second)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec:       pod,
+			},
+		},
+	}
+}
+
+// smallResources are the requests and limits of every container the
+// controller runs: each only starts a tiny static binary.
+func smallResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+	}
+}
