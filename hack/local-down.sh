@@ -9,6 +9,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "${ROOT}/hack/local-env.sh"
 PIDS="${LOCAL_DIR}/pids"
 
+# The real node first, if there is one: its kubelet, containerd, registries
+# and the host changes they made.
+if [[ -d "${LOCAL_NODE_DIR}" || -f "${PIDS}/kubelet.pid" ]]; then
+  bash "${ROOT}/hack/real-node-down.sh"
+fi
+
 stopped=0
 # Reverse start order: the clients before the API server, etcd last.
 for name in fledged kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do

@@ -9,3 +9,21 @@ LOCAL_KCM_PORT="${LOCAL_KCM_PORT:-16257}"
 LOCAL_SCHEDULER_PORT="${LOCAL_SCHEDULER_PORT:-16259}"
 LOCAL_KWOK_PORT="${LOCAL_KWOK_PORT:-16247}"
 LOCAL_KUBECONFIG="${LOCAL_DIR}/kubeconfig"
+
+# The real node (hack/real-node-up.sh): a kubelet over containerd, and two
+# registries on loopback (one plain, one behind basic auth).
+LOCAL_NODE_NAME="${LOCAL_NODE_NAME:-kf-real-node}"
+LOCAL_NODE_DIR="${LOCAL_DIR}/node"
+# containerd's socket and state: a short path, as unix sockets allow ~108 bytes.
+LOCAL_NODE_RUN="${LOCAL_NODE_RUN:-/run/kube-fledged-node-${LOCAL_APISERVER_PORT}}"
+LOCAL_NODE_IP="${LOCAL_NODE_IP:-192.0.2.2}"
+LOCAL_KUBELET_PORT="${LOCAL_KUBELET_PORT:-16250}"
+LOCAL_KUBELET_HEALTHZ_PORT="${LOCAL_KUBELET_HEALTHZ_PORT:-16248}"
+LOCAL_REGISTRY_PORT="${LOCAL_REGISTRY_PORT:-16500}"
+LOCAL_AUTH_REGISTRY_PORT="${LOCAL_AUTH_REGISTRY_PORT:-16501}"
+LOCAL_CNI_BRIDGE="${LOCAL_CNI_BRIDGE:-kff0}"
+LOCAL_POD_SUBNET="${LOCAL_POD_SUBNET:-10.87.0.0/24}"
+# What the tests read: the node's name, registries, credentials and socket.
+LOCAL_NODE_ENV="${LOCAL_DIR}/real-node.env"
+# Why there is no real node, when the machine cannot run one.
+LOCAL_NODE_SKIP="${LOCAL_DIR}/real-node.skip"

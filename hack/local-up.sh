@@ -6,6 +6,9 @@
 #
 #   NODES=20 BACKEND_NODES=5 hack/local-up.sh
 #
+# REAL_NODE=1 also adds one real node: a kubelet over containerd, pulling
+# from local registries (hack/real-node-up.sh).
+#
 # A second run reports the running cluster instead of starting another.
 # hack/local-down.sh stops every process by PID.
 set -euo pipefail
@@ -62,6 +65,9 @@ running=0
 for c in "${COMPONENTS[@]}"; do is_running "${c}" && running=$((running + 1)); done
 if ((running == ${#COMPONENTS[@]})) && kubectl get --raw=/readyz >/dev/null 2>&1; then
   log "the local cluster is already running ($(kubectl get nodes --no-headers 2>/dev/null | wc -l) nodes)"
+  if [[ "${REAL_NODE:-0}" == "1" ]]; then
+    bash "${ROOT}/hack/real-node-up.sh" || [[ $? == 2 ]] || exit 1
+  fi
   echo "export KUBECONFIG=${LOCAL_KUBECONFIG}"
   exit 0
 fi
@@ -187,6 +193,10 @@ if ((NODES > 0)); then
   log "adding ${NODES} kwok nodes (${BACKEND_NODES} labelled tier=backend)"
   bash "${ROOT}/hack/local-nodes.sh" "${NODES}" "${BACKEND_NODES}" | kubectl apply -f - >/dev/null
   wait_until kwok 120 "${NODES} nodes Ready" kubectl wait --for=condition=Ready node -l type=kwok --timeout=5s
+fi
+
+if [[ "${REAL_NODE:-0}" == "1" ]]; then
+  bash "${ROOT}/hack/real-node-up.sh" || [[ $? == 2 ]] || fail kube-apiserver "the real node did not come up"
 fi
 
 log "the local cluster is up: $(kubectl get nodes --no-headers | wc -l) nodes; logs in ${LOGS}"

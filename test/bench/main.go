@@ -62,6 +62,7 @@ var (
 	kube    kubernetes.Interface
 	fledged clientset.Interface
 	bin     string
+	extra   []string
 	perJob  = 10
 )
 
@@ -70,7 +71,9 @@ func main() {
 	out := flag.String("out", "_output/bench", "folder for the Markdown and JSON results")
 	flag.StringVar(&bin, "fledged", "_output/bin/fledged", "the controller binary")
 	joins := flag.Int("joins", 5, "node joins to time (first Job for a new node)")
+	fledgedFlags := flag.String("fledged-flags", "", "more flags for the controller, space separated, such as \"--kube-api-qps=100 --profiling\"")
 	flag.Parse()
+	extra = strings.Fields(*fledgedFlags)
 	var grid []scenario
 	maxNodes := 0
 	for _, s := range strings.Split(*scenarios, ",") {
@@ -114,7 +117,7 @@ func main() {
 		fail("%v", err)
 	}
 	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "firstJobForNewNodeSeconds": joinTimes,
-		"imagesPerJob": perJob, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
+		"imagesPerJob": perJob, "fledgedFlags": extra, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
 	must(os.WriteFile(filepath.Join(*out, "results.json"), data, 0o644))
 	must(os.WriteFile(filepath.Join(*out, "results.md"), []byte(md), 0o644))
 	fmt.Printf("bench: wrote %s and %s\n", filepath.Join(*out, "results.md"), filepath.Join(*out, "results.json"))
@@ -354,6 +357,7 @@ func startFledged() (*exec.Cmd, string) {
 	cmd := exec.Command(bin, "--kubeconfig", os.Getenv("KUBECONFIG"), "--metrics-bind-address="+addr,
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", freePort()), "--image-cache-refresh-frequency=0",
 		fmt.Sprintf("--images-per-job=%d", perJob))
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	must(cmd.Start())
@@ -468,6 +472,9 @@ func timeJoins(ctx context.Context, n int) []float64 {
 
 func table(results []Result, joins []float64) string {
 	var b strings.Builder
+	if len(extra) > 0 {
+		fmt.Fprintf(&b, "Controller flags beyond the defaults: `%s`\n\n", strings.Join(extra, " "))
+	}
 	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (bare Jobs) | ratio | Jobs | Pods | API writes | writes per pull | peak RSS | CPU |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {

@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Adds one real node to the local cluster of hack/local-up.sh: a kubelet
+# (from hack/testbin.sh) over containerd with a bridge CNI, pulling from two
+# registries on loopback: a plain one (LOCAL_REGISTRY_PORT) holding the
+# project's image and the sandbox ("pause") image, and one behind basic auth
+# (LOCAL_AUTH_REGISTRY_PORT), for pull secrets.
+#
+#   hack/real-node-up.sh          (or: REAL_NODE=1 make cluster-up)
+#
+# Every process is recorded in LOCAL_DIR/pids and stopped by PID by
+# hack/real-node-down.sh (hack/local-down.sh calls it), which also undoes the
+# host changes made here: sysctls the kubelet and the bridge set, the node's
+# address on lo, the bridge, mounts, cgroups and the few fixed paths the
+# kubelet and CNI write to.
+#
+# When the machine cannot run a kubelet (no root, no cgroups, no packages), it
+# says why in one line, writes the reason to LOCAL_NODE_SKIP and exits 2; the
+# real-node tests are then skipped with that reason.
+#
+# For a test node only: the kubelet's API allows anonymous access, and is
+# therefore bound to the node's address on lo, reachable from this machine
+# alone. Never run a kubelet configured like this on a network.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=hack/local-env.sh
+source "${ROOT}/hack/local-env.sh"
+
+PIDS="${LOCAL_DIR}/pids"
+LOGS="${LOCAL_DIR}/logs"
+PKI="${LOCAL_DIR}/pki"
+N="${LOCAL_NODE_DIR}"
+RUN="${LOCAL_NODE_RUN}"
+SOCK="${RUN}/containerd.sock"
+REGISTRY="127.0.0.1:${LOCAL_REGISTRY_PORT}"
+AUTH_REGISTRY="127.0.0.1:${LOCAL_AUTH_REGISTRY_PORT}"
+# Test credentials of the auth registry; the bcrypt hash below is of this password.
+AUTH_USER="fledged-e2e"
+AUTH_PASSWORD="fledged-e2e-password"
+AUTH_HTPASSWD='fledged-e2e:$2a$10$tVR2ham5qZCzuHyxzwbL/urFPkwMGC8joZsWdX356cS1RplNcMAAy'
+HELPER_IMAGE="${REGISTRY}/kube-fledged:local"
+PAUSE_IMAGE="${REGISTRY}/pause:local"
+CGROUP_ROOT="/kube-fledged-node"
+CNI_NETWORK="kube-fledged-local"
+PACKAGES=(containerd runc docker-registry containernetworking-plugins)
+
+log() { echo "real-node-up: $*" >&2; }
+is_running() { [[ -f "${PIDS}/$1.pid" ]] && kill -0 "$(cat "${PIDS}/$1.pid")" 2>/dev/null; }
+
+skip() {
+  mkdir -p "${LOCAL_DIR}"
+  echo "$*" >"${LOCAL_NODE_SKIP}"
+  echo "real-node-up: no real node: $*" >&2
+  exit 2
+}
+
+fail() {
+  local component="$1"; shift
+  log "FAILED: $*"
+  if [[ -f "${LOGS}/${component}.log" ]]; then
+    echo "--- last 30 lines of ${LOGS}/${component}.log ---" >&2
+    tail -n 30 "${LOGS}/${component}.log" >&2
+  fi
+  log "stopping the real node"
+  bash "${ROOT}/hack/real-node-down.sh" >&2 || true
+  exit 1
+}
+
+wait_until() {
+  local component="$1" seconds="$2" what="$3"; shift 3
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    is_running "${component}" || fail "${component}" "${component} exited while waiting for ${what}"
+    ((SECONDS < deadline)) || fail "${component}" "timed out after ${seconds}s waiting for ${what}"
+    sleep 0.2
+  done
+}
+
+start() {
+  local name="$1"; shift
+  setsid "$@" >"${LOGS}/${name}.log" 2>&1 </dev/null &
+  echo $! >"${PIDS}/${name}.pid"
+}
+
+# --- can this machine run a kubelet? ---
+rm -f "${LOCAL_NODE_SKIP}"
+[[ "$(id -u)" == "0" ]] || skip "a kubelet needs root (running as uid $(id -u))"
+[[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || skip "no cgroup filesystem at /sys/fs/cgroup"
+command -v ip >/dev/null || skip "the ip command (iproute2) is missing"
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q "install ok installed" || missing+=("${p}")
+done
+if ((${#missing[@]} > 0)); then
+  command -v apt-get >/dev/null || skip "missing ${missing[*]}, and no apt-get to install them"
+  log "installing ${missing[*]}"
+  if ! { apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+    { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; }; }; then
+    skip "could not install ${missing[*]} with apt-get"
+  fi
+fi
+
+BIN="$(bash "${ROOT}/hack/testbin.sh")"
+kubectl() { "${BIN}/kubectl" --kubeconfig "${LOCAL_KUBECONFIG}" "$@"; }
+[[ -f "${PKI}/ca.key" ]] && kubectl get --raw=/readyz >/dev/null 2>&1 ||
+  { log "the local cluster is not running: start it first (hack/local-up.sh)"; exit 1; }
+if is_running kubelet; then
+  log "the real node ${LOCAL_NODE_NAME} is already running"
+  exit 0
+fi
+# Leftovers of an earlier node are cleaned up first.
+bash "${ROOT}/hack/real-node-down.sh" >/dev/null 2>&1 || true
+mkdir -p "${PIDS}" "${LOGS}" "${N}" "${RUN}"
+
+# --- what is changed on the host, so that down can undo it ---
+: >"${N}/host-changes"
+for key in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys \
+  kernel.keys.root_maxbytes net.ipv4.ip_forward; do
+  if v="$(sysctl -n "${key}" 2>/dev/null)"; then echo "sysctl ${key} ${v}" >>"${N}/host-changes"; fi
+done
+for d in /var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods; do
+  [[ -e "${d}" ]] || echo "created ${d}" >>"${N}/host-changes"
+done
+# containerd keeps the pods' network namespaces here.
+[[ -e /run/netns ]] || echo "created-empty /run/netns" >>"${N}/host-changes"
+
+# --- the helpers: the sandbox image's binary, and the CRI reset tool ---
+log "building the node's helpers"
+mkdir -p "${N}/bin"
+(cd "${ROOT}" && CGO_ENABLED=0 go build -o "${N}/bin/pause" ./hack/real-node/pause &&
+  go build -o "${N}/bin/real-node" ./hack/real-node) || fail none "building hack/real-node"
+
+# --- registries ---
+mkdir -p "${N}/registry" "${N}/auth-registry"
+echo "${AUTH_HTPASSWD}" >"${N}/auth-registry/htpasswd"
+registry_config() {
+  local dir="$1" addr="$2" auth="$3"
+  cat <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: ${dir}/data
+  delete:
+    enabled: true
+http:
+  addr: ${addr}
+${auth}
+YAML
+}
+registry_config "${N}/registry" "${REGISTRY}" "" >"${N}/registry/config.yml"
+registry_config "${N}/auth-registry" "${AUTH_REGISTRY}" "auth:
+  htpasswd:
+    realm: kube-fledged-local
+    path: ${N}/auth-registry/htpasswd" >"${N}/auth-registry/config.yml"
+log "starting registries on ${REGISTRY} and ${AUTH_REGISTRY} (basic auth)"
+start registry /usr/bin/docker-registry serve "${N}/registry/config.yml"
+start auth-registry /usr/bin/docker-registry serve "${N}/auth-registry/config.yml"
+wait_until registry 30 "the registry" curl -sf "http://${REGISTRY}/v2/"
+answers_401() { [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://${AUTH_REGISTRY}/v2/")" == "401" ]]; }
+wait_until auth-registry 30 "the auth registry" answers_401
+
+log "pushing ${PAUSE_IMAGE} and ${HELPER_IMAGE}"
+"${N}/bin/real-node" push --image "${PAUSE_IMAGE}" --file /pause --bin "${N}/bin/pause" || fail registry "pushing the pause image"
+(cd "${ROOT}" && make -s build >/dev/null && go run ./hack/image-local --image "${HELPER_IMAGE}" --bin _output/bin >/dev/null) ||
+  fail registry "pushing the project's image"
+
+# --- CNI: a bridge of its own, with host-local addresses kept in our folder ---
+mkdir -p "${N}/cni/net.d" "${N}/cni/ipam"
+cat >"${N}/cni/net.d/10-${CNI_NETWORK}.conflist" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "${CNI_NETWORK}",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "${LOCAL_CNI_BRIDGE}",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "${N}/cni/ipam",
+        "ranges": [[{"subnet": "${LOCAL_POD_SUBNET}"}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    }
+  ]
+}
+JSON
+
+# --- containerd ---
+mkdir -p "${N}/containerd/certs.d/${REGISTRY}" "${N}/containerd/certs.d/${AUTH_REGISTRY}"
+for r in "${REGISTRY}" "${AUTH_REGISTRY}"; do
+  cat >"${N}/containerd/certs.d/${r}/hosts.toml" <<TOML
+server = "http://${r}"
+
+[host."http://${r}"]
+  capabilities = ["pull", "resolve"]
+TOML
+done
+cat >"${N}/containerd/config.toml" <<TOML
+version = 2
+root = "${N}/containerd/root"
+state = "${RUN}/state"
+[grpc]
+  address = "${SOCK}"
+[ttrpc]
+  address = "${SOCK}.ttrpc"
+[debug]
+  address = "${RUN}/debug.sock"
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${N}/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${PAUSE_IMAGE}"
+  # Containers in this kind of sandbox may not raise their OOM score adjustment.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "${N}/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "${N}/containerd/certs.d"
+TOML
+log "starting containerd on ${SOCK}"
+start containerd /usr/bin/containerd --config "${N}/containerd/config.toml"
+wait_until containerd 30 "containerd's socket" test -S "${SOCK}"
+
+# --- the kubelet: its identity, address and configuration ---
+log "issuing the kubelet's client certificate (system:node:${LOCAL_NODE_NAME})"
+mkdir -p "${N}/pki"
+openssl req -newkey rsa:2048 -nodes -subj "/O=system:nodes/CN=system:node:${LOCAL_NODE_NAME}" \
+  -keyout "${N}/pki/kubelet.key" -out "${N}/pki/kubelet.csr" 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\n' >"${N}/pki/kubelet.ext"
+openssl x509 -req -in "${N}/pki/kubelet.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" -CAcreateserial -days 30 \
+  -extfile "${N}/pki/kubelet.ext" -out "${N}/pki/kubelet.crt" 2>/dev/null
+KC="${N}/kubelet.kubeconfig"
+"${BIN}/kubectl" --kubeconfig "${KC}" config set-cluster local --server "https://127.0.0.1:${LOCAL_APISERVER_PORT}" \
+  --certificate-authority "${PKI}/ca.crt" --embed-certs >/dev/null
+"${BIN}/kubectl" --kubeconfig "${KC}" config set-credentials kubelet --client-certificate "${N}/pki/kubelet.crt" \
+  --client-key "${N}/pki/kubelet.key" --embed-certs >/dev/null
+"${BIN}/kubectl" --kubeconfig "${KC}" config set-context local --cluster local --user kubelet >/dev/null
+"${BIN}/kubectl" --kubeconfig "${KC}" config use-context local >/dev/null
+
+# The node's address lives on lo, so that the API server (which prefers
+# InternalIP) reaches the kubelet for logs, and nothing else can.
+if ! ip -4 addr show dev lo | grep -q " ${LOCAL_NODE_IP}/"; then
+  ip addr add "${LOCAL_NODE_IP}/32" dev lo || fail none "adding ${LOCAL_NODE_IP} to lo"
+  echo "address ${LOCAL_NODE_IP}/32" >>"${N}/host-changes"
+fi
+# The kubelet's pods live in a cgroup of their own, in every v1 hierarchy.
+if [[ ! -f /sys/fs/cgroup/cgroup.controllers ]]; then
+  for h in /sys/fs/cgroup/*/; do
+    [[ -L "${h%/}" ]] && continue
+    mkdir -p "${h}${CGROUP_ROOT#/}" 2>/dev/null || true
+  done
+else
+  mkdir -p "/sys/fs/cgroup${CGROUP_ROOT}"
+fi
+echo "cgroup ${CGROUP_ROOT}" >>"${N}/host-changes"
+
+mkdir -p "${N}/kubelet" "${N}/pod-logs" "${N}/volume-plugins"
+cat >"${N}/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: ${LOCAL_NODE_IP}
+port: ${LOCAL_KUBELET_PORT}
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: ${LOCAL_KUBELET_HEALTHZ_PORT}
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+containerRuntimeEndpoint: unix://${SOCK}
+imageServiceEndpoint: unix://${SOCK}
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupsPerQOS: true
+cgroupRoot: ${CGROUP_ROOT}
+enforceNodeAllocatable: [pods]
+failSwapOn: false
+protectKernelDefaults: false
+makeIPTablesUtilChains: false
+staticPodPath: ""
+podLogsDir: ${N}/pod-logs
+volumePluginDir: ${N}/volume-plugins
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: 50Mi
+  nodefs.available: 1%
+  imagefs.available: 1%
+  nodefs.inodesFree: 1%
+nodeStatusUpdateFrequency: 10s
+serializeImagePulls: true
+YAML
+log "starting the kubelet as node ${LOCAL_NODE_NAME} (${LOCAL_NODE_IP})"
+start kubelet "${BIN}/kubelet" --config="${N}/kubelet.yaml" --kubeconfig="${KC}" \
+  --root-dir="${N}/kubelet" --cert-dir="${N}/pki/serving" --hostname-override="${LOCAL_NODE_NAME}" \
+  --node-ip="${LOCAL_NODE_IP}" --node-labels="type=real,kubefledged.io/real-node=true" -v=1
+wait_until kubelet 60 "node ${LOCAL_NODE_NAME} to register" kubectl get node "${LOCAL_NODE_NAME}"
+wait_until kubelet 60 "node ${LOCAL_NODE_NAME} to be Ready" \
+  kubectl wait --for=condition=Ready "node/${LOCAL_NODE_NAME}" --timeout=5s
+
+cat >"${LOCAL_NODE_ENV}" <<ENV
+REAL_NODE_NAME=${LOCAL_NODE_NAME}
+REAL_NODE_REGISTRY=${REGISTRY}
+REAL_NODE_AUTH_REGISTRY=${AUTH_REGISTRY}
+REAL_NODE_AUTH_USER=${AUTH_USER}
+REAL_NODE_AUTH_PASSWORD=${AUTH_PASSWORD}
+REAL_NODE_CRI_SOCKET=${SOCK}
+REAL_NODE_HELPER_IMAGE=${HELPER_IMAGE}
+ENV
+log "node ${LOCAL_NODE_NAME} is Ready; registries ${REGISTRY} and ${AUTH_REGISTRY} (user ${AUTH_USER}); CRI socket ${SOCK}"
+log "run the controller with --helper-image=${HELPER_IMAGE} --cri-socket-path=${SOCK}"

@@ -1,0 +1,388 @@
+//go:build e2e
+
+package e2e
+
+// The real-node tests: a kubelet over containerd (hack/real-node-up.sh),
+// pulling test images from local registries, with the project's own image
+// as the pull Jobs' helper and the delete Jobs' CRI remover. hack/e2e.sh runs
+// them after the kwok tests, once the real node is up; where the machine
+// cannot run a kubelet they are skipped with the reason the script gave.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/test/framework"
+)
+
+// realNode is what hack/real-node-up.sh wrote to its env file.
+type realNode struct {
+	name, registry, authRegistry, user, password, socket, helperImage string
+}
+
+var (
+	realNodeOnce sync.Once
+	theRealNode  *realNode
+	realNodeErr  error
+	testImages   map[string]v1.Image
+)
+
+// needRealNode returns the real node, or skips the test with the reason
+// there is none.
+func needRealNode(t *testing.T) *realNode {
+	t.Helper()
+	envFile := os.Getenv("KUBE_FLEDGED_REAL_NODE_ENV")
+	if envFile == "" {
+		t.Skip("no real node: run the suite with `make e2e` (hack/e2e.sh brings one up)")
+	}
+	if _, err := os.Stat(envFile); err != nil {
+		reason := "hack/real-node-up.sh did not start one"
+		if b, err := os.ReadFile(os.Getenv("KUBE_FLEDGED_REAL_NODE_SKIP")); err == nil {
+			reason = strings.TrimSpace(string(b))
+		}
+		t.Skip("no real node: " + reason)
+	}
+	realNodeOnce.Do(func() { theRealNode, realNodeErr = loadRealNode(envFile) })
+	if realNodeErr != nil {
+		t.Fatal(realNodeErr)
+	}
+	return theRealNode
+}
+
+func loadRealNode(envFile string) (*realNode, error) {
+	data, err := os.ReadFile(envFile)
+	if err != nil {
+		return nil, err
+	}
+	kv := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+			kv[k] = v
+		}
+	}
+	rn := &realNode{name: kv["REAL_NODE_NAME"], registry: kv["REAL_NODE_REGISTRY"], authRegistry: kv["REAL_NODE_AUTH_REGISTRY"],
+		user: kv["REAL_NODE_AUTH_USER"], password: kv["REAL_NODE_AUTH_PASSWORD"], socket: kv["REAL_NODE_CRI_SOCKET"],
+		helperImage: kv["REAL_NODE_HELPER_IMAGE"]}
+	if rn.name == "" || rn.registry == "" || rn.socket == "" || rn.helperImage == "" {
+		return nil, fmt.Errorf("%s is incomplete:\n%s", envFile, data)
+	}
+	testImages = map[string]v1.Image{}
+	for kind, build := range map[string]func() (v1.Image, error){
+		"shell":   framework.ShellImage,
+		"noshell": framework.NoShellImage,
+		"large":   func() (v1.Image, error) { return framework.LargeImage(40, 1) },
+	} {
+		if testImages[kind], err = build(); err != nil {
+			return nil, fmt.Errorf("building the %s test image: %w", kind, err)
+		}
+	}
+	return rn, nil
+}
+
+// image pushes a test image (shell, noshell or large) under a repository and
+// tag of the plain registry, or of the auth registry when private, and
+// returns its reference.
+func (rn *realNode) image(t *testing.T, kind, repoTag string, private bool) string {
+	t.Helper()
+	ref, user, password := rn.registry+"/"+repoTag, "", ""
+	if private {
+		ref, user, password = rn.authRegistry+"/"+repoTag, rn.user, rn.password
+	}
+	// A label of its own gives each reference its own image ID: the kubelet
+	// lists at most five names per image in node.status.images.
+	img, err := framework.WithLabel(testImages[kind], "kubefledged.io/e2e-ref", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := framework.PushImage(img, ref, user, password); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// pullSecret creates a dockerconfigjson Secret for the auth registry.
+func (rn *realNode) pullSecret(t *testing.T, ns, name, password string) {
+	t.Helper()
+	auth := base64.StdEncoding.EncodeToString([]byte(rn.user + ":" + password))
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{rn.authRegistry: map[string]string{"auth": auth}}})
+	_, err := kubeClient.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name}, Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// controller runs fledged with the project's image as helper and remover,
+// and the node's containerd socket for the delete Jobs.
+func (rn *realNode) controller(t *testing.T, args ...string) *controllerProc {
+	t.Helper()
+	return startController(t, append([]string{"--helper-image=" + rn.helperImage, "--cri-socket-path=" + rn.socket,
+		"--image-pull-deadline-duration=20s"}, args...)...)
+}
+
+// present says whether the node's containerd has the image, through the
+// project's CRI client.
+func (rn *realNode) present(t *testing.T, image string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := cri.Dial(ctx, rn.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	img, err := c.ImageStatus(ctx, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img != nil
+}
+
+// reported says whether node.status.images lists the image.
+func (rn *realNode) reported(t *testing.T, image string) bool {
+	t.Helper()
+	want, err := images.Normalize(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := kubeClient.CoreV1().Nodes().Get(context.Background(), rn.name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ci := range node.Status.Images {
+		for _, n := range ci.Names {
+			if k, err := images.Normalize(n); err == nil && k == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func onRealNode(rn *realNode) string {
+	return "    nodeSelector: {kubernetes.io/hostname: " + rn.name + "}\n"
+}
+
+func imageList(imgs ...string) string {
+	return "  - images: [" + strings.Join(imgs, ", ") + "]\n"
+}
+
+// TestRealNodeCachesImages: four images (one private, with a pull secret) on
+// the real node and two kwok nodes reach Succeeded; the node's containerd
+// has each of them, and node.status.images lists them.
+func TestRealNodeCachesImages(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-cache")
+	imgs := []string{
+		rn.image(t, "shell", "e2e/shell:v1", false),
+		rn.image(t, "noshell", "e2e/noshell:v1", false),
+		rn.image(t, "large", "e2e/large:v1", false),
+		rn.image(t, "shell", "e2e/private:v1", true),
+	}
+	for _, img := range imgs {
+		if rn.present(t, img) {
+			t.Fatalf("%s is on the node before the test", img)
+		}
+	}
+	rn.pullSecret(t, ns, "registry-auth", rn.password)
+	addNodes(t, []string{"real-peer-0", "real-peer-1"}, map[string]string{"kubefledged.io/e2e-peer": "real"})
+	rn.controller(t)
+	jw := watchJobs(t, ns)
+	manifest := "apiVersion: kubefledged.io/v1alpha2\nkind: ImageCache\nmetadata: {name: app}\nspec:\n" +
+		"  imagePullSecrets: [{name: registry-auth}]\n  cacheSpec:\n" +
+		imageList(imgs...) + onRealNode(rn) +
+		imageList(imgs...) + "    nodeSelector: {kubefledged.io/e2e-peer: real}\n"
+	kubectlIn(t, manifest, "apply", "-n", ns, "-f", "-")
+	start := time.Now()
+	ic := waitIC(t, ns, "app", 3*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	t.Logf("Succeeded in %v: %s", time.Since(start).Round(100*time.Millisecond), ic.Status.Message)
+	if p := ic.Status.Pulls; p.Succeeded != 12 || p.AlreadyPresent != 0 || p.Failed != 0 || ic.Status.NodesMatched != 3 {
+		t.Errorf("pulls %+v on %d nodes, want 12 pulled on 3 nodes", p, ic.Status.NodesMatched)
+	}
+	got := pairs(t, jw)
+	for _, img := range imgs {
+		if got[rn.name+" "+img] != 1 {
+			t.Errorf("%s asked of the real node by %d Jobs, want 1", img, got[rn.name+" "+img])
+		}
+		if !rn.present(t, img) {
+			t.Errorf("%s is not in the node's containerd", img)
+		}
+	}
+	// The kubelet re-lists images every ~30 s or so.
+	waitFor(t, 90*time.Second, "node.status.images to list the four images", func() bool {
+		for _, img := range imgs {
+			if !rn.reported(t, img) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestRealNodeNoShellImage: an image with no shell and no /bin is cached:
+// its container runs the project's helper, installed by the init container.
+func TestRealNodeNoShellImage(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-noshell")
+	img := rn.image(t, "noshell", "e2e/distroless:v1", false)
+	rn.controller(t, "--job-retention-policy=retain")
+	applyCache(t, ns, imageList(img)+onRealNode(rn))
+	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	if !rn.present(t, img) {
+		t.Fatalf("%s is not in the node's containerd", img)
+	}
+	pods, err := kubeClient.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(pods.Items) != 1 {
+		t.Fatalf("want the one retained pull pod, got %d (%v)", len(pods.Items), err)
+	}
+	pod := pods.Items[0]
+	if pod.Spec.NodeName != rn.name {
+		t.Errorf("the pull pod ran on %q, want %s", pod.Spec.NodeName, rn.name)
+	}
+	var st *corev1.ContainerStatus
+	for i := range pod.Status.ContainerStatuses {
+		if pod.Status.ContainerStatuses[i].Name == puller.ContainerName(0) {
+			st = &pod.Status.ContainerStatuses[i]
+		}
+	}
+	if st == nil || st.State.Terminated == nil || st.State.Terminated.ExitCode != 0 {
+		t.Fatalf("the image's container did not end with exit code 0: %+v", st)
+	}
+	// Its log, read from the kubelet through the API server, is the helper's.
+	logs := kubectl(t, "logs", "-n", ns, pod.Name, "-c", puller.ContainerName(0))
+	if !strings.Contains(logs, "kube-fledged: image "+img+" is cached on this node") {
+		t.Errorf("the container's log is not the helper's: %q", logs)
+	}
+}
+
+// TestRealNodePullFailures: a missing tag and an unknown repository fail
+// with the kubelet's real message, while the good image of the same batch is
+// cached.
+func TestRealNodePullFailures(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-fail")
+	good := rn.image(t, "shell", "e2e/shell:batch", false)
+	missingTag := rn.registry + "/e2e/shell:no-such-tag"
+	unknownRepo := rn.registry + "/e2e/no-such-repository:v1"
+	rn.controller(t)
+	applyCache(t, ns, imageList(good, missingTag, unknownRepo)+onRealNode(rn))
+	ic := waitIC(t, ns, "app", 3*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
+	if p := ic.Status.Pulls; p.Succeeded != 1 || p.Failed != 2 {
+		t.Errorf("pulls %+v, want 1 succeeded and 2 failed", p)
+	}
+	if !rn.present(t, good) {
+		t.Errorf("%s, the good image of the batch, is not in the node's containerd", good)
+	}
+	notFound := regexp.MustCompile(`(?s)not found`)
+	for _, img := range []string{missingTag, unknownRepo} {
+		fs := ic.Status.Failures[img]
+		if len(fs) != 1 || fs[0].Node != rn.name {
+			t.Errorf("failures for %s: %+v, want one on %s", img, fs, rn.name)
+			continue
+		}
+		if fs[0].Reason != "ErrImagePull" && fs[0].Reason != "ImagePullBackOff" || !notFound.MatchString(fs[0].Message) {
+			t.Errorf("failure for %s: %s %q, want the kubelet's ErrImagePull ... not found", img, fs[0].Reason, fs[0].Message)
+		}
+		t.Logf("%s: %s: %s", img, fs[0].Reason, fs[0].Message)
+	}
+}
+
+// TestRealNodeWrongPullSecret: a pull secret with the wrong password fails
+// the private image with an authorization message.
+func TestRealNodeWrongPullSecret(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-auth")
+	img := rn.image(t, "shell", "e2e/private:wrong-secret", true)
+	rn.pullSecret(t, ns, "registry-auth", "not-the-password")
+	rn.controller(t)
+	kubectlIn(t, "apiVersion: kubefledged.io/v1alpha2\nkind: ImageCache\nmetadata: {name: app}\nspec:\n"+
+		"  imagePullSecrets: [{name: registry-auth}]\n  cacheSpec:\n"+imageList(img)+onRealNode(rn), "apply", "-n", ns, "-f", "-")
+	ic := waitIC(t, ns, "app", 3*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
+	fs := ic.Status.Failures[img]
+	if len(fs) != 1 || fs[0].Node != rn.name {
+		t.Fatalf("failures for %s: %+v, want one on %s", img, fs, rn.name)
+	}
+	if !regexp.MustCompile(`(?i)unauthori[sz]ed|401|authoriz|denied`).MatchString(fs[0].Message) {
+		t.Errorf("failure %s %q does not speak of authorization", fs[0].Reason, fs[0].Message)
+	}
+	t.Logf("%s: %s: %s", img, fs[0].Reason, fs[0].Message)
+	if rn.present(t, img) {
+		t.Errorf("%s is on the node although its pull secret is wrong", img)
+	}
+}
+
+// TestRealNodePurge: the purge annotation removes the cache's images from the
+// node's containerd, with the project's CRI remover in delete Jobs.
+func TestRealNodePurge(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-purge")
+	imgs := []string{rn.image(t, "shell", "e2e/purge-shell:v1", false), rn.image(t, "large", "e2e/purge-large:v1", false)}
+	rn.controller(t)
+	applyCache(t, ns, imageList(imgs...)+onRealNode(rn))
+	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	for _, img := range imgs {
+		if !rn.present(t, img) {
+			t.Fatalf("%s is not on the node before the purge", img)
+		}
+	}
+	kubectl(t, "annotate", "-n", ns, "ic", "app", v1alpha2.AnnotationPurge+"=")
+	ic := waitIC(t, ns, "app", 2*time.Minute, "the purge to succeed", func(ic *v1alpha2.ImageCache) bool {
+		_, asked := ic.Annotations[v1alpha2.AnnotationPurge]
+		return !asked && ic.Status.Reason == v1alpha2.ImageCacheReasonPurge && ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded
+	})
+	t.Logf("purge: %s", ic.Status.Message)
+	for _, img := range imgs {
+		if rn.present(t, img) {
+			t.Errorf("%s is still in the node's containerd after the purge", img)
+		}
+	}
+}
+
+// TestRealNodeRefreshAlreadyPresent: with --image-pull-policy=IfNotPresent, a
+// refresh on a node whose status lists the images creates no pull Job for it:
+// the pairs are counted as already present.
+func TestRealNodeRefreshAlreadyPresent(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-refresh")
+	imgs := []string{rn.image(t, "shell", "e2e/refresh-shell:v1", false), rn.image(t, "noshell", "e2e/refresh-noshell:v1", false)}
+	rn.controller(t, "--image-pull-policy=IfNotPresent")
+	jw := watchJobs(t, ns)
+	applyCache(t, ns, imageList(imgs...)+onRealNode(rn))
+	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	if jw.Count() != 1 {
+		t.Fatalf("%d Jobs for the first pull, want 1", jw.Count())
+	}
+	waitFor(t, 90*time.Second, "node.status.images to list the images", func() bool {
+		return rn.reported(t, imgs[0]) && rn.reported(t, imgs[1])
+	})
+	jw.Reset()
+	kubectl(t, "annotate", "-n", ns, "ic", "app", v1alpha2.AnnotationRefresh+"=")
+	ic := waitIC(t, ns, "app", 2*time.Minute, "the refresh to succeed", func(ic *v1alpha2.ImageCache) bool {
+		_, asked := ic.Annotations[v1alpha2.AnnotationRefresh]
+		return !asked && ic.Status.Reason == v1alpha2.ImageCacheReasonRefresh && ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded
+	})
+	if p := ic.Status.Pulls; p.Succeeded != 2 || p.AlreadyPresent != 2 {
+		t.Errorf("refresh pulls %+v, want both already present", p)
+	}
+	if jw.Count() != 0 {
+		t.Errorf("the refresh created %d pull Jobs for a node that has the images, want 0", jw.Count())
+	}
+}

@@ -1,0 +1,208 @@
+package framework
+
+import (
+	"archive/tar"
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// The test images the real-node tests cache, built without Docker.
+
+// ShellImage is a small image with a shell: the host's /bin/sh and the shared
+// libraries it needs, with /bin/sh as its command.
+func ShellImage() (v1.Image, error) {
+	sh, err := filepath.EvalSymlinks("/bin/sh")
+	if err != nil {
+		return nil, fmt.Errorf("finding the host's shell: %w", err)
+	}
+	files := map[string][]byte{}
+	if err := addWithLibraries(files, sh, "/bin/sh"); err != nil {
+		return nil, err
+	}
+	return imageOf(files, []string{"/bin/sh"})
+}
+
+// NoShellImage is a distroless-like image: one data file, no shell, no /bin,
+// no command.
+func NoShellImage() (v1.Image, error) {
+	return imageOf(map[string][]byte{"/etc/kube-fledged-e2e/data": []byte("an image with no shell and no /bin\n")}, nil)
+}
+
+// LargeImage is an image of one layer holding mib MiB of incompressible
+// bytes, the same for every call with the same seed.
+func LargeImage(mib int, seed uint64) (v1.Image, error) {
+	data := make([]byte, mib<<20)
+	r := rand.New(rand.NewPCG(seed, seed^0x6b756265)) //nolint:gosec // test data, not secrets
+	for i := 0; i+8 <= len(data); i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			data[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return imageOf(map[string][]byte{"/data/blob": data}, nil)
+}
+
+// WithLabel returns the image with one more label in its config, so with an
+// image ID of its own.
+func WithLabel(img v1.Image, key, value string) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	if cf.Config.Labels == nil {
+		cf.Config.Labels = map[string]string{}
+	}
+	cf.Config.Labels[key] = value
+	return mutate.ConfigFile(img, cf)
+}
+
+// PushImage pushes an image to a plain-HTTP registry, with basic auth when
+// user is set.
+func PushImage(img v1.Image, ref, user, password string) error {
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return err
+	}
+	auth := authn.Anonymous
+	if user != "" {
+		auth = &authn.Basic{Username: user, Password: password}
+	}
+	if err := remote.Write(r, img, remote.WithAuth(auth)); err != nil {
+		return fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	return nil
+}
+
+// addWithLibraries adds an ELF binary at dest, with its interpreter and the
+// shared libraries it names, found where the interpreter lives.
+func addWithLibraries(files map[string][]byte, src, dest string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	files[dest] = data
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	var interp string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				return err
+			}
+			interp = string(bytes.TrimRight(b, "\x00"))
+		}
+	}
+	if interp == "" {
+		return nil // static
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		return err
+	}
+	if err := addFile(files, interp); err != nil {
+		return err
+	}
+	dirs := []string{"/lib/" + runtime.GOARCH + "-linux-gnu", "/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+		"/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/lib", "/usr/lib"}
+	for _, lib := range libs {
+		found := false
+		for _, d := range dirs {
+			p := filepath.Join(d, lib)
+			if _, err := os.Stat(p); err == nil {
+				if err := addFile(files, p); err != nil {
+					return err
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s needs %s, not found in %v", src, lib, dirs)
+		}
+	}
+	return nil
+}
+
+func addFile(files map[string][]byte, p string) error {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(real)
+	if err != nil {
+		return err
+	}
+	files[p] = data
+	return nil
+}
+
+// imageOf makes a linux image of one layer holding the files (mode 0755,
+// owned by root, with their folders), for this machine's architecture.
+func imageOf(files map[string][]byte, cmd []string) (v1.Image, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	dirs := map[string]bool{}
+	for _, p := range paths {
+		var parents []string
+		for d := filepath.Dir(p); d != "/" && !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+			parents = append([]string{d}, parents...)
+		}
+		for _, d := range parents {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d[1:] + "/", Mode: 0o755}); err != nil {
+				return nil, err
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: p[1:], Mode: 0o755, Size: int64(len(files[p]))}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(files[p]); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layerData := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerData)), nil })
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.Config.Cmd = cmd
+	cf.Config.Env = []string{"PATH=/bin"}
+	return mutate.ConfigFile(img, cf)
+}
