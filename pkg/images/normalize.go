@@ -4,6 +4,8 @@ package images
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/distribution/reference"
 )
@@ -11,13 +13,42 @@ import (
 // Normalize returns the fully qualified form of an image reference: the
 // registry and repository spelled out, ":latest" added when there is neither a
 // tag nor a digest. A reference with both a tag and a digest keeps both.
+//
+// Results are remembered: a controller normalises the same few references
+// for every node at every sync, and parsing one costs a regular expression.
 func Normalize(image string) (string, error) {
+	if v, ok := normalized.Load(image); ok {
+		r := v.(result)
+		return r.name, r.err
+	}
+	var r result
 	named, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
-		return "", fmt.Errorf("invalid image reference %q: %w", image, err)
+		r.err = fmt.Errorf("invalid image reference %q: %w", image, err)
+	} else {
+		r.name = reference.TagNameOnly(named).String()
 	}
-	return reference.TagNameOnly(named).String(), nil
+	if normalizedCount.Add(1) > maxRemembered {
+		// Many distinct references (such as digests that change): start over.
+		normalized.Clear()
+		normalizedCount.Store(1)
+	}
+	normalized.Store(image, r)
+	return r.name, r.err
 }
+
+type result struct {
+	name string
+	err  error
+}
+
+// maxRemembered bounds the references Normalize remembers.
+const maxRemembered = 16384
+
+var (
+	normalized      sync.Map // reference -> result
+	normalizedCount atomic.Int64
+)
 
 // Keys returns the normalised names under which a runtime reports the image:
 // "name:tag" for a tagged reference, "name@digest" for one with a digest (a

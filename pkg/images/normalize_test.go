@@ -1,6 +1,7 @@
 package images
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -69,5 +70,28 @@ func TestKeys(t *testing.T) {
 	}
 	if _, err := Keys("UPPER"); err == nil {
 		t.Error("Keys accepted an invalid reference")
+	}
+}
+
+// TestNormalizeRemembersBounded: a remembered result is the same as a fresh
+// one, errors included, and the memory is bounded.
+func TestNormalizeRemembersBounded(t *testing.T) {
+	for range 2 {
+		if got, err := Normalize("nginx:1.27"); err != nil || got != "docker.io/library/nginx:1.27" {
+			t.Fatalf("Normalize(nginx:1.27) = %q, %v", got, err)
+		}
+		if _, err := Normalize("nginx::1"); err == nil {
+			t.Fatal("an invalid reference was accepted")
+		}
+	}
+	for i := range maxRemembered + 10 {
+		if _, err := Normalize(fmt.Sprintf("registry.example/app:%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	normalized.Range(func(any, any) bool { n++; return true })
+	if n > maxRemembered {
+		t.Errorf("%d references remembered, want at most %d", n, maxRemembered)
 	}
 }

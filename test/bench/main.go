@@ -63,17 +63,19 @@ var (
 	fledged clientset.Interface
 	bin     string
 	extra   []string
+	outDir  string
 	perJob  = 10
 )
 
 func main() {
 	scenarios := flag.String("scenarios", "10x10,100x10,500x10,1000x10,100x100", "nodes x images, comma separated")
-	out := flag.String("out", "_output/bench", "folder for the Markdown and JSON results")
+	flag.StringVar(&outDir, "out", "_output/bench", "folder for the results (Markdown, JSON) and the controller's logs")
 	flag.StringVar(&bin, "fledged", "_output/bin/fledged", "the controller binary")
 	joins := flag.Int("joins", 5, "node joins to time (first Job for a new node)")
 	fledgedFlags := flag.String("fledged-flags", "", "more flags for the controller, space separated, such as \"--kube-api-qps=100 --profiling\"")
 	flag.Parse()
 	extra = strings.Fields(*fledgedFlags)
+	must(os.MkdirAll(outDir, 0o755))
 	var grid []scenario
 	maxNodes := 0
 	for _, s := range strings.Split(*scenarios, ",") {
@@ -113,14 +115,11 @@ func main() {
 	md := table(results, joinTimes)
 	fmt.Println()
 	fmt.Println(md)
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		fail("%v", err)
-	}
 	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "firstJobForNewNodeSeconds": joinTimes,
 		"imagesPerJob": perJob, "fledgedFlags": extra, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
-	must(os.WriteFile(filepath.Join(*out, "results.json"), data, 0o644))
-	must(os.WriteFile(filepath.Join(*out, "results.md"), []byte(md), 0o644))
-	fmt.Printf("bench: wrote %s and %s\n", filepath.Join(*out, "results.md"), filepath.Join(*out, "results.json"))
+	must(os.WriteFile(filepath.Join(outDir, "results.json"), data, 0o644))
+	must(os.WriteFile(filepath.Join(outDir, "results.md"), []byte(md), 0o644))
+	fmt.Printf("bench: wrote %s and %s\n", filepath.Join(outDir, "results.md"), filepath.Join(outDir, "results.json"))
 }
 
 func fail(format string, args ...any) {
@@ -199,6 +198,17 @@ func namespace(ctx context.Context, prefix string) string {
 	return ns.Name
 }
 
+// deleteNamespace deletes a namespace and waits until it, and so its Jobs and
+// pods, are gone: the next measurement starts on an idle control plane, not
+// one still collecting a thousand Jobs.
+func deleteNamespace(ctx context.Context, ns string) {
+	must(kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}))
+	poll(ctx, 10*time.Minute, "namespace "+ns+" to go", func() bool {
+		_, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+}
+
 // countPods counts the pods created in a namespace while it runs.
 func countPods(ctx context.Context, ns string) (*atomic.Int64, func()) {
 	w, err := kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
@@ -219,10 +229,10 @@ func runScenario(ctx context.Context, sc scenario) Result {
 	r.FloorSeconds, r.FloorJobs = floor(ctx, sc)
 
 	ns := namespace(ctx, "bench")
-	defer func() { _ = kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) }()
+	defer deleteNamespace(ctx, ns)
 	pods, stopPods := countPods(ctx, ns)
 	defer stopPods()
-	proc, metricsAddr := startFledged()
+	proc, metricsAddr := startFledged(fmt.Sprintf("fledged-%dx%d.log", sc.Nodes, sc.Images))
 	defer stopFledged(proc)
 	poll(ctx, time.Minute, "the controller's caches", func() bool { return scrape(metricsAddr) != "" })
 
@@ -290,7 +300,7 @@ func runScenario(ctx context.Context, sc scenario) Result {
 // controller, and times them to Complete.
 func floor(ctx context.Context, sc scenario) (float64, int) {
 	ns := namespace(ctx, "floor")
-	defer func() { _ = kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) }()
+	defer deleteNamespace(ctx, ns)
 	_, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 	for i := 0; err != nil && i < 50; i++ {
 		time.Sleep(100 * time.Millisecond)
@@ -350,9 +360,10 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startFledged() (*exec.Cmd, string) {
+// startFledged runs the controller, its log in the output folder.
+func startFledged(log string) (*exec.Cmd, string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
-	logFile, err := os.Create(filepath.Join(os.TempDir(), "bench-fledged.log"))
+	logFile, err := os.Create(filepath.Join(outDir, log))
 	must(err)
 	cmd := exec.Command(bin, "--kubeconfig", os.Getenv("KUBECONFIG"), "--metrics-bind-address="+addr,
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", freePort()), "--image-cache-refresh-frequency=0",
@@ -421,9 +432,12 @@ func procStats(pid int) (float64, float64) {
 
 // timeJoins measures how soon a node that joins gets its first pull Job.
 func timeJoins(ctx context.Context, n int) []float64 {
+	if n == 0 {
+		return nil
+	}
 	ns := namespace(ctx, "bench-join")
-	defer func() { _ = kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) }()
-	proc, addr := startFledged()
+	defer deleteNamespace(ctx, ns)
+	proc, addr := startFledged("fledged-joins.log")
 	defer stopFledged(proc)
 	poll(ctx, time.Minute, "the controller", func() bool { return scrape(addr) != "" })
 	_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{

@@ -85,6 +85,16 @@ type Controller struct {
 	// normalised images it reports, so nodes are not parsed at every sync.
 	presentMu sync.Mutex
 	present   map[string]nodeImages
+
+	// outdated maps a cache to the resourceVersion its last write replaced:
+	// while the informer still shows that version, a sync would work from a
+	// status older than its own last write, and only meet a conflict. The
+	// informer's update event enqueues the cache when it catches up.
+	outdated sync.Map // cache.ObjectName -> string
+	// deleting maps a Job this process deleted, and the informer still
+	// shows without a deletion timestamp, to the time of the delete, so it
+	// is not deleted again.
+	deleting sync.Map // job UID -> time.Time
 }
 
 type nodeImages struct {
@@ -114,7 +124,7 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 			jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
-			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: ControllerName}),
+			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: ControllerName, Clock: tickerOf(clk)}),
 		recorder: recorder,
 		throttle: newThrottle(cfg.MaxInFlightJobs, clk.Now),
 		clock:    clk,
@@ -272,6 +282,9 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 	if !ok {
 		return
 	}
+	if deleted || job.DeletionTimestamp != nil {
+		c.deleting.Delete(job.UID)
+	}
 	var wake []cache.ObjectName
 	if deleted {
 		wake = c.throttle.forget(jobKey(job))
@@ -279,11 +292,41 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 		wake = c.throttle.observe(job)
 	}
 	for _, w := range wake {
-		c.queue.Add(w)
+		c.enqueueBatched(w)
 	}
 	if owner := c.resolveOwner(job.Namespace, metav1.GetControllerOfNoCopy(job)); owner != nil {
-		c.queue.Add(cache.MetaObjectToName(owner))
+		c.enqueueBatched(cache.MetaObjectToName(owner))
 	}
+}
+
+// tickerOf gives the queue the controller's clock, when it can tick.
+func tickerOf(clk clock.Clock) clock.WithTicker {
+	if wt, ok := clk.(clock.WithTicker); ok {
+		return wt
+	}
+	return nil
+}
+
+// maxSyncBatchPeriod bounds how long Job and Pod events wait to be gathered
+// into one sync of their cache.
+const maxSyncBatchPeriod = time.Second
+
+// enqueueBatched enqueues a cache for the Job and Pod events of its pulls.
+// A sync reads every Job and node of its cache, so the events of a large
+// cache are gathered for a while (1 ms per node it matches, at most
+// maxSyncBatchPeriod) and synced once, as Kubernetes' Job controller does
+// with pod updates; a small cache syncs at once. The queue keeps the earliest
+// time asked for, so a stream of events delays a sync by the period at most.
+func (c *Controller) enqueueBatched(key cache.ObjectName) {
+	var period time.Duration
+	if ic, err := c.icLister.ImageCaches(key.Namespace).Get(key.Name); err == nil {
+		period = min(time.Duration(ic.Status.NodesMatched)*time.Millisecond, maxSyncBatchPeriod)
+	}
+	if period <= 0 {
+		c.queue.Add(key)
+		return
+	}
+	c.queue.AddAfter(key, period)
 }
 
 // podChanged enqueues the cache a pull pod belongs to.
@@ -293,7 +336,7 @@ func (c *Controller) podChanged(obj any) {
 		return
 	}
 	if name := m.GetAnnotations()[puller.AnnotationCache]; name != "" {
-		c.queue.Add(cache.ObjectName{Namespace: m.GetNamespace(), Name: name})
+		c.enqueueBatched(cache.ObjectName{Namespace: m.GetNamespace(), Name: name})
 	}
 }
 

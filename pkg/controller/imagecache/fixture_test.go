@@ -127,6 +127,7 @@ type fixture struct {
 	c        *Controller
 	clock    *clocktesting.FakeClock
 	recorder *record.FakeRecorder
+	rvSeq    int
 	uidSeq   int
 }
 
@@ -149,6 +150,12 @@ func newFixture(t *testing.T, cfg Config, caches []*v1alpha2.ImageCache, nodes .
 		f.uidSeq++
 		job.UID = types.UID(fmt.Sprintf("job-uid-%d", f.uidSeq))
 		job.CreationTimestamp = metav1.NewTime(f.clock.Now())
+		return false, nil, nil
+	})
+	// It gives every written ImageCache a new resourceVersion.
+	f.client.PrependReactor("update", "imagecaches", func(action core.Action) (bool, runtime.Object, error) {
+		f.rvSeq++
+		action.(core.UpdateAction).GetObject().(*v1alpha2.ImageCache).ResourceVersion = fmt.Sprintf("%d", f.rvSeq)
 		return false, nil, nil
 	})
 	f.restart(cfg)
@@ -186,6 +193,14 @@ func (f *fixture) catchUp() {
 	}
 	pods, _ := f.kube.CoreV1().Pods("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.kubeInf.Core().V1().Pods().Informer().GetIndexer(), pods.Items)
+}
+
+// catchUpImageCaches makes only the ImageCache informer show what the fake
+// API server holds: the Job informer stays behind.
+func (f *fixture) catchUpImageCaches() {
+	f.t.Helper()
+	ics, _ := f.client.KubefledgedV1alpha2().ImageCaches("").List(f.ctx, metav1.ListOptions{})
+	replace(f.t, f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer(), ics.Items)
 }
 
 func replace[T any](t *testing.T, idx cache.Indexer, items []T) {
@@ -226,8 +241,8 @@ func (f *fixture) syncStarted(name string) ([]core.Action, time.Duration) {
 	if len(writes) != 1 || len(statusUpdates(writes)) != 1 {
 		f.t.Fatalf("starting an operation: want one status write, got %s", describe(writes))
 	}
-	if st := statusUpdates(writes)[0].Status; st.Status == v1alpha2.ImageCacheActionStatusProcessing && after != time.Millisecond {
-		f.t.Errorf("after starting an operation: requeue after %v, want at once", after)
+	if st := statusUpdates(writes)[0].Status; st.Status == v1alpha2.ImageCacheActionStatusProcessing && after != 0 {
+		f.t.Errorf("after starting an operation: requeue after %v, want none (the informer's update event brings it back)", after)
 	}
 	return f.sync(name)
 }

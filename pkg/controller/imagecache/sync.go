@@ -3,8 +3,10 @@ package imagecache
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -32,6 +34,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	logger := klog.FromContext(ctx)
 	ic, err := c.icLister.ImageCaches(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
+		c.outdated.Delete(key)
 		return 0, nil // its Jobs go with it, by owner reference
 	}
 	if err != nil {
@@ -39,6 +42,13 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	}
 	if ic.DeletionTimestamp != nil {
 		return 0, nil
+	}
+	if rv, ok := c.outdated.Load(key); ok {
+		if rv == ic.ResourceVersion {
+			logger.V(4).Info("The cache does not show the last write yet; waiting for it")
+			return 0, nil
+		}
+		c.outdated.Delete(key)
 	}
 	now := c.clock.Now()
 	st := ic.Status.DeepCopy()
@@ -112,7 +122,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	var checkAt time.Time
 	for _, job := range jobs {
 		nodeName := job.Annotations[puller.AnnotationNode]
-		if job.DeletionTimestamp != nil {
+		if job.DeletionTimestamp != nil || c.isDeleting(job) {
 			if puller.IsActive(job) {
 				busy[nodeName] = true
 			}
@@ -191,8 +201,10 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		}
 	}
 
-	// 4. Images the nodes already report, and new Jobs for what is left.
+	// 4. Images the nodes already report, and new Jobs for what is left:
+	// each takes a slot, and all are created together at the end.
 	throttled := false
+	var creates []newJob
 	nodeNames := make([]string, 0, len(p.nodes))
 	for name := range p.nodes {
 		nodeNames = append(nodeNames, name)
@@ -204,12 +216,10 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			continue
 		}
 		if purging {
-			created, err := c.removeFromNode(ctx, ic, key, w, led, failures, busy[name] || throttled || op != "",
-				func(k string) bool { return led.get(name, k) == stateUnsettled })
-			if err != nil {
-				return 0, err
-			}
-			if !created {
+			if job := c.removeFromNode(ic, key, w, led, failures, busy[name] || throttled || op != "",
+				func(k string) bool { return led.get(name, k) == stateUnsettled }); job != nil {
+				creates = append(creates, *job)
+			} else {
 				throttled = throttled || c.throttle.isWaiting(key)
 			}
 			continue
@@ -239,19 +249,14 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			continue
 		}
 		job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: led.epoch})
+		if c.throttle.isExpected(jobKey(job)) {
+			continue // created, and not shown by the informer yet
+		}
 		if !c.throttle.tryAcquire(jobKey(job), key) {
 			throttled = true
 			continue
 		}
-		if _, err := c.kubeClient.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: ControllerName}); err != nil {
-			if !apierrors.IsAlreadyExists(err) {
-				c.throttle.release(jobKey(job))
-				return 0, fmt.Errorf("creating pull job %s for node %s: %w", job.Name, name, err)
-			}
-		} else {
-			metrics.JobsCreatedTotal.Inc()
-			logger.V(2).Info("Created pull Job", "job", klog.KObj(job), "node", name, "images", len(batch))
-		}
+		creates = append(creates, newJob{job: job, kind: "pull", node: name, images: len(batch)})
 	}
 
 	// 4b. Removals of images dropped from the spec.
@@ -273,10 +278,13 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		removals += len(imgs)
 		sort.Slice(imgs, func(i, j int) bool { return imgs[i].key < imgs[j].key })
 		w := &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs}
-		if _, err := c.removeFromNode(ctx, ic, key, w, led, failures, busy[name] || throttled || op != "",
-			func(k string) bool { return toRemove(name, k) }); err != nil {
-			return 0, err
+		if job := c.removeFromNode(ic, key, w, led, failures, busy[name] || throttled || op != "",
+			func(k string) bool { return toRemove(name, k) }); job != nil {
+			creates = append(creates, *job)
 		}
+	}
+	if err := c.createJobs(ctx, creates); err != nil {
+		return 0, err
 	}
 
 	// 5. Status.
@@ -292,6 +300,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 			if err != nil {
 				return 0, err
 			}
+			c.wrote(key, ic, patched)
 			ic = patched
 		}
 	}
@@ -299,10 +308,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	if !equality.Semantic.DeepEqual(ic.Status, *st) {
 		updated := ic.DeepCopy()
 		updated.Status = *st
-		if _, err := c.client.KubefledgedV1alpha2().ImageCaches(ic.Namespace).UpdateStatus(ctx, updated,
-			metav1.UpdateOptions{FieldManager: ControllerName}); err != nil {
+		written, err := c.client.KubefledgedV1alpha2().ImageCaches(ic.Namespace).UpdateStatus(ctx, updated,
+			metav1.UpdateOptions{FieldManager: ControllerName})
+		if err != nil {
 			return 0, fmt.Errorf("writing status: %w", err)
 		}
+		c.wrote(key, ic, written)
 		c.recordTransition(ic, st)
 		// Count what this write settled, now that it is recorded.
 		if before.epoch != led.epoch {
@@ -318,19 +329,19 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 
 	// 6. A finished operation's Jobs go, unless they are to be kept.
 	if complete && !c.cfg.RetainJobs {
+		var finished []*batchv1.Job
 		for _, job := range jobs {
-			if job.DeletionTimestamp == nil && !deleted[job.Name] {
-				if err := c.deleteJob(ctx, job); err != nil {
-					return 0, err
-				}
+			if job.DeletionTimestamp == nil && !deleted[job.Name] && !c.isDeleting(job) {
+				finished = append(finished, job)
 			}
+		}
+		if err := slowStart(len(finished), func(i int) error { return c.deleteJob(ctx, finished[i]) }); err != nil {
+			return 0, err
 		}
 	}
 
-	// 7. When to look again.
-	if op != "" && !complete {
-		return time.Millisecond, nil // the operation is recorded: now its Jobs
-	}
+	// 7. When to look again. Once an operation's start is recorded, the
+	// informer's update event brings the cache back for its Jobs.
 	var after time.Duration
 	if !checkAt.IsZero() {
 		after = max(checkAt.Sub(now), 100*time.Millisecond)
@@ -342,6 +353,14 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		after = minPositive(after, max(st.CompletionTime.Add(c.cfg.RefreshFrequency).Sub(now), time.Second))
 	}
 	return after, nil
+}
+
+// wrote records that a write replaced the version of the cache the informer
+// shows, so the next sync waits for the informer to show the write.
+func (c *Controller) wrote(key cache.ObjectName, before, after *v1alpha2.ImageCache) {
+	if after != nil && after.ResourceVersion != before.ResourceVersion {
+		c.outdated.Store(key, before.ResourceVersion)
+	}
 }
 
 func minPositive(a, b time.Duration) time.Duration {
@@ -427,8 +446,20 @@ func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting job %s: %w", job.Name, err)
 	}
+	c.deleting.Store(job.UID, c.clock.Now())
 	klog.FromContext(ctx).V(2).Info("Deleted pull Job", "job", klog.KObj(job))
 	return nil
+}
+
+// isDeleting reports whether this process deleted the Job less than a
+// minute ago, though the informer does not show it yet.
+func (c *Controller) isDeleting(job *batchv1.Job) bool {
+	at, ok := c.deleting.Load(job.UID)
+	if ok && c.clock.Since(at.(time.Time)) > expectationTTL {
+		c.deleting.Delete(job.UID)
+		return false
+	}
+	return ok
 }
 
 // endJob records a Job's per-image outcome on the Job and suspends it, so its
@@ -491,12 +522,12 @@ func countSettled(before, after *ledger) {
 	metrics.PullsTotal.WithLabelValues(metrics.ResultFailed).Add(failed)
 }
 
-// removeFromNode creates the delete Job that removes a node's images (those
+// removeFromNode makes the delete Job that removes a node's images (those
 // of w.images that pick selects), unless one runs or it must wait (hold). A
 // node whose runtime socket is unknown fails those images at once. It
-// reports whether it created a Job.
-func (c *Controller) removeFromNode(ctx context.Context, ic *v1alpha2.ImageCache, key cache.ObjectName, w *nodeWant,
-	led *ledger, failures failureSet, hold bool, pick func(key string) bool) (bool, error) {
+// returns the Job to create, its throttle slot taken, or nil.
+func (c *Controller) removeFromNode(ic *v1alpha2.ImageCache, key cache.ObjectName, w *nodeWant,
+	led *ledger, failures failureSet, hold bool, pick func(key string) bool) *newJob {
 	name := w.node.Name
 	var batch []string
 	for _, wi := range w.images {
@@ -505,7 +536,7 @@ func (c *Controller) removeFromNode(ctx context.Context, ic *v1alpha2.ImageCache
 		}
 	}
 	if len(batch) == 0 || hold {
-		return false, nil
+		return nil
 	}
 	socket := c.cfg.CRISocketPath
 	if socket == "" {
@@ -521,24 +552,78 @@ func (c *Controller) removeFromNode(ctx context.Context, ic *v1alpha2.ImageCache
 					failures.add(wi.image, name, reasonUnknownRuntime, err.Error())
 				}
 			}
-			return false, nil
+			return nil
 		}
 	}
 	job := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: ic, NodeName: name, Hostname: w.hostname,
 		Images: batch, Epoch: led.epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork})
 	if !c.throttle.tryAcquire(jobKey(job), key) {
-		return false, nil
+		return nil
 	}
-	if _, err := c.kubeClient.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: ControllerName}); err != nil {
-		if !apierrors.IsAlreadyExists(err) {
-			c.throttle.release(jobKey(job))
-			return false, fmt.Errorf("creating delete job %s for node %s: %w", job.Name, name, err)
+	return &newJob{job: job, kind: "delete", node: name, images: len(batch)}
+}
+
+// newJob is a Job a sync decided to create, its throttle slot taken.
+type newJob struct {
+	job    *batchv1.Job
+	kind   string // pull or delete
+	node   string
+	images int
+}
+
+// maxParallelWrites bounds the Job creates (or deletes) one sync has in
+// flight at once; the client's QPS limit applies on top.
+const maxParallelWrites = 32
+
+// createJobs creates the Jobs concurrently. A Job that already exists is
+// taken as created (its name says what it does); on an error, the slots of
+// the Jobs not created are given back.
+func (c *Controller) createJobs(ctx context.Context, jobs []newJob) error {
+	logger := klog.FromContext(ctx)
+	created := make([]bool, len(jobs))
+	err := slowStart(len(jobs), func(i int) error {
+		nj := jobs[i]
+		if _, err := c.kubeClient.BatchV1().Jobs(nj.job.Namespace).Create(ctx, nj.job, metav1.CreateOptions{FieldManager: ControllerName}); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				created[i] = true
+				return nil
+			}
+			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
 		}
-		return false, nil
+		created[i] = true
+		metrics.JobsCreatedTotal.Inc()
+		logger.V(2).Info("Created "+nj.kind+" Job", "job", klog.KObj(nj.job), "node", nj.node, "images", nj.images)
+		return nil
+	})
+	for i, ok := range created {
+		if !ok {
+			c.throttle.release(jobKey(jobs[i].job))
+		}
 	}
-	metrics.JobsCreatedTotal.Inc()
-	klog.FromContext(ctx).V(2).Info("Created delete Job", "job", klog.KObj(job), "node", name, "images", len(batch))
-	return true, nil
+	return err
+}
+
+// slowStart runs fn for 0..n-1 in batches that double from 1 up to
+// maxParallelWrites, the calls of a batch at once, and stops after the first
+// batch with an error: a failing API server sees a few requests, not
+// hundreds. It returns the errors of that batch.
+func slowStart(n int, fn func(i int) error) error {
+	size := 1
+	for start := 0; start < n; {
+		end := min(start+size, n)
+		errs := make([]error, end-start)
+		var wg sync.WaitGroup
+		for i := start; i < end; i++ {
+			wg.Go(func() { errs[i-start] = fn(i) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		start = end
+		size = min(2*size, maxParallelWrites)
+	}
+	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,7 +1,9 @@
 package imagecache
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	core "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
@@ -614,6 +617,45 @@ func TestCreateFailureIsRetried(t *testing.T) {
 	}
 }
 
+// TestCreatesGoInGrowingBatches: a sync's Jobs are created in batches of 1,
+// 2, 4, ...; a failure stops the creates after its batch, and only the Jobs
+// created keep their throttle slots.
+func TestCreatesGoInGrowingBatches(t *testing.T) {
+	var nodes []*corev1.Node
+	for i := range 10 {
+		nodes = append(nodes, newNode(fmt.Sprintf("node-%d", i)))
+	}
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, nodes...)
+	f.sync("web") // records the operation's start
+	f.kube.PrependReactor("create", "jobs", func(a core.Action) (bool, runtime.Object, error) {
+		if a.(core.CreateAction).GetObject().(*batchv1.Job).Annotations[puller.AnnotationNode] == "node-3" {
+			return true, nil, apierrors.NewInternalError(errors.New("etcd unavailable"))
+		}
+		return false, nil, nil
+	})
+	_, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"})
+	if err == nil || !strings.Contains(err.Error(), "for node node-3") {
+		t.Fatalf("want the create error for node-3, got %v", err)
+	}
+	attempts := 0
+	for _, a := range f.kube.Actions() {
+		if a.GetVerb() == "create" && a.GetResource().Resource == "jobs" {
+			attempts++
+		}
+	}
+	// Batches [node-0], [node-1 node-2], [node-3 .. node-6]: node-7 .. node-9 are not tried.
+	if attempts != 7 {
+		t.Errorf("%d creates tried, want 7", attempts)
+	}
+	jobs, _ := f.kube.BatchV1().Jobs(testNS).List(f.ctx, metav1.ListOptions{})
+	if len(jobs.Items) != 6 {
+		t.Errorf("%d Jobs created, want 6", len(jobs.Items))
+	}
+	if n := f.c.InFlightJobs(); n != 6 {
+		t.Errorf("throttle holds %d slots, want 6 (one per created Job)", n)
+	}
+}
+
 // TestRefreshAnnotation: the annotation starts a refresh that pulls again, and
 // is removed when the refresh is done.
 func TestRefreshAnnotation(t *testing.T) {
@@ -868,4 +910,128 @@ func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
 	if len(createdJobs(writes)) != 0 || f.imageCache("web").Status.Pulls.AlreadyPresent != 1 {
 		t.Errorf("long after the purge: %s, %+v", describe(writes), f.imageCache("web").Status.Pulls)
 	}
+}
+
+// TestSyncWaitsForItsOwnWrite: while the informer still shows the version a
+// status write replaced, a sync writes nothing (it would only meet a
+// conflict); once the informer shows the write, the work goes on.
+func TestSyncWaitsForItsOwnWrite(t *testing.T) {
+	ic := newImageCache("web", withImages("nginx:1.27"))
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic}, newNode("node-a"))
+	key := cache.ObjectName{Namespace: testNS, Name: "web"}
+
+	if _, err := f.c.sync(f.ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if w := f.writes(); len(statusUpdates(w)) != 1 {
+		t.Fatalf("starting the operation: want one status write, got %s", describe(w))
+	}
+	stale, _ := f.c.icLister.ImageCaches(testNS).Get("web")
+	written, _ := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Get(f.ctx, "web", metav1.GetOptions{})
+	if stale.ResourceVersion == written.ResourceVersion {
+		t.Fatalf("the fake API server kept resourceVersion %q across a write", stale.ResourceVersion)
+	}
+	// The informer has not caught up: nothing to do yet.
+	after, err := f.c.sync(f.ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := f.writes(); len(w) != 0 || after != 0 {
+		t.Fatalf("with the informer behind its own write: want no writes and no requeue, got %s, requeue %v", describe(w), after)
+	}
+	f.catchUp()
+	writes, _ := f.sync("web")
+	if jobs := createdJobs(writes); len(jobs) != 1 {
+		t.Fatalf("once the informer shows the write: want 1 Job, got %s", describe(writes))
+	}
+}
+
+// TestNoRepeatedJobWritesWhileTheInformerIsBehind: Jobs just created, or just
+// deleted, that the Job informer does not show that way yet, are not created
+// or deleted again.
+func TestNoRepeatedJobWritesWhileTheInformerIsBehind(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
+		newNode("node-a"), newNode("node-b"))
+	key := cache.ObjectName{Namespace: testNS, Name: "web"}
+	f.sync("web") // records the operation's start
+	syncBehind := func() []core.Action {
+		t.Helper()
+		if _, err := f.c.sync(f.ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		w := f.writes()
+		f.catchUpImageCaches()
+		return w
+	}
+	if jobs := createdJobs(syncBehind()); len(jobs) != 2 {
+		t.Fatalf("want 2 Jobs created")
+	}
+	if w := syncBehind(); len(w) != 0 {
+		t.Errorf("Jobs the informer does not show yet: want no writes, got %s", describe(w))
+	}
+	f.catchUp()
+	f.completeAll()
+	f.catchUp()
+	if deleted := deletedJobs(syncBehind()); deleted != 2 {
+		t.Fatalf("the operation is complete: want its 2 Jobs deleted, got %d", deleted)
+	}
+	if w := syncBehind(); len(w) != 0 {
+		t.Errorf("Jobs deleted that the informer still shows: want no writes, got %s", describe(w))
+	}
+}
+
+func deletedJobs(actions []core.Action) int {
+	n := 0
+	for _, a := range actions {
+		if a.GetVerb() == "delete" && a.GetResource().Resource == "jobs" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestJobEventsOfALargeCacheAreBatched: Job events of a cache over 500 nodes
+// enqueue it once, 500 ms after the first; those of a cache over 3 nodes,
+// 3 ms after.
+func TestJobEventsOfALargeCacheAreBatched(t *testing.T) {
+	big := newImageCache("big", withImages("nginx"))
+	big.Status.NodesMatched = 500
+	small := newImageCache("small", withImages("nginx"))
+	small.Status.NodesMatched = 3
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{big, small}, newNode("node-a"))
+	jobOf := func(ic *v1alpha2.ImageCache, name string) *batchv1.Job {
+		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ic, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))}}}
+	}
+	for i := range 20 {
+		f.c.jobChanged(jobOf(big, fmt.Sprintf("big-%d", i)), false)
+	}
+	f.c.jobChanged(jobOf(small, "small-0"), false)
+	next := func(want string) {
+		t.Helper()
+		if err := wait.PollUntilContextTimeout(f.ctx, time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+			return f.c.queue.Len() > 0, nil
+		}); err != nil {
+			t.Fatalf("%s was not enqueued once its batch period ended", want)
+		}
+		if n := f.c.queue.Len(); n != 1 {
+			t.Fatalf("queue holds %d caches, want only %s", n, want)
+		}
+		key, _ := f.c.queue.Get()
+		if key.Name != want {
+			t.Fatalf("got %s, want %s", key, want)
+		}
+		f.c.queue.Done(key)
+	}
+	if n := f.c.queue.Len(); n != 0 {
+		t.Fatalf("queue holds %d caches at once, want none before their batch periods", n)
+	}
+	f.clock.Step(3 * time.Millisecond)
+	next("small")
+	f.clock.Step(496 * time.Millisecond)
+	if n := f.c.queue.Len(); n != 0 {
+		t.Fatalf("the large cache was enqueued before its batch period ended")
+	}
+	f.clock.Step(time.Millisecond)
+	next("big")
 }

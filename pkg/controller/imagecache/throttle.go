@@ -105,6 +105,16 @@ func (t *throttle) release(jobKey string) {
 	delete(t.expected, jobKey)
 }
 
+// isExpected reports whether this process created the Job (or is creating
+// it) and the informer does not show it yet: creating it again would only
+// meet AlreadyExists.
+func (t *throttle) isExpected(jobKey string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.expected[jobKey]
+	return ok && t.now().Sub(at) <= expectationTTL
+}
+
 // count returns the slots in use.
 func (t *throttle) count() int {
 	t.mu.Lock()
