@@ -15,6 +15,7 @@ BOILERPLATE="${ROOT}/hack/boilerplate.go.txt"
 export GOBIN="${ROOT}/_output/tools"
 mkdir -p "${GOBIN}"
 
+go mod download k8s.io/code-generator
 CODEGEN_PKG="$(go list -m -f '{{.Dir}}' k8s.io/code-generator)"
 # shellcheck source=/dev/null
 source "${CODEGEN_PKG}/kube_codegen.sh"
