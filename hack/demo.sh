@@ -26,14 +26,14 @@ kubectl apply --server-side -f deploy/crd/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/imagecaches.kubefledged.io >/dev/null
 kubectl create namespace kube-fledged --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
-PIDFILE="${LOCAL_DIR}/pids/fledged.pid"
-if [[ -f "${PIDFILE}" ]] && kill -0 "$(cat "${PIDFILE}")" 2>/dev/null; then
-  say "the controller is already running (pid $(cat "${PIDFILE}"))"
+SCRIPT=demo PIDS="${LOCAL_DIR}/pids" LOGS="${LOCAL_DIR}/logs" DOWN="${ROOT}/hack/local-down.sh"
+# shellcheck source=hack/lib-proc.sh
+source "${ROOT}/hack/lib-proc.sh"
+if is_running fledged; then
+  say "the controller is already running (pid $(cat "${PIDS}/fledged.pid"))"
 else
-  say "starting the controller (log: ${LOCAL_DIR}/logs/fledged.log)"
-  setsid _output/bin/fledged --kubeconfig "${LOCAL_KUBECONFIG}" --image-pull-deadline-duration=30s \
-    >"${LOCAL_DIR}/logs/fledged.log" 2>&1 </dev/null &
-  echo $! >"${PIDFILE}"
+  say "starting the controller (log: ${LOGS}/fledged.log)"
+  start fledged _output/bin/fledged --kubeconfig "${LOCAL_KUBECONFIG}" --image-pull-deadline-duration=30s
 fi
 
 say "applying deploy/sample-imagecache.yaml"
@@ -52,7 +52,7 @@ while :; do
   [[ "${status}" == "Succeeded" || "${status}" == "Failed" ]] && break
   if ((SECONDS > deadline)); then
     echo "the sample did not finish in 3 minutes; controller log:" >&2
-    tail -n 30 "${LOCAL_DIR}/logs/fledged.log" >&2
+    tail -n 30 "${LOGS}/fledged.log" >&2
     exit 1
   fi
   sleep 0.5

@@ -8,6 +8,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=hack/local-env.sh
 source "${ROOT}/hack/local-env.sh"
 PIDS="${LOCAL_DIR}/pids"
+SCRIPT=local-down
+# shellcheck source=hack/lib-proc.sh
+source "${ROOT}/hack/lib-proc.sh"
 
 # The real node first, if there is one: its kubelet, containerd, registries
 # and the host changes they made.
@@ -18,19 +21,7 @@ fi
 stopped=0
 # Reverse start order: the clients before the API server, etcd last.
 for name in fledged kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-  f="${PIDS}/${name}.pid"
-  [[ -f "${f}" ]] || continue
-  pid="$(cat "${f}")"
-  if kill -0 "${pid}" 2>/dev/null; then
-    kill -TERM "${pid}" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "${pid}" 2>/dev/null; then
-      echo "local-down: ${name} (pid ${pid}) did not stop on SIGTERM; killing it" >&2
-      kill -KILL "${pid}" 2>/dev/null || true
-    fi
-    stopped=$((stopped + 1))
-  fi
-  rm -f "${f}"
+  if stop_pid "${name}" 5; then stopped=$((stopped + 1)); fi
 done
 echo "local-down: stopped ${stopped} processes" >&2
 if [[ "${KEEP_STATE:-0}" != "1" && -d "${LOCAL_DIR}" ]]; then

@@ -26,39 +26,11 @@ PKI="${LOCAL_DIR}/pki"
 APISERVER="https://127.0.0.1:${LOCAL_APISERVER_PORT}"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
-log() { echo "local-up: $*" >&2; }
+SCRIPT=local-up
+DOWN="${ROOT}/hack/local-down.sh"
+# shellcheck source=hack/lib-proc.sh
+source "${ROOT}/hack/lib-proc.sh"
 kubectl() { "${BIN}/kubectl" --kubeconfig "${LOCAL_KUBECONFIG}" "$@"; }
-is_running() { [[ -f "${PIDS}/$1.pid" ]] && kill -0 "$(cat "${PIDS}/$1.pid")" 2>/dev/null; }
-
-fail() {
-  local component="$1"; shift
-  log "FAILED: $*"
-  if [[ -f "${LOGS}/${component}.log" ]]; then
-    echo "--- last 30 lines of ${LOGS}/${component}.log ---" >&2
-    tail -n 30 "${LOGS}/${component}.log" >&2
-  fi
-  log "stopping what was started"
-  LOCAL_DIR="${LOCAL_DIR}" bash "${ROOT}/hack/local-down.sh" >&2 || true
-  exit 1
-}
-
-# wait_until COMPONENT SECONDS DESCRIPTION COMMAND...: polls COMMAND until it
-# succeeds; fails with the component's log if it exits or time runs out.
-wait_until() {
-  local component="$1" seconds="$2" what="$3"; shift 3
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    is_running "${component}" || fail "${component}" "${component} exited while waiting for ${what}"
-    ((SECONDS < deadline)) || fail "${component}" "timed out after ${seconds}s waiting for ${what}"
-    sleep 0.2
-  done
-}
-
-start() {
-  local name="$1"; shift
-  setsid "$@" >"${LOGS}/${name}.log" 2>&1 < /dev/null &
-  echo $! >"${PIDS}/${name}.pid"
-}
 
 # --- already up? ---
 running=0

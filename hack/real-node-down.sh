@@ -16,24 +16,12 @@ N="${LOCAL_NODE_DIR}"
 RUN="${LOCAL_NODE_RUN}"
 SOCK="${RUN}/containerd.sock"
 CHANGES="${N}/host-changes"
-
-stop_pid() {
-  local name="$1" f="${PIDS}/$1.pid" pid
-  [[ -f "${f}" ]] || return 0
-  pid="$(cat "${f}")"
-  if kill -0 "${pid}" 2>/dev/null; then
-    kill -TERM "${pid}" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "${pid}" 2>/dev/null; then
-      echo "real-node-down: ${name} (pid ${pid}) did not stop on SIGTERM; killing it" >&2
-      kill -KILL "${pid}" 2>/dev/null
-    fi
-  fi
-  rm -f "${f}"
-}
+SCRIPT=real-node-down
+# shellcheck source=hack/lib-proc.sh
+source "${ROOT}/hack/lib-proc.sh"
 
 stop_pid kubelet
-if [[ -S "${SOCK}" && -x "${N}/bin/real-node" ]] && [[ -f "${PIDS}/containerd.pid" ]] && kill -0 "$(cat "${PIDS}/containerd.pid")" 2>/dev/null; then
+if [[ -S "${SOCK}" && -x "${N}/bin/real-node" ]] && is_running containerd; then
   "${N}/bin/real-node" reset --socket "${SOCK}" >&2 || echo "real-node-down: could not remove every pod sandbox" >&2
 fi
 stop_pid containerd

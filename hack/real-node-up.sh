@@ -44,42 +44,16 @@ CGROUP_ROOT="/kube-fledged-node"
 CNI_NETWORK="kube-fledged-local"
 PACKAGES=(containerd runc docker-registry containernetworking-plugins)
 
-log() { echo "real-node-up: $*" >&2; }
-is_running() { [[ -f "${PIDS}/$1.pid" ]] && kill -0 "$(cat "${PIDS}/$1.pid")" 2>/dev/null; }
+SCRIPT=real-node-up
+DOWN="${ROOT}/hack/real-node-down.sh"
+# shellcheck source=hack/lib-proc.sh
+source "${ROOT}/hack/lib-proc.sh"
 
 skip() {
   mkdir -p "${LOCAL_DIR}"
   echo "$*" >"${LOCAL_NODE_SKIP}"
-  echo "real-node-up: no real node: $*" >&2
+  log "no real node: $*"
   exit 2
-}
-
-fail() {
-  local component="$1"; shift
-  log "FAILED: $*"
-  if [[ -f "${LOGS}/${component}.log" ]]; then
-    echo "--- last 30 lines of ${LOGS}/${component}.log ---" >&2
-    tail -n 30 "${LOGS}/${component}.log" >&2
-  fi
-  log "stopping the real node"
-  bash "${ROOT}/hack/real-node-down.sh" >&2 || true
-  exit 1
-}
-
-wait_until() {
-  local component="$1" seconds="$2" what="$3"; shift 3
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    is_running "${component}" || fail "${component}" "${component} exited while waiting for ${what}"
-    ((SECONDS < deadline)) || fail "${component}" "timed out after ${seconds}s waiting for ${what}"
-    sleep 0.2
-  done
-}
-
-start() {
-  local name="$1"; shift
-  setsid "$@" >"${LOGS}/${name}.log" 2>&1 </dev/null &
-  echo $! >"${PIDS}/${name}.pid"
 }
 
 # --- can this machine run a kubelet? ---

@@ -63,9 +63,22 @@ func Build(o Options) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// filesLayer makes an uncompressed tar of the files, owned by root, mode
-// 0755, with the folders they need.
+// filesLayer makes a layer of the files on disk (see Layer).
 func filesLayer(files map[string]string, mtime time.Time) (v1.Layer, error) {
+	contents := make(map[string][]byte, len(files))
+	for p, src := range files {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s for %s: %w", src, p, err)
+		}
+		contents[p] = data
+	}
+	return Layer(contents, mtime)
+}
+
+// Layer makes an uncompressed tar layer of the files (path in the image to
+// content), owned by root, mode 0755, with the folders they need.
+func Layer(files map[string][]byte, mtime time.Time) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	paths := make([]string, 0, len(files))
@@ -75,17 +88,19 @@ func filesLayer(files map[string]string, mtime time.Time) (v1.Layer, error) {
 	sort.Strings(paths)
 	dirs := map[string]bool{}
 	for _, p := range paths {
-		for d := path.Dir(path.Clean("/" + p)); d != "/" && !dirs[d]; d = path.Dir(d) {
+		clean := path.Clean("/" + p)
+		var parents []string // outermost first
+		for d := path.Dir(clean); d != "/" && !dirs[d]; d = path.Dir(d) {
 			dirs[d] = true
+			parents = append([]string{d}, parents...)
+		}
+		for _, d := range parents {
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d[1:] + "/", Mode: 0o755, ModTime: mtime}); err != nil {
 				return nil, err
 			}
 		}
-		data, err := os.ReadFile(files[p])
-		if err != nil {
-			return nil, fmt.Errorf("reading %s for %s: %w", files[p], p, err)
-		}
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: path.Clean("/" + p)[1:], Mode: 0o755, Size: int64(len(data)), ModTime: mtime}
+		data := files[p]
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: clean[1:], Mode: 0o755, Size: int64(len(data)), ModTime: mtime}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, err
 		}

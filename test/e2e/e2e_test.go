@@ -114,11 +114,7 @@ func TestRefreshAnnotation(t *testing.T) {
 `)
 	first := waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
 	jw.Reset()
-	kubectl(t, "annotate", "ic", "app", "-n", ns, v1alpha2.AnnotationRefresh+"=")
-	ic := waitIC(t, ns, "app", 2*time.Minute, "the refresh to finish and its annotation to go", func(ic *v1alpha2.ImageCache) bool {
-		_, has := ic.Annotations[v1alpha2.AnnotationRefresh]
-		return !has && ic.Status.Reason == v1alpha2.ImageCacheReasonRefresh && done(v1alpha2.ImageCacheActionStatusSucceeded)(ic)
-	})
+	ic := annotateAndWait(t, ns, "app", v1alpha2.AnnotationRefresh, v1alpha2.ImageCacheReasonRefresh)
 	if !ic.Status.StartTime.After(first.Status.StartTime.Time) || ic.Status.Pulls.Succeeded != backendNodes {
 		t.Errorf("refresh status: start %v (create %v), pulls %+v", ic.Status.StartTime, first.Status.StartTime, ic.Status.Pulls)
 	}
@@ -248,11 +244,7 @@ func TestPurgeAnnotation(t *testing.T) {
 `)
 	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
 	jw.Reset()
-	kubectl(t, "annotate", "ic", "app", "-n", ns, v1alpha2.AnnotationPurge+"=")
-	ic := waitIC(t, ns, "app", 2*time.Minute, "the purge to finish and its annotation to go", func(ic *v1alpha2.ImageCache) bool {
-		_, has := ic.Annotations[v1alpha2.AnnotationPurge]
-		return !has && ic.Status.Reason == v1alpha2.ImageCacheReasonPurge && done(v1alpha2.ImageCacheActionStatusSucceeded)(ic)
-	})
+	ic := annotateAndWait(t, ns, "app", v1alpha2.AnnotationPurge, v1alpha2.ImageCacheReasonPurge)
 	if ic.Status.Message != "Removed 10 of 10 images on 5 nodes" {
 		t.Errorf("message %q", ic.Status.Message)
 	}

@@ -87,6 +87,17 @@ func done(want v1alpha2.ImageCacheActionStatus) func(*v1alpha2.ImageCache) bool 
 	}
 }
 
+// annotateAndWait asks for an operation with its annotation, and waits until
+// the operation has succeeded and its annotation is gone.
+func annotateAndWait(t *testing.T, ns, name, annotation, reason string) *v1alpha2.ImageCache {
+	t.Helper()
+	kubectl(t, "annotate", "ic", name, "-n", ns, annotation+"=")
+	return waitIC(t, ns, name, 2*time.Minute, reason+" to succeed and its annotation to go", func(ic *v1alpha2.ImageCache) bool {
+		_, asked := ic.Annotations[annotation]
+		return !asked && ic.Status.Reason == reason && done(v1alpha2.ImageCacheActionStatusSucceeded)(ic)
+	})
+}
+
 // controllerProc is the fledged binary running as its own process.
 type controllerProc struct {
 	cmd         *exec.Cmd
@@ -217,8 +228,14 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // list items), and deletes it when the test ends.
 func applyCache(t *testing.T, ns, entries string) {
 	t.Helper()
+	applyCacheSpec(t, ns, "  cacheSpec:\n"+entries)
+}
+
+// applyCacheSpec is applyCache with the whole spec (YAML, indented by two).
+func applyCacheSpec(t *testing.T, ns, spec string) {
+	t.Helper()
 	const name = "app"
-	manifest := "apiVersion: kubefledged.io/v1alpha2\nkind: ImageCache\nmetadata: {name: " + name + "}\nspec:\n  cacheSpec:\n" + entries
+	manifest := "apiVersion: kubefledged.io/v1alpha2\nkind: ImageCache\nmetadata: {name: " + name + "}\nspec:\n" + spec
 	kubectlIn(t, manifest, "apply", "-n", ns, "-f", "-")
 	t.Cleanup(func() {
 		_ = fledged.KubefledgedV1alpha2().ImageCaches(ns).Delete(context.Background(), name, metav1.DeleteOptions{})

@@ -206,11 +206,9 @@ func TestRealNodeCachesImages(t *testing.T) {
 	addNodes(t, []string{"real-peer-0", "real-peer-1"}, map[string]string{"kubefledged.io/e2e-peer": "real"})
 	rn.controller(t)
 	jw := watchJobs(t, ns)
-	manifest := "apiVersion: kubefledged.io/v1alpha2\nkind: ImageCache\nmetadata: {name: app}\nspec:\n" +
-		"  imagePullSecrets: [{name: registry-auth}]\n  cacheSpec:\n" +
-		imageList(imgs...) + onRealNode(rn) +
-		imageList(imgs...) + "    nodeSelector: {kubefledged.io/e2e-peer: real}\n"
-	kubectlIn(t, manifest, "apply", "-n", ns, "-f", "-")
+	applyCacheSpec(t, ns, "  imagePullSecrets: [{name: registry-auth}]\n  cacheSpec:\n"+
+		imageList(imgs...)+onRealNode(rn)+
+		imageList(imgs...)+"    nodeSelector: {kubefledged.io/e2e-peer: real}\n")
 	start := time.Now()
 	ic := waitIC(t, ns, "app", 3*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
 	t.Logf("Succeeded in %v: %s", time.Since(start).Round(100*time.Millisecond), ic.Status.Message)
@@ -313,8 +311,7 @@ func TestRealNodeWrongPullSecret(t *testing.T) {
 	img := rn.image(t, "shell", "e2e/private:wrong-secret", true)
 	rn.pullSecret(t, ns, "registry-auth", "not-the-password")
 	rn.controller(t)
-	kubectlIn(t, "apiVersion: kubefledged.io/v1alpha2\nkind: ImageCache\nmetadata: {name: app}\nspec:\n"+
-		"  imagePullSecrets: [{name: registry-auth}]\n  cacheSpec:\n"+imageList(img)+onRealNode(rn), "apply", "-n", ns, "-f", "-")
+	applyCacheSpec(t, ns, "  imagePullSecrets: [{name: registry-auth}]\n  cacheSpec:\n"+imageList(img)+onRealNode(rn))
 	ic := waitIC(t, ns, "app", 3*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
 	fs := ic.Status.Failures[img]
 	if len(fs) != 1 || fs[0].Node != rn.name {
@@ -343,11 +340,7 @@ func TestRealNodePurge(t *testing.T) {
 			t.Fatalf("%s is not on the node before the purge", img)
 		}
 	}
-	kubectl(t, "annotate", "-n", ns, "ic", "app", v1alpha2.AnnotationPurge+"=")
-	ic := waitIC(t, ns, "app", 2*time.Minute, "the purge to succeed", func(ic *v1alpha2.ImageCache) bool {
-		_, asked := ic.Annotations[v1alpha2.AnnotationPurge]
-		return !asked && ic.Status.Reason == v1alpha2.ImageCacheReasonPurge && ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded
-	})
+	ic := annotateAndWait(t, ns, "app", v1alpha2.AnnotationPurge, v1alpha2.ImageCacheReasonPurge)
 	t.Logf("purge: %s", ic.Status.Message)
 	for _, img := range imgs {
 		if rn.present(t, img) {
@@ -374,11 +367,7 @@ func TestRealNodeRefreshAlreadyPresent(t *testing.T) {
 		return rn.reported(t, imgs[0]) && rn.reported(t, imgs[1])
 	})
 	jw.Reset()
-	kubectl(t, "annotate", "-n", ns, "ic", "app", v1alpha2.AnnotationRefresh+"=")
-	ic := waitIC(t, ns, "app", 2*time.Minute, "the refresh to succeed", func(ic *v1alpha2.ImageCache) bool {
-		_, asked := ic.Annotations[v1alpha2.AnnotationRefresh]
-		return !asked && ic.Status.Reason == v1alpha2.ImageCacheReasonRefresh && ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded
-	})
+	ic := annotateAndWait(t, ns, "app", v1alpha2.AnnotationRefresh, v1alpha2.ImageCacheReasonRefresh)
 	if p := ic.Status.Pulls; p.Succeeded != 2 || p.AlreadyPresent != 2 {
 		t.Errorf("refresh pulls %+v, want both already present", p)
 	}

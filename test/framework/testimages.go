@@ -1,7 +1,6 @@
 package framework
 
 import (
-	"archive/tar"
 	"bytes"
 	"debug/elf"
 	"fmt"
@@ -10,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -18,7 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"kubefledged.io/kube-fledged/pkg/imagebuild"
 )
 
 // The test images the real-node tests cache, built without Docker.
@@ -47,7 +47,7 @@ func NoShellImage() (v1.Image, error) {
 // bytes, the same for every call with the same seed.
 func LargeImage(mib int, seed uint64) (v1.Image, error) {
 	data := make([]byte, mib<<20)
-	r := rand.New(rand.NewPCG(seed, seed^0x6b756265)) //nolint:gosec // test data, not secrets
+	r := rand.New(rand.NewPCG(seed, seed^0x6b756265))
 	for i := 0; i+8 <= len(data); i += 8 {
 		v := r.Uint64()
 		for j := range 8 {
@@ -158,37 +158,7 @@ func addFile(files map[string][]byte, p string) error {
 // imageOf makes a linux image of one layer holding the files (mode 0755,
 // owned by root, with their folders), for this machine's architecture.
 func imageOf(files map[string][]byte, cmd []string) (v1.Image, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	dirs := map[string]bool{}
-	for _, p := range paths {
-		var parents []string
-		for d := filepath.Dir(p); d != "/" && !dirs[d]; d = filepath.Dir(d) {
-			dirs[d] = true
-			parents = append([]string{d}, parents...)
-		}
-		for _, d := range parents {
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d[1:] + "/", Mode: 0o755}); err != nil {
-				return nil, err
-			}
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: p[1:], Mode: 0o755, Size: int64(len(files[p]))}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(files[p]); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	layerData := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerData)), nil })
+	layer, err := imagebuild.Layer(files, time.Time{})
 	if err != nil {
 		return nil, err
 	}
