@@ -1,6 +1,3 @@
-// Package imagecache is the ImageCache controller: it turns each ImageCache
-// into per-node image-pull Jobs, follows them to completion and writes the
-// outcome back to the ImageCache's status.
 package imagecache
 
 import (
@@ -402,19 +399,6 @@ func (c *Controller) processNextItem(ctx context.Context) bool {
 		c.queue.AddRateLimited(key)
 	}
 	return true
-}
-
-// nodePresent returns the normalised images a node reports, cached by the
-// node's resourceVersion.
-func (c *Controller) nodePresent(n *corev1.Node) map[string]bool {
-	c.presentMu.Lock()
-	defer c.presentMu.Unlock()
-	if e, ok := c.present[n.Name]; ok && e.resourceVersion == n.ResourceVersion {
-		return e.images
-	}
-	imgs := presentImages(n)
-	c.present[n.Name] = nodeImages{resourceVersion: n.ResourceVersion, images: imgs}
-	return imgs
 }
 
 // InFlightJobs is the number of active pull Jobs the controller counts against

@@ -1,18 +1,76 @@
 package imagecache
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
 )
+
+// writeStatus works out the status from the plan, the ledger and the
+// failures, and writes it when it changed. When the operation is complete
+// and was asked for with an annotation, it first removes the annotation, so
+// that a crash after this point cannot start the operation again.
+func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
+	counts := countPulls(s.plan, s.led)
+	counts.removals = s.removals
+	s.complete = counts.Pending == 0 && s.removals == 0
+	if annotation, ok := requestAnnotation[s.st.Reason]; ok && s.complete && hasAnnotation(s.ic, annotation) {
+		patched, err := c.removeAnnotation(ctx, s.ic, annotation)
+		if err != nil {
+			return err
+		}
+		c.wrote(s.key, s.ic, patched)
+		s.ic = patched
+	}
+	c.fillStatus(s.ic, s.st, s.plan, s.led, s.failures, counts, s.now)
+	if equality.Semantic.DeepEqual(s.ic.Status, *s.st) {
+		return nil
+	}
+	updated := s.ic.DeepCopy()
+	updated.Status = *s.st
+	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
+		metav1.UpdateOptions{FieldManager: ControllerName})
+	if err != nil {
+		return fmt.Errorf("writing status: %w", err)
+	}
+	c.wrote(s.key, s.ic, written)
+	c.recordTransition(s.ic, s.st)
+	// Count what this write settled, now that it is recorded.
+	before := s.before
+	if before.epoch != s.led.epoch {
+		before = newLedger(s.led.epoch)
+	}
+	s.op.recorded(before)
+	return nil
+}
+
+func (c *Controller) removeAnnotation(ctx context.Context, ic *v1alpha2.ImageCache, key string) (*v1alpha2.ImageCache, error) {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"annotations":     map[string]any{key: nil},
+		"resourceVersion": ic.ResourceVersion,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.client.KubefledgedV1alpha2().ImageCaches(ic.Namespace).Patch(ctx, ic.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: ControllerName})
+	if err != nil {
+		return nil, fmt.Errorf("removing annotation %s: %w", key, err)
+	}
+	return out, nil
+}
 
 // failureSet collects per-node failures by image (as the spec spells it).
 type failureSet map[string]map[string]v1alpha2.NodeReasonMessage

@@ -83,6 +83,25 @@ func nodeSkipReason(n *corev1.Node) string {
 	return reasonNodeNotReady
 }
 
+// makePlan works out what this pass works on: the desired pulls of the spec
+// on the nodes of now, the operation under way, the ledger trimmed to the
+// pairs the operation still cares about, and the failures that still hold.
+func (c *Controller) makePlan(s *syncCtx) error {
+	nodes, err := c.nodeLister.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	s.plan = computePlan(s.ic, nodes)
+	s.nodes = make(map[string]*corev1.Node, len(nodes))
+	for _, n := range nodes {
+		s.nodes[n.Name] = n
+	}
+	s.op = c.operationFor(s)
+	s.led.keepOnly(func(node, key string) bool { return s.plan.wants(node, key) || s.op.keeps(node, key) })
+	s.failures = newFailureSet(s.st.Failures, s.plan, s.led)
+	return nil
+}
+
 // computePlan works out the desired pulls from the spec and the nodes.
 func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
 	p := &plan{
@@ -144,6 +163,19 @@ func appendUnique(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// nodePresent returns the normalised images a node reports, cached by the
+// node's resourceVersion.
+func (c *Controller) nodePresent(n *corev1.Node) map[string]bool {
+	c.presentMu.Lock()
+	defer c.presentMu.Unlock()
+	if e, ok := c.present[n.Name]; ok && e.resourceVersion == n.ResourceVersion {
+		return e.images
+	}
+	imgs := presentImages(n)
+	c.present[n.Name] = nodeImages{resourceVersion: n.ResourceVersion, images: imgs}
+	return imgs
 }
 
 // presentImages returns the normalised names a node reports in status.images.

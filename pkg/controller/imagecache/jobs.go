@@ -1,0 +1,282 @@
+package imagecache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// readJobs reads the outcomes of the cache's Jobs into the ledger, and
+// deletes the Jobs that the operation does not own.
+func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
+	jobs, err := c.jobsOf(s.ic)
+	if err != nil {
+		return err
+	}
+	s.jobs = jobs
+	for _, job := range jobs {
+		if job.DeletionTimestamp != nil || c.isDeleting(job) {
+			if puller.IsActive(job) {
+				s.busy[job.Annotations[puller.AnnotationNode]] = true
+			}
+			continue
+		}
+		if !s.op.owns(job) {
+			if err := c.dropJob(ctx, s, job); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.op.readJob(ctx, job); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordOutcome applies what one of the operation's Jobs says (out, or err
+// when it cannot be read): an unreadable Job is deleted; a Job that must end
+// is ended, with its outcome recorded on it; a running one keeps its node
+// busy; and each image it reports settles its pair in the ledger. succeeded
+// is told of each pair the Job did, before the ledger records it.
+func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1.Job, out puller.Outcome, err error,
+	succeeded func(node, key string)) error {
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
+		return c.dropJob(ctx, s, job)
+	}
+	node := job.Annotations[puller.AnnotationNode]
+	if out.EndNow {
+		if err := c.endJob(ctx, job, out); err != nil {
+			return err
+		}
+	} else if puller.IsActive(job) {
+		s.busy[node] = true
+	}
+	if !out.CheckAt.IsZero() && (s.checkAt.IsZero() || out.CheckAt.Before(s.checkAt)) {
+		s.checkAt = out.CheckAt
+	}
+	for i, img := range out.Images {
+		k, err := images.Normalize(img)
+		if err != nil || !s.plan.wants(node, k) {
+			continue
+		}
+		switch r := out.Results[i]; r.State {
+		case puller.Succeeded:
+			succeeded(node, k)
+			if s.led.get(node, k) != statePresent {
+				s.led.set(node, k, statePulled)
+			}
+		case puller.Failed:
+			s.led.set(node, k, stateFailed)
+			s.failures.add(s.plan.display[k], node, r.Reason, r.Message)
+		}
+	}
+	return nil
+}
+
+// newJob is a Job a sync decided to create, its throttle slot taken.
+type newJob struct {
+	job    *batchv1.Job
+	kind   string // pull or delete
+	node   string
+	images int
+}
+
+// forNodes calls build for each node of the plan that can take a Job now,
+// in name order, with whether the node must wait (syncCtx.hold), and
+// collects the Jobs it returns.
+func (s *syncCtx) forNodes(build func(w *nodeWant, hold bool) *newJob) []newJob {
+	var out []newJob
+	for _, name := range sortedKeys(s.plan.nodes) {
+		w := s.plan.nodes[name]
+		if w.skip != "" {
+			continue
+		}
+		if job := build(w, s.hold(name)); job != nil {
+			out = append(out, *job)
+		}
+	}
+	return out
+}
+
+// maxParallelWrites bounds the Job creates (or deletes) one sync has in
+// flight at once; the client's QPS limit applies on top.
+const maxParallelWrites = 32
+
+// createJobs creates the Jobs concurrently. A Job that already exists is
+// taken as created (its name says what it does); on an error, the slots of
+// the Jobs not created are given back.
+func (c *Controller) createJobs(ctx context.Context, jobs []newJob) error {
+	logger := klog.FromContext(ctx)
+	created := make([]bool, len(jobs))
+	err := slowStart(len(jobs), func(i int) error {
+		nj := jobs[i]
+		if _, err := c.kubeClient.BatchV1().Jobs(nj.job.Namespace).Create(ctx, nj.job, metav1.CreateOptions{FieldManager: ControllerName}); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				created[i] = true
+				return nil
+			}
+			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
+		}
+		created[i] = true
+		metrics.JobsCreatedTotal.Inc()
+		logger.V(2).Info("Created "+nj.kind+" Job", "job", klog.KObj(nj.job), "node", nj.node, "images", nj.images)
+		return nil
+	})
+	for i, ok := range created {
+		if !ok {
+			c.throttle.release(jobKey(jobs[i].job))
+		}
+	}
+	return err
+}
+
+// deleteFinishedJobs deletes a complete operation's Jobs, unless they are to
+// be kept.
+func (c *Controller) deleteFinishedJobs(ctx context.Context, s *syncCtx) error {
+	if !s.complete || c.cfg.RetainJobs {
+		return nil
+	}
+	var finished []*batchv1.Job
+	for _, job := range s.jobs {
+		if job.DeletionTimestamp == nil && !s.deleted[job.Name] && !c.isDeleting(job) {
+			finished = append(finished, job)
+		}
+	}
+	return slowStart(len(finished), func(i int) error { return c.deleteJob(ctx, finished[i]) })
+}
+
+// slowStart runs fn for 0..n-1 in batches that double from 1 up to
+// maxParallelWrites, the calls of a batch at once, and stops after the first
+// batch with an error: a failing API server sees a few requests, not
+// hundreds. It returns the errors of that batch.
+func slowStart(n int, fn func(i int) error) error {
+	size := 1
+	for start := 0; start < n; {
+		end := min(start+size, n)
+		errs := make([]error, end-start)
+		var wg sync.WaitGroup
+		for i := start; i < end; i++ {
+			wg.Go(func() { errs[i-start] = fn(i) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		start = end
+		size = min(2*size, maxParallelWrites)
+	}
+	return nil
+}
+
+// jobsOf lists the Jobs (pull and delete) of a cache, by its UID.
+func (c *Controller) jobsOf(ic *v1alpha2.ImageCache) ([]*batchv1.Job, error) {
+	objs, err := c.jobIndexer.ByIndex(jobsByCacheIndex, string(ic.UID))
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*batchv1.Job, 0, len(objs))
+	for _, o := range objs {
+		job, ok := o.(*batchv1.Job)
+		if !ok || job.Namespace != ic.Namespace {
+			continue
+		}
+		if ref := metav1.GetControllerOfNoCopy(job); ref == nil || ref.UID != ic.UID {
+			continue
+		}
+		jobs = append(jobs, job)
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Name < jobs[j].Name })
+	return jobs, nil
+}
+
+// podOf returns the newest pod of a Job, or nil.
+func (c *Controller) podOf(job *batchv1.Job) *corev1.Pod {
+	objs, err := c.podIndexer.ByIndex(podsByJobIndex, string(job.UID))
+	if err != nil {
+		return nil
+	}
+	var newest *corev1.Pod
+	for _, o := range objs {
+		pod, ok := o.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if newest == nil || pod.CreationTimestamp.After(newest.CreationTimestamp.Time) {
+			newest = pod
+		}
+	}
+	return newest
+}
+
+// dropJob deletes a Job in the middle of a sync, which then leaves it alone.
+func (c *Controller) dropJob(ctx context.Context, s *syncCtx, job *batchv1.Job) error {
+	if err := c.deleteJob(ctx, job); err != nil {
+		return err
+	}
+	s.deleted[job.Name] = true
+	return nil
+}
+
+func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
+	err := c.kubeClient.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground),
+		Preconditions:     &metav1.Preconditions{UID: &job.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting job %s: %w", job.Name, err)
+	}
+	c.deleting.Store(job.UID, c.clock.Now())
+	klog.FromContext(ctx).V(2).Info("Deleted pull Job", "job", klog.KObj(job))
+	return nil
+}
+
+// isDeleting reports whether this process deleted the Job less than a
+// minute ago, though the informer does not show it yet.
+func (c *Controller) isDeleting(job *batchv1.Job) bool {
+	at, ok := c.deleting.Load(job.UID)
+	if ok && c.clock.Since(at.(time.Time)) > expectationTTL {
+		c.deleting.Delete(job.UID)
+		return false
+	}
+	return ok
+}
+
+// endJob records a Job's per-image outcome on the Job and suspends it, so its
+// pod goes while the outcome stays.
+func (c *Controller) endJob(ctx context.Context, job *batchv1.Job, out puller.Outcome) error {
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{
+			"annotations":     map[string]string{puller.AnnotationResults: puller.ResultsAnnotation(out)},
+			"resourceVersion": job.ResourceVersion,
+		},
+		"spec": map[string]any{"suspend": true},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := c.kubeClient.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: ControllerName}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("recording the outcome of job %s: %w", job.Name, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Ended pull Job and recorded its outcome", "job", klog.KObj(job))
+	return nil
+}

@@ -1,0 +1,120 @@
+package imagecache
+
+import (
+	"context"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+// operation is the work an operation does on the nodes, behind the steps
+// every sync shares. There are two kinds: pullOp (pull.go) pulls the spec's
+// images, and removes those dropped from it; purgeOp (purge.go) removes them
+// all. The ledger records, per (node, image) pair, what the operation has
+// settled: pulled (or removed), already present, or failed.
+type operation interface {
+	// keeps says whether the ledger keeps a pair the plan no longer wants:
+	// the operation still has work to do on it.
+	keeps(node, key string) bool
+	// owns says whether one of the cache's Jobs belongs to the operation;
+	// those that do not (of an earlier operation, of the other kind, for a
+	// node the operation no longer works on) are deleted.
+	owns(job *batchv1.Job) bool
+	// readJob reads one of its Jobs into the ledger and the failures.
+	readJob(ctx context.Context, job *batchv1.Job) error
+	// jobs returns the Jobs the operation wants created now, each with its
+	// throttle slot taken.
+	jobs() []newJob
+	// recorded is told that the status recording what this pass settled
+	// is written; before is the ledger of this epoch as it was read.
+	recorded(before *ledger)
+}
+
+// operationFor returns the operation that the status says is under way.
+func (c *Controller) operationFor(s *syncCtx) operation {
+	if s.st.Reason == v1alpha2.ImageCacheReasonPurge {
+		return &purgeOp{c: c, s: s}
+	}
+	return newPullOp(c, s)
+}
+
+// startOperation starts a new operation when one is due: it records the
+// operation's start in the status copy and sets the ledger to what the
+// operation builds on. It returns a wait when the operation cannot start
+// yet: an operation's epoch (and so its Jobs' names) must be later than the
+// last one's, to the second.
+func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Duration {
+	op := c.nextOperation(s.ic, s.st, s.now)
+	if op == "" {
+		return 0
+	}
+	start := metav1.NewTime(s.now.Truncate(time.Second))
+	if s.st.StartTime != nil && !start.After(s.st.StartTime.Time) {
+		return s.st.StartTime.Add(time.Second).Sub(s.now)
+	}
+	klog.FromContext(ctx).Info("Starting operation", "operation", op, "generation", s.ic.Generation)
+	st := s.st
+	st.Reason = op
+	st.Status = v1alpha2.ImageCacheActionStatusProcessing
+	st.StartTime = &start
+	st.CompletionTime = nil
+	st.ObservedGeneration = s.ic.Generation
+	st.Failures = nil
+	st.OmittedFailures = nil
+	if op == v1alpha2.ImageCacheReasonUpdate && s.ic.Status.Reason != v1alpha2.ImageCacheReasonPurge {
+		// An update pulls only what is new, and tries failed pulls again.
+		s.led.clearFailed()
+	} else {
+		// Create, Refresh, Purge, and an Update after a purge (the ledger
+		// then records removals): start from nothing.
+		removedAt := s.led.removedAt
+		s.led = newLedger(start.Unix())
+		s.led.removedAt = removedAt
+	}
+	s.started = op
+	c.recorder.Eventf(s.ic, corev1.EventTypeNormal, "Started", "%s started", op)
+	return 0
+}
+
+// nextOperation says which operation starts now, or "".
+func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, now time.Time) string {
+	switch {
+	case st.StartTime == nil:
+		return v1alpha2.ImageCacheReasonCreate
+	case hasAnnotation(ic, v1alpha2.AnnotationPurge) &&
+		!(st.Reason == v1alpha2.ImageCacheReasonPurge && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
+		return v1alpha2.ImageCacheReasonPurge
+	case ic.Generation != st.ObservedGeneration:
+		return v1alpha2.ImageCacheReasonUpdate
+	case hasAnnotation(ic, v1alpha2.AnnotationRefresh) &&
+		!(st.Reason == v1alpha2.ImageCacheReasonRefresh && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
+		return v1alpha2.ImageCacheReasonRefresh
+	case c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil && st.Status != v1alpha2.ImageCacheActionStatusProcessing &&
+		refreshable(st) && !now.Before(st.CompletionTime.Add(c.cfg.RefreshFrequency)):
+		return v1alpha2.ImageCacheReasonRefresh
+	}
+	return ""
+}
+
+// refreshable says whether the periodic refresh applies after the latest
+// operation: a purged cache stays purged until it is asked for again.
+func refreshable(st *v1alpha2.ImageCacheStatus) bool {
+	return st.Reason != v1alpha2.ImageCacheReasonPurge
+}
+
+// requestAnnotation maps an operation to the annotation that asks for it,
+// which is removed once the operation is done.
+var requestAnnotation = map[string]string{
+	v1alpha2.ImageCacheReasonRefresh: v1alpha2.AnnotationRefresh,
+	v1alpha2.ImageCacheReasonPurge:   v1alpha2.AnnotationPurge,
+}
+
+func hasAnnotation(ic *v1alpha2.ImageCache, key string) bool {
+	_, ok := ic.Annotations[key]
+	return ok
+}

@@ -1,0 +1,234 @@
+package imagecache
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/remover"
+)
+
+// pullOp is the work of ImageCacheCreate, ImageCacheUpdate and
+// ImageCacheRefresh: pull Jobs bring the spec's images onto the nodes the
+// plan wants them on. It also removes the images dropped from the spec from
+// the nodes this cache pulled them onto, unless another cache wants them
+// there, with delete Jobs: such pairs stay in the ledger, as pulled, until
+// their removal is done.
+type pullOp struct {
+	c *Controller
+	s *syncCtx
+	// others says whether another ImageCache wants an image on a node.
+	others func(n *corev1.Node, key string) bool
+	// pullTimes are the pull durations of the pairs this pass settles.
+	pullTimes []time.Duration
+}
+
+func newPullOp(c *Controller, s *syncCtx) *pullOp {
+	return &pullOp{c: c, s: s, others: c.otherWants(s.ic)}
+}
+
+func (o *pullOp) keeps(node, key string) bool { return o.toRemove(node, key) }
+
+// toRemove says whether an image dropped from the spec is to be removed from
+// a node: this cache pulled it there, the node is still there, and no other
+// cache wants it there.
+func (o *pullOp) toRemove(node, key string) bool {
+	s := o.s
+	n := s.nodes[node]
+	return s.led.get(node, key) == statePulled && !s.plan.specKeys[key] && n != nil && !o.others(n, key)
+}
+
+// owns takes the pull Jobs of this epoch for nodes in the plan, and the
+// delete Jobs of this epoch (removals) for nodes still there.
+func (o *pullOp) owns(job *batchv1.Job) bool {
+	node := job.Annotations[puller.AnnotationNode]
+	if puller.JobEpoch(job) < o.s.led.epoch {
+		return false
+	}
+	if puller.IsDeleteJob(job) {
+		return o.s.nodes[node] != nil
+	}
+	return o.s.plan.nodes[node] != nil
+}
+
+func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
+	if puller.IsDeleteJob(job) {
+		o.readRemoval(job)
+		return nil
+	}
+	s := o.s
+	out, err := puller.Read(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
+	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string) {
+		if s.led.get(node, key) == stateUnsettled {
+			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
+		}
+	})
+}
+
+// readRemoval reads a delete Job that removes images dropped from the spec:
+// once it has finished, each pair it removed leaves the ledger, and each it
+// failed to remove too, with a failure.
+func (o *pullOp) readRemoval(job *batchv1.Job) {
+	s := o.s
+	node := job.Annotations[puller.AnnotationNode]
+	out, err := puller.ReadDelete(job, o.c.podOf(job), remover.ParseSummary)
+	if err != nil || !out.Finished {
+		s.busy[node] = err == nil
+		return
+	}
+	for i, img := range out.Images {
+		if !o.toRemove(node, img) {
+			continue
+		}
+		s.led.set(node, img, stateUnsettled)
+		s.led.removedAt = s.now.Unix()
+		if r := out.Results[i]; r.State == puller.Failed {
+			s.failures.add(img, node, r.Reason, r.Message)
+		}
+	}
+}
+
+// jobs returns a pull Job for each node with images left to pull, then the
+// delete Jobs of the removals.
+func (o *pullOp) jobs() []newJob {
+	return append(o.s.forNodes(o.pullJob), o.removalJobs()...)
+}
+
+// pullJob settles the images the node already reports as present, and
+// returns the Job that pulls the next batch of the rest, or nil.
+func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
+	c, s, name := o.c, o.s, w.node.Name
+	var present map[string]bool
+	// Right after this cache removed images, a node may still report
+	// them: they are pulled, not taken as present.
+	if c.cfg.Puller.PullPolicy != corev1.PullAlways && s.now.Unix() >= s.led.removedAt+nodeImagesLag {
+		present = c.nodePresent(w.node)
+	}
+	var batch []string
+	for _, wi := range w.images {
+		if s.led.get(name, wi.key) != stateUnsettled {
+			continue
+		}
+		if present[wi.key] {
+			s.led.set(name, wi.key, statePresent)
+			continue
+		}
+		if len(batch) < c.cfg.ImagesPerJob {
+			batch = append(batch, wi.image)
+		}
+	}
+	if len(batch) == 0 || hold {
+		return nil
+	}
+	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: s.led.epoch})
+	if c.throttle.isExpected(jobKey(job)) {
+		return nil // created, and not shown by the informer yet
+	}
+	if !c.throttle.tryAcquire(jobKey(job), s.key) {
+		s.throttled = true
+		return nil
+	}
+	return &newJob{job: job, kind: "pull", node: name, images: len(batch)}
+}
+
+// removalJobs counts the removals still to do, and returns the delete Jobs
+// that do them on the nodes that are Ready. A node that is not removes them
+// when it is Ready again: they do not hold the operation up.
+func (o *pullOp) removalJobs() []newJob {
+	s := o.s
+	var out []newJob
+	for _, name := range sortedKeys(s.led.nodes) {
+		var imgs []wantedImage
+		for k := range s.led.nodes[name] {
+			if o.toRemove(name, k) {
+				imgs = append(imgs, wantedImage{image: k, key: k})
+			}
+		}
+		if len(imgs) == 0 {
+			continue
+		}
+		n := s.nodes[name]
+		if nodeSkipReason(n) != "" {
+			continue
+		}
+		s.removals += len(imgs)
+		sort.Slice(imgs, func(i, j int) bool { return imgs[i].key < imgs[j].key })
+		w := &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs}
+		if job := o.c.deleteJobFor(s, w, s.hold(name), func(k string) bool { return o.toRemove(name, k) }); job != nil {
+			out = append(out, *job)
+		}
+	}
+	return out
+}
+
+// recorded counts the pairs this pass settled, and their pull times.
+func (o *pullOp) recorded(before *ledger) {
+	countSettled(before, o.s.led)
+	for _, d := range o.pullTimes {
+		metrics.PullDuration.Observe(d.Seconds())
+	}
+}
+
+// countSettled adds to the pulls counter the pairs settled in after but not in before.
+func countSettled(before, after *ledger) {
+	var pulled, present, failed float64
+	for node, m := range after.nodes {
+		for img, s := range m {
+			if before.get(node, img) == s {
+				continue
+			}
+			switch s {
+			case statePulled:
+				pulled++
+			case statePresent:
+				present++
+			case stateFailed:
+				failed++
+			}
+		}
+	}
+	metrics.PullsTotal.WithLabelValues(metrics.ResultPulled).Add(pulled)
+	metrics.PullsTotal.WithLabelValues(metrics.ResultAlreadyPresent).Add(present)
+	metrics.PullsTotal.WithLabelValues(metrics.ResultFailed).Add(failed)
+}
+
+// otherWants returns whether another ImageCache wants an image (normalised)
+// on a node, so that removing it from this cache's spec leaves it there.
+func (c *Controller) otherWants(ic *v1alpha2.ImageCache) func(n *corev1.Node, key string) bool {
+	var caches []*v1alpha2.ImageCache
+	loaded := false
+	return func(n *corev1.Node, key string) bool {
+		if !loaded {
+			all, err := c.icLister.List(labels.Everything())
+			if err == nil {
+				caches = all
+			}
+			loaded = true
+		}
+		for _, other := range caches {
+			if other.UID == ic.UID {
+				continue
+			}
+			for i := range other.Spec.CacheSpec {
+				e := &other.Spec.CacheSpec[i]
+				if !e.Selector().Matches(labels.Set(n.Labels)) {
+					continue
+				}
+				for _, img := range e.Images {
+					if k, err := images.Normalize(img); err == nil && k == key {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+}

@@ -1,0 +1,93 @@
+package imagecache
+
+import (
+	"context"
+
+	batchv1 "k8s.io/api/batch/v1"
+
+	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/remover"
+)
+
+// purgeOp is the work of ImageCachePurge: delete Jobs remove the spec's
+// images from the nodes the plan wants them on. In its ledger, "pulled"
+// means removed (or found absent).
+type purgeOp struct {
+	c *Controller
+	s *syncCtx
+}
+
+func (o *purgeOp) keeps(node, key string) bool { return false }
+
+// owns takes the delete Jobs of this epoch for nodes in the plan.
+func (o *purgeOp) owns(job *batchv1.Job) bool {
+	return puller.IsDeleteJob(job) && puller.JobEpoch(job) >= o.s.led.epoch &&
+		o.s.plan.nodes[job.Annotations[puller.AnnotationNode]] != nil
+}
+
+func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
+	s := o.s
+	out, err := puller.ReadDelete(job, o.c.podOf(job), remover.ParseSummary)
+	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string) {
+		if s.led.get(node, key) == stateUnsettled {
+			// A node's image list lags the removal.
+			s.led.removedAt = s.now.Unix()
+		}
+	})
+}
+
+// jobs returns a delete Job for each node with images left to remove.
+func (o *purgeOp) jobs() []newJob {
+	s := o.s
+	return s.forNodes(func(w *nodeWant, hold bool) *newJob {
+		name := w.node.Name
+		job := o.c.deleteJobFor(s, w, hold, func(k string) bool { return s.led.get(name, k) == stateUnsettled })
+		if job == nil {
+			s.throttled = s.throttled || o.c.throttle.isWaiting(s.key)
+		}
+		return job
+	})
+}
+
+func (o *purgeOp) recorded(before *ledger) {}
+
+// deleteJobFor makes the delete Job that removes a node's images (those of
+// w.images that pick selects), unless the node must wait (hold). A node whose
+// runtime socket is unknown fails those images at once. It returns the Job
+// to create, its throttle slot taken, or nil.
+func (c *Controller) deleteJobFor(s *syncCtx, w *nodeWant, hold bool, pick func(key string) bool) *newJob {
+	name := w.node.Name
+	var batch []string
+	for _, wi := range w.images {
+		if pick(wi.key) && len(batch) < maxImagesPerDeleteJob {
+			batch = append(batch, wi.image)
+		}
+	}
+	if len(batch) == 0 || hold {
+		return nil
+	}
+	socket := c.cfg.CRISocketPath
+	if socket == "" {
+		var err error
+		if socket, err = cri.SocketForRuntime(w.node.Status.NodeInfo.ContainerRuntimeVersion); err != nil {
+			for _, wi := range w.images {
+				if pick(wi.key) {
+					if s.led.get(name, wi.key) == stateUnsettled {
+						s.led.set(name, wi.key, stateFailed) // a purge: failed
+					} else {
+						s.led.set(name, wi.key, stateUnsettled) // a removal: given up
+					}
+					s.failures.add(wi.image, name, reasonUnknownRuntime, err.Error())
+				}
+			}
+			return nil
+		}
+	}
+	job := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: w.hostname,
+		Images: batch, Epoch: s.led.epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork})
+	if !c.throttle.tryAcquire(jobKey(job), s.key) {
+		return nil
+	}
+	return &newJob{job: job, kind: "delete", node: name, images: len(batch)}
+}
