@@ -28,9 +28,8 @@ testbin: ## Build the real control-plane binaries (etcd, kube-apiserver, ..., kw
 	hack/testbin.sh
 
 .PHONY: test
-test: ## Unit tests and integration tests against a real kube-apiserver and etcd (builds the test binaries if missing).
-	export KUBE_FLEDGED_TESTBIN="$$(hack/testbin.sh)"; \
-	  go test $(GO_TEST_FLAGS) ./...
+test: ## Unit, integration (real kube-apiserver and etcd), registry and containerd tests; installs what they need first.
+	hack/test.sh $(GO_TEST_FLAGS)
 
 .PHONY: e2e
 e2e: ## End-to-end suite: the fledged binary against a local cluster (real control plane, kwok nodes).

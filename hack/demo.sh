@@ -14,7 +14,8 @@ say() { echo; echo "==> $*"; }
 
 say "building fledged"
 make --no-print-directory build
-BIN="$(bash hack/testbin.sh 2>/dev/null)"
+say "the test-bed binaries (built once, about 20 min on 2 cores; progress below)"
+BIN="$(bash hack/testbin.sh)"
 kubectl() { "${BIN}/kubectl" --kubeconfig "${LOCAL_KUBECONFIG}" "$@"; }
 
 say "starting the local cluster"
@@ -63,11 +64,11 @@ cat <<MSG
 ==> done: the sample ImageCache is ${status}.
 The cluster and the controller are still running. Try:
 
-  export KUBECONFIG=${LOCAL_KUBECONFIG}
-  ${BIN}/kubectl get ic -A -o wide
-  ${BIN}/kubectl get ic imagecache1 -n kube-fledged -o yaml
-  ${BIN}/kubectl annotate ic imagecache1 -n kube-fledged kubefledged.io/refresh-imagecache=   # pull again
+  source ${LOCAL_ENV#"${ROOT}/"}     # KUBECONFIG, and the cluster's kubectl on PATH
+  kubectl get ic -A -o wide
+  kubectl get ic imagecache1 -n kube-fledged -o yaml
+  kubectl annotate ic imagecache1 -n kube-fledged kubefledged.io/refresh-imagecache=   # pull again
 
-Controller log: ${LOCAL_DIR}/logs/fledged.log
+Controller log: ${LOGS#"${ROOT}/"}/fledged.log
 Stop everything: make cluster-down
 MSG

@@ -15,7 +15,8 @@ cd "${ROOT}"
 source "${ROOT}/hack/local-env.sh"
 
 make build
-export KUBE_FLEDGED_TESTBIN="$(bash hack/testbin.sh)"
+KUBE_FLEDGED_TESTBIN="$(bash hack/testbin.sh)"
+export KUBE_FLEDGED_TESTBIN
 # A fresh cluster, so the suite starts from a known state.
 bash hack/local-down.sh
 if [[ "${KEEP_CLUSTER:-0}" != "1" ]]; then

@@ -9,6 +9,9 @@ LOCAL_KCM_PORT="${LOCAL_KCM_PORT:-16257}"
 LOCAL_SCHEDULER_PORT="${LOCAL_SCHEDULER_PORT:-16259}"
 LOCAL_KWOK_PORT="${LOCAL_KWOK_PORT:-16247}"
 LOCAL_KUBECONFIG="${LOCAL_DIR}/kubeconfig"
+# `source` it to use the cluster from a shell: KUBECONFIG, and the test bed's
+# kubectl (a link in LOCAL_DIR/bin) first on PATH.
+LOCAL_ENV="${LOCAL_DIR}/env"
 
 # The real node (hack/real-node-up.sh): a kubelet over containerd, and two
 # registries on loopback (one plain, one behind basic auth).

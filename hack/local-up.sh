@@ -19,6 +19,7 @@ source "${ROOT}/hack/local-env.sh"
 
 NODES="${NODES:-5}"
 BACKEND_NODES="${BACKEND_NODES:-$(((NODES + 3) / 4))}"
+bash "${ROOT}/hack/deps.sh" cluster >/dev/null || exit 1
 BIN="$(bash "${ROOT}/hack/testbin.sh")"
 PIDS="${LOCAL_DIR}/pids"
 LOGS="${LOCAL_DIR}/logs"
@@ -40,7 +41,7 @@ if ((running == ${#COMPONENTS[@]})) && kubectl get --raw=/readyz >/dev/null 2>&1
   if [[ "${REAL_NODE:-0}" == "1" ]]; then
     bash "${ROOT}/hack/real-node-up.sh" || [[ $? == 2 ]] || exit 1
   fi
-  echo "export KUBECONFIG=${LOCAL_KUBECONFIG}"
+  cat "${LOCAL_ENV}"
   exit 0
 fi
 if ((running > 0)); then
@@ -171,6 +172,12 @@ if [[ "${REAL_NODE:-0}" == "1" ]]; then
   bash "${ROOT}/hack/real-node-up.sh" || [[ $? == 2 ]] || fail kube-apiserver "the real node did not come up"
 fi
 
+# --- what a shell needs to use it: `source _output/local/env` ---
+mkdir -p "${LOCAL_DIR}/bin"
+ln -sfn "${BIN}/kubectl" "${LOCAL_DIR}/bin/kubectl"
+printf 'export KUBECONFIG=%s\nexport PATH=%s:"${PATH}"\n' "${LOCAL_KUBECONFIG}" "${LOCAL_DIR}/bin" >"${LOCAL_ENV}"
+
 log "the local cluster is up: $(kubectl get nodes --no-headers | wc -l) nodes; logs in ${LOGS}"
+log "use it from a shell with: source ${LOCAL_ENV#"${PWD}/"}   (KUBECONFIG, and its kubectl on PATH)"
 log "stop it with: hack/local-down.sh (or make cluster-down)"
-echo "export KUBECONFIG=${LOCAL_KUBECONFIG}"
+cat "${LOCAL_ENV}"

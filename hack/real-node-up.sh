@@ -42,7 +42,6 @@ HELPER_IMAGE="${REGISTRY}/kube-fledged:local"
 PAUSE_IMAGE="${REGISTRY}/pause:local"
 CGROUP_ROOT="/kube-fledged-node"
 CNI_NETWORK="kube-fledged-local"
-PACKAGES=(containerd runc docker-registry containernetworking-plugins)
 
 SCRIPT=real-node-up
 DOWN="${ROOT}/hack/real-node-down.sh"
@@ -60,19 +59,13 @@ skip() {
 rm -f "${LOCAL_NODE_SKIP}"
 [[ "$(id -u)" == "0" ]] || skip "a kubelet needs root (running as uid $(id -u))"
 [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || skip "no cgroup filesystem at /sys/fs/cgroup"
-command -v ip >/dev/null || skip "the ip command (iproute2) is missing"
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q "install ok installed" || missing+=("${p}")
-done
-if ((${#missing[@]} > 0)); then
-  command -v apt-get >/dev/null || skip "missing ${missing[*]}, and no apt-get to install them"
-  log "installing ${missing[*]}"
-  if ! { apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
-    { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; }; }; then
-    skip "could not install ${missing[*]} with apt-get"
-  fi
-fi
+rc=0
+reason="$(bash "${ROOT}/hack/deps.sh" node)" || rc=$?
+case ${rc} in
+  0) ;;
+  2) skip "${reason}" ;;
+  *) log "FAILED: installing the real node's packages"; exit 1 ;;
+esac
 
 BIN="$(bash "${ROOT}/hack/testbin.sh")"
 kubectl() { "${BIN}/kubectl" --kubeconfig "${LOCAL_KUBECONFIG}" "$@"; }

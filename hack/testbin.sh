@@ -23,6 +23,45 @@ fi
 
 log() { echo "testbin: $*" >&2; }
 
+# mmss SECONDS: "4m05s".
+mmss() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# step WHAT ESTIMATE FUNCTION: runs FUNCTION (one component's download and
+# build) with its output in a log, says every minute that it is still at it,
+# and when it ends how long it took. If it fails, it prints the end of that
+# output and exits 1, so a broken build is never silent.
+step() {
+  local what="$1" estimate="$2" fn="$3" start=${SECONDS} rc=0
+  local out="${CACHE_ROOT}/build/${fn}.log"
+  mkdir -p "${CACHE_ROOT}/build"
+  if [[ -z "${announced:-}" ]]; then
+    announced=1
+    log "building the test-bed binaries into ${CACHE_ROOT}/testbin, once: about 20 min on 2 cores when"
+    log "nothing is cached (Go modules are downloaded too); progress every minute, later runs reuse them"
+  fi
+  log "${what}: building (cold: ${estimate} on 2 cores)"
+  "${fn}" >"${out}" 2>&1 &
+  local pid=$!
+  # shellcheck disable=SC2064 # expand now: the trap stops this build
+  trap "kill ${pid} 2>/dev/null" EXIT
+  local next=$((SECONDS + 60))
+  while kill -0 "${pid}" 2>/dev/null; do
+    if ((SECONDS >= next)); then
+      log "${what}: still building, $(mmss $((SECONDS - start))) so far (cold: ${estimate})"
+      next=$((SECONDS + 60))
+    fi
+    sleep 1
+  done
+  wait "${pid}" || rc=$?
+  trap - EXIT
+  if ((rc != 0)); then
+    log "${what}: FAILED after $(mmss $((SECONDS - start))) (exit ${rc}); the end of its output (${out}):"
+    tail -n 40 "${out}" >&2
+    exit 1
+  fi
+  log "${what}: built in $(mmss $((SECONDS - start)))"
+}
+
 export CGO_ENABLED=0
 export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
 
@@ -33,9 +72,9 @@ KUBE_STAGING=(api apiextensions-apiserver apimachinery apiserver cli-runtime cli
   sample-apiserver streaming)
 KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 
-# build_module DIR MODULE_PATH: writes nothing itself; the caller has written DIR/go.mod.
+# tidy DIR: downloads the modules DIR/go.mod needs.
 tidy() {
-  (cd "$1" && go mod tidy >/dev/null) || { log "go mod tidy failed in $1"; exit 1; }
+  (cd "$1" && go mod tidy) || { echo "go mod tidy failed in $1"; return 1; }
 }
 
 build_kubernetes() {
@@ -43,7 +82,11 @@ build_kubernetes() {
   local missing=0
   for c in "${KUBE_CMDS[@]}"; do [[ -x "${out}/${c}" ]] || missing=1; done
   if [[ ${missing} == 0 ]]; then log "kubernetes ${KUBE_VERSION}: cached"; return; fi
-  log "kubernetes ${KUBE_VERSION}: building ${KUBE_CMDS[*]} (cold: ~15-20 min on 2 cores)"
+  step "kubernetes ${KUBE_VERSION} (${KUBE_CMDS[*]})" "~15-20 min" kubernetes_build
+}
+
+kubernetes_build() {
+  local out="${CACHE_ROOT}/testbin/kubernetes-${KUBE_VERSION}"
   local mod="${CACHE_ROOT}/build/kubernetes-${KUBE_VERSION}"
   mkdir -p "${mod}" "${out}.tmp"
   {
@@ -61,7 +104,7 @@ build_kubernetes() {
     for s in "${KUBE_STAGING[@]}"; do echo "	k8s.io/${s} => k8s.io/${s} ${KUBE_STAGING_VERSION}"; done
     echo ")"
   } > "${mod}/go.mod"
-  tidy "${mod}"
+  tidy "${mod}" || return 1
   local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
   local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   local ldflags="-s -w"
@@ -71,41 +114,50 @@ build_kubernetes() {
   done
   local pkgs=()
   for c in "${KUBE_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/${c}"); done
-  (cd "${mod}" && go build -ldflags "${ldflags}" -o "${out}.tmp/" "${pkgs[@]}")
+  (cd "${mod}" && go build -ldflags "${ldflags}" -o "${out}.tmp/" "${pkgs[@]}") || return 1
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 
 build_etcd() {
   local out="${CACHE_ROOT}/testbin/etcd-${ETCD_VERSION}"
   if [[ -x "${out}/etcd" ]]; then log "etcd ${ETCD_VERSION}: cached"; return; fi
-  log "etcd ${ETCD_VERSION}: building"
+  step "etcd ${ETCD_VERSION}" "~2-3 min" etcd_build
+}
+
+etcd_build() {
+  local out="${CACHE_ROOT}/testbin/etcd-${ETCD_VERSION}"
   local mod="${CACHE_ROOT}/build/etcd-${ETCD_VERSION}"
   mkdir -p "${mod}" "${out}.tmp"
   printf 'module kubefledged.io/testbin/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 %s\n\ntool go.etcd.io/etcd/server/v3\n' \
     "${ETCD_VERSION}" > "${mod}/go.mod"
-  tidy "${mod}"
-  (cd "${mod}" && go build -ldflags "-s -w" -o "${out}.tmp/etcd" go.etcd.io/etcd/server/v3)
+  tidy "${mod}" || return 1
+  (cd "${mod}" && go build -ldflags "-s -w" -o "${out}.tmp/etcd" go.etcd.io/etcd/server/v3) || return 1
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 
 build_kwok() {
   local out="${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}"
   if [[ -x "${out}/kwok" && -d "${out}/stage" ]]; then log "kwok ${KWOK_VERSION}: cached"; return; fi
-  log "kwok ${KWOK_VERSION}: building"
+  step "kwok ${KWOK_VERSION}" "~3-5 min" kwok_build
+}
+
+kwok_build() {
+  local out="${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}"
   local mod="${CACHE_ROOT}/build/kwok-${KWOK_VERSION}"
   mkdir -p "${mod}" "${out}.tmp"
   printf 'module kubefledged.io/testbin/kwok\n\ngo 1.26\n\nrequire sigs.k8s.io/kwok %s\n\ntool sigs.k8s.io/kwok/cmd/kwok\n' \
     "${KWOK_VERSION}" > "${mod}/go.mod"
-  tidy "${mod}"
+  tidy "${mod}" || return 1
   (cd "${mod}" && go build -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}" \
-    -o "${out}.tmp/kwok" sigs.k8s.io/kwok/cmd/kwok)
+    -o "${out}.tmp/kwok" sigs.k8s.io/kwok/cmd/kwok) || return 1
   # kwok's standalone binary has no built-in stages: keep the module's own ones.
-  local src; src="$(cd "${mod}" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  local src; src="$(cd "${mod}" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)" || return 1
   cp -r "${src}/kustomize/stage" "${out}.tmp/stage"
   chmod -R u+w "${out}.tmp/stage"
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 
+started=${SECONDS}
 build_etcd
 build_kwok
 build_kubernetes
@@ -115,5 +167,6 @@ for c in "${KUBE_CMDS[@]}"; do ln -sf "${CACHE_ROOT}/testbin/kubernetes-${KUBE_V
 ln -sf "${CACHE_ROOT}/testbin/etcd-${ETCD_VERSION}/etcd" "${BIN_DIR}/etcd"
 ln -sf "${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}/kwok" "${BIN_DIR}/kwok"
 ln -sfn "${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}/stage" "${BIN_DIR}/kwok-stage"
+if ((SECONDS - started > 5)); then log "all built in $(mmss $((SECONDS - started))); later runs reuse them"; fi
 log "binaries in ${BIN_DIR}"
 echo "${BIN_DIR}"

@@ -20,6 +20,8 @@ import (
 )
 
 func TestRemoverAgainstContainerd(t *testing.T) {
+	framework.RequireRegistry(t)
+	framework.RequireContainerd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	reg, err := framework.StartRegistry(ctx)

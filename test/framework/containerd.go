@@ -26,7 +26,7 @@ type Containerd struct {
 // are reached over plain HTTP. It needs root.
 func StartContainerd(ctx context.Context, plainHTTP ...string) (*Containerd, error) {
 	if _, err := os.Stat(ContainerdBinary); err != nil {
-		return nil, fmt.Errorf("%s missing: install the containerd package (apt-get install -y containerd runc; .ci/run does)", ContainerdBinary)
+		return nil, missingBinary(ContainerdBinary, "containerd")
 	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("containerd needs root; running as uid %d", os.Geteuid())

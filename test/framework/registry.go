@@ -27,7 +27,7 @@ const RegistryBinary = "/usr/bin/docker-registry"
 // StartRegistry starts a registry and waits until it answers.
 func StartRegistry(ctx context.Context) (*Registry, error) {
 	if _, err := os.Stat(RegistryBinary); err != nil {
-		return nil, fmt.Errorf("%s missing: install the docker-registry package (apt-get install -y docker-registry; .ci/run does)", RegistryBinary)
+		return nil, missingBinary(RegistryBinary, "docker-registry")
 	}
 	dir, err := os.MkdirTemp("", "kube-fledged-registry-")
 	if err != nil {

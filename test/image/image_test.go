@@ -25,6 +25,7 @@ import (
 )
 
 func TestImageLocal(t *testing.T) {
+	framework.RequireRegistry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	reg, err := framework.StartRegistry(ctx)

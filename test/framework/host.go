@@ -1,0 +1,36 @@
+package framework
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+// What the tests that need host programs say when they skip. `make test`
+// installs those programs (hack/deps.sh lists them) when it runs as root.
+const enableHint = "`make test` as root installs it (hack/deps.sh)"
+
+// RequireRegistry skips t, with a one-line reason, when Debian's
+// docker-registry is not installed.
+func RequireRegistry(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(RegistryBinary); err != nil {
+		t.Skipf("needs %s (Debian package docker-registry), which is missing: %s", RegistryBinary, enableHint)
+	}
+}
+
+// RequireContainerd skips t, with a one-line reason, when containerd cannot
+// run here: it is not installed, or the test does not run as root.
+func RequireContainerd(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("needs root to run containerd (running as uid %d): run `make test` as root", os.Geteuid())
+	}
+	if _, err := os.Stat(ContainerdBinary); err != nil {
+		t.Skipf("needs %s (Debian package containerd), which is missing: %s", ContainerdBinary, enableHint)
+	}
+}
+
+func missingBinary(path, pkg string) error {
+	return fmt.Errorf("%s missing: install the %s package (`make test` does, as root; see hack/deps.sh)", path, pkg)
+}
