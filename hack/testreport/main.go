@@ -1,8 +1,8 @@
 // Command testreport reads `go test -json` on standard input and prints what
-// `go test` prints without -v: a line per package, and the whole output of
-// each test that failed. It ends with a summary that names every skipped test
-// with its reason, so that no suite is skipped silently. It exits 1 when a
-// test or a build failed.
+// `go test` prints without -v, less the packages with no test files: a line
+// per package, and the whole output of each test that failed. It ends with a
+// summary that names every skipped test with its reason, so that no suite is
+// skipped silently. It exits 1 when a test or a build failed.
 //
 //	go test -json ./... | go run ./hack/testreport
 package main
@@ -74,7 +74,8 @@ func report(r io.Reader, w io.Writer) (bool, []skip, error) {
 		case e.Test == "" && e.Action == "output":
 			// The package's own lines: "ok  pkg 1.2s", "FAIL pkg", and what
 			// TestMain prints.
-			if !strings.HasPrefix(e.Output, "PASS") && !strings.HasPrefix(e.Output, "FAIL\n") {
+			if !strings.HasPrefix(e.Output, "PASS") && !strings.HasPrefix(e.Output, "FAIL\n") &&
+				!strings.HasSuffix(e.Output, "[no test files]\n") {
 				fmt.Fprint(w, e.Output)
 			}
 		case e.Test == "" && e.Action == "fail":
@@ -87,6 +88,8 @@ func report(r io.Reader, w io.Writer) (bool, []skip, error) {
 				fmt.Fprint(w, l)
 			}
 			delete(out, k)
+		case e.Test == "":
+			// A package's start, pass or skip (no test files).
 		case e.Action == "skip":
 			skips = append(skips, skip{pkg: e.Package, test: e.Test, reason: skipReason(out[k])})
 			delete(out, k)

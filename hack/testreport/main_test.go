@@ -11,6 +11,8 @@ import (
 // A stream as `go test -json` writes it: one package passes with a skipped
 // test, another fails one test.
 const stream = `{"Action":"start","Package":"kubefledged.io/kube-fledged/test/cri"}
+{"Action":"output","Package":"kubefledged.io/kube-fledged/pkg/client","Output":"?   \tkubefledged.io/kube-fledged/pkg/client\t[no test files]\n"}
+{"Action":"skip","Package":"kubefledged.io/kube-fledged/pkg/client","Elapsed":0}
 {"Action":"run","Package":"kubefledged.io/kube-fledged/test/cri","Test":"TestRemoverAgainstContainerd"}
 {"Action":"output","Package":"kubefledged.io/kube-fledged/test/cri","Test":"TestRemoverAgainstContainerd","Output":"=== RUN   TestRemoverAgainstContainerd\n"}
 {"Action":"output","Package":"kubefledged.io/kube-fledged/test/cri","Test":"TestRemoverAgainstContainerd","Output":"    cri_test.go:22: needs root to run containerd (running as uid 1000): run ` + "`make test`" + ` as root\n"}
@@ -63,7 +65,7 @@ func TestReport(t *testing.T) {
 
 func TestReportAllPassed(t *testing.T) {
 	var out bytes.Buffer
-	failed, skips, err := report(strings.NewReader(strings.Join(strings.Split(stream, "\n")[:13], "\n")), &out)
+	failed, skips, err := report(strings.NewReader(strings.Join(strings.Split(stream, "\n")[:15], "\n")), &out)
 	if err != nil || failed || len(skips) != 1 {
 		t.Fatalf("failed %v, skips %v, err %v; want a pass with one skip", failed, skips, err)
 	}
