@@ -20,8 +20,8 @@ import (
 )
 
 func TestRemoverAgainstContainerd(t *testing.T) {
-	framework.RequireRegistry(t)
 	framework.RequireContainerd(t)
+	framework.RequireRegistry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	reg, err := framework.StartRegistry(ctx)
