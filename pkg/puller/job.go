@@ -23,7 +23,11 @@ import (
 const (
 	HelperMountPath = "/kube-fledged"
 	HelperPath      = HelperMountPath + "/fledged-helper"
-	helperVolume    = "kube-fledged-helper"
+	// PullPodUser is the user and group every container of a pull pod runs
+	// as, whatever user its image declares: the helper needs no privilege,
+	// and a fixed non-root user lets the pod pass Pod Security "restricted".
+	PullPodUser  = 65532
+	helperVolume = "kube-fledged-helper"
 	// jobDeadlineSlack is added to the Job's activeDeadlineSeconds beyond the
 	// pull time allowed to its images, so the controller's own deadline fires
 	// first and reads the per-image outcome while the pod still exists.
@@ -118,6 +122,12 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 		deadline:  ActiveDeadline(cfg, len(b.Images)),
 	}.build(cfg, corev1.PodSpec{
 		ImagePullSecrets: b.Cache.Spec.PodImagePullSecrets(),
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			RunAsUser:      ptr.To[int64](PullPodUser),
+			RunAsGroup:     ptr.To[int64](PullPodUser),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
 		InitContainers: []corev1.Container{{
 			Name:            "install-helper",
 			Image:           cfg.HelperImage,

@@ -255,3 +255,17 @@ func TestPurgeAnnotation(t *testing.T) {
 		t.Errorf("Ready %+v", c)
 	}
 }
+
+// A namespace that enforces Pod Security "restricted": the pull pods pass the
+// API server's PodSecurity admission, so the cache succeeds on kwok nodes.
+func TestRestrictedNamespace(t *testing.T) {
+	ns := newNamespace(t, "restricted", restricted)
+	startController(t)
+	ic := applyAndTime(t, ns, `
+  - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
+    nodeSelector: {tier: backend}
+`, v1alpha2.ImageCacheActionStatusSucceeded)
+	if want := "Pulled 10 of 10 images on 5 nodes"; ic.Status.Message != want {
+		t.Errorf("message %q, want %q", ic.Status.Message, want)
+	}
+}

@@ -280,10 +280,15 @@ func pairs(t *testing.T, jw *framework.JobWatch) map[string]int {
 	return p
 }
 
-func newNamespace(t *testing.T, prefix string) string {
+// newNamespace creates a namespace with a generated name, and the labels
+// given, and deletes it when the test ends.
+func newNamespace(t *testing.T, prefix string, labels ...map[string]string) string {
 	t.Helper()
-	ns, err := kubeClient.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	meta := metav1.ObjectMeta{GenerateName: prefix + "-"}
+	if len(labels) > 0 {
+		meta.Labels = labels[0]
+	}
+	ns, err := kubeClient.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +296,24 @@ func newNamespace(t *testing.T, prefix string) string {
 		_ = kubeClient.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
 	})
 	return ns.Name
+}
+
+// applyAndTime applies the cache "app" with these entries, waits for it to
+// reach want, and logs how long that took.
+func applyAndTime(t *testing.T, ns, entries string, want v1alpha2.ImageCacheActionStatus) *v1alpha2.ImageCache {
+	t.Helper()
+	applyCache(t, ns, entries)
+	start := time.Now()
+	ic := waitIC(t, ns, "app", 2*time.Minute, string(want), done(want))
+	t.Logf("%s in %v: %s", want, time.Since(start).Round(100*time.Millisecond), ic.Status.Message)
+	return ic
+}
+
+// restricted are the labels of a namespace that enforces Pod Security
+// "restricted", as application namespaces often do.
+var restricted = map[string]string{
+	"pod-security.kubernetes.io/enforce":         "restricted",
+	"pod-security.kubernetes.io/enforce-version": "latest",
 }
 
 func freePorts(t *testing.T, n int) []int {

@@ -235,6 +235,30 @@ func TestRealNodeCachesImages(t *testing.T) {
 	})
 }
 
+// TestRealNodeRestrictedNamespace: in a namespace that enforces Pod Security
+// "restricted", an image whose own USER is root is cached on the real node:
+// the pull pod runs it as the project's fixed non-root user.
+func TestRealNodeRestrictedNamespace(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-restricted", restricted)
+	root, err := framework.WithUser(testImages["shell"], "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := rn.registry + "/e2e/root-user:v1"
+	if err := framework.PushImage(root, img, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	rn.controller(t)
+	ic := applyAndTime(t, ns, imageList(img)+onRealNode(rn), v1alpha2.ImageCacheActionStatusSucceeded)
+	if want := "Pulled 1 of 1 images on 1 node"; ic.Status.Message != want {
+		t.Errorf("message %q, want %q", ic.Status.Message, want)
+	}
+	if !rn.present(t, img) {
+		t.Errorf("%s is not in the node's containerd", img)
+	}
+}
+
 // TestRealNodeNoShellImage: an image with no shell and no /bin is cached:
 // its container runs the project's helper, installed by the init container.
 func TestRealNodeNoShellImage(t *testing.T) {

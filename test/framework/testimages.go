@@ -72,6 +72,18 @@ func WithLabel(img v1.Image, key, value string) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
+// WithUser returns the image with its config's user set (USER in a
+// Dockerfile).
+func WithUser(img v1.Image, user string) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Config.User = user
+	return mutate.ConfigFile(img, cf)
+}
+
 // PushImage pushes an image to a plain-HTTP registry, with basic auth when
 // user is set.
 func PushImage(img v1.Image, ref, user, password string) error {

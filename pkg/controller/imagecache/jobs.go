@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,6 +99,9 @@ type newJob struct {
 	kind   string // pull or delete
 	node   string
 	images int
+	// refused settles the Job's pairs as failed when the API server
+	// refuses to create the Job, with its message.
+	refused func(message string)
 }
 
 // forNodes calls build for each node of the plan that can take a Job now,
@@ -122,16 +126,23 @@ func (s *syncCtx) forNodes(build func(w *nodeWant, hold bool) *newJob) []newJob 
 const maxParallelWrites = 32
 
 // createJobs creates the Jobs concurrently. A Job that already exists is
-// taken as created (its name says what it does); on an error, the slots of
-// the Jobs not created are given back.
-func (c *Controller) createJobs(ctx context.Context, jobs []newJob) error {
+// taken as created (its name says what it does). A Job the API server
+// refuses (isRefusal) fails its pairs with the server's message, and the
+// others go on; any other error stops the creates and is returned, to be
+// retried with backoff. The slots of the Jobs not created are given back.
+func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) error {
 	logger := klog.FromContext(ctx)
 	created := make([]bool, len(jobs))
+	refusals := make([]error, len(jobs))
 	err := slowStart(len(jobs), func(i int) error {
 		nj := jobs[i]
 		if _, err := c.kubeClient.BatchV1().Jobs(nj.job.Namespace).Create(ctx, nj.job, metav1.CreateOptions{FieldManager: ControllerName}); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				created[i] = true
+				return nil
+			}
+			if isRefusal(err) {
+				refusals[i] = err
 				return nil
 			}
 			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
@@ -146,7 +157,47 @@ func (c *Controller) createJobs(ctx context.Context, jobs []newJob) error {
 			c.throttle.release(jobKey(jobs[i].job))
 		}
 	}
+	c.recordRefusals(ctx, s, jobs, refusals)
 	return err
+}
+
+// isRefusal says whether the API server said no to a create for a reason
+// that a retry of the same request would meet again: a quota, an admission
+// plugin, webhook or policy (403 Forbidden), or a Job it finds invalid (422,
+// 400). Throttling, timeouts, server errors and conflicts are not refusals.
+func isRefusal(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
+}
+
+// recordRefusals fails the pairs of each refused Job with the API server's
+// message, and says so in a Warning event.
+func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJob, refusals []error) {
+	var nodes []string
+	var first error
+	for i, err := range refusals {
+		if err == nil {
+			continue
+		}
+		jobs[i].refused(err.Error())
+		nodes = append(nodes, jobs[i].node)
+		if first == nil {
+			first = err
+		}
+		klog.FromContext(ctx).Info("The API server refused a Job", "job", klog.KObj(jobs[i].job), "node", jobs[i].node, "err", err)
+	}
+	if len(nodes) == 0 {
+		return
+	}
+	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonJobRejected,
+		"The API server refused the Jobs for %d %s (%s): %v", len(nodes), plural(len(nodes), "node", "nodes"), listSome(nodes, 3), first)
+}
+
+// listSome joins the first n items, and says how many more there are.
+func listSome(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }
 
 // deleteFinishedJobs deletes a complete operation's Jobs, unless they are to

@@ -19,6 +19,7 @@ const (
 	reasonNoHostnameLabel  = "NoHostnameLabel"
 	reasonInvalidImageName = "InvalidImageName"
 	reasonUnknownRuntime   = "UnknownRuntime"
+	reasonJobRejected      = "JobRejected"
 	// nodeImagesLag (seconds) is how long a node may go on reporting an
 	// image after its removal: the kubelet re-lists images every ~30s and
 	// reports status every ~10s.

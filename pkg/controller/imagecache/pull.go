@@ -113,6 +113,7 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 		present = c.nodePresent(w.node)
 	}
 	var batch []string
+	var picked []wantedImage
 	for _, wi := range w.images {
 		if s.led.get(name, wi.key) != stateUnsettled {
 			continue
@@ -123,6 +124,7 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 		}
 		if len(batch) < c.cfg.ImagesPerJob {
 			batch = append(batch, wi.image)
+			picked = append(picked, wi)
 		}
 	}
 	if len(batch) == 0 || hold {
@@ -136,7 +138,12 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 		s.throttled = true
 		return nil
 	}
-	return &newJob{job: job, kind: "pull", node: name, images: len(batch)}
+	return &newJob{job: job, kind: "pull", node: name, images: len(batch), refused: func(message string) {
+		for _, wi := range picked {
+			s.led.set(name, wi.key, stateFailed)
+			s.failures.add(wi.image, name, reasonJobRejected, message)
+		}
+	}}
 }
 
 // removalJobs counts the removals still to do, and returns the delete Jobs

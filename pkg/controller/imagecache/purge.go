@@ -67,20 +67,25 @@ func (c *Controller) deleteJobFor(s *syncCtx, w *nodeWant, hold bool, pick func(
 	if len(batch) == 0 || hold {
 		return nil
 	}
+	// giveUp settles the picked pairs with a failure: a purge's as failed,
+	// a removal's as given up (the image stays, and is not this cache's).
+	giveUp := func(reason, message string) {
+		for _, wi := range w.images {
+			if pick(wi.key) {
+				if s.led.get(name, wi.key) == stateUnsettled {
+					s.led.set(name, wi.key, stateFailed) // a purge: failed
+				} else {
+					s.led.set(name, wi.key, stateUnsettled) // a removal: given up
+				}
+				s.failures.add(wi.image, name, reason, message)
+			}
+		}
+	}
 	socket := c.cfg.CRISocketPath
 	if socket == "" {
 		var err error
 		if socket, err = cri.SocketForRuntime(w.node.Status.NodeInfo.ContainerRuntimeVersion); err != nil {
-			for _, wi := range w.images {
-				if pick(wi.key) {
-					if s.led.get(name, wi.key) == stateUnsettled {
-						s.led.set(name, wi.key, stateFailed) // a purge: failed
-					} else {
-						s.led.set(name, wi.key, stateUnsettled) // a removal: given up
-					}
-					s.failures.add(wi.image, name, reasonUnknownRuntime, err.Error())
-				}
-			}
+			giveUp(reasonUnknownRuntime, err.Error())
 			return nil
 		}
 	}
@@ -89,5 +94,6 @@ func (c *Controller) deleteJobFor(s *syncCtx, w *nodeWant, hold bool, pick func(
 	if !c.throttle.tryAcquire(jobKey(job), s.key) {
 		return nil
 	}
-	return &newJob{job: job, kind: "delete", node: name, images: len(batch)}
+	return &newJob{job: job, kind: "delete", node: name, images: len(batch),
+		refused: func(message string) { giveUp(reasonJobRejected, message) }}
 }

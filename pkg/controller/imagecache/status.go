@@ -237,6 +237,34 @@ func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCache
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 	meta.SetStatusCondition(&st.Conditions, progressing)
+	setJobsRejected(st, failures, ic.Generation, now)
+}
+
+// setJobsRejected sets the JobsRejected condition: True while failures of
+// the latest operation are refusals of its Jobs by the API server, False once
+// none is (it is left out until the first refusal).
+func setJobsRejected(st *v1alpha2.ImageCacheStatus, failures failureSet, generation int64, now time.Time) {
+	nodes := map[string]string{} // node -> the refusal's message
+	for _, m := range failures {
+		for node, nrm := range m {
+			if nrm.Reason == reasonJobRejected {
+				nodes[node] = nrm.Message
+			}
+		}
+	}
+	cond := metav1.Condition{Type: v1alpha2.ConditionJobsRejected, ObservedGeneration: generation, LastTransitionTime: metav1.NewTime(now)}
+	if len(nodes) == 0 {
+		if meta.FindStatusCondition(st.Conditions, cond.Type) == nil {
+			return
+		}
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "NoneRejected", "The API server refused no Job of the latest operation"
+	} else {
+		names := sortedKeys(nodes)
+		cond.Status, cond.Reason = metav1.ConditionTrue, reasonJobRejected
+		cond.Message = fmt.Sprintf("The API server refused the Jobs for %d %s (%s); for %s: %s",
+			len(names), plural(len(names), "node", "nodes"), listSome(names, 3), names[0], nodes[names[0]])
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
 }
 
 // statusMessage says, for people, how the operation stands.

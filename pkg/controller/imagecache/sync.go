@@ -32,7 +32,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	if err := c.readJobs(ctx, s); err != nil {
 		return 0, err
 	}
-	if err := c.createJobs(ctx, s.op.jobs()); err != nil {
+	if err := c.createJobs(ctx, s, s.op.jobs()); err != nil {
 		return 0, err
 	}
 	if err := c.writeStatus(ctx, s); err != nil {

@@ -133,6 +133,10 @@ const (
 	ConditionReady = "Ready"
 	// ConditionProgressing is True while an operation is under way.
 	ConditionProgressing = "Progressing"
+	// ConditionJobsRejected is True while pulls of the latest operation
+	// stand failed because the API server refused their Jobs (a quota, an
+	// admission webhook or policy); its message quotes the refusal.
+	ConditionJobsRejected = "JobsRejected"
 )
 
 // Annotations a user sets to ask for an operation. The controller removes
@@ -172,7 +176,8 @@ type ImageCacheStatus struct {
 	// ObservedGeneration is the spec generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions are Ready and Progressing.
+	// Conditions are Ready and Progressing, and JobsRejected once the API
+	// server has refused a Job.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -1,0 +1,166 @@
+package imagecache
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	core "k8s.io/client-go/testing"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// refuseJobsFor makes the API server refuse, with err, every Job created for
+// one of the nodes.
+func refuseJobsFor(f *fixture, err error, nodes ...string) {
+	f.kube.PrependReactor("create", "jobs", func(a core.Action) (bool, runtime.Object, error) {
+		for _, n := range nodes {
+			if a.(core.CreateAction).GetObject().(*batchv1.Job).Annotations[puller.AnnotationNode] == n {
+				return true, nil, err
+			}
+		}
+		return false, nil, nil
+	})
+}
+
+// TestRefusedJobsFailTheirNodeOnly: the API server refuses the Jobs of two
+// nodes (an admission policy, a quota). Their pairs fail with its message and
+// reason JobRejected, every other node gets its Job, a Warning event and the
+// JobsRejected condition say so, and a second sync asks for nothing again.
+func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
+	var nodes []*corev1.Node
+	for i := range 6 {
+		nodes = append(nodes, newNode(fmt.Sprintf("node-%d", i)))
+	}
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))}, nodes...)
+	refusal := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x",
+		errors.New("ValidatingAdmissionPolicy 'no-jobs-on-node-0' denied request: not on this node"))
+	refuseJobsFor(f, refusal, "node-0", "node-3")
+	for len(f.recorder.Events) > 0 {
+		<-f.recorder.Events
+	}
+
+	f.syncStarted("web")
+	var on []string
+	for _, j := range f.jobs() {
+		on = append(on, j.Annotations[puller.AnnotationNode])
+	}
+	if diff := cmp.Diff([]string{"node-1", "node-2", "node-4", "node-5"}, sortStrings(on)); diff != "" {
+		t.Errorf("nodes with a Job (-want +got):\n%s", diff)
+	}
+	if n := f.c.InFlightJobs(); n != 4 {
+		t.Errorf("throttle holds %d slots, want 4 (the refused Jobs give theirs back)", n)
+	}
+	st := f.imageCache("web").Status
+	want := v1alpha2.PullCounts{Desired: 12, Failed: 4, Pending: 8}
+	if st.Pulls != want {
+		t.Errorf("pulls %+v, want %+v", st.Pulls, want)
+	}
+	for _, img := range []string{"nginx", "redis"} {
+		var got []string
+		for _, nrm := range st.Failures[img] {
+			if nrm.Reason != reasonJobRejected || nrm.Message != refusal.Error() {
+				t.Errorf("%s on %s: %s %q, want %s with the API server's message", img, nrm.Node, nrm.Reason, nrm.Message, reasonJobRejected)
+			}
+			got = append(got, nrm.Node)
+		}
+		if diff := cmp.Diff([]string{"node-0", "node-3"}, got); diff != "" {
+			t.Errorf("%s failed on (-want +got):\n%s", img, diff)
+		}
+	}
+	c := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionJobsRejected)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reasonJobRejected ||
+		c.Message != "The API server refused the Jobs for 2 nodes (node-0, node-3); for node-0: "+refusal.Error() {
+		t.Errorf("JobsRejected %+v", c)
+	}
+	var warned bool
+	for len(f.recorder.Events) > 0 {
+		ev := <-f.recorder.Events
+		warned = warned || strings.HasPrefix(ev, "Warning JobRejected The API server refused the Jobs for 2 nodes (node-0, node-3): "+refusal.Error())
+	}
+	if !warned {
+		t.Error("no Warning event for the refused Jobs")
+	}
+
+	// Nothing new: no create is tried again, nothing is written.
+	if w, _ := f.sync("web"); len(w) != 0 {
+		t.Errorf("second sync wrote %s", describe(w))
+	}
+
+	// The others finish: Failed, with the refused pairs, and the condition stays.
+	f.completeAll()
+	f.sync("web")
+	st = f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.Pulls.Succeeded != 8 || st.Pulls.Failed != 4 {
+		t.Errorf("status %s pulls %+v, want Failed with 8 pulled and 4 refused", st.Status, st.Pulls)
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionJobsRejected); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("JobsRejected %+v after the operation, want True while its failures stand", c)
+	}
+
+	// An update tries the failed pulls again; the API server now accepts
+	// them, and the condition turns False.
+	f.kube.ReactionChain = f.kube.ReactionChain[1:]
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Generation = 2
+		ic.Spec.CacheSpec[0].Images = append(ic.Spec.CacheSpec[0].Images, "busybox")
+	})
+	f.clock.Step(time.Second) // an operation's epoch is later than the last one's
+	writes, _ := f.syncStarted("web")
+	if n := len(createdJobs(writes)); n != 6 {
+		t.Errorf("%d Jobs after the update, want 6 (every node has a pull to do)", n)
+	}
+	st = f.imageCache("web").Status
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionJobsRejected); c == nil || c.Status != metav1.ConditionFalse {
+		t.Errorf("JobsRejected %+v once no Job is refused, want False", c)
+	}
+}
+
+// TestTransientCreateErrorsAreNotRefusals: throttling, server errors and
+// conflicts are retried with backoff, never settled as failures.
+func TestTransientCreateErrorsAreNotRefusals(t *testing.T) {
+	gr := schema.GroupResource{Group: "batch", Resource: "jobs"}
+	for _, err := range []error{
+		apierrors.NewTooManyRequests("slow down", 1),
+		apierrors.NewInternalError(errors.New("etcd unavailable")),
+		apierrors.NewServiceUnavailable("restarting"),
+		apierrors.NewConflict(gr, "x", errors.New("modified")),
+		apierrors.NewTimeoutError("timed out", 1),
+	} {
+		if isRefusal(err) {
+			t.Errorf("%v taken as a refusal", err)
+		}
+	}
+	for _, err := range []error{
+		apierrors.NewForbidden(gr, "x", errors.New(`exceeded quota: jobs, requested: count/jobs.batch=1, used: count/jobs.batch=1, limited: count/jobs.batch=1`)),
+		apierrors.NewInvalid(schema.GroupKind{Group: "batch", Kind: "Job"}, "x", nil),
+		apierrors.NewBadRequest("bad"),
+	} {
+		if !isRefusal(err) {
+			t.Errorf("%v not taken as a refusal", err)
+		}
+	}
+}
+
+func sortStrings(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}

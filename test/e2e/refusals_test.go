@@ -1,0 +1,120 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// TestPolicyRefusesOneNode: a ValidatingAdmissionPolicy refuses the Jobs
+// for one node. That node's pulls fail with the policy's message, the other
+// nodes' succeed, and kubectl describe shows the refusal.
+func TestPolicyRefusesOneNode(t *testing.T) {
+	ns := newNamespace(t, "policy")
+	const refused, message = "kwok-node-2", "e2e policy: no image pulls on kwok-node-2"
+	name := ns + "-no-pulls"
+	kubectlIn(t, fmt.Sprintf(`apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: %[1]s}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [batch], apiVersions: [v1], operations: [CREATE], resources: [jobs]}
+  validations:
+  - expression: "!has(object.metadata.annotations) || object.metadata.annotations[?'%[2]s'].orValue('') != '%[3]s'"
+    message: "%[4]s"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: %[1]s}
+spec:
+  policyName: %[1]s
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: %[5]s}
+`, name, puller.AnnotationNode, refused, message, ns), "apply", "-f", "-")
+	t.Cleanup(func() {
+		kubectl(t, "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, "--ignore-not-found")
+	})
+	// The API server applies a new policy within a second or so.
+	probe := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Annotations: map[string]string{puller.AnnotationNode: refused}},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}},
+	}
+	waitFor(t, 30*time.Second, "the policy to be enforced", func() bool {
+		_, err := kubeClient.BatchV1().Jobs(ns).Create(context.Background(), probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), message)
+	})
+
+	startController(t)
+	ic := applyAndTime(t, ns, `
+  - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
+    nodeSelector: {type: kwok}
+`, v1alpha2.ImageCacheActionStatusFailed)
+	if p := ic.Status.Pulls; p.Succeeded != p.Desired-2 || p.Failed != 2 {
+		t.Errorf("pulls %+v, want all but the 2 of %s succeeded", p, refused)
+	}
+	for img, list := range ic.Status.Failures {
+		if len(list) != 1 || list[0].Node != refused || list[0].Reason != "JobRejected" || !strings.Contains(list[0].Message, message) {
+			t.Errorf("failures of %s: %+v, want one on %s, JobRejected, with the policy's message", img, list, refused)
+		}
+	}
+	if len(ic.Status.Failures) != 2 {
+		t.Errorf("failures for %d images, want 2", len(ic.Status.Failures))
+	}
+	c := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionJobsRejected)
+	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, message) {
+		t.Errorf("JobsRejected %+v", c)
+	}
+	out := kubectl(t, "describe", "ic", "-n", ns, "app")
+	if !strings.Contains(out, "JobRejected") || !strings.Contains(out, message) {
+		t.Errorf("kubectl describe ic does not show the refusal:\n%s", out)
+	}
+}
+
+// TestQuotaOfOneJob: a ResourceQuota allows one Job in the namespace; a
+// cache over 5 nodes does not hang: the node whose Job got in is cached, and
+// the others fail at once, quoting the quota.
+func TestQuotaOfOneJob(t *testing.T) {
+	ns := newNamespace(t, "quota")
+	kubectlIn(t, `apiVersion: v1
+kind: ResourceQuota
+metadata: {name: one-job}
+spec:
+  hard: {count/jobs.batch: "1"}
+`, "apply", "-n", ns, "-f", "-")
+	waitFor(t, 30*time.Second, "the quota to be counted", func() bool {
+		q, err := kubeClient.CoreV1().ResourceQuotas(ns).Get(context.Background(), "one-job", metav1.GetOptions{})
+		return err == nil && q.Status.Hard != nil
+	})
+	startController(t)
+	ic := applyAndTime(t, ns, `
+  - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
+    nodeSelector: {tier: backend}
+`, v1alpha2.ImageCacheActionStatusFailed)
+	if p := ic.Status.Pulls; p.Desired != 10 || p.Succeeded != 2 || p.Failed != 8 {
+		t.Errorf("pulls %+v, want 2 pulled (one node) and 8 refused", p)
+	}
+	for img, list := range ic.Status.Failures {
+		for _, f := range list {
+			if f.Reason != "JobRejected" || !strings.Contains(f.Message, "exceeded quota: one-job") {
+				t.Errorf("failure of %s on %s: %s %q, want JobRejected quoting the quota", img, f.Node, f.Reason, f.Message)
+			}
+		}
+	}
+}
