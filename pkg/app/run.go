@@ -67,6 +67,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 			HelperImage:        o.HelperImage,
 			PullPolicy:         corev1.PullPolicy(o.ImagePullPolicy),
 			PullDeadline:       o.ImagePullDeadline,
+			StartDeadline:      o.JobStartDeadline,
 			ServiceAccountName: o.ServiceAccountName,
 			PriorityClassName:  o.JobPriorityClassName,
 		},
@@ -157,7 +158,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	defer servers.shutdown()
 
 	logger.Info("Controller starting", "helperImage", o.HelperImage, "imagesPerJob", o.ImagesPerJob,
-		"maxInFlightJobs", o.MaxInFlightJobs, "pullDeadline", o.ImagePullDeadline.String(),
+		"maxInFlightJobs", o.MaxInFlightJobs, "pullDeadline", o.ImagePullDeadline.String(), "startDeadline", o.JobStartDeadline.String(),
 		"refresh", o.ImageCacheRefreshPeriod.String(), "workers", o.Workers, "leaderElect", o.LeaderElect)
 	if !o.LeaderElect {
 		return ctrl.Run(ctx, o.Workers)

@@ -34,6 +34,7 @@ type Options struct {
 	Master     string
 
 	ImagePullDeadline       time.Duration
+	JobStartDeadline        time.Duration
 	ImageCacheRefreshPeriod time.Duration
 	ImagePullPolicy         string
 	ServiceAccountName      string
@@ -73,6 +74,7 @@ const DefaultNamespace = "kube-fledged"
 func New() *Options {
 	return &Options{
 		ImagePullDeadline:       5 * time.Minute,
+		JobStartDeadline:        2 * time.Minute,
 		ImageCacheRefreshPeriod: 15 * time.Minute,
 		ImagePullPolicy:         string(corev1.PullIfNotPresent),
 		JobRetentionPolicy:      RetentionDelete,
@@ -97,6 +99,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig. Only needed out of cluster.")
 	fs.StringVar(&o.Master, "master", o.Master, "The address of the Kubernetes API server. Overrides any value in the kubeconfig. Only needed out of cluster.")
 	fs.DurationVar(&o.ImagePullDeadline, "image-pull-deadline-duration", o.ImagePullDeadline, "How long one image may take to pull onto a node before it counts as failed.")
+	fs.DurationVar(&o.JobStartDeadline, "job-start-deadline", o.JobStartDeadline, "How long a Job's pod may take to be created, scheduled and to install the helper before the Job's images fail with the reason it did not start.")
 	fs.DurationVar(&o.ImageCacheRefreshPeriod, "image-cache-refresh-frequency", o.ImageCacheRefreshPeriod, "How often every cache is pulled again, to put back images removed from nodes. 0 disables the periodic refresh.")
 	fs.StringVar(&o.ImagePullPolicy, "image-pull-policy", o.ImagePullPolicy, "Pull policy of the image containers: IfNotPresent (images a node already reports are not pulled again) or Always.")
 	fs.StringVar(&o.ServiceAccountName, "service-account-name", o.ServiceAccountName, "Service account of the pull Jobs' pods (empty: the namespace's default).")
@@ -145,6 +148,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.ImagePullDeadline < time.Second {
 		errs = append(errs, fmt.Errorf("--image-pull-deadline-duration must be at least 1s, got %s", o.ImagePullDeadline))
+	}
+	if o.JobStartDeadline < 10*time.Second {
+		errs = append(errs, fmt.Errorf("--job-start-deadline must be at least 10s, got %s", o.JobStartDeadline))
 	}
 	if o.ImageCacheRefreshPeriod < 0 || (o.ImageCacheRefreshPeriod > 0 && o.ImageCacheRefreshPeriod < time.Minute) {
 		errs = append(errs, fmt.Errorf("--image-cache-refresh-frequency must be 0 (off) or at least 1m, got %s", o.ImageCacheRefreshPeriod))

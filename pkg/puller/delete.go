@@ -79,15 +79,19 @@ func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
 // IsDeleteJob reports whether a Job of the controller's removes images.
 func IsDeleteJob(job *batchv1.Job) bool { return job.Labels[LabelComponent] == ComponentDelete }
 
-// ReadDelete works out each image's removal outcome from a delete Job and its
-// pod: a Complete Job removed everything; a failed one reports per image in
-// its container's termination message.
-func ReadDelete(job *batchv1.Job, pod *corev1.Pod, parse func(string) map[string][2]string) (Outcome, error) {
+// ReadDelete works out each image's removal outcome from a delete Job, its
+// pod and the time now: a Complete Job removed everything; a failed one
+// reports per image in its container's termination message; one whose pod
+// did not start within the start deadline fails with the reason.
+func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time, parse func(string) map[string][2]string) (Outcome, error) {
 	images, err := JobImages(job)
 	if err != nil {
 		return Outcome{}, err
 	}
 	out := Outcome{Images: images, Results: make([]Result, len(images))}
+	if done, err := readRecorded(job, &out); done || err != nil {
+		return out, err
+	}
 	if jobCondition(job, batchv1.JobComplete) != nil {
 		for i := range out.Results {
 			out.Results[i] = Result{State: Succeeded}
@@ -97,9 +101,11 @@ func ReadDelete(job *batchv1.Job, pod *corev1.Pod, parse func(string) map[string
 	}
 	failed := jobCondition(job, batchv1.JobFailed)
 	if failed == nil {
-		return out, nil // still running
+		checkStart(cfg, job, pod, now, &out)
+		return out, nil
 	}
 	out.Finished = true
+	cause := jobFailure(failed, pod)
 	var summary map[string][2]string
 	if pod != nil {
 		for _, cs := range pod.Status.ContainerStatuses {
@@ -116,7 +122,7 @@ func ReadDelete(job *batchv1.Job, pod *corev1.Pod, parse func(string) map[string
 		case ok:
 			out.Results[i] = Result{State: Failed, Reason: "RemoveFailed", Message: r[1]}
 		default:
-			out.Results[i] = Result{State: Failed, Reason: nonEmpty(failed.Reason, "JobFailed"), Message: failed.Message}
+			out.Results[i] = cause
 		}
 	}
 	return out, nil

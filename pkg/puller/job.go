@@ -43,6 +43,10 @@ type Config struct {
 	PullPolicy corev1.PullPolicy
 	// PullDeadline is the time one image may take to pull.
 	PullDeadline time.Duration
+	// StartDeadline is the time a Job's pod may take to start (be created,
+	// scheduled and past its helper) before the Job's images fail with the
+	// reason it did not start. Zero turns the check off.
+	StartDeadline time.Duration
 	// ServiceAccountName and PriorityClassName are set on the pods when not empty.
 	ServiceAccountName string
 	PriorityClassName  string

@@ -42,6 +42,10 @@ type Outcome struct {
 	// CheckAt is when the Job should be looked at again if nothing changes
 	// before then (zero when finished).
 	CheckAt time.Time
+	// NoPod is true when the Job made no pod within the start deadline:
+	// the reason is then in the Job's FailedCreate events, which the caller
+	// may read to replace ReasonPodNotCreated.
+	NoPod bool
 }
 
 // pullErrorReasons are the kubelet's waiting reasons for an image that
@@ -91,21 +95,8 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 	}
 	out := Outcome{Images: images, Results: make([]Result, len(images))}
 
-	// Recorded by the controller when it ended the Job: authoritative.
-	if raw, ok := job.Annotations[AnnotationResults]; ok {
-		failed := map[string]Result{}
-		if err := json.Unmarshal([]byte(raw), &failed); err != nil {
-			return Outcome{}, fmt.Errorf("job %s/%s: annotation %s: %w", job.Namespace, job.Name, AnnotationResults, err)
-		}
-		for i, img := range images {
-			if r, ok := failed[img]; ok {
-				out.Results[i] = Result{State: Failed, Reason: r.Reason, Message: r.Message}
-			} else {
-				out.Results[i] = Result{State: Succeeded}
-			}
-		}
-		out.Finished = true
-		return out, nil
+	if done, err := readRecorded(job, &out); done || err != nil {
+		return out, err
 	}
 	if jobCondition(job, batchv1.JobComplete) != nil {
 		for i := range out.Results {
@@ -156,7 +147,9 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 
 	if c := jobCondition(job, batchv1.JobFailed); c != nil {
 		// The Job ended (deadline, or the pod failed). Whatever did not
-		// succeed failed, with the kubelet's reason where it gave one.
+		// succeed failed, with the kubelet's reason where it gave one, or
+		// why the pod never got going.
+		cause := jobFailure(c, pod)
 		for i := range out.Results {
 			if out.Results[i].State == Succeeded || out.Results[i].State == Failed {
 				continue
@@ -165,14 +158,29 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 				out.Results[i].State = Failed
 				continue
 			}
-			out.Results[i] = Result{State: Failed, Reason: nonEmpty(c.Reason, "JobFailed"), Message: c.Message}
+			out.Results[i] = cause
 		}
 		out.Finished = true
 		return out, nil
 	}
+	if checkStart(cfg, job, pod, now, &out) {
+		return out, nil
+	}
+	startAt := out.CheckAt
 
 	deadline := started.Add(ControllerDeadline(cfg, len(images)))
 	switch {
+	case !now.Before(deadline) && !podStarted(pod):
+		// Our own deadline, and the pod never got going: say why.
+		why := whyNotStarted(pod, ControllerDeadline(cfg, len(images)))
+		for i := range out.Results {
+			if out.Results[i].State != Succeeded {
+				out.Results[i] = why
+			}
+		}
+		out.NoPod = pod == nil
+		out.EndNow = true
+		out.Finished = true
 	case !now.Before(deadline):
 		// Our own deadline, before the Job's: record while the pod is there.
 		for i := range out.Results {
@@ -205,7 +213,44 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 		out.Finished = true
 		out.CheckAt = time.Time{}
 	}
+	if !out.Finished && !startAt.IsZero() && startAt.Before(out.CheckAt) {
+		out.CheckAt = startAt
+	}
 	return out, nil
+}
+
+// jobFailure is the failure of the images a failed Job did not settle: the
+// Job's own condition, unless its pod shows that the helper could not be
+// installed. (A failed Job without a pod says nothing more: the Job
+// controller deletes the pod of a Job past its deadline.)
+func jobFailure(c *batchv1.JobCondition, pod *corev1.Pod) Result {
+	if pod != nil && helperFailed(pod) {
+		return whyNotStarted(pod, 0)
+	}
+	return Result{State: Failed, Reason: nonEmpty(c.Reason, "JobFailed"), Message: c.Message}
+}
+
+// readRecorded reads the outcome the controller recorded on the Job when it
+// ended it (AnnotationResults), which is authoritative. It returns false
+// when there is none.
+func readRecorded(job *batchv1.Job, out *Outcome) (bool, error) {
+	raw, ok := job.Annotations[AnnotationResults]
+	if !ok {
+		return false, nil
+	}
+	failed := map[string]Result{}
+	if err := json.Unmarshal([]byte(raw), &failed); err != nil {
+		return false, fmt.Errorf("job %s/%s: annotation %s: %w", job.Namespace, job.Name, AnnotationResults, err)
+	}
+	for i, img := range out.Images {
+		if r, ok := failed[img]; ok {
+			out.Results[i] = Result{State: Failed, Reason: r.Reason, Message: r.Message}
+		} else {
+			out.Results[i] = Result{State: Succeeded}
+		}
+	}
+	out.Finished = true
+	return true, nil
 }
 
 // ResultsAnnotation encodes the failed images of an outcome for AnnotationResults.

@@ -176,23 +176,24 @@ func TestReadDelete(t *testing.T) {
 		}
 		return out
 	}
-	out, _ := ReadDelete(newJob(), nil, parse)
+	now := time.Now()
+	out, _ := ReadDelete(Config{}, newJob(), nil, now, parse)
 	if out.Finished {
 		t.Error("a running delete Job is finished")
 	}
-	out, _ = ReadDelete(newJob(batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}), nil, parse)
+	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}), nil, now, parse)
 	if !out.Finished || out.Results[0].State != Succeeded || out.Results[2].State != Succeeded {
 		t.Errorf("complete: %+v", out)
 	}
 	pod := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{State: corev1.ContainerState{
 		Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Message: "removed: a:1\nalready absent: b:1\nfailed: c:1: rpc error: image in use"},
 	}}}}}
-	out, _ = ReadDelete(newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}), pod, parse)
+	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}), pod, now, parse)
 	if out.Results[0].State != Succeeded || out.Results[1].State != Succeeded || out.Results[2].State != Failed ||
 		out.Results[2].Reason != "RemoveFailed" || out.Results[2].Message != "rpc error: image in use" {
 		t.Errorf("failed with a summary: %+v", out.Results)
 	}
-	out, _ = ReadDelete(newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}), nil, parse)
+	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}), nil, now, parse)
 	if out.Results[0].State != Failed || out.Results[0].Reason != "DeadlineExceeded" {
 		t.Errorf("failed without a pod: %+v", out.Results)
 	}

@@ -399,3 +399,17 @@ func TestRealNodeRefreshAlreadyPresent(t *testing.T) {
 		t.Errorf("the refresh created %d pull Jobs for a node that has the images, want 0", jw.Count())
 	}
 }
+
+// TestRealNodeHelperImageUnpullable: the helper image is not in the
+// registry, so the pull pod's init container waits in ErrImagePull. At the
+// start deadline the pulls fail with the kubelet's reason, not after the
+// pull deadline with DeadlineExceeded, and the slots come back.
+func TestRealNodeHelperImageUnpullable(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-nohelper")
+	img := rn.image(t, "shell", "e2e/shell:nohelper", false)
+	p := rn.controller(t, "--helper-image="+rn.registry+"/e2e/no-such-helper:v1", "--job-start-deadline="+startDeadline,
+		"--image-pull-deadline-duration=5m")
+	ic := applyAndTime(t, ns, imageList(img)+onRealNode(rn), v1alpha2.ImageCacheActionStatusFailed)
+	assertNeverStarted(t, p, ic, []string{"ErrImagePull", "ImagePullBackOff"}, "container install-helper (image "+rn.registry+"/e2e/no-such-helper:v1)")
+}

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -64,15 +65,8 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 		return c.dropJob(ctx, s, job)
 	}
 	node := job.Annotations[puller.AnnotationNode]
-	if out.EndNow {
-		if err := c.endJob(ctx, job, out); err != nil {
-			return err
-		}
-	} else if puller.IsActive(job) {
-		s.busy[node] = true
-	}
-	if !out.CheckAt.IsZero() && (s.checkAt.IsZero() || out.CheckAt.Before(s.checkAt)) {
-		s.checkAt = out.CheckAt
+	if err := c.followJob(ctx, s, job, &out); err != nil {
+		return err
 	}
 	for i, img := range out.Images {
 		k, err := images.Normalize(img)
@@ -91,6 +85,82 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 		}
 	}
 	return nil
+}
+
+// followJob does what a Job's outcome asks of the sync, before its results
+// are read: a Job that failed without a pod gets the reason from its
+// FailedCreate event; a Job that must end is ended, with its outcome
+// recorded on it; a running one keeps its node busy; and the sync looks
+// again when the outcome asks to (CheckAt).
+func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job, out *puller.Outcome) error {
+	if out.NoPod {
+		c.explainNoPod(ctx, job, out)
+	}
+	if out.EndNow {
+		if err := c.endJob(ctx, job, *out); err != nil {
+			return err
+		}
+	} else if puller.IsActive(job) {
+		s.busy[job.Annotations[puller.AnnotationNode]] = true
+	}
+	if !out.CheckAt.IsZero() && (s.checkAt.IsZero() || out.CheckAt.Before(s.checkAt)) {
+		s.checkAt = out.CheckAt
+	}
+	return nil
+}
+
+// explainNoPod replaces the reason of a Job that made no pod with the one
+// the Job controller gave in its newest FailedCreate event on the Job (the
+// admission plugin, quota or missing service account that refused the
+// pod). Without such an event, or when events cannot be read, the outcome
+// stays as it is.
+func (c *Controller) explainNoPod(ctx context.Context, job *batchv1.Job, out *puller.Outcome) {
+	events, err := c.kubeClient.CoreV1().Events(job.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.AndSelectors(
+			fields.OneTermEqualSelector("involvedObject.uid", string(job.UID)),
+			fields.OneTermEqualSelector("reason", reasonFailedCreate),
+		).String(),
+	})
+	if err != nil {
+		klog.FromContext(ctx).Info("Cannot read the events of a Job that made no pod", "job", klog.KObj(job), "err", err)
+		return
+	}
+	var newest *corev1.Event
+	for i := range events.Items {
+		e := &events.Items[i]
+		if e.InvolvedObject.UID != job.UID || e.Reason != reasonFailedCreate {
+			continue
+		}
+		if newest == nil || eventTime(e).After(eventTime(newest)) {
+			newest = e
+		}
+	}
+	if newest == nil {
+		return
+	}
+	for i, r := range out.Results {
+		if r.State == puller.Failed && r.Reason == puller.ReasonPodNotCreated {
+			out.Results[i].Reason = reasonFailedCreate
+			out.Results[i].Message = newest.Message
+		}
+	}
+}
+
+// reasonFailedCreate is the Job controller's event reason when it cannot
+// create a Job's pod.
+const reasonFailedCreate = "FailedCreate"
+
+// eventTime is when an event last happened, whichever of its times is set.
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case e.Series != nil:
+		return e.Series.LastObservedTime.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
 }
 
 // newJob is a Job a sync decided to create, its throttle slot taken.

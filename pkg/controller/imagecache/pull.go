@@ -8,6 +8,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
@@ -61,8 +62,7 @@ func (o *pullOp) owns(job *batchv1.Job) bool {
 
 func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	if puller.IsDeleteJob(job) {
-		o.readRemoval(job)
-		return nil
+		return o.readRemoval(ctx, job)
 	}
 	s := o.s
 	out, err := puller.Read(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
@@ -76,13 +76,16 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 // readRemoval reads a delete Job that removes images dropped from the spec:
 // once it has finished, each pair it removed leaves the ledger, and each it
 // failed to remove too, with a failure.
-func (o *pullOp) readRemoval(job *batchv1.Job) {
+func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
-	out, err := puller.ReadDelete(job, o.c.podOf(job), remover.ParseSummary)
-	if err != nil || !out.Finished {
-		s.busy[node] = err == nil
-		return
+	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now, remover.ParseSummary)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
+		return o.c.dropJob(ctx, s, job)
+	}
+	if err := o.c.followJob(ctx, s, job, &out); err != nil || !out.Finished {
+		return err
 	}
 	for i, img := range out.Images {
 		if !o.toRemove(node, img) {
@@ -94,6 +97,7 @@ func (o *pullOp) readRemoval(job *batchv1.Job) {
 			s.failures.add(img, node, r.Reason, r.Message)
 		}
 	}
+	return nil
 }
 
 // jobs returns a pull Job for each node with images left to pull, then the
