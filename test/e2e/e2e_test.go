@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -160,6 +161,53 @@ func TestNodeChurn(t *testing.T) {
 	})
 	if p := pairs(t, jw); p["churn-11 docker.io/library/redis:7.4"] != 1 {
 		t.Errorf("the node that joined after the operation was not warmed: %v", sortedKeys(p))
+	}
+}
+
+// A node deleted and re-created under the same name while the controller
+// is down (a reimaged VM) is a new node: the restarted controller warms it
+// again, though the ledger says its name had the images.
+func TestNodeRecreatedUnderSameName(t *testing.T) {
+	ns := newNamespace(t, "recreated")
+	names := nodeList("recreated", 2)
+	addNodes(t, names, map[string]string{"e2e": "recreated"})
+	p := startController(t)
+	jw := watchJobs(t, ns)
+	applyAndTime(t, ns, `
+  - images: [docker.io/library/nginx:1.27]
+    nodeSelector: {e2e: recreated}
+`, v1alpha2.ImageCacheActionStatusSucceeded)
+	assertEachPairOnce(t, jw, 2)
+	p.stop(t)
+
+	old, err := kubeClient.CoreV1().Nodes().Get(t.Context(), names[0], metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kubeClient.CoreV1().Nodes().Delete(t.Context(), names[0], metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, names[0]+" gone", func() bool {
+		_, err := kubeClient.CoreV1().Nodes().Get(t.Context(), names[0], metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	addNodes(t, names[:1], map[string]string{"e2e": "recreated"})
+	again, err := kubeClient.CoreV1().Nodes().Get(t.Context(), names[0], metav1.GetOptions{})
+	if err != nil || again.UID == old.UID {
+		t.Fatalf("the node was not re-created with a new UID: %v", err)
+	}
+
+	jw.Reset()
+	startController(t)
+	start := time.Now()
+	waitFor(t, time.Minute, "a Job for the re-created node", func() bool { return jw.Count() > 0 })
+	ic := waitIC(t, ns, "app", time.Minute, "Succeeded with the new node", func(ic *v1alpha2.ImageCache) bool {
+		return ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded && ic.Status.Pulls.Succeeded == 2 &&
+			strings.HasSuffix(ic.Status.Ledger.Nodes[names[0]], "."+strings.ReplaceAll(string(again.UID), "-", "")[:8])
+	})
+	t.Logf("re-created node warmed in %v: %s", time.Since(start).Round(100*time.Millisecond), ic.Status.Message)
+	if p := pairs(t, jw); len(p) != 1 || p[names[0]+" docker.io/library/nginx:1.27"] != 1 {
+		t.Errorf("pulls after the restart: %v, want only the re-created node's", sortedKeys(p))
 	}
 }
 

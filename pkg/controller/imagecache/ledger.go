@@ -3,6 +3,9 @@ package imagecache
 import (
 	"encoding/base64"
 	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
@@ -21,12 +24,49 @@ const (
 type ledger struct {
 	epoch int64
 	nodes map[string]map[string]pairState
+	// tags holds, per node, the tag (uidTag) of the node the entries were
+	// recorded on; "" when unknown.
+	tags map[string]string
 	// removedAt is when this cache last removed images (Unix seconds).
 	removedAt int64
 }
 
 func newLedger(epoch int64) *ledger {
-	return &ledger{epoch: epoch, nodes: map[string]map[string]pairState{}}
+	return &ledger{epoch: epoch, nodes: map[string]map[string]pairState{}, tags: map[string]string{}}
+}
+
+// uidTag is the short form of a node's UID the ledger keeps: its first 8
+// characters, enough to tell a node from the one it replaced under the same
+// name, where the whole UID would double the ledger's size.
+func uidTag(n *corev1.Node) string {
+	uid := strings.ReplaceAll(string(n.UID), "-", "")
+	return uid[:min(len(uid), 8)]
+}
+
+// forgetReplaced drops the entries of every node that was re-created under
+// the same name since they were recorded (its UID tag changed), so that the
+// new node is warmed again, and tags every node's entries with its node of
+// now. It returns the names of the nodes it forgot.
+func (l *ledger) forgetReplaced(nodes map[string]*corev1.Node) []string {
+	var replaced []string
+	for name := range l.nodes {
+		n := nodes[name]
+		if n == nil {
+			continue
+		}
+		tag := uidTag(n)
+		if old := l.tags[name]; old != "" && tag != "" && old != tag {
+			delete(l.nodes, name)
+			replaced = append(replaced, name)
+		}
+	}
+	for name, n := range nodes {
+		if tag := uidTag(n); tag != "" {
+			l.tags[name] = tag
+		}
+	}
+	sort.Strings(replaced)
+	return replaced
 }
 
 func decodeLedger(l *v1alpha2.PullLedger) *ledger {
@@ -36,6 +76,8 @@ func decodeLedger(l *v1alpha2.PullLedger) *ledger {
 	out := newLedger(l.Epoch)
 	out.removedAt = l.RemovedAt
 	for node, enc := range l.Nodes {
+		enc, tag, _ := strings.Cut(enc, ".")
+		out.tags[node] = tag
 		bits, err := base64.RawStdEncoding.DecodeString(enc)
 		if err != nil {
 			continue // a damaged entry only means "pull again"
@@ -127,6 +169,9 @@ func (l *ledger) encode() *v1alpha2.PullLedger {
 			bits[i/4] |= byte(s) << (2 * (i % 4))
 		}
 		out.Nodes[node] = base64.RawStdEncoding.EncodeToString(bits)
+		if tag := l.tags[node]; tag != "" {
+			out.Nodes[node] += "." + tag
+		}
 	}
 	if len(out.Images) == 0 {
 		out.Images = nil

@@ -1,10 +1,12 @@
 package imagecache
 
 import (
+	"context"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
@@ -20,6 +22,7 @@ const (
 	reasonInvalidImageName = "InvalidImageName"
 	reasonUnknownRuntime   = "UnknownRuntime"
 	reasonJobRejected      = "JobRejected"
+	reasonNodesReplaced    = "NodesReplaced"
 	// nodeImagesLag (seconds) is how long a node may go on reporting an
 	// image after its removal: the kubelet re-lists images every ~30s and
 	// reports status every ~10s.
@@ -87,7 +90,7 @@ func nodeSkipReason(n *corev1.Node) string {
 // makePlan works out what this pass works on: the desired pulls of the spec
 // on the nodes of now, the operation under way, the ledger trimmed to the
 // pairs the operation still cares about, and the failures that still hold.
-func (c *Controller) makePlan(s *syncCtx) error {
+func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 	nodes, err := c.nodeLister.List(labels.Everything())
 	if err != nil {
 		return err
@@ -99,6 +102,12 @@ func (c *Controller) makePlan(s *syncCtx) error {
 	}
 	s.op = c.operationFor(s)
 	s.led.keepOnly(func(node, key string) bool { return s.plan.wants(node, key) || s.op.keeps(node, key) })
+	if replaced := s.led.forgetReplaced(s.nodes); len(replaced) > 0 {
+		klog.FromContext(ctx).Info("Nodes re-created under the same name: warming them again", "nodes", replaced)
+		c.recorder.Eventf(s.ic, corev1.EventTypeNormal, reasonNodesReplaced,
+			"%d %s re-created under the same name, to be warmed again: %s", len(replaced),
+			plural(len(replaced), "node was", "nodes were"), listSome(replaced, 3))
+	}
 	s.failures = newFailureSet(s.st.Failures, s.plan, s.led)
 	return nil
 }

@@ -26,7 +26,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	if wait := c.startOperation(ctx, s); wait > 0 {
 		return wait, nil
 	}
-	if err := c.makePlan(s); err != nil {
+	if err := c.makePlan(ctx, s); err != nil {
 		return 0, err
 	}
 	if err := c.readJobs(ctx, s); err != nil {

@@ -207,7 +207,9 @@ type PullLedger struct {
 	Images []string `json:"images,omitempty"`
 	// Nodes maps a node name to the states of the images on it: two bits per
 	// image in the order of Images (0 unsettled, 1 pulled, 2 already present,
-	// 3 failed), packed four to a byte, base64 encoded.
+	// 3 failed), packed four to a byte, base64 encoded; then a "." and the
+	// first 8 characters of the node's UID, so that a node re-created under
+	// the same name is known as new and warmed again.
 	// +optional
 	Nodes map[string]string `json:"nodes,omitempty"`
 	// RemovedAt is the Unix time this cache last removed images from nodes.

@@ -1,0 +1,99 @@
+package imagecache
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// TestReplacedNodeIsWarmedAgain: after the cache succeeded, node-a is
+// deleted and re-created under the same name while the controller is down
+// (a reimaged VM, a replaced instance). The ledger knows the old node's UID,
+// so the restarted controller warms the new node-a, and only it.
+func TestReplacedNodeIsWarmedAgain(t *testing.T) {
+	cfg := testConfig()
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
+		newNode("node-a"), newNode("node-b"))
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
+		t.Fatalf("status %s, want Succeeded", st.Status)
+	}
+	if enc := st.Ledger.Nodes["node-a"]; !strings.HasSuffix(enc, ".uidnodea") {
+		t.Fatalf("ledger entry of node-a %q does not carry its UID tag", enc)
+	}
+	for len(f.recorder.Events) > 0 {
+		<-f.recorder.Events
+	}
+
+	if err := f.kube.CoreV1().Nodes().Delete(f.ctx, "node-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := newNode("node-a")
+	again.UID = types.UID("0f9e8d7c-6b5a-4321-8765-43210fedcba9")
+	if _, err := f.kube.CoreV1().Nodes().Create(f.ctx, again, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.restart(cfg)
+	writes, _ := f.sync("web")
+	var on []string
+	for _, j := range createdJobs(writes) {
+		on = append(on, j.Annotations[puller.AnnotationNode])
+		if diff := cmp.Diff([]string{"nginx", "redis"}, sortStrings(jobImages(t, j))); diff != "" {
+			t.Errorf("Job images (-want +got):\n%s", diff)
+		}
+	}
+	if diff := cmp.Diff([]string{"node-a"}, on); diff != "" {
+		t.Errorf("nodes given a Job (-want +got):\n%s", diff)
+	}
+	st = f.imageCache("web").Status
+	if enc := st.Ledger.Nodes["node-a"]; enc != "" {
+		t.Errorf("the new node-a keeps the old one's entries: %q", enc)
+	}
+	if p := st.Pulls; p.Succeeded != 2 || p.Pending != 2 {
+		t.Errorf("pulls %+v, want node-b's 2 done and the new node-a's 2 pending", p)
+	}
+	var told bool
+	for len(f.recorder.Events) > 0 {
+		told = told || <-f.recorder.Events == "Normal NodesReplaced 1 node was re-created under the same name, to be warmed again: node-a"
+	}
+	if !told {
+		t.Error("no NodesReplaced event")
+	}
+	f.completeAll()
+	f.sync("web")
+	if enc := f.imageCache("web").Status.Ledger.Nodes["node-a"]; !strings.HasSuffix(enc, ".0f9e8d7c") {
+		t.Errorf("ledger entry of the new node-a %q, want its own tag", enc)
+	}
+}
+
+// TestLedgerWithoutTagsTrustsItsNodes: a ledger written before entries
+// carried a UID tag takes the nodes of now as the ones it recorded: it
+// pulls nothing again, and tags the entries.
+func TestLedgerWithoutTagsTrustsItsNodes(t *testing.T) {
+	cfg := testConfig()
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		enc, _, _ := strings.Cut(ic.Status.Ledger.Nodes["node-a"], ".")
+		ic.Status.Ledger.Nodes["node-a"] = enc
+	})
+	f.restart(cfg)
+	writes, _ := f.sync("web")
+	if len(createdJobs(writes)) != 0 {
+		t.Errorf("an untagged ledger made Jobs: %s", describe(writes))
+	}
+	if enc := f.imageCache("web").Status.Ledger.Nodes["node-a"]; !strings.HasSuffix(enc, ".uidnodea") {
+		t.Errorf("ledger entry %q, want it tagged", enc)
+	}
+}
