@@ -30,15 +30,18 @@ func podStarted(pod *corev1.Pod) bool {
 	if pod.Status.Phase != corev1.PodPending && pod.Status.Phase != "" {
 		return true
 	}
+	// The informer keeps no pod spec: that the pod has init containers shows
+	// in their statuses.
+	hasInit := len(pod.Status.InitContainerStatuses) > 0
 	for _, cs := range pod.Status.ContainerStatuses {
 		if cs.State.Running != nil || cs.State.Terminated != nil {
 			return true
 		}
-		if w := cs.State.Waiting; w != nil && w.Reason != "PodInitializing" && len(pod.Spec.InitContainers) > 0 {
+		if w := cs.State.Waiting; w != nil && w.Reason != "PodInitializing" && hasInit {
 			return true // past the init containers
 		}
 	}
-	if len(pod.Spec.InitContainers) == 0 || len(pod.Status.InitContainerStatuses) < len(pod.Spec.InitContainers) {
+	if !hasInit {
 		return false
 	}
 	for _, cs := range pod.Status.InitContainerStatuses {

@@ -19,8 +19,8 @@ func TestStartDeadline(t *testing.T) {
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	job := testJob([]string{"a", "b"}, created)
 	pending := func(mutate func(*corev1.Pod)) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: job.Spec.Template.Spec,
-			Status: corev1.PodStatus{Phase: corev1.PodPending}}
+		// As the informer keeps it: no spec.
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Phase: corev1.PodPending}}
 		mutate(p)
 		return p
 	}
@@ -28,7 +28,7 @@ func TestStartDeadline(t *testing.T) {
 		return func(p *corev1.Pod) {
 			p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "install-helper", Image: "h",
 				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}}}
-			for _, c := range p.Spec.Containers {
+			for _, c := range job.Spec.Template.Spec.Containers {
 				p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: c.Name,
 					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}})
 			}
@@ -72,7 +72,15 @@ func TestStartDeadline(t *testing.T) {
 		})
 	}
 
-	// Once the helper is installed, the pull deadline applies instead.
+	// Once the helper is installed, the pull deadline applies instead:
+	// whether its status says so, or an image container is pulling.
+	pulling := pending(func(p *corev1.Pod) {
+		initWaiting("PodInitializing", "")(p)
+		p.Status.ContainerStatuses[0].State.Waiting.Reason = "ContainerCreating"
+	})
+	if out, _ := Read(cfg, job, pulling, created.Add(3*time.Minute)); out.Finished {
+		t.Errorf("a pod pulling its images past the start deadline: %+v; want it left to the pull deadline", out)
+	}
 	started := pending(initDone)
 	out, _ := Read(cfg, job, started, created.Add(3*time.Minute))
 	if out.Finished || out.EndNow || !out.CheckAt.Equal(created.Add(10*time.Minute)) {
