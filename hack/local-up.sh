@@ -144,8 +144,13 @@ STAGES="${BIN}/kwok-stage"
   echo "---"
   cat "${STAGES}/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"
   echo "---"
-  # kwok's pod-ready, told to leave the failing pods to the failure stage.
-  awk '{print} /matchExpressions:/ && !done {print "    - key: '"'"'.spec.containers.[] | select(.image | startswith(\"fail.invalid/\")) | .image'"'"'"; print "      operator: '"'"'DoesNotExist'"'"'"; done=1}' \
+  # kwok's pod-ready, told to leave the failing and hanging pods to our stages.
+  awk '{print} /matchExpressions:/ && !done {
+      for (i = 1; i <= 2; i++) {
+        print "    - key: '"'"'.spec.containers.[] | select(.image | startswith(\"" (i == 1 ? "fail" : "hang") ".invalid/\")) | .image'"'"'"
+        print "      operator: '"'"'DoesNotExist'"'"'"
+      }
+      done=1}' \
     "${STAGES}/pod/fast/pod-ready.yaml"
   echo "---"
   cat "${STAGES}/pod/fast/pod-complete.yaml"
@@ -153,6 +158,8 @@ STAGES="${BIN}/kwok-stage"
   cat "${STAGES}/pod/fast/pod-delete.yaml"
   echo "---"
   cat "${ROOT}/hack/kwok/pod-image-pull-failed.yaml"
+  echo "---"
+  cat "${ROOT}/hack/kwok/pod-image-pull-hanging.yaml"
 } >"${LOCAL_DIR}/kwok-stages.yaml"
 log "starting kwok"
 start kwok "${BIN}/kwok" --kubeconfig="${LOCAL_DIR}/kwok.kubeconfig" --config="${LOCAL_DIR}/kwok-stages.yaml" \

@@ -118,3 +118,48 @@ spec:
 		}
 	}
 }
+
+// TestFairShareWithAHangingCache: with --max-in-flight-jobs=4 and one image
+// per Job, a cache whose pulls hang until the pull deadline (10s) holds every
+// slot when a second cache arrives; it has three rounds of Jobs to go. When
+// its first Jobs end, it gets only its share, 2 slots, while the second
+// wants more, so the second finishes first, rather than after all of the
+// hanging cache's rounds.
+func TestFairShareWithAHangingCache(t *testing.T) {
+	hangNodes := nodeList("fair-hang", 4)
+	addNodes(t, hangNodes, map[string]string{"e2e": "fair-hang"})
+	hangNS, webNS := newNamespace(t, "hang"), newNamespace(t, "web")
+	p := startController(t, "--max-in-flight-jobs=4", "--images-per-job=1")
+	jw := watchJobs(t, hangNS)
+	applyCache(t, hangNS, `
+  - images: [hang.invalid/e2e/slow:v1, hang.invalid/e2e/slow:v2, hang.invalid/e2e/slow:v3]
+    nodeSelector: {e2e: fair-hang}
+`)
+	waitFor(t, time.Minute, "the hanging cache to hold all 4 slots", func() bool {
+		return jw.Count() == 4 && p.metric(t, "kubefledged_jobs_in_flight") == 4
+	})
+	start := time.Now()
+	applyCache(t, webNS, `
+  - images: [docker.io/library/nginx:1.27]
+    nodeSelector: {type: kwok}
+`)
+	web := waitIC(t, webNS, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	hang := getIC(t, hangNS, "app")
+	t.Logf("the second cache Succeeded in %v (%s); the hanging one had made %d Jobs and was %s (%s)",
+		time.Since(start).Round(100*time.Millisecond), web.Status.Message, jw.Count(), hang.Status.Status, hang.Status.Message)
+	if want := int32(baseNodes + len(hangNodes)); web.Status.Pulls.Succeeded != want { // every kwok node
+		t.Errorf("second cache: pulls %+v, want %d pulled", web.Status.Pulls, want)
+	}
+	if hang.Status.Status != v1alpha2.ImageCacheActionStatusProcessing {
+		t.Errorf("the hanging cache is %s: the second cache waited for all of it, not for its share of the slots", hang.Status.Status)
+	}
+	hang = waitIC(t, hangNS, "app", 2*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
+	for img, list := range hang.Status.Failures {
+		for _, f := range list {
+			if f.Reason != "DeadlineExceeded" {
+				t.Errorf("hanging pull of %s on %s: %s %q, want DeadlineExceeded", img, f.Node, f.Reason, f.Message)
+			}
+		}
+	}
+	t.Logf("the hanging cache ended in %v: %s", time.Since(start).Round(100*time.Millisecond), hang.Status.Message)
+}

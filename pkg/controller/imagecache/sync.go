@@ -32,6 +32,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	if err := c.readJobs(ctx, s); err != nil {
 		return 0, err
 	}
+	c.throttle.unwait(s.key) // it asks anew for the slots it needs
 	if err := c.createJobs(ctx, s, s.op.jobs()); err != nil {
 		return 0, err
 	}

@@ -11,37 +11,82 @@ import (
 )
 
 // expectationTTL bounds how long a created Job the informer has not shown yet
-// holds a slot.
+// holds a slot, and how long a cache that asked for a slot in vain counts as
+// waiting.
 const expectationTTL = time.Minute
 
-// throttle keeps the number of active pull Jobs across the cluster at or
-// below a maximum. It counts the active Jobs the informer shows, plus the Jobs
-// this process created that the informer does not show yet.
+// throttle keeps the number of active Jobs across the cluster at or below a
+// maximum. It counts the active Jobs the informer shows, plus the Jobs this
+// process created that the informer does not show yet.
+//
+// Slots are shared fairly: while another cache that asked for slots in its
+// last pass holds less than its share (the maximum divided by the caches
+// holding or asking for slots), a cache that holds its share gets no more,
+// so one cache whose pulls hang cannot hold every slot. When no other cache
+// wants more, any cache may use every free slot.
 type throttle struct {
-	mu       sync.Mutex
-	max      int
-	active   map[string]bool
-	expected map[string]time.Time
-	waiting  map[cache.ObjectName]bool
-	now      func() time.Time
+	mu  sync.Mutex
+	max int
+	// active and expected map a Job to the cache it belongs to; held counts
+	// both per cache.
+	active   map[string]cache.ObjectName
+	expected map[string]expectation
+	held     map[cache.ObjectName]int
+	// wanting holds the caches that asked for slots in their last pass,
+	// and waiting those of them that were refused one; each with when.
+	wanting map[cache.ObjectName]time.Time
+	waiting map[cache.ObjectName]time.Time
+	now     func() time.Time
+}
+
+type expectation struct {
+	at    time.Time
+	owner cache.ObjectName
 }
 
 func newThrottle(max int, now func() time.Time) *throttle {
-	return &throttle{max: max, active: map[string]bool{}, expected: map[string]time.Time{},
-		waiting: map[cache.ObjectName]bool{}, now: now}
+	return &throttle{max: max, active: map[string]cache.ObjectName{}, expected: map[string]expectation{},
+		held: map[cache.ObjectName]int{}, wanting: map[cache.ObjectName]time.Time{},
+		waiting: map[cache.ObjectName]time.Time{}, now: now}
 }
 
 func jobKey(job *batchv1.Job) string { return job.Namespace + "/" + job.Name }
 
-// inFlight is the number of slots taken. Callers hold mu.
+// ownerOf names the cache a Job of the controller belongs to.
+func ownerOf(job *batchv1.Job) cache.ObjectName {
+	return cache.ObjectName{Namespace: job.Namespace, Name: job.Annotations[puller.AnnotationCache]}
+}
+
+// inFlight is the number of slots taken, after dropping the expectations and
+// waits that are too old. Callers hold mu.
 func (t *throttle) inFlight() int {
 	now := t.now()
-	for k, at := range t.expected {
-		if now.Sub(at) > expectationTTL {
-			delete(t.expected, k)
+	for k, e := range t.expected {
+		if now.Sub(e.at) > expectationTTL {
+			t.dropExpected(k)
+		}
+	}
+	for _, m := range []map[cache.ObjectName]time.Time{t.wanting, t.waiting} {
+		for w, at := range m {
+			if now.Sub(at) > expectationTTL {
+				delete(m, w)
+			}
 		}
 	}
 	return len(t.active) + len(t.expected)
+}
+
+func (t *throttle) dropExpected(k string) {
+	if e, ok := t.expected[k]; ok {
+		delete(t.expected, k)
+		t.unhold(e.owner)
+	}
+}
+
+func (t *throttle) unhold(owner cache.ObjectName) {
+	if t.held[owner]--; t.held[owner] <= 0 {
+		delete(t.held, owner)
+	}
 }
 
 // observe records a Job the informer shows. It returns the caches waiting for
@@ -50,9 +95,12 @@ func (t *throttle) observe(job *batchv1.Job) []cache.ObjectName {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := jobKey(job)
-	delete(t.expected, k)
+	t.dropExpected(k)
 	if puller.IsActive(job) && job.DeletionTimestamp == nil && (job.Spec.Suspend == nil || !*job.Spec.Suspend) {
-		t.active[k] = true
+		if _, ok := t.active[k]; !ok {
+			t.active[k] = ownerOf(job)
+			t.held[ownerOf(job)]++
+		}
 		return nil
 	}
 	return t.free(k)
@@ -62,47 +110,84 @@ func (t *throttle) observe(job *batchv1.Job) []cache.ObjectName {
 func (t *throttle) forget(key string) []cache.ObjectName {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.expected, key)
+	t.dropExpected(key)
 	return t.free(key)
 }
 
+// free gives back an active Job's slot, and returns the caches waiting for
+// one. They stay waiting until they ask again (unwait).
 func (t *throttle) free(k string) []cache.ObjectName {
-	if !t.active[k] {
+	owner, ok := t.active[k]
+	if !ok {
 		return nil
 	}
 	delete(t.active, k)
-	var out []cache.ObjectName
+	t.unhold(owner)
+	out := make([]cache.ObjectName, 0, len(t.waiting))
 	for w := range t.waiting {
 		out = append(out, w)
 	}
-	clear(t.waiting)
 	return out
 }
 
-// tryAcquire takes a slot for a Job about to be created, or records the cache
-// as waiting and returns false.
-func (t *throttle) tryAcquire(jobKey string, waiter cache.ObjectName) bool {
+// tryAcquire takes a slot for a Job of cache owner about to be created, or
+// records the cache as waiting and returns false: when every slot is taken,
+// or when owner holds its fair share and another cache wants more.
+func (t *throttle) tryAcquire(jobKey string, owner cache.ObjectName) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.active[jobKey] {
+	if _, ok := t.active[jobKey]; ok {
 		return true
 	}
 	if _, ok := t.expected[jobKey]; ok {
 		return true
 	}
-	if t.inFlight() >= t.max {
-		t.waiting[waiter] = true
+	now := t.now()
+	t.wanting[owner] = now
+	if t.inFlight() >= t.max || t.overShare(owner) {
+		t.waiting[owner] = now
 		return false
 	}
-	t.expected[jobKey] = t.now()
+	t.expected[jobKey] = expectation{at: now, owner: owner}
+	t.held[owner]++
 	return true
+}
+
+// overShare reports whether owner holds its fair share while another cache
+// that wants slots holds less than its own. Callers hold mu.
+func (t *throttle) overShare(owner cache.ObjectName) bool {
+	competing := len(t.held)
+	for w := range t.wanting {
+		if t.held[w] == 0 {
+			competing++ // wanting, and not among the holders
+		}
+	}
+	share := max(1, t.max/competing)
+	if t.held[owner] < share {
+		return false
+	}
+	for w := range t.wanting {
+		if w != owner && t.held[w] < share {
+			return true
+		}
+	}
+	return false
 }
 
 // release gives back a slot whose Job was not created.
 func (t *throttle) release(jobKey string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.expected, jobKey)
+	t.dropExpected(jobKey)
+}
+
+// unwait forgets what a cache wanted, as it works out the Jobs it wants
+// anew: it wants slots again when it asks for one.
+func (t *throttle) unwait(owner cache.ObjectName) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.wanting, owner)
+	delete(t.waiting, owner)
 }
 
 // isExpected reports whether this process created the Job (or is creating
@@ -111,8 +196,8 @@ func (t *throttle) release(jobKey string) {
 func (t *throttle) isExpected(jobKey string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	at, ok := t.expected[jobKey]
-	return ok && t.now().Sub(at) <= expectationTTL
+	e, ok := t.expected[jobKey]
+	return ok && t.now().Sub(e.at) <= expectationTTL
 }
 
 // count returns the slots in use.
@@ -126,5 +211,6 @@ func (t *throttle) count() int {
 func (t *throttle) isWaiting(key cache.ObjectName) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.waiting[key]
+	_, ok := t.waiting[key]
+	return ok
 }
