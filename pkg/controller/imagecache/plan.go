@@ -23,6 +23,8 @@ const (
 	reasonUnknownRuntime   = "UnknownRuntime"
 	reasonJobRejected      = "JobRejected"
 	reasonNodesReplaced    = "NodesReplaced"
+	reasonStatusTrimmed    = "StatusTrimmed"
+	reasonTooLarge         = "TooLarge"
 	// nodeImagesLag (seconds) is how long a node may go on reporting an
 	// image after its removal: the kubelet re-lists images every ~30s and
 	// reports status every ~10s.

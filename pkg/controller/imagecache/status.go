@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -13,9 +12,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // writeStatus works out the status from the plan, the ledger and the
@@ -34,9 +35,13 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
 		c.wrote(s.key, s.ic, patched)
 		s.ic = patched
 	}
-	c.fillStatus(s.ic, s.st, s.plan, s.led, s.failures, counts, s.now)
+	s.trimmed = c.fillStatus(s.ic, s.st, s.plan, s.led, s.failures, counts, s.now)
 	if equality.Semantic.DeepEqual(s.ic.Status, *s.st) {
 		return nil
+	}
+	if s.trimmed {
+		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasonStatusTrimmed, "The status would not fit in one object: "+
+			"failure messages were shortened and some failures left out (counted in status.omittedFailures)")
 	}
 	updated := s.ic.DeepCopy()
 	updated.Status = *s.st
@@ -115,35 +120,6 @@ func (f failureSet) add(image, node, reason, message string) {
 	m[node] = v1alpha2.NodeReasonMessage{Node: node, Reason: reason, Message: message}
 }
 
-// render returns the failures map, capped per image, and the count of the
-// failures left out, per image. failedTotal is each image's number of failed
-// pulls, which may exceed what the set holds.
-func (f failureSet) render(failedTotal map[string]int) (map[string]v1alpha2.NodeReasonMessageList, map[string]int32) {
-	if len(f) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]v1alpha2.NodeReasonMessageList, len(f))
-	var omitted map[string]int32
-	for img, m := range f {
-		list := make(v1alpha2.NodeReasonMessageList, 0, len(m))
-		for _, nrm := range m {
-			list = append(list, nrm)
-		}
-		sort.Slice(list, func(i, j int) bool { return list[i].Node < list[j].Node })
-		if len(list) > v1alpha2.MaxFailuresPerImage {
-			list = list[:v1alpha2.MaxFailuresPerImage]
-		}
-		out[img] = list
-		if rest := max(failedTotal[img], len(m)) - len(list); rest > 0 {
-			if omitted == nil {
-				omitted = map[string]int32{}
-			}
-			omitted[img] = int32(rest)
-		}
-	}
-	return out, omitted
-}
-
 // pullCounts is PullCounts plus the failed pulls by image.
 type pullCounts struct {
 	v1alpha2.PullCounts
@@ -152,6 +128,8 @@ type pullCounts struct {
 	// removals is the number of (node, image) removals of images dropped
 	// from the spec still to do.
 	removals int
+	// omitted is the number of failures left out of status.failures.
+	omitted int
 }
 
 func countPulls(p *plan, led *ledger) pullCounts {
@@ -190,13 +168,16 @@ func countPulls(p *plan, led *ledger) pullCounts {
 	return c
 }
 
-// fillStatus writes the computed state into st.
+// fillStatus writes the computed state into st. It returns whether
+// failures had to be left out for the status to fit (fitStatus).
 func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan, led *ledger,
-	failures failureSet, counts pullCounts, now time.Time) {
+	failures failureSet, counts pullCounts, now time.Time) bool {
 	st.Pulls = counts.PullCounts
 	st.NodesMatched = int32(len(p.nodes))
 	st.Ledger = led.encode()
 	st.Failures, st.OmittedFailures = failures.render(counts.failedByImage)
+	trimmed := fitStatus(st)
+	counts.omitted = omittedTotal(st)
 	if counts.Pending == 0 && counts.removals == 0 {
 		if st.Status == v1alpha2.ImageCacheActionStatusProcessing || st.Status == "" || st.CompletionTime == nil {
 			t := metav1.NewTime(now)
@@ -238,6 +219,51 @@ func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCache
 	meta.SetStatusCondition(&st.Conditions, ready)
 	meta.SetStatusCondition(&st.Conditions, progressing)
 	setJobsRejected(st, failures, ic.Generation, now)
+	return trimmed
+}
+
+// refuseTooLarge ends the operation of a cache that asks for more than one
+// object can record (why says so): its running Jobs are deleted, and its
+// status says Failed, with why, keeping what it had recorded.
+func (c *Controller) refuseTooLarge(ctx context.Context, s *syncCtx, why string) error {
+	jobs, err := c.jobsOf(s.ic)
+	if err != nil {
+		return err
+	}
+	for _, job := range jobs {
+		if job.DeletionTimestamp == nil && puller.IsActive(job) && !c.isDeleting(job) {
+			if err := c.deleteJob(ctx, job); err != nil {
+				return err
+			}
+		}
+	}
+	st := s.st
+	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.CompletionTime == nil {
+		st.CompletionTime = ptr.To(metav1.NewTime(s.now))
+	}
+	st.Status = v1alpha2.ImageCacheActionStatusFailed
+	st.Message = why
+	st.NodesMatched = int32(len(s.plan.nodes))
+	for _, cond := range []metav1.Condition{
+		{Type: v1alpha2.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonTooLarge},
+		{Type: v1alpha2.ConditionProgressing, Status: metav1.ConditionFalse, Reason: reasonTooLarge},
+	} {
+		cond.ObservedGeneration, cond.LastTransitionTime, cond.Message = s.ic.Generation, metav1.NewTime(s.now), why
+		meta.SetStatusCondition(&st.Conditions, cond)
+	}
+	if equality.Semantic.DeepEqual(s.ic.Status, *st) {
+		return nil
+	}
+	updated := s.ic.DeepCopy()
+	updated.Status = *st
+	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
+		metav1.UpdateOptions{FieldManager: ControllerName})
+	if err != nil {
+		return fmt.Errorf("writing status: %w", err)
+	}
+	c.wrote(s.key, s.ic, written)
+	c.recorder.Event(s.ic, corev1.EventTypeWarning, reasonTooLarge, why)
+	return nil
 }
 
 // setJobsRejected sets the JobsRejected condition: True while failures of
@@ -262,7 +288,7 @@ func setJobsRejected(st *v1alpha2.ImageCacheStatus, failures failureSet, generat
 		names := sortedKeys(nodes)
 		cond.Status, cond.Reason = metav1.ConditionTrue, reasonJobRejected
 		cond.Message = fmt.Sprintf("The API server refused the Jobs for %d %s (%s); for %s: %s",
-			len(names), plural(len(names), "node", "nodes"), listSome(names, 3), names[0], nodes[names[0]])
+			len(names), plural(len(names), "node", "nodes"), listSome(names, 3), names[0], shorten(nodes[names[0]], maxFailureMessage))
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 }
@@ -282,6 +308,9 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	}
 	if c.Failed > 0 {
 		fmt.Fprintf(&b, "; %d failed", c.Failed)
+	}
+	if c.omitted > 0 {
+		fmt.Fprintf(&b, " (%d not listed in status.failures)", c.omitted)
 	}
 	if c.Pending > 0 {
 		fmt.Fprintf(&b, "; %d pending", c.Pending)

@@ -29,6 +29,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 	if err := c.makePlan(ctx, s); err != nil {
 		return 0, err
 	}
+	if why := tooLarge(s.plan); why != "" {
+		return 0, c.refuseTooLarge(ctx, s, why)
+	}
 	if err := c.readJobs(ctx, s); err != nil {
 		return 0, err
 	}
@@ -83,6 +86,8 @@ type syncCtx struct {
 	removals int
 	// complete says the operation has nothing left to do.
 	complete bool
+	// trimmed says the status had to leave out failures to fit.
+	trimmed bool
 }
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to

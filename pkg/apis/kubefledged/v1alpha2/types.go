@@ -20,6 +20,9 @@ const (
 	// MaxFailuresPerImage is the most per-node failures listed for one image in
 	// status.failures; the rest are counted in status.omittedFailures.
 	MaxFailuresPerImage = 100
+	// MaxFailures is the most per-node failures listed in status.failures
+	// for all images together, taken in turn from each image.
+	MaxFailures = 500
 )
 
 // ImageCache asks for a set of container images to be pulled onto, and kept
@@ -159,8 +162,10 @@ type ImageCacheStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 	// Failures maps an image to the nodes where it failed, with the reason
-	// and message (the kubelet's own where there is one). At most 100 nodes
-	// are listed per image; omittedFailures counts the rest.
+	// and message (the kubelet's own where there is one; a message over 512
+	// bytes keeps its start and end). At most 100 nodes are listed per image
+	// and 500 in all (fewer if the status would not fit in one object);
+	// omittedFailures counts the rest.
 	// +optional
 	Failures map[string]NodeReasonMessageList `json:"failures,omitempty"`
 	// OmittedFailures maps an image to the number of its failures left out

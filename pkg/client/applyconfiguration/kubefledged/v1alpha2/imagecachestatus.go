@@ -37,8 +37,10 @@ type ImageCacheStatusApplyConfiguration struct {
 	// Message says, for people, how the operation went, with counts.
 	Message *string `json:"message,omitempty"`
 	// Failures maps an image to the nodes where it failed, with the reason
-	// and message (the kubelet's own where there is one). At most 100 nodes
-	// are listed per image; omittedFailures counts the rest.
+	// and message (the kubelet's own where there is one; a message over 512
+	// bytes keeps its start and end). At most 100 nodes are listed per image
+	// and 500 in all (fewer if the status would not fit in one object);
+	// omittedFailures counts the rest.
 	Failures map[string]kubefledgedv1alpha2.NodeReasonMessageList `json:"failures,omitempty"`
 	// OmittedFailures maps an image to the number of its failures left out
 	// of failures to keep the object small.

@@ -1,0 +1,208 @@
+package imagecache
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"unicode/utf8"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+// The status must fit in one object: etcd takes at most 1.5 MiB per
+// request, and a status that does not fit would fail every write, so that
+// not even the Jobs get cleaned up. Its parts are bounded so that the whole
+// stays well under 1 MiB:
+const (
+	// maxFailureMessage is the longest failure message kept. A kubelet's
+	// message ends with its cause ("not found", "401 Unauthorized"), so a
+	// longer one keeps its start and its end.
+	maxFailureMessage = 512
+	// shortFailureMessage is the length messages are cut to when the
+	// status is still too large.
+	shortFailureMessage = 128
+	// statusBudget is the most bytes the status may take as JSON; over it,
+	// fitStatus shortens the messages and leaves failures out.
+	statusBudget = 900 << 10
+	// maxLedgerBytes is the most the ledger of one cache may take. A cache
+	// whose nodes × images need more is refused (tooLarge): with node names
+	// of 30 characters, about 5,500 nodes × 100 images, or 2,500 nodes ×
+	// 512 images.
+	maxLedgerBytes = 640 << 10
+)
+
+// shorten cuts a message to at most n bytes, keeping its start and its end
+// and marking the cut, on UTF-8 boundaries.
+func shorten(s string, n int) string {
+	const mark = " [...] "
+	if len(s) <= n {
+		return s
+	}
+	head, tail := (n-len(mark))/3, n-len(mark)-(n-len(mark))/3
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	start := len(s) - tail
+	for start < len(s) && !utf8.RuneStart(s[start]) {
+		start++
+	}
+	return s[:head] + mark + s[start:]
+}
+
+// render returns the failures to list in status, and the count of those
+// left out, per image. It lists at most MaxFailuresPerImage per image and
+// MaxFailures in all, taking them in turn from each image (by node name),
+// so that every failing image shows some. failedTotal is each image's
+// number of failed pulls, which may exceed what the set holds.
+func (f failureSet) render(failedTotal map[string]int) (map[string]v1alpha2.NodeReasonMessageList, map[string]int32) {
+	if len(f) == 0 {
+		return nil, nil
+	}
+	imgs := make([]string, 0, len(f))
+	lists := make(map[string]v1alpha2.NodeReasonMessageList, len(f))
+	for img, m := range f {
+		imgs = append(imgs, img)
+		list := make(v1alpha2.NodeReasonMessageList, 0, len(m))
+		for _, nrm := range m {
+			list = append(list, nrm)
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Node < list[j].Node })
+		lists[img] = list
+	}
+	sort.Strings(imgs)
+	out := make(map[string]v1alpha2.NodeReasonMessageList, len(f))
+	total := 0
+	for round := 0; round < v1alpha2.MaxFailuresPerImage && total < v1alpha2.MaxFailures; round++ {
+		took := false
+		for _, img := range imgs {
+			if round >= len(lists[img]) || total >= v1alpha2.MaxFailures {
+				continue
+			}
+			nrm := lists[img][round]
+			nrm.Message = shorten(nrm.Message, maxFailureMessage)
+			out[img] = append(out[img], nrm)
+			total++
+			took = true
+		}
+		if !took {
+			break
+		}
+	}
+	var omitted map[string]int32
+	for _, img := range imgs {
+		if rest := max(failedTotal[img], len(lists[img])) - len(out[img]); rest > 0 {
+			if omitted == nil {
+				omitted = map[string]int32{}
+			}
+			omitted[img] = int32(rest)
+		}
+	}
+	return out, omitted
+}
+
+// omittedTotal is the number of failures left out of status.failures.
+func omittedTotal(st *v1alpha2.ImageCacheStatus) int {
+	n := 0
+	for _, c := range st.OmittedFailures {
+		n += int(c)
+	}
+	return n
+}
+
+// fitStatus makes sure the status fits its budget: it shortens the failure
+// messages, then leaves out half of the failures listed (counting them in
+// omittedFailures) until it does. It returns whether it had to.
+func fitStatus(st *v1alpha2.ImageCacheStatus) bool {
+	if statusSize(st) <= statusBudget {
+		return false
+	}
+	for _, list := range st.Failures {
+		for i := range list {
+			list[i].Message = shorten(list[i].Message, shortFailureMessage)
+		}
+	}
+	for statusSize(st) > statusBudget && len(st.Failures) > 0 {
+		listed := 0
+		for _, list := range st.Failures {
+			listed += len(list)
+		}
+		keep := listed / 2
+		imgs := sortedKeys(st.Failures)
+		// Keep the first entries of each image, in turn, as render does.
+		kept := map[string]int{}
+		for round := 0; keep > 0; round++ {
+			took := false
+			for _, img := range imgs {
+				if keep > 0 && round < len(st.Failures[img]) {
+					kept[img]++
+					keep--
+					took = true
+				}
+			}
+			if !took {
+				break
+			}
+		}
+		for _, img := range imgs {
+			list := st.Failures[img]
+			if cut := len(list) - kept[img]; cut > 0 {
+				if st.OmittedFailures == nil {
+					st.OmittedFailures = map[string]int32{}
+				}
+				st.OmittedFailures[img] += int32(cut)
+			}
+			if kept[img] == 0 {
+				delete(st.Failures, img)
+			} else {
+				st.Failures[img] = list[:kept[img]]
+			}
+		}
+	}
+	return true
+}
+
+// statusSize is the bytes the status adds to the object: its JSON, and the
+// managedFields entry of each ledger node that the API server adds for it.
+func statusSize(st *v1alpha2.ImageCacheStatus) int {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return 0
+	}
+	size := len(data)
+	if st.Ledger != nil {
+		for name := range st.Ledger.Nodes {
+			size += len(name) + len(managedFieldsEntry)
+		}
+	}
+	return size
+}
+
+// managedFieldsEntry is what the API server's managedFields hold for each
+// key of a map the controller writes, besides the key itself.
+const managedFieldsEntry = `"f:":{},`
+
+// ledgerSize estimates the bytes the ledger of a plan adds to the object:
+// per node its name, two bits per image in base64, its UID tag and the JSON
+// around them, and its name again in managedFields; and the table of images.
+func ledgerSize(p *plan) int {
+	size := 0
+	for name, w := range p.nodes {
+		bits := (len(w.images) + 3) / 4
+		size += len(name) + (bits*4+2)/3 + len(".12345678") + len(`"":"",`) + len(name) + len(managedFieldsEntry)
+	}
+	for key := range p.specKeys {
+		size += len(key) + 3
+	}
+	return size
+}
+
+// tooLarge says why a plan is more than one object can record, or "".
+func tooLarge(p *plan) string {
+	size := ledgerSize(p)
+	if size <= maxLedgerBytes {
+		return ""
+	}
+	return fmt.Sprintf("The cache is too large: %d nodes and %d images need about %d KiB to record, over the %d KiB "+
+		"one ImageCache can hold; split it into several caches, by node selector or by images",
+		len(p.nodes), len(p.specKeys), size>>10, maxLedgerBytes>>10)
+}
