@@ -26,7 +26,8 @@ import (
 )
 
 // readJobs reads the outcomes of the cache's Jobs into the ledger, and
-// deletes the Jobs that the operation does not own.
+// deletes the Jobs that the operation does not own, or that were made for an
+// earlier node of the same name.
 func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 	jobs, err := c.jobsOf(s.ic)
 	if err != nil {
@@ -40,7 +41,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 			}
 			continue
 		}
-		if !s.op.owns(job) {
+		if !s.op.owns(job) || predatesNode(job, s.nodes) {
 			if err := c.dropJob(ctx, s, job); err != nil {
 				return err
 			}
@@ -51,6 +52,13 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 		}
 	}
 	return nil
+}
+
+// predatesNode reports whether a Job was made before its node: for an
+// earlier node of the same name, whose outcomes say nothing of this one.
+func predatesNode(job *batchv1.Job, nodes map[string]*corev1.Node) bool {
+	n := nodes[job.Annotations[puller.AnnotationNode]]
+	return n != nil && job.CreationTimestamp.Before(&n.CreationTimestamp)
 }
 
 // recordOutcome applies what one of the operation's Jobs says (out, or err
@@ -94,7 +102,7 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 // again when the outcome asks to (CheckAt).
 func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job, out *puller.Outcome) error {
 	if out.NoPod {
-		c.explainNoPod(ctx, job, out)
+		c.explainNoPod(ctx, s, job, out)
 	}
 	if out.EndNow {
 		if err := c.endJob(ctx, job, *out); err != nil {
@@ -114,36 +122,44 @@ func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job
 // admission plugin, quota or missing service account that refused the
 // pod). Without such an event, or when events cannot be read, the outcome
 // stays as it is.
-func (c *Controller) explainNoPod(ctx context.Context, job *batchv1.Job, out *puller.Outcome) {
-	events, err := c.kubeClient.CoreV1().Events(job.Namespace).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.AndSelectors(
-			fields.OneTermEqualSelector("involvedObject.uid", string(job.UID)),
-			fields.OneTermEqualSelector("reason", reasonFailedCreate),
-		).String(),
-	})
-	if err != nil {
-		klog.FromContext(ctx).Info("Cannot read the events of a Job that made no pod", "job", klog.KObj(job), "err", err)
-		return
-	}
-	var newest *corev1.Event
-	for i := range events.Items {
-		e := &events.Items[i]
-		if e.InvolvedObject.UID != job.UID || e.Reason != reasonFailedCreate {
-			continue
-		}
-		if newest == nil || eventTime(e).After(eventTime(newest)) {
-			newest = e
-		}
-	}
-	if newest == nil {
+func (c *Controller) explainNoPod(ctx context.Context, s *syncCtx, job *batchv1.Job, out *puller.Outcome) {
+	e := c.failedCreates(ctx, s)[job.UID]
+	if e == nil {
 		return
 	}
 	for i, r := range out.Results {
 		if r.State == puller.Failed && r.Reason == puller.ReasonPodNotCreated {
 			out.Results[i].Reason = reasonFailedCreate
-			out.Results[i].Message = newest.Message
+			out.Results[i].Message = e.Message
 		}
 	}
+}
+
+// failedCreates returns the newest FailedCreate event of each Job in the
+// cache's namespace, read with one request the first time a pass needs
+// them.
+func (c *Controller) failedCreates(ctx context.Context, s *syncCtx) map[types.UID]*corev1.Event {
+	if s.failedCreates != nil {
+		return s.failedCreates
+	}
+	s.failedCreates = map[types.UID]*corev1.Event{}
+	events, err := c.kubeClient.CoreV1().Events(s.ic.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("reason", reasonFailedCreate).String(),
+	})
+	if err != nil {
+		klog.FromContext(ctx).Info("Cannot read why Jobs made no pod", "namespace", s.ic.Namespace, "err", err)
+		return s.failedCreates
+	}
+	for i := range events.Items {
+		e := &events.Items[i]
+		if e.Reason != reasonFailedCreate || e.InvolvedObject.Kind != "Job" {
+			continue
+		}
+		if old := s.failedCreates[e.InvolvedObject.UID]; old == nil || eventTime(e).After(eventTime(old)) {
+			s.failedCreates[e.InvolvedObject.UID] = e
+		}
+	}
+	return s.failedCreates
 }
 
 // reasonFailedCreate is the Job controller's event reason when it cannot

@@ -3,10 +3,12 @@ package imagecache
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	core "k8s.io/client-go/testing"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -18,6 +20,7 @@ import (
 // so the restarted controller warms the new node-a, and only it.
 func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	cfg := testConfig()
+	cfg.RetainJobs = true // the old node's Jobs stay, and must not count for the new one
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
 		newNode("node-a"), newNode("node-b"))
 	f.syncStarted("web")
@@ -37,8 +40,14 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	if err := f.kube.CoreV1().Nodes().Delete(f.ctx, "node-a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	f.clock.Step(time.Minute)
 	again := newNode("node-a")
 	again.UID = types.UID("0f9e8d7c-6b5a-4321-8765-43210fedcba9")
+	again.CreationTimestamp = metav1.NewTime(f.clock.Now())
+	oldJob := f.jobs()[0]
+	if oldJob.Annotations[puller.AnnotationNode] != "node-a" {
+		t.Fatalf("first Job is for %s", oldJob.Annotations[puller.AnnotationNode])
+	}
 	if _, err := f.kube.CoreV1().Nodes().Create(f.ctx, again, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +62,15 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"node-a"}, on); diff != "" {
 		t.Errorf("nodes given a Job (-want +got):\n%s", diff)
+	}
+	var deleted bool
+	for _, a := range writes {
+		if d, ok := a.(core.DeleteAction); ok && d.GetName() == oldJob.Name {
+			deleted = true
+		}
+	}
+	if !deleted {
+		t.Errorf("the old node-a's Job %s was not deleted: %s", oldJob.Name, describe(writes))
 	}
 	st = f.imageCache("web").Status
 	if enc := st.Ledger.Nodes["node-a"]; enc != "" {

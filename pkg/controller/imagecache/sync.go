@@ -8,6 +8,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -88,6 +89,9 @@ type syncCtx struct {
 	complete bool
 	// trimmed says the status had to leave out failures to fit.
 	trimmed bool
+	// failedCreates holds the Job controller's FailedCreate events of the
+	// namespace, by Job UID, once read (failedCreates).
+	failedCreates map[types.UID]*corev1.Event
 }
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to
