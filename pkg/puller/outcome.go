@@ -170,7 +170,7 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 
 	deadline := started.Add(ControllerDeadline(cfg, len(images)))
 	switch {
-	case !now.Before(deadline) && !podStarted(pod):
+	case !now.Before(deadline) && !podStarted(pod, true):
 		// Our own deadline, and the pod never got going: say why.
 		why := whyNotStarted(pod, ControllerDeadline(cfg, len(images)))
 		for i := range out.Results {

@@ -19,29 +19,27 @@ const ReasonPodNotCreated = "PodNotCreated"
 var waitingIsProgress = map[string]bool{"": true, "PodInitializing": true, "ContainerCreating": true}
 
 // podStarted reports whether a Job's pod got going: the kubelet runs it
-// (its phase moved on from Pending), a container ran, or a pull pod is past
-// its init container (the helper's install): it finished well, or an image
-// container shows a state other than waiting for it. From then on, the per-image
-// deadlines apply.
-func podStarted(pod *corev1.Pod) bool {
+// (its phase moved on from Pending), a container ran, or a pull pod
+// (pullPod) is past its init container, the helper's install: an image
+// container shows a state other than waiting for it, or the init
+// containers all finished well. From then on, the per-image deadlines
+// apply. (The informer keeps no pod spec: only the statuses tell.)
+func podStarted(pod *corev1.Pod, pullPod bool) bool {
 	if pod == nil {
 		return false
 	}
 	if pod.Status.Phase != corev1.PodPending && pod.Status.Phase != "" {
 		return true
 	}
-	// The informer keeps no pod spec: that the pod has init containers shows
-	// in their statuses.
-	hasInit := len(pod.Status.InitContainerStatuses) > 0
 	for _, cs := range pod.Status.ContainerStatuses {
 		if cs.State.Running != nil || cs.State.Terminated != nil {
 			return true
 		}
-		if w := cs.State.Waiting; w != nil && w.Reason != "PodInitializing" && hasInit {
-			return true // past the init containers
+		if w := cs.State.Waiting; w != nil && w.Reason != "PodInitializing" && pullPod {
+			return true // an image container, past the init container
 		}
 	}
-	if !hasInit {
+	if len(pod.Status.InitContainerStatuses) == 0 {
 		return false
 	}
 	for _, cs := range pod.Status.InitContainerStatuses {
@@ -99,7 +97,7 @@ func whyNotStarted(pod *corev1.Pod, d time.Duration) Result {
 // when it decided the outcome; otherwise, while the pod has not started, it
 // asks for a look at the deadline.
 func checkStart(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time, out *Outcome) bool {
-	if cfg.StartDeadline <= 0 || podStarted(pod) {
+	if cfg.StartDeadline <= 0 || podStarted(pod, !IsDeleteJob(job)) {
 		return false
 	}
 	at := job.CreationTimestamp.Add(cfg.StartDeadline)
