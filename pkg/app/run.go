@@ -77,6 +77,8 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		RetainJobs:           o.JobRetentionPolicy == options.RetentionRetain,
 		CRISocketPath:        strings.TrimPrefix(o.CRISocketPath, "unix://"),
 		DeleteJobHostNetwork: o.DeleteJobHostNetwork,
+		StartupTaint:         o.NodeStartupTaint,
+		StartupTaintTimeout:  o.NodeStartupTaintTimeout,
 	}
 }
 

@@ -40,6 +40,14 @@ var (
 		Buckets: prometheus.ExponentialBuckets(0.5, 2, 12), // 0.5s .. ~17m
 	})
 
+	// NodeWarmupSeconds is the time from a node's creation until the
+	// controller removed its startup taint.
+	NodeWarmupSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "node_warmup_seconds",
+		Help:    "Time from a node's creation until its startup taint was removed (warmed, or at the timeout).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1s .. ~17m
+	})
+
 	// JobsCreatedTotal counts pull Jobs created.
 	JobsCreatedTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "jobs_created_total", Help: "Pull Jobs created.",
@@ -61,7 +69,7 @@ func Register() {
 		Registry.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			PullsTotal, PullDuration, JobsCreatedTotal, requestsTotal,
+			PullsTotal, PullDuration, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
 		)
 		for _, r := range []string{ResultPulled, ResultAlreadyPresent, ResultFailed} {
 			PullsTotal.WithLabelValues(r)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 )
 
@@ -43,6 +44,8 @@ type Options struct {
 	HelperImage             string
 	CRISocketPath           string
 	DeleteJobHostNetwork    bool
+	NodeStartupTaint        string
+	NodeStartupTaintTimeout time.Duration
 
 	ImagesPerJob    int
 	MaxInFlightJobs int
@@ -75,6 +78,7 @@ func New() *Options {
 	return &Options{
 		ImagePullDeadline:       5 * time.Minute,
 		JobStartDeadline:        2 * time.Minute,
+		NodeStartupTaintTimeout: 10 * time.Minute,
 		ImageCacheRefreshPeriod: 15 * time.Minute,
 		ImagePullPolicy:         string(corev1.PullIfNotPresent),
 		JobRetentionPolicy:      RetentionDelete,
@@ -108,6 +112,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage, "The project's image, whose helper binary the pull Jobs run (default: $"+HelperImageEnv+", else "+DefaultHelperImage+").")
 	fs.StringVar(&o.CRISocketPath, "cri-socket-path", o.CRISocketPath, "The container runtime's CRI socket on the nodes, for removing images (default: found from each node's runtime: containerd or CRI-O).")
 	fs.BoolVar(&o.DeleteJobHostNetwork, "image-delete-job-host-network", o.DeleteJobHostNetwork, "Run the Jobs that remove images in the host's network namespace.")
+	fs.StringVar(&o.NodeStartupTaint, "node-startup-taint", o.NodeStartupTaint, "Key of a NoSchedule taint that nodes join with (kubelet --register-with-taints, Karpenter startupTaints); the controller removes it once every cache matching the node has settled its pulls there. Empty: off.")
+	fs.DurationVar(&o.NodeStartupTaintTimeout, "node-startup-taint-timeout", o.NodeStartupTaintTimeout, "The longest a node is held by --node-startup-taint, counted while the controller runs; then the taint is removed anyway, with a Warning event naming what was pending.")
 	fs.IntVar(&o.ImagesPerJob, "images-per-job", o.ImagesPerJob, "The most images one pull Job pulls onto its node.")
 	fs.IntVar(&o.MaxInFlightJobs, "max-in-flight-jobs", o.MaxInFlightJobs, "The most pull and delete Jobs running at once across the cluster.")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "ImageCaches reconciled in parallel.")
@@ -151,6 +157,14 @@ func (o *Options) Validate() error {
 	}
 	if o.JobStartDeadline < 10*time.Second {
 		errs = append(errs, fmt.Errorf("--job-start-deadline must be at least 10s, got %s", o.JobStartDeadline))
+	}
+	if o.NodeStartupTaint != "" {
+		if errs2 := validation.IsQualifiedName(o.NodeStartupTaint); len(errs2) > 0 {
+			errs = append(errs, fmt.Errorf("--node-startup-taint must be a taint key, got %q: %s", o.NodeStartupTaint, strings.Join(errs2, "; ")))
+		}
+	}
+	if o.NodeStartupTaintTimeout < 10*time.Second {
+		errs = append(errs, fmt.Errorf("--node-startup-taint-timeout must be at least 10s, got %s", o.NodeStartupTaintTimeout))
 	}
 	if o.ImageCacheRefreshPeriod < 0 || (o.ImageCacheRefreshPeriod > 0 && o.ImageCacheRefreshPeriod < time.Minute) {
 		errs = append(errs, fmt.Errorf("--image-cache-refresh-frequency must be 0 (off) or at least 1m, got %s", o.ImageCacheRefreshPeriod))

@@ -173,9 +173,9 @@ func (p *controllerProc) kill() {
 	<-p.done
 }
 
-// addNodes creates kwok nodes (kwok makes them Ready), and deletes them when
-// the test ends.
-func addNodes(t *testing.T, names []string, labels map[string]string) {
+// addNodes creates kwok nodes (kwok makes them Ready), with the taints
+// given, and deletes them when the test ends.
+func addNodes(t *testing.T, names []string, labels map[string]string, taints ...corev1.Taint) {
 	t.Helper()
 	ctx := context.Background()
 	for _, name := range names {
@@ -184,7 +184,8 @@ func addNodes(t *testing.T, names []string, labels map[string]string) {
 			l[k] = v
 		}
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l,
-			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}}}
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+			Spec: corev1.NodeSpec{Taints: taints}}
 		if _, err := kubeClient.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}

@@ -59,6 +59,11 @@ type Config struct {
 	CRISocketPath string
 	// DeleteJobHostNetwork runs delete Jobs in the host's network.
 	DeleteJobHostNetwork bool
+	// StartupTaint is the key of the NoSchedule taint that nodes join with,
+	// to be removed once they are warm ("": off); StartupTaintTimeout is
+	// the longest a node is held.
+	StartupTaint        string
+	StartupTaintTimeout time.Duration
 }
 
 // Controller reconciles ImageCaches.
@@ -92,6 +97,8 @@ type Controller struct {
 	// shows without a deletion timestamp, to the time of the delete, so it
 	// is not deleted again.
 	deleting sync.Map // job UID -> time.Time
+	// warming releases nodes from the startup taint (nil when off).
+	warming *warming
 }
 
 type nodeImages struct {
@@ -127,6 +134,10 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		clock:    clk,
 		present:  map[string]nodeImages{},
 	}
+	if cfg.StartupTaint != "" {
+		c.warming = newWarming(cfg.StartupTaint, cfg.StartupTaintTimeout, workqueue.TypedRateLimitingQueueConfig[string]{
+			Name: ControllerName + "-warming", Clock: tickerOf(clk)})
+	}
 	if err := jobInformer.Informer().AddIndexers(cache.Indexers{jobsByCacheIndex: indexByLabel(puller.LabelCacheUID)}); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)
 	}
@@ -135,9 +146,9 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	logger := klog.FromContext(ctx)
 	if _, err := icInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
+		AddFunc:    c.cacheChanged,
+		UpdateFunc: func(_, obj any) { c.cacheChanged(obj) },
+		DeleteFunc: c.cacheChanged,
 	}); err != nil {
 		return nil, fmt.Errorf("adding the ImageCache handler: %w", err)
 	}
@@ -206,6 +217,14 @@ func metaOf(obj any) (metav1.Object, error) {
 	return m, nil
 }
 
+// cacheChanged enqueues the cache, and the nodes held by the startup taint.
+func (c *Controller) cacheChanged(obj any) {
+	c.enqueue(obj)
+	if c.warming != nil {
+		c.warming.cacheChanged()
+	}
+}
+
 func (c *Controller) enqueue(obj any) {
 	name, err := cache.DeletionHandlingObjectToName(obj)
 	if err != nil {
@@ -227,6 +246,13 @@ func (c *Controller) nodeChanged(logger klog.Logger, oldObj, newObj any) {
 	}
 	if newObj != nil {
 		newNode, _ = newObj.(*corev1.Node)
+	}
+	if c.warming != nil {
+		if newNode != nil {
+			c.warming.nodeSeen(newNode, false)
+		} else if oldNode != nil {
+			c.warming.nodeSeen(oldNode, true)
+		}
 	}
 	if newNode == nil && oldNode != nil {
 		c.presentMu.Lock()
@@ -364,9 +390,16 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	for range workers {
 		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })
 	}
+	if c.warming != nil {
+		logger.Info("Releasing nodes from the startup taint once warm", "taint", c.warming.taint, "timeout", c.warming.timeout.String())
+		wg.Go(func() { wait.UntilWithContext(ctx, c.runWarming, time.Second) })
+	}
 	<-ctx.Done()
 	logger.Info("Stopping controller", "controller", ControllerName)
 	c.queue.ShutDown()
+	if c.warming != nil {
+		c.warming.queue.ShutDown()
+	}
 	wg.Wait()
 	return nil
 }

@@ -78,24 +78,31 @@ func decodeLedger(l *v1alpha2.PullLedger) *ledger {
 	for node, enc := range l.Nodes {
 		enc, tag, _ := strings.Cut(enc, ".")
 		out.tags[node] = tag
-		bits, err := base64.RawStdEncoding.DecodeString(enc)
-		if err != nil {
-			continue // a damaged entry only means "pull again"
-		}
-		m := map[string]pairState{}
-		for i, img := range l.Images {
-			if i/4 >= len(bits) {
-				break
-			}
-			if s := pairState(bits[i/4]>>(2*(i%4))) & 3; s != stateUnsettled {
-				m[img] = s
-			}
-		}
-		if len(m) > 0 {
+		if m := decodeStates(l.Images, enc); len(m) > 0 {
 			out.nodes[node] = m
 		}
 	}
 	return out
+}
+
+// decodeStates decodes one node's entry (without its tag): the state of each
+// image of the table that is settled. A damaged entry only means "pull
+// again".
+func decodeStates(images []string, enc string) map[string]pairState {
+	bits, err := base64.RawStdEncoding.DecodeString(enc)
+	if err != nil {
+		return nil
+	}
+	m := map[string]pairState{}
+	for i, img := range images {
+		if i/4 >= len(bits) {
+			break
+		}
+		if s := pairState(bits[i/4]>>(2*(i%4))) & 3; s != stateUnsettled {
+			m[img] = s
+		}
+	}
+	return m
 }
 
 func (l *ledger) get(node, image string) pairState { return l.nodes[node][image] }

@@ -1,0 +1,129 @@
+package imagecache
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	core "k8s.io/client-go/testing"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+const testTaint = "kubefledged.io/warming"
+
+func withTaints(keys ...string) nodeOption {
+	return func(n *corev1.Node) {
+		for _, k := range keys {
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: k, Effect: corev1.TaintEffectNoSchedule})
+		}
+	}
+}
+
+// warmingStep runs one release pass for a node and returns the writes it
+// made and when it asks to look again.
+func (f *fixture) warmingStep(node string) ([]core.Action, time.Duration) {
+	f.t.Helper()
+	after, err := f.c.syncWarming(f.ctx, node)
+	if err != nil {
+		f.t.Fatalf("syncWarming %s: %v", node, err)
+	}
+	w := f.writes()
+	f.catchUp()
+	return w, after
+}
+
+func (f *fixture) taints(node string) []string {
+	f.t.Helper()
+	n, err := f.kube.CoreV1().Nodes().Get(f.ctx, node, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []string
+	for _, t := range n.Spec.Taints {
+		out = append(out, t.Key)
+	}
+	return out
+}
+
+// TestStartupTaint: a node that matches no cache is released at once; one
+// that a cache matches is held until every pull there has settled, then
+// released with one JSON patch that removes only the startup taint; one
+// whose pulls do not settle is released at the timeout, with a Warning
+// naming what was pending.
+func TestStartupTaint(t *testing.T) {
+	cfg := testConfig()
+	cfg.StartupTaint, cfg.StartupTaintTimeout = testTaint, 10*time.Minute
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{
+		newImageCache("web", withSelectedImages(map[string]string{"tier": "web"}, "nginx", "redis"))},
+		newNode("node-a", withLabels("tier", "web"), withTaints("other.example/keep", testTaint)),
+		newNode("node-b", withTaints(testTaint)),
+		newNode("node-c", withLabels("tier", "web"), withTaints(testTaint)))
+	drain := func() []string {
+		var evs []string
+		for len(f.recorder.Events) > 0 {
+			evs = append(evs, <-f.recorder.Events)
+		}
+		return evs
+	}
+	drain()
+
+	writes, _ := f.warmingStep("node-b")
+	if len(writes) != 1 || writes[0].GetVerb() != "patch" {
+		t.Fatalf("node-b, matched by no cache: %s; want one patch", describe(writes))
+	}
+	if got := f.taints("node-b"); len(got) != 0 {
+		t.Errorf("node-b keeps taints %v", got)
+	}
+
+	writes, after := f.warmingStep("node-a")
+	if len(writes) != 0 || after != 10*time.Minute {
+		t.Errorf("node-a before its pulls: %s, look again after %v; want nothing, and a look at the timeout", describe(writes), after)
+	}
+
+	f.syncStarted("web")
+	// node-a's Job completes; node-c's stays running.
+	for _, j := range f.jobs() {
+		if strings.Contains(j.Annotations["kubefledged.io/node"], "node-a") {
+			f.completeJob(j)
+		}
+	}
+	f.sync("web")
+	f.clock.Step(30 * time.Second)
+	drain()
+	writes, _ = f.warmingStep("node-a")
+	if len(writes) != 1 {
+		t.Fatalf("node-a, warm: %s; want one patch", describe(writes))
+	}
+	patch := string(writes[0].(core.PatchAction).GetPatch())
+	if want := `[{"op":"test","path":"/spec/taints/1","value":{"key":"kubefledged.io/warming","effect":"NoSchedule"}},{"op":"remove","path":"/spec/taints/1"}]`; patch != want {
+		t.Errorf("patch %s\nwant  %s", patch, want)
+	}
+	if diff := cmp.Diff([]string{"other.example/keep"}, f.taints("node-a")); diff != "" {
+		t.Errorf("node-a's taints (-want +got):\n%s", diff)
+	}
+	if evs := drain(); len(evs) != 1 || !strings.HasPrefix(evs[0], "Normal Warmed Removed the startup taint kubefledged.io/warming") ||
+		!strings.HasSuffix(evs[0], ": 2 image pulls settled") {
+		t.Errorf("events %q", evs)
+	}
+
+	// node-c's pulls never settle: held until the timeout, then released
+	// with a Warning.
+	if w, after := f.warmingStep("node-c"); len(w) != 0 || after <= 0 {
+		t.Fatalf("node-c before the timeout: %s, after %v", describe(w), after)
+	}
+	f.clock.Step(10 * time.Minute)
+	if w, _ := f.warmingStep("node-c"); len(w) != 1 {
+		t.Fatalf("node-c at the timeout: %s; want one patch", describe(w))
+	}
+	if evs := drain(); len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning WarmingTimedOut Removed the startup taint kubefledged.io/warming at the 10m0s timeout, with 2 pulls still pending: nginx (team-a/web), redis (team-a/web)") {
+		t.Errorf("events %q", evs)
+	}
+	// A node without the taint is left alone.
+	if w, _ := f.warmingStep("node-c"); len(w) != 0 {
+		t.Errorf("a released node was patched again: %s", describe(w))
+	}
+}
