@@ -20,6 +20,10 @@ LOCAL_NODE_DIR="${LOCAL_DIR}/node"
 # containerd's socket and state: a short path, as unix sockets allow ~108 bytes.
 LOCAL_NODE_RUN="${LOCAL_NODE_RUN:-/run/kube-fledged-node-${LOCAL_APISERVER_PORT}}"
 LOCAL_NODE_IP="${LOCAL_NODE_IP:-192.0.2.2}"
+# The node registers with this startup taint, as a node of an autoscaler
+# would; the controller removes it once the node is warm when run with
+# --node-startup-taint (the pull Jobs tolerate it).
+LOCAL_NODE_STARTUP_TAINT="${LOCAL_NODE_STARTUP_TAINT:-kubefledged.io/warming}"
 LOCAL_KUBELET_PORT="${LOCAL_KUBELET_PORT:-16250}"
 LOCAL_KUBELET_HEALTHZ_PORT="${LOCAL_KUBELET_HEALTHZ_PORT:-16248}"
 LOCAL_REGISTRY_PORT="${LOCAL_REGISTRY_PORT:-16500}"

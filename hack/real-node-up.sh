@@ -272,7 +272,8 @@ YAML
 log "starting the kubelet as node ${LOCAL_NODE_NAME} (${LOCAL_NODE_IP})"
 start kubelet "${BIN}/kubelet" --config="${N}/kubelet.yaml" --kubeconfig="${KC}" \
   --root-dir="${N}/kubelet" --cert-dir="${N}/pki/serving" --hostname-override="${LOCAL_NODE_NAME}" \
-  --node-ip="${LOCAL_NODE_IP}" --node-labels="type=real,kubefledged.io/real-node=true" -v=1
+  --node-ip="${LOCAL_NODE_IP}" --node-labels="type=real,kubefledged.io/real-node=true" \
+  --register-with-taints="${LOCAL_NODE_STARTUP_TAINT}=:NoSchedule" -v=1
 wait_until kubelet 60 "node ${LOCAL_NODE_NAME} to register" kubectl get node "${LOCAL_NODE_NAME}"
 wait_until kubelet 60 "node ${LOCAL_NODE_NAME} to be Ready" \
   kubectl wait --for=condition=Ready "node/${LOCAL_NODE_NAME}" --timeout=5s

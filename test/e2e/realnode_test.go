@@ -413,3 +413,136 @@ func TestRealNodeHelperImageUnpullable(t *testing.T) {
 	ic := applyAndTime(t, ns, imageList(img)+onRealNode(rn), v1alpha2.ImageCacheActionStatusFailed)
 	assertNeverStarted(t, p, ic, []string{"ErrImagePull", "ImagePullBackOff"}, "container install-helper (image "+rn.registry+"/e2e/no-such-helper:v1)")
 }
+
+// TestRealNodeStartupTaint: the real node registered with the startup taint
+// (hack/real-node-up.sh: kubelet --register-with-taints). A pod of a large
+// image waits, unscheduled, until the controller has cached the image and
+// removed the taint; then it starts without pulling. A pod of another large
+// image, on the node once released, pulls: the two times from scheduled to
+// started are the user's gain.
+func TestRealNodeStartupTaint(t *testing.T) {
+	rn := needRealNode(t)
+	node, err := kubeClient.CoreV1().Nodes().Get(context.Background(), rn.name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasTaint(node) {
+		t.Fatalf("%s has no %s taint: hack/real-node-up.sh registers it with one, and only this test removes it", rn.name, warmingTaint)
+	}
+	ns := newNamespace(t, "real-warm")
+	push := func(tag string, seed uint64) string {
+		img, err := framework.LargeShellImage(120, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := rn.registry + "/e2e/big:" + tag
+		if err := framework.PushImage(img, ref, "", ""); err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	warm, cold := push("warm", 7), push("cold", 8)
+	podOf := func(name, image string) {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+			NodeSelector:  map[string]string{"kubernetes.io/hostname": rn.name},
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "app", Image: image, ImagePullPolicy: corev1.PullIfNotPresent}},
+		}}
+		if _, err := kubeClient.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rel := watchReleases(t, "kubernetes.io/hostname="+rn.name)
+	podOf("warm", warm)
+	waitFor(t, 30*time.Second, "the pod to wait for the tainted node", func() bool {
+		pod, err := kubeClient.CoreV1().Pods(ns).Get(context.Background(), "warm", metav1.GetOptions{})
+		return err == nil && podScheduled(pod) == nil && pod.Spec.NodeName == "" && unschedulable(pod)
+	})
+
+	// The cache exists before the controller looks at the node, as it
+	// would before an autoscaler adds one: a node no cache matches is
+	// released at once.
+	applyCache(t, ns, imageList(warm)+onRealNode(rn))
+	rn.controller(t, "--node-startup-taint="+warmingTaint)
+	warmGap := startGap(t, ns, "warm")
+	released, ok := rel.get(rn.name)
+	if !ok {
+		t.Fatal("the pod started, but the node's release was not seen")
+	}
+	pod, _ := kubeClient.CoreV1().Pods(ns).Get(context.Background(), "warm", metav1.GetOptions{})
+	if at := podScheduled(pod); at == nil || at.Before(released.Add(-time.Second)) {
+		t.Errorf("the pod was scheduled at %v, before the node's release at %v", at, released)
+	}
+	if msg := pulledEvent(t, ns, "warm"); !strings.Contains(msg, "already present on machine") {
+		t.Errorf("the cached pod's Pulled event: %q, want the image already present", msg)
+	}
+
+	podOf("cold", cold)
+	coldGap := startGap(t, ns, "cold")
+	if msg := pulledEvent(t, ns, "cold"); !strings.Contains(msg, "Successfully pulled") {
+		t.Errorf("the cold pod's Pulled event: %q, want a pull", msg)
+	}
+	t.Logf("120 MiB image, scheduled to started: %v cached, %v cold", warmGap, coldGap)
+}
+
+func podScheduled(pod *corev1.Pod) *time.Time {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue {
+			return &c.LastTransitionTime.Time
+		}
+	}
+	return nil
+}
+
+func unschedulable(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return true
+		}
+	}
+	return false
+}
+
+// startGap waits for a pod's container to have started, and returns the
+// time from the pod's scheduling to its container's start, as seen by
+// polling every 200ms (the API's condition times have a resolution of one
+// second).
+func startGap(t *testing.T, ns, name string) time.Duration {
+	t.Helper()
+	var scheduled time.Time
+	var gap time.Duration
+	waitFor(t, 3*time.Minute, "pod "+name+" to start", func() bool {
+		pod, err := kubeClient.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil || pod.Spec.NodeName == "" {
+			return false
+		}
+		if scheduled.IsZero() {
+			scheduled = time.Now()
+		}
+		if len(pod.Status.ContainerStatuses) == 0 {
+			return false
+		}
+		if st := pod.Status.ContainerStatuses[0].State; st.Running == nil && st.Terminated == nil {
+			return false
+		}
+		gap = time.Since(scheduled).Round(100 * time.Millisecond)
+		return true
+	})
+	return gap
+}
+
+// pulledEvent returns the message of the kubelet's Pulled event for a pod.
+func pulledEvent(t *testing.T, ns, pod string) string {
+	t.Helper()
+	var msg string
+	waitFor(t, 30*time.Second, "the Pulled event of "+pod, func() bool {
+		events, err := kubeClient.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
+			FieldSelector: "involvedObject.name=" + pod + ",reason=Pulled"})
+		if err != nil || len(events.Items) == 0 {
+			return false
+		}
+		msg = events.Items[0].Message
+		return true
+	})
+	return msg
+}

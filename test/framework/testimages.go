@@ -46,7 +46,25 @@ func NoShellImage() (v1.Image, error) {
 // LargeImage is an image of one layer holding mib MiB of incompressible
 // bytes, the same for every call with the same seed.
 func LargeImage(mib int, seed uint64) (v1.Image, error) {
-	data := make([]byte, mib<<20)
+	return imageOf(map[string][]byte{"/data/blob": randomBytes(mib<<20, seed)}, nil)
+}
+
+// LargeShellImage is ShellImage with mib MiB of incompressible bytes added:
+// an image that takes a while to pull and that a pod can run (/bin/sh -c).
+func LargeShellImage(mib int, seed uint64) (v1.Image, error) {
+	sh, err := filepath.EvalSymlinks("/bin/sh")
+	if err != nil {
+		return nil, fmt.Errorf("finding the host's shell: %w", err)
+	}
+	files := map[string][]byte{"/data/blob": randomBytes(mib<<20, seed)}
+	if err := addWithLibraries(files, sh, "/bin/sh"); err != nil {
+		return nil, err
+	}
+	return imageOf(files, []string{"/bin/sh", "-c", "exit 0"})
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	data := make([]byte, n)
 	r := rand.New(rand.NewPCG(seed, seed^0x6b756265))
 	for i := 0; i+8 <= len(data); i += 8 {
 		v := r.Uint64()
@@ -54,7 +72,7 @@ func LargeImage(mib int, seed uint64) (v1.Image, error) {
 			data[i+j] = byte(v >> (8 * j))
 		}
 	}
-	return imageOf(map[string][]byte{"/data/blob": data}, nil)
+	return data
 }
 
 // WithLabel returns the image with one more label in its config, so with an
