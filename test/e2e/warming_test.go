@@ -170,6 +170,18 @@ spec:
 	}
 }
 
+// joinTainted adds a kwok node labelled e2e=label with the startup taint,
+// and returns when it was added and when it was released.
+func joinTainted(t *testing.T, node, label string) (added, released time.Time) {
+	t.Helper()
+	rel := watchReleases(t, "e2e="+label)
+	added = time.Now()
+	addNodes(t, []string{node}, map[string]string{"e2e": label}, startupTaint)
+	waitFor(t, time.Minute, node+" released", func() bool { return rel.count() == 1 })
+	released, _ = rel.get(node)
+	return added, released
+}
+
 // TestStartupTaintFailedPull: a node whose image cannot be pulled is
 // released once the failure is recorded, and the failure is reported.
 func TestStartupTaintFailedPull(t *testing.T) {
@@ -179,11 +191,7 @@ func TestStartupTaintFailedPull(t *testing.T) {
   - images: [fail.invalid/e2e/missing:v1, docker.io/library/nginx:1.27]
     nodeSelector: {e2e: %s}
 `, ns))
-	rel := watchReleases(t, "e2e="+ns)
-	start := time.Now()
-	addNodes(t, []string{"warm-fail"}, map[string]string{"e2e": ns}, startupTaint)
-	waitFor(t, time.Minute, "the node released", func() bool { return rel.count() == 1 })
-	at, _ := rel.get("warm-fail")
+	start, at := joinTainted(t, "warm-fail", ns)
 	ic := waitIC(t, ns, "app", time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
 	t.Logf("released after %v; the cache: %s", at.Sub(start).Round(100*time.Millisecond), ic.Status.Message)
 	if f := ic.Status.Failures["fail.invalid/e2e/missing:v1"]; len(f) != 1 || f[0].Node != "warm-fail" || f[0].Reason != "ErrImagePull" {
@@ -205,11 +213,7 @@ func TestStartupTaintTimeout(t *testing.T) {
   - images: [hang.invalid/e2e/slow:v1]
     nodeSelector: {e2e: %s}
 `, ns))
-	rel := watchReleases(t, "e2e="+ns)
-	start := time.Now()
-	addNodes(t, []string{"warm-hang"}, map[string]string{"e2e": ns}, startupTaint)
-	waitFor(t, time.Minute, "the node released", func() bool { return rel.count() == 1 })
-	at, _ := rel.get("warm-hang")
+	start, at := joinTainted(t, "warm-hang", ns)
 	t.Logf("released after %v", at.Sub(start).Round(100*time.Millisecond))
 	if at.Sub(start) < 20*time.Second {
 		t.Errorf("the hanging node was released after %v, before the 20s timeout", at.Sub(start))
