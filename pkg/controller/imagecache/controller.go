@@ -308,13 +308,7 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 	if deleted || job.DeletionTimestamp != nil {
 		c.deleting.Delete(job.UID)
 	}
-	var wake []cache.ObjectName
-	if deleted {
-		wake = c.throttle.forget(jobKey(job))
-	} else {
-		wake = c.throttle.observe(job)
-	}
-	for _, w := range wake {
+	for _, w := range c.throttle.observe(job, deleted) {
 		c.enqueueBatched(w)
 	}
 	if owner := c.resolveOwner(job.Namespace, metav1.GetControllerOfNoCopy(job)); owner != nil {

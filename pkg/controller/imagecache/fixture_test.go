@@ -189,7 +189,7 @@ func (f *fixture) catchUp() {
 	jobs, _ := f.kube.BatchV1().Jobs("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer(), jobs.Items)
 	for i := range jobs.Items {
-		f.c.throttle.observe(&jobs.Items[i])
+		f.c.throttle.observe(&jobs.Items[i], false)
 	}
 	pods, _ := f.kube.CoreV1().Pods("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.kubeInf.Core().V1().Pods().Informer().GetIndexer(), pods.Items)

@@ -222,7 +222,8 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 	refusals := make([]error, len(jobs))
 	err := slowStart(len(jobs), func(i int) error {
 		nj := jobs[i]
-		if _, err := c.kubeClient.BatchV1().Jobs(nj.job.Namespace).Create(ctx, nj.job, metav1.CreateOptions{FieldManager: ControllerName}); err != nil {
+		made, err := c.kubeClient.BatchV1().Jobs(nj.job.Namespace).Create(ctx, nj.job, metav1.CreateOptions{FieldManager: ControllerName})
+		if err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				created[i] = true
 				return nil
@@ -234,6 +235,7 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
 		}
 		created[i] = true
+		c.throttle.created(made)
 		metrics.JobsCreatedTotal.Inc()
 		logger.V(2).Info("Created "+nj.kind+" Job", "job", klog.KObj(nj.job), "node", nj.node, "images", nj.images)
 		return nil

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -16,8 +17,10 @@ import (
 const expectationTTL = time.Minute
 
 // throttle keeps the number of active Jobs across the cluster at or below a
-// maximum. It counts the active Jobs the informer shows, plus the Jobs this
-// process created that the informer does not show yet.
+// maximum. It counts the active Jobs the informer shows, by UID, plus the
+// Jobs this process created (or is creating) that the informer does not show
+// yet, by name until the API server gives them a UID. So an event of an
+// earlier Job of the same name, deleted late, frees only its own slot.
 //
 // Slots are shared fairly: while another cache that asked for slots in its
 // last pass holds less than its share (the maximum divided by the caches
@@ -27,9 +30,9 @@ const expectationTTL = time.Minute
 type throttle struct {
 	mu  sync.Mutex
 	max int
-	// active and expected map a Job to the cache it belongs to; held counts
-	// both per cache.
-	active   map[string]cache.ObjectName
+	// active maps a Job's UID, and expected a Job's namespace/name, to the
+	// cache it belongs to; held counts both per cache.
+	active   map[types.UID]cache.ObjectName
 	expected map[string]expectation
 	held     map[cache.ObjectName]int
 	// wanting holds the caches that asked for slots in their last pass,
@@ -42,10 +45,12 @@ type throttle struct {
 type expectation struct {
 	at    time.Time
 	owner cache.ObjectName
+	// uid is the created Job's, once the create returned it.
+	uid types.UID
 }
 
 func newThrottle(max int, now func() time.Time) *throttle {
-	return &throttle{max: max, active: map[string]cache.ObjectName{}, expected: map[string]expectation{},
+	return &throttle{max: max, active: map[types.UID]cache.ObjectName{}, expected: map[string]expectation{},
 		held: map[cache.ObjectName]int{}, wanting: map[cache.ObjectName]time.Time{},
 		waiting: map[cache.ObjectName]time.Time{}, now: now}
 }
@@ -89,39 +94,57 @@ func (t *throttle) unhold(owner cache.ObjectName) {
 	}
 }
 
-// observe records a Job the informer shows. It returns the caches waiting for
-// a slot when one was freed, to be enqueued.
-func (t *throttle) observe(job *batchv1.Job) []cache.ObjectName {
+// observe records a Job the informer shows, or that it is gone (deleted).
+// It returns the caches waiting for a slot when one was freed, to be
+// enqueued.
+func (t *throttle) observe(job *batchv1.Job, deleted bool) []cache.ObjectName {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k := jobKey(job)
-	t.dropExpected(k)
-	if puller.IsActive(job) && job.DeletionTimestamp == nil && (job.Spec.Suspend == nil || !*job.Spec.Suspend) {
-		if _, ok := t.active[k]; !ok {
-			t.active[k] = ownerOf(job)
+	t.seen(job, deleted)
+	if !deleted && puller.IsActive(job) && job.DeletionTimestamp == nil && (job.Spec.Suspend == nil || !*job.Spec.Suspend) {
+		if _, ok := t.active[job.UID]; !ok {
+			t.active[job.UID] = ownerOf(job)
 			t.held[ownerOf(job)]++
 		}
 		return nil
 	}
-	return t.free(k)
+	return t.free(job.UID)
 }
 
-// forget records that a Job is gone.
-func (t *throttle) forget(key string) []cache.ObjectName {
+// seen drops the expectation that a Job the informer now shows fulfils: the
+// one whose create returned this UID, or, before the create returned, the
+// one of that name, if the Job is live (a Job of that name being deleted is
+// an earlier one). Callers hold mu.
+func (t *throttle) seen(job *batchv1.Job, deleted bool) {
+	k := jobKey(job)
+	e, ok := t.expected[k]
+	if !ok {
+		return
+	}
+	if e.uid == job.UID || (e.uid == "" && !deleted && job.DeletionTimestamp == nil) {
+		t.dropExpected(k)
+	}
+}
+
+// created records the UID the API server gave a Job this process created,
+// unless the informer already showed it.
+func (t *throttle) created(job *batchv1.Job) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.dropExpected(key)
-	return t.free(key)
+	if e, ok := t.expected[jobKey(job)]; ok && job.UID != "" {
+		e.uid = job.UID
+		t.expected[jobKey(job)] = e
+	}
 }
 
 // free gives back an active Job's slot, and returns the caches waiting for
 // one. They stay waiting until they ask again (unwait).
-func (t *throttle) free(k string) []cache.ObjectName {
-	owner, ok := t.active[k]
+func (t *throttle) free(uid types.UID) []cache.ObjectName {
+	owner, ok := t.active[uid]
 	if !ok {
 		return nil
 	}
-	delete(t.active, k)
+	delete(t.active, uid)
 	t.unhold(owner)
 	out := make([]cache.ObjectName, 0, len(t.waiting))
 	for w := range t.waiting {
@@ -136,9 +159,6 @@ func (t *throttle) free(k string) []cache.ObjectName {
 func (t *throttle) tryAcquire(jobKey string, owner cache.ObjectName) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.active[jobKey]; ok {
-		return true
-	}
 	if _, ok := t.expected[jobKey]; ok {
 		return true
 	}

@@ -5,7 +5,12 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // TestFairShareNeverIdlesASlot: with 5 slots, two caches that each hold
@@ -65,5 +70,88 @@ func TestFairShareNeverIdlesASlot(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	if th.count() != 0 {
 		t.Errorf("expectations never seen by the informer still hold %d slots after their TTL", th.count())
+	}
+}
+
+// TestThrottleKeysJobsByUID: a late delete event of an earlier Job of the
+// same name frees neither the slot of the Job created in its place, before
+// nor after the informer shows the new one.
+func TestThrottleKeysJobsByUID(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	th := newThrottle(10, func() time.Time { return now })
+	owner := cache.ObjectName{Namespace: "ns", Name: "a"}
+	job := func(uid string) *batchv1.Job {
+		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull-a-node-1", UID: types.UID(uid),
+			Annotations: map[string]string{puller.AnnotationCache: "a"}}}
+	}
+	old, repl := job("uid-old"), job("uid-new")
+
+	// The earlier Job runs and is seen; then it is deleted, but the
+	// informer has not said so yet.
+	th.observe(old, false)
+	if got := th.count(); got != 1 {
+		t.Fatalf("slots after the first Job: %d, want 1", got)
+	}
+	// Its replacement, same name, is created and acknowledged by the
+	// API server, not yet shown by the informer.
+	if !th.tryAcquire(jobKey(repl), owner) {
+		t.Fatal("no slot for the replacement")
+	}
+	th.created(repl)
+	if got := th.count(); got != 2 {
+		t.Fatalf("slots with the old Job and its created replacement: %d, want 2", got)
+	}
+	// The late delete event of the old Job frees only its own slot.
+	th.observe(old, true)
+	if got := th.count(); got != 1 {
+		t.Fatalf("slots after the old Job's delete event: %d, want 1 (the replacement's)", got)
+	}
+	if !th.isExpected(jobKey(repl)) {
+		t.Error("the old Job's delete event dropped the replacement's expectation")
+	}
+	// The informer shows the replacement: still one slot, now active.
+	th.observe(repl, false)
+	if got := th.count(); got != 1 || th.isExpected(jobKey(repl)) {
+		t.Fatalf("after the replacement is seen: %d slots (want 1), expected %v (want false)", got, th.isExpected(jobKey(repl)))
+	}
+	// A second late event of the old Job, once the new one is active,
+	// frees nothing either.
+	th.observe(old, true)
+	if got := th.count(); got != 1 {
+		t.Fatalf("a repeated delete event of the old Job freed the replacement's slot: %d slots, want 1", got)
+	}
+	th.observe(repl, true)
+	if got := th.count(); got != 0 {
+		t.Fatalf("after the replacement is deleted: %d slots, want 0", got)
+	}
+}
+
+// TestThrottleCreateInFlight: before the create of a Job returns, a delete
+// event of an earlier Job of that name does not drop its expectation, and
+// the live Job seen by the informer before the create returned fulfils it.
+func TestThrottleCreateInFlight(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	th := newThrottle(10, func() time.Time { return now })
+	owner := cache.ObjectName{Namespace: "ns", Name: "a"}
+	mk := func(uid string, deleting bool) *batchv1.Job {
+		j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull-a-node-1", UID: types.UID(uid),
+			Annotations: map[string]string{puller.AnnotationCache: "a"}}}
+		if deleting {
+			j.DeletionTimestamp = &metav1.Time{Time: now}
+		}
+		return j
+	}
+	if !th.tryAcquire("ns/pull-a-node-1", owner) {
+		t.Fatal("no slot")
+	}
+	th.observe(mk("uid-old", true), false) // the earlier Job, being deleted
+	th.observe(mk("uid-old", false), true) // and gone
+	if got := th.count(); got != 1 || !th.isExpected("ns/pull-a-node-1") {
+		t.Fatalf("an earlier Job's events dropped the create in flight: %d slots, want 1", got)
+	}
+	th.observe(mk("uid-new", false), false) // seen before the create returns
+	th.created(mk("uid-new", false))
+	if got := th.count(); got != 1 || th.isExpected("ns/pull-a-node-1") {
+		t.Fatalf("the new Job counted %d times, want once, as active", got)
 	}
 }
