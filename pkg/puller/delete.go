@@ -8,6 +8,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/remover"
 )
 
 // ComponentDelete is the LabelComponent value of delete Jobs.
@@ -83,7 +85,7 @@ func IsDeleteJob(job *batchv1.Job) bool { return job.Labels[LabelComponent] == C
 // pod and the time now: a Complete Job removed everything; a failed one
 // reports per image in its container's termination message; one whose pod
 // did not start within the start deadline fails with the reason.
-func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time, parse func(string) map[string][2]string) (Outcome, error) {
+func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome, error) {
 	images, err := JobImages(job)
 	if err != nil {
 		return Outcome{}, err
@@ -106,21 +108,28 @@ func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time, pa
 	}
 	out.Finished = true
 	cause := jobFailure(failed, pod)
-	var summary map[string][2]string
+	var summary []remover.Result
 	if pod != nil {
 		for _, cs := range pod.Status.ContainerStatuses {
 			if cs.State.Terminated != nil {
-				summary = parse(cs.State.Terminated.Message)
+				summary = remover.ParseSummary(cs.State.Terminated.Message, images)
 			}
 		}
 	}
-	for i, img := range images {
-		r, ok := summary[img]
-		switch {
-		case ok && (r[0] == "removed" || r[0] == "already absent"):
+	for i := range images {
+		var r remover.Result
+		if summary != nil {
+			r = summary[i]
+		}
+		switch r.Outcome {
+		case cri.Removed, cri.AlreadyAbsent:
 			out.Results[i] = Result{State: Succeeded}
-		case ok:
-			out.Results[i] = Result{State: Failed, Reason: "RemoveFailed", Message: r[1]}
+		case cri.Failed:
+			msg := r.Message
+			if msg == "" {
+				msg = "the removal failed; its message did not fit in the Job's summary (see the pod's log)"
+			}
+			out.Results[i] = Result{State: Failed, Reason: "RemoveFailed", Message: msg}
 		default:
 			out.Results[i] = cause
 		}

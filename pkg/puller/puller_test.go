@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/remover"
 )
 
 func TestJobNameDeterministicAndValid(t *testing.T) {
@@ -162,38 +164,26 @@ func TestReadDelete(t *testing.T) {
 		j.Status.Conditions = conds
 		return j
 	}
-	parse := func(s string) map[string][2]string {
-		out := map[string][2]string{}
-		for _, l := range strings.Split(s, "\n") {
-			f := strings.SplitN(l, ": ", 3)
-			if len(f) >= 2 {
-				msg := ""
-				if len(f) == 3 {
-					msg = f[2]
-				}
-				out[f[1]] = [2]string{f[0], msg}
-			}
-		}
-		return out
-	}
 	now := time.Now()
-	out, _ := ReadDelete(Config{}, newJob(), nil, now, parse)
+	out, _ := ReadDelete(Config{}, newJob(), nil, now)
 	if out.Finished {
 		t.Error("a running delete Job is finished")
 	}
-	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}), nil, now, parse)
+	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}), nil, now)
 	if !out.Finished || out.Results[0].State != Succeeded || out.Results[2].State != Succeeded {
 		t.Errorf("complete: %+v", out)
 	}
 	pod := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{State: corev1.ContainerState{
-		Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Message: "removed: a:1\nalready absent: b:1\nfailed: c:1: rpc error: image in use"},
+		Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Message: remover.FormatSummary([]remover.Result{
+			{Outcome: cri.Removed}, {Outcome: cri.AlreadyAbsent}, {Outcome: cri.Failed, Message: "rpc error: image in use"},
+		}, remover.SummaryLimit)},
 	}}}}}
-	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}), pod, now, parse)
+	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}), pod, now)
 	if out.Results[0].State != Succeeded || out.Results[1].State != Succeeded || out.Results[2].State != Failed ||
 		out.Results[2].Reason != "RemoveFailed" || out.Results[2].Message != "rpc error: image in use" {
 		t.Errorf("failed with a summary: %+v", out.Results)
 	}
-	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}), nil, now, parse)
+	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}), nil, now)
 	if out.Results[0].State != Failed || out.Results[0].Reason != "DeadlineExceeded" {
 		t.Errorf("failed without a pod: %+v", out.Results)
 	}

@@ -129,16 +129,16 @@ func TestDeleteStartDeadline(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Phase: corev1.PodPending,
 		ContainerStatuses: []corev1.ContainerStatus{{Name: "remove-images", Image: "h", State: corev1.ContainerState{
 			Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}}}}}}
-	out, _ := ReadDelete(cfg, job, pod, created.Add(30*time.Second), nil)
+	out, _ := ReadDelete(cfg, job, pod, created.Add(30*time.Second))
 	if out.Finished || !out.CheckAt.Equal(created.Add(time.Minute)) {
 		t.Fatalf("before the deadline: %+v", out)
 	}
-	out, _ = ReadDelete(cfg, job, pod, created.Add(time.Minute), nil)
+	out, _ = ReadDelete(cfg, job, pod, created.Add(time.Minute))
 	if r := out.Results[0]; !out.EndNow || r.State != Failed || r.Reason != "ErrImagePull" {
 		t.Fatalf("at the deadline: %+v", out)
 	}
 	job.Annotations[AnnotationResults] = ResultsAnnotation(out)
-	again, err := ReadDelete(cfg, job, nil, created.Add(2*time.Minute), nil)
+	again, err := ReadDelete(cfg, job, nil, created.Add(2*time.Minute))
 	if err != nil || !again.Finished || again.EndNow || again.Results[0] != out.Results[0] {
 		t.Errorf("recorded: %+v, %v; want %+v", again, err, out.Results[0])
 	}

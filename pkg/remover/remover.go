@@ -45,30 +45,35 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
+	results := make([]Result, len(images))
 	var lines []string
 	failed := false
 	client, err := cri.Dial(ctx, *socket)
 	if err != nil {
-		for _, img := range images {
+		for i, img := range images {
+			results[i] = Result{Outcome: cri.Failed, Message: err.Error()}
 			lines = append(lines, fmt.Sprintf("%s: %s: %v", cri.Failed, img, err))
 		}
 		failed = true
 	} else {
 		defer client.Close()
-		for _, img := range images {
+		for i, img := range images {
 			outcome, err := client.Remove(ctx, img)
+			results[i] = Result{Outcome: outcome}
 			if err != nil {
 				failed = true
+				results[i].Message = err.Error()
 				lines = append(lines, fmt.Sprintf("%s: %s: %v", outcome, img, err))
 				continue
 			}
 			lines = append(lines, fmt.Sprintf("%s: %s", outcome, img))
 		}
 	}
-	summary := strings.Join(lines, "\n")
-	fmt.Fprintln(stdout, summary)
+	// The log has every line in full; the termination message, which the
+	// kubelet cuts at 4 KiB, has the compact summary.
+	fmt.Fprintln(stdout, strings.Join(lines, "\n"))
 	if *termLog != "" {
-		if err := os.WriteFile(*termLog, []byte(summary), 0o644); err != nil && !os.IsNotExist(err) {
+		if err := os.WriteFile(*termLog, []byte(FormatSummary(results, SummaryLimit)), 0o644); err != nil && !os.IsNotExist(err) {
 			fmt.Fprintf(stderr, "fledged-cri: writing %s: %v\n", *termLog, err)
 		}
 	}
@@ -78,16 +83,3 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// ParseSummary reads a summary back: image -> (outcome, message).
-func ParseSummary(summary string) map[string][2]string {
-	out := map[string][2]string{}
-	for _, line := range strings.Split(summary, "\n") {
-		outcome, rest, ok := strings.Cut(line, ": ")
-		if !ok {
-			continue
-		}
-		img, msg, _ := strings.Cut(rest, ": ")
-		out[img] = [2]string{outcome, msg}
-	}
-	return out
-}

@@ -95,8 +95,9 @@ func TestRemoverAgainstContainerd(t *testing.T) {
 	if got, err := client.ImageStatus(ctx, image); err != nil || got != nil {
 		t.Errorf("after the removal: image %v, err %v; want it gone", got, err)
 	}
-	if data, _ := os.ReadFile(termLog); strings.TrimSpace(string(data)) != "removed: "+image {
-		t.Errorf("termination log %q", data)
+	// The termination message is the compact summary: one letter per image.
+	if data, _ := os.ReadFile(termLog); string(data) != "outcomes r" {
+		t.Errorf("termination log %q, want %q", data, "outcomes r")
 	}
 	out, code = run(ctd.Socket, image)
 	if code != 0 || strings.TrimSpace(out) != "already absent: "+image {
@@ -106,5 +107,8 @@ func TestRemoverAgainstContainerd(t *testing.T) {
 	out, code = run(missing, image)
 	if code != 1 || !strings.Contains(out, "failed: "+image) || !strings.Contains(out, missing) {
 		t.Errorf("wrong socket: exit %d, output %q; want a failure naming %s", code, out, missing)
+	}
+	if data, _ := os.ReadFile(termLog); !strings.HasPrefix(string(data), "outcomes f\n0: ") || !strings.Contains(string(data), missing) {
+		t.Errorf("termination log %q: want the failure of image 0, naming %s", data, missing)
 	}
 }

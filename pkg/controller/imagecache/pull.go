@@ -14,7 +14,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
-	"kubefledged.io/kube-fledged/pkg/remover"
 )
 
 // pullOp is the work of ImageCacheCreate, ImageCacheUpdate and
@@ -79,7 +78,7 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
-	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now, remover.ParseSummary)
+	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 		return o.c.dropJob(ctx, s, job)

@@ -7,7 +7,6 @@ import (
 
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/puller"
-	"kubefledged.io/kube-fledged/pkg/remover"
 )
 
 // purgeOp is the work of ImageCachePurge: delete Jobs remove the spec's
@@ -28,7 +27,7 @@ func (o *purgeOp) owns(job *batchv1.Job) bool {
 
 func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
-	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now, remover.ParseSummary)
+	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string) {
 		if s.led.get(node, key) == stateUnsettled {
 			// A node's image list lags the removal.

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"unicode/utf8"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/message"
 )
 
 // The status must fit in one object: etcd takes at most 1.5 MiB per
@@ -30,24 +30,6 @@ const (
 	// 512 images.
 	maxLedgerBytes = 640 << 10
 )
-
-// shorten cuts a message to at most n bytes, keeping its start and its end
-// and marking the cut, on UTF-8 boundaries.
-func shorten(s string, n int) string {
-	const mark = " [...] "
-	if len(s) <= n {
-		return s
-	}
-	head, tail := (n-len(mark))/3, n-len(mark)-(n-len(mark))/3
-	for head > 0 && !utf8.RuneStart(s[head]) {
-		head--
-	}
-	start := len(s) - tail
-	for start < len(s) && !utf8.RuneStart(s[start]) {
-		start++
-	}
-	return s[:head] + mark + s[start:]
-}
 
 // render returns the failures to list in status, and the count of those
 // left out, per image. It lists at most MaxFailuresPerImage per image and
@@ -79,7 +61,7 @@ func (f failureSet) render(failedTotal map[string]int) (map[string]v1alpha2.Node
 				continue
 			}
 			nrm := lists[img][round]
-			nrm.Message = shorten(nrm.Message, maxFailureMessage)
+			nrm.Message = message.Shorten(nrm.Message, maxFailureMessage)
 			out[img] = append(out[img], nrm)
 			total++
 			took = true
@@ -118,7 +100,7 @@ func fitStatus(st *v1alpha2.ImageCacheStatus) bool {
 	}
 	for _, list := range st.Failures {
 		for i := range list {
-			list[i].Message = shorten(list[i].Message, shortFailureMessage)
+			list[i].Message = message.Shorten(list[i].Message, shortFailureMessage)
 		}
 	}
 	for statusSize(st) > statusBudget && len(st.Failures) > 0 {

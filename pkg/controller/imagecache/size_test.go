@@ -4,26 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
-
-func TestShortenKeepsStartAndEnd(t *testing.T) {
-	msg := `rpc error: code = NotFound desc = failed to pull and unpack image "` + strings.Repeat("é", 300) + `": not found`
-	got := shorten(msg, maxFailureMessage)
-	if len(got) > maxFailureMessage || !utf8.ValidString(got) {
-		t.Fatalf("%d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
-	}
-	if !strings.HasPrefix(got, "rpc error: code = NotFound") || !strings.HasSuffix(got, `": not found`) || !strings.Contains(got, " [...] ") {
-		t.Errorf("shortened to %q", got)
-	}
-	if short := "short"; shorten(short, 10) != short {
-		t.Error("a short message changed")
-	}
-}
 
 // failingSet is a failure set of images × nodes, each with a long message.
 func failingSet(images, nodes int) (failureSet, map[string]int) {

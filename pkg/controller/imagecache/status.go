@@ -16,6 +16,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -288,7 +289,7 @@ func setJobsRejected(st *v1alpha2.ImageCacheStatus, failures failureSet, generat
 		names := sortedKeys(nodes)
 		cond.Status, cond.Reason = metav1.ConditionTrue, reasonJobRejected
 		cond.Message = fmt.Sprintf("The API server refused the Jobs for %d %s (%s); for %s: %s",
-			len(names), plural(len(names), "node", "nodes"), listSome(names, 3), names[0], shorten(nodes[names[0]], maxFailureMessage))
+			len(names), plural(len(names), "node", "nodes"), listSome(names, 3), names[0], message.Shorten(nodes[names[0]], maxFailureMessage))
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 }
