@@ -262,6 +262,10 @@ func TestStartupTaintPolicy(t *testing.T) {
 	}{
 		{"remove another taint", removeTaint(1, other.Key), "may only remove the startup taint"},
 		{"cordon", []string{"cordon", "policy-node"}, "may not cordon"},
+		{"add a finalizer", []string{"patch", "node", "policy-node", "--type=merge", "-p",
+			`{"metadata":{"finalizers":["example.com/hold"]}}`}, "may not change a Node's finalizers"},
+		{"set the provider ID", []string{"patch", "node", "policy-node", "--type=merge", "-p",
+			`{"spec":{"providerID":"example://elsewhere"}}`}, "may change no field of a Node's spec"},
 	} {
 		// (kubectl cordon says it was refused, but exits 0.)
 		if out, err := asController(tc.args...); !strings.Contains(out, tc.want) {

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,6 +25,7 @@ import (
 const (
 	reasonWarmed         = "Warmed"
 	reasonWarmingTimeout = "WarmingTimedOut"
+	reasonReleaseRefused = "ReleaseRefused"
 )
 
 // warming releases nodes that join with the startup taint once every cache
@@ -111,10 +113,7 @@ func (c *Controller) syncWarming(ctx context.Context, name string) (time.Duratio
 		return w.timeout - now.Sub(first), nil
 	}
 	if err := c.releaseNode(ctx, node, i); err != nil {
-		if apierrors.IsInvalid(err) || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return time.Second, nil // the taints changed under us: read them again
-		}
-		return 0, err
+		return c.releaseFailed(ctx, node, i, err)
 	}
 	took := now.Sub(node.CreationTimestamp.Time).Round(time.Second)
 	metrics.NodeWarmupSeconds.Observe(now.Sub(node.CreationTimestamp.Time).Seconds())
@@ -138,8 +137,8 @@ func (c *Controller) syncWarming(ctx context.Context, name string) (time.Duratio
 
 // warmingPending lists the pulls that the caches matching a node have not
 // settled there yet ("image (namespace/cache)"), and counts those settled.
-// A cache being deleted or purged wants nothing; an invalid image counts as
-// settled (failed).
+// A cache being deleted, purged, or refused as too large wants nothing; an
+// invalid image counts as settled (failed).
 func (c *Controller) warmingPending(node *corev1.Node) ([]string, int, error) {
 	caches, err := c.icLister.List(labels.Everything())
 	if err != nil {
@@ -148,7 +147,7 @@ func (c *Controller) warmingPending(node *corev1.Node) ([]string, int, error) {
 	var pending []string
 	settled := 0
 	for _, ic := range caches {
-		if ic.DeletionTimestamp != nil || ic.Status.Reason == v1alpha2.ImageCacheReasonPurge {
+		if ic.DeletionTimestamp != nil || ic.Status.Reason == v1alpha2.ImageCacheReasonPurge || refusedTooLarge(ic) {
 			continue
 		}
 		p := computePlan(ic, []*corev1.Node{node})
@@ -184,6 +183,30 @@ func ledgerOfNode(l *v1alpha2.PullLedger, node *corev1.Node) map[string]pairStat
 		return nil
 	}
 	return decodeStates(l.Images, enc)
+}
+
+// releaseFailed handles a refused release. When the node changed under the
+// patch (its test failed, or it is gone), it is read again. Otherwise the
+// patch itself was refused, by RBAC or by an admission policy: that is said
+// in a Warning event on the node and the error is returned, to be retried
+// with backoff, as no wait will fix it until someone acts.
+func (c *Controller) releaseFailed(ctx context.Context, node *corev1.Node, i int, err error) (time.Duration, error) {
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return time.Second, nil
+	}
+	if apierrors.IsInvalid(err) {
+		// A failed "test" is also Invalid: see whether the taint moved.
+		now, getErr := c.kubeClient.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(getErr) {
+			return 0, nil
+		}
+		if getErr == nil && (len(now.Spec.Taints) <= i || now.Spec.Taints[i] != node.Spec.Taints[i]) {
+			return time.Second, nil
+		}
+	}
+	c.recorder.Eventf(node, corev1.EventTypeWarning, reasonReleaseRefused,
+		"Could not remove the startup taint %s: %v", c.warming.taint, err)
+	return 0, fmt.Errorf("removing the startup taint from node %s: %w", node.Name, err)
 }
 
 // releaseNode removes the startup taint, at index i, with a JSON patch that
@@ -222,4 +245,11 @@ func (c *Controller) runWarming(ctx context.Context) {
 		}
 		c.warming.queue.Done(name)
 	}
+}
+
+// refusedTooLarge says whether a cache was refused as too large for its
+// status (refuseTooLarge): it pulls nothing until its spec changes.
+func refusedTooLarge(ic *v1alpha2.ImageCache) bool {
+	ready := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady)
+	return ready != nil && ready.Reason == reasonTooLarge && ready.ObservedGeneration == ic.Generation
 }

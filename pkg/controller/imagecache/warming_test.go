@@ -7,7 +7,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	core "k8s.io/client-go/testing"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -62,13 +66,7 @@ func TestStartupTaint(t *testing.T) {
 		newNode("node-a", withLabels("tier", "web"), withTaints("other.example/keep", testTaint)),
 		newNode("node-b", withTaints(testTaint)),
 		newNode("node-c", withLabels("tier", "web"), withTaints(testTaint)))
-	drain := func() []string {
-		var evs []string
-		for len(f.recorder.Events) > 0 {
-			evs = append(evs, <-f.recorder.Events)
-		}
-		return evs
-	}
+	drain := func() []string { return drainEvents(f) }
 	drain()
 
 	writes, _ := f.warmingStep("node-b")
@@ -126,4 +124,51 @@ func TestStartupTaint(t *testing.T) {
 	if w, _ := f.warmingStep("node-c"); len(w) != 0 {
 		t.Errorf("a released node was patched again: %s", describe(w))
 	}
+}
+
+// TestStartupTaintReleaseRefused: a release that an admission policy or
+// RBAC refuses is not taken for a moved taint and retried in silence: it
+// is an error, retried with backoff, with a Warning event on the node. A
+// patch whose test failed because the taints moved is read again soon,
+// without one.
+func TestStartupTaintReleaseRefused(t *testing.T) {
+	cfg := testConfig()
+	cfg.StartupTaint, cfg.StartupTaintTimeout = testTaint, 10*time.Minute
+	f := newFixture(t, cfg, nil, newNode("node-b", withTaints(testTaint)))
+	for len(f.recorder.Events) > 0 {
+		<-f.recorder.Events
+	}
+	refusal := apierrors.NewInvalid(schema.GroupKind{Kind: "Node"}, "node-b", field.ErrorList{
+		field.Forbidden(field.NewPath(""), "ValidatingAdmissionPolicy 'kube-fledged-startup-taint' denied request")})
+	f.kube.PrependReactor("patch", "nodes", func(core.Action) (bool, runtime.Object, error) { return true, nil, refusal })
+
+	after, err := f.c.syncWarming(f.ctx, "node-b")
+	if err == nil || !strings.Contains(err.Error(), "denied request") || after != 0 {
+		t.Fatalf("a refused release: after %v, err %v; want the refusal as an error", after, err)
+	}
+	if evs := drainEvents(f); len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning ReleaseRefused Could not remove the startup taint kubefledged.io/warming: ") {
+		t.Errorf("events %q; want one ReleaseRefused Warning", evs)
+	}
+
+	// Now the taints move under the patch (its test fails): read again.
+	n, _ := f.kube.CoreV1().Nodes().Get(f.ctx, "node-b", metav1.GetOptions{})
+	n.Spec.Taints = append([]corev1.Taint{{Key: "other.example/new", Effect: corev1.TaintEffectNoSchedule}}, n.Spec.Taints...)
+	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	after, err = f.c.syncWarming(f.ctx, "node-b")
+	if err != nil || after != time.Second {
+		t.Errorf("a patch whose taints moved: after %v, err %v; want a look again in 1s", after, err)
+	}
+	if evs := drainEvents(f); len(evs) != 0 {
+		t.Errorf("events %q for a moved taint; want none", evs)
+	}
+}
+
+func drainEvents(f *fixture) []string {
+	var evs []string
+	for len(f.recorder.Events) > 0 {
+		evs = append(evs, <-f.recorder.Events)
+	}
+	return evs
 }
