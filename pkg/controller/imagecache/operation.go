@@ -18,6 +18,9 @@ import (
 // all. The ledger records, per (node, image) pair, what the operation has
 // settled: pulled (or removed), already present, or failed.
 type operation interface {
+	// scope narrows the plan to the nodes the operation works on, before
+	// anything reads it.
+	scope()
 	// keeps says whether the ledger keeps a pair the plan no longer wants:
 	// the operation still has work to do on it.
 	keeps(node, key string) bool

@@ -18,6 +18,7 @@ import (
 const (
 	reasonNodeNotReady     = "NodeNotReady"
 	reasonNodeDeleting     = "NodeDeleting"
+	reasonPurgeEnded       = "PurgeEnded"
 	reasonNoHostnameLabel  = "NoHostnameLabel"
 	reasonInvalidImageName = "InvalidImageName"
 	reasonUnknownRuntime   = "UnknownRuntime"
@@ -103,6 +104,7 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 		s.nodes[n.Name] = n
 	}
 	s.op = c.operationFor(s)
+	s.op.scope()
 	s.led.keepOnly(func(node, key string) bool { return s.plan.wants(node, key) || s.op.keeps(node, key) })
 	if replaced := s.led.forgetReplaced(s.nodes); len(replaced) > 0 {
 		klog.FromContext(ctx).Info("Nodes re-created under the same name: warming them again", "nodes", replaced)

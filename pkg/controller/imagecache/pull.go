@@ -35,6 +35,10 @@ func newPullOp(c *Controller, s *syncCtx) *pullOp {
 	return &pullOp{c: c, s: s, others: c.otherWants(s.ic)}
 }
 
+// scope: a pull works on every node the spec selects, those that join
+// included.
+func (o *pullOp) scope() {}
+
 func (o *pullOp) keeps(node, key string) bool { return o.toRemove(node, key) }
 
 // toRemove says whether an image dropped from the spec is to be removed from

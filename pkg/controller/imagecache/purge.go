@@ -5,6 +5,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -15,6 +16,34 @@ import (
 type purgeOp struct {
 	c *Controller
 	s *syncCtx
+}
+
+// scope makes a purge one operation over the nodes of its start: a node
+// created since then is not the purge's (it gets no delete Job, whatever
+// the cache pulled onto an earlier node of its name), and once the purge is
+// complete, nothing of it runs again: a node it skipped (not Ready then)
+// that turns Ready is left alone. The cache is idle until it is refreshed
+// or edited.
+func (o *purgeOp) scope() {
+	s := o.s
+	if s.st.StartTime == nil {
+		return
+	}
+	ended := s.st.CompletionTime != nil && s.st.Status != v1alpha2.ImageCacheActionStatusProcessing
+	for name, w := range s.plan.nodes {
+		if w.node.CreationTimestamp.After(s.st.StartTime.Time) {
+			delete(s.plan.nodes, name)
+			continue
+		}
+		if ended && w.skip == "" {
+			for _, wi := range w.images {
+				if s.led.get(name, wi.key) == stateUnsettled {
+					w.skip = reasonPurgeEnded
+					break
+				}
+			}
+		}
+	}
 }
 
 func (o *purgeOp) keeps(node, key string) bool { return false }

@@ -22,7 +22,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/remover"
 )
 
 // TestNewCacheCreatesPinnedJobs: a cache over 3 nodes, with one entry for every
@@ -786,7 +788,8 @@ func TestPurgeAnnotation(t *testing.T) {
 			f.completeJob(j)
 		case "node-b":
 			pod := f.podWith(j, map[string]corev1.ContainerState{"remove-images": {Terminated: &corev1.ContainerStateTerminated{
-				ExitCode: 1, Message: "removed: nginx\nfailed: redis: rpc error: code = FailedPrecondition desc = image in use"}}})
+				ExitCode: 1, Message: remover.FormatSummary([]remover.Result{{Outcome: cri.Removed},
+					{Outcome: cri.Failed, Message: "rpc error: code = FailedPrecondition desc = image in use"}}, remover.SummaryLimit)}}})
 			_ = pod
 			j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}}
 			f.updateJob(&j)
