@@ -87,7 +87,7 @@ func TestDeployRBACIsEnoughAndNoMore(t *testing.T) {
 	kc := deployed(t)
 	for _, denied := range [][]string{
 		{"get", "secrets", "-n", sampleNS}, {"list", "secrets", "--all-namespaces"}, {"delete", "nodes"},
-		{"update", "nodes"}, {"create", "pods", "-n", "default"}, {"delete", "imagecaches.kubefledged.io", "-n", "default"},
+		{"update", "nodes"}, {"patch", "nodes"}, {"create", "pods", "-n", "default"}, {"delete", "imagecaches.kubefledged.io", "-n", "default"},
 		{"update", "leases.coordination.k8s.io", "-n", "default"},
 	} {
 		if canI(t, kc, denied...) {
@@ -126,6 +126,56 @@ func TestDeployRBACIsEnoughAndNoMore(t *testing.T) {
 	}
 	if got := p.metric(t, `workqueue_adds_total{name="kube-fledged"}`); got < 1 {
 		t.Errorf("workqueue metrics missing: adds %v", got)
+	}
+}
+
+// deploy/user-roles.yaml aggregates rights on ImageCaches into the built-in
+// roles: in a namespace, a user bound to view may read them and no more, one
+// bound to edit may also create, change and delete them, one bound to admin
+// may also delete them all at once; none may write their status.
+func TestUserRolesAggregate(t *testing.T) {
+	roles := filepath.Join(projectRoot, "deploy", "user-roles.yaml")
+	kubectl(t, "apply", "-f", roles)
+	t.Cleanup(func() { kubectl(t, "delete", "-f", roles, "--ignore-not-found") })
+	ns := newNamespace(t, "roles")
+	for _, role := range []string{"view", "edit", "admin"} {
+		kubectl(t, "-n", ns, "create", "rolebinding", "e2e-"+role, "--clusterrole="+role, "--user=e2e-"+role)
+	}
+	can := func(user string, args ...string) bool {
+		return canI(t, kubeconfig, append(append([]string{}, args...), "-n", ns, "--as="+user)...)
+	}
+	ic := "imagecaches.kubefledged.io"
+	want := []struct {
+		user string
+		verb []string
+		ok   bool
+	}{
+		{"e2e-view", []string{"list", ic}, true},
+		{"e2e-view", []string{"watch", ic}, true},
+		{"e2e-view", []string{"create", ic}, false},
+		{"e2e-view", []string{"patch", ic}, false},
+		{"e2e-edit", []string{"create", ic}, true},
+		{"e2e-edit", []string{"patch", ic}, true},
+		{"e2e-edit", []string{"delete", ic}, true},
+		{"e2e-edit", []string{"deletecollection", ic}, false},
+		{"e2e-edit", []string{"update", ic, "--subresource=status"}, false},
+		{"e2e-admin", []string{"deletecollection", ic}, true},
+		{"e2e-admin", []string{"get", ic, "--subresource=status"}, true},
+		{"e2e-admin", []string{"update", ic, "--subresource=status"}, false},
+		{"e2e-nobody", []string{"list", ic}, false},
+	}
+	// The aggregation controller fills the built-in roles within moments.
+	waitFor(t, 30*time.Second, "the roles to aggregate", func() bool {
+		return can("e2e-admin", "deletecollection", ic) && can("e2e-view", "list", ic)
+	})
+	for _, w := range want {
+		if got := can(w.user, w.verb...); got != w.ok {
+			t.Errorf("%s may %v: %v, want %v", w.user, w.verb, got, w.ok)
+		}
+	}
+	// The ServiceAccount of another namespace gets nothing from them.
+	if can("system:serviceaccount:default:default", "list", ic) {
+		t.Error("a ServiceAccount with no binding may list ImageCaches")
 	}
 }
 
