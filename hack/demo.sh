@@ -25,7 +25,8 @@ kubectl get nodes -L tier
 say "installing the CRD"
 kubectl apply --server-side -f deploy/crd/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/imagecaches.kubefledged.io >/dev/null
-kubectl create namespace kube-fledged --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The controller's namespace, and the account its delete Jobs run as there.
+kubectl apply -f deploy/namespace.yaml -f deploy/image-delete.yaml >/dev/null
 
 SCRIPT=demo PIDS="${LOCAL_DIR}/pids" LOGS="${LOCAL_DIR}/logs" DOWN="${ROOT}/hack/local-down.sh"
 # shellcheck source=hack/lib-proc.sh

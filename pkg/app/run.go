@@ -64,12 +64,14 @@ func RESTConfig(o *options.Options) (*rest.Config, error) {
 func ControllerConfig(o *options.Options) imagecache.Config {
 	return imagecache.Config{
 		Puller: puller.Config{
-			HelperImage:        o.HelperImage,
-			PullPolicy:         corev1.PullPolicy(o.ImagePullPolicy),
-			PullDeadline:       o.ImagePullDeadline,
-			StartDeadline:      o.JobStartDeadline,
-			ServiceAccountName: o.ServiceAccountName,
-			PriorityClassName:  o.JobPriorityClassName,
+			HelperImage:              o.HelperImage,
+			PullPolicy:               corev1.PullPolicy(o.ImagePullPolicy),
+			PullDeadline:             o.ImagePullDeadline,
+			StartDeadline:            o.JobStartDeadline,
+			ServiceAccountName:       o.ServiceAccountName,
+			PriorityClassName:        o.JobPriorityClassName,
+			DeleteNamespace:          o.Namespace,
+			DeleteServiceAccountName: o.DeleteJobServiceAccountName,
 		},
 		ImagesPerJob:         o.ImagesPerJob,
 		MaxInFlightJobs:      o.MaxInFlightJobs,

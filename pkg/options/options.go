@@ -44,6 +44,12 @@ type Options struct {
 	HelperImage             string
 	CRISocketPath           string
 	DeleteJobHostNetwork    bool
+	// DeleteJobServiceAccountName is the service account of the delete
+	// Jobs' pods, in the controller's namespace.
+	DeleteJobServiceAccountName string
+	// Namespace is the namespace the controller runs in ($KUBEFLEDGED_NAMESPACE),
+	// where its delete Jobs run.
+	Namespace               string
 	NodeStartupTaint        string
 	NodeStartupTaintTimeout time.Duration
 
@@ -73,20 +79,25 @@ const NamespaceEnv = "KUBEFLEDGED_NAMESPACE"
 // DefaultNamespace is used when NamespaceEnv is not set.
 const DefaultNamespace = "kube-fledged"
 
+// DefaultDeleteJobServiceAccount is the service account of the delete Jobs,
+// which deploy/ creates in the controller's namespace, with no rights.
+const DefaultDeleteJobServiceAccount = "kube-fledged-image-delete"
+
 // New returns the options with their defaults.
 func New() *Options {
 	return &Options{
-		ImagePullDeadline:       5 * time.Minute,
-		JobStartDeadline:        2 * time.Minute,
-		NodeStartupTaintTimeout: 10 * time.Minute,
-		ImageCacheRefreshPeriod: 15 * time.Minute,
-		ImagePullPolicy:         string(corev1.PullIfNotPresent),
-		JobRetentionPolicy:      RetentionDelete,
-		ImagesPerJob:            10,
-		MaxInFlightJobs:         200,
-		Workers:                 4,
-		KubeAPIQPS:              50,
-		KubeAPIBurst:            100,
+		ImagePullDeadline:           5 * time.Minute,
+		JobStartDeadline:            2 * time.Minute,
+		NodeStartupTaintTimeout:     10 * time.Minute,
+		ImageCacheRefreshPeriod:     15 * time.Minute,
+		ImagePullPolicy:             string(corev1.PullIfNotPresent),
+		JobRetentionPolicy:          RetentionDelete,
+		DeleteJobServiceAccountName: DefaultDeleteJobServiceAccount,
+		ImagesPerJob:                10,
+		MaxInFlightJobs:             200,
+		Workers:                     4,
+		KubeAPIQPS:                  50,
+		KubeAPIBurst:                100,
 
 		LeaderElectLeaseDuration: 15 * time.Second,
 		LeaderElectRenewDeadline: 10 * time.Second,
@@ -112,6 +123,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage, "The project's image, whose helper binary the pull Jobs run (default: $"+HelperImageEnv+", else "+DefaultHelperImage+").")
 	fs.StringVar(&o.CRISocketPath, "cri-socket-path", o.CRISocketPath, "The container runtime's CRI socket on the nodes, for removing images (default: found from each node's runtime: containerd or CRI-O).")
 	fs.BoolVar(&o.DeleteJobHostNetwork, "image-delete-job-host-network", o.DeleteJobHostNetwork, "Run the Jobs that remove images in the host's network namespace.")
+	fs.StringVar(&o.DeleteJobServiceAccountName, "image-delete-job-service-account-name", o.DeleteJobServiceAccountName, "Service account of the Jobs that remove images, which run in the controller's namespace ($"+NamespaceEnv+", else "+DefaultNamespace+"). It needs no rights; its token is never mounted.")
 	fs.StringVar(&o.NodeStartupTaint, "node-startup-taint", o.NodeStartupTaint, "Key of a NoSchedule taint that nodes join with (kubelet --register-with-taints, Karpenter startupTaints); the controller removes it once every cache matching the node has settled its pulls there. Empty: off.")
 	fs.DurationVar(&o.NodeStartupTaintTimeout, "node-startup-taint-timeout", o.NodeStartupTaintTimeout, "The longest a node is held by --node-startup-taint, counted while the controller runs; then the taint is removed anyway, with a Warning event naming what was pending.")
 	fs.IntVar(&o.ImagesPerJob, "images-per-job", o.ImagesPerJob, "The most images one pull Job pulls onto its node.")
@@ -141,11 +153,14 @@ func (o *Options) Complete() {
 	if o.HelperImage == "" {
 		o.HelperImage = DefaultHelperImage
 	}
-	if o.LeaderElectResourceNamespace == "" {
-		o.LeaderElectResourceNamespace = os.Getenv(NamespaceEnv)
+	if o.Namespace == "" {
+		o.Namespace = os.Getenv(NamespaceEnv)
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
 	}
 	if o.LeaderElectResourceNamespace == "" {
-		o.LeaderElectResourceNamespace = DefaultNamespace
+		o.LeaderElectResourceNamespace = o.Namespace
 	}
 }
 
@@ -211,6 +226,12 @@ func (o *Options) Validate() error {
 	}
 	if o.CRISocketPath != "" && !strings.HasPrefix(strings.TrimPrefix(o.CRISocketPath, "unix://"), "/") {
 		errs = append(errs, fmt.Errorf("--cri-socket-path must be an absolute path, got %q", o.CRISocketPath))
+	}
+	if errs2 := validation.IsDNS1123Subdomain(o.DeleteJobServiceAccountName); len(errs2) > 0 {
+		errs = append(errs, fmt.Errorf("--image-delete-job-service-account-name must be a service account name, got %q: %s", o.DeleteJobServiceAccountName, strings.Join(errs2, "; ")))
+	}
+	if errs2 := validation.IsDNS1123Label(o.Namespace); len(errs2) > 0 {
+		errs = append(errs, fmt.Errorf("$%s must be a namespace, got %q: %s", NamespaceEnv, o.Namespace, strings.Join(errs2, "; ")))
 	}
 	if strings.TrimSpace(o.HelperImage) == "" {
 		errs = append(errs, errors.New("--helper-image must not be empty"))

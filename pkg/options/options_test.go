@@ -67,7 +67,11 @@ func TestInvalidValues(t *testing.T) {
 		"--kube-api-qps=0":                    "--kube-api-qps",
 		"--kube-api-burst=0":                  "--kube-api-burst",
 		"--leader-elect --leader-elect-lease-duration=5s --leader-elect-renew-deadline=10s": "--leader-elect-lease-duration",
-		"--metrics-bind-address=8080": "--metrics-bind-address",
+		"--metrics-bind-address=8080":                    "--metrics-bind-address",
+		"--job-start-deadline=1s":                        "--job-start-deadline",
+		"--node-startup-taint=not/a/key":                 "--node-startup-taint",
+		"--node-startup-taint-timeout=1s":                "--node-startup-taint-timeout",
+		"--image-delete-job-service-account-name=Bad_SA": "--image-delete-job-service-account-name",
 	}
 	for arg, flagName := range cases {
 		t.Run(arg, func(t *testing.T) {
@@ -85,5 +89,26 @@ func TestInvalidValues(t *testing.T) {
 	}
 	if _, err := parse(t, "--workers=x"); err == nil {
 		t.Error("a non-number for --workers was accepted")
+	}
+}
+
+// TestControllerNamespace: the delete Jobs' namespace is the controller's,
+// from the environment, else kube-fledged; the Lease follows it unless set.
+func TestControllerNamespace(t *testing.T) {
+	t.Setenv(NamespaceEnv, "")
+	o, err := parse(t)
+	if err != nil || o.Namespace != DefaultNamespace || o.LeaderElectResourceNamespace != DefaultNamespace ||
+		o.DeleteJobServiceAccountName != DefaultDeleteJobServiceAccount {
+		t.Fatalf("without the environment: %v, namespace %q, lease namespace %q, account %q", err, o.Namespace,
+			o.LeaderElectResourceNamespace, o.DeleteJobServiceAccountName)
+	}
+	t.Setenv(NamespaceEnv, "ops")
+	o, err = parse(t, "--leader-elect-resource-namespace=leases")
+	if err != nil || o.Namespace != "ops" || o.LeaderElectResourceNamespace != "leases" {
+		t.Fatalf("from the environment: %v, namespace %q, lease namespace %q", err, o.Namespace, o.LeaderElectResourceNamespace)
+	}
+	t.Setenv(NamespaceEnv, "Not_A_Namespace")
+	if _, err := parse(t); err == nil || !strings.Contains(err.Error(), NamespaceEnv) {
+		t.Errorf("a bad $%s: %v", NamespaceEnv, err)
 	}
 }

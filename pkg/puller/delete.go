@@ -37,12 +37,16 @@ func DeleteDeadline(images int) time.Duration {
 }
 
 // NewDeleteJob builds the Job that removes images from one node through its
-// runtime's CRI socket, with the project's own image.
+// runtime's CRI socket, with the project's own image. It runs in the
+// controller's namespace (cfg.DeleteNamespace), as its root pod has the
+// node's runtime socket: never in a tenant's.
 func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
 	args := append([]string{"rmi", "--socket", criSocketInPod,
 		"--timeout", (DeleteDeadline(len(b.Images)) - 30*time.Second).String()}, b.Images...)
 	return nodeJob{
 		name:      JobName(b.Cache.Name, string(b.Cache.UID), "delete\x00"+b.NodeName, b.Epoch, b.Images),
+		namespace: cfg.DeleteNamespace,
+		account:   cfg.DeleteServiceAccountName,
 		component: ComponentDelete,
 		cache:     b.Cache,
 		node:      b.NodeName,

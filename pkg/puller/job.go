@@ -47,9 +47,15 @@ type Config struct {
 	// scheduled and past its helper) before the Job's images fail with the
 	// reason it did not start. Zero turns the check off.
 	StartDeadline time.Duration
-	// ServiceAccountName and PriorityClassName are set on the pods when not empty.
+	// ServiceAccountName and PriorityClassName are set on the pull pods
+	// when not empty (PriorityClassName on the delete pods too).
 	ServiceAccountName string
 	PriorityClassName  string
+	// DeleteNamespace is the namespace the delete Jobs run in, the
+	// controller's own, so that no tenant namespace holds their privileged
+	// pods; DeleteServiceAccountName is their service account there.
+	DeleteNamespace          string
+	DeleteServiceAccountName string
 }
 
 // Batch is one Job's work: images for one node of one cache.
@@ -117,6 +123,8 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 	}
 	return nodeJob{
 		name:      JobName(b.Cache.Name, string(b.Cache.UID), b.NodeName, b.Epoch, b.Images),
+		namespace: b.Cache.Namespace,
+		account:   cfg.ServiceAccountName,
 		component: ComponentPull,
 		cache:     b.Cache,
 		node:      b.NodeName,

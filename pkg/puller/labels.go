@@ -20,6 +20,9 @@ const (
 	// AnnotationCache holds the owning ImageCache's name (names may be longer
 	// than a label value allows).
 	AnnotationCache = "kubefledged.io/imagecache"
+	// AnnotationCacheNamespace holds the owning ImageCache's namespace, on
+	// the delete Jobs, which run in the controller's namespace.
+	AnnotationCacheNamespace = "kubefledged.io/imagecache-namespace"
 	// AnnotationNode holds the name of the node the Job is pinned to.
 	AnnotationNode = "kubefledged.io/node"
 	// AnnotationImages holds the Job's images, a JSON list in container order.

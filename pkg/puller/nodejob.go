@@ -16,10 +16,14 @@ import (
 
 // nodeJob is what pull and delete Jobs have in common: one pod pinned to a
 // node by its hostname label, tolerating every taint, never restarted, with
-// no service account token, owned by the cache, and labelled and annotated so
-// that the controller can map it back.
+// no service account token, and labelled and annotated so that the
+// controller can map it back to its cache. A Job in the cache's namespace is
+// owned by the cache; one in another namespace (a delete Job, in the
+// controller's) cannot be, and names the cache's namespace instead.
 type nodeJob struct {
 	name      string
+	namespace string
+	account   string
 	component string
 	cache     *v1alpha2.ImageCache
 	node      string
@@ -48,17 +52,17 @@ func (j nodeJob) build(cfg Config, pod corev1.PodSpec) *batchv1.Job {
 	pod.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 	pod.RestartPolicy = corev1.RestartPolicyNever
 	pod.AutomountServiceAccountToken = ptr.To(false)
-	pod.ServiceAccountName = cfg.ServiceAccountName
+	pod.ServiceAccountName = j.account
 	pod.PriorityClassName = cfg.PriorityClassName
 	pod.TerminationGracePeriodSeconds = ptr.To[int64](1)
+	meta := metav1.ObjectMeta{Name: j.name, Namespace: j.namespace, Labels: labels, Annotations: annotations}
+	if j.namespace == j.cache.Namespace {
+		meta.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(j.cache, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))}
+	} else {
+		annotations[AnnotationCacheNamespace] = j.cache.Namespace
+	}
 	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            j.name,
-			Namespace:       j.cache.Namespace,
-			Labels:          labels,
-			Annotations:     annotations,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(j.cache, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
-		},
+		ObjectMeta: meta,
 		Spec: batchv1.JobSpec{
 			Parallelism:           ptr.To[int32](1),
 			Completions:           ptr.To[int32](1),
@@ -79,4 +83,13 @@ func smallResources() corev1.ResourceRequirements {
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 	}
+}
+
+// CacheOf names the ImageCache a Job of the controller belongs to.
+func CacheOf(job *batchv1.Job) (namespace, name string) {
+	namespace = job.Namespace
+	if ns, ok := job.Annotations[AnnotationCacheNamespace]; ok {
+		namespace = ns
+	}
+	return namespace, job.Annotations[AnnotationCache]
 }

@@ -127,10 +127,25 @@ func TestReadOutcomes(t *testing.T) {
 
 func TestDeleteJobSpec(t *testing.T) {
 	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", UID: "u"}}
-	cfg := Config{HelperImage: "registry.local/kube-fledged:v1"}
+	cfg := Config{HelperImage: "registry.local/kube-fledged:v1", DeleteNamespace: "kube-fledged",
+		DeleteServiceAccountName: "kube-fledged-image-delete", ServiceAccountName: "pull-only"}
 	job := NewDeleteJob(cfg, DeleteBatch{Cache: ic, NodeName: "node-1", Hostname: "host-1", Images: []string{"nginx:1.27", "redis"},
 		Epoch: 7, Socket: "/run/containerd/containerd.sock", HostNetwork: true})
 	spec := job.Spec.Template.Spec
+	// In the controller's namespace, never the cache's, so owned by no one:
+	// it names its cache instead, and has a service account of its own.
+	if job.Namespace != "kube-fledged" || len(job.OwnerReferences) != 0 || spec.ServiceAccountName != "kube-fledged-image-delete" {
+		t.Errorf("namespace %q, owners %v, service account %q", job.Namespace, job.OwnerReferences, spec.ServiceAccountName)
+	}
+	if ns, name := CacheOf(job); ns != "ns" || name != "c" || job.Labels[LabelCacheUID] != "u" {
+		t.Errorf("the Job names cache %s/%s (uid %s), want ns/c (u)", ns, name, job.Labels[LabelCacheUID])
+	}
+	pull := NewPullJob(cfg, Batch{Cache: ic, NodeName: "node-1", Hostname: "host-1", Images: []string{"nginx"}})
+	if ns, name := CacheOf(pull); pull.Namespace != "ns" || len(pull.OwnerReferences) != 1 || ns != "ns" || name != "c" ||
+		pull.Spec.Template.Spec.ServiceAccountName != "pull-only" {
+		t.Errorf("pull Job: namespace %q, owners %v, cache %s/%s, service account %q", pull.Namespace, pull.OwnerReferences, ns, name,
+			pull.Spec.Template.Spec.ServiceAccountName)
+	}
 	if spec.NodeSelector[HostnameLabel] != "host-1" || len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists {
 		t.Errorf("pinning %v, tolerations %v", spec.NodeSelector, spec.Tolerations)
 	}

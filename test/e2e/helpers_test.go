@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,8 +30,6 @@ import (
 )
 
 const sampleNS = "kube-fledged"
-
-var nsObj = corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sampleNS}}
 
 // kubectl runs kubectl against the local cluster.
 func kubectl(t *testing.T, args ...string) string {
@@ -270,6 +269,45 @@ func watchJobs(t *testing.T, ns string) *framework.JobWatch {
 	}
 	t.Cleanup(jw.Stop)
 	return jw
+}
+
+// podWatch records every pod that shows in a namespace while it runs.
+type podWatch struct {
+	mu   sync.Mutex
+	seen map[string]seenPod
+}
+
+type seenPod struct{ name, component string }
+
+// watchPods records the pods of a namespace until the test ends.
+func watchPods(t *testing.T, ns string) *podWatch {
+	t.Helper()
+	w, err := kubeClient.CoreV1().Pods(ns).Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	pw := &podWatch{seen: map[string]seenPod{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok {
+				pw.mu.Lock()
+				pw.seen[p.Name] = seenPod{name: p.Name, component: p.Labels[puller.LabelComponent]}
+				pw.mu.Unlock()
+			}
+		}
+	}()
+	return pw
+}
+
+func (pw *podWatch) names() []seenPod {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	out := make([]seenPod, 0, len(pw.seen))
+	for _, p := range pw.seen {
+		out = append(out, p)
+	}
+	return out
 }
 
 func pairs(t *testing.T, jw *framework.JobWatch) map[string]int {

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -85,8 +83,11 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: waiting for the CRD: %v\n%s\n", err, out)
 		return 1
 	}
-	if _, err := kubeClient.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		fmt.Fprintln(os.Stderr, err)
+	// The controller's namespace, as deploy/ makes it, with the account
+	// its delete Jobs run as.
+	if out, err := exec.CommandContext(ctx, kubectlBin, "--kubeconfig", kubeconfig, "apply", "-f",
+		filepath.Join(projectRoot, "deploy", "namespace.yaml"), "-f", filepath.Join(projectRoot, "deploy", "image-delete.yaml")).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: creating the controller's namespace: %v\n%s\n", err, out)
 		return 1
 	}
 	return m.Run()

@@ -373,6 +373,49 @@ func TestRealNodePurge(t *testing.T) {
 	}
 }
 
+// TestRealNodePurgeRestrictedNamespace: a purge of a cache in a namespace
+// that enforces Pod Security "restricted" succeeds: its delete Jobs, root
+// pods with the node's CRI socket, run in the controller's namespace, and no
+// pod of theirs ever shows in the cache's namespace.
+func TestRealNodePurgeRestrictedNamespace(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-purge-restricted", restricted)
+	img := rn.image(t, "shell", "e2e/purge-restricted:v1", false)
+	rn.controller(t)
+	inCacheNS, inControllerNS := watchJobs(t, ns), watchJobs(t, sampleNS)
+	podsInCacheNS := watchPods(t, ns)
+	applyCache(t, ns, imageList(img)+onRealNode(rn))
+	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	ic := annotateAndWait(t, ns, "app", v1alpha2.AnnotationPurge, v1alpha2.ImageCacheReasonPurge)
+	if ic.Status.Status != v1alpha2.ImageCacheActionStatusSucceeded || ic.Status.Message != "Removed 1 of 1 images on 1 node" {
+		t.Errorf("purge: %s %q, failures %v", ic.Status.Status, ic.Status.Message, ic.Status.Failures)
+	}
+	if rn.present(t, img) {
+		t.Errorf("%s is still in the node's containerd after the purge", img)
+	}
+	deletes := 0
+	for _, j := range inControllerNS.Jobs() {
+		if puller.IsDeleteJob(&j) && j.Annotations[puller.AnnotationCacheNamespace] == ns {
+			deletes++
+		}
+	}
+	if deletes != 1 {
+		t.Errorf("%d delete Jobs of the cache in the controller's namespace %s, want 1", deletes, sampleNS)
+	}
+	for _, j := range inCacheNS.Jobs() {
+		if puller.IsDeleteJob(&j) {
+			t.Errorf("a delete Job in the cache's namespace: %s", j.Name)
+		}
+	}
+	for _, p := range podsInCacheNS.names() {
+		if p.component == puller.ComponentDelete {
+			t.Errorf("a delete pod showed in the cache's namespace: %s", p.name)
+		}
+	}
+	t.Logf("purge: %s; %d delete Job in %s, pods seen in %s: %d (pull pods)", ic.Status.Message, deletes, sampleNS, ns,
+		len(podsInCacheNS.names()))
+}
+
 // TestRealNodeRefreshAlreadyPresent: with --image-pull-policy=IfNotPresent, a
 // refresh on a node whose status lists the images creates no pull Job for it:
 // the pairs are counted as already present.

@@ -75,3 +75,14 @@ func (jw *JobWatch) Reset() {
 	defer jw.mu.Unlock()
 	clear(jw.added)
 }
+
+// Jobs returns the Jobs created so far.
+func (jw *JobWatch) Jobs() []batchv1.Job {
+	jw.mu.Lock()
+	defer jw.mu.Unlock()
+	out := make([]batchv1.Job, 0, len(jw.added))
+	for _, j := range jw.added {
+		out = append(out, j)
+	}
+	return out
+}

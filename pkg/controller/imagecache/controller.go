@@ -37,7 +37,11 @@ const ControllerName = "kube-fledged"
 
 const (
 	jobsByCacheIndex = "byCacheUID"
-	podsByJobIndex   = "byJobUID"
+	// deleteJobsByCacheIndex indexes the delete Jobs, which run in the
+	// controller's namespace with no owner reference, by their cache's
+	// namespace/name: once the cache is gone, they are found by its key.
+	deleteJobsByCacheIndex = "byCacheKey"
+	podsByJobIndex         = "byJobUID"
 	// throttledRetry is how soon a cache waiting for a free Job slot looks
 	// again, should no slot-freeing event wake it first.
 	throttledRetry = 5 * time.Second
@@ -116,6 +120,9 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	if cfg.ImagesPerJob < 1 || cfg.MaxInFlightJobs < 1 {
 		return nil, errors.New("images per job and max in-flight jobs must be at least 1")
 	}
+	if cfg.Puller.DeleteNamespace == "" {
+		return nil, errors.New("the namespace of the delete Jobs (the controller's) must be set")
+	}
 	c := &Controller{
 		cfg:        cfg,
 		kubeClient: kubeClient,
@@ -138,7 +145,8 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		c.warming = newWarming(cfg.StartupTaint, cfg.StartupTaintTimeout, workqueue.TypedRateLimitingQueueConfig[string]{
 			Name: ControllerName + "-warming", Clock: tickerOf(clk)})
 	}
-	if err := jobInformer.Informer().AddIndexers(cache.Indexers{jobsByCacheIndex: indexByLabel(puller.LabelCacheUID)}); err != nil {
+	if err := jobInformer.Informer().AddIndexers(cache.Indexers{jobsByCacheIndex: indexByLabel(puller.LabelCacheUID),
+		deleteJobsByCacheIndex: indexByCacheKey}); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)
 	}
 	if err := podInformer.Informer().AddIndexers(cache.Indexers{podsByJobIndex: indexByControllerUID}); err != nil {
@@ -193,6 +201,17 @@ func indexByLabel(label string) cache.IndexFunc {
 		}
 		return nil, nil
 	}
+}
+
+// indexByCacheKey indexes the Jobs that name their cache's namespace (those
+// that cannot be owned by it) by the cache's namespace/name.
+func indexByCacheKey(obj any) ([]string, error) {
+	job, ok := obj.(*batchv1.Job)
+	if !ok || job.Annotations[puller.AnnotationCacheNamespace] == "" {
+		return nil, nil
+	}
+	ns, name := puller.CacheOf(job)
+	return []string{cache.ObjectName{Namespace: ns, Name: name}.String()}, nil
 }
 
 func indexByControllerUID(obj any) ([]string, error) {
@@ -313,6 +332,10 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 	}
 	if owner := c.resolveOwner(job.Namespace, metav1.GetControllerOfNoCopy(job)); owner != nil {
 		c.enqueueBatched(cache.MetaObjectToName(owner))
+	} else if _, ok := job.Annotations[puller.AnnotationCacheNamespace]; ok {
+		// A delete Job, owned by no one: its cache syncs, or, when it is
+		// gone, deletes it (deleteOrphans).
+		c.enqueueBatched(ownerOf(job))
 	}
 }
 

@@ -32,12 +32,17 @@ const testNS = "team-a"
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
+// testControllerNS is the controller's namespace, where delete Jobs run.
+const testControllerNS = "kube-fledged"
+
 func testConfig() Config {
 	return Config{
 		Puller: puller.Config{
-			HelperImage:  "registry.local/kube-fledged:test",
-			PullPolicy:   corev1.PullIfNotPresent,
-			PullDeadline: time.Minute,
+			HelperImage:              "registry.local/kube-fledged:test",
+			PullPolicy:               corev1.PullIfNotPresent,
+			PullDeadline:             time.Minute,
+			DeleteNamespace:          testControllerNS,
+			DeleteServiceAccountName: "kube-fledged-image-delete",
 		},
 		ImagesPerJob:    10,
 		MaxInFlightJobs: 100,
@@ -294,6 +299,12 @@ func (f *fixture) jobs() []batchv1.Job {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// The delete Jobs, in the controller's namespace.
+	deletes, err := f.kube.BatchV1().Jobs(testControllerNS).List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	list.Items = append(list.Items, deletes.Items...)
 	sort.Slice(list.Items, func(i, j int) bool {
 		return list.Items[i].Annotations[puller.AnnotationNode]+list.Items[i].Name < list.Items[j].Annotations[puller.AnnotationNode]+list.Items[j].Name
 	})

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
@@ -123,7 +124,7 @@ func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job
 // pod). Without such an event, or when events cannot be read, the outcome
 // stays as it is.
 func (c *Controller) explainNoPod(ctx context.Context, s *syncCtx, job *batchv1.Job, out *puller.Outcome) {
-	e := c.failedCreates(ctx, s)[job.UID]
+	e := c.failedCreates(ctx, s, job.Namespace)[job.UID]
 	if e == nil {
 		return
 	}
@@ -135,31 +136,57 @@ func (c *Controller) explainNoPod(ctx context.Context, s *syncCtx, job *batchv1.
 	}
 }
 
-// failedCreates returns the newest FailedCreate event of each Job in the
-// cache's namespace, read with one request the first time a pass needs
-// them.
-func (c *Controller) failedCreates(ctx context.Context, s *syncCtx) map[types.UID]*corev1.Event {
-	if s.failedCreates != nil {
-		return s.failedCreates
+// failedCreates returns the newest FailedCreate event of each Job in a
+// namespace (the cache's, or the controller's for delete Jobs), read with
+// one request the first time a pass needs them.
+func (c *Controller) failedCreates(ctx context.Context, s *syncCtx, namespace string) map[types.UID]*corev1.Event {
+	if got, ok := s.failedCreates[namespace]; ok {
+		return got
 	}
-	s.failedCreates = map[types.UID]*corev1.Event{}
-	events, err := c.kubeClient.CoreV1().Events(s.ic.Namespace).List(ctx, metav1.ListOptions{
+	if s.failedCreates == nil {
+		s.failedCreates = map[string]map[types.UID]*corev1.Event{}
+	}
+	byJob := map[types.UID]*corev1.Event{}
+	s.failedCreates[namespace] = byJob
+	events, err := c.kubeClient.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("reason", reasonFailedCreate).String(),
 	})
 	if err != nil {
-		klog.FromContext(ctx).Info("Cannot read why Jobs made no pod", "namespace", s.ic.Namespace, "err", err)
-		return s.failedCreates
+		klog.FromContext(ctx).Info("Cannot read why Jobs made no pod", "namespace", namespace, "err", err)
+		return byJob
 	}
 	for i := range events.Items {
 		e := &events.Items[i]
 		if e.Reason != reasonFailedCreate || e.InvolvedObject.Kind != "Job" {
 			continue
 		}
-		if old := s.failedCreates[e.InvolvedObject.UID]; old == nil || eventTime(e).After(eventTime(old)) {
-			s.failedCreates[e.InvolvedObject.UID] = e
+		if old := byJob[e.InvolvedObject.UID]; old == nil || eventTime(e).After(eventTime(old)) {
+			byJob[e.InvolvedObject.UID] = e
 		}
 	}
-	return s.failedCreates
+	return byJob
+}
+
+// deleteOrphans deletes the delete Jobs of the cache at key that belong to
+// no cache there now: all of them when it is gone or being deleted (uid
+// ""), else those of an earlier cache of the same name. Owner references do
+// that for the Jobs in the cache's namespace; these run in the controller's.
+func (c *Controller) deleteOrphans(ctx context.Context, key cache.ObjectName, uid types.UID) error {
+	objs, err := c.jobIndexer.ByIndex(deleteJobsByCacheIndex, key.String())
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		job, ok := o.(*batchv1.Job)
+		if !ok || (uid != "" && job.Labels[puller.LabelCacheUID] == string(uid)) || job.DeletionTimestamp != nil || c.isDeleting(job) {
+			continue
+		}
+		klog.FromContext(ctx).V(2).Info("Deleting a delete Job whose cache is gone", "job", klog.KObj(job))
+		if err := c.deleteJob(ctx, job); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reasonFailedCreate is the Job controller's event reason when it cannot
@@ -335,13 +362,18 @@ func (c *Controller) jobsOf(ic *v1alpha2.ImageCache) ([]*batchv1.Job, error) {
 	jobs := make([]*batchv1.Job, 0, len(objs))
 	for _, o := range objs {
 		job, ok := o.(*batchv1.Job)
-		if !ok || job.Namespace != ic.Namespace {
+		if !ok {
 			continue
 		}
-		if ref := metav1.GetControllerOfNoCopy(job); ref == nil || ref.UID != ic.UID {
+		if ns, name := puller.CacheOf(job); ns != ic.Namespace || name != ic.Name {
 			continue
 		}
-		jobs = append(jobs, job)
+		owned := job.Namespace == ic.Namespace && metav1.IsControlledBy(job, ic)
+		// A delete Job runs in the controller's namespace, and names its cache.
+		named := job.Namespace == c.cfg.Puller.DeleteNamespace && job.Annotations[puller.AnnotationCacheNamespace] != ""
+		if owned || named {
+			jobs = append(jobs, job)
+		}
 	}
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Name < jobs[j].Name })
 	return jobs, nil

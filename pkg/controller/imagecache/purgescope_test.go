@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	core "k8s.io/client-go/testing"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -70,4 +71,89 @@ func TestPurgeIsOneOperation(t *testing.T) {
 	if jobs := createdJobs(writes); len(jobs) != 4 {
 		t.Errorf("refresh after the purge: %s; want a pull Job on each of the 4 nodes", describe(writes))
 	}
+}
+
+// TestDeleteJobsRunInTheControllerNamespace: a purge's delete Jobs are
+// created in the controller's namespace, with their own service account and
+// no owner, and are followed like the cache's own; none is created in the
+// cache's namespace. Once the cache is deleted (no owner reference can do
+// it), and for an earlier cache of the same name, the controller deletes them.
+func TestDeleteJobsRunInTheControllerNamespace(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
+		newNode("node-a", withRuntime("containerd://2.0.0")))
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
+	f.annotate("web", v1alpha2.AnnotationPurge)
+	f.clock.Step(2 * time.Second)
+	writes, _ := f.syncStarted("web")
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 {
+		t.Fatalf("purge: %s; want one delete Job", describe(writes))
+	}
+	j := jobs[0]
+	if j.Namespace != testControllerNS || len(j.OwnerReferences) != 0 || j.Spec.Template.Spec.ServiceAccountName != "kube-fledged-image-delete" ||
+		j.Annotations[puller.AnnotationCacheNamespace] != testNS {
+		t.Fatalf("delete Job %s/%s: owners %v, service account %q, cache namespace %q", j.Namespace, j.Name, j.OwnerReferences,
+			j.Spec.Template.Spec.ServiceAccountName, j.Annotations[puller.AnnotationCacheNamespace])
+	}
+	inCacheNS, _ := f.kube.BatchV1().Jobs(testNS).List(f.ctx, metav1.ListOptions{})
+	for i := range inCacheNS.Items {
+		if puller.IsDeleteJob(&inCacheNS.Items[i]) {
+			t.Errorf("a delete Job in the cache's namespace: %s", inCacheNS.Items[i].Name)
+		}
+	}
+	// It is followed: running, it keeps the purge Processing; then the
+	// purge completes from it. With retention, it stays.
+	cfg := testConfig()
+	cfg.RetainJobs = true
+	f.restart(cfg)
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusProcessing {
+		t.Fatalf("with the delete Job running: %s", st.Status)
+	}
+	f.completeAll()
+	f.sync("web")
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Message != "Removed 1 of 1 images on 1 node" {
+		t.Fatalf("after the delete Job completed: %s %q", st.Status, st.Message)
+	}
+
+	// A delete Job of an earlier cache of the same name is deleted.
+	stale := j.DeepCopy()
+	stale.Name, stale.UID, stale.ResourceVersion = "web-earlier", "", ""
+	stale.Labels = map[string]string{}
+	for k, v := range j.Labels {
+		stale.Labels[k] = v
+	}
+	stale.Labels[puller.LabelCacheUID] = "uid-of-an-earlier-web"
+	if _, err := f.kube.BatchV1().Jobs(testControllerNS).Create(f.ctx, stale, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	writes, _ = f.sync("web")
+	if deleted := deletedJobNames(writes); len(deleted) != 1 || deleted[0] != testControllerNS+"/web-earlier" {
+		t.Errorf("with an earlier cache's delete Job: %s; want it deleted, and only it", describe(writes))
+	}
+
+	// The cache is deleted: its delete Job goes too.
+	if err := f.client.KubefledgedV1alpha2().ImageCaches(testNS).Delete(f.ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	writes, _ = f.sync("web")
+	if deleted := deletedJobNames(writes); len(deleted) != 1 || deleted[0] != testControllerNS+"/"+j.Name {
+		t.Errorf("after the cache was deleted: %s; want its delete Job deleted", describe(writes))
+	}
+}
+
+// deletedJobNames returns namespace/name of each Job deleted.
+func deletedJobNames(actions []core.Action) []string {
+	var out []string
+	for _, a := range actions {
+		if d, ok := a.(core.DeleteAction); ok && a.GetResource().Resource == "jobs" {
+			out = append(out, d.GetNamespace()+"/"+d.GetName())
+		}
+	}
+	return out
 }

@@ -89,25 +89,29 @@ type syncCtx struct {
 	complete bool
 	// trimmed says the status had to leave out failures to fit.
 	trimmed bool
-	// failedCreates holds the Job controller's FailedCreate events of the
-	// namespace, by Job UID, once read (failedCreates).
-	failedCreates map[types.UID]*corev1.Event
+	// failedCreates holds the Job controller's FailedCreate events by
+	// namespace and Job UID, each namespace once read (failedCreates).
+	failedCreates map[string]map[types.UID]*corev1.Event
 }
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to
-// do: it is gone (its Jobs go with it, by owner reference), it is being
-// deleted, or the informer does not show this controller's last write yet.
+// do: it is gone (its Jobs go with it, by owner reference, and its delete
+// Jobs are deleted), it is being deleted, or the informer does not show this
+// controller's last write yet.
 func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1alpha2.ImageCache, error) {
 	ic, err := c.icLister.ImageCaches(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
 		c.outdated.Delete(key)
-		return nil, nil
+		return nil, c.deleteOrphans(ctx, key, "")
 	}
 	if err != nil {
 		return nil, err
 	}
 	if ic.DeletionTimestamp != nil {
-		return nil, nil
+		return nil, c.deleteOrphans(ctx, key, "")
+	}
+	if err := c.deleteOrphans(ctx, key, ic.UID); err != nil {
+		return nil, err
 	}
 	if rv, ok := c.outdated.Load(key); ok {
 		if rv == ic.ResourceVersion {

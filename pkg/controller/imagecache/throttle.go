@@ -59,7 +59,8 @@ func jobKey(job *batchv1.Job) string { return job.Namespace + "/" + job.Name }
 
 // ownerOf names the cache a Job of the controller belongs to.
 func ownerOf(job *batchv1.Job) cache.ObjectName {
-	return cache.ObjectName{Namespace: job.Namespace, Name: job.Annotations[puller.AnnotationCache]}
+	ns, name := puller.CacheOf(job)
+	return cache.ObjectName{Namespace: ns, Name: name}
 }
 
 // inFlight is the number of slots taken, after dropping the expectations and
