@@ -129,7 +129,9 @@ func TestFairShareWithAHangingCache(t *testing.T) {
 	hangNodes := nodeList("fair-hang", 4)
 	addNodes(t, hangNodes, map[string]string{"e2e": "fair-hang"})
 	hangNS, webNS := newNamespace(t, "hang"), newNamespace(t, "web")
-	p := startController(t, "--max-in-flight-jobs=4", "--images-per-job=1")
+	// Each hanging pull holds its slot for 20s: while the second cache runs
+	// on its share, the hanging one cannot end, whatever the machine's load.
+	p := startController(t, "--max-in-flight-jobs=4", "--images-per-job=1", "--image-pull-deadline-duration=20s")
 	jw := watchJobs(t, hangNS)
 	applyCache(t, hangNS, `
   - images: [hang.invalid/e2e/slow:v1, hang.invalid/e2e/slow:v2, hang.invalid/e2e/slow:v3]
@@ -153,7 +155,7 @@ func TestFairShareWithAHangingCache(t *testing.T) {
 	if hang.Status.Status != v1alpha2.ImageCacheActionStatusProcessing {
 		t.Errorf("the hanging cache is %s: the second cache waited for all of it, not for its share of the slots", hang.Status.Status)
 	}
-	hang = waitIC(t, hangNS, "app", 2*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
+	hang = waitIC(t, hangNS, "app", 3*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
 	for img, list := range hang.Status.Failures {
 		for _, f := range list {
 			if f.Reason != "DeadlineExceeded" {
