@@ -43,6 +43,20 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 			continue
 		}
 		if !s.op.owns(job) || predatesNode(job, s.nodes) {
+			if s.started != "" {
+				// The pass that starts an operation only records its
+				// start; the next one deals with the Jobs before it.
+				if puller.IsActive(job) {
+					s.busy[job.Annotations[puller.AnnotationNode]] = true
+				}
+				continue
+			}
+			if earlierStillRunning(s, job) {
+				if err := c.followEarlier(ctx, s, job); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := c.dropJob(ctx, s, job); err != nil {
 				return err
 			}
@@ -53,6 +67,40 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 		}
 	}
 	return nil
+}
+
+// earlierStillRunning says whether a Job of an earlier operation is still
+// running on a node the operation works on: a pull where it still pulls,
+// or a removal on a node still there. It is let finish before the node gets
+// the operation's own Job (so a removal never races a pull of the same
+// image), but what it reports is not the operation's.
+func earlierStillRunning(s *syncCtx, job *batchv1.Job) bool {
+	node := job.Annotations[puller.AnnotationNode]
+	if !puller.IsActive(job) || puller.JobEpoch(job) >= s.led.epoch || predatesNode(job, s.nodes) {
+		return false
+	}
+	if puller.IsDeleteJob(job) {
+		return s.nodes[node] != nil
+	}
+	return s.plan.nodes[node] != nil
+}
+
+// followEarlier follows a Job of an earlier operation to its end, as its
+// own operation would have (its deadlines, its start deadline), keeping its
+// node busy meanwhile, and reads nothing of it into the ledger.
+func (c *Controller) followEarlier(ctx context.Context, s *syncCtx, job *batchv1.Job) error {
+	var out puller.Outcome
+	var err error
+	if puller.IsDeleteJob(job) {
+		out, err = puller.ReadDelete(c.cfg.Puller, job, c.podOf(job), s.now)
+	} else {
+		out, err = puller.Read(c.cfg.Puller, job, c.podOf(job), s.now)
+	}
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
+		return c.dropJob(ctx, s, job)
+	}
+	return c.followJob(ctx, s, job, &out)
 }
 
 // predatesNode reports whether a Job was made before its node: for an

@@ -134,18 +134,23 @@ func (l *ledger) keepOnly(wanted func(node, image string) bool) {
 	}
 }
 
-// clearFailed forgets failures, so that they are tried again.
-func (l *ledger) clearFailed() {
+// carryOver returns the ledger a new operation of the given epoch starts
+// from when it builds on this one (an update): the pairs pulled or present,
+// and not the failures, so that they are tried again.
+func (l *ledger) carryOver(epoch int64) *ledger {
+	out := newLedger(epoch)
+	out.removedAt = l.removedAt
 	for node, m := range l.nodes {
 		for img, s := range m {
-			if s == stateFailed {
-				delete(m, img)
+			if s != stateFailed {
+				out.set(node, img, s)
 			}
 		}
-		if len(m) == 0 {
-			delete(l.nodes, node)
+		if t, ok := l.tags[node]; ok && len(out.nodes[node]) > 0 {
+			out.tags[node] = t
 		}
 	}
+	return out
 }
 
 // encode writes the ledger in its compact status form; the output depends

@@ -71,7 +71,11 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 	st.OmittedFailures = nil
 	if op == v1alpha2.ImageCacheReasonUpdate && s.ic.Status.Reason != v1alpha2.ImageCacheReasonPurge {
 		// An update pulls only what is new, and tries failed pulls again.
-		s.led.clearFailed()
+		// It has an epoch of its own, so it judges only its own Jobs: an
+		// earlier Job's failure (with the pull secret the update fixed, say)
+		// or success (of an image since removed) is not its outcome.
+		s.led = s.led.carryOver(start.Unix())
+		s.before = s.led.carryOver(start.Unix()) // what it carries over is not newly settled
 	} else {
 		// Create, Refresh, Purge, and an Update after a purge (the ledger
 		// then records removals): start from nothing.

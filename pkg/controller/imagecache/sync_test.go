@@ -411,8 +411,11 @@ func TestMaxInFlightJobs(t *testing.T) {
 	}
 }
 
-// TestEditWhileProcessing: an update while Jobs run keeps the wanted work,
-// stops the Jobs of nodes no longer selected, and starts the new work.
+// TestEditWhileProcessing: an update while Jobs run lets the earlier Jobs
+// of nodes it still works on finish, stops those of nodes no longer
+// selected, and starts the new work. It judges only its own Jobs: what the
+// earlier ones did that the status had not recorded is done again (with
+// IfNotPresent, the kubelet finds it present), never taken on trust.
 func TestEditWhileProcessing(t *testing.T) {
 	ic := newImageCache("web", withImages("nginx"), withSelectedImages(map[string]string{"tier": "backend"}, "redis"))
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic},
@@ -422,7 +425,7 @@ func TestEditWhileProcessing(t *testing.T) {
 	if len(before) != 3 {
 		t.Fatalf("want 3 Jobs, got %d", len(before))
 	}
-	// node-a's Job finishes before the edit.
+	// node-a's Job finishes before the edit, unrecorded.
 	for _, j := range before {
 		if j.Annotations[puller.AnnotationNode] == "node-a" {
 			f.completeJob(j)
@@ -444,29 +447,33 @@ func TestEditWhileProcessing(t *testing.T) {
 	started, _ := f.sync("web")
 	st := statusUpdates(started)
 	if len(started) != 1 || len(st) != 1 || st[0].Status.Reason != v1alpha2.ImageCacheReasonUpdate || st[0].Status.ObservedGeneration != 2 {
-		t.Fatalf("starting the update: %s", describe(started))
+		t.Fatalf("starting the update: %s; want only its start recorded", describe(started))
 	}
 	writes, _ := f.sync("web")
-	// node-b's Job (nginx+redis) keeps running: nginx is still wanted there.
-	// node-c's Job (nginx only) keeps running too. node-a gets busybox only:
-	// nginx is done there. Nobody pulls redis on node-b any more.
+	// node-a's finished earlier Job is deleted. node-b's and node-c's keep
+	// running (nginx is still wanted on both). node-a gets nginx again, and
+	// busybox.
 	created := createdJobs(writes)
-	if len(created) != 1 || created[0].Annotations[puller.AnnotationNode] != "node-a" {
+	if len(created) != 1 || created[0].Annotations[puller.AnnotationNode] != "node-a" || deletedJobs(writes) != 1 {
 		t.Fatalf("created %d Jobs (%s)", len(created), describe(writes))
 	}
-	if diff := cmp.Diff([]string{"busybox"}, jobImages(t, created[0])); diff != "" {
+	if diff := cmp.Diff([]string{"busybox", "nginx"}, jobImages(t, created[0])); diff != "" {
 		t.Errorf("node-a's new Job images (-want +got):\n%s", diff)
 	}
-	// Finish everything; the next Jobs are: node-b busybox, node-c redis+busybox.
+	// Finish everything: the earlier Jobs are deleted, and the update's own
+	// follow: node-b nginx+busybox, node-c all three.
 	f.completeAll()
 	writes, _ = f.sync("web")
 	got := map[string][]string{}
 	for _, j := range createdJobs(writes) {
 		got[j.Annotations[puller.AnnotationNode]] = jobImages(t, j)
 	}
-	want := map[string][]string{"node-b": {"busybox"}, "node-c": {"busybox", "redis"}}
+	want := map[string][]string{"node-b": {"busybox", "nginx"}, "node-c": {"busybox", "nginx", "redis"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("follow-up Jobs (-want +got):\n%s", diff)
+	}
+	if d := deletedJobs(writes); d != 2 {
+		t.Errorf("%d earlier Jobs deleted once finished, want 2 (%s)", d, describe(writes))
 	}
 	f.completeAll()
 	f.sync("web")
