@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // The local cluster has kwok-node-0 ... kwok-node-19 (type=kwok), of which
@@ -290,19 +291,28 @@ func TestTwoHundredNodesFiveImages(t *testing.T) {
 func TestPurgeAnnotation(t *testing.T) {
 	ns := newNamespace(t, "purge")
 	startController(t, "--cri-socket-path=/run/containerd/containerd.sock")
-	jw := watchJobs(t, ns)
+	// The delete Jobs run in the controller's namespace, none in the cache's.
+	jw, inCacheNS := watchJobs(t, sampleNS), watchJobs(t, ns)
 	applyCache(t, ns, `
   - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
     nodeSelector: {tier: backend}
 `)
 	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
 	jw.Reset()
+	inCacheNS.Reset()
 	ic := annotateAndWait(t, ns, "app", v1alpha2.AnnotationPurge, v1alpha2.ImageCacheReasonPurge)
 	if ic.Status.Message != "Removed 10 of 10 images on 5 nodes" {
 		t.Errorf("message %q", ic.Status.Message)
 	}
-	if n := jw.Count(); n != backendNodes {
-		t.Errorf("%d delete Jobs, want one per node (%d)", n, backendNodes)
+	deletes := 0
+	for _, j := range jw.Jobs() {
+		if puller.IsDeleteJob(&j) && j.Annotations[puller.AnnotationCacheNamespace] == ns {
+			deletes++
+		}
+	}
+	if deletes != backendNodes || inCacheNS.Count() != 0 {
+		t.Errorf("%d delete Jobs in %s, want one per node (%d); %d Jobs in the cache's namespace, want none",
+			deletes, sampleNS, backendNodes, inCacheNS.Count())
 	}
 	if c := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady); c == nil || c.Reason != "Purged" {
 		t.Errorf("Ready %+v", c)

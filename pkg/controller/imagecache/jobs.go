@@ -464,7 +464,11 @@ func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
 		return fmt.Errorf("deleting job %s: %w", job.Name, err)
 	}
 	c.deleting.Store(job.UID, c.clock.Now())
-	klog.FromContext(ctx).V(2).Info("Deleted pull Job", "job", klog.KObj(job))
+	kind := "pull"
+	if puller.IsDeleteJob(job) {
+		kind = "delete"
+	}
+	klog.FromContext(ctx).V(2).Info("Deleted "+kind+" Job", "job", klog.KObj(job))
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	core "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -163,4 +164,32 @@ func sortStrings(s []string) []string {
 		}
 	}
 	return out
+}
+
+// TestRefusalsAreRecordedWhenACreateFailsToo: in a pass where one node's Job
+// is refused (403) and another's create fails with a server error, the
+// refusal is written to the status before the pass returns the error to be
+// retried; the retry does not ask for the refused Job again.
+func TestRefusalsAreRecordedWhenACreateFailsToo(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
+		newNode("node-0"), newNode("node-1"))
+	refusal := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errors.New("exceeded quota: jobs"))
+	refuseJobsFor(f, refusal, "node-0")
+	refuseJobsFor(f, apierrors.NewInternalError(errors.New("etcd leader changed")), "node-1")
+	f.sync("web") // records the start
+	if _, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}); err == nil || !strings.Contains(err.Error(), "etcd leader changed") {
+		t.Fatalf("sync: %v; want the server error, to be retried", err)
+	}
+	f.catchUp()
+	st := f.imageCache("web").Status
+	if st.Pulls.Failed != 1 || st.Pulls.Pending != 1 || len(st.Failures["nginx"]) != 1 || st.Failures["nginx"][0].Node != "node-0" {
+		t.Errorf("after the pass: %+v %v; want node-0's refusal recorded, node-1 pending", st.Pulls, st.Failures)
+	}
+	f.clearActions()
+	_, _ = f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}) // node-1 still fails
+	for _, j := range f.kube.Actions() {
+		if c, ok := j.(core.CreateAction); ok && c.GetObject().(*batchv1.Job).Annotations[puller.AnnotationNode] == "node-0" {
+			t.Errorf("the retry asked again for the refused Job of node-0")
+		}
+	}
 }

@@ -2,6 +2,7 @@ package imagecache
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"time"
 
@@ -37,11 +38,15 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Durat
 		return 0, err
 	}
 	c.throttle.unwait(s.key) // it asks anew for the slots it needs
-	if err := c.createJobs(ctx, s, s.op.jobs()); err != nil {
-		return 0, err
-	}
+	// A create that fails for a reason a retry may fix stops the creates,
+	// and the sync is retried with backoff; what this pass settled (the
+	// refused Jobs' failures among it) is written first all the same.
+	createErr := c.createJobs(ctx, s, s.op.jobs())
 	if err := c.writeStatus(ctx, s); err != nil {
-		return 0, err
+		return 0, errors.Join(createErr, err)
+	}
+	if createErr != nil {
+		return 0, createErr
 	}
 	if err := c.deleteFinishedJobs(ctx, s); err != nil {
 		return 0, err
