@@ -311,6 +311,19 @@ func (f *fixture) jobs() []batchv1.Job {
 	return list.Items
 }
 
+// makeReady plays the kubelet of a node that turns Ready.
+func (f *fixture) makeReady(node string) {
+	f.t.Helper()
+	n, err := f.kube.CoreV1().Nodes().Get(f.ctx, node, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n.Status.Conditions[0].Status = corev1.ConditionTrue
+	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 func (f *fixture) updateJob(job *batchv1.Job) {
 	f.t.Helper()
 	if _, err := f.kube.BatchV1().Jobs(job.Namespace).Update(f.ctx, job, metav1.UpdateOptions{}); err != nil {

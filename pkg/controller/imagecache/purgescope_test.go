@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	core "k8s.io/client-go/testing"
 
@@ -20,12 +19,7 @@ import (
 func TestPurgeIsOneOperation(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
 		newNode("node-a", withRuntime("containerd://2.0.0")), newNode("node-b", withRuntime("containerd://2.0.0"), notReady()))
-	f.syncStarted("web")
-	f.completeAll()
-	f.sync("web")
-	f.annotate("web", v1alpha2.AnnotationPurge)
-	f.clock.Step(2 * time.Second)
-	writes, _ := f.syncStarted("web")
+	writes := f.createThenPurge("web")
 	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-a" || !puller.IsDeleteJob(jobs[0]) {
 		t.Fatalf("purge: %s; want one delete Job, for node-a", describe(writes))
 	}
@@ -54,11 +48,7 @@ func TestPurgeIsOneOperation(t *testing.T) {
 	}
 
 	// node-b turns Ready, node-d joins: the purge is over.
-	n, _ := f.kube.CoreV1().Nodes().Get(f.ctx, "node-b", metav1.GetOptions{})
-	n.Status.Conditions[0].Status = corev1.ConditionTrue
-	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	f.makeReady("node-b")
 	join("node-d")
 	if writes, _ := f.sync("web"); len(writes) != 0 {
 		t.Errorf("after the purge, a node turned Ready and one joined: %s; want no write", describe(writes))
@@ -81,12 +71,7 @@ func TestPurgeIsOneOperation(t *testing.T) {
 func TestDeleteJobsRunInTheControllerNamespace(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
 		newNode("node-a", withRuntime("containerd://2.0.0")))
-	f.syncStarted("web")
-	f.completeAll()
-	f.sync("web")
-	f.annotate("web", v1alpha2.AnnotationPurge)
-	f.clock.Step(2 * time.Second)
-	writes, _ := f.syncStarted("web")
+	writes := f.createThenPurge("web")
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 {
 		t.Fatalf("purge: %s; want one delete Job", describe(writes))
@@ -156,4 +141,17 @@ func deletedJobNames(actions []core.Action) []string {
 		}
 	}
 	return out
+}
+
+// createThenPurge runs a cache's create to its end, then starts a purge,
+// and returns the writes of the purge's first pass.
+func (f *fixture) createThenPurge(name string) []core.Action {
+	f.t.Helper()
+	f.syncStarted(name)
+	f.completeAll()
+	f.sync(name)
+	f.annotate(name, v1alpha2.AnnotationPurge)
+	f.clock.Step(2 * time.Second)
+	writes, _ := f.syncStarted(name)
+	return writes
 }

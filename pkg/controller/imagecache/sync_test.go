@@ -530,11 +530,7 @@ func TestNotReadyNodeSkippedThenWarmed(t *testing.T) {
 		st.Message != "Pulled 1 of 2 images on 2 nodes; 1 skipped on 1 node not ready" {
 		t.Errorf("status %s %+v %q", st.Status, st.Pulls, st.Message)
 	}
-	n, _ := f.kube.CoreV1().Nodes().Get(f.ctx, "node-b", metav1.GetOptions{})
-	n.Status.Conditions[0].Status = corev1.ConditionTrue
-	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	f.makeReady("node-b")
 	f.catchUp()
 	f.clearActions()
 	writes, _ = f.sync("web")
