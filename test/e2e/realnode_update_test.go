@@ -3,17 +3,31 @@
 package e2e
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// hangOn is a cacheSpec entry whose pull never ends, on one kwok node: it
-// keeps an operation Processing until the pull deadline.
+// hangOn is a cacheSpec entry whose pulls never end, on one kwok node: its
+// Job of four images keeps an operation Processing for four pull deadlines
+// (80s with the real-node tests' 20s).
 func hangOn(node string) string {
-	return "  - images: [hang.invalid/e2e/slow:v1]\n    nodeSelector: {kubernetes.io/hostname: " + node + "}\n"
+	return "  - images: [hang.invalid/e2e/slow:v1, hang.invalid/e2e/slow:v2, hang.invalid/e2e/slow:v3, hang.invalid/e2e/slow:v4]\n" +
+		"    nodeSelector: {kubernetes.io/hostname: " + node + "}\n"
+}
+
+// pulledBy says whether the cache's latest generation has the image pulled
+// on the node, with no failure.
+func pulledBy(img, node string) func(*v1alpha2.ImageCache) bool {
+	return func(ic *v1alpha2.ImageCache) bool {
+		return ic.Status.ObservedGeneration == ic.Generation && len(ic.Status.Failures[img]) == 0 &&
+			ic.Status.Pulls.Succeeded > 0 && ic.Status.Ledger != nil && ic.Status.Ledger.Nodes[node] != ""
+	}
 }
 
 // TestRealNodeFixedPullSecret: a private image fails with 401 under a wrong
@@ -29,9 +43,9 @@ func TestRealNodeFixedPullSecret(t *testing.T) {
 			img := rn.image(t, "shell", "e2e/private:fixed-"+name, true)
 			rn.pullSecret(t, ns, "wrong", "not-the-password")
 			rn.pullSecret(t, ns, "right", rn.password)
-			// While running: a pull that hangs for a minute on a kwok node
-			// keeps the first operation going.
-			rn.controller(t, "--job-retention-policy=retain", "--image-pull-deadline-duration=60s")
+			// While running: pulls that hang on a kwok node keep the first
+			// operation going.
+			rn.controller(t, "--job-retention-policy=retain")
 			entries := imageList(img) + onRealNode(rn)
 			if whileRunning {
 				entries += hangOn("kwok-node-0")
@@ -45,16 +59,14 @@ func TestRealNodeFixedPullSecret(t *testing.T) {
 			t.Logf("first operation: %s (%s): %s", ic.Status.Status, ic.Status.Message, ic.Status.Failures[img][0].Message)
 
 			applyCacheSpec(t, ns, "  imagePullSecrets: [{name: right}]\n  cacheSpec:\n"+entries)
-			pulled := func(ic *v1alpha2.ImageCache) bool {
-				return ic.Status.ObservedGeneration == ic.Generation && ic.Status.Reason == v1alpha2.ImageCacheReasonUpdate &&
-					ic.Status.Status != v1alpha2.ImageCacheActionStatusProcessing
+			ic = waitIC(t, ns, "app", 2*time.Minute, img+" pulled by the update", func(ic *v1alpha2.ImageCache) bool {
+				return pulledBy(img, rn.name)(ic) && rn.present(t, img)
+			})
+			if ic.Status.Reason != v1alpha2.ImageCacheReasonUpdate {
+				t.Errorf("pulled by %s, want the update", ic.Status.Reason)
 			}
-			ic = waitIC(t, ns, "app", 3*time.Minute, "the update to end", pulled)
-			if f := ic.Status.Failures[img]; len(f) != 0 {
-				t.Errorf("after the update, %s still fails: %+v", img, f)
-			}
-			if !rn.present(t, img) {
-				t.Errorf("%s is not in the node's containerd after the update", img)
+			if whileRunning && ic.Status.Status != v1alpha2.ImageCacheActionStatusProcessing {
+				t.Errorf("the hanging pulls ended before the fixed image was pulled: %s (%s)", ic.Status.Status, ic.Status.Message)
 			}
 			t.Logf("update: %s (%s)", ic.Status.Status, ic.Status.Message)
 		})
@@ -68,7 +80,7 @@ func TestRealNodeDropAndAddBack(t *testing.T) {
 	ns := newNamespace(t, "real-readd")
 	keep := rn.image(t, "shell", "e2e/readd-keep:v1", false)
 	back := rn.image(t, "noshell", "e2e/readd-back:v1", false)
-	rn.controller(t, "--job-retention-policy=retain", "--image-pull-deadline-duration=60s")
+	rn.controller(t, "--job-retention-policy=retain")
 	applyCache(t, ns, imageList(keep, back)+onRealNode(rn))
 	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
 	if !rn.present(t, back) {
@@ -82,12 +94,9 @@ func TestRealNodeDropAndAddBack(t *testing.T) {
 	}
 	// Update 2 adds it back.
 	applyCache(t, ns, imageList(keep, back)+onRealNode(rn)+hangOn("kwok-node-1"))
-	ic := waitIC(t, ns, "app", 3*time.Minute, "update 2 to end", func(ic *v1alpha2.ImageCache) bool {
-		return ic.Status.ObservedGeneration == ic.Generation && ic.Status.Status != v1alpha2.ImageCacheActionStatusProcessing
+	ic := waitIC(t, ns, "app", 2*time.Minute, back+" on the node again", func(ic *v1alpha2.ImageCache) bool {
+		return pulledBy(back, rn.name)(ic) && ic.Status.Pulls.Succeeded >= 2 && rn.present(t, back)
 	})
-	if !rn.present(t, back) {
-		t.Errorf("%s, added back, is not on the node: %s (%s)", back, ic.Status.Status, ic.Status.Message)
-	}
 	if f := ic.Status.Failures[back]; len(f) != 0 {
 		t.Errorf("%s failed: %+v", back, f)
 	}
@@ -124,4 +133,68 @@ func TestRealNodePurgeIsOneOperation(t *testing.T) {
 		t.Errorf("the purged cache changed after the node joined: %s (%s), was %q", after.Status.Status, after.Status.Message, ic.Status.Message)
 	}
 	t.Logf("purge: %s; delete Jobs: %d, none after the join (%d in all)", ic.Status.Message, before, deletes.Count())
+}
+
+// pullOnNode pulls an image into the node's containerd through CRI, as
+// something other than a cache would (a workload, the machine's image).
+func (rn *realNode) pullOnNode(t *testing.T, image string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := cri.Dial(ctx, rn.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.PullImage(ctx, image); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRealNodePurgeKeepsWhatWasThere: an image on the node before any cache,
+// listed by a cache that is then purged, is still on the node, checked
+// through CRI; status.kept says why.
+func TestRealNodePurgeKeepsWhatWasThere(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-purge-before")
+	before := rn.image(t, "shell", "e2e/there-before:v1", false)
+	ours := rn.image(t, "noshell", "e2e/pulled-by-cache:v1", false)
+	rn.pullOnNode(t, before)
+	rn.controller(t)
+	applyCache(t, ns, imageList(before, ours)+onRealNode(rn))
+	waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	ic := annotateAndWait(t, ns, "app", v1alpha2.AnnotationPurge, v1alpha2.ImageCacheReasonPurge)
+	t.Logf("purge: %s; kept %v", ic.Status.Message, ic.Status.Kept)
+	if !rn.present(t, before) {
+		t.Errorf("%s, on the node before the cache, was removed by its purge", before)
+	}
+	if rn.present(t, ours) {
+		t.Errorf("%s, pulled by the cache, is still on the node after the purge", ours)
+	}
+	if k := ic.Status.Kept[before]; len(k) != 1 || k[0].Node != rn.name || k[0].Reason != "NotPulledByThisCache" {
+		t.Errorf("status.kept of %s: %+v, want NotPulledByThisCache on %s", before, k, rn.name)
+	}
+}
+
+// TestRealNodePurgeKeepsWhatAnotherWants: two caches share an image on the
+// node; when one is purged, the image stays, checked through CRI, and the
+// purge's status names the other cache.
+func TestRealNodePurgeKeepsWhatAnotherWants(t *testing.T) {
+	rn := needRealNode(t)
+	first, second := newNamespace(t, "real-share-a"), newNamespace(t, "real-share-b")
+	shared := rn.image(t, "shell", "e2e/shared:v1", false)
+	rn.controller(t)
+	applyCache(t, first, imageList(shared)+onRealNode(rn))
+	waitIC(t, first, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	applyCache(t, second, imageList(shared)+onRealNode(rn))
+	waitIC(t, second, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	ic := annotateAndWait(t, first, "app", v1alpha2.AnnotationPurge, v1alpha2.ImageCacheReasonPurge)
+	t.Logf("purge: %s; kept %v", ic.Status.Message, ic.Status.Kept)
+	if !rn.present(t, shared) {
+		t.Errorf("%s, which %s/app wants, was removed by the purge of %s/app", shared, second, first)
+	}
+	k := ic.Status.Kept[shared]
+	if len(k) != 1 || k[0].Reason != "WantedByOtherCache" || !strings.Contains(k[0].Message, second+"/app") {
+		t.Errorf("status.kept of %s: %+v, want WantedByOtherCache naming %s/app", shared, k, second)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -333,8 +335,57 @@ func (f *fixture) updateJob(job *batchv1.Job) {
 	f.clearActions()
 }
 
-// completeJob plays the Job controller for a Job whose containers all ran.
+// completeJob plays the Job controller for a Job whose containers all ran,
+// and for a pull Job the kubelet, which pulled each image (none was on the
+// node): its pod, and a "Pulling" event for each container.
 func (f *fixture) completeJob(job batchv1.Job) {
+	f.t.Helper()
+	if !puller.IsDeleteJob(&job) {
+		f.pulledBy(job, jobImages(f.t, &job)...)
+	}
+	f.finishJob(job)
+}
+
+// completeJobPresent is completeJob where every image was on the node
+// already: the kubelet pulled none.
+func (f *fixture) completeJobPresent(job batchv1.Job) {
+	f.t.Helper()
+	f.pulledBy(job)
+	f.finishJob(job)
+}
+
+// pulledBy makes sure a pull Job has its pod, its containers terminated
+// well, and the kubelet's "Pulling" event for each container of the images
+// pulled.
+func (f *fixture) pulledBy(job batchv1.Job, pulled ...string) {
+	f.t.Helper()
+	pod, err := f.kube.CoreV1().Pods(job.Namespace).Get(f.ctx, job.Name+"-abcde", metav1.GetOptions{})
+	if err != nil {
+		states := map[string]corev1.ContainerState{}
+		for _, c := range job.Spec.Template.Spec.Containers {
+			states[c.Name] = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0,
+				FinishedAt: metav1.NewTime(f.clock.Now())}}
+		}
+		pod = f.podWith(job, states)
+	}
+	for _, c := range job.Spec.Template.Spec.Containers {
+		if !slices.Contains(pulled, c.Image) {
+			continue
+		}
+		ev := &corev1.Event{
+			ObjectMeta: metav1.ObjectMeta{Name: pod.Name + "." + c.Name, Namespace: pod.Namespace},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+				FieldPath: "spec.containers{" + c.Name + "}"},
+			Reason: "Pulling", Message: fmt.Sprintf("Pulling image %q", c.Image), Type: corev1.EventTypeNormal,
+		}
+		if _, err := f.kube.CoreV1().Events(pod.Namespace).Create(f.ctx, ev, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// finishJob marks a Job Complete.
+func (f *fixture) finishJob(job batchv1.Job) {
 	f.t.Helper()
 	job.Status.Conditions = append(job.Status.Conditions,
 		batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue},

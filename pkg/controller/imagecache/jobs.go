@@ -43,6 +43,9 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 			continue
 		}
 		if !s.op.owns(job) || predatesNode(job, s.nodes) {
+			if puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.led.epoch {
+				c.unsettleRemoved(s, job)
+			}
 			if s.started != "" {
 				// The pass that starts an operation only records its
 				// start; the next one deals with the Jobs before it.
@@ -85,6 +88,31 @@ func earlierStillRunning(s *syncCtx, job *batchv1.Job) bool {
 	return s.plan.nodes[node] != nil
 }
 
+// unsettleRemoved takes back what the ledger carried over for the images of
+// an earlier operation's delete Job: it may have removed them after the
+// ledger last said so (an image dropped and added back before the removal
+// was recorded), so they are pulled again if wanted. Those it reports
+// removed are no longer this cache's.
+func (c *Controller) unsettleRemoved(s *syncCtx, job *batchv1.Job) {
+	node := job.Annotations[puller.AnnotationNode]
+	out, err := puller.ReadDelete(c.cfg.Puller, job, c.podOf(job), s.now)
+	if err != nil {
+		return
+	}
+	for i, img := range out.Images {
+		key, err := images.Normalize(img)
+		if err != nil {
+			continue
+		}
+		if st := s.led.get(node, key); st == statePulled || st == statePresent {
+			s.led.set(node, key, stateUnsettled)
+		}
+		if out.Finished && out.Results[i].State == puller.Succeeded {
+			s.led.setOwned(node, key, false)
+		}
+	}
+}
+
 // followEarlier follows a Job of an earlier operation to its end, as its
 // own operation would have (its deadlines, its start deadline), keeping its
 // node busy meanwhile, and reads nothing of it into the ledger.
@@ -114,9 +142,10 @@ func predatesNode(job *batchv1.Job, nodes map[string]*corev1.Node) bool {
 // when it cannot be read): an unreadable Job is deleted; a Job that must end
 // is ended, with its outcome recorded on it; a running one keeps its node
 // busy; and each image it reports settles its pair in the ledger. succeeded
-// is told of each pair the Job did, before the ledger records it.
+// is told of each pair the Job did (and the image's index in the Job),
+// before the ledger records it.
 func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1.Job, out puller.Outcome, err error,
-	succeeded func(node, key string)) error {
+	succeeded func(node, key string, i int)) error {
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 		return c.dropJob(ctx, s, job)
@@ -132,7 +161,7 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 		}
 		switch r := out.Results[i]; r.State {
 		case puller.Succeeded:
-			succeeded(node, k)
+			succeeded(node, k, i)
 			if s.led.get(node, k) != statePresent {
 				s.led.set(node, k, statePulled)
 			}

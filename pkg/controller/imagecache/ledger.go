@@ -29,10 +29,37 @@ type ledger struct {
 	tags map[string]string
 	// removedAt is when this cache last removed images (Unix seconds).
 	removedAt int64
+	// owned holds, per node, the images this cache's own pull brought onto
+	// it: the kubelet reported pulling them, so they were not there before.
+	// Only those may this cache remove (a purge, or an update that drops
+	// them). It outlives operations, unlike the states.
+	owned map[string]map[string]bool
 }
 
 func newLedger(epoch int64) *ledger {
-	return &ledger{epoch: epoch, nodes: map[string]map[string]pairState{}, tags: map[string]string{}}
+	return &ledger{epoch: epoch, nodes: map[string]map[string]pairState{}, tags: map[string]string{},
+		owned: map[string]map[string]bool{}}
+}
+
+// isOwned says whether this cache's own pull brought the image onto the node.
+func (l *ledger) isOwned(node, image string) bool { return l.owned[node][image] }
+
+// setOwned records whether this cache's own pull brought the image onto
+// the node (false once it removed it).
+func (l *ledger) setOwned(node, image string, owned bool) {
+	m := l.owned[node]
+	if !owned {
+		delete(m, image)
+		if len(m) == 0 {
+			delete(l.owned, node)
+		}
+		return
+	}
+	if m == nil {
+		m = map[string]bool{}
+		l.owned[node] = m
+	}
+	m[image] = true
 }
 
 // uidTag is the short form of a node's UID the ledger keeps: its first 8
@@ -57,6 +84,7 @@ func (l *ledger) forgetReplaced(nodes map[string]*corev1.Node) []string {
 		tag := uidTag(n)
 		if old := l.tags[name]; old != "" && tag != "" && old != tag {
 			delete(l.nodes, name)
+			delete(l.owned, name)
 			replaced = append(replaced, name)
 		}
 	}
@@ -76,13 +104,43 @@ func decodeLedger(l *v1alpha2.PullLedger) *ledger {
 	out := newLedger(l.Epoch)
 	out.removedAt = l.RemovedAt
 	for node, enc := range l.Nodes {
-		enc, tag, _ := strings.Cut(enc, ".")
-		out.tags[node] = tag
-		if m := decodeStates(l.Images, enc); len(m) > 0 {
+		e := splitEntry(enc)
+		out.tags[node] = e.tag
+		if m := decodeStates(l.Images, e.states); len(m) > 0 {
 			out.nodes[node] = m
+		}
+		if m := decodeOwned(l.Images, e.owned); len(m) > 0 {
+			out.owned[node] = m
 		}
 	}
 	return out
+}
+
+// nodeEntry is one node's entry of status.ledger.nodes, split:
+// "STATES[.TAG[.OWNED]]".
+type nodeEntry struct{ states, tag, owned string }
+
+func splitEntry(enc string) nodeEntry {
+	var e nodeEntry
+	e.states, enc, _ = strings.Cut(enc, ".")
+	e.tag, e.owned, _ = strings.Cut(enc, ".")
+	return e
+}
+
+// decodeOwned decodes one node's owned images: a bit per image of the
+// table, eight to a byte, base64 encoded.
+func decodeOwned(images []string, enc string) map[string]bool {
+	bits, err := base64.RawStdEncoding.DecodeString(enc)
+	if err != nil || len(bits) == 0 {
+		return nil
+	}
+	m := map[string]bool{}
+	for i, img := range images {
+		if i/8 < len(bits) && bits[i/8]&(1<<(i%8)) != 0 {
+			m[img] = true
+		}
+	}
+	return m
 }
 
 // decodeStates decodes one node's entry (without its tag): the state of each
@@ -120,7 +178,8 @@ func (l *ledger) set(node, image string, s pairState) {
 	m[image] = s
 }
 
-// keepOnly drops every entry that is not a wanted (node, image) pair.
+// keepOnly drops every entry, state and ownership, that is not a wanted
+// (node, image) pair.
 func (l *ledger) keepOnly(wanted func(node, image string) bool) {
 	for node, m := range l.nodes {
 		for img := range m {
@@ -132,14 +191,39 @@ func (l *ledger) keepOnly(wanted func(node, image string) bool) {
 			delete(l.nodes, node)
 		}
 	}
+	for node, m := range l.owned {
+		for img := range m {
+			if !wanted(node, img) {
+				l.setOwned(node, img, false)
+			}
+		}
+	}
+}
+
+// fresh returns a ledger of the given epoch with no states, that keeps
+// what this one knows beyond an operation: when the cache last removed
+// images, and which images its own pulls brought onto which node.
+func (l *ledger) fresh(epoch int64) *ledger {
+	out := newLedger(epoch)
+	out.removedAt = l.removedAt
+	for node, m := range l.owned {
+		for img := range m {
+			out.setOwned(node, img, true)
+		}
+	}
+	for node, t := range l.tags {
+		if len(out.owned[node]) > 0 {
+			out.tags[node] = t
+		}
+	}
+	return out
 }
 
 // carryOver returns the ledger a new operation of the given epoch starts
 // from when it builds on this one (an update): the pairs pulled or present,
 // and not the failures, so that they are tried again.
 func (l *ledger) carryOver(epoch int64) *ledger {
-	out := newLedger(epoch)
-	out.removedAt = l.removedAt
+	out := l.fresh(epoch)
 	for node, m := range l.nodes {
 		for img, s := range m {
 			if s != stateFailed {
@@ -162,6 +246,11 @@ func (l *ledger) encode() *v1alpha2.PullLedger {
 			index[img] = 0
 		}
 	}
+	for _, m := range l.owned {
+		for img := range m {
+			index[img] = 0
+		}
+	}
 	images := make([]string, 0, len(index))
 	for img := range index {
 		images = append(images, img)
@@ -171,22 +260,43 @@ func (l *ledger) encode() *v1alpha2.PullLedger {
 		index[img] = i
 	}
 	out := &v1alpha2.PullLedger{Epoch: l.epoch, Images: images, RemovedAt: l.removedAt}
-	if len(l.nodes) > 0 {
+	if len(l.nodes)+len(l.owned) > 0 {
 		out.Nodes = make(map[string]string, len(l.nodes))
 	}
-	for node, m := range l.nodes {
+	for _, node := range nodesOf(l) {
 		bits := make([]byte, (len(images)+3)/4)
-		for img, s := range m {
+		for img, s := range l.nodes[node] {
 			i := index[img]
 			bits[i/4] |= byte(s) << (2 * (i % 4))
 		}
-		out.Nodes[node] = base64.RawStdEncoding.EncodeToString(bits)
-		if tag := l.tags[node]; tag != "" {
-			out.Nodes[node] += "." + tag
+		entry := base64.RawStdEncoding.EncodeToString(bits)
+		tag := l.tags[node]
+		if owned := l.owned[node]; len(owned) > 0 {
+			obits := make([]byte, (len(images)+7)/8)
+			for img := range owned {
+				i := index[img]
+				obits[i/8] |= 1 << (i % 8)
+			}
+			entry += "." + tag + "." + base64.RawStdEncoding.EncodeToString(obits)
+		} else if tag != "" {
+			entry += "." + tag
 		}
+		out.Nodes[node] = entry
 	}
 	if len(out.Images) == 0 {
 		out.Images = nil
 	}
 	return out
+}
+
+// nodesOf lists the nodes that have states or owned images.
+func nodesOf(l *ledger) []string {
+	seen := make(map[string]bool, len(l.nodes)+len(l.owned))
+	for n := range l.nodes {
+		seen[n] = true
+	}
+	for n := range l.owned {
+		seen[n] = true
+	}
+	return sortedKeys(seen)
 }

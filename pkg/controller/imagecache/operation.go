@@ -36,12 +36,15 @@ type operation interface {
 	// recorded is told that the status recording what this pass settled
 	// is written; before is the ledger of this epoch as it was read.
 	recorded(before *ledger)
+	// kept lists the pairs the operation chose to leave on their nodes, with
+	// why (status.kept), and counts them by reason.
+	kept() (failureSet, map[string]int)
 }
 
 // operationFor returns the operation that the status says is under way.
 func (c *Controller) operationFor(s *syncCtx) operation {
 	if s.st.Reason == v1alpha2.ImageCacheReasonPurge {
-		return &purgeOp{c: c, s: s}
+		return &purgeOp{c: c, s: s, others: c.otherWants(s.ic)}
 	}
 	return newPullOp(c, s)
 }
@@ -78,10 +81,9 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 		s.before = s.led.carryOver(start.Unix()) // what it carries over is not newly settled
 	} else {
 		// Create, Refresh, Purge, and an Update after a purge (the ledger
-		// then records removals): start from nothing.
-		removedAt := s.led.removedAt
-		s.led = newLedger(start.Unix())
-		s.led.removedAt = removedAt
+		// then records removals): start from no states, knowing still
+		// which images this cache brought onto which nodes.
+		s.led = s.led.fresh(start.Unix())
 	}
 	s.started = op
 	c.recorder.Eventf(s.ic, corev1.EventTypeNormal, "Started", "%s started", op)

@@ -25,8 +25,8 @@ import (
 type pullOp struct {
 	c *Controller
 	s *syncCtx
-	// others says whether another ImageCache wants an image on a node.
-	others func(n *corev1.Node, key string) bool
+	// others names another ImageCache that wants an image on a node, or "".
+	others func(n *corev1.Node, key string) string
 	// pullTimes are the pull durations of the pairs this pass settles.
 	pullTimes []time.Duration
 }
@@ -42,12 +42,12 @@ func (o *pullOp) scope() {}
 func (o *pullOp) keeps(node, key string) bool { return o.toRemove(node, key) }
 
 // toRemove says whether an image dropped from the spec is to be removed from
-// a node: this cache pulled it there, the node is still there, and no other
-// cache wants it there.
+// a node: this cache's own pull brought it there (it is owned), the node is
+// still there, and no other cache wants it there.
 func (o *pullOp) toRemove(node, key string) bool {
 	s := o.s
 	n := s.nodes[node]
-	return s.led.get(node, key) == statePulled && !s.plan.specKeys[key] && n != nil && !o.others(n, key)
+	return s.led.isOwned(node, key) && !s.plan.specKeys[key] && n != nil && o.others(n, key) == ""
 }
 
 // owns takes the pull Jobs of this epoch for nodes in the plan, and the
@@ -68,10 +68,16 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 		return o.readRemoval(ctx, job)
 	}
 	s := o.s
-	out, err := puller.Read(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
-	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string) {
-		if s.led.get(node, key) == stateUnsettled {
-			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
+	pod := o.c.podOf(job)
+	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
+	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
+		if s.led.get(node, key) != stateUnsettled {
+			return
+		}
+		o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
+		// Newly pulled: owned if the kubelet says it pulled it.
+		if !s.led.isOwned(node, key) && o.c.pulledHere(ctx, s, pod)[puller.ContainerName(i)] {
+			s.led.setOwned(node, key, true)
 		}
 	})
 }
@@ -95,6 +101,7 @@ func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 			continue
 		}
 		s.led.set(node, img, stateUnsettled)
+		s.led.setOwned(node, img, false)
 		s.led.removedAt = s.now.Unix()
 		if r := out.Results[i]; r.State == puller.Failed {
 			s.failures.add(img, node, r.Reason, r.Message)
@@ -159,9 +166,9 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 func (o *pullOp) removalJobs() []newJob {
 	s := o.s
 	var out []newJob
-	for _, name := range sortedKeys(s.led.nodes) {
+	for _, name := range sortedKeys(s.led.owned) {
 		var imgs []wantedImage
-		for k := range s.led.nodes[name] {
+		for k := range s.led.owned[name] {
 			if o.toRemove(name, k) {
 				imgs = append(imgs, wantedImage{image: k, key: k})
 			}
@@ -182,6 +189,10 @@ func (o *pullOp) removalJobs() []newJob {
 	}
 	return out
 }
+
+// kept: only a purge reports what it left; an update simply does not remove
+// the images it may not.
+func (o *pullOp) kept() (failureSet, map[string]int) { return nil, nil }
 
 // recorded counts the pairs this pass settled, and their pull times.
 func (o *pullOp) recorded(before *ledger) {
@@ -215,15 +226,19 @@ func countSettled(before, after *ledger) {
 }
 
 // otherWants returns whether another ImageCache wants an image (normalised)
-// on a node, so that removing it from this cache's spec leaves it there.
-func (c *Controller) otherWants(ic *v1alpha2.ImageCache) func(n *corev1.Node, key string) bool {
+// on a node, so that removing it from this cache's spec leaves it there. It
+// names that cache (namespace/name), or returns "".
+func (c *Controller) otherWants(ic *v1alpha2.ImageCache) func(n *corev1.Node, key string) string {
 	var caches []*v1alpha2.ImageCache
 	loaded := false
-	return func(n *corev1.Node, key string) bool {
+	return func(n *corev1.Node, key string) string {
 		if !loaded {
 			all, err := c.icLister.List(labels.Everything())
 			if err == nil {
 				caches = all
+				sort.Slice(caches, func(i, j int) bool {
+					return caches[i].Namespace+"/"+caches[i].Name < caches[j].Namespace+"/"+caches[j].Name
+				})
 			}
 			loaded = true
 		}
@@ -238,11 +253,11 @@ func (c *Controller) otherWants(ic *v1alpha2.ImageCache) func(n *corev1.Node, ke
 				}
 				for _, img := range e.Images {
 					if k, err := images.Normalize(img); err == nil && k == key {
-						return true
+						return other.Namespace + "/" + other.Name
 					}
 				}
 			}
 		}
-		return false
+		return ""
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
@@ -11,11 +12,14 @@ import (
 )
 
 // purgeOp is the work of ImageCachePurge: delete Jobs remove the spec's
-// images from the nodes the plan wants them on. In its ledger, "pulled"
-// means removed (or found absent).
+// images from the nodes the plan wants them on, those this cache's own pull
+// brought there (owned) and no other cache wants there. In its ledger,
+// "pulled" means removed (or found absent), and "present" kept.
 type purgeOp struct {
 	c *Controller
 	s *syncCtx
+	// others names another ImageCache that wants an image on a node, or "".
+	others func(n *corev1.Node, key string) string
 }
 
 // scope makes a purge one operation over the nodes of its start: a node
@@ -57,19 +61,26 @@ func (o *purgeOp) owns(job *batchv1.Job) bool {
 func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
-	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string) {
+	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, _ int) {
 		if s.led.get(node, key) == stateUnsettled {
 			// A node's image list lags the removal.
 			s.led.removedAt = s.now.Unix()
 		}
+		s.led.setOwned(node, key, false)
 	})
 }
 
-// jobs returns a delete Job for each node with images left to remove.
+// jobs settles as kept the pairs the purge must leave, and returns a delete
+// Job for each node with images left to remove.
 func (o *purgeOp) jobs() []newJob {
 	s := o.s
 	return s.forNodes(func(w *nodeWant, hold bool) *newJob {
 		name := w.node.Name
+		for _, wi := range w.images {
+			if s.led.get(name, wi.key) == stateUnsettled && o.keptBecause(w.node, wi.key) != "" {
+				s.led.set(name, wi.key, statePresent)
+			}
+		}
 		job := o.c.deleteJobFor(s, w, hold, func(k string) bool { return s.led.get(name, k) == stateUnsettled })
 		if job == nil {
 			s.throttled = s.throttled || o.c.throttle.isWaiting(s.key)
@@ -79,6 +90,53 @@ func (o *purgeOp) jobs() []newJob {
 }
 
 func (o *purgeOp) recorded(before *ledger) {}
+
+// Why a purge leaves an image on a node.
+const (
+	reasonWantedByOtherCache   = "WantedByOtherCache"
+	reasonNotPulledByThisCache = "NotPulledByThisCache"
+)
+
+// keptBecause says why the purge leaves an image on a node, or "" when it
+// removes it: it removes only what this cache's own pull brought there, and
+// what no other cache wants there.
+func (o *purgeOp) keptBecause(n *corev1.Node, key string) string {
+	if !o.s.led.isOwned(n.Name, key) {
+		return reasonNotPulledByThisCache
+	}
+	if o.others(n, key) != "" {
+		return reasonWantedByOtherCache
+	}
+	return ""
+}
+
+// kept lists the pairs the purge left (settled as present), with why, for
+// status.kept, and counts them by reason.
+func (o *purgeOp) kept() (failureSet, map[string]int) {
+	s := o.s
+	set, byReason := failureSet{}, map[string]int{}
+	for _, name := range sortedKeys(s.plan.nodes) {
+		w := s.plan.nodes[name]
+		for _, wi := range w.images {
+			if s.led.get(name, wi.key) != statePresent {
+				continue
+			}
+			if !s.led.isOwned(name, wi.key) {
+				set.add(wi.image, name, reasonNotPulledByThisCache,
+					"this cache's own pull did not bring it onto this node: it was there before, or that could not be shown")
+				byReason[reasonNotPulledByThisCache]++
+				continue
+			}
+			msg := "another ImageCache wanted it on this node"
+			if other := o.others(w.node, wi.key); other != "" {
+				msg = "ImageCache " + other + " wants it on this node"
+			}
+			set.add(wi.image, name, reasonWantedByOtherCache, msg)
+			byReason[reasonWantedByOtherCache]++
+		}
+	}
+	return set, byReason
+}
 
 // deleteJobFor makes the delete Job that removes a node's images (those of
 // w.images that pick selects), unless the node must wait (hold). A node whose

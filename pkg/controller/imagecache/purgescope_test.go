@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	core "k8s.io/client-go/testing"
 
@@ -154,4 +156,116 @@ func (f *fixture) createThenPurge(name string) []core.Action {
 	f.clock.Step(2 * time.Second)
 	writes, _ := f.syncStarted(name)
 	return writes
+}
+
+// TestPurgeRemovesOnlyWhatItPulled: a purge removes an image from a node
+// only where this cache's own pull brought it (the kubelet's "Pulling"
+// event) and no other cache wants it. It keeps one the node listed before
+// the cache, one the kubelet found present, and one another cache wants, and
+// says per node what it kept and why.
+func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
+	other := newImageCache("other", withSelectedImages(map[string]string{"team": "b"}, "redis"))
+	other.Status.StartTime = &metav1.Time{Time: t0} // settled long ago; not synced here
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis")), other},
+		newNode("node-a", withRuntime("containerd://2.0.0"), withNodeImages("docker.io/library/nginx:latest")),
+		newNode("node-b", withRuntime("containerd://2.0.0"), withLabels("team", "b")))
+	f.syncStarted("web")
+	for _, j := range f.jobs() {
+		switch j.Annotations[puller.AnnotationNode] {
+		case "node-a": // redis only: nginx is listed by the node
+			f.completeJob(j)
+		case "node-b": // the kubelet pulls redis, and finds nginx present
+			f.pulledBy(j, "redis")
+			f.finishJob(j)
+		}
+	}
+	f.sync("web")
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
+		t.Fatalf("create: %s %q", st.Status, st.Message)
+	}
+	f.annotate("web", v1alpha2.AnnotationPurge)
+	f.clock.Step(2 * time.Second)
+	writes, _ := f.syncStarted("web")
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {
+		t.Fatalf("purge: %s; want one delete Job, on node-a", describe(writes))
+	}
+	if diff := cmp.Diff([]string{"redis"}, jobImages(t, jobs[0])); diff != "" {
+		t.Errorf("node-a's removal (-want +got):\n%s", diff)
+	}
+	f.completeAll()
+	f.sync("web")
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded ||
+		st.Message != "Removed 1 of 4 images on 2 nodes; 3 kept (1 wanted by another ImageCache, 2 not pulled there by this cache)" {
+		t.Errorf("purge: %s %q", st.Status, st.Message)
+	}
+	notOurs := "this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"
+	want := map[string]v1alpha2.NodeReasonMessageList{
+		"nginx": {{Node: "node-a", Reason: reasonNotPulledByThisCache, Message: notOurs},
+			{Node: "node-b", Reason: reasonNotPulledByThisCache, Message: notOurs}},
+		"redis": {{Node: "node-b", Reason: reasonWantedByOtherCache, Message: "ImageCache team-a/other wants it on this node"}},
+	}
+	if diff := cmp.Diff(want, st.Kept); diff != "" {
+		t.Errorf("status.kept (-want +got):\n%s", diff)
+	}
+	if len(st.Failures) != 0 {
+		t.Errorf("failures %v", st.Failures)
+	}
+	// What the cache still owns: redis on node-b (kept for the other cache).
+	led := decodeLedger(st.Ledger)
+	if !led.isOwned("node-b", "docker.io/library/redis:latest") || led.isOwned("node-a", "docker.io/library/redis:latest") {
+		t.Errorf("owned after the purge: %v", led.owned)
+	}
+}
+
+// TestPullPolicyAlwaysOwnsNothing: with --image-pull-policy=Always the
+// kubelet pulls every time, so its events cannot show an image was absent:
+// a purge keeps everything, and reads no events.
+func TestPullPolicyAlwaysOwnsNothing(t *testing.T) {
+	cfg := testConfig()
+	cfg.Puller.PullPolicy = corev1.PullAlways
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
+		newNode("node-a", withRuntime("containerd://2.0.0")))
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
+	f.annotate("web", v1alpha2.AnnotationPurge)
+	f.clock.Step(2 * time.Second)
+	// With nothing to remove, the pass that starts the purge ends it.
+	writes, _ := f.sync("web")
+	if jobs := createdJobs(writes); len(jobs) != 0 {
+		t.Fatalf("purge with Always: %s; want no delete Job", describe(writes))
+	}
+	st := f.imageCache("web").Status
+	if st.Message != "Removed 0 of 1 images on 1 node; 1 kept (1 not pulled there by this cache)" || len(st.Kept["nginx"]) != 1 {
+		t.Errorf("purge: %q, kept %v", st.Message, st.Kept)
+	}
+	for _, a := range f.kube.Actions() {
+		if a.GetResource().Resource == "events" && a.GetVerb() == "list" {
+			t.Errorf("events were read with Always")
+		}
+	}
+}
+
+// TestUpdateKeepsWhatWasThereBefore: an image the node listed before the
+// cache, dropped from the spec by an update, stays on the node.
+func TestUpdateKeepsWhatWasThereBefore(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
+		newNode("node-a", withRuntime("containerd://2.0.0"), withNodeImages("docker.io/library/nginx:latest")))
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec[0].Images = []string{"redis"}
+		ic.Generation = 2
+	})
+	f.clock.Step(time.Second)
+	writes, _ := f.syncStarted("web")
+	if jobs := createdJobs(writes); len(jobs) != 0 {
+		t.Errorf("update dropping an image that was there before: %s; want no delete Job", describe(writes))
+	}
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Message != "Pulled 1 of 1 images on 1 node" {
+		t.Errorf("update: %s %q", st.Status, st.Message)
+	}
 }

@@ -30,7 +30,7 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("status %s, want Succeeded", st.Status)
 	}
-	if enc := st.Ledger.Nodes["node-a"]; !strings.HasSuffix(enc, ".uidnodea") {
+	if enc := st.Ledger.Nodes["node-a"]; splitEntry(enc).tag != "uidnodea" {
 		t.Fatalf("ledger entry of node-a %q does not carry its UID tag", enc)
 	}
 	for len(f.recorder.Events) > 0 {

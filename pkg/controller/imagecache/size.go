@@ -26,9 +26,9 @@ const (
 	statusBudget = 900 << 10
 	// maxLedgerBytes is the most the ledger of one cache may take. A cache
 	// whose nodes × images need more is refused (tooLarge): with node names
-	// of 30 characters, about 5,500 nodes × 100 images, or 2,500 nodes ×
+	// of 30 characters, about 5,300 nodes × 100 images, or 2,000 nodes ×
 	// 512 images.
-	maxLedgerBytes = 640 << 10
+	maxLedgerBytes = 720 << 10
 )
 
 // render returns the failures to list in status, and the count of those
@@ -164,13 +164,14 @@ func statusSize(st *v1alpha2.ImageCacheStatus) int {
 const managedFieldsEntry = `"f:":{},`
 
 // ledgerSize estimates the bytes the ledger of a plan adds to the object:
-// per node its name, two bits per image in base64, its UID tag and the JSON
-// around them, and its name again in managedFields; and the table of images.
+// per node its name, two bits per image in base64, its UID tag, a bit per
+// image (owned) in base64 and the JSON around them, and its name again in
+// managedFields; and the table of images.
 func ledgerSize(p *plan) int {
 	size := 0
 	for name, w := range p.nodes {
-		bits := (len(w.images) + 3) / 4
-		size += len(name) + (bits*4+2)/3 + len(".12345678") + len(`"":"",`) + len(name) + len(managedFieldsEntry)
+		bits, owned := (len(w.images)+3)/4, (len(w.images)+7)/8
+		size += len(name) + (bits*4+2)/3 + len(".12345678.") + (owned*4+2)/3 + len(`"":"",`) + len(name) + len(managedFieldsEntry)
 	}
 	for key := range p.specKeys {
 		size += len(key) + 3

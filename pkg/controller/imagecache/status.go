@@ -27,6 +27,8 @@ import (
 func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
 	counts := countPulls(s.plan, s.led)
 	counts.removals = s.removals
+	kept, keptBy := s.op.kept()
+	counts.keptBy = keptBy
 	s.complete = counts.Pending == 0 && s.removals == 0
 	if annotation, ok := requestAnnotation[s.st.Reason]; ok && s.complete && hasAnnotation(s.ic, annotation) {
 		patched, err := c.removeAnnotation(ctx, s.ic, annotation)
@@ -35,6 +37,10 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
 		}
 		c.wrote(s.key, s.ic, patched)
 		s.ic = patched
+	}
+	s.st.Kept, _ = kept.render(nil)
+	if len(s.st.Kept) == 0 {
+		s.st.Kept = nil
 	}
 	s.trimmed = c.fillStatus(s.ic, s.st, s.plan, s.led, s.failures, counts, s.now)
 	if equality.Semantic.DeepEqual(s.ic.Status, *s.st) {
@@ -131,6 +137,8 @@ type pullCounts struct {
 	removals int
 	// omitted is the number of failures left out of status.failures.
 	omitted int
+	// keptBy counts, by reason, the pairs a purge left on their nodes.
+	keptBy map[string]int
 }
 
 func countPulls(p *plan, led *ledger) pullCounts {
@@ -303,8 +311,26 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 		return "No node matches the cache's node selectors; nothing to pull"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %d of %d images on %d %s", verb, c.Succeeded, c.Desired, nodes, plural(nodes, "node", "nodes"))
-	if c.AlreadyPresent > 0 {
+	done := c.Succeeded
+	if verb == "Removed" {
+		done -= c.AlreadyPresent // kept, not removed
+	}
+	fmt.Fprintf(&b, "%s %d of %d images on %d %s", verb, done, c.Desired, nodes, plural(nodes, "node", "nodes"))
+	switch {
+	case verb == "Removed" && c.AlreadyPresent > 0:
+		other, notOurs := c.keptBy[reasonWantedByOtherCache], c.keptBy[reasonNotPulledByThisCache]
+		var why []string
+		if other > 0 {
+			why = append(why, fmt.Sprintf("%d wanted by another ImageCache", other))
+		}
+		if notOurs > 0 {
+			why = append(why, fmt.Sprintf("%d not pulled there by this cache", notOurs))
+		}
+		fmt.Fprintf(&b, "; %d kept", c.AlreadyPresent)
+		if len(why) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(why, ", "))
+		}
+	case c.AlreadyPresent > 0:
 		fmt.Fprintf(&b, " (%d already present)", c.AlreadyPresent)
 	}
 	if c.Failed > 0 {

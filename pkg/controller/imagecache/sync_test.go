@@ -828,10 +828,17 @@ func TestPurgeAnnotation(t *testing.T) {
 	if writes, after := f.sync("web"); len(createdJobs(writes)) != 0 || after != 0 {
 		t.Errorf("after the purge: %s, requeue after %v", describe(writes), after)
 	}
-	// The configured socket wins over detection.
+	// The configured socket wins over detection. The images are pulled
+	// again first: a purge removes only what the cache's own pulls brought.
 	cfg.CRISocketPath = "/custom/cri.sock"
 	f.restart(cfg)
+	f.annotate("web", v1alpha2.AnnotationRefresh)
+	f.clock.Step(2 * time.Second)
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
 	f.annotate("web", v1alpha2.AnnotationPurge)
+	f.clock.Step(2 * time.Second)
 	writes, _ = f.syncStarted("web")
 	for _, j := range createdJobs(writes) {
 		if p := j.Spec.Template.Spec.Volumes[0].HostPath.Path; p != "/custom/cri.sock" {
@@ -885,17 +892,22 @@ func TestUpdateRemovesDroppedImages(t *testing.T) {
 // reporting the removed image is pulled onto, not trusted.
 func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
-		newNode("node-a", withRuntime("containerd://1.6.20"), withNodeImages("docker.io/library/redis:latest")))
-	writes, _ := f.syncStarted("web")
-	if len(createdJobs(writes)) != 0 {
-		t.Fatalf("the image is present, yet: %s", describe(writes))
+		newNode("node-a", withRuntime("containerd://1.6.20")))
+	writes := f.createThenPurge("web")
+	if jobs := createdJobs(writes); len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) {
+		t.Fatalf("purge: %s; want the delete Job", describe(writes))
+	}
+	// The node lists redis, as its kubelet did before the removal.
+	n, _ := f.kube.CoreV1().Nodes().Get(f.ctx, "node-a", metav1.GetOptions{})
+	withNodeImages("docker.io/library/redis:latest")(n)
+	n.ResourceVersion = "2" // as the API server would
+	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	annotate := func(key string) {
 		f.annotate("web", key)
 		f.clock.Step(2 * time.Second)
 	}
-	annotate(v1alpha2.AnnotationPurge)
-	f.syncStarted("web")
 	f.completeAll() // the delete Job
 	f.sync("web")
 	if st := f.imageCache("web").Status; st.Reason != v1alpha2.ImageCacheReasonPurge || st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Ledger.RemovedAt == 0 {

@@ -176,3 +176,37 @@ func TestDroppedAndAddedBackIsPulledAgain(t *testing.T) {
 		t.Errorf("update 2: redis pulled by its own Job %v; %s %+v %q", redisPulled, st.Status, st.Pulls, st.Message)
 	}
 }
+
+// TestAddedBackBeforeItsRemovalWasRecorded: the delete Job of an image
+// dropped from the spec finishes, and the image is added back before the
+// status records the removal: the update that adds it back pulls it again.
+func TestAddedBackBeforeItsRemovalWasRecorded(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
+		newNode("node-a", withRuntime("containerd://2.0.0")))
+	f.syncStarted("web")
+	f.completeAll()
+	f.sync("web")
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec[0].Images = []string{"nginx"}
+		ic.Generation = 2
+	})
+	f.clock.Step(time.Second)
+	writes, _ := f.syncStarted("web")
+	if jobs := createdJobs(writes); len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) {
+		t.Fatalf("update 1: %s; want the removal of redis", describe(writes))
+	}
+	f.completeAll() // redis is removed; no sync records it
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec[0].Images = []string{"nginx", "redis"}
+		ic.Generation = 3
+	})
+	f.clock.Step(time.Second)
+	writes, _ = f.syncStarted("web")
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || puller.IsDeleteJob(jobs[0]) {
+		t.Fatalf("update 2: %s; want a pull Job for redis", describe(writes))
+	}
+	if diff := cmp.Diff([]string{"redis"}, jobImages(t, jobs[0])); diff != "" {
+		t.Errorf("update 2's pull (-want +got):\n%s", diff)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -178,11 +177,11 @@ func ledgerOfNode(l *v1alpha2.PullLedger, node *corev1.Node) map[string]pairStat
 	if !ok {
 		return nil
 	}
-	enc, tag, _ := strings.Cut(enc, ".")
-	if tag != "" && tag != uidTag(node) {
+	e := splitEntry(enc)
+	if e.tag != "" && e.tag != uidTag(node) {
 		return nil
 	}
-	return decodeStates(l.Images, enc)
+	return decodeStates(l.Images, e.states)
 }
 
 // releaseFailed handles a refused release. When the node changed under the

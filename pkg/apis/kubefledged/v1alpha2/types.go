@@ -172,6 +172,13 @@ type ImageCacheStatus struct {
 	// of failures to keep the object small.
 	// +optional
 	OmittedFailures map[string]int32 `json:"omittedFailures,omitempty"`
+	// Kept maps an image to the nodes where the latest purge left it, and
+	// why: WantedByOtherCache (another ImageCache wants it there, named in
+	// the message) or NotPulledByThisCache (this cache's own pull did not
+	// bring it there: it was there before, or that could not be shown). At
+	// most 100 nodes are listed per image and 500 in all.
+	// +optional
+	Kept map[string]NodeReasonMessageList `json:"kept,omitempty"`
 	// StartTime is when the latest operation started.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
@@ -204,7 +211,7 @@ type ImageCacheStatus struct {
 // already present, or failed. It is written by the controller only.
 type PullLedger struct {
 	// Epoch is the Unix time at which the record began: the start of the
-	// latest create or refresh operation.
+	// latest operation.
 	Epoch int64 `json:"epoch"`
 	// Images is the table of normalised image references the node states index.
 	// +optional
@@ -214,7 +221,11 @@ type PullLedger struct {
 	// image in the order of Images (0 unsettled, 1 pulled, 2 already present,
 	// 3 failed), packed four to a byte, base64 encoded; then a "." and the
 	// first 8 characters of the node's UID, so that a node re-created under
-	// the same name is known as new and warmed again.
+	// the same name is known as new and warmed again; then, if any, a "."
+	// and a bit per image of Images, eight to a byte, base64 encoded, set
+	// for the images this cache's own pull brought onto the node (the kubelet
+	// pulled them, so they were not there before): the only ones this cache
+	// may remove from it.
 	// +optional
 	Nodes map[string]string `json:"nodes,omitempty"`
 	// RemovedAt is the Unix time this cache last removed images from nodes.

@@ -168,6 +168,21 @@ func (in *ImageCacheStatus) DeepCopyInto(out *ImageCacheStatus) {
 			(*out)[key] = val
 		}
 	}
+	if in.Kept != nil {
+		in, out := &in.Kept, &out.Kept
+		*out = make(map[string]NodeReasonMessageList, len(*in))
+		for key, val := range *in {
+			var outVal []NodeReasonMessage
+			if val == nil {
+				(*out)[key] = nil
+			} else {
+				in, out := &val, &outVal
+				*out = make(NodeReasonMessageList, len(*in))
+				copy(*out, *in)
+			}
+			(*out)[key] = outVal
+		}
+	}
 	if in.StartTime != nil {
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()

@@ -45,6 +45,12 @@ type ImageCacheStatusApplyConfiguration struct {
 	// OmittedFailures maps an image to the number of its failures left out
 	// of failures to keep the object small.
 	OmittedFailures map[string]int32 `json:"omittedFailures,omitempty"`
+	// Kept maps an image to the nodes where the latest purge left it, and
+	// why: WantedByOtherCache (another ImageCache wants it there, named in
+	// the message) or NotPulledByThisCache (this cache's own pull did not
+	// bring it there: it was there before, or that could not be shown). At
+	// most 100 nodes are listed per image and 500 in all.
+	Kept map[string]kubefledgedv1alpha2.NodeReasonMessageList `json:"kept,omitempty"`
 	// StartTime is when the latest operation started.
 	StartTime *v1.Time `json:"startTime,omitempty"`
 	// CompletionTime is when the latest operation finished.
@@ -118,6 +124,20 @@ func (b *ImageCacheStatusApplyConfiguration) WithOmittedFailures(entries map[str
 	}
 	for k, v := range entries {
 		b.OmittedFailures[k] = v
+	}
+	return b
+}
+
+// WithKept puts the entries into the Kept field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, the entries provided by each call will be put on the Kept field,
+// overwriting an existing map entries in Kept field with the same key.
+func (b *ImageCacheStatusApplyConfiguration) WithKept(entries map[string]kubefledgedv1alpha2.NodeReasonMessageList) *ImageCacheStatusApplyConfiguration {
+	if b.Kept == nil && len(entries) > 0 {
+		b.Kept = make(map[string]kubefledgedv1alpha2.NodeReasonMessageList, len(entries))
+	}
+	for k, v := range entries {
+		b.Kept[k] = v
 	}
 	return b
 }

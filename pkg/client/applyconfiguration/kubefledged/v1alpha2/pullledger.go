@@ -25,7 +25,7 @@ package v1alpha2
 // already present, or failed. It is written by the controller only.
 type PullLedgerApplyConfiguration struct {
 	// Epoch is the Unix time at which the record began: the start of the
-	// latest create or refresh operation.
+	// latest operation.
 	Epoch *int64 `json:"epoch,omitempty"`
 	// Images is the table of normalised image references the node states index.
 	Images []string `json:"images,omitempty"`
@@ -33,7 +33,11 @@ type PullLedgerApplyConfiguration struct {
 	// image in the order of Images (0 unsettled, 1 pulled, 2 already present,
 	// 3 failed), packed four to a byte, base64 encoded; then a "." and the
 	// first 8 characters of the node's UID, so that a node re-created under
-	// the same name is known as new and warmed again.
+	// the same name is known as new and warmed again; then, if any, a "."
+	// and a bit per image of Images, eight to a byte, base64 encoded, set
+	// for the images this cache's own pull brought onto the node (the kubelet
+	// pulled them, so they were not there before): the only ones this cache
+	// may remove from it.
 	Nodes map[string]string `json:"nodes,omitempty"`
 	// RemovedAt is the Unix time this cache last removed images from nodes.
 	// For a while after it, the images a node reports may still list them,
