@@ -36,6 +36,7 @@ func runController(t *testing.T, mutate func(*options.Options)) (stop func()) {
 	if mutate != nil {
 		mutate(o)
 	}
+	o.Complete() // as the binary does after its flags: the namespace, kube-fledged
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,13 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 		return err
 	}
 	s.jobs = jobs
+	// First what earlier delete Jobs may have removed: nothing earlier
+	// brings those images back.
+	for _, job := range jobs {
+		if job.DeletionTimestamp == nil && !c.isDeleting(job) && puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.led.epoch {
+			c.unsettleRemoved(s, job)
+		}
+	}
 	for _, job := range jobs {
 		if job.DeletionTimestamp != nil || c.isDeleting(job) {
 			if puller.IsActive(job) {
@@ -43,9 +50,6 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 			continue
 		}
 		if !s.op.owns(job) || predatesNode(job, s.nodes) {
-			if puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.led.epoch {
-				c.unsettleRemoved(s, job)
-			}
 			if s.started != "" {
 				// The pass that starts an operation only records its
 				// start; the next one deals with the Jobs before it.
@@ -53,6 +57,9 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 					s.busy[job.Annotations[puller.AnnotationNode]] = true
 				}
 				continue
+			}
+			if puller.JobEpoch(job) < s.led.epoch && !predatesNode(job, s.nodes) {
+				s.op.readEarlier(ctx, job)
 			}
 			if earlierStillRunning(s, job) {
 				if err := c.followEarlier(ctx, s, job); err != nil {
@@ -107,6 +114,10 @@ func (c *Controller) unsettleRemoved(s *syncCtx, job *batchv1.Job) {
 		if st := s.led.get(node, key); st == statePulled || st == statePresent {
 			s.led.set(node, key, stateUnsettled)
 		}
+		if s.removedEarlier == nil {
+			s.removedEarlier = map[string]bool{}
+		}
+		s.removedEarlier[node+"\x00"+key] = true
 		if out.Finished && out.Results[i].State == puller.Succeeded {
 			s.led.setOwned(node, key, false)
 		}

@@ -30,6 +30,9 @@ type operation interface {
 	owns(job *batchv1.Job) bool
 	// readJob reads one of its Jobs into the ledger and the failures.
 	readJob(ctx context.Context, job *batchv1.Job) error
+	// readEarlier takes from a Job of an earlier operation what holds for
+	// this one too.
+	readEarlier(ctx context.Context, job *batchv1.Job)
 	// jobs returns the Jobs the operation wants created now, each with its
 	// throttle slot taken.
 	jobs() []newJob

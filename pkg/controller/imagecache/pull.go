@@ -82,6 +82,48 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	})
 }
 
+// readEarlier takes from a pull Job of an earlier operation the images it
+// pulled once this operation was due: they are on the node, whatever that
+// operation asked for. "Due" is from a second before the start, the most an
+// operation waits to start (epochs are seconds apart), in which the earlier
+// operation records nothing. Nothing else of the Job counts: its failures
+// (with the pull secrets of then, say) are not this operation's, what it did
+// before was that one's to record, so it is done again if the status did not
+// record it, and nothing an earlier delete Job may have removed.
+func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
+	s := o.s
+	node := job.Annotations[puller.AnnotationNode]
+	if puller.IsDeleteJob(job) || s.st.StartTime == nil || s.plan.nodes[node] == nil {
+		return
+	}
+	pod := o.c.podOf(job)
+	if pod == nil {
+		return
+	}
+	imgs, err := puller.JobImages(job)
+	if err != nil {
+		return
+	}
+	finished := map[string]time.Time{}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
+			finished[cs.Name] = t.FinishedAt.Time
+		}
+	}
+	for i, img := range imgs {
+		at, ok := finished[puller.ContainerName(i)]
+		key, err := images.Normalize(img)
+		if !ok || at.Before(s.st.StartTime.Add(-time.Second)) || err != nil || !s.plan.wants(node, key) ||
+			s.led.get(node, key) != stateUnsettled || s.removedEarlier[node+"\x00"+key] {
+			continue
+		}
+		s.led.set(node, key, statePulled)
+		if o.c.pulledHere(ctx, s, pod)[puller.ContainerName(i)] {
+			s.led.setOwned(node, key, true)
+		}
+	}
+}
+
 // readRemoval reads a delete Job that removes images dropped from the spec:
 // once it has finished, each pair it removed leaves the ledger, and each it
 // failed to remove too, with a failure.

@@ -52,6 +52,10 @@ func (o *purgeOp) scope() {
 
 func (o *purgeOp) keeps(node, key string) bool { return false }
 
+// readEarlier: a purge takes nothing from earlier Jobs; it lets those still
+// running finish before it removes anything on their node.
+func (o *purgeOp) readEarlier(context.Context, *batchv1.Job) {}
+
 // owns takes the delete Jobs of this epoch for nodes in the plan.
 func (o *purgeOp) owns(job *batchv1.Job) bool {
 	return puller.IsDeleteJob(job) && puller.JobEpoch(job) >= o.s.led.epoch &&

@@ -100,6 +100,9 @@ type syncCtx struct {
 	// pulling holds, per pull pod read this pass, the containers whose
 	// image the kubelet pulled (pulledHere).
 	pulling map[types.UID]map[string]bool
+	// removedEarlier holds the "node\x00image" pairs of earlier delete Jobs
+	// seen this pass (unsettleRemoved).
+	removedEarlier map[string]bool
 }
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to

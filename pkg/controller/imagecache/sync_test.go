@@ -412,10 +412,10 @@ func TestMaxInFlightJobs(t *testing.T) {
 }
 
 // TestEditWhileProcessing: an update while Jobs run lets the earlier Jobs
-// of nodes it still works on finish, stops those of nodes no longer
-// selected, and starts the new work. It judges only its own Jobs: what the
-// earlier ones did that the status had not recorded is done again (with
-// IfNotPresent, the kubelet finds it present), never taken on trust.
+// of nodes it still works on finish, and takes what they pull once it is
+// due (node-a's, done in the second the update waits to start, and the
+// others'); it stops the Jobs of nodes no longer selected, and starts the
+// new work.
 func TestEditWhileProcessing(t *testing.T) {
 	ic := newImageCache("web", withImages("nginx"), withSelectedImages(map[string]string{"tier": "backend"}, "redis"))
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic},
@@ -450,25 +450,26 @@ func TestEditWhileProcessing(t *testing.T) {
 		t.Fatalf("starting the update: %s; want only its start recorded", describe(started))
 	}
 	writes, _ := f.sync("web")
-	// node-a's finished earlier Job is deleted. node-b's and node-c's keep
-	// running (nginx is still wanted on both). node-a gets nginx again, and
+	// node-a's finished earlier Job is deleted; its nginx counts. node-b's
+	// and node-c's keep running (nginx is still wanted on both). node-a gets
 	// busybox.
 	created := createdJobs(writes)
 	if len(created) != 1 || created[0].Annotations[puller.AnnotationNode] != "node-a" || deletedJobs(writes) != 1 {
 		t.Fatalf("created %d Jobs (%s)", len(created), describe(writes))
 	}
-	if diff := cmp.Diff([]string{"busybox", "nginx"}, jobImages(t, created[0])); diff != "" {
+	if diff := cmp.Diff([]string{"busybox"}, jobImages(t, created[0])); diff != "" {
 		t.Errorf("node-a's new Job images (-want +got):\n%s", diff)
 	}
-	// Finish everything: the earlier Jobs are deleted, and the update's own
-	// follow: node-b nginx+busybox, node-c all three.
+	// Finish everything: the earlier Jobs pulled nginx after the update
+	// started, which counts; they are deleted, and the update's own follow:
+	// node-b busybox, node-c busybox and redis.
 	f.completeAll()
 	writes, _ = f.sync("web")
 	got := map[string][]string{}
 	for _, j := range createdJobs(writes) {
 		got[j.Annotations[puller.AnnotationNode]] = jobImages(t, j)
 	}
-	want := map[string][]string{"node-b": {"busybox", "nginx"}, "node-c": {"busybox", "nginx", "redis"}}
+	want := map[string][]string{"node-b": {"busybox"}, "node-c": {"busybox", "redis"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("follow-up Jobs (-want +got):\n%s", diff)
 	}

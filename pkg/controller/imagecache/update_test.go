@@ -78,16 +78,16 @@ func TestUpdateRetriesFailuresWithItsOwnJobs(t *testing.T) {
 				t.Fatalf("the update's Jobs by node (-want +got):\n%s", diff)
 			}
 			if whileRunning {
-				// The earlier Job on node-b ends well; that is its
-				// operation's outcome, not the update's.
+				// The earlier Job on node-b pulls the image after the
+				// update started: the image is there, and that counts.
 				for _, j := range f.jobs() {
 					if j.Annotations[puller.AnnotationNode] == "node-b" && puller.IsActive(&j) {
 						f.completeJob(j)
 					}
 				}
 				writes, _ = f.sync("web")
-				if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-b" {
-					t.Fatalf("after node-b's earlier Job ended: %s; want the update's own Job there", describe(writes))
+				if jobs := createdJobs(writes); len(jobs) != 0 {
+					t.Fatalf("after node-b's earlier Job pulled the image: %s; want no Job for it again", describe(writes))
 				}
 			}
 			f.completeAll()
