@@ -145,6 +145,23 @@ func deletedJobNames(actions []core.Action) []string {
 	return out
 }
 
+// createThenSetImages runs a cache's create to its end, then starts an
+// update that sets the images of its first entry, and returns the writes
+// of the update's first pass.
+func (f *fixture) createThenSetImages(name string, images ...string) []core.Action {
+	f.t.Helper()
+	f.syncStarted(name)
+	f.completeAll()
+	f.sync(name)
+	f.edit(name, func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec[0].Images = images
+		ic.Generation++
+	})
+	f.clock.Step(time.Second)
+	writes, _ := f.syncStarted(name)
+	return writes
+}
+
 // createThenPurge runs a cache's create to its end, then starts a purge,
 // and returns the writes of the purge's first pass.
 func (f *fixture) createThenPurge(name string) []core.Action {
@@ -253,15 +270,7 @@ func TestPullPolicyAlwaysOwnsNothing(t *testing.T) {
 func TestUpdateKeepsWhatWasThereBefore(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
 		newNode("node-a", withRuntime("containerd://2.0.0"), withNodeImages("docker.io/library/nginx:latest")))
-	f.syncStarted("web")
-	f.completeAll()
-	f.sync("web")
-	f.edit("web", func(ic *v1alpha2.ImageCache) {
-		ic.Spec.CacheSpec[0].Images = []string{"redis"}
-		ic.Generation = 2
-	})
-	f.clock.Step(time.Second)
-	writes, _ := f.syncStarted("web")
+	writes := f.createThenSetImages("web", "redis")
 	if jobs := createdJobs(writes); len(jobs) != 0 {
 		t.Errorf("update dropping an image that was there before: %s; want no delete Job", describe(writes))
 	}

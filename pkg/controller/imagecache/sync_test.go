@@ -858,15 +858,7 @@ func TestUpdateRemovesDroppedImages(t *testing.T) {
 	other.Status.StartTime = &metav1.Time{Time: t0} // settled long ago; not synced here
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis")), other},
 		newNode("node-a", withRuntime("containerd://1.6.20")), newNode("node-b", withRuntime("containerd://1.6.20"), withLabels("team", "b")))
-	f.syncStarted("web")
-	f.completeAll()
-	f.sync("web")
-	f.edit("web", func(ic *v1alpha2.ImageCache) {
-		ic.Spec.CacheSpec[0].Images = []string{"nginx"}
-		ic.Generation = 2
-	})
-	f.clock.Step(time.Second)
-	writes, _ := f.syncStarted("web")
+	writes := f.createThenSetImages("web", "nginx")
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {
 		t.Fatalf("want one delete Job, on node-a only: %s", describe(writes))

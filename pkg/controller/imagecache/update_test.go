@@ -183,15 +183,7 @@ func TestDroppedAndAddedBackIsPulledAgain(t *testing.T) {
 func TestAddedBackBeforeItsRemovalWasRecorded(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
 		newNode("node-a", withRuntime("containerd://2.0.0")))
-	f.syncStarted("web")
-	f.completeAll()
-	f.sync("web")
-	f.edit("web", func(ic *v1alpha2.ImageCache) {
-		ic.Spec.CacheSpec[0].Images = []string{"nginx"}
-		ic.Generation = 2
-	})
-	f.clock.Step(time.Second)
-	writes, _ := f.syncStarted("web")
+	writes := f.createThenSetImages("web", "nginx")
 	if jobs := createdJobs(writes); len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) {
 		t.Fatalf("update 1: %s; want the removal of redis", describe(writes))
 	}
