@@ -106,6 +106,11 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = imagecache.ManagedSelector() }),
 		kubeinformers.WithTransform(trimForCache))
 	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(trimForCache))
+	// The kubelet's "Pulling" events: which images a pull pod brought onto
+	// its node (those a purge may remove).
+	pullingFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
+		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = imagecache.PullingSelector() }),
+		kubeinformers.WithTransform(trimForCache))
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(3)
@@ -116,7 +121,8 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	icInformer := icFactory.Kubefledged().V1alpha2().ImageCaches()
 	ctrl, err := imagecache.New(ctx, ControllerConfig(o), kubeClient, client,
 		icInformer, kubeFactory.Core().V1().Nodes(),
-		managedFactory.Batch().V1().Jobs(), managedFactory.Core().V1().Pods(), recorder, clock.RealClock{})
+		managedFactory.Batch().V1().Jobs(), managedFactory.Core().V1().Pods(), pullingFactory.Core().V1().Events(),
+		recorder, clock.RealClock{})
 	if err != nil {
 		return err
 	}
@@ -136,16 +142,18 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	kubeFactory.Start(ctx.Done())
 	managedFactory.Start(ctx.Done())
 	icFactory.Start(ctx.Done())
+	pullingFactory.Start(ctx.Done())
 	defer func() {
 		kubeFactory.Shutdown()
 		managedFactory.Shutdown()
 		icFactory.Shutdown()
+		pullingFactory.Shutdown()
 	}()
 	var synced atomic.Bool
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), kubeFactory.Core().V1().Nodes().Informer().HasSynced,
 			managedFactory.Batch().V1().Jobs().Informer().HasSynced, managedFactory.Core().V1().Pods().Informer().HasSynced,
-			icInformer.Informer().HasSynced) {
+			icInformer.Informer().HasSynced, pullingFactory.Core().V1().Events().Informer().HasSynced) {
 			synced.Store(true)
 		}
 	}()

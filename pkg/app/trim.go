@@ -13,6 +13,14 @@ import (
 // most of the controller's memory.
 func trimForCache(obj any) (any, error) {
 	switch o := obj.(type) {
+	case *corev1.Event:
+		// Only which pod, which container, and why.
+		return &corev1.Event{
+			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
+			InvolvedObject: corev1.ObjectReference{Kind: o.InvolvedObject.Kind, UID: o.InvolvedObject.UID,
+				FieldPath: o.InvolvedObject.FieldPath},
+			Reason: o.Reason,
+		}, nil
 	case *corev1.Pod:
 		o.ManagedFields = nil
 		o.Spec = corev1.PodSpec{NodeName: o.Spec.NodeName}

@@ -96,7 +96,7 @@ func TestDeployRBACIsEnoughAndNoMore(t *testing.T) {
 	}
 	for _, allowed := range [][]string{
 		{"create", "jobs.batch", "-n", "default"}, {"update", "imagecaches.kubefledged.io", "--subresource=status", "-n", "default"},
-		{"list", "nodes"}, {"update", "leases.coordination.k8s.io", "-n", sampleNS}, {"list", "events", "-n", "default"},
+		{"list", "nodes"}, {"update", "leases.coordination.k8s.io", "-n", sampleNS}, {"list", "events", "-n", "default"}, {"watch", "events", "--all-namespaces"},
 	} {
 		if !canI(t, kc, allowed...) {
 			t.Errorf("the ServiceAccount may not %v; the controller needs it", allowed)

@@ -37,6 +37,9 @@ const ControllerName = "kube-fledged"
 
 const (
 	jobsByCacheIndex = "byCacheUID"
+	// eventsByObjectIndex indexes the kubelet's "Pulling" events by the UID
+	// of the pod they are about.
+	eventsByObjectIndex = "byInvolvedUID"
 	// deleteJobsByCacheIndex indexes the delete Jobs, which run in the
 	// controller's namespace with no owner reference, by their cache's
 	// namespace/name: once the cache is gone, they are found by its key.
@@ -80,7 +83,10 @@ type Controller struct {
 	nodeLister corelisters.NodeLister
 	jobIndexer cache.Indexer
 	podIndexer cache.Indexer
-	synced     []cache.InformerSynced
+	// pullingIndexer holds the kubelet's "Pulling" events, by pod UID
+	// (PullingSelector; pulledHere).
+	pullingIndexer cache.Indexer
+	synced         []cache.InformerSynced
 
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	recorder record.EventRecorder
@@ -116,7 +122,7 @@ type nodeImages struct {
 func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, client clientset.Interface,
 	icInformer icinformers.ImageCacheInformer, nodeInformer coreinformers.NodeInformer,
 	jobInformer batchinformers.JobInformer, podInformer coreinformers.PodInformer,
-	recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
+	pullingInformer coreinformers.EventInformer, recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
 	if cfg.ImagesPerJob < 1 || cfg.MaxInFlightJobs < 1 {
 		return nil, errors.New("images per job and max in-flight jobs must be at least 1")
 	}
@@ -130,9 +136,10 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		icLister:   icInformer.Lister(),
 		nodeLister: nodeInformer.Lister(),
 		jobIndexer: jobInformer.Informer().GetIndexer(),
-		podIndexer: podInformer.Informer().GetIndexer(),
+		podIndexer:     podInformer.Informer().GetIndexer(),
+		pullingIndexer: pullingInformer.Informer().GetIndexer(),
 		synced: []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced,
-			jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
+			jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced, pullingInformer.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: ControllerName, Clock: tickerOf(clk)}),
@@ -151,6 +158,9 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	if err := podInformer.Informer().AddIndexers(cache.Indexers{podsByJobIndex: indexByControllerUID}); err != nil {
 		return nil, fmt.Errorf("adding the pod index: %w", err)
+	}
+	if err := pullingInformer.Informer().AddIndexers(cache.Indexers{eventsByObjectIndex: indexByInvolvedUID}); err != nil {
+		return nil, fmt.Errorf("adding the event index: %w", err)
 	}
 	logger := klog.FromContext(ctx)
 	if _, err := icInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{

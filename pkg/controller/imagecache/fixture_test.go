@@ -176,7 +176,8 @@ func (f *fixture) restart(cfg Config) {
 	f.kubeInf = kubeinformers.NewSharedInformerFactory(f.kube, 0)
 	f.icInf = icinformers.NewSharedInformerFactory(f.client, 0)
 	c, err := New(f.ctx, cfg, f.kube, f.client, f.icInf.Kubefledged().V1alpha2().ImageCaches(),
-		f.kubeInf.Core().V1().Nodes(), f.kubeInf.Batch().V1().Jobs(), f.kubeInf.Core().V1().Pods(), f.recorder, f.clock)
+		f.kubeInf.Core().V1().Nodes(), f.kubeInf.Batch().V1().Jobs(), f.kubeInf.Core().V1().Pods(), f.kubeInf.Core().V1().Events(),
+		f.recorder, f.clock)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -198,6 +199,12 @@ func (f *fixture) catchUp() {
 	for i := range jobs.Items {
 		f.c.throttle.observe(&jobs.Items[i], false)
 	}
+	// Events through the tracker: a test counts the controller's own lists.
+	obj, err := f.kube.Tracker().List(corev1.SchemeGroupVersion.WithResource("events"), corev1.SchemeGroupVersion.WithKind("Event"), "")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	replace(f.t, f.kubeInf.Core().V1().Events().Informer().GetIndexer(), obj.(*corev1.EventList).Items)
 	pods, _ := f.kube.CoreV1().Pods("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.kubeInf.Core().V1().Pods().Informer().GetIndexer(), pods.Items)
 }

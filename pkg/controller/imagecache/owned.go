@@ -1,14 +1,10 @@
 package imagecache
 
 import (
-	"context"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/klog/v2"
 )
 
 // Which images may a cache remove from a node? Only those its own pull
@@ -19,38 +15,43 @@ import (
 // either: the kubelet lists 50 images at most, late.
 //
 // So a pair is owned when its pull container's "Pulling" event is there
-// with IfNotPresent. Where the event is missing (the kubelet drops events
-// past 25 per pod in a burst, a pod of many images loses some), the pair is
-// not owned: the image stays on the node, which is safe.
+// with IfNotPresent, read from an informer of those events (no request in a
+// sync), at any pass while the Job is there. Where the event is missing (the
+// kubelet's recorder lets about 25 events per pod through in a burst, so a
+// pod of many images loses some), the pair is not owned: the image stays on
+// the node, which is safe.
 const reasonPulling = "Pulling"
 
+// PullingSelector is the field selector of the events informer that
+// pulledHere reads: the kubelet's "Pulling" events on pods.
+func PullingSelector() string {
+	return fields.AndSelectors(fields.OneTermEqualSelector("reason", reasonPulling),
+		fields.OneTermEqualSelector("involvedObject.kind", "Pod")).String()
+}
+
+func indexByInvolvedUID(obj any) ([]string, error) {
+	e, ok := obj.(*corev1.Event)
+	if !ok || e.InvolvedObject.UID == "" {
+		return nil, nil
+	}
+	return []string{string(e.InvolvedObject.UID)}, nil
+}
+
 // pulledHere returns the containers of a pull pod whose image the kubelet
-// pulled (was not on the node), read once a pass per pod. With pull policy
-// Always, or when events cannot be read, it returns none.
-func (c *Controller) pulledHere(ctx context.Context, s *syncCtx, pod *corev1.Pod) map[string]bool {
+// pulled (was not on the node), from the events informer: no request. With
+// pull policy Always it returns none.
+func (c *Controller) pulledHere(pod *corev1.Pod) map[string]bool {
 	if pod == nil || c.cfg.Puller.PullPolicy != corev1.PullIfNotPresent {
 		return nil
 	}
-	if got, ok := s.pulling[pod.UID]; ok {
-		return got
-	}
-	if s.pulling == nil {
-		s.pulling = map[types.UID]map[string]bool{}
+	objs, err := c.pullingIndexer.ByIndex(eventsByObjectIndex, string(pod.UID))
+	if err != nil || len(objs) == 0 {
+		return nil
 	}
 	pulled := map[string]bool{}
-	s.pulling[pod.UID] = pulled
-	events, err := c.kubeClient.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.uid", string(pod.UID)),
-			fields.OneTermEqualSelector("reason", reasonPulling)).String(),
-	})
-	if err != nil {
-		klog.FromContext(ctx).Info("Cannot read whether the kubelet pulled the images, so they will not be removed",
-			"pod", klog.KObj(pod), "err", err)
-		return pulled
-	}
-	for i := range events.Items {
-		e := &events.Items[i]
-		if e.Reason != reasonPulling || e.InvolvedObject.UID != pod.UID {
+	for _, o := range objs {
+		e, ok := o.(*corev1.Event)
+		if !ok || e.Reason != reasonPulling || e.InvolvedObject.UID != pod.UID {
 			continue
 		}
 		if name, ok := strings.CutPrefix(e.InvolvedObject.FieldPath, "spec.containers{"); ok {

@@ -70,14 +70,20 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	pod := o.c.podOf(job)
 	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
+	var pulled map[string]bool // read once per Job and pass
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
-		if s.led.get(node, key) != stateUnsettled {
-			return
+		if s.led.get(node, key) == stateUnsettled {
+			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
 		}
-		o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
-		// Newly pulled: owned if the kubelet says it pulled it.
-		if !s.led.isOwned(node, key) && o.c.pulledHere(ctx, s, pod)[puller.ContainerName(i)] {
-			s.led.setOwned(node, key, true)
+		// Owned if the kubelet says it pulled it, for as long as the Job
+		// is there (its event may come after the pull settled).
+		if s.led.get(node, key) != statePresent && !s.led.isOwned(node, key) {
+			if pulled == nil {
+				pulled = o.c.pulledHere(pod)
+			}
+			if pulled[puller.ContainerName(i)] {
+				s.led.setOwned(node, key, true)
+			}
 		}
 	})
 }
@@ -118,7 +124,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 			continue
 		}
 		s.led.set(node, key, statePulled)
-		if o.c.pulledHere(ctx, s, pod)[puller.ContainerName(i)] {
+		if o.c.pulledHere(pod)[puller.ContainerName(i)] {
 			s.led.setOwned(node, key, true)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	core "k8s.io/client-go/testing"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -258,10 +259,8 @@ func TestPullPolicyAlwaysOwnsNothing(t *testing.T) {
 	if st.Message != "Removed 0 of 1 images on 1 node; 1 kept (1 not pulled there by this cache)" || len(st.Kept["nginx"]) != 1 {
 		t.Errorf("purge: %q, kept %v", st.Message, st.Kept)
 	}
-	for _, a := range f.kube.Actions() {
-		if a.GetResource().Resource == "events" && a.GetVerb() == "list" {
-			t.Errorf("events were read with Always")
-		}
+	if led := decodeLedger(st.Ledger); len(led.owned) != 0 {
+		t.Errorf("owned with Always: %v", led.owned)
 	}
 }
 
@@ -276,5 +275,30 @@ func TestUpdateKeepsWhatWasThereBefore(t *testing.T) {
 	}
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Message != "Pulled 1 of 1 images on 1 node" {
 		t.Errorf("update: %s %q", st.Status, st.Message)
+	}
+}
+
+// TestLatePullingEventStillCounts: the kubelet's "Pulling" event reaches the
+// informer after the pull settled; while the Job is there, it still makes the
+// image this cache's.
+func TestLatePullingEventStillCounts(t *testing.T) {
+	cfg := testConfig()
+	cfg.ImagesPerJob = 1
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))}, newNode("node-a"))
+	f.syncStarted("web")
+	first := f.jobs()[0]
+	f.pulledBy(first) // no event yet
+	f.finishJob(first)
+	f.sync("web")
+	img := jobImages(t, &first)[0]
+	key, _ := images.Normalize(img)
+	if led := decodeLedger(f.imageCache("web").Status.Ledger); led.get("node-a", key) != statePulled || led.isOwned("node-a", key) {
+		t.Fatalf("settled without its event: state %d, owned %v", led.get("node-a", key), led.isOwned("node-a", key))
+	}
+	f.pulledBy(first, img) // the event arrives
+	f.catchUp()
+	f.sync("web")
+	if led := decodeLedger(f.imageCache("web").Status.Ledger); !led.isOwned("node-a", key) {
+		t.Errorf("the late Pulling event of %s did not make it owned", img)
 	}
 }

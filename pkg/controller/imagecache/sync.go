@@ -97,9 +97,6 @@ type syncCtx struct {
 	// failedCreates holds the Job controller's FailedCreate events by
 	// namespace and Job UID, each namespace once read (failedCreates).
 	failedCreates map[string]map[types.UID]*corev1.Event
-	// pulling holds, per pull pod read this pass, the containers whose
-	// image the kubelet pulled (pulledHere).
-	pulling map[types.UID]map[string]bool
 	// removedEarlier holds the "node\x00image" pairs of earlier delete Jobs
 	// seen this pass (unsettleRemoved).
 	removedEarlier map[string]bool
