@@ -130,12 +130,12 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		return nil, errors.New("the namespace of the delete Jobs (the controller's) must be set")
 	}
 	c := &Controller{
-		cfg:        cfg,
-		kubeClient: kubeClient,
-		client:     client,
-		icLister:   icInformer.Lister(),
-		nodeLister: nodeInformer.Lister(),
-		jobIndexer: jobInformer.Informer().GetIndexer(),
+		cfg:            cfg,
+		kubeClient:     kubeClient,
+		client:         client,
+		icLister:       icInformer.Lister(),
+		nodeLister:     nodeInformer.Lister(),
+		jobIndexer:     jobInformer.Informer().GetIndexer(),
 		podIndexer:     podInformer.Informer().GetIndexer(),
 		pullingIndexer: pullingInformer.Informer().GetIndexer(),
 		synced: []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced,
