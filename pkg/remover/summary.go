@@ -53,30 +53,20 @@ func FormatSummary(results []Result, limit int) string {
 	// short message never takes room a long one could use.
 	sort.SliceStable(failed, func(a, b int) bool { return len(results[failed[a]].Message) < len(results[failed[b]].Message) })
 	left := limit - b.Len()
-	lines := make(map[int]string, len(failed))
+	lines := make([]string, len(results)) // by image, in order
 	for k, i := range failed {
 		prefix := "\n" + strconv.Itoa(i) + ": "
 		share := left/(len(failed)-k) - len(prefix)
 		if share <= 0 {
 			continue // no room even for its index: it reads as failed, without a message
 		}
-		line := prefix + message.Shorten(results[i].Message, share)
-		lines[i] = line
-		left -= len(line)
+		lines[i] = prefix + message.Shorten(results[i].Message, share)
+		left -= len(lines[i])
 	}
-	for _, i := range sortedInts(lines) {
-		b.WriteString(lines[i])
+	for _, line := range lines {
+		b.WriteString(line)
 	}
 	return b.String()
-}
-
-func sortedInts(m map[int]string) []int {
-	out := make([]int, 0, len(m))
-	for i := range m {
-		out = append(out, i)
-	}
-	sort.Ints(out)
-	return out
 }
 
 // ParseSummary reads a termination message back into one result per image

@@ -300,7 +300,7 @@ func watchPods(t *testing.T, ns string) *podWatch {
 	return pw
 }
 
-func (pw *podWatch) names() []seenPod {
+func (pw *podWatch) pods() []seenPod {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	out := make([]seenPod, 0, len(pw.seen))

@@ -407,13 +407,13 @@ func TestRealNodePurgeRestrictedNamespace(t *testing.T) {
 			t.Errorf("a delete Job in the cache's namespace: %s", j.Name)
 		}
 	}
-	for _, p := range podsInCacheNS.names() {
+	for _, p := range podsInCacheNS.pods() {
 		if p.component == puller.ComponentDelete {
 			t.Errorf("a delete pod showed in the cache's namespace: %s", p.name)
 		}
 	}
 	t.Logf("purge: %s; %d delete Job in %s, pods seen in %s: %d (pull pods)", ic.Status.Message, deletes, sampleNS, ns,
-		len(podsInCacheNS.names()))
+		len(podsInCacheNS.pods()))
 }
 
 // TestRealNodeRefreshAlreadyPresent: with --image-pull-policy=IfNotPresent, a

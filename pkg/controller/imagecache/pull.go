@@ -70,22 +70,33 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	pod := o.c.podOf(job)
 	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
-	var pulled map[string]bool // read once per Job and pass
+	own := o.ownerOfPulls(pod)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
 		if s.led.get(node, key) == stateUnsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
 		}
-		// Owned if the kubelet says it pulled it, for as long as the Job
-		// is there (its event may come after the pull settled).
-		if s.led.get(node, key) != statePresent && !s.led.isOwned(node, key) {
-			if pulled == nil {
-				pulled = o.c.pulledHere(pod)
-			}
-			if pulled[puller.ContainerName(i)] {
-				s.led.setOwned(node, key, true)
-			}
-		}
+		// As long as the Job is there: its event may come after the pull
+		// settled.
+		own(node, key, i)
 	})
+}
+
+// ownerOfPulls returns what marks a pair of a pull pod owned, when the
+// kubelet reports pulling the image of its i-th container (pulledHere, read
+// once, when first needed).
+func (o *pullOp) ownerOfPulls(pod *corev1.Pod) func(node, key string, i int) {
+	var pulled map[string]bool
+	return func(node, key string, i int) {
+		if o.s.led.isOwned(node, key) {
+			return
+		}
+		if pulled == nil {
+			pulled = o.c.pulledHere(pod)
+		}
+		if pulled[puller.ContainerName(i)] {
+			o.s.led.setOwned(node, key, true)
+		}
+	}
 }
 
 // readEarlier takes from a pull Job of an earlier operation the images it
@@ -110,6 +121,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	if err != nil {
 		return
 	}
+	own := o.ownerOfPulls(pod)
 	finished := map[string]time.Time{}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
@@ -124,9 +136,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 			continue
 		}
 		s.led.set(node, key, statePulled)
-		if o.c.pulledHere(pod)[puller.ContainerName(i)] {
-			s.led.setOwned(node, key, true)
-		}
+		own(node, key, i)
 	}
 }
 

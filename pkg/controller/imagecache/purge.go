@@ -81,7 +81,7 @@ func (o *purgeOp) jobs() []newJob {
 	return s.forNodes(func(w *nodeWant, hold bool) *newJob {
 		name := w.node.Name
 		for _, wi := range w.images {
-			if s.led.get(name, wi.key) == stateUnsettled && o.keptBecause(w.node, wi.key) != "" {
+			if why, _ := o.keptBecause(w.node, wi.key); why != "" && s.led.get(name, wi.key) == stateUnsettled {
 				s.led.set(name, wi.key, statePresent)
 			}
 		}
@@ -101,17 +101,18 @@ const (
 	reasonNotPulledByThisCache = "NotPulledByThisCache"
 )
 
-// keptBecause says why the purge leaves an image on a node, or "" when it
-// removes it: it removes only what this cache's own pull brought there, and
-// what no other cache wants there.
-func (o *purgeOp) keptBecause(n *corev1.Node, key string) string {
+// keptBecause says why the purge leaves an image on a node, with a message,
+// or "" when it removes it: it removes only what this cache's own pull
+// brought there, and what no other cache wants there.
+func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message string) {
 	if !o.s.led.isOwned(n.Name, key) {
-		return reasonNotPulledByThisCache
+		return reasonNotPulledByThisCache,
+			"this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"
 	}
-	if o.others(n, key) != "" {
-		return reasonWantedByOtherCache
+	if other := o.others(n, key); other != "" {
+		return reasonWantedByOtherCache, "ImageCache " + other + " wants it on this node"
 	}
-	return ""
+	return "", ""
 }
 
 // kept lists the pairs the purge left (settled as present), with why, for
@@ -125,18 +126,12 @@ func (o *purgeOp) kept() (failureSet, map[string]int) {
 			if s.led.get(name, wi.key) != statePresent {
 				continue
 			}
-			if !s.led.isOwned(name, wi.key) {
-				set.add(wi.image, name, reasonNotPulledByThisCache,
-					"this cache's own pull did not bring it onto this node: it was there before, or that could not be shown")
-				byReason[reasonNotPulledByThisCache]++
-				continue
+			why, msg := o.keptBecause(w.node, wi.key)
+			if why == "" { // kept for a cache that no longer wants it
+				why, msg = reasonWantedByOtherCache, "another ImageCache wanted it on this node"
 			}
-			msg := "another ImageCache wanted it on this node"
-			if other := o.others(w.node, wi.key); other != "" {
-				msg = "ImageCache " + other + " wants it on this node"
-			}
-			set.add(wi.image, name, reasonWantedByOtherCache, msg)
-			byReason[reasonWantedByOtherCache]++
+			set.add(wi.image, name, why, msg)
+			byReason[why]++
 		}
 	}
 	return set, byReason

@@ -167,13 +167,20 @@ func (f *fixture) createThenSetImages(name string, images ...string) []core.Acti
 // and returns the writes of the purge's first pass.
 func (f *fixture) createThenPurge(name string) []core.Action {
 	f.t.Helper()
+	f.createThenAskPurge(name)
+	writes, _ := f.syncStarted(name)
+	return writes
+}
+
+// createThenAskPurge runs a cache's create to its end, then annotates it to
+// be purged, a second later.
+func (f *fixture) createThenAskPurge(name string) {
+	f.t.Helper()
 	f.syncStarted(name)
 	f.completeAll()
 	f.sync(name)
 	f.annotate(name, v1alpha2.AnnotationPurge)
 	f.clock.Step(2 * time.Second)
-	writes, _ := f.syncStarted(name)
-	return writes
 }
 
 // TestPurgeRemovesOnlyWhatItPulled: a purge removes an image from a node
@@ -239,17 +246,13 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 
 // TestPullPolicyAlwaysOwnsNothing: with --image-pull-policy=Always the
 // kubelet pulls every time, so its events cannot show an image was absent:
-// a purge keeps everything, and reads no events.
+// nothing is owned, and a purge keeps everything.
 func TestPullPolicyAlwaysOwnsNothing(t *testing.T) {
 	cfg := testConfig()
 	cfg.Puller.PullPolicy = corev1.PullAlways
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
 		newNode("node-a", withRuntime("containerd://2.0.0")))
-	f.syncStarted("web")
-	f.completeAll()
-	f.sync("web")
-	f.annotate("web", v1alpha2.AnnotationPurge)
-	f.clock.Step(2 * time.Second)
+	f.createThenAskPurge("web")
 	// With nothing to remove, the pass that starts the purge ends it.
 	writes, _ := f.sync("web")
 	if jobs := createdJobs(writes); len(jobs) != 0 {

@@ -764,13 +764,7 @@ func TestPurgeAnnotation(t *testing.T) {
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
 		newNode("node-a", withRuntime("containerd://1.6.20")), newNode("node-b", withRuntime("cri-o://1.30.0")),
 		newNode("node-c", withRuntime("docker://24.0.7")))
-	f.syncStarted("web")
-	f.completeAll()
-	f.sync("web")
-	f.annotate("web", v1alpha2.AnnotationPurge)
-	f.clock.Step(2 * time.Second)
-	writes, _ := f.syncStarted("web")
-	jobs := createdJobs(writes)
+	jobs := createdJobs(f.createThenPurge("web"))
 	sockets := map[string]string{}
 	for _, j := range jobs {
 		if !puller.IsDeleteJob(j) {
@@ -840,7 +834,7 @@ func TestPurgeAnnotation(t *testing.T) {
 	f.sync("web")
 	f.annotate("web", v1alpha2.AnnotationPurge)
 	f.clock.Step(2 * time.Second)
-	writes, _ = f.syncStarted("web")
+	writes, _ := f.syncStarted("web")
 	for _, j := range createdJobs(writes) {
 		if p := j.Spec.Template.Spec.Volumes[0].HostPath.Path; p != "/custom/cri.sock" {
 			t.Errorf("node %s: socket %s", j.Annotations[puller.AnnotationNode], p)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -195,11 +196,12 @@ func (c *Controller) releaseFailed(ctx context.Context, node *corev1.Node, i int
 	}
 	if apierrors.IsInvalid(err) {
 		// A failed "test" is also Invalid: see whether the taint moved.
-		now, getErr := c.kubeClient.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+		current, getErr := c.kubeClient.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(getErr) {
 			return 0, nil
 		}
-		if getErr == nil && (len(now.Spec.Taints) <= i || now.Spec.Taints[i] != node.Spec.Taints[i]) {
+		if getErr == nil && (len(current.Spec.Taints) <= i ||
+			!equality.Semantic.DeepEqual(current.Spec.Taints[i], node.Spec.Taints[i])) {
 			return time.Second, nil
 		}
 	}

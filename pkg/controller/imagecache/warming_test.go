@@ -134,7 +134,10 @@ func TestStartupTaint(t *testing.T) {
 func TestStartupTaintReleaseRefused(t *testing.T) {
 	cfg := testConfig()
 	cfg.StartupTaint, cfg.StartupTaintTimeout = testTaint, 10*time.Minute
-	f := newFixture(t, cfg, nil, newNode("node-b", withTaints(testTaint)))
+	// The taint carries its time, as the API server may set: a copy read
+	// again is the same taint, though not the same pointer.
+	added := metav1.NewTime(t0)
+	f := newFixture(t, cfg, nil, newNode("node-b", withTaints(testTaint), func(n *corev1.Node) { n.Spec.Taints[0].TimeAdded = &added }))
 	for len(f.recorder.Events) > 0 {
 		<-f.recorder.Events
 	}
