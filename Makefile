@@ -16,12 +16,13 @@ generate: ## Regenerate deepcopy, the client (clientset, listers, informers, app
 	hack/update-codegen.sh
 
 .PHONY: verify
-verify: ## gofmt, go vet, and the generated code and CRD up to date.
+verify: ## gofmt, go vet, the generated code and CRD up to date, the Helm chart linted and in step with deploy/.
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
 	  if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	go vet -tags e2e ./test/e2e/
 	hack/verify-codegen.sh
+	hack/verify-chart.sh
 
 .PHONY: testbin
 testbin: ## Build the real control-plane binaries (etcd, kube-apiserver, ..., kwok) into the cache.

@@ -2,7 +2,7 @@
 # Builds the real test-bed binaries from Go modules and caches them outside the
 # work tree, keyed by version:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-#   kubelet, kwok (and kwok's stage manifests).
+#   kubelet, kube-proxy, kwok (and kwok's stage manifests).
 # A component whose binaries are already in the cache is not rebuilt.
 #
 # Usage: hack/testbin.sh            build what is missing, print the bin folder
@@ -70,7 +70,7 @@ KUBE_STAGING=(api apiextensions-apiserver apimachinery apiserver cli-runtime cli
   cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator
   kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission
   sample-apiserver streaming)
-KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 # tidy DIR: downloads the modules DIR/go.mod needs.
 tidy() {

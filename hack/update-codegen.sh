@@ -36,4 +36,7 @@ kube::codegen::gen_client \
 go build -C "${ROOT}/hack/tools" -o "${GOBIN}/controller-gen" sigs.k8s.io/controller-tools/cmd/controller-gen
 rm -rf "${ROOT}/deploy/crd"
 "${GOBIN}/controller-gen" crd:crdVersions=v1 paths=./pkg/apis/... output:crd:dir=./deploy/crd
+# The Helm chart installs the same CRD, from its crds/ folder.
+rm -rf "${ROOT}/charts/kube-fledged/crds"
+cp -r "${ROOT}/deploy/crd" "${ROOT}/charts/kube-fledged/crds"
 echo "update-codegen: done"

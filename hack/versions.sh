@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The one place where the versions of the test-bed binaries are pinned.
 # hack/testbin.sh builds them from these Go modules; nothing else names a version.
-KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"          # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet
+KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"          # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy
 KUBE_STAGING_VERSION="${KUBE_STAGING_VERSION:-v0.37.2}" # k8s.io/* staging modules matching KUBE_VERSION
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"          # go.etcd.io/etcd/server/v3
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"           # sigs.k8s.io/kwok
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"          # helm.sh/helm/v3: helm lint and helm template in make verify, helm install in make e2e

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	"k8s.io/component-base/logs"
+	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 
 	"kubefledged.io/kube-fledged/pkg/app"
@@ -36,6 +38,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "fledged: invalid flags:\n%v\n", err)
 		os.Exit(2)
 	}
+	// Logging first, before any goroutine logs: the format, verbosity and
+	// flush interval the flags chose.
+	if err := logsapi.ValidateAndApply(o.Logs, nil); err != nil {
+		fmt.Fprintf(os.Stderr, "fledged: invalid logging flags: %v\n", err)
+		os.Exit(2)
+	}
+	defer logs.FlushLogs()
 	metrics.Register() // before any client exists: client-go's metrics hooks are set once
 	cfg, err := app.RESTConfig(o)
 	if err != nil {

@@ -4,7 +4,6 @@ package options
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -13,7 +12,9 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/klog/v2"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	// The JSON log format, for --logging-format=json.
+	_ "k8s.io/component-base/logs/json/register"
 )
 
 // DefaultHelperImage is the project's own image, whose fledged-helper binary
@@ -70,6 +71,11 @@ type Options struct {
 	HealthProbeBindAddress string
 	// Profiling serves net/http/pprof under /debug/pprof on the metrics address.
 	Profiling bool
+
+	// Logs are k8s.io/component-base's logging options: --logging-format
+	// (text or json), -v, --vmodule and the formats' own flags, as the
+	// Kubernetes components have them.
+	Logs *logsapi.LoggingConfiguration
 }
 
 // NamespaceEnv names the environment variable that holds the namespace the
@@ -106,10 +112,12 @@ func New() *Options {
 
 		MetricsBindAddress:     ":8080",
 		HealthProbeBindAddress: ":8081",
+
+		Logs: logsapi.NewLoggingConfiguration(),
 	}
 }
 
-// AddFlags registers the flags, klog's among them.
+// AddFlags registers the flags, the logging options' among them.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig. Only needed out of cluster.")
 	fs.StringVar(&o.Master, "master", o.Master, "The address of the Kubernetes API server. Overrides any value in the kubeconfig. Only needed out of cluster.")
@@ -140,9 +148,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address of the Prometheus /metrics endpoint; \"0\" disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of /healthz and /readyz; \"0\" disables them.")
 	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "Serve Go profiles (net/http/pprof) under /debug/pprof on the metrics address.")
-	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	fs.AddGoFlagSet(klogFlags)
+	logsapi.AddFlags(o.Logs, fs)
 }
 
 // Complete fills in what depends on the environment.
@@ -235,6 +241,9 @@ func (o *Options) Validate() error {
 	}
 	if strings.TrimSpace(o.HelperImage) == "" {
 		errs = append(errs, errors.New("--helper-image must not be empty"))
+	}
+	for _, e := range logsapi.Validate(o.Logs, nil, nil) {
+		errs = append(errs, fmt.Errorf("logging (--logging-format, -v, --vmodule): %s", e.Error()))
 	}
 	return errors.Join(errs...)
 }

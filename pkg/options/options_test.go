@@ -72,6 +72,7 @@ func TestInvalidValues(t *testing.T) {
 		"--node-startup-taint=not/a/key":                 "--node-startup-taint",
 		"--node-startup-taint-timeout=1s":                "--node-startup-taint-timeout",
 		"--image-delete-job-service-account-name=Bad_SA": "--image-delete-job-service-account-name",
+		"--logging-format=xml":                           "--logging-format",
 	}
 	for arg, flagName := range cases {
 		t.Run(arg, func(t *testing.T) {
@@ -110,5 +111,25 @@ func TestControllerNamespace(t *testing.T) {
 	t.Setenv(NamespaceEnv, "Not_A_Namespace")
 	if _, err := parse(t); err == nil || !strings.Contains(err.Error(), NamespaceEnv) {
 		t.Errorf("a bad $%s: %v", NamespaceEnv, err)
+	}
+}
+
+// TestLoggingFlags: --logging-format and -v are component-base's, as in the
+// Kubernetes components, and json is a format.
+func TestLoggingFlags(t *testing.T) {
+	o, err := parse(t, "--logging-format=json", "-v=4")
+	if err != nil {
+		t.Fatalf("json logging refused: %v", err)
+	}
+	if o.Logs.Format != "json" || o.Logs.Verbosity != 4 {
+		t.Errorf("logging options %+v, want json and 4", o.Logs)
+	}
+	o, err = parse(t, "--vmodule=controller=5")
+	if err != nil || o.Logs.Format != "text" || len(o.Logs.VModule) != 1 {
+		t.Errorf("default logging format %q with one vmodule entry (%v), want text", o.Logs.Format, err)
+	}
+	// As in Kubernetes, --vmodule works with text only.
+	if _, err := parse(t, "--logging-format=json", "--vmodule=controller=5"); err == nil {
+		t.Error("--vmodule with json was accepted")
 	}
 }

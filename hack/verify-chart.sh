@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The Helm chart's checks, run by `make verify`, with helm built from its Go
+# module (hack/helm.sh):
+#   - helm lint --strict;
+#   - the chart renders with every option on;
+#   - values.schema.json refuses bad values, each with a message naming it;
+#   - hack/chartcheck: the chart and deploy/ install the same objects.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${ROOT}"
+# shellcheck source=hack/versions.sh
+source hack/versions.sh
+HELM="$(bash hack/helm.sh)"
+CHART=charts/kube-fledged
+KV=(--kube-version "${KUBE_VERSION}")
+
+"${HELM}" lint --strict "${CHART}" "${KV[@]}" | grep -v '^$'
+
+all=(--set replicaCount=3 --set logging.format=json --set startupTaint.enabled=true --set userRoles.enabled=true
+  --set metrics.serviceMonitor.enabled=true --set image.digest="sha256:$(printf '0%.0s' {1..64})"
+  --set controller.imageCacheRefreshFrequency=1h --set controller.imagesPerJob=5 --set controller.maxInFlightJobs=50
+  --set controller.criSocketPath=/run/containerd/containerd.sock --set controller.jobRetentionPolicy=retain
+  --set-json controller.kubeAPIQPS=20.5 --set namespace.create=false --set podDisruptionBudget.enabled=false)
+out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" "${all[@]}")"
+for want in "kind: ServiceMonitor" "kind: ValidatingAdmissionPolicy" "name: kube-fledged-edit" "--logging-format=json" \
+  "--images-per-job=5" "--kube-api-qps=20.5" "@sha256:"; do
+  grep -qF -- "${want}" <<<"${out}" || { echo "verify-chart: with every option on, the chart does not render ${want}" >&2; exit 1; }
+done
+for unwanted in "kind: Namespace" "kind: PodDisruptionBudget"; do
+  if grep -qF -- "${unwanted}" <<<"${out}"; then echo "verify-chart: the chart renders ${unwanted} when told not to" >&2; exit 1; fi
+done
+
+# VALUE  WHAT THE ERROR MUST SAY
+bad="
+replicaCount=-1                         /replicaCount
+controller.imagesPerJob=0               /controller/imagesPerJob
+controller.imagePullDeadline=5min       /controller/imagePullDeadline
+logging.format=xml                      /logging/format
+controller.maxInFlightJobs=many         /controller/maxInFlightJobs
+replicas=3                              'replicas' not allowed
+"
+while read -r value says; do
+  [[ -n "${value}" ]] || continue
+  if err="$("${HELM}" template kube-fledged "${CHART}" "${KV[@]}" --set "${value}" 2>&1 >/dev/null)"; then
+    echo "verify-chart: values.schema.json accepted ${value}" >&2; exit 1
+  fi
+  grep -qF -- "${says}" <<<"${err}" || { echo "verify-chart: ${value} was refused, but the error does not say ${says}: ${err}" >&2; exit 1; }
+done <<<"${bad}"
+
+go run ./hack/chartcheck --helm "${HELM}" --kube-version "${KUBE_VERSION}"
