@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make deploy / make undeploy: applies (or deletes) deploy/ with kubectl, the
-# controller's image set from FLEDGED_IMAGE (default: the image in deploy/).
+# controller's image set from FLEDGED_IMAGE (default: the image in deploy/),
+# and, when FLEDGED_PATCH names a file, that strategic-merge patch of the
+# Deployment (node selector, tolerations, resources, flags, ...).
 #   FLEDGED_IMAGE=registry.example.com/kube-fledged:v1 hack/deploy.sh apply
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +31,12 @@ rel="$(realpath --relative-to="${overlay}" "${ROOT}/deploy")"
   echo "  newName: ${name}"
   [[ -n "${tag}" ]] && echo "  newTag: \"${tag}\""
   [[ -n "${digest}" ]] && echo "  digest: ${digest}"
+  if [[ -n "${FLEDGED_PATCH:-}" ]]; then
+    cp "${FLEDGED_PATCH}" "${overlay}/deployment-patch.yaml"
+    echo "patches:"
+    echo "- path: deployment-patch.yaml"
+    echo "  target: {kind: Deployment, name: kube-fledged}"
+  fi
   # The helper image follows the controller's image.
   sed -n '/^replacements:/,$p' "${ROOT}/deploy/kustomization.yaml"
 } >"${overlay}/kustomization.yaml"

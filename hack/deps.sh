@@ -24,11 +24,13 @@ test     containerd                  /usr/bin/containerd       the runtime the C
 test     runc                        runc                      containerd's runtime
 cluster  openssl                     openssl                   the local cluster's certificates
 cluster  curl                        curl                      the local cluster's health checks
+cluster  iproute2                    ip                        the API server's own address (LOCAL_APISERVER_IP)
 node     containerd                  /usr/bin/containerd       the real node's runtime
 node     runc                        runc                      the real node's runtime
 node     docker-registry             /usr/bin/docker-registry  the real node's registries
 node     containernetworking-plugins /usr/lib/cni/bridge       the real node's pod network
 node     iproute2                    ip                        the real node's address and bridge
+node     iptables                    iptables                  kube-proxy, for the Services pods reach
 node     procps                      pgrep                     the real node's teardown
 node     openssl                     openssl                   the kubelet's certificate
 node     curl                        curl                      the real node's health checks

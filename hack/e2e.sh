@@ -4,8 +4,10 @@
 # controller as a separate process, in two phases:
 #   1. the kwok tests;
 #   2. the real-node tests (TestRealNode*), after hack/real-node-up.sh adds a
-#      kubelet over containerd; where the machine cannot run one, they are
-#      skipped with the script's reason (REAL_NODE=0 skips the phase).
+#      kubelet over containerd and kube-proxy; among them the controller
+#      running as pods there, installed with helm and with make deploy.
+#      Where the machine cannot run a node, they are skipped with the
+#      script's reason (REAL_NODE=0 skips the phase).
 # The cluster, and the real node, are stopped by PID afterwards
 # (KEEP_CLUSTER=1 leaves them up).
 set -euo pipefail
@@ -17,6 +19,12 @@ source "${ROOT}/hack/local-env.sh"
 make build
 KUBE_FLEDGED_TESTBIN="$(bash hack/testbin.sh)"
 export KUBE_FLEDGED_TESTBIN
+# With the real node, the API server gets an address of its own, which pods
+# reach through the `kubernetes` Service and kube-proxy (hack/local-env.sh):
+# the tests that run the controller as pods need it.
+if [[ "${REAL_NODE:-1}" != "0" && "$(id -u)" == "0" && -z "${LOCAL_APISERVER_IP}" ]]; then
+  export LOCAL_APISERVER_IP=192.0.2.1
+fi
 # A fresh cluster, so the suite starts from a known state.
 bash hack/local-down.sh
 if [[ "${KEEP_CLUSTER:-0}" != "1" ]]; then
@@ -39,4 +47,7 @@ if ((rc != 0 && rc != 2)); then
 fi
 echo "e2e: real node up in $((SECONDS - start))s" >&2
 export KUBE_FLEDGED_REAL_NODE_ENV="${LOCAL_NODE_ENV}" KUBE_FLEDGED_REAL_NODE_SKIP="${LOCAL_NODE_SKIP}"
+# helm, for the tests that install the chart.
+KUBE_FLEDGED_HELM="$(bash hack/helm.sh)"
+export KUBE_FLEDGED_HELM
 go test -tags e2e -count=1 -timeout 20m -run '^TestRealNode' ${E2E_FLAGS:-} ./test/e2e/ "$@"

@@ -24,6 +24,10 @@ for name in fledged kwok kube-scheduler kube-controller-manager kube-apiserver e
   if stop_pid "${name}" 5; then stopped=$((stopped + 1)); fi
 done
 echo "local-down: stopped ${stopped} processes" >&2
+if [[ -f "${LOCAL_DIR}/apiserver-address" ]]; then
+  ip addr del "$(cat "${LOCAL_DIR}/apiserver-address")" dev lo 2>/dev/null || true
+  rm -f "${LOCAL_DIR}/apiserver-address"
+fi
 if [[ "${KEEP_STATE:-0}" != "1" && -d "${LOCAL_DIR}" ]]; then
   rm -rf "${LOCAL_DIR}"
 fi

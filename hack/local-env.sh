@@ -8,6 +8,12 @@ LOCAL_APISERVER_PORT="${LOCAL_APISERVER_PORT:-16443}"
 LOCAL_KCM_PORT="${LOCAL_KCM_PORT:-16257}"
 LOCAL_SCHEDULER_PORT="${LOCAL_SCHEDULER_PORT:-16259}"
 LOCAL_KWOK_PORT="${LOCAL_KWOK_PORT:-16247}"
+# The API server's address. Empty: 127.0.0.1, which pods cannot reach. Set
+# (root only; make e2e sets it with the real node): an address of its own,
+# added to lo, which the API server advertises as the endpoint of the
+# `kubernetes` Service, so that pods on the real node reach it through
+# kube-proxy, as in a real cluster. TEST-NET-1, routed nowhere.
+LOCAL_APISERVER_IP="${LOCAL_APISERVER_IP:-}"
 LOCAL_KUBECONFIG="${LOCAL_DIR}/kubeconfig"
 # `source` it to use the cluster from a shell: KUBECONFIG, and the test bed's
 # kubectl (a link in LOCAL_DIR/bin) first on PATH.
@@ -26,6 +32,8 @@ LOCAL_NODE_IP="${LOCAL_NODE_IP:-192.0.2.2}"
 LOCAL_NODE_STARTUP_TAINT="${LOCAL_NODE_STARTUP_TAINT:-kubefledged.io/warming}"
 LOCAL_KUBELET_PORT="${LOCAL_KUBELET_PORT:-16250}"
 LOCAL_KUBELET_HEALTHZ_PORT="${LOCAL_KUBELET_HEALTHZ_PORT:-16248}"
+LOCAL_KUBE_PROXY_METRICS_PORT="${LOCAL_KUBE_PROXY_METRICS_PORT:-16249}"
+LOCAL_KUBE_PROXY_HEALTHZ_PORT="${LOCAL_KUBE_PROXY_HEALTHZ_PORT:-16256}"
 LOCAL_REGISTRY_PORT="${LOCAL_REGISTRY_PORT:-16500}"
 LOCAL_AUTH_REGISTRY_PORT="${LOCAL_AUTH_REGISTRY_PORT:-16501}"
 LOCAL_CNI_BRIDGE="${LOCAL_CNI_BRIDGE:-kff0}"

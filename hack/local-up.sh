@@ -24,7 +24,12 @@ BIN="$(bash "${ROOT}/hack/testbin.sh")"
 PIDS="${LOCAL_DIR}/pids"
 LOGS="${LOCAL_DIR}/logs"
 PKI="${LOCAL_DIR}/pki"
-APISERVER="https://127.0.0.1:${LOCAL_APISERVER_PORT}"
+# With the real node, the API server gets an address pods can reach.
+if [[ "${REAL_NODE:-0}" == "1" && -z "${LOCAL_APISERVER_IP}" && "$(id -u)" == "0" ]]; then
+  LOCAL_APISERVER_IP=192.0.2.1
+fi
+APISERVER_IP="${LOCAL_APISERVER_IP:-127.0.0.1}"
+APISERVER="https://${APISERVER_IP}:${LOCAL_APISERVER_PORT}"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 SCRIPT=local-up
@@ -52,13 +57,26 @@ fi
 rm -rf "${LOCAL_DIR}"
 mkdir -p "${PIDS}" "${LOGS}" "${PKI}"
 
+# The API server's own address on lo, removed by hack/local-down.sh.
+ENDPOINTS=none
+if [[ -n "${LOCAL_APISERVER_IP}" ]]; then
+  [[ "$(id -u)" == "0" ]] || { log "LOCAL_APISERVER_IP=${LOCAL_APISERVER_IP} needs root, to add the address to lo"; exit 1; }
+  if ! ip -4 addr show dev lo | grep -q " ${LOCAL_APISERVER_IP}/"; then
+    ip addr add "${LOCAL_APISERVER_IP}/32" dev lo || { log "FAILED: adding ${LOCAL_APISERVER_IP} to lo"; exit 1; }
+    echo "${LOCAL_APISERVER_IP}/32" >"${LOCAL_DIR}/apiserver-address"
+  fi
+  # The API server keeps the `kubernetes` Service's endpoint: this address.
+  ENDPOINTS=lease
+fi
+
 # --- certificates, tokens, kubeconfigs ---
 log "making certificates"
 openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kube-fledged-local-ca" \
   -keyout "${PKI}/ca.key" -out "${PKI}/ca.crt" 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
   -keyout "${PKI}/apiserver.key" -out "${PKI}/apiserver.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n' >"${PKI}/apiserver.ext"
+printf 'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1,IP:%s\nextendedKeyUsage=serverAuth\n' \
+  "${APISERVER_IP}" >"${PKI}/apiserver.ext"
 openssl x509 -req -in "${PKI}/apiserver.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" -CAcreateserial -days 30 \
   -extfile "${PKI}/apiserver.ext" -out "${PKI}/apiserver.crt" 2>/dev/null
 openssl genrsa -out "${PKI}/sa.key" 2048 2>/dev/null
@@ -99,12 +117,12 @@ wait_until etcd 30 "etcd health" curl -sf "${ETCD_URL}/health"
 
 log "starting kube-apiserver on ${APISERVER}"
 start kube-apiserver "${BIN}/kube-apiserver" \
-  --etcd-servers="${ETCD_URL}" --bind-address=127.0.0.1 --secure-port="${LOCAL_APISERVER_PORT}" \
-  --tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
+  --etcd-servers="${ETCD_URL}" --bind-address="${APISERVER_IP}" ${LOCAL_APISERVER_IP:+--advertise-address="${LOCAL_APISERVER_IP}"} \
+  --secure-port="${LOCAL_APISERVER_PORT}" --tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
   --client-ca-file="${PKI}/ca.crt" --token-auth-file="${PKI}/tokens.csv" \
   --service-account-issuer=https://kubernetes.default.svc \
   --service-account-key-file="${PKI}/sa.pub" --service-account-signing-key-file="${PKI}/sa.key" \
-  --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC --endpoint-reconciler-type=none \
+  --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC --endpoint-reconciler-type="${ENDPOINTS}" \
   --allow-privileged=true --kubelet-preferred-address-types=InternalIP --profiling=false \
   --max-requests-inflight=1600 --max-mutating-requests-inflight=800 \
   --cert-dir="${LOCAL_DIR}/apiserver-certs"

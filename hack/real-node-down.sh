@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops the real node of hack/real-node-up.sh and undoes its host changes:
-# the kubelet, then every pod sandbox (through CRI, which releases their
+# kube-proxy and its iptables rules, the kubelet, then every pod sandbox (through CRI, which releases their
 # network namespaces and addresses), containerd and its shims, the
 # registries, all by PID; then the mounts under the node's folders, the
 # bridge, the node's address on lo, the kubelet's cgroups, the sysctls it
@@ -20,6 +20,7 @@ SCRIPT=real-node-down
 # shellcheck source=hack/lib-proc.sh
 source "${ROOT}/hack/lib-proc.sh"
 
+stop_pid kube-proxy
 stop_pid kubelet
 if [[ -S "${SOCK}" && -x "${N}/bin/real-node" ]] && is_running containerd; then
   "${N}/bin/real-node" reset --socket "${SOCK}" >&2 || echo "real-node-down: could not remove every pod sandbox" >&2
@@ -52,6 +53,11 @@ fi
 if [[ -f "${CHANGES}" ]]; then
   while read -r kind a b; do
     case "${kind}" in
+    kube-proxy)
+      # Its iptables rules.
+      bin="$(bash "${ROOT}/hack/testbin.sh" --dir)"
+      "${bin}/kube-proxy" --cleanup >/dev/null 2>&1 || echo "real-node-down: kube-proxy --cleanup failed" >&2
+      ;;
     sysctl) sysctl -q -w "${a}=${b}" >/dev/null 2>&1 || echo "real-node-down: could not restore ${a}=${b}" >&2 ;;
     address) ip addr del "${a}" dev lo 2>/dev/null ;;
     cgroup)

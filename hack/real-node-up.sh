@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Adds one real node to the local cluster of hack/local-up.sh: a kubelet
-# (from hack/testbin.sh) over containerd with a bridge CNI, pulling from two
+# (from hack/testbin.sh) over containerd with a bridge CNI, kube-proxy when
+# the API server has an address pods can reach, pulling from two
 # registries on loopback: a plain one (LOCAL_REGISTRY_PORT) holding the
 # project's image and the sandbox ("pause") image, and one behind basic auth
 # (LOCAL_AUTH_REGISTRY_PORT), for pull secrets.
@@ -206,12 +207,18 @@ printf 'extendedKeyUsage=clientAuth\n' >"${N}/pki/kubelet.ext"
 openssl x509 -req -in "${N}/pki/kubelet.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" -CAcreateserial -days 30 \
   -extfile "${N}/pki/kubelet.ext" -out "${N}/pki/kubelet.crt" 2>/dev/null
 KC="${N}/kubelet.kubeconfig"
-"${BIN}/kubectl" --kubeconfig "${KC}" config set-cluster local --server "https://127.0.0.1:${LOCAL_APISERVER_PORT}" \
-  --certificate-authority "${PKI}/ca.crt" --embed-certs >/dev/null
-"${BIN}/kubectl" --kubeconfig "${KC}" config set-credentials kubelet --client-certificate "${N}/pki/kubelet.crt" \
-  --client-key "${N}/pki/kubelet.key" --embed-certs >/dev/null
-"${BIN}/kubectl" --kubeconfig "${KC}" config set-context local --cluster local --user kubelet >/dev/null
-"${BIN}/kubectl" --kubeconfig "${KC}" config use-context local >/dev/null
+# The API server's address, as the cluster's own kubeconfig has it.
+SERVER="$(kubectl config view -o jsonpath='{.clusters[0].cluster.server}')"
+# node_kubeconfig FILE USER CERT KEY: a kubeconfig with a client certificate.
+node_kubeconfig() {
+  "${BIN}/kubectl" --kubeconfig "$1" config set-cluster local --server "${SERVER}" \
+    --certificate-authority "${PKI}/ca.crt" --embed-certs >/dev/null
+  "${BIN}/kubectl" --kubeconfig "$1" config set-credentials "$2" --client-certificate "$3" \
+    --client-key "$4" --embed-certs >/dev/null
+  "${BIN}/kubectl" --kubeconfig "$1" config set-context local --cluster local --user "$2" >/dev/null
+  "${BIN}/kubectl" --kubeconfig "$1" config use-context local >/dev/null
+}
+node_kubeconfig "${KC}" kubelet "${N}/pki/kubelet.crt" "${N}/pki/kubelet.key"
 
 # The node's address lives on lo, so that the API server (which prefers
 # InternalIP) reaches the kubelet for logs, and nothing else can.
@@ -278,6 +285,49 @@ wait_until kubelet 60 "node ${LOCAL_NODE_NAME} to register" kubectl get node "${
 wait_until kubelet 60 "node ${LOCAL_NODE_NAME} to be Ready" \
   kubectl wait --for=condition=Ready "node/${LOCAL_NODE_NAME}" --timeout=5s
 
+# --- kube-proxy: Services for the node's pods, the API server's among them ---
+# Only when the API server has an address pods can reach (LOCAL_APISERVER_IP;
+# on 127.0.0.1 it cannot be a Service's endpoint): then pods find it the way
+# they do in a real cluster, at the `kubernetes` Service's cluster IP.
+IN_CLUSTER=0
+if [[ "${SERVER}" != "https://127.0.0.1:"* ]]; then
+  log "starting kube-proxy (iptables) for ${LOCAL_NODE_NAME}"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=system:kube-proxy" \
+    -keyout "${N}/pki/kube-proxy.key" -out "${N}/pki/kube-proxy.csr" 2>/dev/null
+  openssl x509 -req -in "${N}/pki/kube-proxy.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" -CAcreateserial -days 30 \
+    -extfile "${N}/pki/kubelet.ext" -out "${N}/pki/kube-proxy.crt" 2>/dev/null
+  node_kubeconfig "${N}/kube-proxy.kubeconfig" kube-proxy "${N}/pki/kube-proxy.crt" "${N}/pki/kube-proxy.key"
+  # No conntrack sysctls, no localhost node ports (route_localnet), node
+  # ports on the node's address only: kube-proxy changes the host no more
+  # than its rules, which hack/real-node-down.sh removes (kube-proxy --cleanup).
+  cat >"${N}/kube-proxy.yaml" <<YAML
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: ${N}/kube-proxy.kubeconfig
+hostnameOverride: ${LOCAL_NODE_NAME}
+mode: iptables
+clusterCIDR: ${LOCAL_POD_SUBNET}
+bindAddress: ${LOCAL_NODE_IP}
+healthzBindAddress: 127.0.0.1:${LOCAL_KUBE_PROXY_HEALTHZ_PORT}
+metricsBindAddress: 127.0.0.1:${LOCAL_KUBE_PROXY_METRICS_PORT}
+nodePortAddresses: ["${LOCAL_NODE_IP}/32"]
+iptables:
+  localhostNodePorts: false
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+YAML
+  echo "kube-proxy" >>"${N}/host-changes"
+  start kube-proxy "${BIN}/kube-proxy" --config="${N}/kube-proxy.yaml" -v=1
+  wait_until kube-proxy 60 "kube-proxy to sync its rules" curl -sf "http://127.0.0.1:${LOCAL_KUBE_PROXY_HEALTHZ_PORT}/healthz"
+  IN_CLUSTER=1
+else
+  log "no kube-proxy: the API server is on 127.0.0.1, which pods cannot reach (set LOCAL_APISERVER_IP)"
+fi
+
 cat >"${LOCAL_NODE_ENV}" <<ENV
 REAL_NODE_NAME=${LOCAL_NODE_NAME}
 REAL_NODE_REGISTRY=${REGISTRY}
@@ -286,6 +336,7 @@ REAL_NODE_AUTH_USER=${AUTH_USER}
 REAL_NODE_AUTH_PASSWORD=${AUTH_PASSWORD}
 REAL_NODE_CRI_SOCKET=${SOCK}
 REAL_NODE_HELPER_IMAGE=${HELPER_IMAGE}
+REAL_NODE_IN_CLUSTER=${IN_CLUSTER}
 ENV
 log "node ${LOCAL_NODE_NAME} is Ready; registries ${REGISTRY} and ${AUTH_REGISTRY} (user ${AUTH_USER}); CRI socket ${SOCK}"
 log "run the controller with --helper-image=${HELPER_IMAGE} --cri-socket-path=${SOCK}"
