@@ -23,7 +23,7 @@ export KUBE_FLEDGED_TESTBIN
 # reach through the `kubernetes` Service and kube-proxy (hack/local-env.sh):
 # the tests that run the controller as pods need it.
 if [[ "${REAL_NODE:-1}" != "0" && "$(id -u)" == "0" && -z "${LOCAL_APISERVER_IP}" ]]; then
-  export LOCAL_APISERVER_IP=192.0.2.1
+  export LOCAL_APISERVER_IP=198.18.0.1
 fi
 # A fresh cluster, so the suite starts from a known state.
 bash hack/local-down.sh

@@ -12,7 +12,9 @@ LOCAL_KWOK_PORT="${LOCAL_KWOK_PORT:-16247}"
 # (root only; make e2e sets it with the real node): an address of its own,
 # added to lo, which the API server advertises as the endpoint of the
 # `kubernetes` Service, so that pods on the real node reach it through
-# kube-proxy, as in a real cluster. TEST-NET-1, routed nowhere.
+# kube-proxy, as in a real cluster. 198.18.0.0/15 is for benchmarks (RFC
+# 2544), routed nowhere; hack/local-up.sh refuses an address the machine
+# already has or routes through.
 LOCAL_APISERVER_IP="${LOCAL_APISERVER_IP:-}"
 LOCAL_KUBECONFIG="${LOCAL_DIR}/kubeconfig"
 # `source` it to use the cluster from a shell: KUBECONFIG, and the test bed's

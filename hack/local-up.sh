@@ -26,7 +26,7 @@ LOGS="${LOCAL_DIR}/logs"
 PKI="${LOCAL_DIR}/pki"
 # With the real node, the API server gets an address pods can reach.
 if [[ "${REAL_NODE:-0}" == "1" && -z "${LOCAL_APISERVER_IP}" && "$(id -u)" == "0" ]]; then
-  LOCAL_APISERVER_IP=192.0.2.1
+  LOCAL_APISERVER_IP=198.18.0.1
 fi
 APISERVER_IP="${LOCAL_APISERVER_IP:-127.0.0.1}"
 APISERVER="https://${APISERVER_IP}:${LOCAL_APISERVER_PORT}"
@@ -61,6 +61,12 @@ mkdir -p "${PIDS}" "${LOGS}" "${PKI}"
 ENDPOINTS=none
 if [[ -n "${LOCAL_APISERVER_IP}" ]]; then
   [[ "$(id -u)" == "0" ]] || { log "LOCAL_APISERVER_IP=${LOCAL_APISERVER_IP} needs root, to add the address to lo"; exit 1; }
+  # Never an address in use: one of the machine's, or its gateway's.
+  if ip -4 addr show | grep -v " lo$" | grep -q "inet ${LOCAL_APISERVER_IP}/" ||
+    ip -4 route show | grep -q "via ${LOCAL_APISERVER_IP} "; then
+    log "LOCAL_APISERVER_IP=${LOCAL_APISERVER_IP} is in use on this machine (an address or a gateway): choose another"
+    exit 1
+  fi
   if ! ip -4 addr show dev lo | grep -q " ${LOCAL_APISERVER_IP}/"; then
     ip addr add "${LOCAL_APISERVER_IP}/32" dev lo || { log "FAILED: adding ${LOCAL_APISERVER_IP} to lo"; exit 1; }
     echo "${LOCAL_APISERVER_IP}/32" >"${LOCAL_DIR}/apiserver-address"

@@ -2,7 +2,7 @@
 # The Helm chart's checks, run by `make verify`, with helm built from its Go
 # module (hack/helm.sh):
 #   - helm lint --strict;
-#   - the chart renders with every option on;
+#   - the chart renders with every option on, and with a namespace of its own;
 #   - values.schema.json refuses bad values, each with a message naming it;
 #   - hack/chartcheck: the chart and deploy/ install the same objects.
 set -euo pipefail
@@ -20,7 +20,7 @@ all=(--set replicaCount=3 --set logging.format=json --set startupTaint.enabled=t
   --set metrics.serviceMonitor.enabled=true --set image.digest="sha256:$(printf '0%.0s' {1..64})"
   --set controller.imageCacheRefreshFrequency=1h --set controller.imagesPerJob=5 --set controller.maxInFlightJobs=50
   --set controller.criSocketPath=/run/containerd/containerd.sock --set controller.jobRetentionPolicy=retain
-  --set-json controller.kubeAPIQPS=20.5 --set namespace.create=false --set podDisruptionBudget.enabled=false)
+  --set-json controller.kubeAPIQPS=20.5 --set podDisruptionBudget.enabled=false)
 out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" "${all[@]}")"
 for want in "kind: ServiceMonitor" "kind: ValidatingAdmissionPolicy" "name: kube-fledged-edit" "--logging-format=json" \
   "--images-per-job=5" "--kube-api-qps=20.5" "@sha256:"; do
@@ -29,6 +29,14 @@ done
 for unwanted in "kind: Namespace" "kind: PodDisruptionBudget"; do
   if grep -qF -- "${unwanted}" <<<"${out}"; then echo "verify-chart: the chart renders ${unwanted} when told not to" >&2; exit 1; fi
 done
+
+# The chart owning the namespace, the release kept in another one.
+out="$("${HELM}" template kube-fledged "${CHART}" -n default "${KV[@]}" --set namespace.name=kf-system --set namespace.create=true)"
+grep -qF "pod-security.kubernetes.io/enforce: privileged" <<<"${out}" ||
+  { echo "verify-chart: with namespace.create=true, the Namespace lacks its Pod Security label" >&2; exit 1; }
+if grep -qE "namespace: default|:default:" <<<"${out}"; then
+  echo "verify-chart: with namespace.name=kf-system, an object is still in the release's namespace" >&2; exit 1
+fi
 
 # VALUE  WHAT THE ERROR MUST SAY
 bad="

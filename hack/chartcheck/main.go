@@ -4,8 +4,9 @@
 //
 // It renders the chart with helm template and compares, object by object,
 // after dropping the labels only Helm adds:
-//   - the chart's defaults (image tag "latest", as deploy/ has it) against
-//     every resource deploy/kustomization.yaml lists, the CRD included;
+//   - the chart's defaults, but image tag "latest" and namespace.create=true
+//     (as deploy/ has them), against every resource deploy/kustomization.yaml
+//     lists, the CRD included;
 //   - startupTaint.enabled=true against deploy/startup-taint/;
 //   - userRoles.enabled=true against deploy/user-roles.yaml.
 package main
@@ -59,7 +60,7 @@ func (c checker) run() error {
 	if err != nil {
 		return err
 	}
-	chart, err := c.render("image.tag=latest")
+	chart, err := c.render("image.tag=latest", "namespace.create=true")
 	if err != nil {
 		return err
 	}

@@ -200,7 +200,8 @@ func succeeded(t *testing.T, rn *realNode, ns, name string, onRealNode []string)
 // scrape fetches /metrics at the address and returns the value of sample,
 // or -1 when it is absent.
 func scrape(addr, sample string) (float64, error) {
-	c := http.Client{Timeout: 5 * time.Second}
+	// A new connection each time: kube-proxy picks a pod per connection.
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return -1, err
@@ -234,6 +235,9 @@ func TestRealNodeInClusterHelm(t *testing.T) {
 	if err := os.WriteFile(values, []byte(fmt.Sprintf(`image:
   repository: %s/%s
   tag: %s
+namespace:
+  name: %s
+  create: true
 replicaCount: 2
 nodeSelector:
   %s: %s
@@ -243,22 +247,28 @@ logging:
   format: json
 controller:
   imagePullDeadline: 1m
-`, rn.registry, repo, tag, puller.HostnameLabel, rn.name, startupTaintKey)), 0o644); err != nil {
+`, rn.registry, repo, tag, ns, puller.HostnameLabel, rn.name, startupTaintKey)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	apps := newNamespace(t, "incluster-apps")
 	installed := false
 	t.Cleanup(func() {
 		if installed {
-			helm(t, "uninstall", release, "-n", ns, "--wait", "--timeout", "3m")
+			helm(t, "uninstall", release, "-n", "default", "--wait", "--timeout", "3m")
 		}
 	})
+	// The chart owns the controller's namespace (with its Pod Security
+	// label); the release is kept in default.
 	start := time.Now()
-	out := helm(t, "install", release, "charts/kube-fledged", "-n", ns, "-f", values, "--wait", "--timeout", "4m")
+	out := helm(t, "install", release, "charts/kube-fledged", "-n", "default", "-f", values, "--wait", "--timeout", "4m")
 	installed = true
 	t.Logf("helm install (with --wait) in %v:\n%s", time.Since(start).Round(100*time.Millisecond), out)
 	pods := controllerPods(t, rn, ns, deployment, 2)
 	t.Logf("kubectl get pods -o wide:\n%s", kubectl(t, "get", "pods", "-n", ns, "-o", "wide"))
+	nsObj, err := kubeClient.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})
+	if err != nil || nsObj.Labels["pod-security.kubernetes.io/enforce"] != "privileged" {
+		t.Fatalf("the chart's namespace %s: labels %v (%v), want Pod Security privileged", ns, nsObj.Labels, err)
+	}
 	for _, p := range pods {
 		if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName != rn.name {
 			t.Fatalf("pod %s is %s on %q", p.Name, p.Status.Phase, p.Spec.NodeName)
@@ -266,7 +276,7 @@ controller:
 	}
 	// The pods reached the API server through the Service: the environment
 	// the kubelet gave them names its cluster IP.
-	svc, err := kubeClient.CoreV1().Services("default").Get(context.Background(), "kubernetes", metav1.GetOptions{})
+	svc, err := kubeClient.CoreV1().Services(metav1.NamespaceDefault).Get(context.Background(), "kubernetes", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,10 +308,10 @@ controller:
 	}
 	svcAddr := fmt.Sprintf("%s:%d", metricsSvc.Spec.ClusterIP, metricsSvc.Spec.Ports[0].Port)
 	var viaService float64
+	var scrapeErr error
 	waitFor(t, time.Minute, "the pulls in /metrics through the Service "+svcAddr, func() bool {
-		v, err := scrape(svcAddr, pulledSample)
-		viaService = v
-		return err == nil && v >= 1
+		viaService, scrapeErr = scrape(svcAddr, pulledSample)
+		return scrapeErr == nil && viaService >= 1
 	})
 	leaderPod := podByName(pods, first)
 	viaPod, err := scrape(fmt.Sprintf("%s:8080", leaderPod.Status.PodIP), pulledSample)
@@ -310,18 +320,19 @@ controller:
 	}
 	t.Logf("/metrics: %s = %v through the Service %s, %v from the leader's pod %s", pulledSample, viaService, svcAddr, viaPod, leaderPod.Status.PodIP)
 
-	// The leader's pod deleted: the other takes over, and works.
-	var survivor string
-	for _, p := range pods {
-		if p.Name != first {
-			survivor = p.Name
-		}
-	}
+	// The leader's pod deleted: it releases the Lease as it stops, and
+	// another pod takes over (the other replica, or, when it is quicker,
+	// the one the Deployment starts in its place), and works.
 	deleted := time.Now()
 	kubectl(t, "delete", "pod", "-n", ns, first, "--wait=false")
-	waitFor(t, 2*time.Minute, "the other pod "+survivor+" to lead", func() bool { return leader(t, ns) == survivor })
+	var next string
+	waitFor(t, 2*time.Minute, "another pod to lead after "+first, func() bool {
+		next = leader(t, ns)
+		return next != "" && next != first
+	})
 	handover := time.Since(deleted)
-	t.Logf("handover: %s leads %v after kubectl delete pod %s", survivor, handover.Round(100*time.Millisecond), first)
+	t.Logf("handover: %s leads %v after kubectl delete pod %s", next, handover.Round(100*time.Millisecond), first)
+	t.Logf("lease: %s", kubectl(t, "get", "lease", "-n", ns, "kube-fledged", "-o", "jsonpath={.spec.holderIdentity} {.spec.leaseTransitions}"))
 	succeeded(t, rn, apps, "imagecache2", inClusterCache(t, rn, apps, "imagecache2", "helm2"))
 
 	// helm upgrade with a changed flag rolls the Deployment and keeps the caches.
@@ -329,7 +340,7 @@ controller:
 	if err != nil {
 		t.Fatal(err)
 	}
-	helm(t, "upgrade", release, "charts/kube-fledged", "-n", ns, "-f", values, "--set", "controller.imagesPerJob=5", "--wait", "--timeout", "4m")
+	helm(t, "upgrade", release, "charts/kube-fledged", "-n", "default", "-f", values, "--set", "controller.imagesPerJob=5", "--wait", "--timeout", "4m")
 	pods = controllerPods(t, rn, ns, deployment, 2)
 	after, err := kubeClient.AppsV1().Deployments(ns).Get(context.Background(), deployment, metav1.GetOptions{})
 	if err != nil {
@@ -355,7 +366,7 @@ controller:
 
 	// helm uninstall removes everything but the CRD; the caches in other
 	// namespaces stay.
-	helm(t, "uninstall", release, "-n", ns, "--wait", "--timeout", "3m")
+	helm(t, "uninstall", release, "-n", "default", "--wait", "--timeout", "3m")
 	installed = false
 	waitFor(t, 3*time.Minute, "the release's namespace "+ns+" to go", func() bool {
 		_, err := kubeClient.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})

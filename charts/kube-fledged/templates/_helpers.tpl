@@ -46,3 +46,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- ge (int .Values.replicaCount) 2 -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The namespace of the controller and its objects: namespace.name, else the release's. */}}
+{{- define "kube-fledged.namespace" -}}
+{{- default .Release.Namespace .Values.namespace.name -}}
+{{- end -}}
