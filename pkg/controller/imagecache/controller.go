@@ -93,11 +93,6 @@ type Controller struct {
 	throttle *throttle
 	clock    clock.Clock
 
-	// presentMu guards present: per node, its resourceVersion and the
-	// normalised images it reports, so nodes are not parsed at every sync.
-	presentMu sync.Mutex
-	present   map[string]nodeImages
-
 	// outdated maps a cache to the resourceVersion its last write replaced:
 	// while the informer still shows that version, a sync would work from a
 	// status older than its own last write, and only meet a conflict. The
@@ -109,11 +104,6 @@ type Controller struct {
 	deleting sync.Map // job UID -> time.Time
 	// warming releases nodes from the startup taint (nil when off).
 	warming *warming
-}
-
-type nodeImages struct {
-	resourceVersion string
-	images          map[string]bool
 }
 
 // New builds the controller and registers its event handlers. The Job and Pod
@@ -146,7 +136,6 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		recorder: recorder,
 		throttle: newThrottle(cfg.MaxInFlightJobs, clk.Now),
 		clock:    clk,
-		present:  map[string]nodeImages{},
 	}
 	if cfg.StartupTaint != "" {
 		c.warming = newWarming(cfg.StartupTaint, cfg.StartupTaintTimeout, workqueue.TypedRateLimitingQueueConfig[string]{
@@ -282,11 +271,6 @@ func (c *Controller) nodeChanged(logger klog.Logger, oldObj, newObj any) {
 		} else if oldNode != nil {
 			c.warming.nodeSeen(oldNode, true)
 		}
-	}
-	if newNode == nil && oldNode != nil {
-		c.presentMu.Lock()
-		delete(c.present, oldNode.Name)
-		c.presentMu.Unlock()
 	}
 	if oldNode != nil && newNode != nil {
 		if equality.Semantic.DeepEqual(oldNode.Labels, newNode.Labels) &&

@@ -192,8 +192,13 @@ func (f *fixture) catchUp() {
 	f.t.Helper()
 	ics, _ := f.client.KubefledgedV1alpha2().ImageCaches("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer(), ics.Items)
+	// Nodes as the binary's informer keeps them (TrimNode).
 	nodes, _ := f.kube.CoreV1().Nodes().List(f.ctx, metav1.ListOptions{})
-	replace(f.t, f.kubeInf.Core().V1().Nodes().Informer().GetIndexer(), nodes.Items)
+	trimmed := make([]corev1.Node, len(nodes.Items))
+	for i := range nodes.Items {
+		trimmed[i] = *TrimNode(&nodes.Items[i])
+	}
+	replace(f.t, f.kubeInf.Core().V1().Nodes().Informer().GetIndexer(), trimmed)
 	jobs, _ := f.kube.BatchV1().Jobs("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer(), jobs.Items)
 	for i := range jobs.Items {

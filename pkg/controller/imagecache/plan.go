@@ -178,29 +178,3 @@ func appendUnique(list []string, s string) []string {
 	}
 	return append(list, s)
 }
-
-// nodePresent returns the normalised images a node reports, cached by the
-// node's resourceVersion.
-func (c *Controller) nodePresent(n *corev1.Node) map[string]bool {
-	c.presentMu.Lock()
-	defer c.presentMu.Unlock()
-	if e, ok := c.present[n.Name]; ok && e.resourceVersion == n.ResourceVersion {
-		return e.images
-	}
-	imgs := presentImages(n)
-	c.present[n.Name] = nodeImages{resourceVersion: n.ResourceVersion, images: imgs}
-	return imgs
-}
-
-// presentImages returns the normalised names a node reports in status.images.
-func presentImages(n *corev1.Node) map[string]bool {
-	out := map[string]bool{}
-	for _, ci := range n.Status.Images {
-		for _, name := range ci.Names {
-			if key, err := images.Normalize(name); err == nil {
-				out[key] = true
-			}
-		}
-	}
-	return out
-}

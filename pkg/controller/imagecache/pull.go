@@ -178,11 +178,11 @@ func (o *pullOp) jobs() []newJob {
 // returns the Job that pulls the next batch of the rest, or nil.
 func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 	c, s, name := o.c, o.s, w.node.Name
-	var present map[string]bool
+	var present images.Present
 	// Right after this cache removed images, a node may still report
 	// them: they are pulled, not taken as present.
 	if c.cfg.Puller.PullPolicy != corev1.PullAlways && s.now.Unix() >= s.led.removedAt+nodeImagesLag {
-		present = c.nodePresent(w.node)
+		present = nodePresent(w.node)
 	}
 	var batch []string
 	var picked []wantedImage
@@ -190,7 +190,7 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 		if s.led.get(name, wi.key) != stateUnsettled {
 			continue
 		}
-		if present[wi.key] {
+		if present.Has(wi.key) {
 			s.led.set(name, wi.key, statePresent)
 			continue
 		}

@@ -1,0 +1,78 @@
+package imagecache
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubefledged.io/kube-fledged/pkg/images"
+)
+
+// presentPrefix marks the single name under which TrimNode keeps a node's
+// images in compact form. It cannot start an image reference.
+const presentPrefix = "#kube-fledged-present:"
+
+// TrimNode returns what the controller reads of a Node, for the informer's
+// cache: its name, UID, creation and deletion time, labels, taints, the Ready
+// condition (type and status), the runtime version (for purge), and the
+// images it reports as a compact set of hashes of their normalised names
+// (images.Present). A node whose kubelet reports 50 images, each by tag and
+// by digest, is about 23 KB as JSON and some 15 KB in memory; trimmed, it is
+// under 2 KB. Reading the images back is nodePresent.
+func TrimNode(n *corev1.Node) *corev1.Node {
+	out := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              n.Name,
+			UID:               n.UID,
+			ResourceVersion:   n.ResourceVersion,
+			CreationTimestamp: n.CreationTimestamp,
+			DeletionTimestamp: n.DeletionTimestamp,
+			Labels:            n.Labels,
+		},
+		Spec: corev1.NodeSpec{Taints: n.Spec.Taints},
+		Status: corev1.NodeStatus{
+			NodeInfo: corev1.NodeSystemInfo{ContainerRuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion},
+		},
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			out.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
+			break
+		}
+	}
+	if len(n.Status.Images) > 0 {
+		if _, compact := compactImages(n); compact {
+			out.Status.Images = n.Status.Images
+		} else {
+			out.Status.Images = []corev1.ContainerImage{{Names: []string{presentPrefix + string(presentOfList(n.Status.Images))}}}
+		}
+	}
+	return out
+}
+
+// nodePresent returns the set of normalised images a node reports, from the
+// compact form TrimNode keeps, or from the full list of a node that was not
+// trimmed.
+func nodePresent(n *corev1.Node) images.Present {
+	if p, ok := compactImages(n); ok {
+		return p
+	}
+	return presentOfList(n.Status.Images)
+}
+
+func compactImages(n *corev1.Node) (images.Present, bool) {
+	if len(n.Status.Images) != 1 || len(n.Status.Images[0].Names) != 1 {
+		return "", false
+	}
+	p, ok := strings.CutPrefix(n.Status.Images[0].Names[0], presentPrefix)
+	return images.Present(p), ok
+}
+
+func presentOfList(list []corev1.ContainerImage) images.Present {
+	var names []string
+	for _, ci := range list {
+		names = append(names, ci.Names...)
+	}
+	return images.NewPresent(names)
+}
