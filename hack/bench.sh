@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the nodes x images grid on a fresh local cluster (kwok nodes),
 # the controller as a process, results under _output/bench. The cluster is
-# stopped by PID afterwards. Pass flags through, such as -scenarios=100x10.
+# stopped by PID afterwards. Pass flags through, such as -scenarios=100x10 or
+# -memory-nodes=1000,3000,5000 (see test/bench).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
@@ -15,4 +16,20 @@ export KUBECONFIG="${LOCAL_KUBECONFIG}"
 KUBECTL="$(bash hack/testbin.sh 2>/dev/null)/kubectl"
 "${KUBECTL}" apply --server-side -f deploy/crd >/dev/null
 "${KUBECTL}" wait --for=condition=Established --timeout=60s crd/imagecaches.kubefledged.io >/dev/null
-go run ./test/bench "$@"
+# BENCH_BASELINE=<commit> also measures the controller built from that commit
+# (git archive, into _output/bench/baseline-<commit>) in the memory scenario,
+# in the same run, for a before-and-after comparison.
+baseline=()
+if [[ -n "${BENCH_BASELINE:-}" ]]; then
+  commit="$(git rev-parse --short "${BENCH_BASELINE}^{commit}")"
+  dir="${ROOT}/_output/bench/baseline-${commit}"
+  if [[ ! -x "${dir}/fledged" ]]; then
+    rm -rf "${dir}/src"
+    mkdir -p "${dir}/src"
+    git archive "${commit}" | tar -x -C "${dir}/src"
+    (cd "${dir}/src" && CGO_ENABLED=0 go build -trimpath -o "${dir}/fledged" ./cmd/fledged)
+    rm -rf "${dir}/src"
+  fi
+  baseline=(-baseline-fledged "${dir}/fledged")
+fi
+go run ./test/bench "${baseline[@]}" "$@"

@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -65,6 +66,11 @@ var (
 	extra   []string
 	outDir  string
 	perJob  = 10
+	// nodeImages is how many images each node reports; nodeJSONBytes the
+	// size of one such Node as JSON, as measured.
+	nodeImages    int
+	nodeJSONBytes int
+	baseline      string
 )
 
 func main() {
@@ -73,12 +79,30 @@ func main() {
 	flag.StringVar(&bin, "fledged", "_output/bin/fledged", "the controller binary")
 	joins := flag.Int("joins", 5, "node joins to time (first Job for a new node)")
 	fledgedFlags := flag.String("fledged-flags", "", "more flags for the controller, space separated, such as \"--kube-api-qps=100 --profiling\"")
+	flag.IntVar(&nodeImages, "node-images", 50, "images each node reports in status.images, each by tag and by digest, as a busy kubelet does")
+	bare := flag.Bool("bare-nodes", false, "nodes report no images (as kwok's do), instead of -node-images")
+	memNodes := flag.String("memory-nodes", "1000,3000,5000", "after the grid, the memory scenario: idle with each of these node counts (comma separated, "+
+		"the default), then one cache of -memory-images images over the last count; empty skips it")
+	memImages := flag.Int("memory-images", 10, "images of the memory scenario's cache")
+	memTimeout := flag.Duration("memory-timeout", 30*time.Minute, "how long the memory scenario's cache may take to succeed; "+
+		"past it, memory is measured on what was done (the informers and the syncs so far) and the table says so")
+	flag.StringVar(&baseline, "baseline-fledged", "", "a controller binary to compare with in the memory scenario (hack/bench.sh builds one from BENCH_BASELINE)")
+	chartPath := flag.String("chart", "", "where to draw the chart of time to Succeeded against nodes (SVG or PNG); default <out>/time-to-succeeded.svg")
 	flag.Parse()
+	if *bare {
+		nodeImages = 0
+	}
+	if *chartPath == "" {
+		*chartPath = filepath.Join(outDir, "time-to-succeeded.svg")
+	}
 	extra = strings.Fields(*fledgedFlags)
 	must(os.MkdirAll(outDir, 0o755))
 	var grid []scenario
 	maxNodes := 0
 	for _, s := range strings.Split(*scenarios, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
 		var sc scenario
 		if _, err := fmt.Sscanf(strings.TrimSpace(s), "%dx%d", &sc.Nodes, &sc.Images); err != nil || sc.Nodes < 1 || sc.Images < 1 {
 			fail("bad scenario %q: want NODESxIMAGES", s)
@@ -99,7 +123,18 @@ func main() {
 	for _, sc := range grid {
 		sizes[sc.Nodes] = true
 	}
-	fmt.Printf("bench: making %d kwok nodes\n", maxNodes)
+	var steps []int
+	for _, f := range strings.Split(*memNodes, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || (len(steps) > 0 && n <= steps[len(steps)-1]) {
+			fail("bad -memory-nodes %q: want growing node counts, comma separated", *memNodes)
+		}
+		steps = append(steps, n)
+	}
+	fmt.Printf("bench: making %d kwok nodes, each reporting %d images\n", maxNodes, nodeImages)
 	ensureNodes(ctx, maxNodes, sizes)
 
 	var results []Result
@@ -110,12 +145,25 @@ func main() {
 			r.Seconds, r.FloorSeconds, r.RatioToFloor, r.JobsCreated, r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
 		results = append(results, r)
 	}
-	joinTimes := timeJoins(ctx, *joins)
+	var joinTimes []float64
+	if len(grid) > 0 {
+		joinTimes = timeJoins(ctx, *joins)
+	}
+	var mem []MemResult
+	if len(steps) > 0 {
+		mem = memory(ctx, steps, *memImages, *memTimeout, sizes)
+	}
 
-	md := table(results, joinTimes)
+	md := table(results, joinTimes) + memTable(mem)
 	fmt.Println()
 	fmt.Println(md)
-	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "firstJobForNewNodeSeconds": joinTimes,
+	if err := chart(results, *chartPath); err != nil {
+		fmt.Printf("bench: %v\n", err)
+	} else {
+		fmt.Printf("bench: wrote %s\n", *chartPath)
+	}
+	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "firstJobForNewNodeSeconds": joinTimes, "memory": mem,
+		"nodeImages": nodeImages, "nodeJSONBytes": nodeJSONBytes,
 		"imagesPerJob": perJob, "fledgedFlags": extra, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
 	must(os.WriteFile(filepath.Join(outDir, "results.json"), data, 0o644))
 	must(os.WriteFile(filepath.Join(outDir, "results.md"), []byte(md), 0o644))
@@ -159,8 +207,8 @@ func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
 		})
 	}
 	wg.Wait()
-	poll(ctx, 5*time.Minute, "nodes Ready", func() bool {
-		list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok"})
+	pollEvery(ctx, time.Second, 10*time.Minute, "nodes Ready", func() bool {
+		list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok", ResourceVersion: "0"})
 		if err != nil {
 			return false
 		}
@@ -174,17 +222,73 @@ func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
 		}
 		return ready >= n
 	})
+	if nodeImages > 0 {
+		reportImages(ctx, n)
+	}
+}
+
+// reportImages has bench-node-0..n-1 report nodeImages images each in
+// status.images, as a busy kubelet does: each by tag and by digest, with a
+// size. They come from a pool of 1.5 times as many, so nodes share most
+// images, but not all, as in a real cluster. None is an image a scenario
+// caches.
+func reportImages(ctx context.Context, n int) {
+	pool := nodeImages * 3 / 2
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			name := fmt.Sprintf("bench-node-%d", i)
+			imgs := make([]corev1.ContainerImage, nodeImages)
+			for j := range imgs {
+				k := (i + j) % pool
+				repo := fmt.Sprintf("123456789012.dkr.ecr.eu-west-1.amazonaws.com/platform-team-%02d/workloads/service-%03d-api", k%12, k)
+				imgs[j] = corev1.ContainerImage{
+					Names:     []string{fmt.Sprintf("%s@sha256:%064x", repo, uint64(k+1)*0x9e3779b97f4a7c15), fmt.Sprintf("%s:v1.%d.%d-build.%d", repo, k%9, k%31, 1000+k)},
+					SizeBytes: int64(20_000_000 + 7_919_000*k),
+				}
+			}
+			patch, err := json.Marshal(map[string]any{"status": map[string]any{"images": imgs}})
+			must(err)
+			for attempt := 0; ; attempt++ {
+				_, err = kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+				if err == nil || attempt == 5 {
+					break
+				}
+				time.Sleep(time.Second)
+			}
+			if err != nil {
+				fail("reporting images on node %s: %v", name, err)
+			}
+		})
+	}
+	wg.Wait()
+	node, err := kube.CoreV1().Nodes().Get(ctx, "bench-node-0", metav1.GetOptions{})
+	must(err)
+	if len(node.Status.Images) != nodeImages {
+		fail("node bench-node-0 reports %d images, want %d", len(node.Status.Images), nodeImages)
+	}
+	node.ManagedFields = nil
+	data, _ := json.Marshal(node)
+	nodeJSONBytes = len(data)
+	fmt.Printf("bench: nodes report %d images each; one Node is %d bytes as JSON (managed fields left out)\n", nodeImages, nodeJSONBytes)
 }
 
 func poll(ctx context.Context, timeout time.Duration, what string, cond func() bool) {
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+	pollEvery(ctx, 200*time.Millisecond, timeout, what, cond)
+}
+
+func pollEvery(ctx context.Context, every, timeout time.Duration, what string, cond func() bool) {
+	if err := wait.PollUntilContextTimeout(ctx, every, timeout, true, func(context.Context) (bool, error) {
 		return cond(), nil
 	}); err != nil {
 		fail("waiting %v for %s: %v", timeout, what, err)
 	}
 }
 
-func images(n int) []string {
+func imagesOf(n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = fmt.Sprintf("registry.bench.invalid/app-%03d:v1", i)
@@ -240,7 +344,7 @@ func runScenario(ctx context.Context, sc scenario) Result {
 	sel := map[string]v1alpha2.LabelValue{sizeLabel(sc.Nodes): "true"}
 	_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
-		Spec:       v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: images(sc.Images), NodeSelector: sel}}},
+		Spec:       v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: imagesOf(sc.Images), NodeSelector: sel}}},
 	}, metav1.CreateOptions{})
 	must(err)
 	poll(ctx, 15*time.Minute, "Succeeded", func() bool {
@@ -306,7 +410,7 @@ func floor(ctx context.Context, sc scenario) (float64, int) {
 		time.Sleep(100 * time.Millisecond)
 		_, err = kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 	}
-	imgs := images(sc.Images)
+	imgs := imagesOf(sc.Images)
 	var batches [][]string
 	for i := 0; i < len(imgs); i += perJob {
 		batches = append(batches, imgs[i:min(i+perJob, len(imgs))])
@@ -362,17 +466,25 @@ func freePort() int {
 
 // startFledged runs the controller, its log in the output folder.
 func startFledged(log string) (*exec.Cmd, string) {
+	cmd, addr, _ := startBinary(bin, log, extra...)
+	return cmd, addr
+}
+
+// startBinary runs a controller binary with the bench's flags and more,
+// and returns its metrics and health addresses.
+func startBinary(path, log string, flags ...string) (*exec.Cmd, string, string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	health := fmt.Sprintf("127.0.0.1:%d", freePort())
 	logFile, err := os.Create(filepath.Join(outDir, log))
 	must(err)
-	cmd := exec.Command(bin, "--kubeconfig", os.Getenv("KUBECONFIG"), "--metrics-bind-address="+addr,
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", freePort()), "--image-cache-refresh-frequency=0",
+	cmd := exec.Command(path, "--kubeconfig", os.Getenv("KUBECONFIG"), "--metrics-bind-address="+addr,
+		"--health-probe-bind-address="+health, "--image-cache-refresh-frequency=0",
 		fmt.Sprintf("--images-per-job=%d", perJob))
-	cmd.Args = append(cmd.Args, extra...)
+	cmd.Args = append(cmd.Args, flags...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	must(cmd.Start())
-	return cmd, addr
+	return cmd, addr, health
 }
 
 func stopFledged(cmd *exec.Cmd) {
@@ -442,7 +554,7 @@ func timeJoins(ctx context.Context, n int) []float64 {
 	poll(ctx, time.Minute, "the controller", func() bool { return scrape(addr) != "" })
 	_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
 		ObjectMeta: metav1.ObjectMeta{Name: "join"},
-		Spec: v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: images(3),
+		Spec: v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: imagesOf(3),
 			NodeSelector: map[string]v1alpha2.LabelValue{"bench.kubefledged.io/join": "true"}}}},
 	}, metav1.CreateOptions{})
 	must(err)

@@ -1,0 +1,145 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/test/framework"
+)
+
+// podStartMiB is the size of the image whose pod start is timed: one layer
+// of incompressible bytes, as large as a typical application image.
+const podStartMiB = 120
+
+// TestRealNodePodStartColdAndCached is the user's view of a cache: a pod of
+// a 120 MiB image, on the real node, from its creation until its container
+// runs, when the image is cold (the kubelet pulls it from the registry) and
+// when an ImageCache has cached it. It checks that the cached pod pulled
+// nothing; the times are logged and written to _output/e2e/pod-start.json
+// (KUBE_FLEDGED_POD_START_RUNS pairs, 1 by default), not asserted.
+func TestRealNodePodStartColdAndCached(t *testing.T) {
+	rn := needRealNode(t)
+	runs := 1
+	if v, err := strconv.Atoi(os.Getenv("KUBE_FLEDGED_POD_START_RUNS")); err == nil && v > 0 {
+		runs = v
+	}
+	ns := newNamespace(t, "real-podstart")
+	push := func(tag string, seed uint64) string {
+		img, err := framework.LargeShellImage(podStartMiB, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A fresh seed for each test run: an image of an earlier run may
+		// still be on the node.
+		ref := fmt.Sprintf("%s/e2e/podstart:%s-%d", rn.registry, tag, time.Now().UnixNano())
+		if err := framework.PushImage(img, ref, "", ""); err != nil {
+			t.Fatal(err)
+		}
+		if rn.present(t, ref) {
+			t.Fatalf("%s is on the node before the test", ref)
+		}
+		return ref
+	}
+	seed := uint64(time.Now().UnixNano())
+	var cold, cached []string
+	for i := range runs {
+		cold = append(cold, push(fmt.Sprintf("cold%d", i), seed+uint64(2*i)))
+		cached = append(cached, push(fmt.Sprintf("cached%d", i), seed+uint64(2*i+1)))
+	}
+	rn.controller(t)
+	applyCache(t, ns, imageList(cached...)+onRealNode(rn))
+	waitIC(t, ns, "app", 5*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+
+	var coldTimes, cachedTimes []time.Duration
+	for i := range runs {
+		// Cold first: the cached image's pull is over, so the node does
+		// nothing else while the cold one is pulled.
+		coldTimes = append(coldTimes, timePodStart(t, ns, fmt.Sprintf("cold-%d", i), cold[i], rn.name))
+		if msg := pulledEvent(t, ns, fmt.Sprintf("cold-%d", i)); !strings.Contains(msg, "Successfully pulled") {
+			t.Errorf("the cold pod's Pulled event: %q, want a pull", msg)
+		}
+		cachedTimes = append(cachedTimes, timePodStart(t, ns, fmt.Sprintf("cached-%d", i), cached[i], rn.name))
+		if msg := pulledEvent(t, ns, fmt.Sprintf("cached-%d", i)); !strings.Contains(msg, "already present on machine") {
+			t.Errorf("the cached pod's Pulled event: %q, want the image already present", msg)
+		}
+	}
+	t.Logf("%d MiB image, pod created to container running, over %d runs: cold %v (median %v), cached %v (median %v)",
+		podStartMiB, runs, coldTimes, median(coldTimes), cachedTimes, median(cachedTimes))
+	secs := func(ds []time.Duration) []float64 {
+		var out []float64
+		for _, d := range ds {
+			out = append(out, d.Seconds())
+		}
+		return out
+	}
+	data, _ := json.MarshalIndent(map[string]any{"imageMiB": podStartMiB, "coldSeconds": secs(coldTimes), "cachedSeconds": secs(cachedTimes),
+		"date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
+	if err := os.WriteFile(filepath.Join(artifacts, "pod-start.json"), data, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
+// timePodStart creates a pod of image on the node and returns the time
+// from just before its creation until a watch shows its container running
+// (or already finished: the image's command exits at once).
+func timePodStart(t *testing.T, ns, name, image, node string) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	w, err := kubeClient.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+		NodeSelector:  map[string]string{"kubernetes.io/hostname": node},
+		Tolerations:   []corev1.Toleration{{Key: warmingTaint, Operator: corev1.TolerationOpExists}},
+		RestartPolicy: corev1.RestartPolicyNever,
+		Containers:    []corev1.Container{{Name: "app", Image: image, ImagePullPolicy: corev1.PullIfNotPresent}},
+	}}
+	start := time.Now()
+	if _, err := kubeClient.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatalf("the watch of pod %s ended", name)
+			}
+			if ev.Type == watch.Error {
+				t.Fatalf("watching pod %s: %v", name, ev.Object)
+			}
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || len(p.Status.ContainerStatuses) == 0 {
+				continue
+			}
+			if st := p.Status.ContainerStatuses[0].State; st.Running != nil || st.Terminated != nil {
+				return time.Since(start).Round(10 * time.Millisecond)
+			}
+		case <-ctx.Done():
+			t.Fatalf("pod %s did not start within 3 minutes", name)
+		}
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
