@@ -17,7 +17,7 @@ import (
 func chart(results []Result, path string) error {
 	byImages := map[int][]Result{}
 	for _, r := range results {
-		if r.Seconds > 0 {
+		if r.Seconds > 0 && r.Flags == "" {
 			byImages[r.Images] = append(byImages[r.Images], r)
 		}
 	}

@@ -44,7 +44,9 @@ type scenario struct{ Nodes, Images int }
 
 // Result is one scenario's measurements.
 type Result struct {
-	Nodes, Images      int
+	Nodes, Images int
+	// Flags are those added to the bench's for this run (-variants).
+	Flags              string `json:",omitempty"`
 	Pulls              int
 	Seconds            float64
 	FloorSeconds       float64
@@ -71,6 +73,7 @@ var (
 	nodeImages    int
 	nodeJSONBytes int
 	baseline      string
+	variants      []string
 )
 
 func main() {
@@ -87,8 +90,15 @@ func main() {
 	memTimeout := flag.Duration("memory-timeout", 30*time.Minute, "how long the memory scenario's cache may take to succeed; "+
 		"past it, memory is measured on what was done (the informers and the syncs so far) and the table says so")
 	flag.StringVar(&baseline, "baseline-fledged", "", "a controller binary to compare with in the memory scenario (hack/bench.sh builds one from BENCH_BASELINE)")
+	variantFlags := flag.String("variants", "", "more runs of each scenario's controller against the same floor, each with these flags "+
+		"added (runs separated by ';'), such as \"--max-in-flight-jobs=400;--max-in-flight-jobs=1000\"")
 	chartPath := flag.String("chart", "", "where to draw the chart of time to Succeeded against nodes (SVG or PNG); default <out>/time-to-succeeded.svg")
 	flag.Parse()
+	for _, v := range strings.Split(*variantFlags, ";") {
+		if v = strings.TrimSpace(v); v != "" {
+			variants = append(variants, v)
+		}
+	}
 	if *bare {
 		nodeImages = 0
 	}
@@ -140,10 +150,17 @@ func main() {
 	var results []Result
 	for _, sc := range grid {
 		fmt.Printf("bench: %d nodes x %d images\n", sc.Nodes, sc.Images)
-		r := runScenario(ctx, sc)
-		fmt.Printf("bench:   %.1fs (floor %.1fs, x%.2f), %d Jobs, %d writes (%.3f per pull), peak RSS %.0f MiB, CPU %.1fs\n",
-			r.Seconds, r.FloorSeconds, r.RatioToFloor, r.JobsCreated, r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
-		results = append(results, r)
+		floorSeconds, floorJobs := floor(ctx, sc)
+		for _, v := range append([]string{""}, variants...) {
+			r := runScenario(ctx, sc, strings.Fields(v))
+			r.FloorSeconds, r.FloorJobs, r.RatioToFloor = floorSeconds, floorJobs, r.Seconds/floorSeconds
+			if v != "" {
+				fmt.Printf("bench:   with %s:\n", v)
+			}
+			fmt.Printf("bench:   %.1fs (floor %.1fs, x%.2f), %d Jobs, %d writes (%.3f per pull), peak RSS %.0f MiB, CPU %.1fs\n",
+				r.Seconds, r.FloorSeconds, r.RatioToFloor, r.JobsCreated, r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
+			results = append(results, r)
+		}
 	}
 	var joinTimes []float64
 	if len(grid) > 0 {
@@ -328,15 +345,19 @@ func countPods(ctx context.Context, ns string) (*atomic.Int64, func()) {
 	return &n, w.Stop
 }
 
-func runScenario(ctx context.Context, sc scenario) Result {
-	r := Result{Nodes: sc.Nodes, Images: sc.Images, Pulls: sc.Nodes * sc.Images}
-	r.FloorSeconds, r.FloorJobs = floor(ctx, sc)
-
+// runScenario times the controller (with the bench's flags and more) over
+// one scenario; the caller fills in the floor.
+func runScenario(ctx context.Context, sc scenario, more []string) Result {
+	r := Result{Nodes: sc.Nodes, Images: sc.Images, Pulls: sc.Nodes * sc.Images, Flags: strings.Join(more, " ")}
 	ns := namespace(ctx, "bench")
 	defer deleteNamespace(ctx, ns)
 	pods, stopPods := countPods(ctx, ns)
 	defer stopPods()
-	proc, metricsAddr := startFledged(fmt.Sprintf("fledged-%dx%d.log", sc.Nodes, sc.Images))
+	log := fmt.Sprintf("fledged-%dx%d.log", sc.Nodes, sc.Images)
+	if len(more) > 0 {
+		log = fmt.Sprintf("fledged-%dx%d-%s.log", sc.Nodes, sc.Images, strings.NewReplacer("-", "", "=", "_", " ", "_").Replace(r.Flags))
+	}
+	proc, metricsAddr, _ := startBinary(bin, log, append(append([]string(nil), extra...), more...)...)
 	defer stopFledged(proc)
 	poll(ctx, time.Minute, "the controller's caches", func() bool { return scrape(metricsAddr) != "" })
 
@@ -396,7 +417,6 @@ func runScenario(ctx context.Context, sc scenario) Result {
 	r.JobsCreated = int(metricValue(text, "kubefledged_jobs_created_total"))
 	r.PodsCreated = int(pods.Load())
 	r.PeakRSSMiB, r.CPUSeconds = procStats(proc.Process.Pid)
-	r.RatioToFloor = r.Seconds / r.FloorSeconds
 	return r
 }
 
@@ -604,8 +624,8 @@ func table(results []Result, joins []float64) string {
 	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (bare Jobs) | ratio | Jobs | Pods | API writes | writes per pull | peak RSS | CPU |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %d x %d | %d | %.1f s | %.1f s (%d Jobs) | %.2f | %d | %d | %d | %.3f | %.0f MiB | %.1f s |\n",
-			r.Nodes, r.Images, r.Pulls, r.Seconds, r.FloorSeconds, r.FloorJobs, r.RatioToFloor, r.JobsCreated, r.PodsCreated,
+		fmt.Fprintf(&b, "| %s | %d | %.1f s | %.1f s (%d Jobs) | %.2f | %d | %d | %d | %.3f | %.0f MiB | %.1f s |\n",
+			r.label(), r.Pulls, r.Seconds, r.FloorSeconds, r.FloorJobs, r.RatioToFloor, r.JobsCreated, r.PodsCreated,
 			r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
 	}
 	b.WriteString("\nAPI requests by verb and resource (leases and events are left out of the writes above):\n\n")
@@ -620,7 +640,7 @@ func table(results []Result, joins []float64) string {
 		for _, k := range keys {
 			parts = append(parts, fmt.Sprintf("%s: %d", k, r.Requests[k]))
 		}
-		fmt.Fprintf(&b, "| %d x %d | %s |\n", r.Nodes, r.Images, strings.Join(parts, ", "))
+		fmt.Fprintf(&b, "| %s | %s |\n", r.label(), strings.Join(parts, ", "))
 	}
 	if len(joins) > 0 {
 		sorted := append([]float64(nil), joins...)
@@ -629,4 +649,11 @@ func table(results []Result, joins []float64) string {
 			sorted[len(sorted)/2], sorted[len(sorted)-1], len(sorted))
 	}
 	return b.String()
+}
+
+func (r Result) label() string {
+	if r.Flags == "" {
+		return fmt.Sprintf("%d x %d", r.Nodes, r.Images)
+	}
+	return fmt.Sprintf("%d x %d, `%s`", r.Nodes, r.Images, r.Flags)
 }
