@@ -100,7 +100,7 @@ func New() *Options {
 		JobRetentionPolicy:          RetentionDelete,
 		DeleteJobServiceAccountName: DefaultDeleteJobServiceAccount,
 		ImagesPerJob:                10,
-		MaxInFlightJobs:             200,
+		MaxInFlightJobs:             400,
 		Workers:                     4,
 		KubeAPIQPS:                  50,
 		KubeAPIBurst:                100,
