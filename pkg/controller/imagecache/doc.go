@@ -4,6 +4,8 @@
 //
 // The files, in the order data flows through them:
 //
+//   - nodes.go: what the Node informer keeps of a node (TrimNode), and the
+//     set of images it reports, read back as hashes.
 //   - controller.go: the informers' events become keys on the work queue;
 //     workers take a key and call sync.
 //   - sync.go: sync, one pass over one cache, as a list of phases sharing a
