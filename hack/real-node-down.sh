@@ -2,10 +2,10 @@
 # Stops the real node of hack/real-node-up.sh and undoes its host changes:
 # kube-proxy and its iptables rules, the kubelet, then every pod sandbox
 # (through CRI, which releases their network namespaces and addresses),
-# containerd and its shims, the registries, all by PID; then the mounts under the node's folders, the
-# bridge, the node's address on lo, the kubelet's cgroups, the sysctls it
-# changed, and the fixed paths the kubelet and CNI wrote to. Safe to run
-# when nothing, or only part, is running.
+# containerd and its shims, the registries, all by PID; then the mounts under
+# the node's folders, the bridge, the node's address on lo, the kubelet's
+# cgroups, the sysctls it changed, and the fixed paths the kubelet and CNI
+# wrote to. Safe to run when nothing, or only part, is running.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
