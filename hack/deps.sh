@@ -6,6 +6,8 @@
 #   hack/deps.sh test      the CRI and image tests (test/cri, test/image)
 #   hack/deps.sh cluster   the local cluster (hack/local-up.sh)
 #   hack/deps.sh node      the real node (hack/real-node-up.sh)
+#   hack/deps.sh address   the API server's own address (hack/local-up.sh
+#                          with LOCAL_APISERVER_IP)
 #
 # A package whose file is present is left alone. What is missing is installed
 # from Debian's apt (`apt-get install -y`, no questions) when running as root.
@@ -24,7 +26,7 @@ test     containerd                  /usr/bin/containerd       the runtime the C
 test     runc                        runc                      containerd's runtime
 cluster  openssl                     openssl                   the local cluster's certificates
 cluster  curl                        curl                      the local cluster's health checks
-cluster  iproute2                    ip                        the API server's own address (LOCAL_APISERVER_IP)
+address  iproute2                    ip                        the API server's own address (LOCAL_APISERVER_IP)
 node     containerd                  /usr/bin/containerd       the real node's runtime
 node     runc                        runc                      the real node's runtime
 node     docker-registry             /usr/bin/docker-registry  the real node's registries
@@ -40,7 +42,7 @@ log() { echo "deps: $*" >&2; }
 
 present() { if [[ "$1" == /* ]]; then [[ -e "$1" ]]; else command -v "$1" >/dev/null; fi; }
 
-(($# > 0)) || { log "usage: hack/deps.sh test|cluster|node ..."; exit 1; }
+(($# > 0)) || { log "usage: hack/deps.sh test|cluster|node|address ..."; exit 1; }
 missing=()
 while read -r group pkg file _; do
   [[ -n "${group}" ]] || continue
@@ -51,7 +53,7 @@ while read -r group pkg file _; do
   done
 done <<<"${PACKAGES}"
 for want in "$@"; do
-  grep -qE "^${want} " <<<"${PACKAGES}" || { log "unknown group ${want}: test, cluster or node"; exit 1; }
+  grep -qE "^${want} " <<<"${PACKAGES}" || { log "unknown group ${want}: test, cluster, node or address"; exit 1; }
 done
 ((${#missing[@]} > 0)) || exit 0
 

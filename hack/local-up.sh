@@ -61,6 +61,7 @@ mkdir -p "${PIDS}" "${LOGS}" "${PKI}"
 ENDPOINTS=none
 if [[ -n "${LOCAL_APISERVER_IP}" ]]; then
   [[ "$(id -u)" == "0" ]] || { log "LOCAL_APISERVER_IP=${LOCAL_APISERVER_IP} needs root, to add the address to lo"; exit 1; }
+  bash "${ROOT}/hack/deps.sh" address >/dev/null || exit 1
   # Never an address in use: one of the machine's, or its gateway's.
   if ip -4 addr show | grep -v " lo$" | grep -q "inet ${LOCAL_APISERVER_IP}/" ||
     ip -4 route show | grep -q "via ${LOCAL_APISERVER_IP} "; then

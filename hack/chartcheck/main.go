@@ -55,40 +55,36 @@ func main() {
 type checker struct{ helm, kubeVersion, root string }
 
 func (c checker) run() error {
+	// Each case: a value set on top of image.tag=latest, what deploy/ has
+	// for it, whether the chart may render nothing more, and a flag its
+	// Deployment must then pass.
+	cases := []struct {
+		set   string
+		want  func() (map[string]object, error)
+		exact bool
+		flag  string
+	}{
+		{set: "namespace.create=true", want: func() (map[string]object, error) { return c.kustomization("deploy") }, exact: true},
+		{set: "startupTaint.enabled=true", want: func() (map[string]object, error) { return c.kustomization("deploy/startup-taint") },
+			flag: "--node-startup-taint=kubefledged.io/warming"},
+		{set: "userRoles.enabled=true", want: func() (map[string]object, error) { return c.files("deploy/user-roles.yaml") }},
+	}
+	deployment := key(object{"kind": "Deployment", "metadata": object{"name": "kube-fledged", "namespace": "kube-fledged"}})
 	var errs []error
-	deploy, err := c.kustomization("deploy")
-	if err != nil {
-		return err
+	for _, tc := range cases {
+		want, err := tc.want()
+		if err != nil {
+			return err
+		}
+		chart, err := c.render("image.tag=latest", tc.set)
+		if err != nil {
+			return err
+		}
+		errs = append(errs, compare(tc.set, chart, want, tc.exact)...)
+		if tc.flag != "" && !strings.Contains(fmt.Sprint(chart[deployment]), tc.flag) {
+			errs = append(errs, fmt.Errorf("%s: the Deployment does not pass %s", tc.set, tc.flag))
+		}
 	}
-	chart, err := c.render("image.tag=latest", "namespace.create=true")
-	if err != nil {
-		return err
-	}
-	errs = append(errs, compare("the chart's defaults", chart, deploy, true)...)
-
-	taint, err := c.kustomization("deploy/startup-taint")
-	if err != nil {
-		return err
-	}
-	chart, err = c.render("image.tag=latest", "startupTaint.enabled=true")
-	if err != nil {
-		return err
-	}
-	errs = append(errs, compare("startupTaint.enabled=true", chart, taint, false)...)
-	if d := chart[key(object{"kind": "Deployment", "metadata": object{"name": "kube-fledged", "namespace": "kube-fledged"}})]; d == nil ||
-		!strings.Contains(fmt.Sprint(d), "--node-startup-taint=kubefledged.io/warming") {
-		errs = append(errs, errors.New("startupTaint.enabled=true: the Deployment does not pass --node-startup-taint=kubefledged.io/warming"))
-	}
-
-	roles, err := c.files("deploy/user-roles.yaml")
-	if err != nil {
-		return err
-	}
-	chart, err = c.render("image.tag=latest", "userRoles.enabled=true")
-	if err != nil {
-		return err
-	}
-	errs = append(errs, compare("userRoles.enabled=true", chart, roles, false)...)
 	return errors.Join(errs...)
 }
 

@@ -40,11 +40,7 @@ const startupTaintKey = "kubefledged.io/warming"
 func needInCluster(t *testing.T) *realNode {
 	t.Helper()
 	rn := needRealNode(t)
-	data, err := os.ReadFile(os.Getenv("KUBE_FLEDGED_REAL_NODE_ENV"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(data), "REAL_NODE_IN_CLUSTER=1") {
+	if !rn.inCluster {
 		t.Skip("no kube-proxy on the real node: the API server listens on 127.0.0.1, which pods cannot reach " +
 			"(hack/e2e.sh gives it an address of its own when run as root)")
 	}
@@ -274,8 +270,9 @@ controller:
 			t.Fatalf("pod %s is %s on %q", p.Name, p.Status.Phase, p.Spec.NodeName)
 		}
 	}
-	// The pods reached the API server through the Service: the environment
-	// the kubelet gave them names its cluster IP.
+	// The pods are not on the host's network: they reach the API server only
+	// at the kubernetes Service's cluster IP (the environment the kubelet
+	// gives them), through kube-proxy. One leading shows they did.
 	svc, err := kubeClient.CoreV1().Services(metav1.NamespaceDefault).Get(context.Background(), "kubernetes", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +310,7 @@ controller:
 		viaService, scrapeErr = scrape(svcAddr, pulledSample)
 		return scrapeErr == nil && viaService >= 1
 	})
-	leaderPod := podByName(pods, first)
+	leaderPod := podByName(t, pods, first)
 	viaPod, err := scrape(fmt.Sprintf("%s:8080", leaderPod.Status.PodIP), pulledSample)
 	if err != nil || viaPod < 1 {
 		t.Fatalf("the leader's /metrics at %s: %s = %v (%v)", leaderPod.Status.PodIP, pulledSample, viaPod, err)
@@ -430,13 +427,15 @@ spec:
 	succeeded(t, rn, apps, "imagecache1", inClusterCache(t, rn, apps, "imagecache1", "deploy"))
 }
 
-func podByName(pods []corev1.Pod, name string) *corev1.Pod {
+func podByName(t *testing.T, pods []corev1.Pod, name string) *corev1.Pod {
+	t.Helper()
 	for i := range pods {
 		if pods[i].Name == name {
 			return &pods[i]
 		}
 	}
-	return &corev1.Pod{}
+	t.Fatalf("no pod %s among the controller's", name)
+	return nil
 }
 
 func lastLine(s string) string {

@@ -34,6 +34,8 @@ import (
 // realNode is what hack/real-node-up.sh wrote to its env file.
 type realNode struct {
 	name, registry, authRegistry, user, password, socket, helperImage string
+	// inCluster: kube-proxy runs on the node, so its pods reach the API server.
+	inCluster bool
 }
 
 var (
@@ -78,7 +80,7 @@ func loadRealNode(envFile string) (*realNode, error) {
 	}
 	rn := &realNode{name: kv["REAL_NODE_NAME"], registry: kv["REAL_NODE_REGISTRY"], authRegistry: kv["REAL_NODE_AUTH_REGISTRY"],
 		user: kv["REAL_NODE_AUTH_USER"], password: kv["REAL_NODE_AUTH_PASSWORD"], socket: kv["REAL_NODE_CRI_SOCKET"],
-		helperImage: kv["REAL_NODE_HELPER_IMAGE"]}
+		helperImage: kv["REAL_NODE_HELPER_IMAGE"], inCluster: kv["REAL_NODE_IN_CLUSTER"] == "1"}
 	if rn.name == "" || rn.registry == "" || rn.socket == "" || rn.helperImage == "" {
 		return nil, fmt.Errorf("%s is incomplete:\n%s", envFile, data)
 	}
