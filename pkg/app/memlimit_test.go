@@ -2,6 +2,7 @@ package app
 
 import (
 	"math"
+	"os"
 	"runtime/debug"
 	"testing"
 )
@@ -34,5 +35,23 @@ func TestSetMemoryLimit(t *testing.T) {
 				t.Errorf("runtime limit %d, want %d", got, want)
 			}
 		})
+	}
+}
+
+func TestSetGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	if got := setGCPercent(); got != 0 {
+		t.Errorf("with GOGC set, setGCPercent() = %d, want 0 (left to GOGC)", got)
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC set, the target became %d", got)
+	}
+	os.Unsetenv("GOGC")
+	if got := setGCPercent(); got != defaultGCPercent {
+		t.Errorf("setGCPercent() = %d, want %d", got, defaultGCPercent)
+	}
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Errorf("the collector's target is %d, want %d", got, defaultGCPercent)
 	}
 }

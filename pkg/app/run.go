@@ -96,9 +96,12 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	if soft := setMemoryLimit(); soft > 0 {
 		logger.Info("Go memory limit set from the container's", "limitBytes", soft)
 	}
+	if gc := setGCPercent(); gc > 0 {
+		logger.V(2).Info("Go collector's target set (GOGC unset)", "percent", gc)
+	}
 	// client-go's generated clients already ask for core types in protobuf
 	// (ImageCaches, a CRD, come as JSON), and list them as a watch stream
-	// (WatchListClient), one object at a time through trimForCache.
+	// (WatchListClient), one object at a time through imagecache.TrimForCache.
 	kubeClient, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("building the Kubernetes client: %w", err)
@@ -107,16 +110,16 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	if err != nil {
 		return fmt.Errorf("building the ImageCache client: %w", err)
 	}
-	kubeFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithTransform(trimForCache))
+	kubeFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithTransform(imagecache.TrimForCache))
 	managedFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
 		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = imagecache.ManagedSelector() }),
-		kubeinformers.WithTransform(trimForCache))
-	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(trimForCache))
+		kubeinformers.WithTransform(imagecache.TrimForCache))
+	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(imagecache.TrimForCache))
 	// The kubelet's "Pulling" events: which images a pull pod brought onto
 	// its node (those a purge may remove).
 	pullingFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
 		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = imagecache.PullingSelector() }),
-		kubeinformers.WithTransform(trimForCache))
+		kubeinformers.WithTransform(imagecache.TrimForCache))
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(3)
@@ -134,7 +137,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	}
 	collectors := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
-			Help: "Active pull Jobs, as counted against --max-in-flight-jobs."}, func() float64 { return float64(ctrl.InFlightJobs()) }),
+			Help: "Pull and delete Jobs whose pod has not finished, as counted against --max-in-flight-jobs."}, func() float64 { return float64(ctrl.InFlightJobs()) }),
 		newCacheCollector(icInformer.Lister()),
 	}
 	for _, c := range collectors {

@@ -135,7 +135,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeStartupTaint, "node-startup-taint", o.NodeStartupTaint, "Key of a NoSchedule taint that nodes join with (kubelet --register-with-taints, Karpenter startupTaints); the controller removes it once every cache matching the node has settled its pulls there. Empty: off.")
 	fs.DurationVar(&o.NodeStartupTaintTimeout, "node-startup-taint-timeout", o.NodeStartupTaintTimeout, "The longest a node is held by --node-startup-taint, counted while the controller runs; then the taint is removed anyway, with a Warning event naming what was pending.")
 	fs.IntVar(&o.ImagesPerJob, "images-per-job", o.ImagesPerJob, "The most images one pull Job pulls onto its node.")
-	fs.IntVar(&o.MaxInFlightJobs, "max-in-flight-jobs", o.MaxInFlightJobs, "The most pull and delete Jobs running at once across the cluster.")
+	fs.IntVar(&o.MaxInFlightJobs, "max-in-flight-jobs", o.MaxInFlightJobs, "The most pull and delete Jobs whose pods have not finished, across the cluster.")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "ImageCaches reconciled in parallel.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Steady requests per second to the API server.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests to the API server.")

@@ -86,9 +86,10 @@ func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
 func IsDeleteJob(job *batchv1.Job) bool { return job.Labels[LabelComponent] == ComponentDelete }
 
 // ReadDelete works out each image's removal outcome from a delete Job, its
-// pod and the time now: a Complete Job removed everything; a failed one
-// reports per image in its container's termination message; one whose pod
-// did not start within the start deadline fails with the reason.
+// pod and the time now: a Complete Job, or one whose pod Succeeded, removed
+// everything; a failed one reports per image in its container's termination
+// message; one whose pod did not start within the start deadline fails with
+// the reason.
 func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome, error) {
 	images, err := JobImages(job)
 	if err != nil {
@@ -98,7 +99,7 @@ func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (O
 	if done, err := readRecorded(job, &out); done || err != nil {
 		return out, err
 	}
-	if jobCondition(job, batchv1.JobComplete) != nil {
+	if jobCondition(job, batchv1.JobComplete) != nil || podSucceeded(pod) {
 		for i := range out.Results {
 			out.Results[i] = Result{State: Succeeded}
 		}

@@ -77,6 +77,14 @@ func IsActive(job *batchv1.Job) bool {
 	return true
 }
 
+// podSucceeded reports whether a Job's pod Succeeded: every container
+// exited 0 (none is restarted), so every image is on the node, before the
+// Job controller marks the Job Complete. The informer's cache keeps no more
+// of such a pod than its phase.
+func podSucceeded(pod *corev1.Pod) bool {
+	return pod != nil && pod.Status.Phase == corev1.PodSucceeded
+}
+
 func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
 	for i := range job.Status.Conditions {
 		if c := &job.Status.Conditions[i]; c.Type == t && c.Status == corev1.ConditionTrue {
@@ -98,7 +106,7 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 	if done, err := readRecorded(job, &out); done || err != nil {
 		return out, err
 	}
-	if jobCondition(job, batchv1.JobComplete) != nil {
+	if jobCondition(job, batchv1.JobComplete) != nil || podSucceeded(pod) {
 		for i := range out.Results {
 			out.Results[i] = Result{State: Succeeded}
 		}

@@ -75,6 +75,8 @@ func TestReadOutcomes(t *testing.T) {
 		{name: "no pod yet", now: time.Second, wantStates: []State{Pending, Pending}, wantCheck: 2 * time.Minute},
 		{name: "one done, one pulling", pod: pod(ok, pulling), now: 20 * time.Second, wantStates: []State{Succeeded, Pending}, wantCheck: 2 * time.Minute},
 		{name: "all done, Job not complete yet", pod: pod(ok, ok), now: 20 * time.Second, wantStates: []State{Succeeded, Succeeded}},
+		{name: "pod Succeeded, as the cache keeps it (its phase alone), Job not complete yet",
+			pod: &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}, now: 20 * time.Second, wantStates: []State{Succeeded, Succeeded}},
 		{name: "Job complete", conds: []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}, wantStates: []State{Succeeded, Succeeded}},
 		{name: "helper crashed", pod: pod(crashed, ok), now: 20 * time.Second, wantStates: []State{Failed, Succeeded}},
 		{name: "failing, within one deadline of the last success", pod: pod(ok, backoff), now: 30 * time.Second, wantStates: []State{Succeeded, Pending}, wantCheck: 70 * time.Second},
@@ -187,6 +189,10 @@ func TestReadDelete(t *testing.T) {
 	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}), nil, now)
 	if !out.Finished || out.Results[0].State != Succeeded || out.Results[2].State != Succeeded {
 		t.Errorf("complete: %+v", out)
+	}
+	out, _ = ReadDelete(Config{}, newJob(), &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}, now)
+	if !out.Finished || out.Results[0].State != Succeeded || out.Results[2].State != Succeeded {
+		t.Errorf("pod Succeeded, Job not complete yet: %+v", out)
 	}
 	pod := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{State: corev1.ContainerState{
 		Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Message: remover.FormatSummary([]remover.Result{

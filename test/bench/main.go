@@ -33,10 +33,11 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/app"
 	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
+	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -239,7 +240,7 @@ func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
 		}
 		return ready >= n
 	})
-	if nodeImages > 0 {
+	if nodeImages > 0 && n > 0 {
 		reportImages(ctx, n)
 	}
 }
@@ -420,8 +421,8 @@ func runScenario(ctx context.Context, sc scenario, more []string) Result {
 	return r
 }
 
-// floor creates the scenario's Jobs bare, pinned, at full speed, with no
-// controller, and times them to Complete.
+// floor creates the scenario's Jobs, the controller's own, at full speed,
+// with no controller, and times them to Complete.
 func floor(ctx context.Context, sc scenario) (float64, int) {
 	ns := namespace(ctx, "floor")
 	defer deleteNamespace(ctx, ns)
@@ -430,30 +431,36 @@ func floor(ctx context.Context, sc scenario) (float64, int) {
 		time.Sleep(100 * time.Millisecond)
 		_, err = kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 	}
+	// The floor's Jobs are the controller's own (puller.NewPullJob, with
+	// the controller's default flags): helper init container, security
+	// contexts, resources, labels, annotations and the owner reference to
+	// an ImageCache, created here with no controller to act on it.
+	opts := options.New()
+	opts.ImagesPerJob = perJob
+	opts.Complete()
+	cfg := app.ControllerConfig(opts).Puller
 	imgs := imagesOf(sc.Images)
+	owner, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
+		ObjectMeta: metav1.ObjectMeta{Name: "floor"},
+		Spec:       v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: imgs}}},
+	}, metav1.CreateOptions{})
+	must(err)
 	var batches [][]string
 	for i := 0; i < len(imgs); i += perJob {
 		batches = append(batches, imgs[i:min(i+perJob, len(imgs))])
 	}
 	total := sc.Nodes * len(batches)
+	epoch := time.Now().Unix()
 	start := time.Now()
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	for n := range sc.Nodes {
-		for b, batch := range batches {
+		for _, batch := range batches {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				var cs []corev1.Container
-				for i, img := range batch {
-					cs = append(cs, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: img})
-				}
-				job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("floor-%d-%d", n, b)},
-					Spec: batchv1.JobSpec{BackoffLimit: ptr.To[int32](0), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-						NodeSelector:  map[string]string{puller.HostnameLabel: fmt.Sprintf("bench-node-%d", n)},
-						Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-						RestartPolicy: corev1.RestartPolicyNever, Containers: cs,
-					}}}}
+				node := fmt.Sprintf("bench-node-%d", n)
+				job := puller.NewPullJob(cfg, puller.Batch{Cache: owner, NodeName: node, Hostname: node, Images: batch, Epoch: epoch})
 				if _, err := kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
 					fail("floor job: %v", err)
 				}

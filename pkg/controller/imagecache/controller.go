@@ -55,7 +55,8 @@ type Config struct {
 	Puller puller.Config
 	// ImagesPerJob is the most images one Job pulls.
 	ImagesPerJob int
-	// MaxInFlightJobs is the most active pull Jobs across the cluster.
+	// MaxInFlightJobs is the most Jobs whose pods have not finished, across
+	// the cluster.
 	MaxInFlightJobs int
 	// RefreshFrequency is how often each cache is pulled again (0: never).
 	RefreshFrequency time.Duration
@@ -174,9 +175,9 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		return nil, fmt.Errorf("adding the Job handler: %w", err)
 	}
 	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.podChanged,
-		UpdateFunc: func(_, obj any) { c.podChanged(obj) },
-		DeleteFunc: c.podChanged,
+		AddFunc:    func(obj any) { c.podChanged(obj, false) },
+		UpdateFunc: func(_, obj any) { c.podChanged(obj, false) },
+		DeleteFunc: func(obj any) { c.podChanged(obj, true) },
 	}); err != nil {
 		return nil, fmt.Errorf("adding the Pod handler: %w", err)
 	}
@@ -363,14 +364,28 @@ func (c *Controller) enqueueBatched(key cache.ObjectName) {
 	c.queue.AddAfter(key, period)
 }
 
-// podChanged enqueues the cache a pull pod belongs to.
-func (c *Controller) podChanged(obj any) {
-	m, err := metaOf(obj)
-	if err != nil {
+// podChanged enqueues the cache a pull pod belongs to, and tells the
+// throttle when the pod of a Job has finished (its slot is free), or is gone.
+func (c *Controller) podChanged(obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj, deleted = d.Obj, true
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
 		return
 	}
-	if name := m.GetAnnotations()[puller.AnnotationCache]; name != "" {
-		c.enqueueBatched(cache.ObjectName{Namespace: m.GetNamespace(), Name: name})
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && ref.Kind == "Job" {
+		switch {
+		case deleted:
+			c.throttle.podGone(ref.UID)
+		case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+			for _, w := range c.throttle.podFinished(ref.UID) {
+				c.enqueueBatched(w)
+			}
+		}
+	}
+	if name := pod.Annotations[puller.AnnotationCache]; name != "" {
+		c.enqueueBatched(cache.ObjectName{Namespace: pod.Namespace, Name: name})
 	}
 }
 
@@ -445,6 +460,6 @@ func (c *Controller) processNextItem(ctx context.Context) bool {
 	return true
 }
 
-// InFlightJobs is the number of active pull Jobs the controller counts against
-// the throttle.
+// InFlightJobs is the number of Jobs the throttle counts: those whose pod has
+// not finished.
 func (c *Controller) InFlightJobs() int { return c.throttle.count() }

@@ -192,26 +192,41 @@ func (f *fixture) catchUp() {
 	f.t.Helper()
 	ics, _ := f.client.KubefledgedV1alpha2().ImageCaches("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer(), ics.Items)
-	// Nodes as the binary's informer keeps them (TrimNode).
+	// Nodes, Jobs, pods and events as the binary's informers keep them
+	// (TrimForCache).
 	nodes, _ := f.kube.CoreV1().Nodes().List(f.ctx, metav1.ListOptions{})
-	trimmed := make([]corev1.Node, len(nodes.Items))
-	for i := range nodes.Items {
-		trimmed[i] = *TrimNode(&nodes.Items[i])
-	}
-	replace(f.t, f.kubeInf.Core().V1().Nodes().Informer().GetIndexer(), trimmed)
+	replace(f.t, f.kubeInf.Core().V1().Nodes().Informer().GetIndexer(), trimmed(nodes.Items))
 	jobs, _ := f.kube.BatchV1().Jobs("").List(f.ctx, metav1.ListOptions{})
-	replace(f.t, f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer(), jobs.Items)
-	for i := range jobs.Items {
-		f.c.throttle.observe(&jobs.Items[i], false)
+	cached := trimmed(jobs.Items)
+	replace(f.t, f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer(), cached)
+	for _, job := range cached {
+		f.c.throttle.observe(job.(*batchv1.Job), false)
 	}
 	// Events through the tracker: a test counts the controller's own lists.
 	obj, err := f.kube.Tracker().List(corev1.SchemeGroupVersion.WithResource("events"), corev1.SchemeGroupVersion.WithKind("Event"), "")
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	replace(f.t, f.kubeInf.Core().V1().Events().Informer().GetIndexer(), obj.(*corev1.EventList).Items)
+	replace(f.t, f.kubeInf.Core().V1().Events().Informer().GetIndexer(), trimmed(obj.(*corev1.EventList).Items))
 	pods, _ := f.kube.CoreV1().Pods("").List(f.ctx, metav1.ListOptions{})
-	replace(f.t, f.kubeInf.Core().V1().Pods().Informer().GetIndexer(), pods.Items)
+	cachedPods := trimmed(pods.Items)
+	replace(f.t, f.kubeInf.Core().V1().Pods().Informer().GetIndexer(), cachedPods)
+	for _, pod := range cachedPods {
+		f.c.podChanged(pod, false)
+	}
+}
+
+// trimmed returns copies of the items as TrimForCache leaves them.
+func trimmed[T any](items []T) []any {
+	out := make([]any, 0, len(items))
+	for i := range items {
+		obj, err := TrimForCache(any(&items[i]))
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, obj)
+	}
+	return out
 }
 
 // catchUpImageCaches makes only the ImageCache informer show what the fake
@@ -226,6 +241,10 @@ func replace[T any](t *testing.T, idx cache.Indexer, items []T) {
 	t.Helper()
 	objs := make([]any, 0, len(items))
 	for i := range items {
+		if obj, ok := any(items[i]).(runtime.Object); ok {
+			objs = append(objs, obj)
+			continue
+		}
 		objs = append(objs, &items[i])
 	}
 	if err := idx.Replace(objs, ""); err != nil {

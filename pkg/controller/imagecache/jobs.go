@@ -187,8 +187,8 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 // followJob does what a Job's outcome asks of the sync, before its results
 // are read: a Job that failed without a pod gets the reason from its
 // FailedCreate event; a Job that must end is ended, with its outcome
-// recorded on it; a running one keeps its node busy; and the sync looks
-// again when the outcome asks to (CheckAt).
+// recorded on it; a running one keeps its node busy until its outcome is
+// known; and the sync looks again when the outcome asks to (CheckAt).
 func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job, out *puller.Outcome) error {
 	if out.NoPod {
 		c.explainNoPod(ctx, s, job, out)
@@ -197,7 +197,9 @@ func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job
 		if err := c.endJob(ctx, job, *out); err != nil {
 			return err
 		}
-	} else if puller.IsActive(job) {
+	} else if puller.IsActive(job) && !out.Finished {
+		// Once the outcome is known (the pod is done) the node may get
+		// its next Job before the Job controller marks this one Complete.
 		s.busy[job.Annotations[puller.AnnotationNode]] = true
 	}
 	if !out.CheckAt.IsZero() && (s.checkAt.IsZero() || out.CheckAt.Before(s.checkAt)) {

@@ -106,7 +106,9 @@ func (o *pullOp) ownerOfPulls(pod *corev1.Pod) func(node, key string, i int) {
 // operation records nothing. Nothing else of the Job counts: its failures
 // (with the pull secrets of then, say) are not this operation's, what it did
 // before was that one's to record, so it is done again if the status did not
-// record it, and nothing an earlier delete Job may have removed.
+// record it, and nothing an earlier delete Job may have removed. Of a pod
+// that Succeeded the cache keeps no container: its images count if the pod
+// started once this operation was due.
 func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
@@ -126,6 +128,13 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	for _, cs := range pod.Status.ContainerStatuses {
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
 			finished[cs.Name] = t.FinishedAt.Time
+		}
+	}
+	if pod.Status.Phase == corev1.PodSucceeded && len(pod.Status.ContainerStatuses) == 0 && pod.Status.StartTime != nil {
+		// The informer's cache keeps no container of a pod that
+		// Succeeded: each finished after the pod started.
+		for i := range imgs {
+			finished[puller.ContainerName(i)] = pod.Status.StartTime.Time
 		}
 	}
 	for i, img := range imgs {

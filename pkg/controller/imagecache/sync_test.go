@@ -411,6 +411,39 @@ func TestMaxInFlightJobs(t *testing.T) {
 	}
 }
 
+// TestPodSucceededFreesItsSlotAndNode: once a Job's pod has Succeeded, the
+// pulls count as done, and the Job's slot and node are free for the next
+// Job, though the Job controller has not marked the Job Complete yet.
+func TestPodSucceededFreesItsSlotAndNode(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxInFlightJobs = 1
+	cfg.ImagesPerJob = 1
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))}, newNode("node-a"))
+	writes, _ := f.syncStarted("web")
+	first := createdJobs(writes)
+	if len(first) != 1 {
+		t.Fatalf("first pass: %s; want one Job (one slot)", describe(writes))
+	}
+	job := f.jobs()[0]
+	pod := f.podWith(job, map[string]corev1.ContainerState{puller.ContainerName(0): terminatedOK(f.clock.Now())})
+	pod.Status.Phase = corev1.PodSucceeded
+	if _, err := f.kube.CoreV1().Pods(pod.Namespace).UpdateStatus(f.ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	if got := f.c.InFlightJobs(); got != 0 {
+		t.Errorf("in flight with the only Job's pod Succeeded: %d, want 0", got)
+	}
+	writes, _ = f.sync("web")
+	next := createdJobs(writes)
+	if len(next) != 1 || jobImages(t, next[0])[0] == jobImages(t, &job)[0] {
+		t.Fatalf("after the pod Succeeded: %s; want the Job of the other image on the same node", describe(writes))
+	}
+	if st := f.imageCache("web").Status; st.Pulls.Succeeded != 1 || st.Pulls.Pending != 1 {
+		t.Errorf("pulls %+v; want the first image counted pulled, from its pod", st.Pulls)
+	}
+}
+
 // TestEditWhileProcessing: an update while Jobs run lets the earlier Jobs
 // of nodes it still works on finish, and takes what they pull once it is
 // due (node-a's, done in the second the update waits to start, and the

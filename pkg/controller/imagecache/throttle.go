@@ -20,7 +20,11 @@ const expectationTTL = time.Minute
 // maximum. It counts the active Jobs the informer shows, by UID, plus the
 // Jobs this process created (or is creating) that the informer does not show
 // yet, by name until the API server gives them a UID. So an event of an
-// earlier Job of the same name, deleted late, frees only its own slot.
+// earlier Job of the same name, deleted late, frees only its own slot. A Job
+// whose pod has finished (Succeeded or Failed) frees its slot at once: what
+// is left of it is the Job controller's bookkeeping, and the controller
+// knows the outcome from the pod (puller.Read), while a slot held until the
+// Job is marked Complete would leave the nodes idle for as long.
 //
 // Slots are shared fairly: while another cache that asked for slots in its
 // last pass holds less than its share (the maximum divided by the caches
@@ -35,6 +39,9 @@ type throttle struct {
 	active   map[types.UID]cache.ObjectName
 	expected map[string]expectation
 	held     map[cache.ObjectName]int
+	// podDone holds the UIDs of live Jobs whose pod finished: they take no
+	// slot, whatever their status says, until they are gone.
+	podDone map[types.UID]bool
 	// wanting holds the caches that asked for slots in their last pass,
 	// and waiting those of them that were refused one; each with when.
 	wanting map[cache.ObjectName]time.Time
@@ -51,7 +58,7 @@ type expectation struct {
 
 func newThrottle(max int, now func() time.Time) *throttle {
 	return &throttle{max: max, active: map[types.UID]cache.ObjectName{}, expected: map[string]expectation{},
-		held: map[cache.ObjectName]int{}, wanting: map[cache.ObjectName]time.Time{},
+		held: map[cache.ObjectName]int{}, podDone: map[types.UID]bool{}, wanting: map[cache.ObjectName]time.Time{},
 		waiting: map[cache.ObjectName]time.Time{}, now: now}
 }
 
@@ -102,7 +109,11 @@ func (t *throttle) observe(job *batchv1.Job, deleted bool) []cache.ObjectName {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.seen(job, deleted)
-	if !deleted && puller.IsActive(job) && job.DeletionTimestamp == nil && (job.Spec.Suspend == nil || !*job.Spec.Suspend) {
+	if deleted || !puller.IsActive(job) {
+		delete(t.podDone, job.UID)
+	}
+	if !deleted && puller.IsActive(job) && job.DeletionTimestamp == nil && (job.Spec.Suspend == nil || !*job.Spec.Suspend) &&
+		!t.podDone[job.UID] {
 		if _, ok := t.active[job.UID]; !ok {
 			t.active[job.UID] = ownerOf(job)
 			t.held[ownerOf(job)]++
@@ -110,6 +121,23 @@ func (t *throttle) observe(job *batchv1.Job, deleted bool) []cache.ObjectName {
 		return nil
 	}
 	return t.free(job.UID)
+}
+
+// podFinished records that the pod of the Job with this UID has finished,
+// and frees the Job's slot. It returns the caches waiting for a slot, to be
+// enqueued, when it freed one. The record goes when the Job is seen
+// complete or gone, or the pod gone (podGone); a pod's event that comes
+// before its Job's makes the Job take no slot when seen.
+func (t *throttle) podFinished(jobUID types.UID) []cache.ObjectName {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.podDone[jobUID] = true
+	for k, e := range t.expected {
+		if e.uid == jobUID {
+			t.dropExpected(k)
+		}
+	}
+	return t.free(jobUID)
 }
 
 // seen drops the expectation that a Job the informer now shows fulfils: the
@@ -152,6 +180,15 @@ func (t *throttle) free(uid types.UID) []cache.ObjectName {
 		out = append(out, w)
 	}
 	return out
+}
+
+// podGone forgets that the pod of a Job finished, once the pod is deleted.
+// Should the Job still run (it makes another pod), it takes a slot at its
+// next event.
+func (t *throttle) podGone(jobUID types.UID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.podDone, jobUID)
 }
 
 // tryAcquire takes a slot for a Job of cache owner about to be created, or

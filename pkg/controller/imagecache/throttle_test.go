@@ -155,3 +155,60 @@ func TestThrottleCreateInFlight(t *testing.T) {
 		t.Fatalf("the new Job counted %d times, want once, as active", got)
 	}
 }
+
+// TestThrottleFreesTheSlotWhenThePodFinishes: a Job whose pod finished
+// takes no slot, though the Job controller has not marked it Complete yet,
+// whichever of the pod's and the Job's events comes first; once its pod is
+// gone, a Job still running takes its slot again.
+func TestThrottleFreesTheSlotWhenThePodFinishes(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	th := newThrottle(2, func() time.Time { return now })
+	a, b := cache.ObjectName{Namespace: "ns", Name: "a"}, cache.ObjectName{Namespace: "ns", Name: "b"}
+	job := func(name, uid string) *batchv1.Job {
+		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(uid),
+			Annotations: map[string]string{puller.AnnotationCache: "a"}}}
+	}
+	j1, j2 := job("pull-1", "uid-1"), job("pull-2", "uid-2")
+	for _, j := range []*batchv1.Job{j1, j2} {
+		if !th.tryAcquire(jobKey(j), a) {
+			t.Fatalf("no slot for %s", j.Name)
+		}
+		th.created(j)
+	}
+	th.observe(j1, false)
+	if th.tryAcquire("ns/pull-3", b) || !th.isWaiting(b) {
+		t.Fatal("a third Job took a slot of two, or its cache does not wait")
+	}
+	// j1's pod finishes: its slot is free, and the waiting cache is told.
+	if waiting := th.podFinished(j1.UID); len(waiting) != 1 || waiting[0] != b {
+		t.Errorf("podFinished returned %v, want [%v]", waiting, b)
+	}
+	if got := th.count(); got != 1 {
+		t.Errorf("slots after j1's pod finished: %d, want 1 (j2's)", got)
+	}
+	// A later event of j1, still not Complete, does not take it back.
+	th.observe(j1, false)
+	if got := th.count(); got != 1 {
+		t.Errorf("slots after j1's next event: %d, want 1", got)
+	}
+	// j2's pod finishes before the informer shows j2: once shown, it takes
+	// no slot either.
+	th.podFinished(j2.UID)
+	th.observe(j2, false)
+	if got := th.count(); got != 0 {
+		t.Errorf("slots after j2's pod finished and j2 was seen: %d, want 0", got)
+	}
+	// j2's pod is deleted while j2 runs on (it makes another pod): j2
+	// takes its slot again at its next event.
+	th.podGone(j2.UID)
+	th.observe(j2, false)
+	if got := th.count(); got != 1 {
+		t.Errorf("slots after j2's pod was gone and j2 seen running: %d, want 1", got)
+	}
+	// Complete, and gone: nothing is left of either.
+	th.observe(j1, true)
+	th.observe(j2, true)
+	if got := th.count(); got != 0 || len(th.podDone) != 0 {
+		t.Errorf("after both Jobs are gone: %d slots, %d pods recorded done; want none", got, len(th.podDone))
+	}
+}

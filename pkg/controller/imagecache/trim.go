@@ -1,0 +1,128 @@
+package imagecache
+
+import (
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// TrimForCache drops, before an object enters an informer's cache, what the
+// controller never reads. The kubelet's image list on every Node, and the
+// pull Jobs and pods an operation keeps until it completes (one of each per
+// node and batch of images), are most of the memory of a controller that
+// kept whole objects:
+//   - Nodes: all but what TrimNode keeps (their reported images
+//     become a compact set of hashes);
+//   - pull and delete Jobs: their pod template, spec (but suspend) and
+//     conditions that do not hold; their labels and annotations (all the
+//     controller's own, read back) stay;
+//   - their pods: trimPod;
+//   - Events: which object, which container, and why;
+//   - everything: managed fields.
+func TrimForCache(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Node:
+		return TrimNode(o), nil
+	case *corev1.Event:
+		// Only which pod, which container, and why.
+		return &corev1.Event{
+			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
+			InvolvedObject: corev1.ObjectReference{Kind: o.InvolvedObject.Kind, UID: o.InvolvedObject.UID,
+				FieldPath: o.InvolvedObject.FieldPath},
+			Reason: o.Reason,
+		}, nil
+	case *corev1.Pod:
+		return trimPod(o), nil
+	case *batchv1.Job:
+		return trimJob(o), nil
+	case metav1.Object:
+		o.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// trimPod keeps of a pull (or delete) pod what the controller reads: its
+// name, UID, times, controller (the Job), the cache it belongs to, its node,
+// and, of its status, the phase, conditions, start time and each
+// container's name, image and state. Of a pod that Succeeded it keeps the
+// phase and start time alone: every container exited 0, which is all there
+// is to know (puller.Read), and such pods are most of an operation's.
+func trimPod(p *corev1.Pod) *corev1.Pod {
+	out := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              p.Name,
+			Namespace:         p.Namespace,
+			UID:               p.UID,
+			ResourceVersion:   p.ResourceVersion,
+			CreationTimestamp: p.CreationTimestamp,
+			DeletionTimestamp: p.DeletionTimestamp,
+		},
+		Spec: corev1.PodSpec{NodeName: p.Spec.NodeName},
+	}
+	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
+		out.OwnerReferences = []metav1.OwnerReference{*ref}
+	}
+	if name, ok := p.Annotations[puller.AnnotationCache]; ok {
+		out.Annotations = map[string]string{puller.AnnotationCache: name}
+		if ns, ok := p.Annotations[puller.AnnotationCacheNamespace]; ok {
+			out.Annotations[puller.AnnotationCacheNamespace] = ns
+		}
+	}
+	if p.Status.Phase == corev1.PodSucceeded {
+		out.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: p.Status.StartTime}
+		return out
+	}
+	out.Status = corev1.PodStatus{
+		Phase:                 p.Status.Phase,
+		Conditions:            p.Status.Conditions,
+		Reason:                p.Status.Reason,
+		Message:               p.Status.Message,
+		StartTime:             p.Status.StartTime,
+		InitContainerStatuses: trimContainerStatuses(p.Status.InitContainerStatuses),
+		ContainerStatuses:     trimContainerStatuses(p.Status.ContainerStatuses),
+	}
+	return out
+}
+
+// trimJob keeps of a Job its metadata (but managed fields and finalizers),
+// spec.suspend, and of its status the start time and the conditions that
+// hold, which is what the controller reads (puller.Read, puller.IsActive).
+func trimJob(j *batchv1.Job) *batchv1.Job {
+	out := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              j.Name,
+			Namespace:         j.Namespace,
+			UID:               j.UID,
+			ResourceVersion:   j.ResourceVersion,
+			Generation:        j.Generation,
+			CreationTimestamp: j.CreationTimestamp,
+			DeletionTimestamp: j.DeletionTimestamp,
+			Labels:            j.Labels,
+			Annotations:       j.Annotations,
+			OwnerReferences:   j.OwnerReferences,
+		},
+		Spec:   batchv1.JobSpec{Suspend: j.Spec.Suspend},
+		Status: batchv1.JobStatus{StartTime: j.Status.StartTime},
+	}
+	for _, c := range j.Status.Conditions {
+		if c.Status == corev1.ConditionTrue {
+			out.Status.Conditions = append(out.Status.Conditions, c)
+		}
+	}
+	return out
+}
+
+// trimContainerStatuses keeps of each container status its name, image and
+// state: what the controller reads of a pull pod.
+func trimContainerStatuses(list []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if list == nil {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(list))
+	for i, cs := range list {
+		out[i] = corev1.ContainerStatus{Name: cs.Name, Image: cs.Image, State: cs.State}
+	}
+	return out
+}
