@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"image/color"
+	"os"
 	"sort"
 
 	"gonum.org/v1/plot"
@@ -71,3 +73,19 @@ func chart(results []Result, path string) error {
 }
 
 var plotColors = []color.Color{color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff}}
+
+// chartFromFile draws the chart from the scenarios of a results.json.
+func chartFromFile(from, path string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	var res struct{ Scenarios []Result }
+	if err := json.Unmarshal(data, &res); err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	if path == "" {
+		path = "time-to-succeeded.svg"
+	}
+	return chart(res.Scenarios, path)
+}

@@ -94,7 +94,12 @@ func main() {
 	variantFlags := flag.String("variants", "", "more runs of each scenario's controller against the same floor, each with these flags "+
 		"added (runs separated by ';'), such as \"--max-in-flight-jobs=400;--max-in-flight-jobs=1000\"")
 	chartPath := flag.String("chart", "", "where to draw the chart of time to Succeeded against nodes (SVG or PNG); default <out>/time-to-succeeded.svg")
+	chartFrom := flag.String("chart-from", "", "only draw the chart (-chart) from the scenarios of an earlier run's results.json, with no cluster")
 	flag.Parse()
+	if *chartFrom != "" {
+		must(chartFromFile(*chartFrom, *chartPath))
+		return
+	}
 	for _, v := range strings.Split(*variantFlags, ";") {
 		if v = strings.TrimSpace(v); v != "" {
 			variants = append(variants, v)
@@ -225,7 +230,9 @@ func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
 		})
 	}
 	wg.Wait()
-	pollEvery(ctx, time.Second, 10*time.Minute, "nodes Ready", func() bool {
+	// kwok makes some 10 nodes Ready a second here while 5,000 renew their
+	// leases: give it time in proportion.
+	pollEvery(ctx, time.Second, max(10*time.Minute, time.Duration(n)*250*time.Millisecond), "nodes Ready", func() bool {
 		list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok", ResourceVersion: "0"})
 		if err != nil {
 			return false
@@ -325,10 +332,26 @@ func namespace(ctx context.Context, prefix string) string {
 // one still collecting a thousand Jobs.
 func deleteNamespace(ctx context.Context, ns string) {
 	must(kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}))
-	poll(ctx, 10*time.Minute, "namespace "+ns+" to go", func() bool {
+	poll(ctx, 10*time.Minute, "namespace "+ns+" to go", namespaceGone(ctx, ns))
+}
+
+// deleteNamespaceOrWarn deletes a namespace and waits up to 2 minutes for
+// it to go, saying so when it has not, without stopping the run.
+func deleteNamespaceOrWarn(ctx context.Context, ns string) {
+	must(kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}))
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(context.Context) (bool, error) {
+		return namespaceGone(ctx, ns)(), nil
+	})
+	if err != nil {
+		fmt.Printf("bench:   namespace %s not gone after 2 minutes; going on\n", ns)
+	}
+}
+
+func namespaceGone(ctx context.Context, ns string) func() bool {
+	return func() bool {
 		_, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
-	})
+	}
 }
 
 // countPods counts the pods created in a namespace while it runs.
@@ -628,7 +651,7 @@ func table(results []Result, joins []float64) string {
 	if len(extra) > 0 {
 		fmt.Fprintf(&b, "Controller flags beyond the defaults: `%s`\n\n", strings.Join(extra, " "))
 	}
-	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (bare Jobs) | ratio | Jobs | Pods | API writes | writes per pull | peak RSS | CPU |\n")
+	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (its Jobs, bare) | ratio | Jobs | Pods | API writes | writes per pull | peak RSS | CPU |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "| %s | %d | %.1f s | %.1f s (%d Jobs) | %.2f | %d | %d | %d | %.3f | %.0f MiB | %.1f s |\n",
