@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
@@ -130,12 +131,19 @@ func TestNodeChurn(t *testing.T) {
 	ns := newNamespace(t, "churn")
 	names := nodeList("churn", 12)
 	addNodes(t, names[:10], map[string]string{"e2e": "churn"})
-	// One Job at a time, so the operation lasts long enough to act during it.
-	startController(t, "--max-in-flight-jobs=1")
+	// The last node in line also wants an image whose pull hangs (kwok's
+	// hang.invalid stage), so the operation lasts until that node leaves.
+	if _, err := kubeClient.CoreV1().Nodes().Patch(t.Context(), "churn-9", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"e2e-slow":"true"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	startController(t, "--max-in-flight-jobs=2")
 	jw := watchJobs(t, ns)
 	applyCache(t, ns, `
   - images: [docker.io/library/nginx:1.27, docker.io/library/redis:7.4]
     nodeSelector: {e2e: churn}
+  - images: [hang.invalid/e2e/slow:v1]
+    nodeSelector: {e2e-slow: "true"}
 `)
 	waitIC(t, ns, "app", time.Minute, "Processing with work done", func(ic *v1alpha2.ImageCache) bool {
 		return ic.Status.Status == v1alpha2.ImageCacheActionStatusProcessing && ic.Status.Pulls.Succeeded >= 2
