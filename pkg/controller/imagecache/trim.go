@@ -51,15 +51,8 @@ func TrimForCache(obj any) (any, error) {
 // is to know (puller.Read), and such pods are most of an operation's.
 func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:              p.Name,
-			Namespace:         p.Namespace,
-			UID:               p.UID,
-			ResourceVersion:   p.ResourceVersion,
-			CreationTimestamp: p.CreationTimestamp,
-			DeletionTimestamp: p.DeletionTimestamp,
-		},
-		Spec: corev1.PodSpec{NodeName: p.Spec.NodeName},
+		ObjectMeta: identity(&p.ObjectMeta),
+		Spec:       corev1.PodSpec{NodeName: p.Spec.NodeName},
 	}
 	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
 		out.OwnerReferences = []metav1.OwnerReference{*ref}
@@ -91,21 +84,11 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 // hold, which is what the controller reads (puller.Read, puller.IsActive).
 func trimJob(j *batchv1.Job) *batchv1.Job {
 	out := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:              j.Name,
-			Namespace:         j.Namespace,
-			UID:               j.UID,
-			ResourceVersion:   j.ResourceVersion,
-			Generation:        j.Generation,
-			CreationTimestamp: j.CreationTimestamp,
-			DeletionTimestamp: j.DeletionTimestamp,
-			Labels:            j.Labels,
-			Annotations:       j.Annotations,
-			OwnerReferences:   j.OwnerReferences,
-		},
-		Spec:   batchv1.JobSpec{Suspend: j.Spec.Suspend},
-		Status: batchv1.JobStatus{StartTime: j.Status.StartTime},
+		ObjectMeta: identity(&j.ObjectMeta),
+		Spec:       batchv1.JobSpec{Suspend: j.Spec.Suspend},
+		Status:     batchv1.JobStatus{StartTime: j.Status.StartTime},
 	}
+	out.Generation, out.Labels, out.Annotations, out.OwnerReferences = j.Generation, j.Labels, j.Annotations, j.OwnerReferences
 	for _, c := range j.Status.Conditions {
 		if c.Status == corev1.ConditionTrue {
 			out.Status.Conditions = append(out.Status.Conditions, c)
@@ -125,4 +108,11 @@ func trimContainerStatuses(list []corev1.ContainerStatus) []corev1.ContainerStat
 		out[i] = corev1.ContainerStatus{Name: cs.Name, Image: cs.Image, State: cs.State}
 	}
 	return out
+}
+
+// identity is the part of an object's metadata every trimmed object keeps:
+// which object it is, which version, and when it was made and deleted.
+func identity(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp}
 }
