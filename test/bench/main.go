@@ -230,14 +230,18 @@ func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
 		})
 	}
 	wg.Wait()
-	// kwok makes some 10 nodes Ready a second here while 5,000 renew their
-	// leases: give it time in proportion.
-	pollEvery(ctx, time.Second, max(10*time.Minute, time.Duration(n)*250*time.Millisecond), "nodes Ready", func() bool {
+	// kwok makes some 10 nodes Ready a second here while thousands renew
+	// their leases: give it time in proportion. Past that the run goes on
+	// with the nodes that are Ready, and says how many, rather than losing
+	// the figures taken so far.
+	timeout := max(10*time.Minute, time.Duration(n)*250*time.Millisecond)
+	ready := 0
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(context.Context) (bool, error) {
 		list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok", ResourceVersion: "0"})
 		if err != nil {
-			return false
+			return false, nil
 		}
-		ready := 0
+		ready = 0
 		for _, nd := range list.Items {
 			for _, c := range nd.Status.Conditions {
 				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
@@ -245,8 +249,11 @@ func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
 				}
 			}
 		}
-		return ready >= n
+		return ready >= n, nil
 	})
+	if err != nil {
+		fmt.Printf("bench: only %d of %d nodes Ready after %v; going on\n", ready, n, timeout)
+	}
 	if nodeImages > 0 && n > 0 {
 		reportImages(ctx, n)
 	}
@@ -335,16 +342,21 @@ func deleteNamespace(ctx context.Context, ns string) {
 	poll(ctx, 10*time.Minute, "namespace "+ns+" to go", namespaceGone(ctx, ns))
 }
 
-// deleteNamespaceOrWarn deletes a namespace and waits up to 2 minutes for
-// it to go, saying so when it has not, without stopping the run.
+// deleteNamespaceOrWarn deletes a namespace and waits up to 15 minutes for
+// it to go, so that the next measurement starts on an idle control plane;
+// past that it says so and goes on, without stopping the run. Thousands of
+// Jobs and their pods take minutes to go on two cores.
 func deleteNamespaceOrWarn(ctx context.Context, ns string) {
+	start := time.Now()
 	must(kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}))
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 15*time.Minute, true, func(context.Context) (bool, error) {
 		return namespaceGone(ctx, ns)(), nil
 	})
 	if err != nil {
-		fmt.Printf("bench:   namespace %s not gone after 2 minutes; going on\n", ns)
+		fmt.Printf("bench:   namespace %s not gone after 15 minutes; going on\n", ns)
+		return
 	}
+	fmt.Printf("bench:   namespace %s gone in %.0fs\n", ns, time.Since(start).Seconds())
 }
 
 func namespaceGone(ctx context.Context, ns string) func() bool {
