@@ -165,6 +165,60 @@ func decodeStates(images []string, enc string) map[string]pairState {
 
 func (l *ledger) get(node, image string) pairState { return l.nodes[node][image] }
 
+// settled is each pair's state as the ledger held it when the pass read it,
+// to count what the pass settles (countSettled). It reads the status's
+// encoded ledger where it is asked, rather than decoding a second copy: a
+// cache over 5,000 nodes would hold two while it syncs.
+type settled struct {
+	epoch int64
+	raw   *v1alpha2.PullLedger
+	index map[string]int // raw's images by their place in its table
+	dec   *ledger        // set instead of raw: states already decoded
+}
+
+func readSettled(l *v1alpha2.PullLedger) settled {
+	if l == nil {
+		return settled{}
+	}
+	index := make(map[string]int, len(l.Images))
+	for i, img := range l.Images {
+		index[img] = i
+	}
+	return settled{epoch: l.Epoch, raw: l, index: index}
+}
+
+func (s settled) get(node, image string) pairState {
+	if s.dec != nil {
+		return s.dec.get(node, image)
+	}
+	i, ok := s.index[image]
+	if s.raw == nil || !ok {
+		return stateUnsettled
+	}
+	enc, ok := s.raw.Nodes[node]
+	if !ok {
+		return stateUnsettled
+	}
+	return stateAt(splitEntry(enc).states, i)
+}
+
+// stateAt decodes the state of the i-th image of the table from one node's
+// encoded states (decodeStates decodes them all): two bits an image, four to
+// a byte, three bytes to each group of four base64 characters.
+func stateAt(enc string, i int) pairState {
+	b := i / 4
+	lo := b / 3 * 4
+	if lo >= len(enc) {
+		return stateUnsettled
+	}
+	var buf [3]byte
+	n, err := base64.RawStdEncoding.Decode(buf[:], []byte(enc[lo:min(lo+4, len(enc))]))
+	if err != nil || b%3 >= n {
+		return stateUnsettled
+	}
+	return pairState(buf[b%3]>>(2*(i%4))) & 3
+}
+
 func (l *ledger) set(node, image string, s pairState) {
 	m := l.nodes[node]
 	if m == nil {

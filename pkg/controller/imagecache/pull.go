@@ -262,7 +262,7 @@ func (o *pullOp) removalJobs() []newJob {
 func (o *pullOp) kept() (failureSet, map[string]int) { return nil, nil }
 
 // recorded counts the pairs this pass settled, and their pull times.
-func (o *pullOp) recorded(before *ledger) {
+func (o *pullOp) recorded(before settled) {
 	countSettled(before, o.s.led)
 	for _, d := range o.pullTimes {
 		metrics.PullDuration.Observe(d.Seconds())
@@ -270,7 +270,7 @@ func (o *pullOp) recorded(before *ledger) {
 }
 
 // countSettled adds to the pulls counter the pairs settled in after but not in before.
-func countSettled(before, after *ledger) {
+func countSettled(before settled, after *ledger) {
 	var pulled, present, failed float64
 	for node, m := range after.nodes {
 		for img, s := range m {

@@ -93,7 +93,7 @@ func (o *purgeOp) jobs() []newJob {
 	})
 }
 
-func (o *purgeOp) recorded(before *ledger) {}
+func (o *purgeOp) recorded(before settled) {}
 
 // Why a purge leaves an image on a node.
 const (

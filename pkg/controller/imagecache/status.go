@@ -62,7 +62,7 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
 	// Count what this write settled, now that it is recorded.
 	before := s.before
 	if before.epoch != s.led.epoch {
-		before = newLedger(s.led.epoch)
+		before = settled{}
 	}
 	s.op.recorded(before)
 	return nil

@@ -70,8 +70,9 @@ type syncCtx struct {
 	started string
 
 	// led is the ledger as this pass leaves it; before is as it was read.
-	led, before *ledger
-	plan        *plan
+	led    *ledger
+	before settled
+	plan   *plan
 	// nodes holds every node of the cluster, by name.
 	nodes    map[string]*corev1.Node
 	op       operation
@@ -138,7 +139,7 @@ func (c *Controller) newSyncCtx(key cache.ObjectName, ic *v1alpha2.ImageCache) *
 		st:      ic.Status.DeepCopy(),
 		now:     c.clock.Now(),
 		led:     decodeLedger(ic.Status.Ledger),
-		before:  decodeLedger(ic.Status.Ledger),
+		before:  readSettled(ic.Status.Ledger),
 		deleted: map[string]bool{},
 		busy:    map[string]bool{},
 	}
