@@ -125,11 +125,15 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
 		display:      map[string]string{},
 		specKeys:     map[string]bool{},
 	}
+	// seen holds the images of a node that more than one entry selects, to
+	// want each once; a node that one entry selects needs none (its entry's
+	// images are told apart once), and most nodes are such.
 	seen := map[string]map[string]bool{}
 	for _, entry := range ic.Spec.CacheSpec {
 		sel := entry.Selector()
 		var valid []wantedImage
 		var invalid []string
+		inEntry := map[string]bool{}
 		for _, img := range entry.Images {
 			key, err := images.Normalize(img)
 			if err != nil {
@@ -141,7 +145,10 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
 				p.display[key] = img
 			}
 			p.specKeys[key] = true
-			valid = append(valid, wantedImage{image: p.display[key], key: key})
+			if !inEntry[key] {
+				inEntry[key] = true
+				valid = append(valid, wantedImage{image: p.display[key], key: key})
+			}
 		}
 		for _, n := range nodes {
 			if !sel.Matches(labels.Set(n.Labels)) {
@@ -149,14 +156,23 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
 			}
 			w := p.nodes[n.Name]
 			if w == nil {
-				w = &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], skip: nodeSkipReason(n)}
+				w = &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], skip: nodeSkipReason(n),
+					images: append([]wantedImage(nil), valid...)}
 				p.nodes[n.Name] = w
-				seen[n.Name] = map[string]bool{}
-			}
-			for _, wi := range valid {
-				if !seen[n.Name][wi.key] {
-					seen[n.Name][wi.key] = true
-					w.images = append(w.images, wi)
+			} else {
+				have := seen[n.Name]
+				if have == nil {
+					have = make(map[string]bool, len(w.images)+len(valid))
+					for _, wi := range w.images {
+						have[wi.key] = true
+					}
+					seen[n.Name] = have
+				}
+				for _, wi := range valid {
+					if !have[wi.key] {
+						have[wi.key] = true
+						w.images = append(w.images, wi)
+					}
 				}
 			}
 			for _, img := range invalid {
