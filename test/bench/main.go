@@ -236,10 +236,10 @@ func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
 	// the figures taken so far.
 	timeout := max(10*time.Minute, time.Duration(n)*250*time.Millisecond)
 	ready := 0
-	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(context.Context) (bool, error) {
+	if !waitUntil(ctx, time.Second, timeout, func() bool {
 		list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok", ResourceVersion: "0"})
 		if err != nil {
-			return false, nil
+			return false
 		}
 		ready = 0
 		for _, nd := range list.Items {
@@ -249,9 +249,8 @@ func ensureNodes(ctx context.Context, n int, sizes map[int]bool) {
 				}
 			}
 		}
-		return ready >= n, nil
-	})
-	if err != nil {
+		return ready >= n
+	}) {
 		fmt.Printf("bench: only %d of %d nodes Ready after %v; going on\n", ready, n, timeout)
 	}
 	if nodeImages > 0 && n > 0 {
@@ -313,11 +312,17 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() b
 }
 
 func pollEvery(ctx context.Context, every, timeout time.Duration, what string, cond func() bool) {
-	if err := wait.PollUntilContextTimeout(ctx, every, timeout, true, func(context.Context) (bool, error) {
-		return cond(), nil
-	}); err != nil {
-		fail("waiting %v for %s: %v", timeout, what, err)
+	if !waitUntil(ctx, every, timeout, cond) {
+		fail("waiting %v for %s", timeout, what)
 	}
+}
+
+// waitUntil polls cond until it holds, and says whether it did before the
+// timeout.
+func waitUntil(ctx context.Context, every, timeout time.Duration, cond func() bool) bool {
+	return wait.PollUntilContextTimeout(ctx, every, timeout, true, func(context.Context) (bool, error) {
+		return cond(), nil
+	}) == nil
 }
 
 func imagesOf(n int) []string {
@@ -349,10 +354,7 @@ func deleteNamespace(ctx context.Context, ns string) {
 func deleteNamespaceOrWarn(ctx context.Context, ns string) {
 	start := time.Now()
 	must(kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}))
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 15*time.Minute, true, func(context.Context) (bool, error) {
-		return namespaceGone(ctx, ns)(), nil
-	})
-	if err != nil {
+	if !waitUntil(ctx, time.Second, 15*time.Minute, namespaceGone(ctx, ns)) {
 		fmt.Printf("bench:   namespace %s not gone after 15 minutes; going on\n", ns)
 		return
 	}

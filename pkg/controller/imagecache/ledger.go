@@ -170,7 +170,6 @@ func (l *ledger) get(node, image string) pairState { return l.nodes[node][image]
 // encoded ledger where it is asked, rather than decoding a second copy: a
 // cache over 5,000 nodes would hold two while it syncs.
 type settled struct {
-	epoch int64
 	raw   *v1alpha2.PullLedger
 	index map[string]int // raw's images by their place in its table
 	dec   *ledger        // set instead of raw: states already decoded
@@ -184,7 +183,18 @@ func readSettled(l *v1alpha2.PullLedger) settled {
 	for i, img := range l.Images {
 		index[img] = i
 	}
-	return settled{epoch: l.Epoch, raw: l, index: index}
+	return settled{raw: l, index: index}
+}
+
+// epoch is the operation the states belong to (0 for none).
+func (s settled) epoch() int64 {
+	switch {
+	case s.dec != nil:
+		return s.dec.epoch
+	case s.raw != nil:
+		return s.raw.Epoch
+	}
+	return 0
 }
 
 func (s settled) get(node, image string) pairState {

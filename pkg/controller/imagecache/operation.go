@@ -81,7 +81,7 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 		// earlier Job's failure (with the pull secret the update fixed, say)
 		// or success (of an image since removed) is not its outcome.
 		s.led = s.led.carryOver(start.Unix())
-		s.before = settled{epoch: start.Unix(), dec: s.led.carryOver(start.Unix())} // what it carries over is not newly settled
+		s.before = settled{dec: s.led.carryOver(start.Unix())} // what it carries over is not newly settled
 	} else {
 		// Create, Refresh, Purge, and an Update after a purge (the ledger
 		// then records removals): start from no states, knowing still

@@ -25,7 +25,7 @@ func BenchmarkCountSettled(b *testing.B) {
 	b.Run("decoded", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			countSettled(settled{epoch: 1, dec: decodeLedger(enc)}, led)
+			countSettled(settled{dec: decodeLedger(enc)}, led)
 		}
 	})
 }

@@ -31,8 +31,8 @@ func TestSettledReadsWhatDecodeLedgerDecodes(t *testing.T) {
 		}
 		enc := led.encode()
 		dec, in := decodeLedger(enc), readSettled(enc)
-		if in.epoch != 42 {
-			t.Fatalf("%d images: epoch %d, want 42", images, in.epoch)
+		if in.epoch() != 42 {
+			t.Fatalf("%d images: epoch %d, want 42", images, in.epoch())
 		}
 		for n := range 7 { // node-6 is not in the ledger
 			node := fmt.Sprintf("node-%d", n)
@@ -66,7 +66,7 @@ func TestSettledOfADamagedLedger(t *testing.T) {
 	if got := (settled{}).get("n", "a"); got != stateUnsettled {
 		t.Errorf("no ledger: %d, want unsettled", got)
 	}
-	if got := readSettled(nil); got.epoch != 0 || got.get("n", "a") != stateUnsettled {
+	if got := readSettled(nil); got.epoch() != 0 || got.get("n", "a") != stateUnsettled {
 		t.Errorf("nil ledger: %+v", got)
 	}
 }

@@ -61,7 +61,7 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
 	c.recordTransition(s.ic, s.st)
 	// Count what this write settled, now that it is recorded.
 	before := s.before
-	if before.epoch != s.led.epoch {
+	if before.epoch() != s.led.epoch {
 		before = settled{}
 	}
 	s.op.recorded(before)
