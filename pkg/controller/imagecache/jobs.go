@@ -22,6 +22,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -38,7 +39,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 	// First what earlier delete Jobs may have removed: nothing earlier
 	// brings those images back.
 	for _, job := range jobs {
-		if job.DeletionTimestamp == nil && !c.isDeleting(job) && puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.led.epoch {
+		if job.DeletionTimestamp == nil && !c.isDeleting(job) && puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.led.Epoch {
 			c.unsettleRemoved(s, job)
 		}
 	}
@@ -58,7 +59,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 				}
 				continue
 			}
-			if puller.JobEpoch(job) < s.led.epoch && !predatesNode(job, s.nodes) {
+			if puller.JobEpoch(job) < s.led.Epoch && !predatesNode(job, s.nodes) {
 				s.op.readEarlier(ctx, job)
 			}
 			if earlierStillRunning(s, job) {
@@ -86,7 +87,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 // image), but what it reports is not the operation's.
 func earlierStillRunning(s *syncCtx, job *batchv1.Job) bool {
 	node := job.Annotations[puller.AnnotationNode]
-	if !puller.IsActive(job) || puller.JobEpoch(job) >= s.led.epoch || predatesNode(job, s.nodes) {
+	if !puller.IsActive(job) || puller.JobEpoch(job) >= s.led.Epoch || predatesNode(job, s.nodes) {
 		return false
 	}
 	if puller.IsDeleteJob(job) {
@@ -111,15 +112,15 @@ func (c *Controller) unsettleRemoved(s *syncCtx, job *batchv1.Job) {
 		if err != nil {
 			continue
 		}
-		if st := s.led.get(node, key); st == statePulled || st == statePresent {
-			s.led.set(node, key, stateUnsettled)
+		if st := s.led.Get(node, key); st == ledger.Pulled || st == ledger.Present {
+			s.led.Set(node, key, ledger.Unsettled)
 		}
 		if s.removedEarlier == nil {
 			s.removedEarlier = map[string]bool{}
 		}
 		s.removedEarlier[node+"\x00"+key] = true
 		if out.Finished && out.Results[i].State == puller.Succeeded {
-			s.led.setOwned(node, key, false)
+			s.led.SetOwned(node, key, false)
 		}
 	}
 }
@@ -173,11 +174,11 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 		switch r := out.Results[i]; r.State {
 		case puller.Succeeded:
 			succeeded(node, k, i)
-			if s.led.get(node, k) != statePresent {
-				s.led.set(node, k, statePulled)
+			if s.led.Get(node, k) != ledger.Present {
+				s.led.Set(node, k, ledger.Pulled)
 			}
 		case puller.Failed:
-			s.led.set(node, k, stateFailed)
+			s.led.Set(node, k, ledger.Failed)
 			s.failures.add(s.plan.display[k], node, r.Reason, r.Message)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 )
 
 // operation is the work an operation does on the nodes, behind the steps
@@ -38,7 +39,7 @@ type operation interface {
 	jobs() []newJob
 	// recorded is told that the status recording what this pass settled
 	// is written; before is the ledger of this epoch as it was read.
-	recorded(before settled)
+	recorded(before ledger.Reader)
 	// kept lists the pairs the operation chose to leave on their nodes, with
 	// why (status.kept), and counts them by reason.
 	kept() (failureSet, map[string]int)
@@ -80,13 +81,13 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 		// It has an epoch of its own, so it judges only its own Jobs: an
 		// earlier Job's failure (with the pull secret the update fixed, say)
 		// or success (of an image since removed) is not its outcome.
-		s.led = s.led.carryOver(start.Unix())
-		s.before = settled{dec: s.led.carryOver(start.Unix())} // what it carries over is not newly settled
+		s.led = s.led.CarryOver(start.Unix())
+		s.before = ledger.ReaderOf(s.led.CarryOver(start.Unix())) // what it carries over is not newly settled
 	} else {
 		// Create, Refresh, Purge, and an Update after a purge (the ledger
 		// then records removals): start from no states, knowing still
 		// which images this cache brought onto which nodes.
-		s.led = s.led.fresh(start.Unix())
+		s.led = s.led.Fresh(start.Unix())
 	}
 	s.started = op
 	c.recorder.Eventf(s.ic, corev1.EventTypeNormal, "Started", "%s started", op)

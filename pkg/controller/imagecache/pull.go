@@ -12,6 +12,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -47,14 +48,14 @@ func (o *pullOp) keeps(node, key string) bool { return o.toRemove(node, key) }
 func (o *pullOp) toRemove(node, key string) bool {
 	s := o.s
 	n := s.nodes[node]
-	return s.led.isOwned(node, key) && !s.plan.specKeys[key] && n != nil && o.others(n, key) == ""
+	return s.led.Owned(node, key) && !s.plan.specKeys[key] && n != nil && o.others(n, key) == ""
 }
 
 // owns takes the pull Jobs of this epoch for nodes in the plan, and the
 // delete Jobs of this epoch (removals) for nodes still there.
 func (o *pullOp) owns(job *batchv1.Job) bool {
 	node := job.Annotations[puller.AnnotationNode]
-	if puller.JobEpoch(job) < o.s.led.epoch {
+	if puller.JobEpoch(job) < o.s.led.Epoch {
 		return false
 	}
 	if puller.IsDeleteJob(job) {
@@ -72,7 +73,7 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
 	own := o.ownerOfPulls(pod)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
-		if s.led.get(node, key) == stateUnsettled {
+		if s.led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
 		}
 		// As long as the Job is there: its event may come after the pull
@@ -87,14 +88,14 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 func (o *pullOp) ownerOfPulls(pod *corev1.Pod) func(node, key string, i int) {
 	var pulled map[string]bool
 	return func(node, key string, i int) {
-		if o.s.led.isOwned(node, key) {
+		if o.s.led.Owned(node, key) {
 			return
 		}
 		if pulled == nil {
 			pulled = o.c.pulledHere(pod)
 		}
 		if pulled[puller.ContainerName(i)] {
-			o.s.led.setOwned(node, key, true)
+			o.s.led.SetOwned(node, key, true)
 		}
 	}
 }
@@ -141,10 +142,10 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 		at, ok := finished[puller.ContainerName(i)]
 		key, err := images.Normalize(img)
 		if !ok || at.Before(s.st.StartTime.Add(-time.Second)) || err != nil || !s.plan.wants(node, key) ||
-			s.led.get(node, key) != stateUnsettled || s.removedEarlier[node+"\x00"+key] {
+			s.led.Get(node, key) != ledger.Unsettled || s.removedEarlier[node+"\x00"+key] {
 			continue
 		}
-		s.led.set(node, key, statePulled)
+		s.led.Set(node, key, ledger.Pulled)
 		own(node, key, i)
 	}
 }
@@ -167,9 +168,9 @@ func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 		if !o.toRemove(node, img) {
 			continue
 		}
-		s.led.set(node, img, stateUnsettled)
-		s.led.setOwned(node, img, false)
-		s.led.removedAt = s.now.Unix()
+		s.led.Set(node, img, ledger.Unsettled)
+		s.led.SetOwned(node, img, false)
+		s.led.RemovedAt = s.now.Unix()
 		if r := out.Results[i]; r.State == puller.Failed {
 			s.failures.add(img, node, r.Reason, r.Message)
 		}
@@ -190,17 +191,17 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 	var present images.Present
 	// Right after this cache removed images, a node may still report
 	// them: they are pulled, not taken as present.
-	if c.cfg.Puller.PullPolicy != corev1.PullAlways && s.now.Unix() >= s.led.removedAt+nodeImagesLag {
+	if c.cfg.Puller.PullPolicy != corev1.PullAlways && s.now.Unix() >= s.led.RemovedAt+nodeImagesLag {
 		present = nodePresent(w.node)
 	}
 	var batch []string
 	var picked []wantedImage
 	for _, wi := range w.images {
-		if s.led.get(name, wi.key) != stateUnsettled {
+		if s.led.Get(name, wi.key) != ledger.Unsettled {
 			continue
 		}
 		if present.Has(wi.key) {
-			s.led.set(name, wi.key, statePresent)
+			s.led.Set(name, wi.key, ledger.Present)
 			continue
 		}
 		if len(batch) < c.cfg.ImagesPerJob {
@@ -211,7 +212,7 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 	if len(batch) == 0 || hold {
 		return nil
 	}
-	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: s.led.epoch})
+	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: s.led.Epoch})
 	if c.throttle.isExpected(jobKey(job)) {
 		return nil // created, and not shown by the informer yet
 	}
@@ -221,7 +222,7 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 	}
 	return &newJob{job: job, kind: "pull", node: name, images: len(batch), refused: func(message string) {
 		for _, wi := range picked {
-			s.led.set(name, wi.key, stateFailed)
+			s.led.Set(name, wi.key, ledger.Failed)
 			s.failures.add(wi.image, name, reasonJobRejected, message)
 		}
 	}}
@@ -233,9 +234,9 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 func (o *pullOp) removalJobs() []newJob {
 	s := o.s
 	var out []newJob
-	for _, name := range sortedKeys(s.led.owned) {
+	for _, name := range s.led.OwnedNodes() {
 		var imgs []wantedImage
-		for k := range s.led.owned[name] {
+		for _, k := range s.led.OwnedOn(name) {
 			if o.toRemove(name, k) {
 				imgs = append(imgs, wantedImage{image: k, key: k})
 			}
@@ -262,7 +263,7 @@ func (o *pullOp) removalJobs() []newJob {
 func (o *pullOp) kept() (failureSet, map[string]int) { return nil, nil }
 
 // recorded counts the pairs this pass settled, and their pull times.
-func (o *pullOp) recorded(before settled) {
+func (o *pullOp) recorded(before ledger.Reader) {
 	countSettled(before, o.s.led)
 	for _, d := range o.pullTimes {
 		metrics.PullDuration.Observe(d.Seconds())
@@ -270,21 +271,19 @@ func (o *pullOp) recorded(before settled) {
 }
 
 // countSettled adds to the pulls counter the pairs settled in after but not in before.
-func countSettled(before settled, after *ledger) {
+func countSettled(before ledger.Reader, after *ledger.Ledger) {
 	var pulled, present, failed float64
-	for node, m := range after.nodes {
-		for img, s := range m {
-			if before.get(node, img) == s {
-				continue
-			}
-			switch s {
-			case statePulled:
-				pulled++
-			case statePresent:
-				present++
-			case stateFailed:
-				failed++
-			}
+	for p, s := range after.Settled() {
+		if before.Get(p.Node, p.Image) == s {
+			continue
+		}
+		switch s {
+		case ledger.Pulled:
+			pulled++
+		case ledger.Present:
+			present++
+		case ledger.Failed:
+			failed++
 		}
 	}
 	metrics.PullsTotal.WithLabelValues(metrics.ResultPulled).Add(pulled)

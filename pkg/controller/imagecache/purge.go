@@ -8,6 +8,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -41,7 +42,7 @@ func (o *purgeOp) scope() {
 		}
 		if ended && w.skip == "" {
 			for _, wi := range w.images {
-				if s.led.get(name, wi.key) == stateUnsettled {
+				if s.led.Get(name, wi.key) == ledger.Unsettled {
 					w.skip = reasonPurgeEnded
 					break
 				}
@@ -58,7 +59,7 @@ func (o *purgeOp) readEarlier(context.Context, *batchv1.Job) {}
 
 // owns takes the delete Jobs of this epoch for nodes in the plan.
 func (o *purgeOp) owns(job *batchv1.Job) bool {
-	return puller.IsDeleteJob(job) && puller.JobEpoch(job) >= o.s.led.epoch &&
+	return puller.IsDeleteJob(job) && puller.JobEpoch(job) >= o.s.led.Epoch &&
 		o.s.plan.nodes[job.Annotations[puller.AnnotationNode]] != nil
 }
 
@@ -66,11 +67,11 @@ func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, _ int) {
-		if s.led.get(node, key) == stateUnsettled {
+		if s.led.Get(node, key) == ledger.Unsettled {
 			// A node's image list lags the removal.
-			s.led.removedAt = s.now.Unix()
+			s.led.RemovedAt = s.now.Unix()
 		}
-		s.led.setOwned(node, key, false)
+		s.led.SetOwned(node, key, false)
 	})
 }
 
@@ -81,11 +82,11 @@ func (o *purgeOp) jobs() []newJob {
 	return s.forNodes(func(w *nodeWant, hold bool) *newJob {
 		name := w.node.Name
 		for _, wi := range w.images {
-			if why, _ := o.keptBecause(w.node, wi.key); why != "" && s.led.get(name, wi.key) == stateUnsettled {
-				s.led.set(name, wi.key, statePresent)
+			if why, _ := o.keptBecause(w.node, wi.key); why != "" && s.led.Get(name, wi.key) == ledger.Unsettled {
+				s.led.Set(name, wi.key, ledger.Present)
 			}
 		}
-		job := o.c.deleteJobFor(s, w, hold, func(k string) bool { return s.led.get(name, k) == stateUnsettled })
+		job := o.c.deleteJobFor(s, w, hold, func(k string) bool { return s.led.Get(name, k) == ledger.Unsettled })
 		if job == nil {
 			s.throttled = s.throttled || o.c.throttle.isWaiting(s.key)
 		}
@@ -93,7 +94,7 @@ func (o *purgeOp) jobs() []newJob {
 	})
 }
 
-func (o *purgeOp) recorded(before settled) {}
+func (o *purgeOp) recorded(before ledger.Reader) {}
 
 // Why a purge leaves an image on a node.
 const (
@@ -105,7 +106,7 @@ const (
 // or "" when it removes it: it removes only what this cache's own pull
 // brought there, and what no other cache wants there.
 func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message string) {
-	if !o.s.led.isOwned(n.Name, key) {
+	if !o.s.led.Owned(n.Name, key) {
 		return reasonNotPulledByThisCache,
 			"this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"
 	}
@@ -123,7 +124,7 @@ func (o *purgeOp) kept() (failureSet, map[string]int) {
 	for _, name := range sortedKeys(s.plan.nodes) {
 		w := s.plan.nodes[name]
 		for _, wi := range w.images {
-			if s.led.get(name, wi.key) != statePresent {
+			if s.led.Get(name, wi.key) != ledger.Present {
 				continue
 			}
 			why, msg := o.keptBecause(w.node, wi.key)
@@ -157,10 +158,10 @@ func (c *Controller) deleteJobFor(s *syncCtx, w *nodeWant, hold bool, pick func(
 	giveUp := func(reason, message string) {
 		for _, wi := range w.images {
 			if pick(wi.key) {
-				if s.led.get(name, wi.key) == stateUnsettled {
-					s.led.set(name, wi.key, stateFailed) // a purge: failed
+				if s.led.Get(name, wi.key) == ledger.Unsettled {
+					s.led.Set(name, wi.key, ledger.Failed) // a purge: failed
 				} else {
-					s.led.set(name, wi.key, stateUnsettled) // a removal: given up
+					s.led.Set(name, wi.key, ledger.Unsettled) // a removal: given up
 				}
 				s.failures.add(wi.image, name, reason, message)
 			}
@@ -175,7 +176,7 @@ func (c *Controller) deleteJobFor(s *syncCtx, w *nodeWant, hold bool, pick func(
 		}
 	}
 	job := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: w.hostname,
-		Images: batch, Epoch: s.led.epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork})
+		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork})
 	if !c.throttle.tryAcquire(jobKey(job), s.key) {
 		return nil
 	}

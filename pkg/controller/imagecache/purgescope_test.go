@@ -11,6 +11,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -238,9 +239,9 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 		t.Errorf("failures %v", st.Failures)
 	}
 	// What the cache still owns: redis on node-b (kept for the other cache).
-	led := decodeLedger(st.Ledger)
-	if !led.isOwned("node-b", "docker.io/library/redis:latest") || led.isOwned("node-a", "docker.io/library/redis:latest") {
-		t.Errorf("owned after the purge: %v", led.owned)
+	led := ledger.Decode(st.Ledger)
+	if !led.Owned("node-b", "docker.io/library/redis:latest") || led.Owned("node-a", "docker.io/library/redis:latest") {
+		t.Errorf("owned after the purge: on %v", led.OwnedNodes())
 	}
 }
 
@@ -262,8 +263,8 @@ func TestPullPolicyAlwaysOwnsNothing(t *testing.T) {
 	if st.Message != "Removed 0 of 1 images on 1 node; 1 kept (1 not pulled there by this cache)" || len(st.Kept["nginx"]) != 1 {
 		t.Errorf("purge: %q, kept %v", st.Message, st.Kept)
 	}
-	if led := decodeLedger(st.Ledger); len(led.owned) != 0 {
-		t.Errorf("owned with Always: %v", led.owned)
+	if led := ledger.Decode(st.Ledger); len(led.OwnedNodes()) != 0 {
+		t.Errorf("owned with Always: on %v", led.OwnedNodes())
 	}
 }
 
@@ -295,13 +296,13 @@ func TestLatePullingEventStillCounts(t *testing.T) {
 	f.sync("web")
 	img := jobImages(t, &first)[0]
 	key, _ := images.Normalize(img)
-	if led := decodeLedger(f.imageCache("web").Status.Ledger); led.get("node-a", key) != statePulled || led.isOwned("node-a", key) {
-		t.Fatalf("settled without its event: state %d, owned %v", led.get("node-a", key), led.isOwned("node-a", key))
+	if led := ledger.Decode(f.imageCache("web").Status.Ledger); led.Get("node-a", key) != ledger.Pulled || led.Owned("node-a", key) {
+		t.Fatalf("settled without its event: state %d, owned %v", led.Get("node-a", key), led.Owned("node-a", key))
 	}
 	f.pulledBy(first, img) // the event arrives
 	f.catchUp()
 	f.sync("web")
-	if led := decodeLedger(f.imageCache("web").Status.Ledger); !led.isOwned("node-a", key) {
+	if led := ledger.Decode(f.imageCache("web").Status.Ledger); !led.Owned("node-a", key) {
 		t.Errorf("the late Pulling event of %s did not make it owned", img)
 	}
 }

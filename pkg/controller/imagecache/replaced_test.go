@@ -11,6 +11,7 @@ import (
 	core "k8s.io/client-go/testing"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -30,7 +31,7 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("status %s, want Succeeded", st.Status)
 	}
-	if enc := st.Ledger.Nodes["node-a"]; splitEntry(enc).tag != "uidnodea" {
+	if enc := st.Ledger.Nodes["node-a"]; ledger.Decode(st.Ledger).Tag("node-a") != "uidnodea" {
 		t.Fatalf("ledger entry of node-a %q does not carry its UID tag", enc)
 	}
 	for len(f.recorder.Events) > 0 {

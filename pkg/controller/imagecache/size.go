@@ -3,9 +3,11 @@ package imagecache
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
 )
 
@@ -153,30 +155,21 @@ func statusSize(st *v1alpha2.ImageCacheStatus) int {
 	size := len(data)
 	if st.Ledger != nil {
 		for name := range st.Ledger.Nodes {
-			size += len(name) + len(managedFieldsEntry)
+			size += len(name) + len(ledger.ManagedFieldsEntry)
 		}
 	}
 	return size
 }
 
-// managedFieldsEntry is what the API server's managedFields hold for each
-// key of a map the controller writes, besides the key itself.
-const managedFieldsEntry = `"f:":{},`
-
-// ledgerSize estimates the bytes the ledger of a plan adds to the object:
-// per node its name, two bits per image in base64, its UID tag, a bit per
-// image (owned) in base64 and the JSON around them, and its name again in
-// managedFields; and the table of images.
+// ledgerSize estimates the bytes the ledger of a plan adds to the object.
 func ledgerSize(p *plan) int {
-	size := 0
-	for name, w := range p.nodes {
-		bits, owned := (len(w.images)+3)/4, (len(w.images)+7)/8
-		size += len(name) + (bits*4+2)/3 + len(".12345678.") + (owned*4+2)/3 + len(`"":"",`) + len(name) + len(managedFieldsEntry)
-	}
-	for key := range p.specKeys {
-		size += len(key) + 3
-	}
-	return size
+	return ledger.EstimateSize(func(yield func(string, int) bool) {
+		for name, w := range p.nodes {
+			if !yield(name, len(w.images)) {
+				return
+			}
+		}
+	}, maps.Keys(p.specKeys))
 }
 
 // tooLarge says why a plan is more than one object can record, or "".

@@ -16,6 +16,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -61,8 +62,8 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
 	c.recordTransition(s.ic, s.st)
 	// Count what this write settled, now that it is recorded.
 	before := s.before
-	if before.epoch() != s.led.epoch {
-		before = settled{}
+	if before.Epoch() != s.led.Epoch {
+		before = ledger.Reader{}
 	}
 	s.op.recorded(before)
 	return nil
@@ -89,7 +90,7 @@ type failureSet map[string]map[string]v1alpha2.NodeReasonMessage
 
 // newFailureSet starts from the failures already in status that still hold
 // (the ledger still has the pair failed), and the images the normaliser refuses.
-func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan, led *ledger) failureSet {
+func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan, led *ledger.Ledger) failureSet {
 	f := failureSet{}
 	for img, list := range prev {
 		key, err := images.Normalize(img)
@@ -105,7 +106,7 @@ func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan, led 
 			continue
 		}
 		for _, nrm := range list {
-			if led.get(nrm.Node, key) == stateFailed && p.wants(nrm.Node, key) {
+			if led.Get(nrm.Node, key) == ledger.Failed && p.wants(nrm.Node, key) {
 				f.add(p.display[key], nrm.Node, nrm.Reason, nrm.Message)
 			}
 		}
@@ -141,19 +142,19 @@ type pullCounts struct {
 	keptBy map[string]int
 }
 
-func countPulls(p *plan, led *ledger) pullCounts {
+func countPulls(p *plan, led *ledger.Ledger) pullCounts {
 	c := pullCounts{failedByImage: map[string]int{}}
 	for name, w := range p.nodes {
 		skipped := false
 		for _, wi := range w.images {
 			c.Desired++
-			switch led.get(name, wi.key) {
-			case statePulled:
+			switch led.Get(name, wi.key) {
+			case ledger.Pulled:
 				c.Succeeded++
-			case statePresent:
+			case ledger.Present:
 				c.Succeeded++
 				c.AlreadyPresent++
-			case stateFailed:
+			case ledger.Failed:
 				c.Failed++
 				c.failedByImage[wi.image]++
 			default:
@@ -179,11 +180,11 @@ func countPulls(p *plan, led *ledger) pullCounts {
 
 // fillStatus writes the computed state into st. It returns whether
 // failures had to be left out for the status to fit (fitStatus).
-func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan, led *ledger,
+func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan, led *ledger.Ledger,
 	failures failureSet, counts pullCounts, now time.Time) bool {
 	st.Pulls = counts.PullCounts
 	st.NodesMatched = int32(len(p.nodes))
-	st.Ledger = led.encode()
+	st.Ledger = led.Encode()
 	st.Failures, st.OmittedFailures = failures.render(counts.failedByImage)
 	trimmed := fitStatus(st)
 	counts.omitted = omittedTotal(st)

@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 )
 
 // sync moves one ImageCache toward what its operation wants on the nodes and
@@ -70,8 +71,8 @@ type syncCtx struct {
 	started string
 
 	// led is the ledger as this pass leaves it; before is as it was read.
-	led    *ledger
-	before settled
+	led    *ledger.Ledger
+	before ledger.Reader
 	plan   *plan
 	// nodes holds every node of the cluster, by name.
 	nodes    map[string]*corev1.Node
@@ -138,8 +139,8 @@ func (c *Controller) newSyncCtx(key cache.ObjectName, ic *v1alpha2.ImageCache) *
 		ic:      ic,
 		st:      ic.Status.DeepCopy(),
 		now:     c.clock.Now(),
-		led:     decodeLedger(ic.Status.Ledger),
-		before:  readSettled(ic.Status.Ledger),
+		led:     ledger.Decode(ic.Status.Ledger),
+		before:  ledger.NewReader(ic.Status.Ledger),
 		deleted: map[string]bool{},
 		busy:    map[string]bool{},
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 )
 
@@ -155,9 +156,9 @@ func (c *Controller) warmingPending(node *corev1.Node) ([]string, int, error) {
 		if want == nil {
 			continue
 		}
-		states := ledgerOfNode(ic.Status.Ledger, node)
+		states := ledger.NodeStates(ic.Status.Ledger, node)
 		for _, wi := range want.images {
-			if states[wi.key] == stateUnsettled {
+			if states[wi.key] == ledger.Unsettled {
 				pending = append(pending, fmt.Sprintf("%s (%s/%s)", wi.image, ic.Namespace, ic.Name))
 			} else {
 				settled++
@@ -166,23 +167,6 @@ func (c *Controller) warmingPending(node *corev1.Node) ([]string, int, error) {
 		settled += len(p.invalidNodes)
 	}
 	return pending, settled, nil
-}
-
-// ledgerOfNode decodes the ledger's entries for one node, if they were
-// recorded on this node (not on an earlier one of the same name).
-func ledgerOfNode(l *v1alpha2.PullLedger, node *corev1.Node) map[string]pairState {
-	if l == nil {
-		return nil
-	}
-	enc, ok := l.Nodes[node.Name]
-	if !ok {
-		return nil
-	}
-	e := splitEntry(enc)
-	if e.tag != "" && e.tag != uidTag(node) {
-		return nil
-	}
-	return decodeStates(l.Images, e.states)
 }
 
 // releaseFailed handles a refused release. When the node changed under the

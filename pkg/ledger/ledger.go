@@ -1,0 +1,364 @@
+package ledger
+
+import (
+	"encoding/base64"
+	"iter"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+)
+
+// State is the settled state of one (node, image) pair of an operation.
+type State uint8
+
+const (
+	// Unsettled: nothing is known yet; the operation still has to act.
+	Unsettled State = iota
+	// Pulled: the operation's Job did it (pulled; for a purge, removed).
+	Pulled
+	// Present: the image was there already (for a purge, kept).
+	Present
+	// Failed: the operation's Job failed it; status.failures says why.
+	Failed
+)
+
+func (s State) String() string {
+	switch s {
+	case Pulled:
+		return "pulled"
+	case Present:
+		return "present"
+	case Failed:
+		return "failed"
+	}
+	return "unsettled"
+}
+
+// Ledger is the decoded form of status.ledger: per node, each image's state
+// in the current operation, the UID tag of the node they were recorded on,
+// and the images the cache's own pulls brought onto it (owned).
+type Ledger struct {
+	// Epoch is the operation the states belong to (its start, Unix seconds).
+	Epoch int64
+	// RemovedAt is when the cache last removed images (Unix seconds).
+	RemovedAt int64
+	states    map[string]map[string]State
+	// tags holds, per node, the UID tag of the node the entries were
+	// recorded on; "" when unknown.
+	tags map[string]string
+	// owned holds, per node, the images the cache's own pull brought onto
+	// it: the kubelet reported pulling them, so they were not there before.
+	// Only those may the cache remove (a purge, or an update that drops
+	// them). It outlives operations, unlike the states.
+	owned map[string]map[string]bool
+}
+
+// New returns an empty ledger of an epoch.
+func New(epoch int64) *Ledger {
+	return &Ledger{Epoch: epoch, states: map[string]map[string]State{}, tags: map[string]string{},
+		owned: map[string]map[string]bool{}}
+}
+
+// Get returns the state of an image (normalised) on a node.
+func (l *Ledger) Get(node, image string) State { return l.states[node][image] }
+
+// Set records the state of an image on a node; Unsettled forgets it.
+func (l *Ledger) Set(node, image string, s State) {
+	m := l.states[node]
+	if m == nil {
+		// A node keeps its entry (and tag) once it had one, even with no
+		// state left in it.
+		m = map[string]State{}
+		l.states[node] = m
+	}
+	if s == Unsettled {
+		delete(m, image)
+		return
+	}
+	m[image] = s
+}
+
+// Owned says whether the cache's own pull brought the image onto the node.
+func (l *Ledger) Owned(node, image string) bool { return l.owned[node][image] }
+
+// SetOwned records whether the cache's own pull brought the image onto the
+// node (false once it removed it).
+func (l *Ledger) SetOwned(node, image string, owned bool) {
+	m := l.owned[node]
+	if !owned {
+		delete(m, image)
+		if len(m) == 0 {
+			delete(l.owned, node)
+		}
+		return
+	}
+	if m == nil {
+		m = map[string]bool{}
+		l.owned[node] = m
+	}
+	m[image] = true
+}
+
+// OwnedNodes lists, in name order, the nodes with owned images.
+func (l *Ledger) OwnedNodes() []string { return sortedKeys(l.owned) }
+
+// OwnedOn lists, in order, the images owned on a node.
+func (l *Ledger) OwnedOn(node string) []string { return sortedKeys(l.owned[node]) }
+
+// Settled yields every settled pair and its state, in no order.
+func (l *Ledger) Settled() iter.Seq2[Pair, State] {
+	return func(yield func(Pair, State) bool) {
+		for node, m := range l.states {
+			for img, s := range m {
+				if !yield(Pair{Node: node, Image: img}, s) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Pair is one (node, image) pair; Image is normalised.
+type Pair struct{ Node, Image string }
+
+// Tag returns the UID tag recorded for a node ("" when none).
+func (l *Ledger) Tag(node string) string { return l.tags[node] }
+
+// UIDTag is the short form of a node's UID the ledger keeps: its first 8
+// characters, enough to tell a node from the one it replaced under the same
+// name, where the whole UID would double the ledger's size.
+func UIDTag(n *corev1.Node) string {
+	uid := strings.ReplaceAll(string(n.UID), "-", "")
+	return uid[:min(len(uid), 8)]
+}
+
+// ForgetReplaced drops the entries of every node that was re-created under
+// the same name since they were recorded (its UID tag changed), so that the
+// new node is warmed again, and tags every node's entries with its node of
+// now. It returns the names of the nodes it forgot.
+func (l *Ledger) ForgetReplaced(nodes map[string]*corev1.Node) []string {
+	var replaced []string
+	for name := range l.states {
+		n := nodes[name]
+		if n == nil {
+			continue
+		}
+		tag := UIDTag(n)
+		if old := l.tags[name]; old != "" && tag != "" && old != tag {
+			delete(l.states, name)
+			delete(l.owned, name)
+			replaced = append(replaced, name)
+		}
+	}
+	for name, n := range nodes {
+		if tag := UIDTag(n); tag != "" {
+			l.tags[name] = tag
+		}
+	}
+	sort.Strings(replaced)
+	return replaced
+}
+
+// KeepOnly drops every entry, state and ownership, that is not a wanted
+// (node, image) pair.
+func (l *Ledger) KeepOnly(wanted func(node, image string) bool) {
+	for node, m := range l.states {
+		for img := range m {
+			if !wanted(node, img) {
+				delete(m, img)
+			}
+		}
+		if len(m) == 0 {
+			delete(l.states, node)
+		}
+	}
+	for node, m := range l.owned {
+		for img := range m {
+			if !wanted(node, img) {
+				l.SetOwned(node, img, false)
+			}
+		}
+	}
+}
+
+// Fresh returns a ledger of the given epoch with no states, that keeps what
+// this one knows beyond an operation: when the cache last removed images,
+// and which images its own pulls brought onto which node.
+func (l *Ledger) Fresh(epoch int64) *Ledger {
+	out := New(epoch)
+	out.RemovedAt = l.RemovedAt
+	for node, m := range l.owned {
+		for img := range m {
+			out.SetOwned(node, img, true)
+		}
+	}
+	for node, t := range l.tags {
+		if len(out.owned[node]) > 0 {
+			out.tags[node] = t
+		}
+	}
+	return out
+}
+
+// CarryOver returns the ledger a new operation of the given epoch starts
+// from when it builds on this one (an update): the pairs pulled or present,
+// and not the failures, so that they are tried again.
+func (l *Ledger) CarryOver(epoch int64) *Ledger {
+	out := l.Fresh(epoch)
+	for node, m := range l.states {
+		for img, s := range m {
+			if s != Failed {
+				out.Set(node, img, s)
+			}
+		}
+		if t, ok := l.tags[node]; ok && len(out.states[node]) > 0 {
+			out.tags[node] = t
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// nodeEntry is one node's entry of status.ledger.nodes, split:
+// "STATES[.TAG[.OWNED]]".
+type nodeEntry struct{ states, tag, owned string }
+
+func splitEntry(enc string) nodeEntry {
+	var e nodeEntry
+	e.states, enc, _ = strings.Cut(enc, ".")
+	e.tag, e.owned, _ = strings.Cut(enc, ".")
+	return e
+}
+
+// Decode reads status.ledger. Anyone with rights on the status can write it,
+// so it trusts nothing: an entry whose states do not decode has none (its
+// pairs are pulled again), and owned bits that do not decode own nothing.
+func Decode(l *v1alpha2.PullLedger) *Ledger {
+	if l == nil {
+		return New(0)
+	}
+	out := New(l.Epoch)
+	out.RemovedAt = l.RemovedAt
+	for node, enc := range l.Nodes {
+		e := splitEntry(enc)
+		out.tags[node] = e.tag
+		if m := decodeStates(l.Images, e.states); len(m) > 0 {
+			out.states[node] = m
+		}
+		if m := decodeOwned(l.Images, e.owned); len(m) > 0 {
+			out.owned[node] = m
+		}
+	}
+	return out
+}
+
+// decodeOwned decodes one node's owned images: a bit per image of the
+// table, eight to a byte, base64 encoded.
+func decodeOwned(images []string, enc string) map[string]bool {
+	bits, err := base64.RawStdEncoding.DecodeString(enc)
+	if err != nil || len(bits) == 0 {
+		return nil
+	}
+	m := map[string]bool{}
+	for i, img := range images {
+		if i/8 < len(bits) && bits[i/8]&(1<<(i%8)) != 0 {
+			m[img] = true
+		} else {
+			delete(m, img) // a later place of the same image wins
+		}
+	}
+	return m
+}
+
+// decodeStates decodes one node's states: the state of each image of the
+// table that is settled. A damaged entry only means "pull again".
+func decodeStates(images []string, enc string) map[string]State {
+	bits, err := base64.RawStdEncoding.DecodeString(enc)
+	if err != nil {
+		return nil
+	}
+	m := map[string]State{}
+	for i, img := range images {
+		if s := stateAt(bits, i); s != Unsettled {
+			m[img] = s
+		} else {
+			delete(m, img) // a later place of the same image wins
+		}
+	}
+	return m
+}
+
+// Encode writes the ledger in its compact status form; the output depends
+// only on the contents, so an unchanged ledger compares equal.
+func (l *Ledger) Encode() *v1alpha2.PullLedger {
+	index := map[string]int{}
+	for _, m := range l.states {
+		for img := range m {
+			index[img] = 0
+		}
+	}
+	for _, m := range l.owned {
+		for img := range m {
+			index[img] = 0
+		}
+	}
+	images := make([]string, 0, len(index))
+	for img := range index {
+		images = append(images, img)
+	}
+	sort.Strings(images)
+	for i, img := range images {
+		index[img] = i
+	}
+	out := &v1alpha2.PullLedger{Epoch: l.Epoch, Images: images, RemovedAt: l.RemovedAt}
+	if len(l.states)+len(l.owned) > 0 {
+		out.Nodes = make(map[string]string, len(l.states))
+	}
+	for _, node := range l.nodes() {
+		bits := make([]byte, (len(images)+3)/4)
+		for img, s := range l.states[node] {
+			i := index[img]
+			bits[i/4] |= byte(s) << (2 * (i % 4))
+		}
+		entry := base64.RawStdEncoding.EncodeToString(bits)
+		tag := l.tags[node]
+		if owned := l.owned[node]; len(owned) > 0 {
+			obits := make([]byte, (len(images)+7)/8)
+			for img := range owned {
+				i := index[img]
+				obits[i/8] |= 1 << (i % 8)
+			}
+			entry += "." + tag + "." + base64.RawStdEncoding.EncodeToString(obits)
+		} else if tag != "" {
+			entry += "." + tag
+		}
+		out.Nodes[node] = entry
+	}
+	if len(out.Images) == 0 {
+		out.Images = nil
+	}
+	return out
+}
+
+// nodes lists the nodes that have states or owned images.
+func (l *Ledger) nodes() []string {
+	seen := make(map[string]bool, len(l.states)+len(l.owned))
+	for n := range l.states {
+		seen[n] = true
+	}
+	for n := range l.owned {
+		seen[n] = true
+	}
+	return sortedKeys(seen)
+}
