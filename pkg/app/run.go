@@ -38,6 +38,7 @@ import (
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
 // resync is the informers' resync period; the controller does not rely on it.
@@ -101,7 +102,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	}
 	// client-go's generated clients already ask for core types in protobuf
 	// (ImageCaches, a CRD, come as JSON), and list them as a watch stream
-	// (WatchListClient), one object at a time through imagecache.TrimForCache.
+	// (WatchListClient), one object at a time through trim.ForCache.
 	kubeClient, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("building the Kubernetes client: %w", err)
@@ -110,16 +111,16 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	if err != nil {
 		return fmt.Errorf("building the ImageCache client: %w", err)
 	}
-	kubeFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithTransform(imagecache.TrimForCache))
+	kubeFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithTransform(trim.ForCache))
 	managedFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
 		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = imagecache.ManagedSelector() }),
-		kubeinformers.WithTransform(imagecache.TrimForCache))
-	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(imagecache.TrimForCache))
+		kubeinformers.WithTransform(trim.ForCache))
+	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(trim.ForCache))
 	// The kubelet's "Pulling" events: which images a pull pod brought onto
 	// its node (those a purge may remove).
 	pullingFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
 		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = imagecache.PullingSelector() }),
-		kubeinformers.WithTransform(imagecache.TrimForCache))
+		kubeinformers.WithTransform(trim.ForCache))
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(3)

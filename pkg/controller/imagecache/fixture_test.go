@@ -27,7 +27,9 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	fledgedfake "kubefledged.io/kube-fledged/pkg/client/clientset/versioned/fake"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
+	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
 const testNS = "team-a"
@@ -51,76 +53,29 @@ func testConfig() Config {
 	}
 }
 
-// --- builders ---
+// --- builders (fledgedtest's, in the cache's namespace) ---
 
-type icOption func(*v1alpha2.ImageCache)
+type icOption = fledgedtest.CacheOption
 
 func newImageCache(name string, opts ...icOption) *v1alpha2.ImageCache {
-	ic := &v1alpha2.ImageCache{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "kubefledged.io/v1alpha2", Kind: "ImageCache"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, UID: types.UID("uid-" + name), Generation: 1},
-	}
-	for _, o := range opts {
-		o(ic)
-	}
-	return ic
+	return fledgedtest.NewImageCache(testNS, name, opts...)
 }
 
-func withImages(images ...string) icOption {
-	return func(ic *v1alpha2.ImageCache) {
-		ic.Spec.CacheSpec = append(ic.Spec.CacheSpec, v1alpha2.CacheSpecImages{Images: images})
-	}
-}
+type nodeOption = fledgedtest.NodeOption
 
-func withSelectedImages(sel map[string]string, images ...string) icOption {
-	return func(ic *v1alpha2.ImageCache) {
-		ns := map[string]v1alpha2.LabelValue{}
-		for k, v := range sel {
-			ns[k] = v1alpha2.LabelValue(v)
-		}
-		ic.Spec.CacheSpec = append(ic.Spec.CacheSpec, v1alpha2.CacheSpecImages{Images: images, NodeSelector: ns})
-	}
-}
-
-func withPullSecrets(names ...string) icOption {
-	return func(ic *v1alpha2.ImageCache) {
-		for _, n := range names {
-			ic.Spec.ImagePullSecrets = append(ic.Spec.ImagePullSecrets, v1alpha2.ImagePullSecret{Name: n})
-		}
-	}
-}
-
-type nodeOption func(*corev1.Node)
-
-func newNode(name string, opts ...nodeOption) *corev1.Node {
-	n := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), ResourceVersion: "1",
-			Labels: map[string]string{puller.HostnameLabel: name}},
-		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
-	}
-	for _, o := range opts {
-		o(n)
-	}
-	return n
-}
-
-func withLabels(kv ...string) nodeOption {
-	return func(n *corev1.Node) {
-		for i := 0; i+1 < len(kv); i += 2 {
-			n.Labels[kv[i]] = kv[i+1]
-		}
-	}
-}
-
-func notReady() nodeOption {
-	return func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse }
-}
-
-func withNodeImages(names ...string) nodeOption {
-	return func(n *corev1.Node) {
-		n.Status.Images = append(n.Status.Images, corev1.ContainerImage{Names: names})
-	}
-}
+var (
+	withImages         = fledgedtest.WithImages
+	withSelectedImages = fledgedtest.WithSelectedImages
+	withPullSecrets    = fledgedtest.WithPullSecrets
+	newNode            = fledgedtest.NewNode
+	withLabels         = fledgedtest.WithLabels
+	notReady           = fledgedtest.NotReady
+	withNodeImages     = fledgedtest.WithNodeImages
+	withRuntime        = fledgedtest.WithRuntime
+	withTaints         = fledgedtest.WithTaints
+	terminatedOK       = fledgedtest.TerminatedOK
+	waiting            = fledgedtest.Waiting
+)
 
 // --- fixture ---
 
@@ -220,7 +175,7 @@ func (f *fixture) catchUp() {
 func trimmed[T any](items []T) []any {
 	out := make([]any, 0, len(items))
 	for i := range items {
-		obj, err := TrimForCache(any(&items[i]))
+		obj, err := trim.ForCache(any(&items[i]))
 		if err != nil {
 			panic(err)
 		}
@@ -403,13 +358,7 @@ func (f *fixture) pulledBy(job batchv1.Job, pulled ...string) {
 		if !slices.Contains(pulled, c.Image) {
 			continue
 		}
-		ev := &corev1.Event{
-			ObjectMeta: metav1.ObjectMeta{Name: pod.Name + "." + c.Name, Namespace: pod.Namespace},
-			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
-				FieldPath: "spec.containers{" + c.Name + "}"},
-			Reason: "Pulling", Message: fmt.Sprintf("Pulling image %q", c.Image), Type: corev1.EventTypeNormal,
-		}
-		if _, err := f.kube.CoreV1().Events(pod.Namespace).Create(f.ctx, ev, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := f.kube.CoreV1().Events(pod.Namespace).Create(f.ctx, fledgedtest.PullingEvent(pod, c), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			f.t.Fatal(err)
 		}
 	}
@@ -440,38 +389,13 @@ func (f *fixture) completeAll() int {
 // podWith plays the kubelet: the Job's pod, with the given container states.
 func (f *fixture) podWith(job batchv1.Job, states map[string]corev1.ContainerState) *corev1.Pod {
 	f.t.Helper()
-	start := metav1.NewTime(job.CreationTimestamp.Time)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: job.Name + "-abcde", Namespace: job.Namespace, UID: types.UID("pod-" + string(job.UID)),
-			Labels: job.Spec.Template.Labels, Annotations: job.Spec.Template.Annotations,
-			CreationTimestamp: start,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: job.Name,
-				UID: job.UID, Controller: ptrTo(true)}},
-		},
-		Spec:   job.Spec.Template.Spec,
-		Status: corev1.PodStatus{Phase: corev1.PodPending, StartTime: &start},
-	}
-	for _, c := range job.Spec.Template.Spec.Containers {
-		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses,
-			corev1.ContainerStatus{Name: c.Name, Image: c.Image, State: states[c.Name]})
-	}
+	pod := fledgedtest.WithContainerStates(fledgedtest.PodOf(&job, "abcde"), states)
 	if _, err := f.kube.CoreV1().Pods(job.Namespace).Create(f.ctx, pod, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
 	f.catchUp()
 	f.clearActions()
 	return pod
-}
-
-func ptrTo[T any](v T) *T { return &v }
-
-func terminatedOK(at time.Time) corev1.ContainerState {
-	return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", FinishedAt: metav1.NewTime(at)}}
-}
-
-func waiting(reason, message string) corev1.ContainerState {
-	return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}}
 }
 
 // --- action helpers ---

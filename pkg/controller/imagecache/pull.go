@@ -15,6 +15,7 @@ import (
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
 // pullOp is the work of ImageCacheCreate, ImageCacheUpdate and
@@ -192,7 +193,7 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 	// Right after this cache removed images, a node may still report
 	// them: they are pulled, not taken as present.
 	if c.cfg.Puller.PullPolicy != corev1.PullAlways && s.now.Unix() >= s.led.RemovedAt+nodeImagesLag {
-		present = nodePresent(w.node)
+		present = trim.NodeImages(w.node)
 	}
 	var batch []string
 	var picked []wantedImage

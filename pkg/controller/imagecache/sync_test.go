@@ -784,10 +784,6 @@ func TestRestartResumes(t *testing.T) {
 	}
 }
 
-func withRuntime(version string) nodeOption {
-	return func(n *corev1.Node) { n.Status.NodeInfo.ContainerRuntimeVersion = version }
-}
-
 // TestPurgeAnnotation: the purge annotation removes the cache's images with
 // one delete Job per node, on the runtime's socket; a node with an unknown
 // runtime fails; the annotation goes when done, and nothing is pulled again.

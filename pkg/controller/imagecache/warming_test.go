@@ -19,14 +19,6 @@ import (
 
 const testTaint = "kubefledged.io/warming"
 
-func withTaints(keys ...string) nodeOption {
-	return func(n *corev1.Node) {
-		for _, k := range keys {
-			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: k, Effect: corev1.TaintEffectNoSchedule})
-		}
-	}
-}
-
 // warmingStep runs one release pass for a node and returns the writes it
 // made and when it asks to look again.
 func (f *fixture) warmingStep(node string) ([]core.Action, time.Duration) {

@@ -1,4 +1,4 @@
-package imagecache
+package trim
 
 import (
 	"strings"
@@ -8,19 +8,19 @@ import (
 	"kubefledged.io/kube-fledged/pkg/images"
 )
 
-// presentPrefix marks the single name under which TrimNode keeps a node's
+// presentPrefix marks the single name under which Node keeps a node's
 // images in compact form. It cannot start an image reference.
 const presentPrefix = "#kube-fledged-present:"
 
-// TrimNode returns what the controller reads of a Node, for the informer's
+// Node returns what the controller reads of a Node, for the informer's
 // cache: its name, UID, creation and deletion time, labels, taints, the Ready
 // condition (type and status), the runtime version (for purge), and the
 // images it reports as a compact set of hashes of their normalised names
 // (images.Present). A node whose kubelet reports 50 images, each by tag and
 // by digest, is 17 KB as JSON or more and some 21 KB in memory; trimmed, it
 // is about 3 KB (BenchmarkCachedObjectSize). Reading the images back is
-// nodePresent.
-func TrimNode(n *corev1.Node) *corev1.Node {
+// NodeImages.
+func Node(n *corev1.Node) *corev1.Node {
 	out := &corev1.Node{
 		ObjectMeta: identity(&n.ObjectMeta),
 		Spec:       corev1.NodeSpec{Taints: n.Spec.Taints},
@@ -45,10 +45,10 @@ func TrimNode(n *corev1.Node) *corev1.Node {
 	return out
 }
 
-// nodePresent returns the set of normalised images a node reports, from the
-// compact form TrimNode keeps, or from the full list of a node that was not
+// NodeImages returns the set of normalised images a node reports, from the
+// compact form Node keeps, or from the full list of a node that was not
 // trimmed.
-func nodePresent(n *corev1.Node) images.Present {
+func NodeImages(n *corev1.Node) images.Present {
 	if p, ok := compactImages(n); ok {
 		return p
 	}

@@ -1,4 +1,4 @@
-package imagecache
+package trim
 
 import (
 	batchv1 "k8s.io/api/batch/v1"
@@ -8,12 +8,12 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// TrimForCache drops, before an object enters an informer's cache, what the
+// ForCache drops, before an object enters an informer's cache, what the
 // controller never reads. The kubelet's image list on every Node, and the
 // pull Jobs and pods an operation keeps until it completes (one of each per
 // node and batch of images), are most of the memory of a controller that
 // kept whole objects:
-//   - Nodes: all but what TrimNode keeps (their reported images
+//   - Nodes: all but what Node keeps (their reported images
 //     become a compact set of hashes);
 //   - pull and delete Jobs: their pod template, spec (but suspend) and
 //     conditions that do not hold; their labels and annotations (all the
@@ -21,10 +21,10 @@ import (
 //   - their pods: trimPod;
 //   - Events: which object, which container, and why;
 //   - everything: managed fields.
-func TrimForCache(obj any) (any, error) {
+func ForCache(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Node:
-		return TrimNode(o), nil
+		return Node(o), nil
 	case *corev1.Event:
 		// Only which pod, which container, and why.
 		return &corev1.Event{

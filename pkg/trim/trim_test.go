@@ -1,4 +1,4 @@
-package imagecache
+package trim
 
 import (
 	"reflect"
@@ -14,7 +14,7 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-func TestTrimForCacheKeepsWhatTheControllerReads(t *testing.T) {
+func TestForCacheKeepsWhatTheControllerReads(t *testing.T) {
 	mf := []metav1.ManagedFieldsEntry{{Manager: "x"}}
 	now := metav1.Now()
 	owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: "j", UID: "job", Controller: ptr.To(true)}
@@ -32,7 +32,7 @@ func TestTrimForCacheKeepsWhatTheControllerReads(t *testing.T) {
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1", StartTime: &now,
 			ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Image: "i", ImageID: "sha256:1", State: pending}}},
 	}
-	out, _ := TrimForCache(running.DeepCopy())
+	out, _ := ForCache(running.DeepCopy())
 	if want := (&corev1.Pod{ObjectMeta: wantMeta, Spec: corev1.PodSpec{NodeName: "n"}, Status: corev1.PodStatus{
 		Phase: corev1.PodRunning, StartTime: &now, ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Image: "i", State: pending}}}}); !reflect.DeepEqual(out, want) {
 		t.Errorf("running pod trimmed to\n%+v\nwant\n%+v", out, want)
@@ -41,7 +41,7 @@ func TestTrimForCacheKeepsWhatTheControllerReads(t *testing.T) {
 	succeeded.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: &now, Conditions: []corev1.PodCondition{{Type: corev1.PodReady}},
 		ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Image: "i", State: corev1.ContainerState{
 			Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}}}}
-	out, _ = TrimForCache(succeeded)
+	out, _ = ForCache(succeeded)
 	if want := (&corev1.Pod{ObjectMeta: wantMeta, Spec: corev1.PodSpec{NodeName: "n"},
 		Status: corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: &now}}); !reflect.DeepEqual(out, want) {
 		t.Errorf("succeeded pod trimmed to\n%+v\nwant\n%+v", out, want)
@@ -60,7 +60,7 @@ func TestTrimForCacheKeepsWhatTheControllerReads(t *testing.T) {
 			UncountedTerminatedPods: &batchv1.UncountedTerminatedPods{Succeeded: []types.UID{"pod"}}},
 	}
 	job.ManagedFields = mf
-	out, _ = TrimForCache(job)
+	out, _ = ForCache(job)
 	if want := (&batchv1.Job{ObjectMeta: jobMeta, Spec: batchv1.JobSpec{Suspend: ptr.To(true)},
 		Status: batchv1.JobStatus{StartTime: &now, Conditions: []batchv1.JobCondition{{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue},
 			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "r", Message: "m"}}}}); !reflect.DeepEqual(out, want) {
@@ -70,10 +70,10 @@ func TestTrimForCacheKeepsWhatTheControllerReads(t *testing.T) {
 		Annotations: map[string]string{"a": "b"}},
 		Status: corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"x:1", "x@sha256:" + strings.Repeat("a", 64)}, SizeBytes: 1}},
 			Addresses: []corev1.NodeAddress{{Address: "192.0.2.1"}}}}
-	out, _ = TrimForCache(node)
+	out, _ = ForCache(node)
 	n := out.(*corev1.Node)
 	if n.ManagedFields != nil || n.Labels["l"] != "v" || n.Annotations != nil || n.Status.Addresses != nil ||
 		len(n.Status.Images) != 1 || len(n.Status.Images[0].Names) != 1 || strings.HasPrefix(n.Status.Images[0].Names[0], "x") {
-		t.Errorf("node trimmed to %+v, want its images in compact form (TrimNode)", n)
+		t.Errorf("node trimmed to %+v, want its images in compact form (Node)", n)
 	}
 }

@@ -1,4 +1,4 @@
-package imagecache
+package trim
 
 import (
 	"fmt"
@@ -16,10 +16,10 @@ import (
 
 // BenchmarkCachedObjectSize measures the heap one object takes in an
 // informer's cache, decoded from protobuf as the informers get it, whole and
-// as TrimForCache leaves it: a Node whose kubelet reports 50 images, and a
+// as ForCache leaves it: a Node whose kubelet reports 50 images, and a
 // finished pull Job of 10 images and its pod. Run it with
 //
-//	go test -run '^$' -bench CachedObjectSize ./pkg/controller/imagecache
+//	go test -run '^$' -bench CachedObjectSize ./pkg/trim
 //
 // It reports bytes per object (B/whole, B/trimmed), not time.
 func BenchmarkCachedObjectSize(b *testing.B) {
@@ -47,7 +47,7 @@ func BenchmarkCachedObjectSize(b *testing.B) {
 					if err != nil {
 						return nil, err
 					}
-					return TrimForCache(obj)
+					return ForCache(obj)
 				})
 				b.ReportMetric(whole, "B/whole")
 				b.ReportMetric(trimmed, "B/trimmed")
