@@ -29,6 +29,7 @@ import (
 	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/expectations"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -94,15 +95,12 @@ type Controller struct {
 	throttle *throttle
 	clock    clock.Clock
 
-	// outdated maps a cache to the resourceVersion its last write replaced:
-	// while the informer still shows that version, a sync would work from a
-	// status older than its own last write, and only meet a conflict. The
-	// informer's update event enqueues the cache when it catches up.
-	outdated sync.Map // cache.ObjectName -> string
-	// deleting maps a Job this process deleted, and the informer still
-	// shows without a deletion timestamp, to the time of the delete, so it
-	// is not deleted again.
-	deleting sync.Map // job UID -> time.Time
+	// expectations holds what this process wrote that the informers do
+	// not show yet: the Jobs it created (counted by the throttle) and
+	// deleted, and its own status writes (a sync would work from a status
+	// older than its last write, and only meet a conflict; the informer's
+	// update event enqueues the cache when it catches up).
+	expectations *expectations.Expectations
 	// warming releases nodes from the startup taint (nil when off).
 	warming *warming
 }
@@ -135,9 +133,10 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: ControllerName, Clock: tickerOf(clk)}),
 		recorder: recorder,
-		throttle: newThrottle(cfg.MaxInFlightJobs, clk.Now),
 		clock:    clk,
 	}
+	c.expectations = expectations.New(expectationTTL, clk.Now)
+	c.throttle = newThrottle(cfg.MaxInFlightJobs, c.expectations, clk.Now)
 	if cfg.StartupTaint != "" {
 		c.warming = newWarming(cfg.StartupTaint, cfg.StartupTaintTimeout, workqueue.TypedRateLimitingQueueConfig[string]{
 			Name: ControllerName + "-warming", Clock: tickerOf(clk)})
@@ -320,7 +319,7 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 		return
 	}
 	if deleted || job.DeletionTimestamp != nil {
-		c.deleting.Delete(job.UID)
+		c.expectations.ObservedDelete(job.UID)
 	}
 	for _, w := range c.throttle.observe(job, deleted) {
 		c.enqueueBatched(w)
@@ -330,7 +329,7 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 	} else if _, ok := job.Annotations[puller.AnnotationCacheNamespace]; ok {
 		// A delete Job, owned by no one: its cache syncs, or, when it is
 		// gone, deletes it (deleteOrphans).
-		c.enqueueBatched(ownerOf(job))
+		c.enqueueBatched(cacheKeyOf(job))
 	}
 }
 

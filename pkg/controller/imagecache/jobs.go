@@ -506,7 +506,7 @@ func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting job %s: %w", job.Name, err)
 	}
-	c.deleting.Store(job.UID, c.clock.Now())
+	c.expectations.ExpectDelete(job.UID)
 	kind := "pull"
 	if puller.IsDeleteJob(job) {
 		kind = "delete"
@@ -517,14 +517,7 @@ func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
 
 // isDeleting reports whether this process deleted the Job less than a
 // minute ago, though the informer does not show it yet.
-func (c *Controller) isDeleting(job *batchv1.Job) bool {
-	at, ok := c.deleting.Load(job.UID)
-	if ok && c.clock.Since(at.(time.Time)) > expectationTTL {
-		c.deleting.Delete(job.UID)
-		return false
-	}
-	return ok
-}
+func (c *Controller) isDeleting(job *batchv1.Job) bool { return c.expectations.ExpectsDelete(job.UID) }
 
 // endJob records a Job's per-image outcome on the Job and suspends it, so its
 // pod goes while the outcome stays.

@@ -214,7 +214,7 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 		return nil
 	}
 	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: s.led.Epoch})
-	if c.throttle.isExpected(jobKey(job)) {
+	if c.expectations.ExpectsCreate(jobKey(job)) {
 		return nil // created, and not shown by the informer yet
 	}
 	if !c.throttle.tryAcquire(jobKey(job), s.key) {

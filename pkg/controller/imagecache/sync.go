@@ -111,7 +111,7 @@ type syncCtx struct {
 func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1alpha2.ImageCache, error) {
 	ic, err := c.icLister.ImageCaches(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
-		c.outdated.Delete(key)
+		c.expectations.ForgetWrites(key)
 		return nil, c.deleteOrphans(ctx, key, "")
 	}
 	if err != nil {
@@ -123,12 +123,9 @@ func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1
 	if err := c.deleteOrphans(ctx, key, ic.UID); err != nil {
 		return nil, err
 	}
-	if rv, ok := c.outdated.Load(key); ok {
-		if rv == ic.ResourceVersion {
-			klog.FromContext(ctx).V(4).Info("The cache does not show the last write yet; waiting for it")
-			return nil, nil
-		}
-		c.outdated.Delete(key)
+	if c.expectations.Outdated(key, ic.ResourceVersion) {
+		klog.FromContext(ctx).V(4).Info("The cache does not show the last write yet; waiting for it")
+		return nil, nil
 	}
 	return ic, nil
 }
@@ -174,8 +171,8 @@ func (c *Controller) nextLook(s *syncCtx) time.Duration {
 // wrote records that a write replaced the version of the cache the informer
 // shows, so the next sync waits for the informer to show the write.
 func (c *Controller) wrote(key cache.ObjectName, before, after *v1alpha2.ImageCache) {
-	if after != nil && after.ResourceVersion != before.ResourceVersion {
-		c.outdated.Store(key, before.ResourceVersion)
+	if after != nil {
+		c.expectations.ExpectWrite(key, before.ResourceVersion, after.ResourceVersion)
 	}
 }
 

@@ -8,23 +8,25 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
+	"kubefledged.io/kube-fledged/pkg/controller/expectations"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // expectationTTL bounds how long a created Job the informer has not shown yet
-// holds a slot, and how long a cache that asked for a slot in vain counts as
-// waiting.
+// holds a slot (and a deleted one is taken as going), and how long a cache
+// that asked for a slot in vain counts as waiting.
 const expectationTTL = time.Minute
 
 // throttle keeps the number of active Jobs across the cluster at or below a
 // maximum. It counts the active Jobs the informer shows, by UID, plus the
 // Jobs this process created (or is creating) that the informer does not show
-// yet, by name until the API server gives them a UID. So an event of an
-// earlier Job of the same name, deleted late, frees only its own slot. A Job
-// whose pod has finished (Succeeded or Failed) frees its slot at once: what
-// is left of it is the Job controller's bookkeeping, and the controller
-// knows the outcome from the pod (puller.Read), while a slot held until the
-// Job is marked Complete would leave the nodes idle for as long.
+// yet: those the expectations hold, by name until the API server gives them
+// a UID. So an event of an earlier Job of the same name, deleted late, frees
+// only its own slot. A Job whose pod has finished (Succeeded or Failed)
+// frees its slot at once: what is left of it is the Job controller's
+// bookkeeping, and the controller knows the outcome from the pod
+// (puller.Read), while a slot held until the Job is marked Complete would
+// leave the nodes idle for as long.
 //
 // Slots are shared fairly: while another cache that asked for slots in its
 // last pass holds less than its share (the maximum divided by the caches
@@ -34,11 +36,12 @@ const expectationTTL = time.Minute
 type throttle struct {
 	mu  sync.Mutex
 	max int
-	// active maps a Job's UID, and expected a Job's namespace/name, to the
-	// cache it belongs to; held counts both per cache.
+	// exp holds the creates this process expects.
+	exp *expectations.Expectations
+	// active maps the UID of an active Job the informer shows to the cache
+	// it belongs to; activeBy counts them per cache.
 	active   map[types.UID]cache.ObjectName
-	expected map[string]expectation
-	held     map[cache.ObjectName]int
+	activeBy map[cache.ObjectName]int
 	// podDone holds the UIDs of live Jobs whose pod finished: they take no
 	// slot, whatever their status says, until they are gone.
 	podDone map[types.UID]bool
@@ -49,36 +52,25 @@ type throttle struct {
 	now     func() time.Time
 }
 
-type expectation struct {
-	at    time.Time
-	owner cache.ObjectName
-	// uid is the created Job's, once the create returned it.
-	uid types.UID
-}
-
-func newThrottle(max int, now func() time.Time) *throttle {
-	return &throttle{max: max, active: map[types.UID]cache.ObjectName{}, expected: map[string]expectation{},
-		held: map[cache.ObjectName]int{}, podDone: map[types.UID]bool{}, wanting: map[cache.ObjectName]time.Time{},
+func newThrottle(max int, exp *expectations.Expectations, now func() time.Time) *throttle {
+	return &throttle{max: max, exp: exp, active: map[types.UID]cache.ObjectName{}, activeBy: map[cache.ObjectName]int{},
+		podDone: map[types.UID]bool{}, wanting: map[cache.ObjectName]time.Time{},
 		waiting: map[cache.ObjectName]time.Time{}, now: now}
 }
 
 func jobKey(job *batchv1.Job) string { return job.Namespace + "/" + job.Name }
 
-// ownerOf names the cache a Job of the controller belongs to.
-func ownerOf(job *batchv1.Job) cache.ObjectName {
+// cacheKeyOf names the cache a Job of the controller was made for.
+func cacheKeyOf(job *batchv1.Job) cache.ObjectName {
 	ns, name := puller.CacheOf(job)
 	return cache.ObjectName{Namespace: ns, Name: name}
 }
 
 // inFlight is the number of slots taken, after dropping the expectations and
-// waits that are too old. Callers hold mu.
-func (t *throttle) inFlight() int {
+// waits that are too old, and the creates expected per cache. Callers hold
+// mu.
+func (t *throttle) inFlight() (int, map[cache.ObjectName]int) {
 	now := t.now()
-	for k, e := range t.expected {
-		if now.Sub(e.at) > expectationTTL {
-			t.dropExpected(k)
-		}
-	}
 	for _, m := range []map[cache.ObjectName]time.Time{t.wanting, t.waiting} {
 		for w, at := range m {
 			if now.Sub(at) > expectationTTL {
@@ -86,20 +78,8 @@ func (t *throttle) inFlight() int {
 			}
 		}
 	}
-	return len(t.active) + len(t.expected)
-}
-
-func (t *throttle) dropExpected(k string) {
-	if e, ok := t.expected[k]; ok {
-		delete(t.expected, k)
-		t.unhold(e.owner)
-	}
-}
-
-func (t *throttle) unhold(owner cache.ObjectName) {
-	if t.held[owner]--; t.held[owner] <= 0 {
-		delete(t.held, owner)
-	}
+	creating, by := t.exp.PendingCreates()
+	return len(t.active) + creating, by
 }
 
 // observe records a Job the informer shows, or that it is gone (deleted).
@@ -108,15 +88,15 @@ func (t *throttle) unhold(owner cache.ObjectName) {
 func (t *throttle) observe(job *batchv1.Job, deleted bool) []cache.ObjectName {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.seen(job, deleted)
+	t.exp.ObservedCreate(jobKey(job), job.UID, !deleted && job.DeletionTimestamp == nil)
 	if deleted || !puller.IsActive(job) {
 		delete(t.podDone, job.UID)
 	}
 	if !deleted && puller.IsActive(job) && job.DeletionTimestamp == nil && (job.Spec.Suspend == nil || !*job.Spec.Suspend) &&
 		!t.podDone[job.UID] {
 		if _, ok := t.active[job.UID]; !ok {
-			t.active[job.UID] = ownerOf(job)
-			t.held[ownerOf(job)]++
+			t.active[job.UID] = cacheKeyOf(job)
+			t.activeBy[cacheKeyOf(job)]++
 		}
 		return nil
 	}
@@ -132,49 +112,25 @@ func (t *throttle) podFinished(jobUID types.UID) []cache.ObjectName {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.podDone[jobUID] = true
-	for k, e := range t.expected {
-		if e.uid == jobUID {
-			t.dropExpected(k)
-		}
-	}
+	t.exp.ObservedCreateOf(jobUID)
 	return t.free(jobUID)
-}
-
-// seen drops the expectation that a Job the informer now shows fulfils: the
-// one whose create returned this UID, or, before the create returned, the
-// one of that name, if the Job is live (a Job of that name being deleted is
-// an earlier one). Callers hold mu.
-func (t *throttle) seen(job *batchv1.Job, deleted bool) {
-	k := jobKey(job)
-	e, ok := t.expected[k]
-	if !ok {
-		return
-	}
-	if e.uid == job.UID || (e.uid == "" && !deleted && job.DeletionTimestamp == nil) {
-		t.dropExpected(k)
-	}
 }
 
 // created records the UID the API server gave a Job this process created,
 // unless the informer already showed it.
-func (t *throttle) created(job *batchv1.Job) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if e, ok := t.expected[jobKey(job)]; ok && job.UID != "" {
-		e.uid = job.UID
-		t.expected[jobKey(job)] = e
-	}
-}
+func (t *throttle) created(job *batchv1.Job) { t.exp.Created(jobKey(job), job.UID) }
 
 // free gives back an active Job's slot, and returns the caches waiting for
-// one. They stay waiting until they ask again (unwait).
+// one. They stay waiting until they ask again (unwait). Callers hold mu.
 func (t *throttle) free(uid types.UID) []cache.ObjectName {
 	owner, ok := t.active[uid]
 	if !ok {
 		return nil
 	}
 	delete(t.active, uid)
-	t.unhold(owner)
+	if t.activeBy[owner]--; t.activeBy[owner] <= 0 {
+		delete(t.activeBy, owner)
+	}
 	out := make([]cache.ObjectName, 0, len(t.waiting))
 	for w := range t.waiting {
 		out = append(out, w)
@@ -191,41 +147,48 @@ func (t *throttle) podGone(jobUID types.UID) {
 	delete(t.podDone, jobUID)
 }
 
-// tryAcquire takes a slot for a Job of cache owner about to be created, or
-// records the cache as waiting and returns false: when every slot is taken,
-// or when owner holds its fair share and another cache wants more.
+// tryAcquire takes a slot for a Job of cache owner about to be created (an
+// expected create), or records the cache as waiting and returns false: when
+// every slot is taken, or when owner holds its fair share and another cache
+// wants more.
 func (t *throttle) tryAcquire(jobKey string, owner cache.ObjectName) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.expected[jobKey]; ok {
+	if t.exp.ExpectsCreate(jobKey) {
 		return true
 	}
 	now := t.now()
 	t.wanting[owner] = now
-	if t.inFlight() >= t.max || t.overShare(owner) {
+	if n, creating := t.inFlight(); n >= t.max || t.overShare(owner, creating) {
 		t.waiting[owner] = now
 		return false
 	}
-	t.expected[jobKey] = expectation{at: now, owner: owner}
-	t.held[owner]++
+	t.exp.ExpectCreate(jobKey, owner)
 	return true
 }
 
 // overShare reports whether owner holds its fair share while another cache
-// that wants slots holds less than its own. Callers hold mu.
-func (t *throttle) overShare(owner cache.ObjectName) bool {
-	competing := len(t.held)
+// that wants slots holds less than its own. creating counts the expected
+// creates per cache. Callers hold mu.
+func (t *throttle) overShare(owner cache.ObjectName, creating map[cache.ObjectName]int) bool {
+	held := func(c cache.ObjectName) int { return t.activeBy[c] + creating[c] }
+	competing := len(t.activeBy)
+	for c := range creating {
+		if t.activeBy[c] == 0 {
+			competing++ // creating, with no active Job
+		}
+	}
 	for w := range t.wanting {
-		if t.held[w] == 0 {
+		if held(w) == 0 {
 			competing++ // wanting, and not among the holders
 		}
 	}
 	share := max(1, t.max/competing)
-	if t.held[owner] < share {
+	if held(owner) < share {
 		return false
 	}
 	for w := range t.wanting {
-		if w != owner && t.held[w] < share {
+		if w != owner && held(w) < share {
 			return true
 		}
 	}
@@ -233,11 +196,7 @@ func (t *throttle) overShare(owner cache.ObjectName) bool {
 }
 
 // release gives back a slot whose Job was not created.
-func (t *throttle) release(jobKey string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.dropExpected(jobKey)
-}
+func (t *throttle) release(jobKey string) { t.exp.ForgetCreate(jobKey) }
 
 // unwait forgets what a cache wanted, as it works out the Jobs it wants
 // anew: it wants slots again when it asks for one.
@@ -248,21 +207,12 @@ func (t *throttle) unwait(owner cache.ObjectName) {
 	delete(t.waiting, owner)
 }
 
-// isExpected reports whether this process created the Job (or is creating
-// it) and the informer does not show it yet: creating it again would only
-// meet AlreadyExists.
-func (t *throttle) isExpected(jobKey string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.expected[jobKey]
-	return ok && t.now().Sub(e.at) <= expectationTTL
-}
-
 // count returns the slots in use.
 func (t *throttle) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.inFlight()
+	n, _ := t.inFlight()
+	return n
 }
 
 // isWaiting reports whether a cache waits for a slot.

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
+	"kubefledged.io/kube-fledged/pkg/controller/expectations"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -18,7 +19,7 @@ import (
 // nobody else could use it.
 func TestFairShareNeverIdlesASlot(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	th := newThrottle(5, func() time.Time { return now })
+	th := newThrottle(5, expectations.New(expectationTTL, func() time.Time { return now }), func() time.Time { return now })
 	a, b := cache.ObjectName{Namespace: "ns", Name: "a"}, cache.ObjectName{Namespace: "ns", Name: "b"}
 	take := func(owner cache.ObjectName, n int) int {
 		got := 0
@@ -78,7 +79,7 @@ func TestFairShareNeverIdlesASlot(t *testing.T) {
 // nor after the informer shows the new one.
 func TestThrottleKeysJobsByUID(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	th := newThrottle(10, func() time.Time { return now })
+	th := newThrottle(10, expectations.New(expectationTTL, func() time.Time { return now }), func() time.Time { return now })
 	owner := cache.ObjectName{Namespace: "ns", Name: "a"}
 	job := func(uid string) *batchv1.Job {
 		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull-a-node-1", UID: types.UID(uid),
@@ -106,13 +107,13 @@ func TestThrottleKeysJobsByUID(t *testing.T) {
 	if got := th.count(); got != 1 {
 		t.Fatalf("slots after the old Job's delete event: %d, want 1 (the replacement's)", got)
 	}
-	if !th.isExpected(jobKey(repl)) {
+	if !th.exp.ExpectsCreate(jobKey(repl)) {
 		t.Error("the old Job's delete event dropped the replacement's expectation")
 	}
 	// The informer shows the replacement: still one slot, now active.
 	th.observe(repl, false)
-	if got := th.count(); got != 1 || th.isExpected(jobKey(repl)) {
-		t.Fatalf("after the replacement is seen: %d slots (want 1), expected %v (want false)", got, th.isExpected(jobKey(repl)))
+	if got := th.count(); got != 1 || th.exp.ExpectsCreate(jobKey(repl)) {
+		t.Fatalf("after the replacement is seen: %d slots (want 1), expected %v (want false)", got, th.exp.ExpectsCreate(jobKey(repl)))
 	}
 	// A second late event of the old Job, once the new one is active,
 	// frees nothing either.
@@ -131,7 +132,7 @@ func TestThrottleKeysJobsByUID(t *testing.T) {
 // the live Job seen by the informer before the create returned fulfils it.
 func TestThrottleCreateInFlight(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	th := newThrottle(10, func() time.Time { return now })
+	th := newThrottle(10, expectations.New(expectationTTL, func() time.Time { return now }), func() time.Time { return now })
 	owner := cache.ObjectName{Namespace: "ns", Name: "a"}
 	mk := func(uid string, deleting bool) *batchv1.Job {
 		j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull-a-node-1", UID: types.UID(uid),
@@ -146,12 +147,12 @@ func TestThrottleCreateInFlight(t *testing.T) {
 	}
 	th.observe(mk("uid-old", true), false) // the earlier Job, being deleted
 	th.observe(mk("uid-old", false), true) // and gone
-	if got := th.count(); got != 1 || !th.isExpected("ns/pull-a-node-1") {
+	if got := th.count(); got != 1 || !th.exp.ExpectsCreate("ns/pull-a-node-1") {
 		t.Fatalf("an earlier Job's events dropped the create in flight: %d slots, want 1", got)
 	}
 	th.observe(mk("uid-new", false), false) // seen before the create returns
 	th.created(mk("uid-new", false))
-	if got := th.count(); got != 1 || th.isExpected("ns/pull-a-node-1") {
+	if got := th.count(); got != 1 || th.exp.ExpectsCreate("ns/pull-a-node-1") {
 		t.Fatalf("the new Job counted %d times, want once, as active", got)
 	}
 }
@@ -162,7 +163,7 @@ func TestThrottleCreateInFlight(t *testing.T) {
 // gone, a Job still running takes its slot again.
 func TestThrottleFreesTheSlotWhenThePodFinishes(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	th := newThrottle(2, func() time.Time { return now })
+	th := newThrottle(2, expectations.New(expectationTTL, func() time.Time { return now }), func() time.Time { return now })
 	a, b := cache.ObjectName{Namespace: "ns", Name: "a"}, cache.ObjectName{Namespace: "ns", Name: "b"}
 	job := func(name, uid string) *batchv1.Job {
 		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(uid),
