@@ -35,6 +35,7 @@ import (
 	fledgedscheme "kubefledged.io/kube-fledged/pkg/client/clientset/versioned/scheme"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
+	"kubefledged.io/kube-fledged/pkg/controller/warming"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -80,8 +81,6 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		RetainJobs:           o.JobRetentionPolicy == options.RetentionRetain,
 		CRISocketPath:        strings.TrimPrefix(o.CRISocketPath, "unix://"),
 		DeleteJobHostNetwork: o.DeleteJobHostNetwork,
-		StartupTaint:         o.NodeStartupTaint,
-		StartupTaintTimeout:  o.NodeStartupTaintTimeout,
 	}
 }
 
@@ -136,6 +135,25 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	var warm *warming.Controller
+	if o.NodeStartupTaint != "" {
+		if warm, err = warming.New(o.NodeStartupTaint, o.NodeStartupTaintTimeout, kubeClient, icInformer,
+			kubeFactory.Core().V1().Nodes(), recorder, clock.RealClock{}); err != nil {
+			return err
+		}
+	}
+	// runControllers runs the controllers until ctx is done.
+	runControllers := func(ctx context.Context) error {
+		if warm == nil {
+			return ctrl.Run(ctx, o.Workers)
+		}
+		var wg sync.WaitGroup
+		var warmErr error
+		wg.Go(func() { warmErr = warm.Run(ctx) })
+		err := ctrl.Run(ctx, o.Workers)
+		wg.Wait()
+		return errors.Join(err, warmErr)
+	}
 	collectors := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
 			Help: "Pull and delete Jobs whose pod has not finished, as counted against --max-in-flight-jobs."}, func() float64 { return float64(ctrl.InFlightJobs()) }),
@@ -183,7 +201,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 		"maxInFlightJobs", o.MaxInFlightJobs, "pullDeadline", o.ImagePullDeadline.String(), "startDeadline", o.JobStartDeadline.String(),
 		"refresh", o.ImageCacheRefreshPeriod.String(), "workers", o.Workers, "leaderElect", o.LeaderElect)
 	if !o.LeaderElect {
-		return ctrl.Run(ctx, o.Workers)
+		return runControllers(ctx)
 	}
 
 	id, err := os.Hostname()
@@ -211,7 +229,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 				ran.Add(1)
 				defer ran.Done()
 				logger.Info("Started leading", "identity", id, "lease", o.LeaderElectResourceNamespace+"/"+o.LeaderElectResourceName)
-				runErr = ctrl.Run(lctx, o.Workers)
+				runErr = runControllers(lctx)
 			},
 			OnStoppedLeading: func() { logger.Info("Stopped leading", "identity", id) },
 			OnNewLeader: func(identity string) {

@@ -68,11 +68,6 @@ type Config struct {
 	CRISocketPath string
 	// DeleteJobHostNetwork runs delete Jobs in the host's network.
 	DeleteJobHostNetwork bool
-	// StartupTaint is the key of the NoSchedule taint that nodes join with,
-	// to be removed once they are warm ("": off); StartupTaintTimeout is
-	// the longest a node is held.
-	StartupTaint        string
-	StartupTaintTimeout time.Duration
 }
 
 // Controller reconciles ImageCaches.
@@ -101,8 +96,6 @@ type Controller struct {
 	// older than its last write, and only meet a conflict; the informer's
 	// update event enqueues the cache when it catches up).
 	expectations *expectations.Expectations
-	// warming releases nodes from the startup taint (nil when off).
-	warming *warming
 }
 
 // New builds the controller and registers its event handlers. The Job and Pod
@@ -137,10 +130,6 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	c.expectations = expectations.New(expectationTTL, clk.Now)
 	c.throttle = newThrottle(cfg.MaxInFlightJobs, c.expectations, clk.Now)
-	if cfg.StartupTaint != "" {
-		c.warming = newWarming(cfg.StartupTaint, cfg.StartupTaintTimeout, workqueue.TypedRateLimitingQueueConfig[string]{
-			Name: ControllerName + "-warming", Clock: tickerOf(clk)})
-	}
 	if err := jobInformer.Informer().AddIndexers(cache.Indexers{jobsByCacheIndex: indexByLabel(puller.LabelCacheUID),
 		deleteJobsByCacheIndex: indexByCacheKey}); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)
@@ -153,9 +142,9 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	logger := klog.FromContext(ctx)
 	if _, err := icInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.cacheChanged,
-		UpdateFunc: func(_, obj any) { c.cacheChanged(obj) },
-		DeleteFunc: c.cacheChanged,
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		DeleteFunc: c.enqueue,
 	}); err != nil {
 		return nil, fmt.Errorf("adding the ImageCache handler: %w", err)
 	}
@@ -235,14 +224,6 @@ func metaOf(obj any) (metav1.Object, error) {
 	return m, nil
 }
 
-// cacheChanged enqueues the cache, and the nodes held by the startup taint.
-func (c *Controller) cacheChanged(obj any) {
-	c.enqueue(obj)
-	if c.warming != nil {
-		c.warming.cacheChanged()
-	}
-}
-
 func (c *Controller) enqueue(obj any) {
 	name, err := cache.DeletionHandlingObjectToName(obj)
 	if err != nil {
@@ -264,13 +245,6 @@ func (c *Controller) nodeChanged(logger klog.Logger, oldObj, newObj any) {
 	}
 	if newObj != nil {
 		newNode, _ = newObj.(*corev1.Node)
-	}
-	if c.warming != nil {
-		if newNode != nil {
-			c.warming.nodeSeen(newNode, false)
-		} else if oldNode != nil {
-			c.warming.nodeSeen(oldNode, true)
-		}
 	}
 	if oldNode != nil && newNode != nil {
 		if equality.Semantic.DeepEqual(oldNode.Labels, newNode.Labels) &&
@@ -415,16 +389,9 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	for range workers {
 		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })
 	}
-	if c.warming != nil {
-		logger.Info("Releasing nodes from the startup taint once warm", "taint", c.warming.taint, "timeout", c.warming.timeout.String())
-		wg.Go(func() { wait.UntilWithContext(ctx, c.runWarming, time.Second) })
-	}
 	<-ctx.Done()
 	logger.Info("Stopping controller", "controller", ControllerName)
 	c.queue.ShutDown()
-	if c.warming != nil {
-		c.warming.queue.ShutDown()
-	}
 	wg.Wait()
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -395,15 +395,7 @@ func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJ
 		return
 	}
 	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonJobRejected,
-		"The API server refused the Jobs for %d %s (%s): %v", len(nodes), plural(len(nodes), "node", "nodes"), listSome(nodes, 3), first)
-}
-
-// listSome joins the first n items, and says how many more there are.
-func listSome(items []string, n int) string {
-	if len(items) <= n {
-		return strings.Join(items, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+		"The API server refused the Jobs for %d %s (%s): %v", len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3), first)
 }
 
 // deleteFinishedJobs deletes a complete operation's Jobs, unless they are to

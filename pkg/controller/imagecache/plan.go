@@ -10,6 +10,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -110,7 +111,7 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 		klog.FromContext(ctx).Info("Nodes re-created under the same name: warming them again", "nodes", replaced)
 		c.recorder.Eventf(s.ic, corev1.EventTypeNormal, reasonNodesReplaced,
 			"%d %s re-created under the same name, to be warmed again: %s", len(replaced),
-			plural(len(replaced), "node was", "nodes were"), listSome(replaced, 3))
+			message.Plural(len(replaced), "node was", "nodes were"), message.ListSome(replaced, 3))
 	}
 	s.failures = newFailureSet(s.st.Failures, s.plan, s.led)
 	return nil
@@ -193,4 +194,23 @@ func appendUnique(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// Wanted is an image a cache wants on a node: as its spec spells it, and
+// normalised.
+type Wanted struct{ Image, Key string }
+
+// WantedOn lists the images a cache wants on a node, each once, and counts
+// the images of the entries that select the node that the normaliser
+// refuses; matched says whether any entry selects the node.
+func WantedOn(ic *v1alpha2.ImageCache, n *corev1.Node) (wanted []Wanted, invalid int, matched bool) {
+	p := computePlan(ic, []*corev1.Node{n})
+	w := p.nodes[n.Name]
+	if w == nil {
+		return nil, 0, false
+	}
+	for _, wi := range w.images {
+		wanted = append(wanted, Wanted{Image: wi.image, Key: wi.key})
+	}
+	return wanted, len(p.invalidNodes), true
 }

@@ -298,7 +298,7 @@ func setJobsRejected(st *v1alpha2.ImageCacheStatus, failures failureSet, generat
 		names := sortedKeys(nodes)
 		cond.Status, cond.Reason = metav1.ConditionTrue, reasonJobRejected
 		cond.Message = fmt.Sprintf("The API server refused the Jobs for %d %s (%s); for %s: %s",
-			len(names), plural(len(names), "node", "nodes"), listSome(names, 3), names[0], message.Shorten(nodes[names[0]], maxFailureMessage))
+			len(names), message.Plural(len(names), "node", "nodes"), message.ListSome(names, 3), names[0], message.Shorten(nodes[names[0]], maxFailureMessage))
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 }
@@ -316,7 +316,7 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	if verb == "Removed" {
 		done -= c.AlreadyPresent // kept, not removed
 	}
-	fmt.Fprintf(&b, "%s %d of %d images on %d %s", verb, done, c.Desired, nodes, plural(nodes, "node", "nodes"))
+	fmt.Fprintf(&b, "%s %d of %d images on %d %s", verb, done, c.Desired, nodes, message.Plural(nodes, "node", "nodes"))
 	switch {
 	case verb == "Removed" && c.AlreadyPresent > 0:
 		other, notOurs := c.keptBy[reasonWantedByOtherCache], c.keptBy[reasonNotPulledByThisCache]
@@ -344,19 +344,12 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 		fmt.Fprintf(&b, "; %d pending", c.Pending)
 	}
 	if c.Skipped > 0 {
-		fmt.Fprintf(&b, "; %d skipped on %d %s not ready", c.Skipped, c.skippedNodes, plural(c.skippedNodes, "node", "nodes"))
+		fmt.Fprintf(&b, "; %d skipped on %d %s not ready", c.Skipped, c.skippedNodes, message.Plural(c.skippedNodes, "node", "nodes"))
 	}
 	if c.removals > 0 {
 		fmt.Fprintf(&b, "; removing %d dropped from the spec", c.removals)
 	}
 	return b.String()
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // recordTransition emits an event when an operation completes.
@@ -370,4 +363,11 @@ func (c *Controller) recordTransition(old *v1alpha2.ImageCache, st *v1alpha2.Ima
 	case v1alpha2.ImageCacheActionStatusFailed:
 		c.recorder.Eventf(old, corev1.EventTypeWarning, "Failed", "%s failed: %s", st.Reason, st.Message)
 	}
+}
+
+// RefusedTooLarge says whether a cache was refused as too large for its
+// status (refuseTooLarge): it pulls nothing until its spec changes.
+func RefusedTooLarge(ic *v1alpha2.ImageCache) bool {
+	ready := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady)
+	return ready != nil && ready.Reason == reasonTooLarge && ready.ObservedGeneration == ic.Generation
 }
