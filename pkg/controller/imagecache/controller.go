@@ -298,7 +298,7 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 	for _, w := range c.throttle.observe(job, deleted) {
 		c.enqueueBatched(w)
 	}
-	if owner := c.resolveOwner(job.Namespace, metav1.GetControllerOfNoCopy(job)); owner != nil {
+	if owner := c.resolveControllerRef(job.Namespace, metav1.GetControllerOfNoCopy(job)); owner != nil {
 		c.enqueueBatched(cache.MetaObjectToName(owner))
 	} else if _, ok := job.Annotations[puller.AnnotationCacheNamespace]; ok {
 		// A delete Job, owned by no one: its cache syncs, or, when it is
@@ -362,9 +362,9 @@ func (c *Controller) podChanged(obj any, deleted bool) {
 	}
 }
 
-// resolveOwner returns the ImageCache a controller reference points to, if it
+// resolveControllerRef returns the ImageCache a controller reference points to, if it
 // still exists with that UID.
-func (c *Controller) resolveOwner(namespace string, ref *metav1.OwnerReference) *v1alpha2.ImageCache {
+func (c *Controller) resolveControllerRef(namespace string, ref *metav1.OwnerReference) *v1alpha2.ImageCache {
 	if ref == nil || ref.Kind != "ImageCache" || ref.APIVersion != v1alpha2.SchemeGroupVersion.String() {
 		return nil
 	}

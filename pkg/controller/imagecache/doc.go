@@ -4,23 +4,36 @@
 //
 // The files, in the order data flows through them:
 //
-//   - nodes.go: what the Node informer keeps of a node (TrimNode), and the
-//     set of images it reports, read back as hashes.
 //   - controller.go: the informers' events become keys on the work queue;
 //     workers take a key and call sync.
-//   - sync.go: sync, one pass over one cache, as a list of phases sharing a
-//     syncCtx: the cache to sync, the operation, the plan, the Jobs, the
-//     status, the clean-up, and when to look again.
+//   - sync.go: sync, one pass over one cache, as a list of phases over a
+//     syncCtx: the cache to sync, the operation, the plan, the Jobs read,
+//     what needs no Job settled, the Jobs to create, the status, the
+//     clean-up, and when to look again. The later phases return what they
+//     decide.
 //   - operation.go: which operation starts now (create, update, refresh,
 //     purge), its start, and the operation interface behind the phases.
 //   - plan.go: the desired (node, image) pairs of the spec on the nodes of
-//     now, and the ledger trimmed to what the operation still cares about.
-//   - ledger.go: the record in status of the pairs settled so far.
-//   - jobs.go: reading the cache's Jobs into the ledger, creating the new
-//     ones in growing batches, ending and deleting them.
+//     now, and the ledger (pkg/ledger) read for what the operation cares
+//     about.
+//   - jobs.go: reading the cache's Jobs into the ledger, and following
+//     those of earlier operations to their end.
+//   - pulling.go: the kubelet's "Pulling" events, which show that a pull
+//     brought an image onto its node (the image is then owned: this cache's
+//     to remove).
 //   - pull.go and purge.go: the two operations. pullOp pulls the spec's
 //     images and removes those dropped from it; purgeOp removes them all.
-//   - throttle.go: the cluster-wide bound on Jobs in flight.
-//   - status.go: the counts, failures, message and conditions, written once
-//     a pass if they changed.
+//   - removal.go: what the two share to remove images: the delete Job of a
+//     node, its runtime socket, and giving a removal up.
+//   - throttle.go: the cluster-wide bound on Jobs in flight, over the
+//     creates the expectations (pkg/controller/expectations) hold.
+//   - jobwrites.go: creating the Jobs in growing batches, refusals, and
+//     ending and deleting Jobs.
+//   - status.go: the counts, failures, message and conditions, computed and
+//     then written once a pass if they changed.
+//   - size.go: keeping the status within one object: the failures it lists
+//     and the ledger's size (refused as TooLarge above a bound).
+//
+// The informers' transforms are in pkg/trim, the startup-taint release in
+// pkg/controller/warming.
 package imagecache

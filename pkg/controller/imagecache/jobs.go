@@ -2,28 +2,20 @@ package imagecache
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
-	"kubefledged.io/kube-fledged/pkg/message"
-	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -50,7 +42,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 			}
 			continue
 		}
-		if !s.op.owns(job) || predatesNode(job, s.nodes) {
+		if !s.op.claims(job) || predatesNode(job, s.nodes) {
 			if s.started != "" {
 				// The pass that starts an operation only records its
 				// start; the next one deals with the Jobs before it.
@@ -59,8 +51,8 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 				}
 				continue
 			}
-			if puller.JobEpoch(job) < s.led.Epoch && !predatesNode(job, s.nodes) {
-				s.op.readEarlier(ctx, job)
+			if r, ok := s.op.(earlierReader); ok && puller.JobEpoch(job) < s.led.Epoch && !predatesNode(job, s.nodes) {
+				r.readEarlier(ctx, job)
 			}
 			if earlierStillRunning(s, job) {
 				if err := c.followEarlier(ctx, s, job); err != nil {
@@ -297,145 +289,6 @@ func eventTime(e *corev1.Event) time.Time {
 	return e.CreationTimestamp.Time
 }
 
-// newJob is a Job a sync decided to create, its throttle slot taken.
-type newJob struct {
-	job    *batchv1.Job
-	kind   string // pull or delete
-	node   string
-	images int
-	// refused settles the Job's pairs as failed when the API server
-	// refuses to create the Job, with its message.
-	refused func(message string)
-}
-
-// forNodes calls build for each node of the plan that can take a Job now,
-// in name order, with whether the node must wait (syncCtx.hold), and
-// collects the Jobs it returns.
-func (s *syncCtx) forNodes(build func(w *nodeWant, hold bool) *newJob) []newJob {
-	var out []newJob
-	for _, name := range sortedKeys(s.plan.nodes) {
-		w := s.plan.nodes[name]
-		if w.skip != "" {
-			continue
-		}
-		if job := build(w, s.hold(name)); job != nil {
-			out = append(out, *job)
-		}
-	}
-	return out
-}
-
-// maxParallelWrites bounds the Job creates (or deletes) one sync has in
-// flight at once; the client's QPS limit applies on top.
-const maxParallelWrites = 32
-
-// createJobs creates the Jobs concurrently. A Job that already exists is
-// taken as created (its name says what it does). A Job the API server
-// refuses (isRefusal) fails its pairs with the server's message, and the
-// others go on; any other error stops the creates and is returned, to be
-// retried with backoff. The slots of the Jobs not created are given back.
-func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) error {
-	logger := klog.FromContext(ctx)
-	created := make([]bool, len(jobs))
-	refusals := make([]error, len(jobs))
-	err := slowStart(len(jobs), func(i int) error {
-		nj := jobs[i]
-		made, err := c.kubeClient.BatchV1().Jobs(nj.job.Namespace).Create(ctx, nj.job, metav1.CreateOptions{FieldManager: ControllerName})
-		if err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				created[i] = true
-				return nil
-			}
-			if isRefusal(err) {
-				refusals[i] = err
-				return nil
-			}
-			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
-		}
-		created[i] = true
-		c.throttle.created(made)
-		metrics.JobsCreatedTotal.Inc()
-		logger.V(2).Info("Created "+nj.kind+" Job", "job", klog.KObj(nj.job), "node", nj.node, "images", nj.images)
-		return nil
-	})
-	for i, ok := range created {
-		if !ok {
-			c.throttle.release(jobKey(jobs[i].job))
-		}
-	}
-	c.recordRefusals(ctx, s, jobs, refusals)
-	return err
-}
-
-// isRefusal says whether the API server said no to a create for a reason
-// that a retry of the same request would meet again: a quota, an admission
-// plugin, webhook or policy (403 Forbidden), or a Job it finds invalid (422,
-// 400). Throttling, timeouts, server errors and conflicts are not refusals.
-func isRefusal(err error) bool {
-	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
-}
-
-// recordRefusals fails the pairs of each refused Job with the API server's
-// message, and says so in a Warning event.
-func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJob, refusals []error) {
-	var nodes []string
-	var first error
-	for i, err := range refusals {
-		if err == nil {
-			continue
-		}
-		jobs[i].refused(err.Error())
-		nodes = append(nodes, jobs[i].node)
-		if first == nil {
-			first = err
-		}
-		klog.FromContext(ctx).Info("The API server refused a Job", "job", klog.KObj(jobs[i].job), "node", jobs[i].node, "err", err)
-	}
-	if len(nodes) == 0 {
-		return
-	}
-	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonJobRejected,
-		"The API server refused the Jobs for %d %s (%s): %v", len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3), first)
-}
-
-// deleteFinishedJobs deletes a complete operation's Jobs, unless they are to
-// be kept.
-func (c *Controller) deleteFinishedJobs(ctx context.Context, s *syncCtx) error {
-	if !s.complete || c.cfg.RetainJobs {
-		return nil
-	}
-	var finished []*batchv1.Job
-	for _, job := range s.jobs {
-		if job.DeletionTimestamp == nil && !s.deleted[job.Name] && !c.isDeleting(job) {
-			finished = append(finished, job)
-		}
-	}
-	return slowStart(len(finished), func(i int) error { return c.deleteJob(ctx, finished[i]) })
-}
-
-// slowStart runs fn for 0..n-1 in batches that double from 1 up to
-// maxParallelWrites, the calls of a batch at once, and stops after the first
-// batch with an error: a failing API server sees a few requests, not
-// hundreds. It returns the errors of that batch.
-func slowStart(n int, fn func(i int) error) error {
-	size := 1
-	for start := 0; start < n; {
-		end := min(start+size, n)
-		errs := make([]error, end-start)
-		var wg sync.WaitGroup
-		for i := start; i < end; i++ {
-			wg.Go(func() { errs[i-start] = fn(i) })
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return err
-		}
-		start = end
-		size = min(2*size, maxParallelWrites)
-	}
-	return nil
-}
-
 // jobsOf lists the Jobs (pull and delete) of a cache, by its UID.
 func (c *Controller) jobsOf(ic *v1alpha2.ImageCache) ([]*batchv1.Job, error) {
 	objs, err := c.jobIndexer.ByIndex(jobsByCacheIndex, string(ic.UID))
@@ -479,55 +332,4 @@ func (c *Controller) podOf(job *batchv1.Job) *corev1.Pod {
 		}
 	}
 	return newest
-}
-
-// dropJob deletes a Job in the middle of a sync, which then leaves it alone.
-func (c *Controller) dropJob(ctx context.Context, s *syncCtx, job *batchv1.Job) error {
-	if err := c.deleteJob(ctx, job); err != nil {
-		return err
-	}
-	s.deleted[job.Name] = true
-	return nil
-}
-
-func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
-	err := c.kubeClient.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
-		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground),
-		Preconditions:     &metav1.Preconditions{UID: &job.UID},
-	})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("deleting job %s: %w", job.Name, err)
-	}
-	c.expectations.ExpectDelete(job.UID)
-	kind := "pull"
-	if puller.IsDeleteJob(job) {
-		kind = "delete"
-	}
-	klog.FromContext(ctx).V(2).Info("Deleted "+kind+" Job", "job", klog.KObj(job))
-	return nil
-}
-
-// isDeleting reports whether this process deleted the Job less than a
-// minute ago, though the informer does not show it yet.
-func (c *Controller) isDeleting(job *batchv1.Job) bool { return c.expectations.ExpectsDelete(job.UID) }
-
-// endJob records a Job's per-image outcome on the Job and suspends it, so its
-// pod goes while the outcome stays.
-func (c *Controller) endJob(ctx context.Context, job *batchv1.Job, out puller.Outcome) error {
-	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{
-			"annotations":     map[string]string{puller.AnnotationResults: puller.ResultsAnnotation(out)},
-			"resourceVersion": job.ResourceVersion,
-		},
-		"spec": map[string]any{"suspend": true},
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := c.kubeClient.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: ControllerName}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("recording the outcome of job %s: %w", job.Name, err)
-	}
-	klog.FromContext(ctx).V(2).Info("Ended pull Job and recorded its outcome", "job", klog.KObj(job))
-	return nil
 }

@@ -17,38 +17,70 @@ import (
 // every sync shares. There are two kinds: pullOp (pull.go) pulls the spec's
 // images, and removes those dropped from it; purgeOp (purge.go) removes them
 // all. The ledger records, per (node, image) pair, what the operation has
-// settled: pulled (or removed), already present, or failed.
+// settled: pulled (or removed), already present (or kept), or failed.
+//
+// Building an operation (operationFor) narrows the plan to the nodes it
+// works on and the ledger to the pairs it still cares about. Then a sync
+// reads its Jobs (readJob), settles what needs no Job (settle), and asks for
+// the Jobs to create (jobs), which changes nothing.
 type operation interface {
-	// scope narrows the plan to the nodes the operation works on, before
-	// anything reads it.
-	scope()
-	// keeps says whether the ledger keeps a pair the plan no longer wants:
-	// the operation still has work to do on it.
-	keeps(node, key string) bool
-	// owns says whether one of the cache's Jobs belongs to the operation;
-	// those that do not (of an earlier operation, of the other kind, for a
-	// node the operation no longer works on) are deleted.
-	owns(job *batchv1.Job) bool
+	// claims says whether one of the cache's Jobs belongs to the
+	// operation; those that do not (of an earlier operation, of the other
+	// kind, for a node the operation no longer works on) are deleted.
+	claims(job *batchv1.Job) bool
 	// readJob reads one of its Jobs into the ledger and the failures.
 	readJob(ctx context.Context, job *batchv1.Job) error
-	// readEarlier takes from a Job of an earlier operation what holds for
-	// this one too.
-	readEarlier(ctx context.Context, job *batchv1.Job)
+	// settle settles in the ledger the pairs that need no Job: an image a
+	// node already has, one a purge must keep, a removal on a node whose
+	// runtime cannot be reached.
+	settle()
 	// jobs returns the Jobs the operation wants created now, each with its
-	// throttle slot taken.
-	jobs() []newJob
-	// recorded is told that the status recording what this pass settled
-	// is written; before is the ledger of this epoch as it was read.
-	recorded(before ledger.Reader)
-	// kept lists the pairs the operation chose to leave on their nodes, with
-	// why (status.kept), and counts them by reason.
-	kept() (failureSet, map[string]int)
+	// throttle slot taken, and what is left to do.
+	jobs() jobsToCreate
 }
 
-// operationFor returns the operation that the status says is under way.
+// What only one kind of operation does, asked of an operation by type.
+type (
+	// earlierReader takes from a Job of an earlier operation what holds
+	// for this one too (pullOp: the images it pulled once this one was due).
+	earlierReader interface {
+		readEarlier(ctx context.Context, job *batchv1.Job)
+	}
+	// keptReporter lists the pairs the operation chose to leave on their
+	// nodes, with why (status.kept), and counts them by reason (purgeOp).
+	keptReporter interface {
+		kept() (failureSet, map[string]int)
+	}
+	// settledCounter is told that the status recording what this pass
+	// settled is written; before is the ledger of this epoch as it was
+	// read (pullOp: the pulls metrics).
+	settledCounter interface {
+		recorded(before ledger.Reader)
+	}
+)
+
+// jobsToCreate is what an operation decided to create in one pass.
+type jobsToCreate struct {
+	jobs []newJob
+	// throttled says the cache waits for a free Job slot.
+	throttled bool
+	// removals counts the (node, image) removals of images dropped from
+	// the spec still to do: the operation is not complete before they are.
+	removals int
+}
+
+// hold says whether a node must not get a new Job now: one of the cache's
+// Jobs runs there, the operation has just started, or the cache waits for a
+// Job slot.
+func (j *jobsToCreate) hold(s *syncCtx, node string) bool {
+	return s.busy[node] || s.started != "" || j.throttled
+}
+
+// operationFor returns the operation that the status says is under way,
+// the plan and the ledger narrowed to what it works on.
 func (c *Controller) operationFor(s *syncCtx) operation {
 	if s.st.Reason == v1alpha2.ImageCacheReasonPurge {
-		return &purgeOp{c: c, s: s, others: c.otherWants(s.ic)}
+		return newPurgeOp(c, s)
 	}
 	return newPullOp(c, s)
 }
@@ -131,3 +163,11 @@ func hasAnnotation(ic *v1alpha2.ImageCache, key string) bool {
 	_, ok := ic.Annotations[key]
 	return ok
 }
+
+var (
+	_ operation      = (*pullOp)(nil)
+	_ earlierReader  = (*pullOp)(nil)
+	_ settledCounter = (*pullOp)(nil)
+	_ operation      = (*purgeOp)(nil)
+	_ keptReporter   = (*purgeOp)(nil)
+)

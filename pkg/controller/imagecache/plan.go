@@ -105,8 +105,6 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 		s.nodes[n.Name] = n
 	}
 	s.op = c.operationFor(s)
-	s.op.scope()
-	s.led.KeepOnly(func(node, key string) bool { return s.plan.wants(node, key) || s.op.keeps(node, key) })
 	if replaced := s.led.ForgetReplaced(s.nodes); len(replaced) > 0 {
 		klog.FromContext(ctx).Info("Nodes re-created under the same name: warming them again", "nodes", replaced)
 		c.recorder.Eventf(s.ic, corev1.EventTypeNormal, reasonNodesReplaced,

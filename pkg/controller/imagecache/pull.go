@@ -33,15 +33,13 @@ type pullOp struct {
 	pullTimes []time.Duration
 }
 
+// newPullOp keeps of the ledger the pairs the plan wants, and the images
+// dropped from the spec that are still to be removed.
 func newPullOp(c *Controller, s *syncCtx) *pullOp {
-	return &pullOp{c: c, s: s, others: c.otherWants(s.ic)}
+	o := &pullOp{c: c, s: s, others: c.otherWants(s.ic)}
+	s.led.KeepOnly(func(node, key string) bool { return s.plan.wants(node, key) || o.toRemove(node, key) })
+	return o
 }
-
-// scope: a pull works on every node the spec selects, those that join
-// included.
-func (o *pullOp) scope() {}
-
-func (o *pullOp) keeps(node, key string) bool { return o.toRemove(node, key) }
 
 // toRemove says whether an image dropped from the spec is to be removed from
 // a node: this cache's own pull brought it there (it is owned), the node is
@@ -52,9 +50,9 @@ func (o *pullOp) toRemove(node, key string) bool {
 	return s.led.Owned(node, key) && !s.plan.specKeys[key] && n != nil && o.others(n, key) == ""
 }
 
-// owns takes the pull Jobs of this epoch for nodes in the plan, and the
+// claims takes the pull Jobs of this epoch for nodes in the plan, and the
 // delete Jobs of this epoch (removals) for nodes still there.
-func (o *pullOp) owns(job *batchv1.Job) bool {
+func (o *pullOp) claims(job *batchv1.Job) bool {
 	node := job.Annotations[puller.AnnotationNode]
 	if puller.JobEpoch(job) < o.s.led.Epoch {
 		return false
@@ -72,7 +70,7 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	pod := o.c.podOf(job)
 	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
-	own := o.ownerOfPulls(pod)
+	own := o.ownershipOf(pod)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
 		if s.led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
@@ -83,10 +81,10 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	})
 }
 
-// ownerOfPulls returns what marks a pair of a pull pod owned, when the
+// ownershipOf returns what marks a pair of a pull pod owned, when the
 // kubelet reports pulling the image of its i-th container (pulledHere, read
 // once, when first needed).
-func (o *pullOp) ownerOfPulls(pod *corev1.Pod) func(node, key string, i int) {
+func (o *pullOp) ownershipOf(pod *corev1.Pod) func(node, key string, i int) {
 	var pulled map[string]bool
 	return func(node, key string, i int) {
 		if o.s.led.Owned(node, key) {
@@ -125,7 +123,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	if err != nil {
 		return
 	}
-	own := o.ownerOfPulls(pod)
+	own := o.ownershipOf(pod)
 	finished := map[string]time.Time{}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
@@ -179,38 +177,63 @@ func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 	return nil
 }
 
-// jobs returns a pull Job for each node with images left to pull, then the
-// delete Jobs of the removals.
-func (o *pullOp) jobs() []newJob {
-	return append(o.s.forNodes(o.pullJob), o.removalJobs()...)
-}
-
-// pullJob settles the images the node already reports as present, and
-// returns the Job that pulls the next batch of the rest, or nil.
-func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
-	c, s, name := o.c, o.s, w.node.Name
-	var present images.Present
+// settle takes as present the images the nodes already report, and gives
+// up the removals on nodes whose runtime cannot be reached.
+func (o *pullOp) settle() {
+	c, s := o.c, o.s
 	// Right after this cache removed images, a node may still report
 	// them: they are pulled, not taken as present.
-	if c.cfg.Puller.PullPolicy != corev1.PullAlways && s.now.Unix() >= s.led.RemovedAt+nodeImagesLag {
-		present = trim.NodeImages(w.node)
+	trust := c.cfg.Puller.PullPolicy != corev1.PullAlways && s.now.Unix() >= s.led.RemovedAt+nodeImagesLag
+	for name, w := range s.plan.nodes {
+		if w.skip != "" || !trust {
+			continue
+		}
+		var present images.Present
+		for _, wi := range w.images {
+			if s.led.Get(name, wi.key) != ledger.Unsettled {
+				continue
+			}
+			if present == "" {
+				present = trim.NodeImages(w.node)
+			}
+			if present.Has(wi.key) {
+				s.led.Set(name, wi.key, ledger.Present)
+			}
+		}
 	}
+	for _, t := range o.removals() {
+		c.giveUpUnreachable(s, t)
+	}
+}
+
+// jobs returns a pull Job for each node with images left to pull, then the
+// delete Jobs of the removals.
+func (o *pullOp) jobs() jobsToCreate {
+	var out jobsToCreate
+	out.jobs = o.s.forNodes(func(w *nodeWant) *newJob { return o.pullJob(w, &out) })
+	for _, t := range o.removals() {
+		out.removals += len(t.want.images)
+		if job := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.node.Name)); job != nil {
+			out.jobs = append(out.jobs, *job)
+		}
+	}
+	return out
+}
+
+// pullJob returns the Job that pulls the next batch of a node's images left
+// to pull, or nil; out says whether the node must wait, and is told when the
+// cache waits for a slot.
+func (o *pullOp) pullJob(w *nodeWant, out *jobsToCreate) *newJob {
+	c, s, name := o.c, o.s, w.node.Name
 	var batch []string
 	var picked []wantedImage
 	for _, wi := range w.images {
-		if s.led.Get(name, wi.key) != ledger.Unsettled {
-			continue
-		}
-		if present.Has(wi.key) {
-			s.led.Set(name, wi.key, ledger.Present)
-			continue
-		}
-		if len(batch) < c.cfg.ImagesPerJob {
+		if s.led.Get(name, wi.key) == ledger.Unsettled && len(batch) < c.cfg.ImagesPerJob {
 			batch = append(batch, wi.image)
 			picked = append(picked, wi)
 		}
 	}
-	if len(batch) == 0 || hold {
+	if len(batch) == 0 || out.hold(s, name) {
 		return nil
 	}
 	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: s.led.Epoch})
@@ -218,7 +241,7 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 		return nil // created, and not shown by the informer yet
 	}
 	if !c.throttle.tryAcquire(jobKey(job), s.key) {
-		s.throttled = true
+		out.throttled = true
 		return nil
 	}
 	return &newJob{job: job, kind: "pull", node: name, images: len(batch), refused: func(message string) {
@@ -229,12 +252,12 @@ func (o *pullOp) pullJob(w *nodeWant, hold bool) *newJob {
 	}}
 }
 
-// removalJobs counts the removals still to do, and returns the delete Jobs
-// that do them on the nodes that are Ready. A node that is not removes them
+// removals lists, by node, the images dropped from the spec that are to be
+// removed, on the nodes that are Ready. A node that is not removes them
 // when it is Ready again: they do not hold the operation up.
-func (o *pullOp) removalJobs() []newJob {
+func (o *pullOp) removals() []removal {
 	s := o.s
-	var out []newJob
+	var out []removal
 	for _, name := range s.led.OwnedNodes() {
 		var imgs []wantedImage
 		for _, k := range s.led.OwnedOn(name) {
@@ -249,19 +272,11 @@ func (o *pullOp) removalJobs() []newJob {
 		if nodeSkipReason(n) != "" {
 			continue
 		}
-		s.removals += len(imgs)
-		sort.Slice(imgs, func(i, j int) bool { return imgs[i].key < imgs[j].key })
-		w := &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs}
-		if job := o.c.deleteJobFor(s, w, s.hold(name), func(k string) bool { return o.toRemove(name, k) }); job != nil {
-			out = append(out, *job)
-		}
+		out = append(out, removal{want: &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs},
+			pick: func(k string) bool { return o.toRemove(name, k) }})
 	}
 	return out
 }
-
-// kept: only a purge reports what it left; an update simply does not remove
-// the images it may not.
-func (o *pullOp) kept() (failureSet, map[string]int) { return nil, nil }
 
 // recorded counts the pairs this pass settled, and their pull times.
 func (o *pullOp) recorded(before ledger.Reader) {

@@ -7,7 +7,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -23,42 +22,39 @@ type purgeOp struct {
 	others func(n *corev1.Node, key string) string
 }
 
-// scope makes a purge one operation over the nodes of its start: a node
-// created since then is not the purge's (it gets no delete Job, whatever
-// the cache pulled onto an earlier node of its name), and once the purge is
-// complete, nothing of it runs again: a node it skipped (not Ready then)
-// that turns Ready is left alone. The cache is idle until it is refreshed
-// or edited.
-func (o *purgeOp) scope() {
-	s := o.s
-	if s.st.StartTime == nil {
-		return
-	}
-	ended := s.st.CompletionTime != nil && s.st.Status != v1alpha2.ImageCacheActionStatusProcessing
-	for name, w := range s.plan.nodes {
-		if w.node.CreationTimestamp.After(s.st.StartTime.Time) {
-			delete(s.plan.nodes, name)
-			continue
-		}
-		if ended && w.skip == "" {
-			for _, wi := range w.images {
-				if s.led.Get(name, wi.key) == ledger.Unsettled {
-					w.skip = reasonPurgeEnded
-					break
+// newPurgeOp makes a purge one operation over the nodes of its start: a
+// node created since then is not the purge's (it gets no delete Job,
+// whatever the cache pulled onto an earlier node of its name), and once the
+// purge is complete, nothing of it runs again: a node it skipped (not Ready
+// then) that turns Ready is left alone. The cache is idle until it is
+// refreshed or edited. The ledger keeps only the pairs the plan wants. A
+// purge takes nothing from earlier Jobs; it lets those still running finish
+// before it removes anything on their node.
+func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
+	o := &purgeOp{c: c, s: s, others: c.otherWants(s.ic)}
+	if s.st.StartTime != nil {
+		ended := s.st.CompletionTime != nil && s.st.Status != v1alpha2.ImageCacheActionStatusProcessing
+		for name, w := range s.plan.nodes {
+			if w.node.CreationTimestamp.After(s.st.StartTime.Time) {
+				delete(s.plan.nodes, name)
+				continue
+			}
+			if ended && w.skip == "" {
+				for _, wi := range w.images {
+					if s.led.Get(name, wi.key) == ledger.Unsettled {
+						w.skip = reasonPurgeEnded
+						break
+					}
 				}
 			}
 		}
 	}
+	s.led.KeepOnly(s.plan.wants)
+	return o
 }
 
-func (o *purgeOp) keeps(node, key string) bool { return false }
-
-// readEarlier: a purge takes nothing from earlier Jobs; it lets those still
-// running finish before it removes anything on their node.
-func (o *purgeOp) readEarlier(context.Context, *batchv1.Job) {}
-
-// owns takes the delete Jobs of this epoch for nodes in the plan.
-func (o *purgeOp) owns(job *batchv1.Job) bool {
+// claims takes the delete Jobs of this epoch for nodes in the plan.
+func (o *purgeOp) claims(job *batchv1.Job) bool {
 	return puller.IsDeleteJob(job) && puller.JobEpoch(job) >= o.s.led.Epoch &&
 		o.s.plan.nodes[job.Annotations[puller.AnnotationNode]] != nil
 }
@@ -75,26 +71,51 @@ func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	})
 }
 
-// jobs settles as kept the pairs the purge must leave, and returns a delete
-// Job for each node with images left to remove.
-func (o *purgeOp) jobs() []newJob {
+// settle settles as kept the pairs the purge must leave, and as failed
+// those on nodes whose runtime cannot be reached.
+func (o *purgeOp) settle() {
 	s := o.s
-	return s.forNodes(func(w *nodeWant, hold bool) *newJob {
-		name := w.node.Name
+	for name, w := range s.plan.nodes {
+		if w.skip != "" {
+			continue
+		}
 		for _, wi := range w.images {
 			if why, _ := o.keptBecause(w.node, wi.key); why != "" && s.led.Get(name, wi.key) == ledger.Unsettled {
 				s.led.Set(name, wi.key, ledger.Present)
 			}
 		}
-		job := o.c.deleteJobFor(s, w, hold, func(k string) bool { return s.led.Get(name, k) == ledger.Unsettled })
-		if job == nil {
-			s.throttled = s.throttled || o.c.throttle.isWaiting(s.key)
-		}
-		return job
-	})
+	}
+	for _, t := range o.removals() {
+		o.c.giveUpUnreachable(s, t)
+	}
 }
 
-func (o *purgeOp) recorded(before ledger.Reader) {}
+// jobs returns a delete Job for each node with images left to remove.
+func (o *purgeOp) jobs() jobsToCreate {
+	var out jobsToCreate
+	for _, t := range o.removals() {
+		job := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.node.Name))
+		if job == nil {
+			out.throttled = out.throttled || o.c.throttle.isWaiting(o.s.key)
+			continue
+		}
+		out.jobs = append(out.jobs, *job)
+	}
+	return out
+}
+
+// removals lists, by node in name order, the images the purge still has to
+// remove: those it did not settle.
+func (o *purgeOp) removals() []removal {
+	s := o.s
+	var out []removal
+	for _, name := range sortedKeys(s.plan.nodes) {
+		if w := s.plan.nodes[name]; w.skip == "" {
+			out = append(out, removal{want: w, pick: func(k string) bool { return s.led.Get(name, k) == ledger.Unsettled }})
+		}
+	}
+	return out
+}
 
 // Why a purge leaves an image on a node.
 const (
@@ -136,50 +157,4 @@ func (o *purgeOp) kept() (failureSet, map[string]int) {
 		}
 	}
 	return set, byReason
-}
-
-// deleteJobFor makes the delete Job that removes a node's images (those of
-// w.images that pick selects), unless the node must wait (hold). A node whose
-// runtime socket is unknown fails those images at once. It returns the Job
-// to create, its throttle slot taken, or nil.
-func (c *Controller) deleteJobFor(s *syncCtx, w *nodeWant, hold bool, pick func(key string) bool) *newJob {
-	name := w.node.Name
-	var batch []string
-	for _, wi := range w.images {
-		if pick(wi.key) && len(batch) < maxImagesPerDeleteJob {
-			batch = append(batch, wi.image)
-		}
-	}
-	if len(batch) == 0 || hold {
-		return nil
-	}
-	// giveUp settles the picked pairs with a failure: a purge's as failed,
-	// a removal's as given up (the image stays, and is not this cache's).
-	giveUp := func(reason, message string) {
-		for _, wi := range w.images {
-			if pick(wi.key) {
-				if s.led.Get(name, wi.key) == ledger.Unsettled {
-					s.led.Set(name, wi.key, ledger.Failed) // a purge: failed
-				} else {
-					s.led.Set(name, wi.key, ledger.Unsettled) // a removal: given up
-				}
-				s.failures.add(wi.image, name, reason, message)
-			}
-		}
-	}
-	socket := c.cfg.CRISocketPath
-	if socket == "" {
-		var err error
-		if socket, err = cri.SocketForRuntime(w.node.Status.NodeInfo.ContainerRuntimeVersion); err != nil {
-			giveUp(reasonUnknownRuntime, err.Error())
-			return nil
-		}
-	}
-	job := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: w.hostname,
-		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork})
-	if !c.throttle.tryAcquire(jobKey(job), s.key) {
-		return nil
-	}
-	return &newJob{job: job, kind: "delete", node: name, images: len(batch),
-		refused: func(message string) { giveUp(reasonJobRejected, message) }}
 }

@@ -21,17 +21,40 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// writeStatus works out the status from the plan, the ledger and the
-// failures, and writes it when it changed. When the operation is complete
-// and was asked for with an annotation, it first removes the annotation, so
-// that a crash after this point cannot start the operation again.
-func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
+// computedStatus is the status a pass works out, and what it says of the
+// operation.
+type computedStatus struct {
+	status *v1alpha2.ImageCacheStatus
+	// complete says the operation has nothing left to do.
+	complete bool
+	// trimmed says the status had to leave out failures to fit.
+	trimmed bool
+}
+
+// computeStatus works out the status from the plan, the ledger, the
+// failures and the removals still to do, on the pass's copy of the status.
+func (c *Controller) computeStatus(s *syncCtx, removals int) computedStatus {
 	counts := countPulls(s.plan, s.led)
-	counts.removals = s.removals
-	kept, keptBy := s.op.kept()
-	counts.keptBy = keptBy
-	s.complete = counts.Pending == 0 && s.removals == 0
-	if annotation, ok := requestAnnotation[s.st.Reason]; ok && s.complete && hasAnnotation(s.ic, annotation) {
+	counts.removals = removals
+	var kept failureSet
+	if r, ok := s.op.(keptReporter); ok {
+		kept, counts.keptBy = r.kept()
+	}
+	s.st.Kept, _ = kept.render(nil)
+	if len(s.st.Kept) == 0 {
+		s.st.Kept = nil
+	}
+	trimmed := fillStatus(s.ic, s.st, s.plan, s.led, s.failures, counts, s.now)
+	return computedStatus{status: s.st, complete: counts.Pending == 0 && removals == 0, trimmed: trimmed}
+}
+
+// writeStatus writes the computed status when it changed. When the
+// operation is complete and was asked for with an annotation, it first
+// removes the annotation, so that a crash after this point cannot start the
+// operation again.
+func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedStatus) error {
+	st := out.status
+	if annotation, ok := requestAnnotation[st.Reason]; ok && out.complete && hasAnnotation(s.ic, annotation) {
 		patched, err := c.removeAnnotation(ctx, s.ic, annotation)
 		if err != nil {
 			return err
@@ -39,33 +62,30 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx) error {
 		c.wrote(s.key, s.ic, patched)
 		s.ic = patched
 	}
-	s.st.Kept, _ = kept.render(nil)
-	if len(s.st.Kept) == 0 {
-		s.st.Kept = nil
-	}
-	s.trimmed = c.fillStatus(s.ic, s.st, s.plan, s.led, s.failures, counts, s.now)
-	if equality.Semantic.DeepEqual(s.ic.Status, *s.st) {
+	if equality.Semantic.DeepEqual(s.ic.Status, *st) {
 		return nil
 	}
-	if s.trimmed {
+	if out.trimmed {
 		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasonStatusTrimmed, "The status would not fit in one object: "+
 			"failure messages were shortened and some failures left out (counted in status.omittedFailures)")
 	}
 	updated := s.ic.DeepCopy()
-	updated.Status = *s.st
+	updated.Status = *st
 	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: ControllerName})
 	if err != nil {
 		return fmt.Errorf("writing status: %w", err)
 	}
 	c.wrote(s.key, s.ic, written)
-	c.recordTransition(s.ic, s.st)
+	c.recordTransition(s.ic, st)
 	// Count what this write settled, now that it is recorded.
-	before := s.before
-	if before.Epoch() != s.led.Epoch {
-		before = ledger.Reader{}
+	if r, ok := s.op.(settledCounter); ok {
+		before := s.before
+		if before.Epoch() != s.led.Epoch {
+			before = ledger.Reader{}
+		}
+		r.recorded(before)
 	}
-	s.op.recorded(before)
 	return nil
 }
 
@@ -180,7 +200,7 @@ func countPulls(p *plan, led *ledger.Ledger) pullCounts {
 
 // fillStatus writes the computed state into st. It returns whether
 // failures had to be left out for the status to fit (fitStatus).
-func (c *Controller) fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan, led *ledger.Ledger,
+func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan, led *ledger.Ledger,
 	failures failureSet, counts pullCounts, now time.Time) bool {
 	st.Pulls = counts.PullCounts
 	st.NodesMatched = int32(len(p.nodes))

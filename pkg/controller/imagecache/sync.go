@@ -20,45 +20,58 @@ import (
 // sync moves one ImageCache toward what its operation wants on the nodes and
 // writes its status. It returns how soon to look again when nothing else
 // would wake it.
-func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (time.Duration, error) {
+func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue time.Duration, err error) {
+	began := time.Now()
+	var outcome string
+	defer func() {
+		klog.FromContext(ctx).V(4).Info("Finished syncing", "outcome", outcome, "requeueAfter", requeue,
+			"elapsed", time.Since(began), "err", err)
+	}()
 	ic, err := c.cacheToSync(ctx, key)
 	if ic == nil || err != nil {
+		outcome = "skipped"
 		return 0, err
 	}
 	s := c.newSyncCtx(key, ic)
 	if wait := c.startOperation(ctx, s); wait > 0 {
+		outcome = "waiting to start"
 		return wait, nil
 	}
 	if err := c.makePlan(ctx, s); err != nil {
 		return 0, err
 	}
 	if why := tooLarge(s.plan); why != "" {
+		outcome = reasonTooLarge
 		return 0, c.refuseTooLarge(ctx, s, why)
 	}
 	if err := c.readJobs(ctx, s); err != nil {
 		return 0, err
 	}
+	s.op.settle()
 	c.throttle.unwait(s.key) // it asks anew for the slots it needs
+	todo := s.op.jobs()
 	// A create that fails for a reason a retry may fix stops the creates,
 	// and the sync is retried with backoff; what this pass settled (the
 	// refused Jobs' failures among it) is written first all the same.
-	createErr := c.createJobs(ctx, s, s.op.jobs())
-	if err := c.writeStatus(ctx, s); err != nil {
+	createErr := c.createJobs(ctx, s, todo.jobs)
+	st := c.computeStatus(s, todo.removals)
+	outcome = st.status.Reason + " " + string(st.status.Status)
+	if err := c.writeStatus(ctx, s, st); err != nil {
 		return 0, errors.Join(createErr, err)
 	}
 	if createErr != nil {
 		return 0, createErr
 	}
-	if err := c.deleteFinishedJobs(ctx, s); err != nil {
+	if err := c.deleteFinishedJobs(ctx, s, st.complete); err != nil {
 		return 0, err
 	}
-	return c.nextLook(s), nil
+	return c.nextLook(s, st.complete, todo.throttled), nil
 }
 
 // syncCtx is what one pass of sync works on. Each phase fills in its part:
-// startOperation the status copy and the ledger's reset, plan the plan and
-// the operation, readJobs the ledger, the failures and what the Jobs say of
-// the nodes, writeStatus whether the operation is complete.
+// startOperation the status copy and the ledger's reset, makePlan the plan
+// and the operation, readJobs the ledger, the failures and what the Jobs say
+// of the nodes. What the later phases decide they return.
 type syncCtx struct {
 	key cache.ObjectName
 	ic  *v1alpha2.ImageCache
@@ -87,15 +100,6 @@ type syncCtx struct {
 	busy map[string]bool
 	// checkAt is the earliest time a running Job must be looked at again.
 	checkAt time.Time
-	// throttled says the cache waits for a free Job slot.
-	throttled bool
-	// removals counts the (node, image) removals of images dropped from
-	// the spec still to do.
-	removals int
-	// complete says the operation has nothing left to do.
-	complete bool
-	// trimmed says the status had to leave out failures to fit.
-	trimmed bool
 	// failedCreates holds the Job controller's FailedCreate events by
 	// namespace and Job UID, each namespace once read (failedCreates).
 	failedCreates map[string]map[types.UID]*corev1.Event
@@ -143,26 +147,19 @@ func (c *Controller) newSyncCtx(key cache.ObjectName, ic *v1alpha2.ImageCache) *
 	}
 }
 
-// hold says whether a node must not get a new Job now: one of the cache's
-// Jobs runs there, the cache waits for a Job slot, or the operation has just
-// started.
-func (s *syncCtx) hold(node string) bool {
-	return s.busy[node] || s.throttled || s.started != ""
-}
-
 // nextLook says how soon to look again: when a running Job must be checked,
 // when a Job slot may be free, or when the next periodic refresh is due. Once
 // an operation's start is recorded, the informer's update event brings the
 // cache back for its Jobs.
-func (c *Controller) nextLook(s *syncCtx) time.Duration {
+func (c *Controller) nextLook(s *syncCtx, complete, throttled bool) time.Duration {
 	var after time.Duration
 	if !s.checkAt.IsZero() {
 		after = max(s.checkAt.Sub(s.now), 100*time.Millisecond)
 	}
-	if s.throttled {
+	if throttled {
 		after = minPositive(after, throttledRetry)
 	}
-	if s.complete && c.cfg.RefreshFrequency > 0 && s.st.CompletionTime != nil && refreshable(s.st) {
+	if complete && c.cfg.RefreshFrequency > 0 && s.st.CompletionTime != nil && refreshable(s.st) {
 		after = minPositive(after, max(s.st.CompletionTime.Add(c.cfg.RefreshFrequency).Sub(s.now), time.Second))
 	}
 	return after

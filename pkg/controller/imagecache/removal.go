@@ -1,0 +1,83 @@
+package imagecache
+
+import (
+	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// removal is what a delete Job would remove from one node: those of
+// want.images that pick selects.
+type removal struct {
+	want *nodeWant
+	pick func(key string) bool
+}
+
+// socketFor returns the runtime socket a delete Job uses on a node: the
+// configured one, or the one of the runtime the node reports.
+func (c *Controller) socketFor(r removal) (string, error) {
+	if c.cfg.CRISocketPath != "" {
+		return c.cfg.CRISocketPath, nil
+	}
+	return cri.SocketForRuntime(r.want.node.Status.NodeInfo.ContainerRuntimeVersion)
+}
+
+// giveUpUnreachable settles with a failure the pairs of a removal on a node
+// whose runtime socket is unknown, unless the node waits for a Job of the
+// cache or the operation has just started: a purge's as failed, a removal's
+// as given up (the image stays, and is not this cache's).
+func (c *Controller) giveUpUnreachable(s *syncCtx, r removal) {
+	name := r.want.node.Name
+	if s.busy[name] || s.started != "" {
+		return
+	}
+	socket, err := c.socketFor(r)
+	if socket != "" {
+		return
+	}
+	giveUp(s, r, reasonUnknownRuntime, err.Error())
+}
+
+// giveUp settles the picked pairs of a removal with a failure.
+func giveUp(s *syncCtx, r removal, reason, message string) {
+	name := r.want.node.Name
+	for _, wi := range r.want.images {
+		if !r.pick(wi.key) {
+			continue
+		}
+		if s.led.Get(name, wi.key) == ledger.Unsettled {
+			s.led.Set(name, wi.key, ledger.Failed) // a purge: failed
+		} else {
+			s.led.Set(name, wi.key, ledger.Unsettled) // a removal: given up
+		}
+		s.failures.add(wi.image, name, reason, message)
+	}
+}
+
+// deleteJobFor makes the delete Job of a removal, unless the node must wait
+// (hold), its runtime socket is unknown (giveUpUnreachable settled it), or
+// the throttle has no slot. It returns the Job to create, its throttle slot
+// taken, or nil.
+func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) *newJob {
+	name := r.want.node.Name
+	var batch []string
+	for _, wi := range r.want.images {
+		if r.pick(wi.key) && len(batch) < maxImagesPerDeleteJob {
+			batch = append(batch, wi.image)
+		}
+	}
+	if len(batch) == 0 || hold {
+		return nil
+	}
+	socket, err := c.socketFor(r)
+	if err != nil {
+		return nil
+	}
+	job := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: r.want.hostname,
+		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork})
+	if !c.throttle.tryAcquire(jobKey(job), s.key) {
+		return nil
+	}
+	return &newJob{job: job, kind: "delete", node: name, images: len(batch),
+		refused: func(message string) { giveUp(s, r, reasonJobRejected, message) }}
+}
