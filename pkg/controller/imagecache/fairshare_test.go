@@ -30,10 +30,10 @@ func TestFairShareOfSlots(t *testing.T) {
 	}, nodes...)
 	created := func(name string) int {
 		t.Helper()
-		writes, _ := f.sync(name)
+		writes, _ := f.syncOnly(name, wCreateJob, wDeleteJob, wStatus)
 		return len(createdJobs(writes))
 	}
-	if n := len(createdJobs(must(f.syncStarted("hang")))); n != 4 {
+	if n := len(createdJobs(must(f.syncStarted("hang", times(wCreateJob, 4))))); n != 4 {
 		t.Fatalf("hang created %d Jobs, want all 4 slots", n)
 	}
 	if n := len(createdJobs(must(f.syncStarted("web")))); n != 0 {

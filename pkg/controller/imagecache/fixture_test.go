@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,32 +216,141 @@ func (f *fixture) clearActions() {
 }
 
 // sync runs one sync of the cache, then lets the informers catch up. It
-// returns the writes the sync made.
-func (f *fixture) sync(name string) ([]core.Action, time.Duration) {
+// checks the whole list of writes the sync made against want (none when
+// want is empty), as "verb resource[/subresource]" with "*N" for N alike, in
+// any order: an unexpected write fails the test. It returns the writes.
+func (f *fixture) sync(name string, want ...string) ([]core.Action, time.Duration) {
 	f.t.Helper()
+	f.clearActions() // what the test did before is not the sync's
 	after, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: name})
 	if err != nil {
 		f.t.Fatalf("sync %s: %v", name, err)
 	}
 	w := f.writes()
+	f.expectWrites(w, want...)
 	f.catchUp()
 	return w, after
 }
 
+// syncOnly is sync for a pass whose number of writes varies (a loop, a
+// helper shared by tests): each write must be of one of the kinds given.
+func (f *fixture) syncOnly(name string, kinds ...string) ([]core.Action, time.Duration) {
+	f.t.Helper()
+	f.clearActions()
+	after, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: name})
+	if err != nil {
+		f.t.Fatalf("sync %s: %v", name, err)
+	}
+	w := f.writes()
+	for _, d := range writeList(w) {
+		if !slices.Contains(kinds, d) {
+			f.t.Errorf("WRITES %s: got [%s], want only [%s]", f.caller(), strings.Join(compactWrites(writeList(w)), " | "), strings.Join(kinds, " | "))
+			break
+		}
+	}
+	f.catchUp()
+	return w, after
+}
+
+// caller names the test line that called the fixture.
+func (f *fixture) caller() string {
+	for i := 1; i < 8; i++ {
+		if _, file, n, ok := goruntime.Caller(i); ok && !strings.HasSuffix(file, "fixture_test.go") {
+			return fmt.Sprintf("%s:%d", filepath.Base(file), n)
+		}
+	}
+	return ""
+}
+
+// expectWrites fails the test, naming the test line that synced, when the
+// writes are not those wanted.
+func (f *fixture) expectWrites(writes []core.Action, want ...string) {
+	f.t.Helper()
+	if got, wanted := writeList(writes), expandWrites(want); !slices.Equal(got, wanted) {
+		f.t.Errorf("WRITES %s: got [%s], want [%s]", f.caller(), strings.Join(compactWrites(got), " | "), strings.Join(want, " | "))
+	}
+}
+
+// writeList describes each write, sorted.
+func writeList(writes []core.Action) []string {
+	out := make([]string, 0, len(writes))
+	for _, a := range writes {
+		d := a.GetVerb() + " " + a.GetResource().Resource
+		if a.GetSubresource() != "" {
+			d += "/" + a.GetSubresource()
+		}
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// expandWrites expands "X*N" into N times X, sorted.
+func expandWrites(want []string) []string {
+	var out []string
+	for _, w := range want {
+		d, n := w, 1
+		if i := strings.LastIndex(w, "*"); i >= 0 {
+			if k, err := strconv.Atoi(w[i+1:]); err == nil {
+				d, n = w[:i], k
+			}
+		}
+		for range n {
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// compactWrites is the inverse of expandWrites, for messages.
+func compactWrites(list []string) []string {
+	var out []string
+	for i := 0; i < len(list); {
+		j := i
+		for j < len(list) && list[j] == list[i] {
+			j++
+		}
+		if j-i > 1 {
+			out = append(out, fmt.Sprintf("%s*%d", list[i], j-i))
+		} else {
+			out = append(out, list[i])
+		}
+		i = j
+	}
+	return out
+}
+
 // syncStarted runs the sync that starts an operation, checks that it only
 // recorded the start (Jobs are named after it, so none may exist before it
-// is recorded), and returns the writes of the sync after it.
-func (f *fixture) syncStarted(name string) ([]core.Action, time.Duration) {
+// is recorded), and returns the writes of the sync after it, checked
+// against want.
+func (f *fixture) syncStarted(name string, want ...string) ([]core.Action, time.Duration) {
 	f.t.Helper()
-	writes, after := f.sync(name)
-	if len(writes) != 1 || len(statusUpdates(writes)) != 1 {
-		f.t.Fatalf("starting an operation: want one status write, got %s", describe(writes))
-	}
-	if st := statusUpdates(writes)[0].Status; st.Status == v1alpha2.ImageCacheActionStatusProcessing && after != 0 {
+	writes, after := f.sync(name, wStatus)
+	if st := statusUpdates(writes); len(st) == 1 && st[0].Status.Status == v1alpha2.ImageCacheActionStatusProcessing && after != 0 {
 		f.t.Errorf("after starting an operation: requeue after %v, want none (the informer's update event brings it back)", after)
 	}
-	return f.sync(name)
+	return f.sync(name, want...)
 }
+
+// syncStartedOnly is syncStarted, with the pass after it checked as
+// syncOnly checks it.
+func (f *fixture) syncStartedOnly(name string, kinds ...string) ([]core.Action, time.Duration) {
+	f.t.Helper()
+	f.sync(name, wStatus)
+	return f.syncOnly(name, kinds...)
+}
+
+// The writes a sync makes, for expectWrites.
+const (
+	wStatus      = "update imagecaches/status"
+	wCreateJob   = "create jobs"
+	wDeleteJob   = "delete jobs"
+	wPatchJob    = "patch jobs"
+	wAnnotation  = "patch imagecaches"
+	wCreateEvent = "create events"
+)
 
 // writes returns the write actions both clients saw since the last call.
 func (f *fixture) writes() []core.Action {
@@ -440,3 +552,6 @@ func jobImages(t *testing.T, job *batchv1.Job) []string {
 	}
 	return imgs
 }
+
+// times is n writes alike, for expectWrites.
+func times(write string, n int) string { return fmt.Sprintf("%s*%d", write, n) }

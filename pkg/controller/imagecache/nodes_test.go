@@ -31,7 +31,7 @@ func TestTrimmedNodeCountsTagAndDigestAsPresent(t *testing.T) {
 	if p := trim.NodeImages(nodeB); p.Len() != 100 || len(nodeB.Status.Images) != 1 {
 		t.Fatalf("the fixture's node-b holds %d names, want 100", p.Len())
 	}
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", times(wCreateJob, 2))
 	got := map[string][]string{}
 	for _, job := range createdJobs(writes) {
 		got[job.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"]] = jobImages(t, job)

@@ -44,7 +44,7 @@ func TestPurgeIsOneOperation(t *testing.T) {
 		t.Fatalf("a node that joined during the purge: %s; want no delete Job", describe(writes))
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wAnnotation, wStatus)
 	st := f.imageCache("web").Status
 	if st.Reason != v1alpha2.ImageCacheReasonPurge || st.Status != v1alpha2.ImageCacheActionStatusSucceeded ||
 		st.Message != "Removed 1 of 2 images on 2 nodes; 1 skipped on 1 node not ready" {
@@ -61,7 +61,7 @@ func TestPurgeIsOneOperation(t *testing.T) {
 	// A refresh pulls again, on every node of now.
 	f.annotate("web", v1alpha2.AnnotationRefresh)
 	f.clock.Step(2 * time.Second)
-	writes, _ = f.syncStarted("web")
+	writes, _ = f.syncStarted("web", times(wCreateJob, 4))
 	if jobs := createdJobs(writes); len(jobs) != 4 {
 		t.Errorf("refresh after the purge: %s; want a pull Job on each of the 4 nodes", describe(writes))
 	}
@@ -101,7 +101,7 @@ func TestDeleteJobsRunInTheControllerNamespace(t *testing.T) {
 		t.Fatalf("with the delete Job running: %s", st.Status)
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wAnnotation, wStatus)
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Message != "Removed 1 of 1 images on 1 node" {
 		t.Fatalf("after the delete Job completed: %s %q", st.Status, st.Message)
 	}
@@ -119,7 +119,7 @@ func TestDeleteJobsRunInTheControllerNamespace(t *testing.T) {
 	}
 	f.catchUp()
 	f.clearActions()
-	writes, _ = f.sync("web")
+	writes, _ = f.sync("web", wDeleteJob)
 	if deleted := deletedJobNames(writes); len(deleted) != 1 || deleted[0] != testControllerNS+"/web-earlier" {
 		t.Errorf("with an earlier cache's delete Job: %s; want it deleted, and only it", describe(writes))
 	}
@@ -130,7 +130,7 @@ func TestDeleteJobsRunInTheControllerNamespace(t *testing.T) {
 	}
 	f.catchUp()
 	f.clearActions()
-	writes, _ = f.sync("web")
+	writes, _ = f.sync("web", wDeleteJob)
 	if deleted := deletedJobNames(writes); len(deleted) != 1 || deleted[0] != testControllerNS+"/"+j.Name {
 		t.Errorf("after the cache was deleted: %s; want its delete Job deleted", describe(writes))
 	}
@@ -152,15 +152,15 @@ func deletedJobNames(actions []core.Action) []string {
 // of the update's first pass.
 func (f *fixture) createThenSetImages(name string, images ...string) []core.Action {
 	f.t.Helper()
-	f.syncStarted(name)
+	f.syncStartedOnly(name, wCreateJob)
 	f.completeAll()
-	f.sync(name)
+	f.syncOnly(name, wDeleteJob, wStatus)
 	f.edit(name, func(ic *v1alpha2.ImageCache) {
 		ic.Spec.CacheSpec[0].Images = images
 		ic.Generation++
 	})
 	f.clock.Step(time.Second)
-	writes, _ := f.syncStarted(name)
+	writes, _ := f.syncStartedOnly(name, wCreateJob)
 	return writes
 }
 
@@ -169,7 +169,7 @@ func (f *fixture) createThenSetImages(name string, images ...string) []core.Acti
 func (f *fixture) createThenPurge(name string) []core.Action {
 	f.t.Helper()
 	f.createThenAskPurge(name)
-	writes, _ := f.syncStarted(name)
+	writes, _ := f.syncStartedOnly(name, wCreateJob, wStatus)
 	return writes
 }
 
@@ -177,9 +177,9 @@ func (f *fixture) createThenPurge(name string) []core.Action {
 // be purged, a second later.
 func (f *fixture) createThenAskPurge(name string) {
 	f.t.Helper()
-	f.syncStarted(name)
+	f.syncStartedOnly(name, wCreateJob)
 	f.completeAll()
-	f.sync(name)
+	f.syncOnly(name, wDeleteJob, wStatus)
 	f.annotate(name, v1alpha2.AnnotationPurge)
 	f.clock.Step(2 * time.Second)
 }
@@ -195,7 +195,7 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis")), other},
 		newNode("node-a", withRuntime("containerd://2.0.0"), withNodeImages("docker.io/library/nginx:latest")),
 		newNode("node-b", withRuntime("containerd://2.0.0"), withLabels("team", "b")))
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 2))
 	for _, j := range f.jobs() {
 		switch j.Annotations[puller.AnnotationNode] {
 		case "node-a": // redis only: nginx is listed by the node
@@ -205,13 +205,13 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 			f.finishJob(j)
 		}
 	}
-	f.sync("web")
+	f.sync("web", times(wDeleteJob, 2), wStatus)
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("create: %s %q", st.Status, st.Message)
 	}
 	f.annotate("web", v1alpha2.AnnotationPurge)
 	f.clock.Step(2 * time.Second)
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", wCreateJob)
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {
 		t.Fatalf("purge: %s; want one delete Job, on node-a", describe(writes))
@@ -220,7 +220,7 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 		t.Errorf("node-a's removal (-want +got):\n%s", diff)
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wAnnotation, wStatus)
 	st := f.imageCache("web").Status
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded ||
 		st.Message != "Removed 1 of 4 images on 2 nodes; 3 kept (1 wanted by another ImageCache, 2 not pulled there by this cache)" {
@@ -255,7 +255,7 @@ func TestPullPolicyAlwaysOwnsNothing(t *testing.T) {
 		newNode("node-a", withRuntime("containerd://2.0.0")))
 	f.createThenAskPurge("web")
 	// With nothing to remove, the pass that starts the purge ends it.
-	writes, _ := f.sync("web")
+	writes, _ := f.sync("web", wAnnotation, wStatus)
 	if jobs := createdJobs(writes); len(jobs) != 0 {
 		t.Fatalf("purge with Always: %s; want no delete Job", describe(writes))
 	}
@@ -289,11 +289,11 @@ func TestLatePullingEventStillCounts(t *testing.T) {
 	cfg := testConfig()
 	cfg.ImagesPerJob = 1
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))}, newNode("node-a"))
-	f.syncStarted("web")
+	f.syncStarted("web", wCreateJob)
 	first := f.jobs()[0]
 	f.pulledBy(first) // no event yet
 	f.finishJob(first)
-	f.sync("web")
+	f.sync("web", wCreateJob, wStatus)
 	img := jobImages(t, &first)[0]
 	key, _ := images.Normalize(img)
 	if led := ledger.Decode(f.imageCache("web").Status.Ledger); led.Get("node-a", key) != ledger.Pulled || led.Owned("node-a", key) {
@@ -301,7 +301,7 @@ func TestLatePullingEventStillCounts(t *testing.T) {
 	}
 	f.pulledBy(first, img) // the event arrives
 	f.catchUp()
-	f.sync("web")
+	f.sync("web", wStatus)
 	if led := ledger.Decode(f.imageCache("web").Status.Ledger); !led.Owned("node-a", key) {
 		t.Errorf("the late Pulling event of %s did not make it owned", img)
 	}

@@ -52,7 +52,7 @@ func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
 		<-f.recorder.Events
 	}
 
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 6), wStatus)
 	var on []string
 	for _, j := range f.jobs() {
 		on = append(on, j.Annotations[puller.AnnotationNode])
@@ -101,7 +101,7 @@ func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
 
 	// The others finish: Failed, with the refused pairs, and the condition stays.
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", times(wDeleteJob, 4), wStatus)
 	st = f.imageCache("web").Status
 	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.Pulls.Succeeded != 8 || st.Pulls.Failed != 4 {
 		t.Errorf("status %s pulls %+v, want Failed with 8 pulled and 4 refused", st.Status, st.Pulls)
@@ -118,7 +118,7 @@ func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
 		ic.Spec.CacheSpec[0].Images = append(ic.Spec.CacheSpec[0].Images, "busybox")
 	})
 	f.clock.Step(time.Second) // an operation's epoch is later than the last one's
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", times(wCreateJob, 6))
 	if n := len(createdJobs(writes)); n != 6 {
 		t.Errorf("%d Jobs after the update, want 6 (every node has a pull to do)", n)
 	}
@@ -176,7 +176,7 @@ func TestRefusalsAreRecordedWhenACreateFailsToo(t *testing.T) {
 	refusal := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errors.New("exceeded quota: jobs"))
 	refuseJobsFor(f, refusal, "node-0")
 	refuseJobsFor(f, apierrors.NewInternalError(errors.New("etcd leader changed")), "node-1")
-	f.sync("web") // records the start
+	f.sync("web", wStatus) // records the start
 	if _, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}); err == nil || !strings.Contains(err.Error(), "etcd leader changed") {
 		t.Fatalf("sync: %v; want the server error, to be retried", err)
 	}

@@ -24,9 +24,9 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	cfg.RetainJobs = true // the old node's Jobs stay, and must not count for the new one
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
 		newNode("node-a"), newNode("node-b"))
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 2))
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wStatus)
 	st := f.imageCache("web").Status
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("status %s, want Succeeded", st.Status)
@@ -53,7 +53,7 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.restart(cfg)
-	writes, _ := f.sync("web")
+	writes, _ := f.sync("web", wCreateJob, wDeleteJob, wStatus)
 	var on []string
 	for _, j := range createdJobs(writes) {
 		on = append(on, j.Annotations[puller.AnnotationNode])
@@ -88,7 +88,7 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 		t.Error("no NodesReplaced event")
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wStatus)
 	if enc := f.imageCache("web").Status.Ledger.Nodes["node-a"]; !strings.HasSuffix(enc, ".0f9e8d7c") {
 		t.Errorf("ledger entry of the new node-a %q, want its own tag", enc)
 	}
@@ -100,15 +100,15 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 func TestLedgerWithoutTagsTrustsItsNodes(t *testing.T) {
 	cfg := testConfig()
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
-	f.syncStarted("web")
+	f.syncStarted("web", wCreateJob)
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wStatus)
 	f.edit("web", func(ic *v1alpha2.ImageCache) {
 		enc, _, _ := strings.Cut(ic.Status.Ledger.Nodes["node-a"], ".")
 		ic.Status.Ledger.Nodes["node-a"] = enc
 	})
 	f.restart(cfg)
-	writes, _ := f.sync("web")
+	writes, _ := f.sync("web", wStatus)
 	if len(createdJobs(writes)) != 0 {
 		t.Errorf("an untagged ledger made Jobs: %s", describe(writes))
 	}

@@ -108,7 +108,7 @@ func TestTooLargeCacheIsRefused(t *testing.T) {
 		ic.Spec.CacheSpec = append(ic.Spec.CacheSpec, v1alpha2.CacheSpecImages{Images: imgs[i : i+v1alpha2.MaxImagesPerEntry]})
 	}
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic}, nodes...)
-	f.sync("huge") // starts the operation
+	f.sync("huge", wStatus) // starts the operation
 	writes, _ := f.sync("huge")
 	if len(createdJobs(writes)) != 0 {
 		t.Errorf("a too large cache made %d Jobs", len(createdJobs(writes)))

@@ -26,7 +26,7 @@ func TestJobsThatNeverStart(t *testing.T) {
 	cfg.RetainJobs = true // the ended Jobs stay, to be read again
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27"))},
 		newNode("node-0"), newNode("node-1"), newNode("node-2"))
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 3))
 	jobs := f.jobs()
 	if len(jobs) != 3 {
 		t.Fatalf("%d Jobs, want 3", len(jobs))
@@ -55,7 +55,7 @@ func TestJobsThatNeverStart(t *testing.T) {
 
 	// Before the deadline: nothing is ended, and the sync comes back at it.
 	f.clock.Step(119 * time.Second)
-	writes, after := f.sync("web")
+	writes, after := f.sync("web", wStatus)
 	if len(createdJobs(writes)) != 0 || len(patchedJobs(writes)) != 0 {
 		t.Errorf("before the start deadline: %s", describe(writes))
 	}
@@ -64,7 +64,7 @@ func TestJobsThatNeverStart(t *testing.T) {
 	}
 
 	f.clock.Step(time.Second)
-	writes, _ = f.sync("web")
+	writes, _ = f.sync("web", times(wPatchJob, 2), wStatus)
 	var ended []string
 	for _, p := range patchedJobs(writes) {
 		ended = append(ended, p.GetName())

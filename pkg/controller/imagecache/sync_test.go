@@ -41,8 +41,8 @@ func TestNewCacheCreatesPinnedJobs(t *testing.T) {
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{ic},
 		newNode("node-a"), newNode("node-b", withLabels("tier", "backend")), newNode("node-c"))
 
-	started, _ := f.sync("web")
-	writes, _ := f.sync("web")
+	started, _ := f.sync("web", wStatus)
+	writes, _ := f.sync("web", times(wCreateJob, 3))
 	jobs := createdJobs(writes)
 	if len(jobs) != 3 {
 		t.Fatalf("want 3 Jobs, got %d (%s)", len(jobs), describe(writes))
@@ -135,9 +135,9 @@ func TestBatching(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("big", withImages(imgs...))},
 		newNode("node-a"), newNode("node-b"))
 	sizes := map[string][]int{}
-	f.sync("big") // records the operation's start
+	f.sync("big", wStatus) // records the operation's start
 	for round := range 5 {
-		writes, _ := f.sync("big")
+		writes, _ := f.syncOnly("big", wCreateJob, wDeleteJob, wStatus)
 		for _, j := range createdJobs(writes) {
 			node := j.Annotations[puller.AnnotationNode]
 			sizes[node] = append(sizes[node], len(j.Spec.Template.Spec.Containers))
@@ -168,12 +168,12 @@ func TestBatching(t *testing.T) {
 func TestAllSucceeded(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "redis:7"))},
 		newNode("node-a"), newNode("node-b"))
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 2))
 	f.clock.Step(5 * time.Second)
 	if n := f.completeAll(); n != 2 {
 		t.Fatalf("completed %d Jobs", n)
 	}
-	writes, _ := f.sync("web")
+	writes, _ := f.sync("web", times(wDeleteJob, 2), wStatus)
 	ups := statusUpdates(writes)
 	if len(ups) != 1 {
 		t.Fatalf("want one status update, got %s", describe(writes))
@@ -221,7 +221,7 @@ func TestAllSucceeded(t *testing.T) {
 func TestPullFailureAtDeadline(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "ghcr.io/org/missing:v9"))},
 		newNode("node-a"))
-	f.syncStarted("web")
+	f.syncStarted("web", wCreateJob)
 	job := f.jobs()[0]
 	msg := `rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/org/missing:v9": not found`
 	states := map[string]corev1.ContainerState{}
@@ -236,7 +236,7 @@ func TestPullFailureAtDeadline(t *testing.T) {
 	// Before the deadline: the finished image is counted, the Job is left
 	// alone, and the cache is requeued for the deadline.
 	f.clock.Step(30 * time.Second)
-	writes, after := f.sync("web")
+	writes, after := f.sync("web", wStatus)
 	if ups := statusUpdates(writes); len(writes) != 1 || len(ups) != 1 || ups[0].Status.Pulls.Succeeded != 1 || ups[0].Status.Pulls.Pending != 1 {
 		t.Errorf("before the deadline: writes %s", describe(writes))
 	}
@@ -244,7 +244,7 @@ func TestPullFailureAtDeadline(t *testing.T) {
 		t.Errorf("requeue after %v, want about 33s", after)
 	}
 	f.clock.Step(after)
-	writes, _ = f.sync("web")
+	writes, _ = f.sync("web", wDeleteJob, wPatchJob, wStatus)
 	var patched bool
 	for _, a := range writes {
 		if a.GetVerb() == "patch" && a.GetResource().Resource == "jobs" {
@@ -292,12 +292,12 @@ func TestPullFailureAtDeadline(t *testing.T) {
 // whose pod is gone, fails its images with DeadlineExceeded.
 func TestJobDeadlineWithoutPod(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27"))}, newNode("node-a"))
-	f.syncStarted("web")
+	f.syncStarted("web", wCreateJob)
 	job := f.jobs()[0]
 	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
 		Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline"}}
 	f.updateJob(&job)
-	f.sync("web")
+	f.sync("web", wDeleteJob, wStatus)
 	st := f.imageCache("web").Status
 	want := map[string]v1alpha2.NodeReasonMessageList{
 		"nginx:1.27": {{Node: "node-a", Reason: "DeadlineExceeded", Message: "Job was active longer than specified deadline"}},
@@ -312,7 +312,7 @@ func TestJobDeadlineWithoutPod(t *testing.T) {
 func TestOneBadImageDoesNotWaitForTheBatchDeadline(t *testing.T) {
 	imgs := []string{"a:1", "b:1", "c:1", "d:1", "bad:1"}
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages(imgs...))}, newNode("node-a"))
-	f.syncStarted("web")
+	f.syncStarted("web", wCreateJob)
 	job := f.jobs()[0]
 	states := map[string]corev1.ContainerState{}
 	for i, img := range jobImages(t, &job) {
@@ -324,7 +324,7 @@ func TestOneBadImageDoesNotWaitForTheBatchDeadline(t *testing.T) {
 	}
 	f.podWith(job, states)
 	f.clock.Step(71 * time.Second) // 10s + one 60s pull deadline, well before 5 x 60s
-	f.sync("web")
+	f.sync("web", wDeleteJob, wPatchJob, wStatus)
 	st := f.imageCache("web").Status
 	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.Pulls.Failed != 1 || st.Pulls.Succeeded != 4 {
 		t.Errorf("status %s counts %+v", st.Status, st.Pulls)
@@ -340,7 +340,7 @@ func TestAlreadyPresent(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.25", "nginx:1.2", "redis"))},
 		newNode("node-a", withNodeImages("docker.io/library/nginx:1.25", "docker.io/library/nginx@sha256:"+strings.Repeat("a", 64)),
 			withNodeImages("docker.io/library/redis:latest")))
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", wCreateJob)
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 {
 		t.Fatalf("want 1 Job, got %s", describe(writes))
@@ -369,7 +369,7 @@ func TestAlreadyPresent(t *testing.T) {
 	cfg.Puller.PullPolicy = corev1.PullAlways
 	f3 := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
 		newNode("node-a", withNodeImages("redis:latest")))
-	writes, _ = f3.syncStarted("web")
+	writes, _ = f3.syncStarted("web", wCreateJob)
 	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Spec.Template.Spec.Containers[0].ImagePullPolicy != corev1.PullAlways {
 		t.Errorf("pull policy Always: %s", describe(writes))
 	}
@@ -385,9 +385,9 @@ func TestMaxInFlightJobs(t *testing.T) {
 	}
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, nodes...)
 	total := 0
-	f.sync("web") // records the operation's start
+	f.sync("web", wStatus) // records the operation's start
 	for round := range 4 {
-		writes, after := f.sync("web")
+		writes, after := f.syncOnly("web", wCreateJob, wDeleteJob, wStatus)
 		total += len(createdJobs(writes))
 		active := 0
 		for _, j := range f.jobs() {
@@ -419,7 +419,7 @@ func TestPodSucceededFreesItsSlotAndNode(t *testing.T) {
 	cfg.MaxInFlightJobs = 1
 	cfg.ImagesPerJob = 1
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))}, newNode("node-a"))
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", wCreateJob)
 	first := createdJobs(writes)
 	if len(first) != 1 {
 		t.Fatalf("first pass: %s; want one Job (one slot)", describe(writes))
@@ -434,7 +434,7 @@ func TestPodSucceededFreesItsSlotAndNode(t *testing.T) {
 	if got := f.c.InFlightJobs(); got != 0 {
 		t.Errorf("in flight with the only Job's pod Succeeded: %d, want 0", got)
 	}
-	writes, _ = f.sync("web")
+	writes, _ = f.sync("web", wCreateJob, wStatus)
 	next := createdJobs(writes)
 	if len(next) != 1 || jobImages(t, next[0])[0] == jobImages(t, &job)[0] {
 		t.Fatalf("after the pod Succeeded: %s; want the Job of the other image on the same node", describe(writes))
@@ -453,7 +453,7 @@ func TestEditWhileProcessing(t *testing.T) {
 	ic := newImageCache("web", withImages("nginx"), withSelectedImages(map[string]string{"tier": "backend"}, "redis"))
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic},
 		newNode("node-a"), newNode("node-b", withLabels("tier", "backend")), newNode("node-c", withLabels("tier", "frontend")))
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 3))
 	before := f.jobs()
 	if len(before) != 3 {
 		t.Fatalf("want 3 Jobs, got %d", len(before))
@@ -477,12 +477,12 @@ func TestEditWhileProcessing(t *testing.T) {
 		t.Fatalf("same-second update: writes %s, requeue after %v", describe(writes), after)
 	}
 	f.clock.Step(time.Second)
-	started, _ := f.sync("web")
+	started, _ := f.sync("web", wStatus)
 	st := statusUpdates(started)
 	if len(started) != 1 || len(st) != 1 || st[0].Status.Reason != v1alpha2.ImageCacheReasonUpdate || st[0].Status.ObservedGeneration != 2 {
 		t.Fatalf("starting the update: %s; want only its start recorded", describe(started))
 	}
-	writes, _ := f.sync("web")
+	writes, _ := f.sync("web", wCreateJob, wDeleteJob, wStatus)
 	// node-a's finished earlier Job is deleted; its nginx counts. node-b's
 	// and node-c's keep running (nginx is still wanted on both). node-a gets
 	// busybox.
@@ -497,7 +497,7 @@ func TestEditWhileProcessing(t *testing.T) {
 	// started, which counts; they are deleted, and the update's own follow:
 	// node-b busybox, node-c busybox and redis.
 	f.completeAll()
-	writes, _ = f.sync("web")
+	writes, _ = f.sync("web", times(wCreateJob, 2), times(wDeleteJob, 2), wStatus)
 	got := map[string][]string{}
 	for _, j := range createdJobs(writes) {
 		got[j.Annotations[puller.AnnotationNode]] = jobImages(t, j)
@@ -510,7 +510,7 @@ func TestEditWhileProcessing(t *testing.T) {
 		t.Errorf("%d earlier Jobs deleted once finished, want 2 (%s)", d, describe(writes))
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", times(wDeleteJob, 3), wStatus)
 	s := f.imageCache("web").Status
 	// nginx x3, busybox x3, redis on node-c.
 	if s.Status != v1alpha2.ImageCacheActionStatusSucceeded || s.Pulls.Desired != 7 || s.Pulls.Succeeded != 7 {
@@ -522,7 +522,7 @@ func TestEditWhileProcessing(t *testing.T) {
 // Job is deleted; the cache still completes.
 func TestNodeLeavesDeletesItsJobs(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"), newNode("node-b"))
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 2))
 	if err := f.kube.CoreV1().Nodes().Delete(f.ctx, "node-b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +533,7 @@ func TestNodeLeavesDeletesItsJobs(t *testing.T) {
 	}
 	f.catchUp()
 	f.clearActions()
-	writes, _ := f.sync("web")
+	writes, _ := f.sync("web", times(wDeleteJob, 2), wStatus)
 	deleted := 0
 	for _, a := range writes {
 		if a.GetVerb() == "delete" && a.GetResource().Resource == "jobs" {
@@ -553,12 +553,12 @@ func TestNodeLeavesDeletesItsJobs(t *testing.T) {
 // and pulled onto once Ready.
 func TestNotReadyNodeSkippedThenWarmed(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"), newNode("node-b", notReady()))
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", wCreateJob)
 	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {
 		t.Fatalf("jobs: %s", describe(writes))
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wStatus)
 	st := f.imageCache("web").Status
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Skipped != 1 ||
 		st.Message != "Pulled 1 of 2 images on 2 nodes; 1 skipped on 1 node not ready" {
@@ -567,7 +567,7 @@ func TestNotReadyNodeSkippedThenWarmed(t *testing.T) {
 	f.makeReady("node-b")
 	f.catchUp()
 	f.clearActions()
-	writes, _ = f.sync("web")
+	writes, _ = f.sync("web", wCreateJob, wStatus)
 	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-b" {
 		t.Fatalf("warming node-b: %s", describe(writes))
 	}
@@ -597,13 +597,13 @@ func TestNoMatchingNode(t *testing.T) {
 func TestInvalidReferenceFailsOnlyThatImage(t *testing.T) {
 	long := strings.Repeat("a", 256) // a repository name over 255 characters
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", long))}, newNode("node-a"))
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", wCreateJob)
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 || !cmp.Equal(jobImages(t, jobs[0]), []string{"nginx"}) {
 		t.Fatalf("jobs: %s", describe(writes))
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wStatus)
 	st := f.imageCache("web").Status
 	got := st.Failures[long]
 	if len(got) != 1 || got[0].Reason != "InvalidImageName" || got[0].Node != "node-a" || !strings.Contains(got[0].Message, "invalid image reference") {
@@ -644,7 +644,7 @@ func TestCreateFailureIsRetried(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxInFlightJobs = 1
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
-	f.sync("web") // records the operation's start
+	f.sync("web", wStatus) // records the operation's start
 	f.kube.PrependReactor("create", "jobs", func(core.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewInternalError(errors.New("etcd unavailable"))
 	})
@@ -665,7 +665,7 @@ func TestCreatesGoInGrowingBatches(t *testing.T) {
 		nodes = append(nodes, newNode(fmt.Sprintf("node-%d", i)))
 	}
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, nodes...)
-	f.sync("web") // records the operation's start
+	f.sync("web", wStatus) // records the operation's start
 	f.kube.PrependReactor("create", "jobs", func(a core.Action) (bool, runtime.Object, error) {
 		if a.(core.CreateAction).GetObject().(*batchv1.Job).Annotations[puller.AnnotationNode] == "node-3" {
 			return true, nil, apierrors.NewInternalError(errors.New("etcd unavailable"))
@@ -699,15 +699,15 @@ func TestCreatesGoInGrowingBatches(t *testing.T) {
 // is removed when the refresh is done.
 func TestRefreshAnnotation(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
-	f.syncStarted("web")
+	f.syncStarted("web", wCreateJob)
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wStatus)
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("status %s", st.Status)
 	}
 	f.annotate("web", v1alpha2.AnnotationRefresh)
 	f.clock.Step(2 * time.Second)
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", wCreateJob)
 	if len(createdJobs(writes)) != 1 {
 		t.Fatalf("refresh did not pull again: %s", describe(writes))
 	}
@@ -719,7 +719,7 @@ func TestRefreshAnnotation(t *testing.T) {
 		t.Error("annotation removed before the refresh was done")
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wAnnotation, wStatus)
 	got := f.imageCache("web")
 	if _, ok := got.Annotations[v1alpha2.AnnotationRefresh]; ok {
 		t.Error("annotation still there after the refresh")
@@ -738,14 +738,14 @@ func TestPeriodicRefresh(t *testing.T) {
 	cfg := testConfig()
 	cfg.RefreshFrequency = 15 * time.Minute
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
-	f.syncStarted("web")
+	f.syncStarted("web", wCreateJob)
 	f.completeAll()
-	_, after := f.sync("web")
+	_, after := f.sync("web", wDeleteJob, wStatus)
 	if after != 15*time.Minute {
 		t.Errorf("requeue after %v, want 15m", after)
 	}
 	f.clock.Step(after)
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", wCreateJob)
 	if len(createdJobs(writes)) != 1 || f.imageCache("web").Status.Reason != v1alpha2.ImageCacheReasonRefresh {
 		t.Errorf("periodic refresh: %s", describe(writes))
 	}
@@ -757,14 +757,14 @@ func TestRestartResumes(t *testing.T) {
 	cfg := testConfig()
 	cfg.ImagesPerJob = 1
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))}, newNode("node-a"), newNode("node-b"))
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 2))
 	// node-a's first Job completes; node-b's still runs.
 	for _, j := range f.jobs() {
 		if j.Annotations[puller.AnnotationNode] == "node-a" {
 			f.completeJob(j)
 		}
 	}
-	f.sync("web") // node-a gets its second Job
+	f.sync("web", wCreateJob, wStatus) // node-a gets its second Job
 	// A new controller, from the API state only.
 	f.restart(cfg)
 	writes, _ := f.sync("web")
@@ -773,7 +773,7 @@ func TestRestartResumes(t *testing.T) {
 	}
 	for round := 0; round < 4; round++ {
 		f.completeAll()
-		f.sync("web")
+		f.syncOnly("web", wCreateJob, wDeleteJob, wStatus)
 	}
 	st := f.imageCache("web").Status
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 4 {
@@ -822,7 +822,7 @@ func TestPurgeAnnotation(t *testing.T) {
 			f.updateJob(&j)
 		}
 	}
-	f.sync("web")
+	f.sync("web", times(wDeleteJob, 2), wAnnotation, wStatus)
 	got := f.imageCache("web")
 	st := got.Status
 	if st.Reason != v1alpha2.ImageCacheReasonPurge || st.Status != v1alpha2.ImageCacheActionStatusFailed {
@@ -858,12 +858,12 @@ func TestPurgeAnnotation(t *testing.T) {
 	f.restart(cfg)
 	f.annotate("web", v1alpha2.AnnotationRefresh)
 	f.clock.Step(2 * time.Second)
-	f.syncStarted("web")
+	f.syncStarted("web", times(wCreateJob, 3))
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", times(wDeleteJob, 3), wAnnotation, wStatus)
 	f.annotate("web", v1alpha2.AnnotationPurge)
 	f.clock.Step(2 * time.Second)
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", times(wCreateJob, 3))
 	for _, j := range createdJobs(writes) {
 		if p := j.Spec.Template.Spec.Volumes[0].HostPath.Path; p != "/custom/cri.sock" {
 			t.Errorf("node %s: socket %s", j.Annotations[puller.AnnotationNode], p)
@@ -894,7 +894,7 @@ func TestUpdateRemovesDroppedImages(t *testing.T) {
 		t.Errorf("status %s %q", st.Status, st.Message)
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wStatus)
 	st = f.imageCache("web").Status
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Message != "Pulled 2 of 2 images on 2 nodes" || st.Reason != v1alpha2.ImageCacheReasonUpdate {
 		t.Errorf("after the removal: %s %q", st.Status, st.Message)
@@ -925,22 +925,22 @@ func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
 		f.clock.Step(2 * time.Second)
 	}
 	f.completeAll() // the delete Job
-	f.sync("web")
+	f.sync("web", wDeleteJob, wAnnotation, wStatus)
 	if st := f.imageCache("web").Status; st.Reason != v1alpha2.ImageCacheReasonPurge || st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Ledger.RemovedAt == 0 {
 		t.Fatalf("purge: %s %s %+v", st.Reason, st.Status, st.Ledger)
 	}
 	// The node still lists redis (its status lags): a refresh pulls it.
 	annotate(v1alpha2.AnnotationRefresh)
-	writes, _ = f.syncStarted("web")
+	writes, _ = f.syncStarted("web", wCreateJob)
 	if jobs := createdJobs(writes); len(jobs) != 1 || puller.IsDeleteJob(jobs[0]) {
 		t.Errorf("after the purge, a refresh must pull: %s", describe(writes))
 	}
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wDeleteJob, wAnnotation, wStatus)
 	// Long after, the node's list is trusted again.
 	f.clock.Step(time.Hour)
 	annotate(v1alpha2.AnnotationRefresh)
-	writes, _ = f.sync("web") // starts and, with nothing to pull, completes
+	writes, _ = f.sync("web", wAnnotation, wStatus) // starts and, with nothing to pull, completes
 	if len(createdJobs(writes)) != 0 || f.imageCache("web").Status.Pulls.AlreadyPresent != 1 {
 		t.Errorf("long after the purge: %s, %+v", describe(writes), f.imageCache("web").Status.Pulls)
 	}
@@ -974,7 +974,7 @@ func TestSyncWaitsForItsOwnWrite(t *testing.T) {
 		t.Fatalf("with the informer behind its own write: want no writes and no requeue, got %s, requeue %v", describe(w), after)
 	}
 	f.catchUp()
-	writes, _ := f.sync("web")
+	writes, _ := f.sync("web", wCreateJob)
 	if jobs := createdJobs(writes); len(jobs) != 1 {
 		t.Fatalf("once the informer shows the write: want 1 Job, got %s", describe(writes))
 	}
@@ -987,7 +987,7 @@ func TestNoRepeatedJobWritesWhileTheInformerIsBehind(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
 		newNode("node-a"), newNode("node-b"))
 	key := cache.ObjectName{Namespace: testNS, Name: "web"}
-	f.sync("web") // records the operation's start
+	f.sync("web", wStatus) // records the operation's start
 	syncBehind := func() []core.Action {
 		t.Helper()
 		if _, err := f.c.sync(f.ctx, key); err != nil {

@@ -39,13 +39,13 @@ func TestUpdateRetriesFailuresWithItsOwnJobs(t *testing.T) {
 			cfg.RetainJobs = true
 			f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("registry.example/private/app:v1"))},
 				newNode("node-a"), newNode("node-b"))
-			f.syncStarted("web")
+			f.syncStarted("web", times(wCreateJob, 2))
 			for _, j := range f.jobs() {
 				if j.Annotations[puller.AnnotationNode] == "node-a" || !whileRunning {
 					f.failJob(j, "ErrImagePull", unauthorized)
 				}
 			}
-			f.sync("web")
+			f.sync("web", wStatus)
 			st := f.imageCache("web").Status
 			if st.Pulls.Failed == 0 {
 				t.Fatalf("the 401 is not recorded: %+v", st.Pulls)
@@ -55,7 +55,7 @@ func TestUpdateRetriesFailuresWithItsOwnJobs(t *testing.T) {
 				ic.Generation = 2
 			})
 			f.clock.Step(time.Second)
-			writes, _ := f.syncStarted("web")
+			writes, _ := f.syncStartedOnly("web", wCreateJob, wDeleteJob)
 			st = f.imageCache("web").Status
 			if st.Reason != v1alpha2.ImageCacheReasonUpdate || st.Status != v1alpha2.ImageCacheActionStatusProcessing || st.Pulls.Failed != 0 || len(st.Failures) != 0 {
 				t.Fatalf("the update brought back the earlier failures: %s %+v %v", st.Status, st.Pulls, st.Failures)
@@ -85,13 +85,13 @@ func TestUpdateRetriesFailuresWithItsOwnJobs(t *testing.T) {
 						f.completeJob(j)
 					}
 				}
-				writes, _ = f.sync("web")
+				writes, _ = f.sync("web", wDeleteJob, wStatus)
 				if jobs := createdJobs(writes); len(jobs) != 0 {
 					t.Fatalf("after node-b's earlier Job pulled the image: %s; want no Job for it again", describe(writes))
 				}
 			}
 			f.completeAll()
-			f.sync("web")
+			f.sync("web", wStatus)
 			st = f.imageCache("web").Status
 			if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 2 || len(st.Failures) != 0 {
 				t.Errorf("after the update: %s %+v %v", st.Status, st.Pulls, st.Failures)
@@ -110,11 +110,11 @@ func TestDroppedAndAddedBackIsPulledAgain(t *testing.T) {
 	cfg.ImagesPerJob = 1
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
 		newNode("node-a", withRuntime("containerd://2.0.0")))
-	f.syncStarted("web")
+	f.syncStarted("web", wCreateJob)
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wCreateJob, wStatus)
 	f.completeAll()
-	f.sync("web")
+	f.sync("web", wStatus)
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("create: %s %q", st.Status, st.Message)
 	}
@@ -124,7 +124,7 @@ func TestDroppedAndAddedBackIsPulledAgain(t *testing.T) {
 		ic.Generation = 2
 	})
 	f.clock.Step(time.Second)
-	writes, _ := f.syncStarted("web")
+	writes, _ := f.syncStarted("web", times(wCreateJob, 2), times(wDeleteJob, 2))
 	var removal bool
 	for _, j := range createdJobs(writes) {
 		removal = removal || puller.IsDeleteJob(j)
@@ -140,7 +140,7 @@ func TestDroppedAndAddedBackIsPulledAgain(t *testing.T) {
 				f.completeJob(j)
 			}
 		}
-		f.sync("web")
+		f.syncOnly("web", wStatus)
 	}
 	st := f.imageCache("web").Status
 	if st.Status != v1alpha2.ImageCacheActionStatusProcessing {
@@ -152,7 +152,7 @@ func TestDroppedAndAddedBackIsPulledAgain(t *testing.T) {
 		ic.Generation = 3
 	})
 	f.clock.Step(time.Second)
-	f.syncStarted("web")
+	f.syncStarted("web", wDeleteJob)
 	st = f.imageCache("web").Status
 	if st.Pulls.Succeeded != 1 || st.Pulls.Pending != 2 {
 		t.Errorf("update 2: %+v; want nginx pulled, busybox and redis pending (redis was removed)", st.Pulls)
@@ -169,7 +169,7 @@ func TestDroppedAndAddedBackIsPulledAgain(t *testing.T) {
 				f.completeJob(j)
 			}
 		}
-		f.sync("web")
+		f.syncOnly("web", wCreateJob, wDeleteJob, wStatus)
 	}
 	st = f.imageCache("web").Status
 	if !redisPulled || st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 3 {
@@ -193,7 +193,7 @@ func TestAddedBackBeforeItsRemovalWasRecorded(t *testing.T) {
 		ic.Generation = 3
 	})
 	f.clock.Step(time.Second)
-	writes, _ = f.syncStarted("web")
+	writes, _ = f.syncStarted("web", wCreateJob, wDeleteJob)
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 || puller.IsDeleteJob(jobs[0]) {
 		t.Fatalf("update 2: %s; want a pull Job for redis", describe(writes))
