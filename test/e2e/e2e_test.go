@@ -264,7 +264,7 @@ func TestControllerKilledMidOperation(t *testing.T) {
 	waitIC(t, ns, "app", 2*time.Minute, "a third of the work done", func(ic *v1alpha2.ImageCache) bool {
 		return ic.Status.Pulls.Succeeded >= baseNodes
 	})
-	first.kill()
+	first.kill(t)
 	before := getIC(t, ns, "app")
 	t.Logf("killed the controller at %d of %d pulls, %d Jobs created", before.Status.Pulls.Succeeded, before.Status.Pulls.Desired, jw.Count())
 	startController(t, args...)

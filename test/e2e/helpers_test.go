@@ -158,15 +158,18 @@ func (p *controllerProc) stop(t *testing.T) {
 	case <-p.done:
 	case <-time.After(30 * time.Second):
 		t.Errorf("controller pid %d did not stop on SIGTERM within 30s", p.cmd.Process.Pid)
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		p.kill(t)
 	}
 }
 
 // kill ends the controller with SIGKILL: no clean shutdown at all.
-func (p *controllerProc) kill() {
+func (p *controllerProc) kill(t *testing.T) {
 	_ = p.cmd.Process.Kill()
-	<-p.done
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("controller pid %d did not exit within 30s of SIGKILL", p.cmd.Process.Pid)
+	}
 }
 
 // addNodes creates kwok nodes (kwok makes them Ready), with the taints

@@ -212,7 +212,7 @@ func TestLeaderElectionFailover(t *testing.T) {
 	if n := leader.metric(t, "kubefledged_jobs_created_total"); n < 15 {
 		t.Errorf("the leader created %v Jobs", n)
 	}
-	leader.kill()
+	leader.kill(t)
 	killed := time.Now()
 	waitFor(t, 2*lease, "the follower to take over", func() bool { return follower.logHas("Started leading") })
 	took := time.Since(killed)

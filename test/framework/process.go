@@ -65,7 +65,11 @@ func (p *process) Stop(grace time.Duration) {
 	case <-p.done:
 	case <-time.After(grace):
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
+		select {
+		case <-p.done:
+		case <-time.After(time.Minute):
+			fmt.Fprintf(os.Stderr, "process %d did not exit within a minute of SIGKILL\n", p.cmd.Process.Pid)
+		}
 	}
 }
 

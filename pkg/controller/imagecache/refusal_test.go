@@ -48,9 +48,7 @@ func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
 	refusal := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x",
 		errors.New("ValidatingAdmissionPolicy 'no-jobs-on-node-0' denied request: not on this node"))
 	refuseJobsFor(f, refusal, "node-0", "node-3")
-	for len(f.recorder.Events) > 0 {
-		<-f.recorder.Events
-	}
+	f.events()
 
 	f.syncStarted("web", times(wCreateJob, 6), wStatus)
 	var on []string
@@ -85,14 +83,7 @@ func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
 		c.Message != "The API server refused the Jobs for 2 nodes (node-0, node-3); for node-0: "+refusal.Error() {
 		t.Errorf("JobsRejected %+v", c)
 	}
-	var warned bool
-	for len(f.recorder.Events) > 0 {
-		ev := <-f.recorder.Events
-		warned = warned || strings.HasPrefix(ev, "Warning JobRejected The API server refused the Jobs for 2 nodes (node-0, node-3): "+refusal.Error())
-	}
-	if !warned {
-		t.Error("no Warning event for the refused Jobs")
-	}
+	f.expectEvent("Warning JobRejected The API server refused the Jobs for 2 nodes (node-0, node-3): " + refusal.Error())
 
 	// Nothing new: no create is tried again, nothing is written.
 	if w, _ := f.sync("web"); len(w) != 0 {

@@ -34,9 +34,7 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	if enc := st.Ledger.Nodes["node-a"]; ledger.Decode(st.Ledger).Tag("node-a") != "uidnodea" {
 		t.Fatalf("ledger entry of node-a %q does not carry its UID tag", enc)
 	}
-	for len(f.recorder.Events) > 0 {
-		<-f.recorder.Events
-	}
+	f.events()
 
 	if err := f.kube.CoreV1().Nodes().Delete(f.ctx, "node-a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -80,13 +78,7 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	if p := st.Pulls; p.Succeeded != 2 || p.Pending != 2 {
 		t.Errorf("pulls %+v, want node-b's 2 done and the new node-a's 2 pending", p)
 	}
-	var told bool
-	for len(f.recorder.Events) > 0 {
-		told = told || <-f.recorder.Events == "Normal NodesReplaced 1 node was re-created under the same name, to be warmed again: node-a"
-	}
-	if !told {
-		t.Error("no NodesReplaced event")
-	}
+	f.expectEvent("Normal NodesReplaced 1 node was re-created under the same name, to be warmed again: node-a")
 	f.completeAll()
 	f.sync("web", wStatus)
 	if enc := f.imageCache("web").Status.Ledger.Nodes["node-a"]; !strings.HasSuffix(enc, ".0f9e8d7c") {

@@ -120,9 +120,7 @@ func TestNewCacheCreatesPinnedJobs(t *testing.T) {
 	if c := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionProgressing); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("Progressing %+v", c)
 	}
-	if ev := <-f.recorder.Events; !strings.Contains(ev, "Started") {
-		t.Errorf("event %q", ev)
-	}
+	f.expectEvent("Normal Started ImageCacheCreate started")
 }
 
 // TestBatching: 25 images with 10 per Job gives 3 Jobs per node, one at a
@@ -204,10 +202,7 @@ func TestAllSucceeded(t *testing.T) {
 	if deletes != 2 {
 		t.Errorf("want the 2 finished Jobs deleted, got %s", describe(writes))
 	}
-	<-f.recorder.Events // Started
-	if ev := <-f.recorder.Events; !strings.HasPrefix(ev, "Normal Succeeded ImageCacheCreate succeeded") {
-		t.Errorf("event %q", ev)
-	}
+	f.expectEvent("Normal Succeeded ImageCacheCreate succeeded")
 
 	// Nothing new: no writes at all.
 	if writes, _ := f.sync("web"); len(writes) != 0 {
