@@ -54,7 +54,7 @@ func TestNextOperation(t *testing.T) {
 			status: status(v1alpha2.ImageCacheReasonPurge, v1alpha2.ImageCacheActionStatusSucceeded, true), want: ""},
 		{name: "periodic refresh, after a failure", refresh: 15 * time.Minute,
 			status: status(v1alpha2.ImageCacheReasonCreate, v1alpha2.ImageCacheActionStatusFailed, true),
-			want: v1alpha2.ImageCacheReasonRefresh},
+			want:   v1alpha2.ImageCacheReasonRefresh},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ic := newImageCache("web", withImages("nginx"))
