@@ -137,6 +137,33 @@ func BusyNode(name string, n int) *corev1.Node {
 	return node
 }
 
+// JobOption changes a Job being built.
+type JobOption func(*batchv1.Job)
+
+// NewJob returns a bare Job of the controller's: its name, namespace, UID
+// and the annotation naming its cache. The controller's own Jobs come from
+// puller.NewPullJob and NewDeleteJob; this one is for what reads Jobs.
+func NewJob(namespace, name, uid, cacheName string, opts ...JobOption) *batchv1.Job {
+	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: types.UID(uid),
+		Annotations: map[string]string{puller.AnnotationCache: cacheName}}}
+	for _, o := range opts {
+		o(j)
+	}
+	return j
+}
+
+// Deleting marks the Job as being deleted since at.
+func Deleting(at time.Time) JobOption {
+	return func(j *batchv1.Job) { t := metav1.NewTime(at); j.DeletionTimestamp = &t }
+}
+
+// ControlledBy makes the cache the Job's controller.
+func ControlledBy(ic *v1alpha2.ImageCache) JobOption {
+	return func(j *batchv1.Job) {
+		j.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(ic, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))}
+	}
+}
+
 // PodOf is the pod the Job controller makes for a Job, named NAME-SUFFIX,
 // with the UID "pod-JOBUID", started at the Job's creation, Pending; the
 // kubelet's part (its status) is for the caller to set.

@@ -20,6 +20,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/app"
+	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/test/framework"
@@ -178,42 +179,19 @@ func isActive(j *batchv1.Job) bool { return puller.IsActive(j) && !ptr.Deref(j.S
 func completeJob(t *testing.T, job batchv1.Job) {
 	t.Helper()
 	ctx := context.Background()
-	now := metav1.Now()
-	pod := podFor(job)
-	pod.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: &now}
-	for _, c := range job.Spec.Template.Spec.Containers {
-		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}}})
-	}
-	writePod(t, pod)
+	now := time.Now()
+	writePod(t, fledgedtest.Succeeded(fledgedtest.PodOf(&job, "pod"), now))
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := kubeClient.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		cur.Status.StartTime = &now
-		cur.Status.CompletionTime = &now
-		cur.Status.Succeeded = 1
-		cur.Status.Conditions = []batchv1.JobCondition{
-			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now},
-			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastProbeTime: now, LastTransitionTime: now},
-		}
-		_, err = kubeClient.BatchV1().Jobs(job.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		cur.Status.Conditions = nil
+		_, err = kubeClient.BatchV1().Jobs(job.Namespace).UpdateStatus(ctx, fledgedtest.Complete(cur, now), metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil && !apierrors.IsNotFound(err) {
 		t.Fatalf("completing job %s: %v", job.Name, err)
-	}
-}
-
-func podFor(job batchv1.Job) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: job.Name + "-pod", Namespace: job.Namespace,
-			Labels: job.Spec.Template.Labels, Annotations: job.Spec.Template.Annotations,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptr.To(true)}},
-		},
-		Spec: job.Spec.Template.Spec,
 	}
 }
 
@@ -361,12 +339,10 @@ func TestControllerPullFailure(t *testing.T) {
 		return false, nil
 	})
 	msg := `rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/org/missing:v9": not found`
+	pod := fledgedtest.WithContainerStates(fledgedtest.PodOf(&job, "pod"), map[string]corev1.ContainerState{
+		puller.ContainerName(0): fledgedtest.Waiting("ErrImagePull", msg)})
 	now := metav1.Now()
-	pod := podFor(job)
-	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, StartTime: &now, ContainerStatuses: []corev1.ContainerStatus{{
-		Name: puller.ContainerName(0), Image: "ghcr.io/org/missing:v9",
-		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: msg}},
-	}}}
+	pod.Status.StartTime = &now
 	writePod(t, pod)
 	ic := waitStatus(t, ns, "bad", v1alpha2.ImageCacheActionStatusFailed, 20*time.Second)
 	got := ic.Status.Failures["ghcr.io/org/missing:v9"]

@@ -23,6 +23,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/remover"
 )
@@ -1029,8 +1030,7 @@ func TestJobEventsOfALargeCacheAreBatched(t *testing.T) {
 	small.Status.NodesMatched = 3
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{big, small}, newNode("node-a"))
 	jobOf := func(ic *v1alpha2.ImageCache, name string) *batchv1.Job {
-		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ic, v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))}}}
+		return fledgedtest.NewJob(testNS, name, "", ic.Name, fledgedtest.ControlledBy(ic))
 	}
 	for i := range 20 {
 		f.c.jobChanged(jobOf(big, fmt.Sprintf("big-%d", i)), false)

@@ -6,12 +6,10 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"kubefledged.io/kube-fledged/pkg/controller/expectations"
-	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 )
 
 // TestFairShareNeverIdlesASlot: with 5 slots, two caches that each hold
@@ -81,11 +79,7 @@ func TestThrottleKeysJobsByUID(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	th := newThrottle(10, expectations.New(expectationTTL, func() time.Time { return now }), func() time.Time { return now })
 	owner := cache.ObjectName{Namespace: "ns", Name: "a"}
-	job := func(uid string) *batchv1.Job {
-		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull-a-node-1", UID: types.UID(uid),
-			Annotations: map[string]string{puller.AnnotationCache: "a"}}}
-	}
-	old, repl := job("uid-old"), job("uid-new")
+	old, repl := fledgedtest.NewJob("ns", "pull-a-node-1", "uid-old", "a"), fledgedtest.NewJob("ns", "pull-a-node-1", "uid-new", "a")
 
 	// The earlier Job runs and is seen; then it is deleted, but the
 	// informer has not said so yet.
@@ -134,24 +128,19 @@ func TestThrottleCreateInFlight(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	th := newThrottle(10, expectations.New(expectationTTL, func() time.Time { return now }), func() time.Time { return now })
 	owner := cache.ObjectName{Namespace: "ns", Name: "a"}
-	mk := func(uid string, deleting bool) *batchv1.Job {
-		j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull-a-node-1", UID: types.UID(uid),
-			Annotations: map[string]string{puller.AnnotationCache: "a"}}}
-		if deleting {
-			j.DeletionTimestamp = &metav1.Time{Time: now}
-		}
-		return j
+	mk := func(uid string, opts ...fledgedtest.JobOption) *batchv1.Job {
+		return fledgedtest.NewJob("ns", "pull-a-node-1", uid, "a", opts...)
 	}
 	if !th.tryAcquire("ns/pull-a-node-1", owner) {
 		t.Fatal("no slot")
 	}
-	th.observe(mk("uid-old", true), false) // the earlier Job, being deleted
-	th.observe(mk("uid-old", false), true) // and gone
+	th.observe(mk("uid-old", fledgedtest.Deleting(now)), false) // the earlier Job, being deleted
+	th.observe(mk("uid-old"), true)                             // and gone
 	if got := th.count(); got != 1 || !th.exp.ExpectsCreate("ns/pull-a-node-1") {
 		t.Fatalf("an earlier Job's events dropped the create in flight: %d slots, want 1", got)
 	}
-	th.observe(mk("uid-new", false), false) // seen before the create returns
-	th.created(mk("uid-new", false))
+	th.observe(mk("uid-new"), false) // seen before the create returns
+	th.created(mk("uid-new"))
 	if got := th.count(); got != 1 || th.exp.ExpectsCreate("ns/pull-a-node-1") {
 		t.Fatalf("the new Job counted %d times, want once, as active", got)
 	}
@@ -165,11 +154,7 @@ func TestThrottleFreesTheSlotWhenThePodFinishes(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	th := newThrottle(2, expectations.New(expectationTTL, func() time.Time { return now }), func() time.Time { return now })
 	a, b := cache.ObjectName{Namespace: "ns", Name: "a"}, cache.ObjectName{Namespace: "ns", Name: "b"}
-	job := func(name, uid string) *batchv1.Job {
-		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(uid),
-			Annotations: map[string]string{puller.AnnotationCache: "a"}}}
-	}
-	j1, j2 := job("pull-1", "uid-1"), job("pull-2", "uid-2")
+	j1, j2 := fledgedtest.NewJob("ns", "pull-1", "uid-1", "a"), fledgedtest.NewJob("ns", "pull-2", "uid-2", "a")
 	for _, j := range []*batchv1.Job{j1, j2} {
 		if !th.tryAcquire(jobKey(j), a) {
 			t.Fatalf("no slot for %s", j.Name)
