@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	imgs "kubefledged.io/kube-fledged/pkg/images"
 )
 
 // State is the settled state of one (node, image) pair of an operation.
@@ -250,14 +251,32 @@ func Decode(l *v1alpha2.PullLedger) *Ledger {
 	}
 	out := New(l.Epoch)
 	out.RemovedAt = l.RemovedAt
+	table := tableOf(l.Images)
 	for node, enc := range l.Nodes {
 		e := splitEntry(enc)
 		out.tags[node] = e.tag
-		if m := decodeStates(l.Images, e.states); len(m) > 0 {
+		if m := decodeStates(table, e.states); len(m) > 0 {
 			out.states[node] = m
 		}
-		if m := decodeOwned(l.Images, e.owned); len(m) > 0 {
+		if m := decodeOwned(table, e.owned); len(m) > 0 {
 			out.owned[node] = m
+		}
+	}
+	return out
+}
+
+// tableOf returns the table of images with what is not a normalised image
+// reference (the only thing Encode writes there) blanked: a name that only
+// a hand edit put there is no image of the cache's, and its places read as
+// nothing, never as an image to remove.
+func tableOf(images []string) []string {
+	out := images
+	for i, img := range images {
+		if key, err := imgs.Normalize(img); err != nil || key != img {
+			if &out[0] == &images[0] {
+				out = append([]string(nil), images...)
+			}
+			out[i] = ""
 		}
 	}
 	return out
@@ -272,6 +291,9 @@ func decodeOwned(images []string, enc string) map[string]bool {
 	}
 	m := map[string]bool{}
 	for i, img := range images {
+		if img == "" {
+			continue // not an image (tableOf)
+		}
 		if i/8 < len(bits) && bits[i/8]&(1<<(i%8)) != 0 {
 			m[img] = true
 		} else {
@@ -290,6 +312,9 @@ func decodeStates(images []string, enc string) map[string]State {
 	}
 	m := map[string]State{}
 	for i, img := range images {
+		if img == "" {
+			continue // not an image (tableOf)
+		}
 		if s := stateAt(bits, i); s != Unsettled {
 			m[img] = s
 		} else {

@@ -14,6 +14,15 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
 
+// The images of the tests, as the ledger holds them: normalised.
+const (
+	imgA = "registry.example/a:v1"
+	imgB = "registry.example/b:v1"
+	imgC = "registry.example/c:v1"
+	imgD = "registry.example/d:v1"
+	imgE = "registry.example/e:v1"
+)
+
 // contents is a ledger as plain maps, to compare.
 type contents struct {
 	Epoch, RemovedAt int64
@@ -80,21 +89,21 @@ func TestEncodeDecode(t *testing.T) {
 		want: &v1alpha2.PullLedger{Epoch: 5},
 	}, {
 		name: "one of each state",
-		in: newLedger(7, state("n1", "a", Pulled), state("n1", "b", Present), state("n1", "c", Failed),
-			state("n2", "d", Pulled)),
+		in: newLedger(7, state("n1", imgA, Pulled), state("n1", imgB, Present), state("n1", imgC, Failed),
+			state("n2", imgD, Pulled)),
 		// a=1, b=2<<2, c=3<<4: 0b00111001 = 0x39 "OQ"; n2: d is the 4th: 1<<6 = 0x40 "QA"
-		want: &v1alpha2.PullLedger{Epoch: 7, Images: []string{"a", "b", "c", "d"},
+		want: &v1alpha2.PullLedger{Epoch: 7, Images: []string{imgA, imgB, imgC, imgD},
 			Nodes: map[string]string{"n1": "OQ", "n2": "QA"}},
 	}, {
 		name: "tags and owned",
-		in: newLedger(9, state("n1", "a", Pulled), tag("n1", "0123abcd"), owned("n1", "a"),
-			owned("n2", "b"), tag("n2", "ffff0000"), removedAt(8)),
-		want: &v1alpha2.PullLedger{Epoch: 9, RemovedAt: 8, Images: []string{"a", "b"},
+		in: newLedger(9, state("n1", imgA, Pulled), tag("n1", "0123abcd"), owned("n1", imgA),
+			owned("n2", imgB), tag("n2", "ffff0000"), removedAt(8)),
+		want: &v1alpha2.PullLedger{Epoch: 9, RemovedAt: 8, Images: []string{imgA, imgB},
 			Nodes: map[string]string{"n1": "AQ.0123abcd.AQ", "n2": "AA.ffff0000.Ag"}},
 	}, {
 		name: "owned with no tag",
-		in:   newLedger(1, owned("n1", "a")),
-		want: &v1alpha2.PullLedger{Epoch: 1, Images: []string{"a"}, Nodes: map[string]string{"n1": "AA..AQ"}},
+		in:   newLedger(1, owned("n1", imgA)),
+		want: &v1alpha2.PullLedger{Epoch: 1, Images: []string{imgA}, Nodes: map[string]string{"n1": "AA..AQ"}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.in.Encode()
@@ -151,7 +160,7 @@ func TestRoundTripAndReader(t *testing.T) {
 // A damaged entry settles nothing and owns nothing; the rest of the ledger
 // still reads.
 func TestDamagedEntries(t *testing.T) {
-	images := []string{"a", "b", "c", "d", "e"}
+	images := []string{imgA, imgB, imgC, imgD, imgE}
 	for _, tc := range []struct {
 		name, entry string
 		states      map[string]State
@@ -160,13 +169,13 @@ func TestDamagedEntries(t *testing.T) {
 		{name: "one character, no whole byte", entry: "B"},
 		{name: "not base64", entry: "!!!!"},
 		{name: "base64 with padding", entry: "OQ=="},
-		{name: "a newline inside, which base64 skips", entry: "O\nQ", states: map[string]State{"a": Pulled, "b": Present, "c": Failed}},
+		{name: "a newline inside, which base64 skips", entry: "O\nQ", states: map[string]State{imgA: Pulled, imgB: Present, imgC: Failed}},
 		{name: "no states, a tag", entry: ".tag0"},
-		{name: "damaged states, valid owned bits", entry: "!!.tag0.Hw", owned: map[string]bool{"a": true, "b": true, "c": true, "d": true, "e": true}},
-		{name: "valid states, damaged owned bits", entry: "OQ.tag0.!!", states: map[string]State{"a": Pulled, "b": Present, "c": Failed}},
-		{name: "shorter than the table", entry: "OQ", states: map[string]State{"a": Pulled, "b": Present, "c": Failed}},
-		{name: "longer than the table", entry: "OQ//", states: map[string]State{"a": Pulled, "b": Present, "c": Failed, "e": Failed}},
-		{name: "more dots: the owned bits are damaged", entry: "OQ.tag0.AQ.x", states: map[string]State{"a": Pulled, "b": Present, "c": Failed}},
+		{name: "damaged states, valid owned bits", entry: "!!.tag0.Hw", owned: map[string]bool{imgA: true, imgB: true, imgC: true, imgD: true, imgE: true}},
+		{name: "valid states, damaged owned bits", entry: "OQ.tag0.!!", states: map[string]State{imgA: Pulled, imgB: Present, imgC: Failed}},
+		{name: "shorter than the table", entry: "OQ", states: map[string]State{imgA: Pulled, imgB: Present, imgC: Failed}},
+		{name: "longer than the table", entry: "OQ//", states: map[string]State{imgA: Pulled, imgB: Present, imgC: Failed, imgE: Failed}},
+		{name: "more dots: the owned bits are damaged", entry: "OQ.tag0.AQ.x", states: map[string]State{imgA: Pulled, imgB: Present, imgC: Failed}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			enc := &v1alpha2.PullLedger{Epoch: 3, Images: images, Nodes: map[string]string{"bad": tc.entry, "good": "AQ"}}
@@ -190,15 +199,15 @@ func TestDamagedEntries(t *testing.T) {
 			if diff := cmp.Diff(tc.owned, gotOwned, emptyIsNil()); diff != "" {
 				t.Errorf("owned (-want +got):\n%s", diff)
 			}
-			if dec.Get("good", "a") != Pulled || in.Get("good", "a") != Pulled {
-				t.Errorf("the good entry next to it: %v, %v", dec.Get("good", "a"), in.Get("good", "a"))
+			if dec.Get("good", imgA) != Pulled || in.Get("good", imgA) != Pulled {
+				t.Errorf("the good entry next to it: %v, %v", dec.Get("good", imgA), in.Get("good", imgA))
 			}
 		})
 	}
-	if got := (Reader{}).Get("n", "a"); got != Unsettled {
+	if got := (Reader{}).Get("n", imgA); got != Unsettled {
 		t.Errorf("no ledger: %v, want unsettled", got)
 	}
-	if got := NewReader(nil); got.Epoch() != 0 || got.Get("n", "a") != Unsettled {
+	if got := NewReader(nil); got.Epoch() != 0 || got.Get("n", imgA) != Unsettled {
 		t.Errorf("nil ledger: %+v", got)
 	}
 }
@@ -209,10 +218,28 @@ func emptyIsNil() cmp.Option {
 	}, cmp.Comparer(func(x, y any) bool { return fmt.Sprint(x) == fmt.Sprint(y) }))
 }
 
+// A name in the table that is not a normalised image reference (only a hand
+// edit puts one there) has no state and is owned nowhere: it is never an
+// image to remove.
+func TestTableNamesThatAreNoImage(t *testing.T) {
+	for _, bad := range []string{"", "nginx", "docker.io/library/NGINX:latest", "-rf /", "registry.example/a:v1 "} {
+		t.Run(fmt.Sprintf("%q", bad), func(t *testing.T) {
+			enc := &v1alpha2.PullLedger{Epoch: 1, Images: []string{bad, imgB}, Nodes: map[string]string{"n1": "BQ..Aw"}}
+			dec, in := Decode(enc), NewReader(enc)
+			if dec.Get("n1", bad) != Unsettled || in.Get("n1", bad) != Unsettled || dec.Owned("n1", bad) {
+				t.Errorf("%q: %v, read %v, owned %v; want nothing", bad, dec.Get("n1", bad), in.Get("n1", bad), dec.Owned("n1", bad))
+			}
+			if dec.Get("n1", imgB) != Pulled || in.Get("n1", imgB) != Pulled || !dec.Owned("n1", imgB) {
+				t.Errorf("the image next to it: %v, read %v, owned %v; want pulled and owned", dec.Get("n1", imgB), in.Get("n1", imgB), dec.Owned("n1", imgB))
+			}
+		})
+	}
+}
+
 // An image that a hand-edited table lists twice takes its state, and its
 // owned bit, from its last place, as the Reader reads it.
 func TestDuplicateImagesInTheTable(t *testing.T) {
-	enc := &v1alpha2.PullLedger{Epoch: 1, Images: []string{"a", "b", "a"}, Nodes: map[string]string{
+	enc := &v1alpha2.PullLedger{Epoch: 1, Images: []string{imgA, imgB, imgA}, Nodes: map[string]string{
 		"n1": "AQ..Bw", // a:1 (pulled) then a:0; owned bits a,b,a
 		"n2": "MA",     // a:0, b:0, a:3 (failed)
 	}}
@@ -222,13 +249,13 @@ func TestDuplicateImagesInTheTable(t *testing.T) {
 		want  State
 		owned bool
 	}{{"n1", Unsettled, true}, {"n2", Failed, false}} {
-		if got := dec.Get(tc.node, "a"); got != tc.want {
+		if got := dec.Get(tc.node, imgA); got != tc.want {
 			t.Errorf("%s: decoded %v, want %v", tc.node, got, tc.want)
 		}
-		if got := in.Get(tc.node, "a"); got != tc.want {
+		if got := in.Get(tc.node, imgA); got != tc.want {
 			t.Errorf("%s: read %v, want %v", tc.node, got, tc.want)
 		}
-		if got := dec.Owned(tc.node, "a"); got != tc.owned {
+		if got := dec.Owned(tc.node, imgA); got != tc.owned {
 			t.Errorf("%s: owned %v, want %v", tc.node, got, tc.owned)
 		}
 	}
@@ -237,9 +264,9 @@ func TestDuplicateImagesInTheTable(t *testing.T) {
 // What a new operation starts from.
 func TestFreshAndCarryOver(t *testing.T) {
 	before := newLedger(10, removedAt(9),
-		state("n1", "a", Pulled), state("n1", "b", Failed), state("n1", "c", Present), tag("n1", "t1"),
-		state("n2", "a", Failed), tag("n2", "t2"),
-		owned("n3", "a"), tag("n3", "t3"))
+		state("n1", imgA, Pulled), state("n1", imgB, Failed), state("n1", imgC, Present), tag("n1", "t1"),
+		state("n2", imgA, Failed), tag("n2", "t2"),
+		owned("n3", imgA), tag("n3", "t3"))
 	for _, tc := range []struct {
 		name string
 		op   func(*Ledger) *Ledger
@@ -248,19 +275,19 @@ func TestFreshAndCarryOver(t *testing.T) {
 		name: "fresh keeps only what outlives an operation",
 		op:   func(l *Ledger) *Ledger { return l.Fresh(20) },
 		want: contents{Epoch: 20, RemovedAt: 9, States: map[string]map[string]State{},
-			Tags: map[string]string{"n3": "t3"}, Owned: map[string]map[string]bool{"n3": {"a": true}}},
+			Tags: map[string]string{"n3": "t3"}, Owned: map[string]map[string]bool{"n3": {imgA: true}}},
 	}, {
 		name: "carry over keeps what was pulled or present, not the failures",
 		op:   func(l *Ledger) *Ledger { return l.CarryOver(20) },
 		want: contents{Epoch: 20, RemovedAt: 9,
-			States: map[string]map[string]State{"n1": {"a": Pulled, "c": Present}},
-			Tags:   map[string]string{"n1": "t1", "n3": "t3"}, Owned: map[string]map[string]bool{"n3": {"a": true}}},
+			States: map[string]map[string]State{"n1": {imgA: Pulled, imgC: Present}},
+			Tags:   map[string]string{"n1": "t1", "n3": "t3"}, Owned: map[string]map[string]bool{"n3": {imgA: true}}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, contentsOf(tc.op(before))); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
-			if before.Get("n1", "b") != Failed {
+			if before.Get("n1", imgB) != Failed {
 				t.Error("the ledger it started from changed")
 			}
 		})
@@ -268,9 +295,9 @@ func TestFreshAndCarryOver(t *testing.T) {
 }
 
 func TestKeepOnly(t *testing.T) {
-	l := newLedger(1, state("n1", "a", Pulled), state("n1", "b", Pulled), owned("n1", "b"), owned("n2", "a"))
-	l.KeepOnly(func(node, image string) bool { return node == "n1" && image == "a" })
-	want := contents{Epoch: 1, States: map[string]map[string]State{"n1": {"a": Pulled}},
+	l := newLedger(1, state("n1", imgA, Pulled), state("n1", imgB, Pulled), owned("n1", imgB), owned("n2", imgA))
+	l.KeepOnly(func(node, image string) bool { return node == "n1" && image == imgA })
+	want := contents{Epoch: 1, States: map[string]map[string]State{"n1": {imgA: Pulled}},
 		Tags: map[string]string{}, Owned: map[string]map[string]bool{}}
 	if diff := cmp.Diff(want, contentsOf(l)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -290,27 +317,27 @@ func TestForgetReplaced(t *testing.T) {
 		want     contents
 	}{{
 		name:  "same node: kept, tag unchanged",
-		in:    newLedger(1, state("n1", "a", Pulled), tag("n1", "0123abcd")),
+		in:    newLedger(1, state("n1", imgA, Pulled), tag("n1", "0123abcd")),
 		nodes: map[string]*corev1.Node{"n1": node("n1", "0123abcd-0000")},
-		want: contents{Epoch: 1, States: map[string]map[string]State{"n1": {"a": Pulled}},
+		want: contents{Epoch: 1, States: map[string]map[string]State{"n1": {imgA: Pulled}},
 			Tags: map[string]string{"n1": "0123abcd"}, Owned: map[string]map[string]bool{}},
 	}, {
 		name:     "re-created node: its states and owned images go",
-		in:       newLedger(1, state("n1", "a", Pulled), owned("n1", "a"), tag("n1", "0123abcd")),
+		in:       newLedger(1, state("n1", imgA, Pulled), owned("n1", imgA), tag("n1", "0123abcd")),
 		nodes:    map[string]*corev1.Node{"n1": node("n1", "ffffffff-0000")},
 		replaced: []string{"n1"},
 		want:     contents{Epoch: 1, States: map[string]map[string]State{}, Tags: map[string]string{}, Owned: map[string]map[string]bool{}},
 	}, {
 		name:  "untagged entry: tagged with its node of now",
-		in:    newLedger(1, state("n1", "a", Present)),
+		in:    newLedger(1, state("n1", imgA, Present)),
 		nodes: map[string]*corev1.Node{"n1": node("n1", "abcdef12-3456")},
-		want: contents{Epoch: 1, States: map[string]map[string]State{"n1": {"a": Present}},
+		want: contents{Epoch: 1, States: map[string]map[string]State{"n1": {imgA: Present}},
 			Tags: map[string]string{"n1": "abcdef12"}, Owned: map[string]map[string]bool{}},
 	}, {
 		name:  "a node that is gone: left alone",
-		in:    newLedger(1, state("n1", "a", Present), tag("n1", "0123abcd")),
+		in:    newLedger(1, state("n1", imgA, Present), tag("n1", "0123abcd")),
 		nodes: map[string]*corev1.Node{},
-		want: contents{Epoch: 1, States: map[string]map[string]State{"n1": {"a": Present}},
+		want: contents{Epoch: 1, States: map[string]map[string]State{"n1": {imgA: Present}},
 			Tags: map[string]string{"n1": "0123abcd"}, Owned: map[string]map[string]bool{}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,15 +352,15 @@ func TestForgetReplaced(t *testing.T) {
 }
 
 func TestNodeStates(t *testing.T) {
-	enc := newLedger(1, state("n1", "a", Pulled), tag("n1", "0123abcd"), state("n2", "a", Failed)).Encode()
+	enc := newLedger(1, state("n1", imgA, Pulled), tag("n1", "0123abcd"), state("n2", imgA, Failed)).Encode()
 	for _, tc := range []struct {
 		name string
 		node *corev1.Node
 		want map[string]State
 	}{
-		{"recorded on this node", node("n1", "0123abcd-00"), map[string]State{"a": Pulled}},
+		{"recorded on this node", node("n1", "0123abcd-00"), map[string]State{imgA: Pulled}},
 		{"recorded on an earlier node of the name", node("n1", "99999999-00"), nil},
-		{"untagged", node("n2", "whatever"), map[string]State{"a": Failed}},
+		{"untagged", node("n2", "whatever"), map[string]State{imgA: Failed}},
 		{"absent", node("n3", "x"), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -31,8 +31,10 @@ func NewReader(l *v1alpha2.PullLedger) Reader {
 		return Reader{}
 	}
 	index := make(map[string]int, len(l.Images))
-	for i, img := range l.Images {
-		index[img] = i
+	for i, img := range tableOf(l.Images) {
+		if img != "" {
+			index[img] = i
+		}
 	}
 	return Reader{raw: l, index: index, last: &decodedNode{}}
 }
@@ -97,5 +99,5 @@ func NodeStates(l *v1alpha2.PullLedger, node *corev1.Node) map[string]State {
 	if e.tag != "" && e.tag != UIDTag(node) {
 		return nil
 	}
-	return decodeStates(l.Images, e.states)
+	return decodeStates(tableOf(l.Images), e.states)
 }

@@ -13,13 +13,13 @@ import (
 // when the ledger it read held it already in the same state.
 func TestCountSettledCountsOnlyWhatThePassSettled(t *testing.T) {
 	read := ledger.New(9)
-	read.Set("n1", "a", ledger.Pulled)
-	read.Set("n1", "b", ledger.Failed)
+	read.Set("n1", "registry.example/a:v1", ledger.Pulled)
+	read.Set("n1", "registry.example/b:v1", ledger.Failed)
 	after := ledger.New(9)
-	after.Set("n1", "a", ledger.Pulled)  // read already
-	after.Set("n1", "b", ledger.Pulled)  // failed before, pulled now
-	after.Set("n1", "c", ledger.Present) // new
-	after.Set("n2", "a", ledger.Failed)  // new
+	after.Set("n1", "registry.example/a:v1", ledger.Pulled)  // read already
+	after.Set("n1", "registry.example/b:v1", ledger.Pulled)  // failed before, pulled now
+	after.Set("n1", "registry.example/c:v1", ledger.Present) // new
+	after.Set("n2", "registry.example/a:v1", ledger.Failed)  // new
 	count := func(result string) float64 {
 		var m dto.Metric
 		if err := metrics.PullsTotal.WithLabelValues(result).Write(&m); err != nil {
