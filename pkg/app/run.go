@@ -12,6 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	coreinformers "k8s.io/client-go/informers/core/v1"
+
+	icinformersv1 "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/tools/cache"
@@ -41,6 +45,30 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/trim"
 )
+
+// controllersRunner returns what runs the controllers the leader runs until
+// ctx is done: the ImageCache controller, and the node-warming one when a
+// startup taint is set.
+func controllersRunner(o *options.Options, ctrl *imagecache.Controller, kubeClient kubernetes.Interface,
+	icInformer icinformersv1.ImageCacheInformer, nodeInformer coreinformers.NodeInformer,
+	recorder record.EventRecorder) (func(context.Context) error, error) {
+	if o.NodeStartupTaint == "" {
+		return func(ctx context.Context) error { return ctrl.Run(ctx, o.Workers) }, nil
+	}
+	warm, err := warming.New(o.NodeStartupTaint, o.NodeStartupTaintTimeout, kubeClient, icInformer, nodeInformer,
+		recorder, clock.RealClock{})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		var wg sync.WaitGroup
+		var warmErr error
+		wg.Go(func() { warmErr = warm.Run(ctx) })
+		err := ctrl.Run(ctx, o.Workers)
+		wg.Wait()
+		return errors.Join(err, warmErr)
+	}, nil
+}
 
 // resync is the informers' resync period; the controller does not rely on it.
 const resync = 0
@@ -135,24 +163,9 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	var warm *warming.Controller
-	if o.NodeStartupTaint != "" {
-		if warm, err = warming.New(o.NodeStartupTaint, o.NodeStartupTaintTimeout, kubeClient, icInformer,
-			kubeFactory.Core().V1().Nodes(), recorder, clock.RealClock{}); err != nil {
-			return err
-		}
-	}
-	// runControllers runs the controllers until ctx is done.
-	runControllers := func(ctx context.Context) error {
-		if warm == nil {
-			return ctrl.Run(ctx, o.Workers)
-		}
-		var wg sync.WaitGroup
-		var warmErr error
-		wg.Go(func() { warmErr = warm.Run(ctx) })
-		err := ctrl.Run(ctx, o.Workers)
-		wg.Wait()
-		return errors.Join(err, warmErr)
+	runControllers, err := controllersRunner(o, ctrl, kubeClient, icInformer, kubeFactory.Core().V1().Nodes(), recorder)
+	if err != nil {
+		return err
 	}
 	collectors := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
