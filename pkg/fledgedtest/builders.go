@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -238,5 +239,20 @@ func PullingEvent(pod *corev1.Pod, container corev1.Container) *corev1.Event {
 		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
 			FieldPath: "spec.containers{" + container.Name + "}"},
 		Reason: "Pulling", Message: fmt.Sprintf("Pulling image %q", container.Image), Type: corev1.EventTypeNormal,
+	}
+}
+
+// Events returns the events a FakeRecorder took since the last call. The
+// controllers record them within a sync, so a receive with a short deadline
+// is enough; none ever blocks.
+func Events(r *record.FakeRecorder) []string {
+	var evs []string
+	for {
+		select {
+		case e := <-r.Events:
+			evs = append(evs, e)
+		case <-time.After(10 * time.Millisecond):
+			return evs
+		}
 	}
 }

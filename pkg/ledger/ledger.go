@@ -3,6 +3,8 @@ package ledger
 import (
 	"encoding/base64"
 	"iter"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -222,14 +224,8 @@ func (l *Ledger) CarryOver(epoch int64) *Ledger {
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+// sortedKeys lists a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // nodeEntry is one node's entry of status.ledger.nodes, split:
 // "STATES[.TAG[.OWNED]]".

@@ -342,20 +342,8 @@ func (f *fixture) syncStartedOnly(name string, kinds ...string) ([]core.Action, 
 	return f.syncOnly(name, kinds...)
 }
 
-// events returns the events recorded since the last call. The recorder
-// takes them as the controller emits them, within a sync, so a receive
-// with a short deadline is enough; none ever blocks.
-func (f *fixture) events() []string {
-	var evs []string
-	for {
-		select {
-		case e := <-f.recorder.Events:
-			evs = append(evs, e)
-		case <-time.After(10 * time.Millisecond):
-			return evs
-		}
-	}
-}
+// events returns the events recorded since the last call.
+func (f *fixture) events() []string { return fledgedtest.Events(f.recorder) }
 
 // expectEvent fails the test, with what was recorded, unless an event
 // starting with prefix was recorded since the last call.

@@ -154,19 +154,8 @@ func (f *fixture) taints(node string) []string {
 	return out
 }
 
-// events returns the events recorded so far, without waiting: a sync records
-// them before it returns.
-func (f *fixture) events() []string {
-	var evs []string
-	for {
-		select {
-		case e := <-f.recorder.Events:
-			evs = append(evs, e)
-		default:
-			return evs
-		}
-	}
-}
+// events returns the events recorded since the last call.
+func (f *fixture) events() []string { return fledgedtest.Events(f.recorder) }
 
 func describe(actions []core.Action) string {
 	var parts []string
