@@ -144,13 +144,15 @@ func UIDTag(n *corev1.Node) string {
 // now. It returns the names of the nodes it forgot.
 func (l *Ledger) ForgetReplaced(nodes map[string]*corev1.Node) []string {
 	var replaced []string
-	for name := range l.states {
+	for name, old := range l.tags {
 		n := nodes[name]
-		if n == nil {
+		if _, recorded := l.states[name]; n == nil || (!recorded && len(l.owned[name]) == 0) {
 			continue
 		}
-		tag := UIDTag(n)
-		if old := l.tags[name]; old != "" && tag != "" && old != tag {
+		// A node with owned images only (a new operation's ledger before
+		// any state) counts too: its ownership must not pass to the node
+		// that replaced it.
+		if tag := UIDTag(n); old != "" && tag != "" && old != tag {
 			delete(l.states, name)
 			delete(l.owned, name)
 			replaced = append(replaced, name)

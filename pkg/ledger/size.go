@@ -6,20 +6,25 @@ import "iter"
 // key of a map the controller writes, besides the key itself.
 const ManagedFieldsEntry = `"f:":{},`
 
-// EstimateSize estimates the bytes the ledger of a cache adds to its
-// object, from the images each node wants (nodes yields a node's name and
-// how many) and the images of the spec: per node its name, two bits per
-// image in base64, its UID tag, a bit per image (owned) in base64 and the
-// JSON around them, and its name again in managedFields; and the table of
-// images.
-func EstimateSize(nodes iter.Seq2[string, int], images iter.Seq[string]) int {
-	size := 0
-	for name, n := range nodes {
-		bits, owned := (n+3)/4, (n+7)/8
-		size += len(name) + (bits*4+2)/3 + len(".12345678.") + (owned*4+2)/3 + len(`"":"",`) + len(name) + len(ManagedFieldsEntry)
-	}
+// EstimateSize is an upper bound of the bytes the ledger of a cache adds to
+// its object once every pair is settled and owned, as Encode writes it: every
+// node's entry is sized by the whole table of images (two bits per image in
+// base64, a bit per image for owned, in base64), with its UID tag, the JSON
+// around it and its name again in managedFields; then the table itself, and
+// the fields around it. nodes yields the nodes with an entry, images the
+// table (the spec's images and the owned ones it no longer has).
+func EstimateSize(nodes iter.Seq[string], images iter.Seq[string]) int {
+	size, table := ledgerOverhead, 0
 	for key := range images {
-		size += len(key) + 3
+		size += len(key) + len(`"",`)
+		table++
+	}
+	states, owned := ((table+3)/4*4+2)/3, ((table+7)/8*4+2)/3
+	for name := range nodes {
+		size += len(name) + states + len(".12345678.") + owned + len(`"":"",`) + len(name) + len(ManagedFieldsEntry)
 	}
 	return size
 }
+
+// ledgerOverhead bounds the bytes of the ledger's own fields and braces.
+const ledgerOverhead = 128
