@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,6 +32,9 @@ type newJob struct {
 	// refused settles the Job's pairs as failed when the API server
 	// refuses to create the Job, with its message.
 	refused func(message string)
+	// removals counts the removals of images dropped from the spec that
+	// the Job does or, refused, gives up.
+	removals int
 }
 
 // forNodes calls build for each node of the plan that can take a Job now,
@@ -56,9 +60,10 @@ const maxParallelWrites = 32
 // createJobs creates the Jobs concurrently. A Job that already exists is
 // taken as created (its name says what it does). A Job the API server
 // refuses (isRefusal) fails its pairs with the server's message, and the
-// others go on; any other error stops the creates and is returned, to be
-// retried with backoff. The slots of the Jobs not created are given back.
-func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) error {
+// others go on; any other error (a quota among them) stops the creates and
+// is returned, to be retried with backoff. The slots of the Jobs not created
+// are given back. It returns the removals the refused Jobs gave up.
+func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) (int, error) {
 	logger := klog.FromContext(ctx)
 	created := make([]bool, len(jobs))
 	refusals := make([]error, len(jobs))
@@ -74,6 +79,10 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 				refusals[i] = err
 				return nil
 			}
+			if isQuota(err) {
+				c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonQuotaExceeded,
+					"A quota refused the %s Job for node %s; trying again with backoff: %v", nj.kind, nj.node, err)
+			}
 			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
 		}
 		created[i] = true
@@ -87,28 +96,41 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 			c.throttle.release(jobKey(jobs[i].job))
 		}
 	}
-	c.recordRefusals(ctx, s, jobs, refusals)
-	return err
+	return c.recordRefusals(ctx, s, jobs, refusals), err
 }
 
 // isRefusal says whether the API server said no to a create for a reason
-// that a retry of the same request would meet again: a quota, an admission
-// plugin, webhook or policy (403 Forbidden), or a Job it finds invalid (422,
-// 400). Throttling, timeouts, server errors and conflicts are not refusals.
+// that a retry of the same request would meet again: an admission plugin,
+// webhook or policy (403 Forbidden), or a Job it finds invalid (422, 400).
+// A quota is not one: Jobs finish and free it, so a create it refuses is
+// retried with backoff, as the Kubernetes controllers retry theirs.
+// Throttling, timeouts, server errors and conflicts are not refusals either.
 func isRefusal(err error) bool {
-	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
+	return (apierrors.IsForbidden(err) && !isQuota(err)) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
 }
 
+// isQuota says whether a ResourceQuota refused the request: the quota
+// admission plugin says "exceeded quota" in a Forbidden error.
+func isQuota(err error) bool {
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota")
+}
+
+// reasonQuotaExceeded is the Warning event of a create a quota refused.
+const reasonQuotaExceeded = "QuotaExceeded"
+
 // recordRefusals fails the pairs of each refused Job with the API server's
-// message, and says so in a Warning event.
-func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJob, refusals []error) {
+// message, and says so in a Warning event. It returns the removals the
+// refused Jobs gave up.
+func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJob, refusals []error) int {
 	var nodes []string
 	var first error
+	givenUp := 0
 	for i, err := range refusals {
 		if err == nil {
 			continue
 		}
 		jobs[i].refused(err.Error())
+		givenUp += jobs[i].removals
 		nodes = append(nodes, jobs[i].node)
 		if first == nil {
 			first = err
@@ -116,10 +138,11 @@ func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJ
 		klog.FromContext(ctx).Info("The API server refused a Job", "job", klog.KObj(jobs[i].job), "node", jobs[i].node, "err", err)
 	}
 	if len(nodes) == 0 {
-		return
+		return 0
 	}
 	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonJobRejected,
 		"The API server refused the Jobs for %d %s (%s): %v", len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3), first)
+	return givenUp
 }
 
 // deleteFinishedJobs deletes a complete operation's Jobs, unless they are to

@@ -17,7 +17,8 @@ func TestIsRefusal(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{"quota", apierrors.NewForbidden(jobs, "j", errors.New("exceeded quota: jobs, requested: count/jobs.batch=1")), true},
+		{"quota: transient, retried with backoff", apierrors.NewForbidden(jobs, "j", errors.New("exceeded quota: jobs, requested: count/jobs.batch=1")), false},
+		{"a policy that names quotas is still a refusal", apierrors.NewForbidden(jobs, "j", errors.New("policy: no jobs here, whatever the quota")), true},
 		{"admission webhook", apierrors.NewForbidden(jobs, "j", errors.New(`admission webhook "policy" denied the request`)), true},
 		{"invalid", apierrors.NewInvalid(schema.GroupKind{Group: "batch", Kind: "Job"}, "j", field.ErrorList{field.Required(field.NewPath("spec"), "")}), true},
 		{"bad request", apierrors.NewBadRequest("no"), true},

@@ -42,7 +42,8 @@ type operation interface {
 // What only one kind of operation does, asked of an operation by type.
 type (
 	// earlierReader takes from a Job of an earlier operation what holds
-	// for this one too (pullOp: the images it pulled once this one was due).
+	// for this one too (pullOp: the images it pulled once this one was
+	// due; purgeOp: the images its pulls brought).
 	earlierReader interface {
 		readEarlier(ctx context.Context, job *batchv1.Job)
 	}
@@ -97,7 +98,14 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 	}
 	start := metav1.NewTime(s.now.Truncate(time.Second))
 	if s.st.StartTime != nil && !start.After(s.st.StartTime.Time) {
-		return s.st.StartTime.Add(time.Second).Sub(s.now)
+		if s.st.StartTime.Sub(s.now) <= maxStartAhead {
+			return s.st.StartTime.Add(time.Second).Sub(s.now)
+		}
+		// A leader whose clock ran ahead wrote it, or a hand edit: the
+		// operation starts now all the same, and the Jobs named after
+		// that later epoch are not its own (claims).
+		klog.FromContext(ctx).Info("The recorded start time is ahead of the clock; starting now", "operation", op,
+			"recordedStart", s.st.StartTime.UTC().Format(time.RFC3339), "now", start.UTC().Format(time.RFC3339))
 	}
 	klog.FromContext(ctx).Info("Starting operation", "operation", op, "generation", s.ic.Generation)
 	st := s.st
@@ -126,7 +134,14 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 	return 0
 }
 
-// nextOperation says which operation starts now, or "".
+// maxStartAhead is how far ahead of the clock a recorded start may be for a
+// new operation to wait for it (epochs are seconds apart); further ahead, it
+// starts now.
+const maxStartAhead = 2 * time.Second
+
+// nextOperation says which operation starts now, or "". A purge asked
+// together with a refresh wins: the refresh is not started in its middle or
+// after it (the purge consumes its annotation).
 func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, now time.Time) string {
 	switch {
 	case st.StartTime == nil:
@@ -136,7 +151,7 @@ func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCa
 		return v1alpha2.ImageCacheReasonPurge
 	case ic.Generation != st.ObservedGeneration:
 		return v1alpha2.ImageCacheReasonUpdate
-	case hasAnnotation(ic, v1alpha2.AnnotationRefresh) &&
+	case hasAnnotation(ic, v1alpha2.AnnotationRefresh) && !hasAnnotation(ic, v1alpha2.AnnotationPurge) &&
 		!(st.Reason == v1alpha2.ImageCacheReasonRefresh && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
 		return v1alpha2.ImageCacheReasonRefresh
 	case c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil && st.Status != v1alpha2.ImageCacheActionStatusProcessing &&
@@ -169,5 +184,6 @@ var (
 	_ earlierReader  = (*pullOp)(nil)
 	_ settledCounter = (*pullOp)(nil)
 	_ operation      = (*purgeOp)(nil)
+	_ earlierReader  = (*purgeOp)(nil)
 	_ keptReporter   = (*purgeOp)(nil)
 )

@@ -54,7 +54,7 @@ func (o *pullOp) toRemove(node, key string) bool {
 // delete Jobs of this epoch (removals) for nodes still there.
 func (o *pullOp) claims(job *batchv1.Job) bool {
 	node := job.Annotations[puller.AnnotationNode]
-	if puller.JobEpoch(job) < o.s.led.Epoch {
+	if puller.JobEpoch(job) != o.s.led.Epoch {
 		return false
 	}
 	if puller.IsDeleteJob(job) {
@@ -213,7 +213,10 @@ func (o *pullOp) jobs() jobsToCreate {
 	out.jobs = o.s.forNodes(func(w *nodeWant) *newJob { return o.pullJob(w, &out) })
 	for _, t := range o.removals() {
 		out.removals += len(t.want.images)
-		if job := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.node.Name)); job != nil {
+		job, throttled := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.node.Name))
+		out.throttled = out.throttled || throttled
+		if job != nil {
+			job.removals = len(t.want.images)
 			out.jobs = append(out.jobs, *job)
 		}
 	}
@@ -309,7 +312,8 @@ func countSettled(before ledger.Reader, after *ledger.Ledger) {
 
 // otherWants returns whether another ImageCache wants an image (normalised)
 // on a node, so that removing it from this cache's spec leaves it there. It
-// names that cache (namespace/name), or returns "".
+// names that cache (namespace/name), or returns "". A purged cache, or one
+// being purged, wants nothing.
 func (c *Controller) otherWants(ic *v1alpha2.ImageCache) func(n *corev1.Node, key string) string {
 	var caches []*v1alpha2.ImageCache
 	loaded := false
@@ -325,7 +329,9 @@ func (c *Controller) otherWants(ic *v1alpha2.ImageCache) func(n *corev1.Node, ke
 			loaded = true
 		}
 		for _, other := range caches {
-			if other.UID == ic.UID {
+			// A cache whose latest operation is a purge wants nothing:
+			// its images are being removed, or gone.
+			if other.UID == ic.UID || other.Status.Reason == v1alpha2.ImageCacheReasonPurge {
 				continue
 			}
 			for i := range other.Spec.CacheSpec {

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -27,9 +28,9 @@ type purgeOp struct {
 // whatever the cache pulled onto an earlier node of its name), and once the
 // purge is complete, nothing of it runs again: a node it skipped (not Ready
 // then) that turns Ready is left alone. The cache is idle until it is
-// refreshed or edited. The ledger keeps only the pairs the plan wants. A
-// purge takes nothing from earlier Jobs; it lets those still running finish
-// before it removes anything on their node.
+// refreshed or edited. The ledger keeps only the pairs the plan wants. It
+// lets the earlier Jobs still running finish before it removes anything on
+// their node, and takes what their pulls brought (readEarlier).
 func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
 	o := &purgeOp{c: c, s: s, others: c.otherWants(s.ic)}
 	if s.st.StartTime != nil {
@@ -49,13 +50,50 @@ func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
 			}
 		}
 	}
+	if tooLarge(s.plan, s.led) != "" {
+		// A cache too large to record every pair still purges what it
+		// pulled: the purge works on the owned pairs only.
+		for name, w := range s.plan.nodes {
+			var owned []wantedImage
+			for _, wi := range w.images {
+				if s.led.Owned(name, wi.key) {
+					owned = append(owned, wi)
+				}
+			}
+			w.images = owned
+		}
+	}
 	s.led.KeepOnly(s.plan.wants)
 	return o
 }
 
+// readEarlier takes from a pull Job of an earlier operation (a create the
+// purge pre-empted, say) the images the kubelet pulled for it: they are the
+// cache's, and the purge removes them. Nothing an earlier delete Job may
+// have removed since counts.
+func (o *purgeOp) readEarlier(_ context.Context, job *batchv1.Job) {
+	s := o.s
+	node := job.Annotations[puller.AnnotationNode]
+	if puller.IsDeleteJob(job) || s.plan.nodes[node] == nil {
+		return
+	}
+	imgs, err := puller.JobImages(job)
+	if err != nil {
+		return
+	}
+	pulled := o.c.pulledHere(o.c.podOf(job))
+	for i, img := range imgs {
+		key, err := images.Normalize(img)
+		if err == nil && pulled[puller.ContainerName(i)] && s.plan.wants(node, key) && !s.removedEarlier[node+"\x00"+key] &&
+			s.led.Get(node, key) == ledger.Unsettled {
+			s.led.SetOwned(node, key, true)
+		}
+	}
+}
+
 // claims takes the delete Jobs of this epoch for nodes in the plan.
 func (o *purgeOp) claims(job *batchv1.Job) bool {
-	return puller.IsDeleteJob(job) && puller.JobEpoch(job) >= o.s.led.Epoch &&
+	return puller.IsDeleteJob(job) && puller.JobEpoch(job) == o.s.led.Epoch &&
 		o.s.plan.nodes[job.Annotations[puller.AnnotationNode]] != nil
 }
 
@@ -76,7 +114,9 @@ func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
 func (o *purgeOp) settle() {
 	s := o.s
 	for name, w := range s.plan.nodes {
-		if w.skip != "" {
+		// On a node where an earlier pull still runs, what the cache
+		// owns is not known until it ends (readEarlier).
+		if w.skip != "" || s.busy[name] {
 			continue
 		}
 		for _, wi := range w.images {
@@ -94,12 +134,11 @@ func (o *purgeOp) settle() {
 func (o *purgeOp) jobs() jobsToCreate {
 	var out jobsToCreate
 	for _, t := range o.removals() {
-		job := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.node.Name))
-		if job == nil {
-			out.throttled = out.throttled || o.c.throttle.isWaiting(o.s.key)
-			continue
+		job, throttled := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.node.Name))
+		out.throttled = out.throttled || throttled
+		if job != nil {
+			out.jobs = append(out.jobs, *job)
 		}
-		out.jobs = append(out.jobs, *job)
 	}
 	return out
 }

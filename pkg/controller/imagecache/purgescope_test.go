@@ -306,3 +306,53 @@ func TestLatePullingEventStillCounts(t *testing.T) {
 		t.Errorf("the late Pulling event of %s did not make it owned", img)
 	}
 }
+
+// TestPurgedCacheWantsNothing: another cache that wants nginx on the node,
+// but whose latest operation is a purge (done, or under way), does not keep
+// it there: its images are being removed or gone. The purge of this cache
+// removes nginx.
+func TestPurgedCacheWantsNothing(t *testing.T) {
+	for _, st := range []v1alpha2.ImageCacheActionStatus{v1alpha2.ImageCacheActionStatusSucceeded, v1alpha2.ImageCacheActionStatusProcessing} {
+		t.Run(string(st), func(t *testing.T) {
+			purged := newImageCache("purged", withImages("nginx"))
+			purged.Status = v1alpha2.ImageCacheStatus{Reason: v1alpha2.ImageCacheReasonPurge, Status: st,
+				StartTime: &metav1.Time{Time: t0}, CompletionTime: &metav1.Time{Time: t0}, ObservedGeneration: 1}
+			f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx")), purged},
+				newNode("node-a", withRuntime("containerd://2.0.0")))
+			f.createThenAskPurge("web")
+			writes, _ := f.syncStarted("web", wCreateJob)
+			if jobs := createdJobs(writes); len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) {
+				t.Fatalf("purge of web: %s; want nginx's removal from node-a", describe(writes))
+			}
+			if kept := f.imageCache("web").Status.Kept; len(kept) != 0 {
+				t.Errorf("kept %v", kept)
+			}
+		})
+	}
+}
+
+// TestPurgeDuringACreateTakesItsPulls: a purge asked while the create's
+// pull runs lets the pull finish before it removes anything on the node, and
+// takes from it what it pulled (the kubelet's "Pulling" events): those
+// images are the cache's, and the purge removes them.
+func TestPurgeDuringACreateTakesItsPulls(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
+		newNode("node-a", withRuntime("containerd://2.0.0")))
+	f.syncStarted("web", wCreateJob)
+	pull := f.jobs()[0]
+	f.annotate("web", v1alpha2.AnnotationPurge)
+	f.clock.Step(2 * time.Second)
+	f.sync("web", wStatus) // the purge starts
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Fatalf("the purge did not wait for the running pull: %s", describe(writes))
+	}
+	f.completeJob(pull) // the kubelet pulled nginx
+	writes, _ := f.syncOnly("web", wCreateJob, wDeleteJob, wStatus)
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) {
+		t.Fatalf("once the pull finished: %s; want nginx's delete Job", describe(writes))
+	}
+	if kept := f.imageCache("web").Status.Kept; len(kept) != 0 {
+		t.Errorf("kept %v", kept)
+	}
+}

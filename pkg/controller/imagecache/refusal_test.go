@@ -119,32 +119,6 @@ func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
 	}
 }
 
-// TestTransientCreateErrorsAreNotRefusals: throttling, server errors and
-// conflicts are retried with backoff, never settled as failures.
-func TestTransientCreateErrorsAreNotRefusals(t *testing.T) {
-	gr := schema.GroupResource{Group: "batch", Resource: "jobs"}
-	for _, err := range []error{
-		apierrors.NewTooManyRequests("slow down", 1),
-		apierrors.NewInternalError(errors.New("etcd unavailable")),
-		apierrors.NewServiceUnavailable("restarting"),
-		apierrors.NewConflict(gr, "x", errors.New("modified")),
-		apierrors.NewTimeoutError("timed out", 1),
-	} {
-		if isRefusal(err) {
-			t.Errorf("%v taken as a refusal", err)
-		}
-	}
-	for _, err := range []error{
-		apierrors.NewForbidden(gr, "x", errors.New(`exceeded quota: jobs, requested: count/jobs.batch=1, used: count/jobs.batch=1, limited: count/jobs.batch=1`)),
-		apierrors.NewInvalid(schema.GroupKind{Group: "batch", Kind: "Job"}, "x", nil),
-		apierrors.NewBadRequest("bad"),
-	} {
-		if !isRefusal(err) {
-			t.Errorf("%v not taken as a refusal", err)
-		}
-	}
-}
-
 func sortStrings(s []string) []string {
 	out := append([]string(nil), s...)
 	for i := range out {
@@ -164,7 +138,7 @@ func sortStrings(s []string) []string {
 func TestRefusalsAreRecordedWhenACreateFailsToo(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
 		newNode("node-0"), newNode("node-1"))
-	refusal := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errors.New("exceeded quota: jobs"))
+	refusal := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errors.New(`admission webhook "policy" denied the request`))
 	refuseJobsFor(f, refusal, "node-0")
 	refuseJobsFor(f, apierrors.NewInternalError(errors.New("etcd leader changed")), "node-1")
 	f.sync("web", wStatus) // records the start
@@ -182,5 +156,34 @@ func TestRefusalsAreRecordedWhenACreateFailsToo(t *testing.T) {
 		if c, ok := j.(core.CreateAction); ok && c.GetObject().(*batchv1.Job).Annotations[puller.AnnotationNode] == "node-0" {
 			t.Errorf("the retry asked again for the refused Job of node-0")
 		}
+	}
+}
+
+// TestQuotaRefusalIsRetried: a refusal by a ResourceQuota is transient by
+// nature (Jobs finish and free the quota), so the Kubernetes controllers
+// retry it with backoff, and so does this one: the pairs stay pending, not
+// failed, the sync returns the error (the work queue retries it with
+// backoff) with a Warning event, and once the quota frees the Job is made.
+func TestQuotaRefusalIsRetried(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	quota := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x",
+		errors.New("exceeded quota: jobs, requested: count/jobs.batch=1, used: count/jobs.batch=10, limited: count/jobs.batch=10"))
+	refuseJobsFor(f, quota, "node-a")
+	f.sync("web", wStatus) // starts the operation
+	f.events()
+	_, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"})
+	if err == nil || !strings.Contains(err.Error(), "exceeded quota") {
+		t.Fatalf("sync err %v, want the quota refusal, to be retried with backoff", err)
+	}
+	f.writes()
+	f.catchUp()
+	st := f.imageCache("web").Status
+	if st.Pulls.Failed != 0 || st.Pulls.Pending != 1 || len(st.Failures) != 0 {
+		t.Errorf("pulls %+v failures %v; want the pair pending", st.Pulls, st.Failures)
+	}
+	f.expectEvent("Warning QuotaExceeded")
+	f.kube.ReactionChain = f.kube.ReactionChain[1:] // the quota frees
+	if writes, _ := f.sync("web", wCreateJob); len(createdJobs(writes)) != 1 {
+		t.Errorf("once the quota frees: %s", describe(writes))
 	}
 }

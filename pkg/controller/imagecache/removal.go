@@ -25,7 +25,7 @@ func (c *Controller) socketFor(r removal) (string, error) {
 // giveUpUnreachable settles with a failure the pairs of a removal on a node
 // whose runtime socket is unknown, unless the node waits for a Job of the
 // cache or the operation has just started: a purge's as failed, a removal's
-// as given up (the image stays, and is not this cache's).
+// as given up (the image stays, and is no longer this cache's).
 func (c *Controller) giveUpUnreachable(s *syncCtx, r removal) {
 	name := r.want.node.Name
 	if s.busy[name] || s.started != "" {
@@ -48,7 +48,10 @@ func giveUp(s *syncCtx, r removal, reason, message string) {
 		if s.led.Get(name, wi.key) == ledger.Unsettled {
 			s.led.Set(name, wi.key, ledger.Failed) // a purge: failed
 		} else {
-			s.led.Set(name, wi.key, ledger.Unsettled) // a removal: given up
+			// A removal: given up. The image stays, and is no longer
+			// this cache's to remove, so the operation ends.
+			s.led.Set(name, wi.key, ledger.Unsettled)
+			s.led.SetOwned(name, wi.key, false)
 		}
 		s.failures.add(wi.image, name, reason, message)
 	}
@@ -56,9 +59,9 @@ func giveUp(s *syncCtx, r removal, reason, message string) {
 
 // deleteJobFor makes the delete Job of a removal, unless the node must wait
 // (hold), its runtime socket is unknown (giveUpUnreachable settled it), or
-// the throttle has no slot. It returns the Job to create, its throttle slot
-// taken, or nil.
-func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) *newJob {
+// the throttle has no slot (throttled). It returns the Job to create, its
+// throttle slot taken, or nil.
+func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) (job *newJob, throttled bool) {
 	name := r.want.node.Name
 	var batch []string
 	for _, wi := range r.want.images {
@@ -67,17 +70,17 @@ func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) *newJob {
 		}
 	}
 	if len(batch) == 0 || hold {
-		return nil
+		return nil, false
 	}
 	socket, err := c.socketFor(r)
 	if err != nil {
-		return nil
+		return nil, false
 	}
-	job := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: r.want.hostname,
+	dj := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: r.want.hostname,
 		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork})
-	if !c.throttle.tryAcquire(jobKey(job), s.key) {
-		return nil
+	if !c.throttle.tryAcquire(jobKey(dj), s.key) {
+		return nil, true
 	}
-	return &newJob{job: job, kind: "delete", node: name, images: len(batch),
-		refused: func(message string) { giveUp(s, r, reasonJobRejected, message) }}
+	return &newJob{job: dj, kind: "delete", node: name, images: len(batch),
+		refused: func(message string) { giveUp(s, r, reasonJobRejected, message) }}, false
 }

@@ -108,3 +108,43 @@ func TestLedgerWithoutTagsTrustsItsNodes(t *testing.T) {
 		t.Errorf("ledger entry %q, want it tagged", enc)
 	}
 }
+
+// TestReplacedNodeDoesNotInheritOwnership: the cache pulled nginx onto
+// node-a and node-b (owned there). While the controller is down, node-a is
+// deleted and re-created under the same name, and the new node-a has nginx
+// before any cache pulls it. The first pass that sees the new node starts a
+// purge: the old node's ownership is forgotten with the node, so the purge
+// removes nginx from node-b only, keeps it on the new node-a as not pulled
+// there by this cache, and says the node was replaced.
+func TestReplacedNodeDoesNotInheritOwnership(t *testing.T) {
+	cfg := testConfig()
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
+		newNode("node-a", withRuntime("containerd://2.0.0")), newNode("node-b", withRuntime("containerd://2.0.0")))
+	f.createThenAskPurge("web")
+	led := ledger.Decode(f.imageCache("web").Status.Ledger)
+	if !led.Owned("node-a", "docker.io/library/nginx:latest") || !led.Owned("node-b", "docker.io/library/nginx:latest") {
+		t.Fatalf("after the create, nginx is not owned on both nodes: on %v", led.OwnedNodes())
+	}
+	f.events()
+
+	if err := f.kube.CoreV1().Nodes().Delete(f.ctx, "node-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := newNode("node-a", withRuntime("containerd://2.0.0"), withNodeImages("nginx:latest", "docker.io/library/nginx:latest"))
+	again.UID = types.UID("0f9e8d7c-6b5a-4321-8765-43210fedcba9")
+	again.CreationTimestamp = metav1.NewTime(f.clock.Now().Add(-time.Second)) // before the purge starts
+	if _, err := f.kube.CoreV1().Nodes().Create(f.ctx, again, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.restart(cfg)
+	writes, _ := f.syncStarted("web", wCreateJob)
+	for _, j := range createdJobs(writes) {
+		if n := j.Annotations[puller.AnnotationNode]; n != "node-b" {
+			t.Errorf("the purge made a delete Job for %s; want node-b's only", n)
+		}
+	}
+	f.expectEvent("Normal NodesReplaced 1 node was re-created under the same name")
+	if led := ledger.Decode(f.imageCache("web").Status.Ledger); led.Owned("node-a", "docker.io/library/nginx:latest") {
+		t.Error("the new node-a inherited the old one's ownership of nginx")
+	}
+}

@@ -161,20 +161,40 @@ func statusSize(st *v1alpha2.ImageCacheStatus) int {
 	return size
 }
 
-// ledgerSize estimates the bytes the ledger of a plan adds to the object.
-func ledgerSize(p *plan) int {
-	return ledger.EstimateSize(func(yield func(string, int) bool) {
-		for name, w := range p.nodes {
-			if !yield(name, len(w.images)) {
+// ledgerSize bounds the bytes the ledger of a plan adds to the object, once
+// every pair is settled: the nodes the plan wants images on, each sized by
+// the whole table, which holds the images the plan wants and those the
+// ledger owns beyond them.
+func ledgerSize(p *plan, led *ledger.Ledger) int {
+	table := map[string]bool{}
+	for _, w := range p.nodes {
+		for _, wi := range w.images {
+			table[wi.key] = true
+		}
+	}
+	for _, node := range led.OwnedNodes() {
+		for _, img := range led.OwnedOn(node) {
+			table[img] = true
+		}
+	}
+	nodes := func(yield func(string) bool) {
+		for name := range p.nodes {
+			if !yield(name) {
 				return
 			}
 		}
-	}, maps.Keys(p.specKeys))
+		for _, name := range led.OwnedNodes() {
+			if p.nodes[name] == nil && !yield(name) {
+				return
+			}
+		}
+	}
+	return ledger.EstimateSize(nodes, maps.Keys(table))
 }
 
 // tooLarge says why a plan is more than one object can record, or "".
-func tooLarge(p *plan) string {
-	size := ledgerSize(p)
+func tooLarge(p *plan, led *ledger.Ledger) string {
+	size := ledgerSize(p, led)
 	if size <= maxLedgerBytes {
 		return ""
 	}

@@ -112,3 +112,32 @@ func patchedJobs(actions []core.Action) []core.PatchAction {
 	}
 	return out
 }
+
+// TestStartTimeInTheFuture: a status.startTime ahead of the clock (a leader
+// whose clock ran ahead, a hand edit) does not hold new operations back
+// until the clock passes it: the update starts now, and its Jobs are made
+// on the next pass.
+func TestStartTimeInTheFuture(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.syncStarted("web", wCreateJob)
+	f.completeAll()
+	f.sync("web", wDeleteJob, wStatus)
+	ahead := metav1.NewTime(f.clock.Now().Add(6 * time.Hour).Truncate(time.Second))
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Status.StartTime = &ahead
+		ic.Spec.CacheSpec[0].Images = []string{"nginx", "redis"}
+		ic.Generation = 2
+	})
+	f.clock.Step(time.Second)
+	writes, after := f.syncStarted("web", wCreateJob)
+	if after > time.Minute {
+		t.Errorf("asks to look again after %v", after)
+	}
+	st := f.imageCache("web").Status
+	if st.Reason != v1alpha2.ImageCacheReasonUpdate || !st.StartTime.Time.Before(ahead.Time) {
+		t.Errorf("status %s started %v; want the update started now", st.Reason, st.StartTime)
+	}
+	if jobs := createdJobs(writes); len(jobs) != 1 {
+		t.Errorf("update: %s", describe(writes))
+	}
+}

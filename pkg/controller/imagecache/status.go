@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -54,13 +55,21 @@ func (c *Controller) computeStatus(s *syncCtx, removals int) computedStatus {
 // operation again.
 func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedStatus) error {
 	st := out.status
+	var consumed []string
 	if annotation, ok := requestAnnotation[st.Reason]; ok && out.complete && hasAnnotation(s.ic, annotation) {
-		patched, err := c.removeAnnotation(ctx, s.ic, annotation)
-		if err != nil {
-			return err
-		}
-		c.wrote(s.key, s.ic, patched)
-		s.ic = patched
+		consumed = append(consumed, annotation)
+	}
+	// A refresh asked together with a purge is the purge's to consume.
+	ignored := st.Reason == v1alpha2.ImageCacheReasonPurge && hasAnnotation(s.ic, v1alpha2.AnnotationRefresh)
+	if ignored {
+		consumed = append(consumed, v1alpha2.AnnotationRefresh)
+	}
+	if err := c.consumeAnnotations(ctx, s, consumed...); err != nil {
+		return err
+	}
+	if ignored {
+		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasonRefreshIgnored,
+			"A purge was asked too: the purge runs, and the refresh annotation is removed")
 	}
 	if equality.Semantic.DeepEqual(s.ic.Status, *st) {
 		return nil
@@ -73,6 +82,18 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedSt
 	updated.Status = *st
 	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: ControllerName})
+	if err != nil && isTooLarge(err) && (len(st.Failures) > 0 || len(st.Kept) > 0) {
+		// The estimate and the budget should keep this from happening;
+		// should the API server refuse the object all the same, the
+		// status goes without its lists (counted in omittedFailures)
+		// rather than failing every write.
+		dropLists(st)
+		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasonStatusTrimmed, "The API server refused the status as too "+
+			"large: it is written without its failures and kept images (counted in status.omittedFailures): "+err.Error())
+		updated.Status = *st
+		written, err = c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
+			metav1.UpdateOptions{FieldManager: ControllerName})
+	}
 	if err != nil {
 		return fmt.Errorf("writing status: %w", err)
 	}
@@ -89,21 +110,37 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedSt
 	return nil
 }
 
-func (c *Controller) removeAnnotation(ctx context.Context, ic *v1alpha2.ImageCache, key string) (*v1alpha2.ImageCache, error) {
+// consumeAnnotations removes the annotations that asked for operations, in
+// one patch (nothing when none is given), before the status that records
+// their outcome is written: a crash after it cannot start them again.
+func (c *Controller) consumeAnnotations(ctx context.Context, s *syncCtx, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	remove := map[string]any{}
+	for _, k := range keys {
+		remove[k] = nil
+	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"annotations":     map[string]any{key: nil},
-		"resourceVersion": ic.ResourceVersion,
+		"annotations":     remove,
+		"resourceVersion": s.ic.ResourceVersion,
 	}})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out, err := c.client.KubefledgedV1alpha2().ImageCaches(ic.Namespace).Patch(ctx, ic.Name, types.MergePatchType, patch,
+	out, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).Patch(ctx, s.ic.Name, types.MergePatchType, patch,
 		metav1.PatchOptions{FieldManager: ControllerName})
 	if err != nil {
-		return nil, fmt.Errorf("removing annotation %s: %w", key, err)
+		return fmt.Errorf("removing annotations %v: %w", keys, err)
 	}
-	return out, nil
+	c.wrote(s.key, s.ic, out)
+	s.ic = out
+	return nil
 }
+
+// reasonRefreshIgnored is the event of a refresh annotation a purge
+// consumed.
+const reasonRefreshIgnored = "RefreshIgnored"
 
 // failureSet collects per-node failures by image (as the spec spells it).
 type failureSet map[string]map[string]v1alpha2.NodeReasonMessage
@@ -268,6 +305,12 @@ func (c *Controller) refuseTooLarge(ctx context.Context, s *syncCtx, why string)
 		}
 	}
 	st := s.st
+	// The operation asked for ends here, refused: its annotation goes.
+	if annotation, ok := requestAnnotation[st.Reason]; ok && hasAnnotation(s.ic, annotation) {
+		if err := c.consumeAnnotations(ctx, s, annotation); err != nil {
+			return err
+		}
+	}
 	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.CompletionTime == nil {
 		st.CompletionTime = ptr.To(metav1.NewTime(s.now))
 	}
@@ -390,4 +433,22 @@ func (c *Controller) recordTransition(old *v1alpha2.ImageCache, st *v1alpha2.Ima
 func RefusedTooLarge(ic *v1alpha2.ImageCache) bool {
 	ready := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady)
 	return ready != nil && ready.Reason == reasonTooLarge && ready.ObservedGeneration == ic.Generation
+}
+
+// isTooLarge says whether the API server refused a write as too large for
+// one object (413, or etcd's own limit passed on as a server error).
+func isTooLarge(err error) bool {
+	return apierrors.IsRequestEntityTooLargeError(err) || strings.Contains(err.Error(), "request is too large")
+}
+
+// dropLists leaves the failures and the kept images out of a status,
+// counting the failures in omittedFailures.
+func dropLists(st *v1alpha2.ImageCacheStatus) {
+	for img, list := range st.Failures {
+		if st.OmittedFailures == nil {
+			st.OmittedFailures = map[string]int32{}
+		}
+		st.OmittedFailures[img] += int32(len(list))
+	}
+	st.Failures, st.Kept = nil, nil
 }

@@ -41,7 +41,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	if err := c.makePlan(ctx, s); err != nil {
 		return 0, err
 	}
-	if why := tooLarge(s.plan); why != "" {
+	if why := tooLarge(s.plan, s.led); why != "" {
 		outcome = reasonTooLarge
 		return 0, c.refuseTooLarge(ctx, s, why)
 	}
@@ -54,8 +54,8 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	// A create that fails for a reason a retry may fix stops the creates,
 	// and the sync is retried with backoff; what this pass settled (the
 	// refused Jobs' failures among it) is written first all the same.
-	createErr := c.createJobs(ctx, s, todo.jobs)
-	st := c.computeStatus(s, todo.removals)
+	givenUp, createErr := c.createJobs(ctx, s, todo.jobs)
+	st := c.computeStatus(s, todo.removals-givenUp)
 	outcome = st.status.Reason + " " + string(st.status.Status)
 	if err := c.writeStatus(ctx, s, st); err != nil {
 		return 0, errors.Join(createErr, err)

@@ -1,14 +1,18 @@
 package imagecache
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -200,5 +204,88 @@ func TestAddedBackBeforeItsRemovalWasRecorded(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"redis"}, jobImages(t, jobs[0])); diff != "" {
 		t.Errorf("update 2's pull (-want +got):\n%s", diff)
+	}
+}
+
+// TestRemovalWaitingForASlotLooksAgain: an update that only drops an
+// image, while another cache holds every Job slot, waits for a slot like a
+// pull does: the pass says it is throttled and looks again soon, whether or
+// not a slot-freeing event wakes it.
+func TestRemovalWaitingForASlotLooksAgain(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxInFlightJobs = 1
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis")),
+		newImageCache("hang", withImages("hang.invalid/slow"))}, newNode("node-a", withRuntime("containerd://2.0.0")))
+	f.syncStarted("web", wCreateJob)
+	f.completeAll()
+	f.sync("web", wDeleteJob, wStatus)
+	f.syncStarted("hang", wCreateJob) // takes the only slot, and keeps it
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec[0].Images = []string{"nginx"}
+		ic.Generation = 2
+	})
+	f.clock.Step(time.Second)
+	f.sync("web", wStatus) // starts the update
+	writes, after := f.sync("web")
+	if len(createdJobs(writes)) != 0 {
+		t.Fatalf("a delete Job with no slot free: %s", describe(writes))
+	}
+	if after != throttledRetry {
+		t.Errorf("the removal waiting for a slot looks again after %v, want %v", after, throttledRetry)
+	}
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusProcessing {
+		t.Errorf("status %s %q", st.Status, st.Message)
+	}
+}
+
+// TestRemovalThatCannotBeDoneEnds: an update drops redis, which this cache
+// pulled onto node-a, and its removal cannot be done: the node's runtime is
+// one no socket is known for, or the API server refuses the delete Job (a
+// policy that forbids hostPath). The removal ends: failed with the reason,
+// redis no longer this cache's there, the update complete; and the passes
+// after it write nothing and create nothing.
+func TestRemovalThatCannotBeDoneEnds(t *testing.T) {
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x",
+		errors.New(`admission webhook "policy.example" denied the request: hostPath volumes are not allowed`))
+	for _, tc := range []struct {
+		name, runtime, reason string
+		refuse                bool
+		creates               []string
+	}{
+		{name: "unknown runtime", runtime: "rkt://1.0", reason: reasonUnknownRuntime},
+		{name: "delete Job refused", runtime: "containerd://2.0.0", reason: reasonJobRejected, refuse: true, creates: []string{wCreateJob}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
+				newNode("node-a", withRuntime(tc.runtime)))
+			f.syncStarted("web", wCreateJob)
+			f.completeAll()
+			f.sync("web", wDeleteJob, wStatus)
+			if tc.refuse {
+				refuseJobsFor(f, forbidden, "node-a")
+			}
+			f.edit("web", func(ic *v1alpha2.ImageCache) {
+				ic.Spec.CacheSpec[0].Images = []string{"nginx"}
+				ic.Generation = 2
+			})
+			f.clock.Step(time.Second)
+			f.syncStarted("web", append(tc.creates, wStatus)...)
+			st := f.imageCache("web").Status
+			if st.Status == v1alpha2.ImageCacheActionStatusProcessing {
+				t.Fatalf("the update goes on: %s %q", st.Status, st.Message)
+			}
+			if got := st.Failures["docker.io/library/redis:latest"]; len(got) != 1 || got[0].Reason != tc.reason {
+				t.Errorf("failures %v, want redis's removal failed with %s", st.Failures, tc.reason)
+			}
+			if ledger.Decode(st.Ledger).Owned("node-a", "docker.io/library/redis:latest") {
+				t.Error("redis is still owned on node-a")
+			}
+			for range 3 {
+				f.clock.Step(time.Second)
+				if w, after := f.sync("web"); len(w) != 0 || after != 0 {
+					t.Fatalf("a pass after the removal ended: %s, after %v", describe(w), after)
+				}
+			}
+		})
 	}
 }
