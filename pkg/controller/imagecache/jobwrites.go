@@ -110,9 +110,11 @@ func isRefusal(err error) bool {
 }
 
 // isQuota says whether a ResourceQuota refused the request: the quota
-// admission plugin says "exceeded quota" in a Forbidden error.
+// admission plugin says "exceeded quota" in a Forbidden error, or "status
+// unknown for quota" until the quota's controller has counted its use.
 func isQuota(err error) bool {
-	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota")
+	return apierrors.IsForbidden(err) &&
+		(strings.Contains(err.Error(), "exceeded quota") || strings.Contains(err.Error(), "status unknown for quota"))
 }
 
 // reasonQuotaExceeded is the Warning event of a create a quota refused.
