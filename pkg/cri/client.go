@@ -112,6 +112,9 @@ const (
 	Removed       Outcome = "removed"
 	AlreadyAbsent Outcome = "already absent"
 	Failed        Outcome = "failed"
+	// Kept: the image is also known under a name that must stay (the
+	// runtime removes an image, not a name).
+	Kept Outcome = "kept"
 )
 
 // Remove removes an image if the runtime has it. It says whether the image

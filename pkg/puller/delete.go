@@ -29,6 +29,9 @@ type DeleteBatch struct {
 	Socket string
 	// HostNetwork runs the pod in the node's network namespace.
 	HostNetwork bool
+	// Keep lists the names (normalised) other caches want on the node: an
+	// image the runtime also knows under one of them stays.
+	Keep []string
 }
 
 // DeleteDeadline is the delete Job's activeDeadlineSeconds.
@@ -41,8 +44,11 @@ func DeleteDeadline(images int) time.Duration {
 // controller's namespace (cfg.DeleteNamespace), as its root pod has the
 // node's runtime socket: never in a tenant's.
 func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
-	args := append([]string{"rmi", "--socket", criSocketInPod,
-		"--timeout", (DeleteDeadline(len(b.Images)) - 30*time.Second).String()}, b.Images...)
+	args := []string{"rmi", "--socket", criSocketInPod, "--timeout", (DeleteDeadline(len(b.Images)) - 30*time.Second).String()}
+	for _, k := range b.Keep {
+		args = append(args, "--keep", k)
+	}
+	args = append(args, b.Images...)
 	return nodeJob{
 		name:      JobName(b.Cache.Name, string(b.Cache.UID), "delete\x00"+b.NodeName, b.Epoch, b.Images),
 		namespace: cfg.DeleteNamespace,
@@ -100,8 +106,12 @@ func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (O
 		return out, err
 	}
 	if jobCondition(job, batchv1.JobComplete) != nil || podSucceeded(pod) {
+		summary := summaryOf(pod, images)
 		for i := range out.Results {
 			out.Results[i] = Result{State: Succeeded}
+			if summary != nil && summary[i].Outcome == cri.Kept {
+				out.Results[i] = Result{State: Kept, Reason: ReasonKeptForAnotherName, Message: summary[i].Message}
+			}
 		}
 		out.Finished = true
 		return out, nil
@@ -113,14 +123,7 @@ func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (O
 	}
 	out.Finished = true
 	cause := jobFailure(failed, pod)
-	var summary []remover.Result
-	if pod != nil {
-		for _, cs := range pod.Status.ContainerStatuses {
-			if cs.State.Terminated != nil {
-				summary = remover.ParseSummary(cs.State.Terminated.Message, images)
-			}
-		}
-	}
+	summary := summaryOf(pod, images)
 	for i := range images {
 		var r remover.Result
 		if summary != nil {
@@ -129,6 +132,8 @@ func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (O
 		switch r.Outcome {
 		case cri.Removed, cri.AlreadyAbsent:
 			out.Results[i] = Result{State: Succeeded}
+		case cri.Kept:
+			out.Results[i] = Result{State: Kept, Reason: ReasonKeptForAnotherName, Message: r.Message}
 		case cri.Failed:
 			msg := r.Message
 			if msg == "" {
@@ -140,4 +145,19 @@ func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (O
 		}
 	}
 	return out, nil
+}
+
+// summaryOf reads the remover's summary from the pod's terminated
+// container, or nil.
+func summaryOf(pod *corev1.Pod, images []string) []remover.Result {
+	if pod == nil {
+		return nil
+	}
+	var summary []remover.Result
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.State.Terminated != nil {
+			summary = remover.ParseSummary(cs.State.Terminated.Message, images)
+		}
+	}
+	return summary
 }

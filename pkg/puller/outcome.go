@@ -19,7 +19,13 @@ const (
 	Succeeded
 	// Failed: the pull failed, with a reason and message.
 	Failed
+	// Kept: a delete Job left the image, as the runtime knows it under
+	// another name that must stay (the message says which).
+	Kept
 )
+
+// ReasonKeptForAnotherName is a kept image's reason.
+const ReasonKeptForAnotherName = "KeptForAnotherName"
 
 // Result is one image's outcome in a Job.
 type Result struct {

@@ -1,6 +1,7 @@
 package puller
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +208,28 @@ func TestReadDelete(t *testing.T) {
 	out, _ = ReadDelete(Config{}, newJob(batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}), nil, now)
 	if out.Results[0].State != Failed || out.Results[0].Reason != "DeadlineExceeded" {
 		t.Errorf("failed without a pod: %+v", out.Results)
+	}
+}
+
+// A delete Job whose pod succeeded reports each image removed, but one its
+// summary says it kept: the runtime knows it under a name another cache
+// wants.
+func TestReadDeleteKept(t *testing.T) {
+	cfg := Config{HelperImage: "registry.local/kube-fledged:test", DeleteNamespace: "kube-fledged"}
+	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "team-a", UID: "uid-web"}}
+	job := NewDeleteJob(cfg, DeleteBatch{Cache: ic, NodeName: "n", Hostname: "n", Images: []string{"registry.example/a:v1", "registry.example/b:v1"},
+		Epoch: 1, Socket: "/run/containerd/containerd.sock", Keep: []string{"mirror.example/b:v1"}})
+	if cmd := strings.Join(job.Spec.Template.Spec.Containers[0].Command, " "); !strings.Contains(cmd, "--keep mirror.example/b:v1 registry.example/a:v1 registry.example/b:v1") {
+		t.Errorf("command %q", cmd)
+	}
+	pod := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{{Name: "remove-images",
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: "outcomes rk\n1: it is also mirror.example/b:v1"}}}}}}
+	out, err := ReadDelete(cfg, job, pod, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Result{{State: Succeeded}, {State: Kept, Reason: ReasonKeptForAnotherName, Message: "it is also mirror.example/b:v1"}}
+	if !out.Finished || !reflect.DeepEqual(out.Results, want) {
+		t.Errorf("finished %v, results %+v; want %+v", out.Finished, out.Results, want)
 	}
 }

@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/images"
 )
 
-const usage = `usage: fledged-cri rmi [--socket PATH] [--timeout D] [--termination-log PATH] IMAGE...
+const usage = `usage: fledged-cri rmi [--socket PATH] [--timeout D] [--termination-log PATH] [--keep NAME]... IMAGE...
 Removes each IMAGE through the container runtime's CRI socket, and reports per
-image: removed, already absent, or failed with the runtime's message. Exits 1
-if any image failed.`
+image: removed, already absent, kept (the runtime knows it under a --keep NAME
+too: it removes an image, not a name), or failed with the runtime's message.
+Exits 1 if any image failed.`
 
 // DefaultTerminationLog is where Kubernetes reads a container's termination
 // message from.
@@ -34,6 +36,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	socket := fs.String("socket", "/run/containerd/containerd.sock", "the runtime's CRI socket")
 	timeout := fs.Duration("timeout", 2*time.Minute, "time allowed for all removals")
 	termLog := fs.String("termination-log", DefaultTerminationLog, "file to write the summary to (\"\" for none)")
+	keep := keepSet{}
+	fs.Var(keep, "keep", "a name (normalised) whose image must stay; repeated")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -58,6 +62,18 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		defer client.Close()
 		for i, img := range images {
+			if other, err := keptFor(ctx, client, img, keep); err != nil || other != "" {
+				if err != nil {
+					failed = true
+					results[i] = Result{Outcome: cri.Failed, Message: err.Error()}
+					lines = append(lines, fmt.Sprintf("%s: %s: %v", cri.Failed, img, err))
+					continue
+				}
+				msg := "it is also " + other + ", which stays on this node"
+				results[i] = Result{Outcome: cri.Kept, Message: msg}
+				lines = append(lines, fmt.Sprintf("%s: %s: %s", cri.Kept, img, msg))
+				continue
+			}
 			outcome, err := client.Remove(ctx, img)
 			results[i] = Result{Outcome: outcome}
 			if err != nil {
@@ -81,4 +97,37 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// keepSet is the --keep names, normalised.
+type keepSet map[string]bool
+
+func (k keepSet) String() string { return fmt.Sprint(map[string]bool(k)) }
+
+func (k keepSet) Set(name string) error {
+	key, err := images.Normalize(name)
+	if err != nil {
+		return err
+	}
+	k[key] = true
+	return nil
+}
+
+// keptFor returns another name of the image the runtime knows it under that
+// must stay, or "": its tags and digests, normalised, against keep.
+func keptFor(ctx context.Context, client *cri.Client, image string, keep keepSet) (string, error) {
+	if len(keep) == 0 {
+		return "", nil
+	}
+	st, err := client.ImageStatus(ctx, image)
+	if err != nil || st == nil {
+		return "", err
+	}
+	self, _ := images.Normalize(image)
+	for _, name := range append(append([]string(nil), st.GetRepoTags()...), st.GetRepoDigests()...) {
+		if key, err := images.Normalize(name); err == nil && key != self && keep[key] {
+			return name, nil
+		}
+	}
+	return "", nil
 }

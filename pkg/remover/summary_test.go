@@ -2,6 +2,7 @@ package remover
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -87,4 +88,19 @@ func oldSummary(images []string, results []Result) string {
 		lines = append(lines, l)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// A kept image is a letter of its own, with the message that says which
+// other name kept it.
+func TestSummaryOfKeptImages(t *testing.T) {
+	images := []string{"registry.example/a:v1", "registry.example/b:v1", "registry.example/c:v1"}
+	results := []Result{{Outcome: cri.Removed}, {Outcome: cri.Kept, Message: "it is also mirror.example/b:v1, which stays on this node"},
+		{Outcome: cri.AlreadyAbsent}}
+	s := FormatSummary(results, SummaryLimit)
+	if want := "outcomes rka\n1: it is also mirror.example/b:v1, which stays on this node"; s != want {
+		t.Fatalf("summary %q, want %q", s, want)
+	}
+	if got := ParseSummary(s, images); !reflect.DeepEqual(got, results) {
+		t.Errorf("parsed %+v, want %+v", got, results)
+	}
 }

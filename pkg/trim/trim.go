@@ -46,9 +46,11 @@ func ForCache(obj any) (any, error) {
 // trimPod keeps of a pull (or delete) pod what the controller reads: its
 // name, UID, times, controller (the Job), the cache it belongs to, its node,
 // and, of its status, the phase, conditions, start time and each
-// container's name, image and state. Of a pod that Succeeded it keeps the
-// phase and start time alone: every container exited 0, which is all there
-// is to know (puller.Read), and such pods are most of an operation's.
+// container's name, image and state. Of a pull pod that Succeeded it keeps
+// the phase and start time alone: every container exited 0, which is all
+// there is to know (puller.Read), and such pods are most of an operation's;
+// a delete pod keeps its container's state, whose termination message says
+// what it kept (puller.ReadDelete).
 func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{
 		ObjectMeta: identity(&p.ObjectMeta),
@@ -65,6 +67,11 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	}
 	if p.Status.Phase == corev1.PodSucceeded {
 		out.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: p.Status.StartTime}
+		if p.Labels[puller.LabelComponent] == puller.ComponentDelete {
+			// A delete pod's summary says which images it kept (few
+			// such pods: one per node and removal).
+			out.Status.ContainerStatuses = trimContainerStatuses(p.Status.ContainerStatuses)
+		}
 		return out
 	}
 	out.Status = corev1.PodStatus{

@@ -112,3 +112,81 @@ func TestRemoverAgainstContainerd(t *testing.T) {
 		t.Errorf("termination log %q: want the failure of image 0, naming %s", data, missing)
 	}
 }
+
+// TestRemoverKeepsAnImageWantedUnderAnotherName: containerd removes an
+// image, not a name: removing one name of an image pulled under two takes
+// both. Told to keep the other name (--keep), the remover leaves the image
+// and says so; without it, both names go.
+func TestRemoverKeepsAnImageWantedUnderAnotherName(t *testing.T) {
+	framework.RequireContainerd(t)
+	framework.RequireRegistry(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	reg, err := framework.StartRegistry(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Stop()
+	ctd, err := framework.StartContainerd(ctx, reg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(ctd.LogTail(30))
+		}
+		ctd.Stop()
+	}()
+	layer, err := crane.Layer(map[string][]byte{"shared.txt": []byte("one image, two names\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := reg.Host+"/team-a/shared:v1", reg.Host+"/mirror/shared:v1"
+	for _, name := range []string{a, b} {
+		if err := crane.Push(img, name, crane.Insecure); err != nil {
+			t.Fatalf("pushing %s: %v", name, err)
+		}
+	}
+	client, err := cri.Dial(ctx, ctd.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	pullBoth := func() {
+		t.Helper()
+		for _, name := range []string{a, b} {
+			if _, err := client.PullImage(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pullBoth()
+	bin := filepath.Join(t.TempDir(), "fledged-cri")
+	if out, err := exec.Command("go", "build", "-o", bin, "kubefledged.io/kube-fledged/cmd/fledged-cri").CombinedOutput(); err != nil {
+		t.Fatalf("building fledged-cri: %v\n%s", err, out)
+	}
+	termLog := filepath.Join(t.TempDir(), "termination-log")
+	out, err := exec.Command(bin, "rmi", "--socket", ctd.Socket, "--termination-log", termLog, "--keep", b, a).CombinedOutput()
+	if err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), "kept: "+a+": it is also "+b) {
+		t.Errorf("with --keep: err %v, output %q", err, out)
+	}
+	if data, _ := os.ReadFile(termLog); !strings.HasPrefix(string(data), "outcomes k\n0: it is also "+b) {
+		t.Errorf("termination log %q", data)
+	}
+	for _, name := range []string{a, b} {
+		if got, err := client.ImageStatus(ctx, name); err != nil || got == nil {
+			t.Errorf("%s after the kept removal: %v, err %v; want it there", name, got, err)
+		}
+	}
+	out, err = exec.Command(bin, "rmi", "--socket", ctd.Socket, "--termination-log", termLog, a).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "removed: "+a {
+		t.Errorf("without --keep: err %v, output %q", err, out)
+	}
+	if got, err := client.ImageStatus(ctx, b); err != nil || got != nil {
+		t.Errorf("%s after removing %s: %v, err %v; the runtime removes the image, with every name", b, a, got, err)
+	}
+}

@@ -172,6 +172,10 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 		case puller.Failed:
 			s.led.Set(node, k, ledger.Failed)
 			s.failures.add(s.plan.display[k], node, r.Reason, r.Message)
+		case puller.Kept:
+			// A purge's delete Job left it: the runtime knows the image
+			// under a name another cache wants. Kept, and still owned.
+			s.led.Set(node, k, ledger.Present)
 		}
 	}
 	return nil

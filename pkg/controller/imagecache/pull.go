@@ -27,8 +27,8 @@ import (
 type pullOp struct {
 	c *Controller
 	s *syncCtx
-	// others names another ImageCache that wants an image on a node, or "".
-	others func(n *corev1.Node, key string) string
+	// others says what the other ImageCaches want on a node.
+	others *otherCaches
 	// pullTimes are the pull durations of the pairs this pass settles.
 	pullTimes []time.Duration
 }
@@ -36,7 +36,7 @@ type pullOp struct {
 // newPullOp keeps of the ledger the pairs the plan wants, and the images
 // dropped from the spec that are still to be removed.
 func newPullOp(c *Controller, s *syncCtx) *pullOp {
-	o := &pullOp{c: c, s: s, others: c.otherWants(s.ic)}
+	o := &pullOp{c: c, s: s, others: c.otherCaches(s.ic)}
 	s.led.KeepOnly(func(node, key string) bool { return s.plan.wants(node, key) || o.toRemove(node, key) })
 	return o
 }
@@ -47,7 +47,7 @@ func newPullOp(c *Controller, s *syncCtx) *pullOp {
 func (o *pullOp) toRemove(node, key string) bool {
 	s := o.s
 	n := s.nodes[node]
-	return s.led.Owned(node, key) && !s.plan.specKeys[key] && n != nil && o.others(n, key) == ""
+	return s.led.Owned(node, key) && !s.plan.specKeys[key] && n != nil && o.others.wants(n, key) == ""
 }
 
 // claims takes the pull Jobs of this epoch for nodes in the plan, and the
@@ -167,8 +167,13 @@ func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 		if !o.toRemove(node, img) {
 			continue
 		}
+		// Removed, failed, or kept for another name of the same image:
+		// either way no longer this cache's to remove.
 		s.led.Set(node, img, ledger.Unsettled)
 		s.led.SetOwned(node, img, false)
+		if out.Results[i].State == puller.Kept {
+			continue
+		}
 		s.led.RemovedAt = s.now.Unix()
 		if r := out.Results[i]; r.State == puller.Failed {
 			s.failures.add(img, node, r.Reason, r.Message)
@@ -276,7 +281,7 @@ func (o *pullOp) removals() []removal {
 			continue
 		}
 		out = append(out, removal{want: &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs},
-			pick: func(k string) bool { return o.toRemove(name, k) }})
+			pick: func(k string) bool { return o.toRemove(name, k) }, keep: o.others.on(n)})
 	}
 	return out
 }
@@ -310,42 +315,75 @@ func countSettled(before ledger.Reader, after *ledger.Ledger) {
 	metrics.PullsTotal.WithLabelValues(metrics.ResultFailed).Add(failed)
 }
 
-// otherWants returns whether another ImageCache wants an image (normalised)
-// on a node, so that removing it from this cache's spec leaves it there. It
-// names that cache (namespace/name), or returns "". A purged cache, or one
-// being purged, wants nothing.
-func (c *Controller) otherWants(ic *v1alpha2.ImageCache) func(n *corev1.Node, key string) string {
-	var caches []*v1alpha2.ImageCache
-	loaded := false
-	return func(n *corev1.Node, key string) string {
-		if !loaded {
-			all, err := c.icLister.List(labels.Everything())
-			if err == nil {
-				caches = all
-				sort.Slice(caches, func(i, j int) bool {
-					return caches[i].Namespace+"/"+caches[i].Name < caches[j].Namespace+"/"+caches[j].Name
-				})
+// otherCaches answers what the other ImageCaches want on a node, so that
+// removing an image from this cache's nodes leaves what they want there. A
+// purged cache, or one being purged, wants nothing. The caches are listed
+// once, when first asked.
+type otherCaches struct {
+	c      *Controller
+	self   *v1alpha2.ImageCache
+	loaded bool
+	caches []*v1alpha2.ImageCache
+}
+
+func (c *Controller) otherCaches(ic *v1alpha2.ImageCache) *otherCaches {
+	return &otherCaches{c: c, self: ic}
+}
+
+func (o *otherCaches) list() []*v1alpha2.ImageCache {
+	if !o.loaded {
+		all, err := o.c.icLister.List(labels.Everything())
+		if err == nil {
+			for _, other := range all {
+				if other.UID != o.self.UID && other.Status.Reason != v1alpha2.ImageCacheReasonPurge {
+					o.caches = append(o.caches, other)
+				}
 			}
-			loaded = true
+			sort.Slice(o.caches, func(i, j int) bool {
+				return o.caches[i].Namespace+"/"+o.caches[i].Name < o.caches[j].Namespace+"/"+o.caches[j].Name
+			})
 		}
-		for _, other := range caches {
-			// A cache whose latest operation is a purge wants nothing:
-			// its images are being removed, or gone.
-			if other.UID == ic.UID || other.Status.Reason == v1alpha2.ImageCacheReasonPurge {
+		o.loaded = true
+	}
+	return o.caches
+}
+
+// wants names (namespace/name) another cache that wants an image
+// (normalised) on a node, or returns "".
+func (o *otherCaches) wants(n *corev1.Node, key string) string {
+	for _, other := range o.list() {
+		for i := range other.Spec.CacheSpec {
+			e := &other.Spec.CacheSpec[i]
+			if !e.Selector().Matches(labels.Set(n.Labels)) {
 				continue
 			}
-			for i := range other.Spec.CacheSpec {
-				e := &other.Spec.CacheSpec[i]
-				if !e.Selector().Matches(labels.Set(n.Labels)) {
-					continue
-				}
-				for _, img := range e.Images {
-					if k, err := images.Normalize(img); err == nil && k == key {
-						return other.Namespace + "/" + other.Name
-					}
+			for _, img := range e.Images {
+				if k, err := images.Normalize(img); err == nil && k == key {
+					return other.Namespace + "/" + other.Name
 				}
 			}
 		}
-		return ""
 	}
+	return ""
+}
+
+// on lists, in order, the images (normalised) the other caches want on a
+// node: a delete Job keeps an image the runtime also knows under one of
+// them (the runtime removes an image, not a name).
+func (o *otherCaches) on(n *corev1.Node) []string {
+	set := map[string]bool{}
+	for _, other := range o.list() {
+		for i := range other.Spec.CacheSpec {
+			e := &other.Spec.CacheSpec[i]
+			if !e.Selector().Matches(labels.Set(n.Labels)) {
+				continue
+			}
+			for _, img := range e.Images {
+				if k, err := images.Normalize(img); err == nil {
+					set[k] = true
+				}
+			}
+		}
+	}
+	return sortedKeys(set)
 }

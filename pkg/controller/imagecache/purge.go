@@ -19,8 +19,8 @@ import (
 type purgeOp struct {
 	c *Controller
 	s *syncCtx
-	// others names another ImageCache that wants an image on a node, or "".
-	others func(n *corev1.Node, key string) string
+	// others says what the other ImageCaches want on a node.
+	others *otherCaches
 }
 
 // newPurgeOp makes a purge one operation over the nodes of its start: a
@@ -32,7 +32,7 @@ type purgeOp struct {
 // lets the earlier Jobs still running finish before it removes anything on
 // their node, and takes what their pulls brought (readEarlier).
 func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
-	o := &purgeOp{c: c, s: s, others: c.otherWants(s.ic)}
+	o := &purgeOp{c: c, s: s, others: c.otherCaches(s.ic)}
 	if s.st.StartTime != nil {
 		ended := s.st.CompletionTime != nil && s.st.Status != v1alpha2.ImageCacheActionStatusProcessing
 		for name, w := range s.plan.nodes {
@@ -150,7 +150,8 @@ func (o *purgeOp) removals() []removal {
 	var out []removal
 	for _, name := range sortedKeys(s.plan.nodes) {
 		if w := s.plan.nodes[name]; w.skip == "" {
-			out = append(out, removal{want: w, pick: func(k string) bool { return s.led.Get(name, k) == ledger.Unsettled }})
+			out = append(out, removal{want: w, pick: func(k string) bool { return s.led.Get(name, k) == ledger.Unsettled },
+				keep: o.others.on(w.node)})
 		}
 	}
 	return out
@@ -170,7 +171,7 @@ func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message strin
 		return reasonNotPulledByThisCache,
 			"this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"
 	}
-	if other := o.others(n, key); other != "" {
+	if other := o.others.wants(n, key); other != "" {
 		return reasonWantedByOtherCache, "ImageCache " + other + " wants it on this node"
 	}
 	return "", ""
@@ -188,8 +189,8 @@ func (o *purgeOp) kept() (failureSet, map[string]int) {
 				continue
 			}
 			why, msg := o.keptBecause(w.node, wi.key)
-			if why == "" { // kept for a cache that no longer wants it
-				why, msg = reasonWantedByOtherCache, "another ImageCache wanted it on this node"
+			if why == "" { // kept for another name of the image, or a cache that no longer wants it
+				why, msg = reasonWantedByOtherCache, "another ImageCache wants it on this node under another name, or wanted it"
 			}
 			set.add(wi.image, name, why, msg)
 			byReason[why]++

@@ -1,6 +1,7 @@
 package imagecache
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -354,5 +355,46 @@ func TestPurgeDuringACreateTakesItsPulls(t *testing.T) {
 	}
 	if kept := f.imageCache("web").Status.Kept; len(kept) != 0 {
 		t.Errorf("kept %v", kept)
+	}
+}
+
+// TestPurgeKeepsAnImageAnotherCacheNamesOtherwise: the runtime removes an
+// image, not a name, so removing registry.example/a:v1 would also remove
+// mirror.example/a:v1 when both are the same image. The purge's delete Job
+// is told the names the other caches want on the node (--keep), and its
+// remover keeps an image it also knows under one of them: the purge reports
+// it kept, for another cache, and still owns it (a later purge, once the
+// other cache is gone, may remove it).
+func TestPurgeKeepsAnImageAnotherCacheNamesOtherwise(t *testing.T) {
+	mirror := newImageCache("mirror", withImages("mirror.example/a:v1"))
+	mirror.Status.StartTime = &metav1.Time{Time: t0}
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("registry.example/a:v1")), mirror},
+		newNode("node-a", withRuntime("containerd://2.0.0")))
+	f.createThenAskPurge("web")
+	writes, _ := f.syncStarted("web", wCreateJob)
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 {
+		t.Fatalf("purge: %s", describe(writes))
+	}
+	cmd := strings.Join(jobs[0].Spec.Template.Spec.Containers[0].Command, " ")
+	if !strings.Contains(cmd, " --keep mirror.example/a:v1 ") || !strings.HasSuffix(cmd, " registry.example/a:v1") {
+		t.Fatalf("the delete Job runs %q; want it told to keep mirror.example/a:v1", cmd)
+	}
+	// The remover found registry.example/a:v1 is also mirror.example/a:v1.
+	job := f.jobs()[0]
+	pod := f.podWith(job, map[string]corev1.ContainerState{"remove-images": {Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: 0, Message: "outcomes k\n0: it is also mirror.example/a:v1, which stays on this node"}}})
+	pod.Status.Phase = corev1.PodSucceeded
+	if _, err := f.kube.CoreV1().Pods(pod.Namespace).UpdateStatus(f.ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.finishJob(job)
+	f.sync("web", wDeleteJob, wAnnotation, wStatus)
+	st := f.imageCache("web").Status
+	if len(st.Failures) != 0 || len(st.Kept["registry.example/a:v1"]) != 1 || st.Kept["registry.example/a:v1"][0].Reason != "WantedByOtherCache" {
+		t.Errorf("after the purge: kept %v, failures %v; want a:v1 kept for another cache", st.Kept, st.Failures)
+	}
+	if !strings.Contains(st.Message, "1 kept") {
+		t.Errorf("message %q", st.Message)
 	}
 }
