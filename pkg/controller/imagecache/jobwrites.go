@@ -162,6 +162,18 @@ func (c *Controller) deleteFinishedJobs(ctx context.Context, s *syncCtx, complet
 	return slowStart(len(finished), func(i int) error { return c.deleteJob(ctx, finished[i]) })
 }
 
+// deleteJobsDone deletes the cache's Jobs that have finished, whose
+// outcomes this pass read and wrote to the status.
+func (c *Controller) deleteJobsDone(ctx context.Context, s *syncCtx) error {
+	var done []*batchv1.Job
+	for _, job := range s.jobs {
+		if job.DeletionTimestamp == nil && !s.deleted[job.Name] && !c.isDeleting(job) && !puller.IsActive(job) {
+			done = append(done, job)
+		}
+	}
+	return slowStart(len(done), func(i int) error { return c.deleteJob(ctx, done[i]) })
+}
+
 // slowStart runs fn for 0..n-1 in batches that double from 1 up to
 // maxParallelWrites, the calls of a batch at once, and stops after the first
 // batch with an error: a failing API server sees a few requests, not

@@ -3,6 +3,7 @@ package imagecache
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +186,39 @@ func TestQuotaRefusalIsRetried(t *testing.T) {
 	f.kube.ReactionChain = f.kube.ReactionChain[1:] // the quota frees
 	if writes, _ := f.sync("web", wCreateJob); len(createdJobs(writes)) != 1 {
 		t.Errorf("once the quota frees: %s", describe(writes))
+	}
+}
+
+// TestQuotaRefusalMakesRoom: the cache's own finished Jobs count against a
+// quota of Jobs until its operation completes. When the quota refuses the
+// next node's Job, the finished ones, their outcomes written, are deleted
+// to make room, and the next try gets in.
+func TestQuotaRefusalMakesRoom(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"), newNode("node-b"))
+	quota := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x",
+		errors.New("exceeded quota: one-job, requested: count/jobs.batch=1, used: count/jobs.batch=1, limited: count/jobs.batch=1"))
+	refuseJobsFor(f, quota, "node-b")
+	f.sync("web", wStatus) // starts the operation
+	if _, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}); err == nil {
+		t.Fatal("node-b's Job got in under the quota")
+	}
+	f.writes()
+	f.catchUp()
+	f.completeAll() // node-a's Job
+	_, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"})
+	if err == nil || !strings.Contains(err.Error(), "exceeded quota") {
+		t.Fatalf("sync err %v, want the quota refusal", err)
+	}
+	writes := f.writes()
+	if got := writeList(writes); !slices.Equal(got, []string{wCreateJob, wDeleteJob, wStatus}) {
+		t.Errorf("writes %v; want node-b's refused create, the status, and node-a's finished Job deleted", got)
+	}
+	f.catchUp()
+	if st := f.imageCache("web").Status; st.Pulls.Succeeded != 1 || st.Pulls.Pending != 1 {
+		t.Errorf("pulls %+v; want node-a's recorded, node-b's pending", st.Pulls)
+	}
+	f.kube.ReactionChain = f.kube.ReactionChain[1:] // the quota has room again
+	if writes, _ := f.sync("web", wCreateJob); len(createdJobs(writes)) != 1 {
+		t.Errorf("once there is room: %s", describe(writes))
 	}
 }

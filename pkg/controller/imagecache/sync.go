@@ -61,6 +61,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 		return 0, errors.Join(createErr, err)
 	}
 	if createErr != nil {
+		if isQuota(createErr) {
+			// The cache's own finished Jobs count against the quota
+			// until the operation completes: their outcomes are now in
+			// the status, so they go, to make room.
+			createErr = errors.Join(createErr, c.deleteJobsDone(ctx, s))
+		}
 		return 0, createErr
 	}
 	if err := c.deleteFinishedJobs(ctx, s, st.complete); err != nil {
