@@ -143,11 +143,14 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = imagecache.ManagedSelector() }),
 		kubeinformers.WithTransform(trim.ForCache))
 	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(trim.ForCache))
-	// The kubelet's "Pulling" events: which images a pull pod brought onto
-	// its node (those a purge may remove).
-	pullingFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
-		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = imagecache.PullingSelector() }),
-		kubeinformers.WithTransform(trim.ForCache))
+	// The kubelet's "Pulling" events, which show which images a pull pod
+	// brought onto its node (those a purge may remove): one informer per
+	// namespace that holds pull Jobs, made when the controller needs it.
+	pullingEvents := func(ns string) cache.SharedIndexInformer {
+		return kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithNamespace(ns),
+			kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = imagecache.PullingSelector() }),
+			kubeinformers.WithTransform(trim.ForCache)).Core().V1().Events().Informer()
+	}
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(3)
@@ -158,7 +161,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	icInformer := icFactory.Kubefledged().V1alpha2().ImageCaches()
 	ctrl, err := imagecache.New(ctx, ControllerConfig(o), kubeClient, client,
 		icInformer, kubeFactory.Core().V1().Nodes(),
-		managedFactory.Batch().V1().Jobs(), managedFactory.Core().V1().Pods(), pullingFactory.Core().V1().Events(),
+		managedFactory.Batch().V1().Jobs(), managedFactory.Core().V1().Pods(), pullingEvents,
 		recorder, clock.RealClock{})
 	if err != nil {
 		return err
@@ -183,18 +186,16 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	kubeFactory.Start(ctx.Done())
 	managedFactory.Start(ctx.Done())
 	icFactory.Start(ctx.Done())
-	pullingFactory.Start(ctx.Done())
 	defer func() {
 		kubeFactory.Shutdown()
 		managedFactory.Shutdown()
 		icFactory.Shutdown()
-		pullingFactory.Shutdown()
 	}()
 	var synced atomic.Bool
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), kubeFactory.Core().V1().Nodes().Informer().HasSynced,
 			managedFactory.Batch().V1().Jobs().Informer().HasSynced, managedFactory.Core().V1().Pods().Informer().HasSynced,
-			icInformer.Informer().HasSynced, pullingFactory.Core().V1().Events().Informer().HasSynced) {
+			icInformer.Informer().HasSynced) {
 			synced.Store(true)
 		}
 	}()

@@ -16,6 +16,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/fledgedtest"
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // stable waits for the cache to end an operation, then checks that it stays
@@ -227,5 +228,84 @@ func TestMixedCacheTooLargeIsRefusedAtOnce(t *testing.T) {
 	})
 	if ic.Status.Status != v1alpha2.ImageCacheActionStatusFailed {
 		t.Errorf("the refresh: %s %q, want it refused", ic.Status.Status, ic.Status.Message)
+	}
+}
+
+// eventsListedClusterWide sums the API server's own count of cluster-wide
+// lists and watches of events.
+func eventsListedClusterWide(t *testing.T) float64 {
+	t.Helper()
+	raw, err := kubeClient.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="events"`) ||
+			!strings.Contains(line, `scope="cluster"`) || !(strings.Contains(line, `verb="LIST"`) || strings.Contains(line, `verb="WATCH"`)) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
+			total += v
+		}
+	}
+	return total
+}
+
+// TestPullingEventsWatchedPerNamespace (issue item 12): with a thousand
+// unrelated "Pulling" events in another namespace, the controller never
+// lists or watches events cluster-wide: it watches those of the namespace
+// its pull Jobs run in, and still tells what its pulls brought onto the node
+// (an update that drops the image removes it there).
+func TestPullingEventsWatchedPerNamespace(t *testing.T) {
+	ctx := context.Background()
+	noise := testNamespace(t, "noise")
+	for i := range 1000 {
+		e := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%04d.pulling", i)},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: noise, Name: fmt.Sprintf("app-%04d", i), UID: "noise"},
+			Reason:         "Pulling", Message: `Pulling image "registry.example/app:v1"`, Type: corev1.EventTypeNormal}
+		if _, err := kubeClient.CoreV1().Events(noise).Create(ctx, e, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ensureNamespace(t, "kube-fledged")
+	t.Cleanup(func() {
+		_ = kubeClient.BatchV1().Jobs("kube-fledged").DeleteCollection(context.Background(), metav1.DeleteOptions{},
+			metav1.ListOptions{LabelSelector: puller.LabelManagedBy + "=" + puller.ManagedByValue})
+	})
+	ns := testNamespace(t, "per-ns-events")
+	node := nodeNames(ns, 1)[0]
+	createNode(t, node, "pool", ns)
+	n, err := kubeClient.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.NodeInfo.ContainerRuntimeVersion = "containerd://2.1.0"
+	if _, err := kubeClient.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := eventsListedClusterWide(t)
+	runController(t, nil)
+	sel := map[string]v1alpha2.LabelValue{"pool": v1alpha2.LabelValue(ns)}
+	createCache(t, ns, "web", entry(sel, "nginx:1.27", "redis:7.4"))
+	waitFor(t, 20*time.Second, "the pull Job", func() (bool, error) { return len(listJobs(t, ns)) == 1, nil })
+	completeJobPulled(t, listJobs(t, ns)[0])
+	waitStatus(t, ns, "web", v1alpha2.ImageCacheActionStatusSucceeded, 20*time.Second)
+	ic := cacheStatus(t, ns, "web")
+	ic.Spec.CacheSpec[0].Images = []string{"nginx:1.27"}
+	if _, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Update(ctx, ic, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the removal of redis from the node", func() (bool, error) {
+		for _, j := range listJobs(t, "kube-fledged") {
+			if j.Annotations[puller.AnnotationNode] == node && strings.Contains(j.Annotations[puller.AnnotationImages], "redis") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if after := eventsListedClusterWide(t); after != before {
+		t.Errorf("the API server served %v cluster-wide lists or watches of events while the controller ran; want none", after-before)
 	}
 }

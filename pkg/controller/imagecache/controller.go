@@ -80,10 +80,10 @@ type Controller struct {
 	nodeLister corelisters.NodeLister
 	jobIndexer cache.Indexer
 	podIndexer cache.Indexer
-	// pullingIndexer holds the kubelet's "Pulling" events, by pod UID
-	// (PullingSelector; pulledHere).
-	pullingIndexer cache.Indexer
-	synced         []cache.InformerSynced
+	// pulling runs the informers of the kubelet's "Pulling" events in the
+	// namespaces that hold pull Jobs (pulledHere).
+	pulling *pullingWatches
+	synced  []cache.InformerSynced
 
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	recorder record.EventRecorder
@@ -104,7 +104,7 @@ type Controller struct {
 func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, client clientset.Interface,
 	icInformer icinformers.ImageCacheInformer, nodeInformer coreinformers.NodeInformer,
 	jobInformer batchinformers.JobInformer, podInformer coreinformers.PodInformer,
-	pullingInformer coreinformers.EventInformer, recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
+	pullingEvents EventsIn, recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
 	if cfg.ImagesPerJob < 1 || cfg.MaxInFlightJobs < 1 {
 		return nil, errors.New("images per job and max in-flight jobs must be at least 1")
 	}
@@ -112,16 +112,16 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		return nil, errors.New("the namespace of the delete Jobs (the controller's) must be set")
 	}
 	c := &Controller{
-		cfg:            cfg,
-		kubeClient:     kubeClient,
-		client:         client,
-		icLister:       icInformer.Lister(),
-		nodeLister:     nodeInformer.Lister(),
-		jobIndexer:     jobInformer.Informer().GetIndexer(),
-		podIndexer:     podInformer.Informer().GetIndexer(),
-		pullingIndexer: pullingInformer.Informer().GetIndexer(),
+		cfg:        cfg,
+		kubeClient: kubeClient,
+		client:     client,
+		icLister:   icInformer.Lister(),
+		nodeLister: nodeInformer.Lister(),
+		jobIndexer: jobInformer.Informer().GetIndexer(),
+		podIndexer: podInformer.Informer().GetIndexer(),
+		pulling:    &pullingWatches{newInformer: pullingEvents, byNS: map[string]*nsWatch{}},
 		synced: []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced,
-			jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced, pullingInformer.Informer().HasSynced},
+			jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: ControllerName, Clock: tickerOf(clk)}),
@@ -136,9 +136,6 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	if err := podInformer.Informer().AddIndexers(cache.Indexers{podsByJobIndex: indexByControllerUID}); err != nil {
 		return nil, fmt.Errorf("adding the pod index: %w", err)
-	}
-	if err := pullingInformer.Informer().AddIndexers(cache.Indexers{eventsByObjectIndex: indexByInvolvedUID}); err != nil {
-		return nil, fmt.Errorf("adding the event index: %w", err)
 	}
 	logger := klog.FromContext(ctx)
 	if _, err := icInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -294,6 +291,9 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 	}
 	if deleted || job.DeletionTimestamp != nil {
 		c.expectations.ObservedDelete(job.UID)
+		if !puller.IsDeleteJob(job) {
+			c.releaseIfIdle(job.Namespace)
+		}
 	}
 	for _, w := range c.throttle.observe(job, deleted) {
 		c.enqueueBatched(w)
@@ -385,6 +385,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced...) {
 		return errors.New("informer caches did not sync")
 	}
+	c.pulling.run(ctx)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })

@@ -20,7 +20,7 @@
 //     those of earlier operations to their end.
 //   - pulling.go: the kubelet's "Pulling" events, which show that a pull
 //     brought an image onto its node (the image is then owned: this cache's
-//     to remove).
+//     to remove), watched only in the namespaces that hold pull Jobs.
 //   - pull.go and purge.go: the two operations. pullOp pulls the spec's
 //     images and removes those dropped from it; purgeOp removes them all.
 //   - removal.go: what the two share to remove images: the delete Job of a

@@ -94,7 +94,18 @@ type fixture struct {
 	recorder *record.FakeRecorder
 	rvSeq    int
 	uidSeq   int
+	// eventsAsked lists the namespaces whose events informer the
+	// controller made.
+	eventsAsked []string
 }
+
+// listedInformer is the fixture's events informer: catchUp fills its
+// cache, as if it had listed and watched them; it never runs.
+type listedInformer struct{ cache.SharedIndexInformer }
+
+func (listedInformer) RunWithContext(context.Context) {}
+func (listedInformer) Run(<-chan struct{})            {}
+func (listedInformer) HasSynced() bool                { return true }
 
 func newFixture(t *testing.T, cfg Config, caches []*v1alpha2.ImageCache, nodes ...*corev1.Node) *fixture {
 	t.Helper()
@@ -133,8 +144,12 @@ func (f *fixture) restart(cfg Config) {
 	f.t.Helper()
 	f.kubeInf = kubeinformers.NewSharedInformerFactory(f.kube, 0)
 	f.icInf = icinformers.NewSharedInformerFactory(f.client, 0)
+	events := func(ns string) cache.SharedIndexInformer {
+		f.eventsAsked = append(f.eventsAsked, ns)
+		return listedInformer{f.kubeInf.Core().V1().Events().Informer()}
+	}
 	c, err := New(f.ctx, cfg, f.kube, f.client, f.icInf.Kubefledged().V1alpha2().ImageCaches(),
-		f.kubeInf.Core().V1().Nodes(), f.kubeInf.Batch().V1().Jobs(), f.kubeInf.Core().V1().Pods(), f.kubeInf.Core().V1().Events(),
+		f.kubeInf.Core().V1().Nodes(), f.kubeInf.Batch().V1().Jobs(), f.kubeInf.Core().V1().Pods(), events,
 		f.recorder, f.clock)
 	if err != nil {
 		f.t.Fatal(err)

@@ -70,7 +70,7 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	pod := o.c.podOf(job)
 	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
-	own := o.ownershipOf(pod)
+	own := o.ownershipOf(ctx, pod)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
 		if s.led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
@@ -84,14 +84,14 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 // ownershipOf returns what marks a pair of a pull pod owned, when the
 // kubelet reports pulling the image of its i-th container (pulledHere, read
 // once, when first needed).
-func (o *pullOp) ownershipOf(pod *corev1.Pod) func(node, key string, i int) {
+func (o *pullOp) ownershipOf(ctx context.Context, pod *corev1.Pod) func(node, key string, i int) {
 	var pulled map[string]bool
 	return func(node, key string, i int) {
 		if o.s.led.Owned(node, key) {
 			return
 		}
 		if pulled == nil {
-			pulled = o.c.pulledHere(pod)
+			pulled = o.c.pulledHere(ctx, pod)
 		}
 		if pulled[puller.ContainerName(i)] {
 			o.s.led.SetOwned(node, key, true)
@@ -123,7 +123,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	if err != nil {
 		return
 	}
-	own := o.ownershipOf(pod)
+	own := o.ownershipOf(ctx, pod)
 	finished := map[string]time.Time{}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {

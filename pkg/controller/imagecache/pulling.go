@@ -1,10 +1,19 @@
 package imagecache
 
 import (
+	"context"
 	"strings"
+	"sync"
+	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // Which images may a cache remove from a node? Only those its own pull
@@ -16,7 +25,12 @@ import (
 //
 // So a pair is owned when its pull container's "Pulling" event is there
 // with IfNotPresent, read from an informer of those events (no request in a
-// sync), at any pass while the Job is there. Where the event is missing (the
+// sync), at any pass while the Job is there. Events are many and the API
+// server keeps no watch cache of them, so the informers are per namespace,
+// and only for the namespaces that hold the controller's pull Jobs: one
+// starts when a sync first needs it, and stops once its namespace has no
+// pull Job left (pullingWatches). The events of other namespaces are never
+// listed. Where the event is missing (the
 // kubelet's recorder lets about 25 events per pod through in a burst, so a
 // pod of many images loses some), the pair is not owned: the image stays on
 // the node, which is safe.
@@ -37,14 +51,125 @@ func indexByInvolvedUID(obj any) ([]string, error) {
 	return []string{string(e.InvolvedObject.UID)}, nil
 }
 
+// EventsIn makes the informer of the kubelet's "Pulling" events on pods in
+// one namespace (PullingSelector), not started.
+type EventsIn func(namespace string) cache.SharedIndexInformer
+
+// pullingWatches runs the Pulling-event informers of the namespaces that
+// hold pull Jobs.
+type pullingWatches struct {
+	newInformer EventsIn
+	mu          sync.Mutex
+	ctx         context.Context // the controller's, once it runs
+	byNS        map[string]*nsWatch
+}
+
+type nsWatch struct {
+	inf    cache.SharedIndexInformer
+	cancel context.CancelFunc
+}
+
+// syncTimeout bounds how long a sync waits for a namespace's events to be
+// listed; past it, the pass records no ownership there (the safe side), and
+// a later pass while the Job is there does.
+const syncTimeout = 10 * time.Second
+
+// indexer returns the events of a namespace, starting their informer if
+// none runs, once it has listed them.
+func (w *pullingWatches) indexer(ctx context.Context, ns string) (cache.Indexer, bool) {
+	w.mu.Lock()
+	nw, ok := w.byNS[ns]
+	if !ok {
+		runCtx := w.ctx
+		if runCtx == nil {
+			runCtx = context.Background()
+		}
+		inf := w.newInformer(ns)
+		if _, has := inf.GetIndexer().GetIndexers()[eventsByObjectIndex]; !has {
+			if err := inf.AddIndexers(cache.Indexers{eventsByObjectIndex: indexByInvolvedUID}); err != nil {
+				w.mu.Unlock()
+				utilruntime.HandleErrorWithContext(ctx, err, "Adding the events index", "namespace", ns)
+				return nil, false
+			}
+		}
+		nctx, cancel := context.WithCancel(runCtx)
+		nw = &nsWatch{inf: inf, cancel: cancel}
+		w.byNS[ns] = nw
+		go inf.RunWithContext(nctx)
+		klog.FromContext(ctx).V(2).Info("Watching the kubelet's Pulling events", "namespace", ns)
+	}
+	w.mu.Unlock()
+	if !nw.inf.HasSynced() {
+		wctx, cancel := context.WithTimeout(ctx, syncTimeout)
+		defer cancel()
+		if !cache.WaitForCacheSync(wctx.Done(), nw.inf.HasSynced) {
+			return nil, false
+		}
+	}
+	return nw.inf.GetIndexer(), true
+}
+
+// release stops the informer of a namespace.
+func (w *pullingWatches) release(ns string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if nw, ok := w.byNS[ns]; ok {
+		nw.cancel()
+		delete(w.byNS, ns)
+	}
+}
+
+// watching lists the namespaces whose events are watched, in order.
+func (w *pullingWatches) watching() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return sortedKeys(w.byNS)
+}
+
+// run makes the informers started from now on run under ctx, and stops
+// them all when it ends.
+func (w *pullingWatches) run(ctx context.Context) {
+	w.mu.Lock()
+	w.ctx = ctx
+	w.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for ns, nw := range w.byNS {
+			nw.cancel()
+			delete(w.byNS, ns)
+		}
+	}()
+}
+
+// releaseIfIdle stops the events informer of a namespace where none of the
+// controller's pull Jobs is left.
+func (c *Controller) releaseIfIdle(ns string) {
+	objs, err := c.jobIndexer.ByIndex(cache.NamespaceIndex, ns)
+	if err != nil {
+		return
+	}
+	for _, o := range objs {
+		if job, ok := o.(*batchv1.Job); ok && !puller.IsDeleteJob(job) && job.DeletionTimestamp == nil {
+			return
+		}
+	}
+	c.pulling.release(ns)
+}
+
 // pulledHere returns the containers of a pull pod whose image the kubelet
-// pulled (was not on the node), from the events informer: no request. With
-// pull policy Always it returns none.
-func (c *Controller) pulledHere(pod *corev1.Pod) map[string]bool {
+// pulled (was not on the node), from its namespace's events informer: no
+// request once it has listed them. With pull policy Always it returns none.
+func (c *Controller) pulledHere(ctx context.Context, pod *corev1.Pod) map[string]bool {
 	if pod == nil || c.cfg.Puller.PullPolicy != corev1.PullIfNotPresent {
 		return nil
 	}
-	objs, err := c.pullingIndexer.ByIndex(eventsByObjectIndex, string(pod.UID))
+	idx, ok := c.pulling.indexer(ctx, pod.Namespace)
+	if !ok {
+		return nil
+	}
+	objs, err := idx.ByIndex(eventsByObjectIndex, string(pod.UID))
 	if err != nil || len(objs) == 0 {
 		return nil
 	}

@@ -71,7 +71,7 @@ func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
 // purge pre-empted, say) the images the kubelet pulled for it: they are the
 // cache's, and the purge removes them. Nothing an earlier delete Job may
 // have removed since counts.
-func (o *purgeOp) readEarlier(_ context.Context, job *batchv1.Job) {
+func (o *purgeOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
 	if puller.IsDeleteJob(job) || s.plan.nodes[node] == nil {
@@ -81,7 +81,7 @@ func (o *purgeOp) readEarlier(_ context.Context, job *batchv1.Job) {
 	if err != nil {
 		return
 	}
-	pulled := o.c.pulledHere(o.c.podOf(job))
+	pulled := o.c.pulledHere(ctx, o.c.podOf(job))
 	for i, img := range imgs {
 		key, err := images.Normalize(img)
 		if err == nil && pulled[puller.ContainerName(i)] && s.plan.wants(node, key) && !s.removedEarlier[node+"\x00"+key] &&

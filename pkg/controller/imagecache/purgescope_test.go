@@ -1,6 +1,7 @@
 package imagecache
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -396,5 +397,32 @@ func TestPurgeKeepsAnImageAnotherCacheNamesOtherwise(t *testing.T) {
 	}
 	if !strings.Contains(st.Message, "1 kept") {
 		t.Errorf("message %q", st.Message)
+	}
+}
+
+// TestPullingEventsWatchedWhileJobsRun: the kubelet's events are watched
+// only in the namespaces where the controller's pull Jobs run, from the
+// first pass that reads a pull, and no longer once the namespace has no
+// pull Job left.
+func TestPullingEventsWatchedWhileJobsRun(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.syncStarted("web", wCreateJob)
+	if len(f.eventsAsked) != 0 {
+		t.Errorf("events watched before a pull ran: %v", f.eventsAsked)
+	}
+	f.completeAll()
+	jobs := f.jobs()
+	f.sync("web", wDeleteJob, wStatus)
+	if got := f.c.pulling.watching(); !slices.Equal(f.eventsAsked, []string{testNS}) || !slices.Equal(got, []string{testNS}) {
+		t.Fatalf("asked for the events of %v, watching %v; want %s's", f.eventsAsked, got, testNS)
+	}
+	if !ledger.Decode(f.imageCache("web").Status.Ledger).Owned("node-a", "docker.io/library/nginx:latest") {
+		t.Error("the pull's Pulling event was not read")
+	}
+	for _, j := range jobs { // the finished Job's delete, as the informer tells it
+		f.c.jobChanged(&j, true)
+	}
+	if got := f.c.pulling.watching(); len(got) != 0 {
+		t.Errorf("still watching %v with no pull Job left", got)
 	}
 }
