@@ -94,6 +94,8 @@ func main() {
 	variantFlags := flag.String("variants", "", "more runs of each scenario's controller against the same floor, each with these flags "+
 		"added (runs separated by ';'), such as \"--max-in-flight-jobs=400;--max-in-flight-jobs=1000\"")
 	chartPath := flag.String("chart", "", "where to draw the chart of time to Succeeded against nodes (SVG or PNG); default <out>/time-to-succeeded.svg")
+	noiseEvents := flag.Int("noise-events", 0, "the unrelated-events scenario: each controller idle before and after this many "+
+		"unrelated Pulling events are made (0: off)")
 	chartFrom := flag.String("chart-from", "", "only draw the chart (-chart) from the scenarios of an earlier run's results.json, with no cluster")
 	flag.Parse()
 	if *chartFrom != "" {
@@ -177,7 +179,12 @@ func main() {
 		mem = memory(ctx, steps, *memImages, *memTimeout, sizes)
 	}
 
-	md := table(results, joinTimes) + memTable(mem)
+	var noisy []NoiseResult
+	if *noiseEvents > 0 {
+		noisy = noise(ctx, *noiseEvents)
+	}
+
+	md := table(results, joinTimes) + memTable(mem) + noiseTable(noisy)
 	fmt.Println()
 	fmt.Println(md)
 	if err := chart(results, *chartPath); err != nil {
@@ -185,7 +192,7 @@ func main() {
 	} else {
 		fmt.Printf("bench: wrote %s\n", *chartPath)
 	}
-	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "firstJobForNewNodeSeconds": joinTimes, "memory": mem,
+	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "firstJobForNewNodeSeconds": joinTimes, "memory": mem, "unrelatedEvents": noisy,
 		"nodeImages": nodeImages, "nodeJSONBytes": nodeJSONBytes,
 		"imagesPerJob": perJob, "fledgedFlags": extra, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
 	must(os.WriteFile(filepath.Join(outDir, "results.json"), data, 0o644))
