@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/crane"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
@@ -20,35 +21,10 @@ import (
 )
 
 func TestRemoverAgainstContainerd(t *testing.T) {
-	framework.RequireContainerd(t)
-	framework.RequireRegistry(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	reg, err := framework.StartRegistry(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Stop()
-	ctd, err := framework.StartContainerd(ctx, reg.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(ctd.LogTail(30))
-		}
-		ctd.Stop()
-	}()
+	ctx, reg, ctd := startRuntime(t)
 
 	// A small image, pushed without Docker.
-	layer, err := crane.Layer(map[string][]byte{"hello.txt": []byte("kube-fledged test image\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := smallImage(t, "hello.txt", "kube-fledged test image\n")
 	image := reg.Host + "/test/small:v1"
 	if err := crane.Push(img, image, crane.Insecure); err != nil {
 		t.Fatalf("pushing %s: %v", image, err)
@@ -72,10 +48,7 @@ func TestRemoverAgainstContainerd(t *testing.T) {
 	}
 
 	// The remover command, as the delete Job runs it.
-	bin := filepath.Join(t.TempDir(), "fledged-cri")
-	if out, err := exec.Command("go", "build", "-o", bin, "kubefledged.io/kube-fledged/cmd/fledged-cri").CombinedOutput(); err != nil {
-		t.Fatalf("building fledged-cri: %v\n%s", err, out)
-	}
+	bin := buildRemover(t)
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	run := func(socket string, images ...string) (string, int) {
 		args := append([]string{"rmi", "--socket", socket, "--termination-log", termLog}, images...)
@@ -118,33 +91,8 @@ func TestRemoverAgainstContainerd(t *testing.T) {
 // both. Told to keep the other name (--keep), the remover leaves the image
 // and says so; without it, both names go.
 func TestRemoverKeepsAnImageWantedUnderAnotherName(t *testing.T) {
-	framework.RequireContainerd(t)
-	framework.RequireRegistry(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	reg, err := framework.StartRegistry(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Stop()
-	ctd, err := framework.StartContainerd(ctx, reg.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(ctd.LogTail(30))
-		}
-		ctd.Stop()
-	}()
-	layer, err := crane.Layer(map[string][]byte{"shared.txt": []byte("one image, two names\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, reg, ctd := startRuntime(t)
+	img := smallImage(t, "shared.txt", "one image, two names\n")
 	a, b := reg.Host+"/team-a/shared:v1", reg.Host+"/mirror/shared:v1"
 	for _, name := range []string{a, b} {
 		if err := crane.Push(img, name, crane.Insecure); err != nil {
@@ -165,10 +113,7 @@ func TestRemoverKeepsAnImageWantedUnderAnotherName(t *testing.T) {
 		}
 	}
 	pullBoth()
-	bin := filepath.Join(t.TempDir(), "fledged-cri")
-	if out, err := exec.Command("go", "build", "-o", bin, "kubefledged.io/kube-fledged/cmd/fledged-cri").CombinedOutput(); err != nil {
-		t.Fatalf("building fledged-cri: %v\n%s", err, out)
-	}
+	bin := buildRemover(t)
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	out, err := exec.Command(bin, "rmi", "--socket", ctd.Socket, "--termination-log", termLog, "--keep", b, a).CombinedOutput()
 	if err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), "kept: "+a+": it is also "+b) {
@@ -189,4 +134,54 @@ func TestRemoverKeepsAnImageWantedUnderAnotherName(t *testing.T) {
 	if got, err := client.ImageStatus(ctx, b); err != nil || got != nil {
 		t.Errorf("%s after removing %s: %v, err %v; the runtime removes the image, with every name", b, a, got, err)
 	}
+}
+
+// startRuntime starts a local registry and a containerd that pulls from it,
+// both stopped when the test ends, and returns a context for the test.
+func startRuntime(t *testing.T) (context.Context, *framework.Registry, *framework.Containerd) {
+	t.Helper()
+	framework.RequireContainerd(t)
+	framework.RequireRegistry(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	reg, err := framework.StartRegistry(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Stop)
+	ctd, err := framework.StartContainerd(ctx, reg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(ctd.LogTail(30))
+		}
+		ctd.Stop()
+	})
+	return ctx, reg, ctd
+}
+
+// smallImage is an image of one small file, made without Docker.
+func smallImage(t *testing.T, name, content string) v1.Image {
+	t.Helper()
+	layer, err := crane.Layer(map[string][]byte{name: []byte(content)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// buildRemover builds the fledged-cri command the delete Jobs run.
+func buildRemover(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fledged-cri")
+	if out, err := exec.Command("go", "build", "-o", bin, "kubefledged.io/kube-fledged/cmd/fledged-cri").CombinedOutput(); err != nil {
+		t.Fatalf("building fledged-cri: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -348,9 +348,9 @@ func (o *otherCaches) list() []*v1alpha2.ImageCache {
 	return o.caches
 }
 
-// wants names (namespace/name) another cache that wants an image
-// (normalised) on a node, or returns "".
-func (o *otherCaches) wants(n *corev1.Node, key string) string {
+// each calls fn with each other cache and each image (normalised) it
+// wants on a node, until fn returns false.
+func (o *otherCaches) each(n *corev1.Node, fn func(other *v1alpha2.ImageCache, key string) bool) {
 	for _, other := range o.list() {
 		for i := range other.Spec.CacheSpec {
 			e := &other.Spec.CacheSpec[i]
@@ -358,13 +358,25 @@ func (o *otherCaches) wants(n *corev1.Node, key string) string {
 				continue
 			}
 			for _, img := range e.Images {
-				if k, err := images.Normalize(img); err == nil && k == key {
-					return other.Namespace + "/" + other.Name
+				if k, err := images.Normalize(img); err == nil && !fn(other, k) {
+					return
 				}
 			}
 		}
 	}
-	return ""
+}
+
+// wants names (namespace/name) another cache that wants an image
+// (normalised) on a node, or returns "".
+func (o *otherCaches) wants(n *corev1.Node, key string) string {
+	name := ""
+	o.each(n, func(other *v1alpha2.ImageCache, k string) bool {
+		if k == key {
+			name = other.Namespace + "/" + other.Name
+		}
+		return name == ""
+	})
+	return name
 }
 
 // on lists, in order, the images (normalised) the other caches want on a
@@ -372,18 +384,6 @@ func (o *otherCaches) wants(n *corev1.Node, key string) string {
 // them (the runtime removes an image, not a name).
 func (o *otherCaches) on(n *corev1.Node) []string {
 	set := map[string]bool{}
-	for _, other := range o.list() {
-		for i := range other.Spec.CacheSpec {
-			e := &other.Spec.CacheSpec[i]
-			if !e.Selector().Matches(labels.Set(n.Labels)) {
-				continue
-			}
-			for _, img := range e.Images {
-				if k, err := images.Normalize(img); err == nil {
-					set[k] = true
-				}
-			}
-		}
-	}
+	o.each(n, func(_ *v1alpha2.ImageCache, k string) bool { set[k] = true; return true })
 	return sortedKeys(set)
 }

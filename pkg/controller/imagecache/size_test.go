@@ -99,22 +99,32 @@ func TestFitStatusDegrades(t *testing.T) {
 	}
 }
 
-// TestTooLargeCacheIsRefused: a cache whose ledger could not fit in one
-// object is Failed at once with the reason, and gets no Job.
-func TestTooLargeCacheIsRefused(t *testing.T) {
+// hugeCache wants 2,048 images on every node: on 1,000 nodes, more than
+// one object can record.
+func hugeCache() *v1alpha2.ImageCache {
 	var imgs []string
 	for i := range 2048 {
 		imgs = append(imgs, fmt.Sprintf("registry.example/app-%04d:v1", i))
-	}
-	var nodes []*corev1.Node
-	for i := range 1000 {
-		nodes = append(nodes, newNode(fmt.Sprintf("node-%04d", i)))
 	}
 	ic := newImageCache("huge")
 	for i := 0; i < len(imgs); i += v1alpha2.MaxImagesPerEntry {
 		ic.Spec.CacheSpec = append(ic.Spec.CacheSpec, v1alpha2.CacheSpecImages{Images: imgs[i : i+v1alpha2.MaxImagesPerEntry]})
 	}
-	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic}, nodes...)
+	return ic
+}
+
+func thousandNodes() []*corev1.Node {
+	var nodes []*corev1.Node
+	for i := range 1000 {
+		nodes = append(nodes, newNode(fmt.Sprintf("node-%04d", i)))
+	}
+	return nodes
+}
+
+// TestTooLargeCacheIsRefused: a cache whose ledger could not fit in one
+// object is Failed at once with the reason, and gets no Job.
+func TestTooLargeCacheIsRefused(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{hugeCache()}, thousandNodes()...)
 	f.sync("huge", wStatus) // starts the operation
 	writes, _ := f.sync("huge")
 	if len(createdJobs(writes)) != 0 {
@@ -136,19 +146,7 @@ func TestTooLargeCacheIsRefused(t *testing.T) {
 // pass; a purge asked of it runs (nothing was pulled, so it removes nothing)
 // and ends.
 func TestTooLargeCacheConsumesItsAnnotations(t *testing.T) {
-	var imgs []string
-	for i := range 2048 {
-		imgs = append(imgs, fmt.Sprintf("registry.example/app-%04d:v1", i))
-	}
-	var nodes []*corev1.Node
-	for i := range 1000 {
-		nodes = append(nodes, newNode(fmt.Sprintf("node-%04d", i)))
-	}
-	ic := newImageCache("huge")
-	for i := 0; i < len(imgs); i += v1alpha2.MaxImagesPerEntry {
-		ic.Spec.CacheSpec = append(ic.Spec.CacheSpec, v1alpha2.CacheSpecImages{Images: imgs[i : i+v1alpha2.MaxImagesPerEntry]})
-	}
-	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic}, nodes...)
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{hugeCache()}, thousandNodes()...)
 	f.sync("huge", wStatus) // refused at once
 	f.events()
 
