@@ -11,6 +11,7 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/test/framework"
 )
 
 // hangOn is a cacheSpec entry whose pulls never end, on one kwok node: its
@@ -195,5 +196,46 @@ func TestRealNodePurgeKeepsWhatAnotherWants(t *testing.T) {
 	k := ic.Status.Kept[shared]
 	if len(k) != 1 || k[0].Reason != "WantedByOtherCache" || !strings.Contains(k[0].Message, second+"/app") {
 		t.Errorf("status.kept of %s: %+v, want WantedByOtherCache naming %s/app", shared, k, second)
+	}
+}
+
+// TestRealNodePurgeKeepsAnImageAnotherCacheNamesOtherwise: one image pushed
+// under two names; one cache wants it as e2e/team-a/one:v1, another as
+// e2e/mirror/one:v1, and each pulled its name onto the node. containerd
+// removes an image, not a name, so removing the first name would take the
+// second too. The purge of the first cache keeps the image, says it kept it
+// for another cache, and both names stay on the node.
+func TestRealNodePurgeKeepsAnImageAnotherCacheNamesOtherwise(t *testing.T) {
+	rn := needRealNode(t)
+	first, second := newNamespace(t, "real-name-a"), newNamespace(t, "real-name-b")
+	img, err := framework.WithLabel(testImages["shell"], "kubefledged.io/e2e-ref", "one image, two names")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := rn.registry+"/e2e/team-a/one:v1", rn.registry+"/e2e/mirror/one:v1"
+	for _, ref := range []string{a, b} {
+		if err := framework.PushImage(img, ref, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rn.controller(t)
+	applyCache(t, first, imageList(a)+onRealNode(rn))
+	waitIC(t, first, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	applyCache(t, second, imageList(b)+onRealNode(rn))
+	waitIC(t, second, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	if !rn.present(t, a) || !rn.present(t, b) {
+		t.Fatalf("before the purge: %s present %v, %s present %v", a, rn.present(t, a), b, rn.present(t, b))
+	}
+	ic := annotateAndWait(t, first, "app", v1alpha2.AnnotationPurge, v1alpha2.ImageCacheReasonPurge)
+	t.Logf("purge: %s; kept %v", ic.Status.Message, ic.Status.Kept)
+	if !rn.present(t, b) || !rn.present(t, a) {
+		t.Errorf("after the purge of %s/app: %s present %v, %s present %v; want both, the image %s/app wants", first,
+			a, rn.present(t, a), b, rn.present(t, b), second)
+	}
+	if k := ic.Status.Kept[a]; len(k) != 1 || k[0].Reason != "WantedByOtherCache" {
+		t.Errorf("status.kept of %s: %+v, want it kept for another cache", a, k)
+	}
+	if len(ic.Status.Failures) != 0 {
+		t.Errorf("failures %v", ic.Status.Failures)
 	}
 }
