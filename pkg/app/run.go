@@ -12,10 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	coreinformers "k8s.io/client-go/informers/core/v1"
-
-	icinformersv1 "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/tools/cache"
@@ -26,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	kubeinformers "k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -38,6 +35,7 @@ import (
 	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
 	fledgedscheme "kubefledged.io/kube-fledged/pkg/client/clientset/versioned/scheme"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
+	icinformersv1 "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/controller/warming"
 	"kubefledged.io/kube-fledged/pkg/metrics"

@@ -271,8 +271,8 @@ func tableOf(images []string) []string {
 	out := images
 	for i, img := range images {
 		if key, err := imgs.Normalize(img); err != nil || key != img {
-			if &out[0] == &images[0] {
-				out = append([]string(nil), images...)
+			if len(out) > 0 && &out[0] == &images[0] {
+				out = slices.Clone(images) // the status's own table stays as it is
 			}
 			out[i] = ""
 		}

@@ -153,25 +153,27 @@ func (c *Controller) deleteFinishedJobs(ctx context.Context, s *syncCtx, complet
 	if !complete || c.cfg.RetainJobs {
 		return nil
 	}
-	var finished []*batchv1.Job
-	for _, job := range s.jobs {
-		if job.DeletionTimestamp == nil && !s.deleted[job.Name] && !c.isDeleting(job) {
-			finished = append(finished, job)
-		}
-	}
-	return slowStart(len(finished), func(i int) error { return c.deleteJob(ctx, finished[i]) })
+	return c.deleteJobsOf(ctx, s, func(*batchv1.Job) bool { return true })
 }
 
 // deleteJobsDone deletes the cache's Jobs that have finished, whose
-// outcomes this pass read and wrote to the status.
+// outcomes this pass read and wrote to the status, whatever
+// --retain-jobs says: under a quota of Jobs, they are what holds the
+// operation back.
 func (c *Controller) deleteJobsDone(ctx context.Context, s *syncCtx) error {
-	var done []*batchv1.Job
+	return c.deleteJobsOf(ctx, s, func(job *batchv1.Job) bool { return !puller.IsActive(job) })
+}
+
+// deleteJobsOf deletes the cache's Jobs that pick selects, but those
+// deleted or being deleted.
+func (c *Controller) deleteJobsOf(ctx context.Context, s *syncCtx, pick func(*batchv1.Job) bool) error {
+	var jobs []*batchv1.Job
 	for _, job := range s.jobs {
-		if job.DeletionTimestamp == nil && !s.deleted[job.Name] && !c.isDeleting(job) && !puller.IsActive(job) {
-			done = append(done, job)
+		if job.DeletionTimestamp == nil && !s.deleted[job.Name] && !c.isDeleting(job) && pick(job) {
+			jobs = append(jobs, job)
 		}
 	}
-	return slowStart(len(done), func(i int) error { return c.deleteJob(ctx, done[i]) })
+	return slowStart(len(jobs), func(i int) error { return c.deleteJob(ctx, jobs[i]) })
 }
 
 // slowStart runs fn for 0..n-1 in batches that double from 1 up to

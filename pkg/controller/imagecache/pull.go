@@ -281,7 +281,7 @@ func (o *pullOp) removals() []removal {
 			continue
 		}
 		out = append(out, removal{want: &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs},
-			pick: func(k string) bool { return o.toRemove(name, k) }, keep: o.others.on(n)})
+			pick: func(k string) bool { return o.toRemove(name, k) }, keep: func() []string { return o.others.on(n) }})
 	}
 	return out
 }
@@ -317,50 +317,64 @@ func countSettled(before ledger.Reader, after *ledger.Ledger) {
 
 // otherCaches answers what the other ImageCaches want on a node, so that
 // removing an image from this cache's nodes leaves what they want there. A
-// purged cache, or one being purged, wants nothing. The caches are listed
-// once, when first asked.
+// purged cache, or one being purged, wants nothing. The caches are listed,
+// and their images normalised, once, when first asked.
 type otherCaches struct {
-	c      *Controller
-	self   *v1alpha2.ImageCache
-	loaded bool
-	caches []*v1alpha2.ImageCache
+	c       *Controller
+	self    *v1alpha2.ImageCache
+	loaded  bool
+	entries []otherEntry
+}
+
+// otherEntry is one cacheSpec entry of another cache: its selector and its
+// images, normalised.
+type otherEntry struct {
+	cache string // namespace/name
+	sel   labels.Selector
+	keys  []string
 }
 
 func (c *Controller) otherCaches(ic *v1alpha2.ImageCache) *otherCaches {
 	return &otherCaches{c: c, self: ic}
 }
 
-func (o *otherCaches) list() []*v1alpha2.ImageCache {
-	if !o.loaded {
-		all, err := o.c.icLister.List(labels.Everything())
-		if err == nil {
-			for _, other := range all {
-				if other.UID != o.self.UID && other.Status.Reason != v1alpha2.ImageCacheReasonPurge {
-					o.caches = append(o.caches, other)
+func (o *otherCaches) list() []otherEntry {
+	if o.loaded {
+		return o.entries
+	}
+	o.loaded = true
+	all, err := o.c.icLister.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Namespace+"/"+all[i].Name < all[j].Namespace+"/"+all[j].Name })
+	for _, other := range all {
+		if other.UID == o.self.UID || other.Status.Reason == v1alpha2.ImageCacheReasonPurge {
+			continue
+		}
+		for i := range other.Spec.CacheSpec {
+			e := otherEntry{cache: other.Namespace + "/" + other.Name, sel: other.Spec.CacheSpec[i].Selector()}
+			for _, img := range other.Spec.CacheSpec[i].Images {
+				if k, err := images.Normalize(img); err == nil {
+					e.keys = append(e.keys, k)
 				}
 			}
-			sort.Slice(o.caches, func(i, j int) bool {
-				return o.caches[i].Namespace+"/"+o.caches[i].Name < o.caches[j].Namespace+"/"+o.caches[j].Name
-			})
+			o.entries = append(o.entries, e)
 		}
-		o.loaded = true
 	}
-	return o.caches
+	return o.entries
 }
 
-// each calls fn with each other cache and each image (normalised) it
-// wants on a node, until fn returns false.
-func (o *otherCaches) each(n *corev1.Node, fn func(other *v1alpha2.ImageCache, key string) bool) {
-	for _, other := range o.list() {
-		for i := range other.Spec.CacheSpec {
-			e := &other.Spec.CacheSpec[i]
-			if !e.Selector().Matches(labels.Set(n.Labels)) {
-				continue
-			}
-			for _, img := range e.Images {
-				if k, err := images.Normalize(img); err == nil && !fn(other, k) {
-					return
-				}
+// each calls fn with each other cache (namespace/name) and each image
+// (normalised) it wants on a node, until fn returns false.
+func (o *otherCaches) each(n *corev1.Node, fn func(cache, key string) bool) {
+	for _, e := range o.list() {
+		if !e.sel.Matches(labels.Set(n.Labels)) {
+			continue
+		}
+		for _, k := range e.keys {
+			if !fn(e.cache, k) {
+				return
 			}
 		}
 	}
@@ -370,9 +384,9 @@ func (o *otherCaches) each(n *corev1.Node, fn func(other *v1alpha2.ImageCache, k
 // (normalised) on a node, or returns "".
 func (o *otherCaches) wants(n *corev1.Node, key string) string {
 	name := ""
-	o.each(n, func(other *v1alpha2.ImageCache, k string) bool {
+	o.each(n, func(cache, k string) bool {
 		if k == key {
-			name = other.Namespace + "/" + other.Name
+			name = cache
 		}
 		return name == ""
 	})
@@ -384,6 +398,6 @@ func (o *otherCaches) wants(n *corev1.Node, key string) string {
 // them (the runtime removes an image, not a name).
 func (o *otherCaches) on(n *corev1.Node) []string {
 	set := map[string]bool{}
-	o.each(n, func(_ *v1alpha2.ImageCache, k string) bool { set[k] = true; return true })
+	o.each(n, func(_, k string) bool { set[k] = true; return true })
 	return sortedKeys(set)
 }

@@ -151,7 +151,7 @@ func (o *purgeOp) removals() []removal {
 	for _, name := range sortedKeys(s.plan.nodes) {
 		if w := s.plan.nodes[name]; w.skip == "" {
 			out = append(out, removal{want: w, pick: func(k string) bool { return s.led.Get(name, k) == ledger.Unsettled },
-				keep: o.others.on(w.node)})
+				keep: func() []string { return o.others.on(w.node) }})
 		}
 	}
 	return out

@@ -13,7 +13,8 @@ type removal struct {
 	pick func(key string) bool
 	// keep lists what the other caches want on the node: the delete Job
 	// keeps an image the runtime also knows under one of these names.
-	keep []string
+	// It is asked only of a removal that gets its Job.
+	keep func() []string
 }
 
 // socketFor returns the runtime socket a delete Job uses on a node: the
@@ -80,7 +81,7 @@ func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) (job *newJob
 		return nil, false
 	}
 	dj := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: r.want.hostname,
-		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork, Keep: r.keep})
+		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork, Keep: r.keep()})
 	if !c.throttle.tryAcquire(jobKey(dj), s.key) {
 		return nil, true
 	}
