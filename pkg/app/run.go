@@ -107,6 +107,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		RetainJobs:           o.JobRetentionPolicy == options.RetentionRetain,
 		CRISocketPath:        strings.TrimPrefix(o.CRISocketPath, "unix://"),
 		DeleteJobHostNetwork: o.DeleteJobHostNetwork,
+		NodeStatusMaxImages:  o.NodeStatusMaxImages,
 	}
 }
 

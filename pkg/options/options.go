@@ -53,6 +53,8 @@ type Options struct {
 	Namespace               string
 	NodeStartupTaint        string
 	NodeStartupTaintTimeout time.Duration
+	// NodeStatusMaxImages is the kubelets' nodeStatusMaxImages.
+	NodeStatusMaxImages int
 
 	ImagesPerJob    int
 	MaxInFlightJobs int
@@ -95,6 +97,7 @@ func New() *Options {
 		ImagePullDeadline:           5 * time.Minute,
 		JobStartDeadline:            2 * time.Minute,
 		NodeStartupTaintTimeout:     10 * time.Minute,
+		NodeStatusMaxImages:         50,
 		ImageCacheRefreshPeriod:     15 * time.Minute,
 		ImagePullPolicy:             string(corev1.PullIfNotPresent),
 		JobRetentionPolicy:          RetentionDelete,
@@ -134,6 +137,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DeleteJobServiceAccountName, "image-delete-job-service-account-name", o.DeleteJobServiceAccountName, "Service account of the Jobs that remove images, which run in the controller's namespace ($"+NamespaceEnv+", else "+DefaultNamespace+"). It needs no rights; its token is never mounted.")
 	fs.StringVar(&o.NodeStartupTaint, "node-startup-taint", o.NodeStartupTaint, "Key of a NoSchedule taint that nodes join with (kubelet --register-with-taints, Karpenter startupTaints); the controller removes it once every cache matching the node has settled its pulls there. Empty: off.")
 	fs.DurationVar(&o.NodeStartupTaintTimeout, "node-startup-taint-timeout", o.NodeStartupTaintTimeout, "The longest a node is held by --node-startup-taint, counted while the controller runs; then the taint is removed anyway, with a Warning event naming what was pending.")
+	fs.IntVar(&o.NodeStatusMaxImages, "node-status-max-images", o.NodeStatusMaxImages, "The most images the kubelets list in a node's status (their nodeStatusMaxImages; -1: all). Only on a node that lists fewer does a kubelet of 1.33 or later prove, by pulling, that an image was not there, so that a purge may remove it; set it to the kubelets' value, or lower.")
 	fs.IntVar(&o.ImagesPerJob, "images-per-job", o.ImagesPerJob, "The most images one pull Job pulls onto its node.")
 	fs.IntVar(&o.MaxInFlightJobs, "max-in-flight-jobs", o.MaxInFlightJobs, "The most pull and delete Jobs whose pods have not finished, across the cluster.")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "ImageCaches reconciled in parallel.")
@@ -186,6 +190,9 @@ func (o *Options) Validate() error {
 	}
 	if o.NodeStartupTaintTimeout < 10*time.Second {
 		errs = append(errs, fmt.Errorf("--node-startup-taint-timeout must be at least 10s, got %s", o.NodeStartupTaintTimeout))
+	}
+	if o.NodeStatusMaxImages < -1 {
+		errs = append(errs, fmt.Errorf("--node-status-max-images must be -1 (all) or more, got %d", o.NodeStatusMaxImages))
 	}
 	if o.ImageCacheRefreshPeriod < 0 || (o.ImageCacheRefreshPeriod > 0 && o.ImageCacheRefreshPeriod < time.Minute) {
 		errs = append(errs, fmt.Errorf("--image-cache-refresh-frequency must be 0 (off) or at least 1m, got %s", o.ImageCacheRefreshPeriod))

@@ -27,7 +27,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
 	if o.ImagePullDeadline != 5*time.Minute || o.ImageCacheRefreshPeriod != 15*time.Minute ||
-		o.ImagePullPolicy != "IfNotPresent" || o.JobRetentionPolicy != "delete" || o.ImagesPerJob != 10 {
+		o.ImagePullPolicy != "IfNotPresent" || o.JobRetentionPolicy != "delete" || o.ImagesPerJob != 10 || o.NodeStatusMaxImages != 50 {
 		t.Errorf("unexpected defaults: %+v", o)
 	}
 	if o.HelperImage != DefaultHelperImage {
@@ -71,6 +71,7 @@ func TestInvalidValues(t *testing.T) {
 		"--job-start-deadline=1s":                        "--job-start-deadline",
 		"--node-startup-taint=not/a/key":                 "--node-startup-taint",
 		"--node-startup-taint-timeout=1s":                "--node-startup-taint-timeout",
+		"--node-status-max-images=-2":                    "--node-status-max-images",
 		"--image-delete-job-service-account-name=Bad_SA": "--image-delete-job-service-account-name",
 		"--logging-format=xml":                           "--logging-format",
 	}

@@ -68,6 +68,10 @@ type Batch struct {
 	Images []string
 	// Epoch is the ledger epoch the Job belongs to.
 	Epoch int64
+	// PullingProvesAbsence says that the kubelet's Pulling event for an
+	// image of this batch proves the image was not on the node
+	// (AnnotationOwnership).
+	PullingProvesAbsence bool
 }
 
 // JobName is deterministic from the cache, the node, the epoch and the
@@ -121,7 +125,7 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		})
 	}
-	return nodeJob{
+	job := nodeJob{
 		name:      JobName(b.Cache.Name, string(b.Cache.UID), b.NodeName, b.Epoch, b.Images),
 		namespace: b.Cache.Namespace,
 		account:   cfg.ServiceAccountName,
@@ -157,6 +161,19 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 			}},
 		}},
 	})
+	ownership := OwnershipNone
+	if b.PullingProvesAbsence {
+		ownership = OwnershipPulling
+	}
+	job.Annotations[AnnotationOwnership] = ownership
+	return job
+}
+
+// PullingProvesAbsence says whether the kubelet's Pulling event for a
+// container of a pull Job proves that the pull brought its image onto the
+// node (AnnotationOwnership).
+func PullingProvesAbsence(job *batchv1.Job) bool {
+	return job.Annotations[AnnotationOwnership] == OwnershipPulling
 }
 
 // JobImages returns the images of a pull Job, in container order.

@@ -31,6 +31,16 @@ const (
 	// when it ended the Job itself (JSON map image -> reason and message).
 	AnnotationResults = "kubefledged.io/results"
 
+	// AnnotationOwnership, on a pull Job, says whether the kubelet's Pulling
+	// event for one of its containers proves that the pull brought the
+	// image onto the node (OwnershipPulling), or proves nothing
+	// (OwnershipNone: the kubelet may have pulled an image that was there,
+	// to check the pod's credentials). A Job without it proves nothing.
+	AnnotationOwnership = "kubefledged.io/ownership"
+	// OwnershipPulling and OwnershipNone are the values of AnnotationOwnership.
+	OwnershipPulling = "pulling"
+	OwnershipNone    = "none"
+
 	// HostnameLabel is the well-known node label Jobs are pinned by.
 	HostnameLabel = "kubernetes.io/hostname"
 )

@@ -233,3 +233,22 @@ func TestReadDeleteKept(t *testing.T) {
 		t.Errorf("finished %v, results %+v; want %+v", out.Finished, out.Results, want)
 	}
 }
+
+// TestPullJobSaysWhetherPullingProvesAbsence: the decision made with the
+// Job is on the Job, and a Job without it (of an earlier controller, or
+// edited) proves nothing.
+func TestPullJobSaysWhetherPullingProvesAbsence(t *testing.T) {
+	ic := &v1alpha2.ImageCache{}
+	ic.Name, ic.Namespace, ic.UID = "web", "team-a", "uid-web"
+	for _, proves := range []bool{true, false} {
+		job := NewPullJob(Config{HelperImage: "helper:v1"}, Batch{Cache: ic, NodeName: "node-a", Hostname: "node-a",
+			Images: []string{"nginx"}, Epoch: 1, PullingProvesAbsence: proves})
+		if got := PullingProvesAbsence(job); got != proves {
+			t.Errorf("made with PullingProvesAbsence %v, reads %v (annotations %v)", proves, got, job.Annotations)
+		}
+		delete(job.Annotations, AnnotationOwnership)
+		if PullingProvesAbsence(job) {
+			t.Error("a Job without the annotation proves absence")
+		}
+	}
+}

@@ -14,9 +14,10 @@ const presentPrefix = "#kube-fledged-present:"
 
 // Node returns what the controller reads of a Node, for the informer's
 // cache: its name, UID, creation and deletion time, labels, taints, the Ready
-// condition (type and status), the runtime version (for purge), and the
-// images it reports as a compact set of hashes of their normalised names
-// (images.Present). A node whose kubelet reports 50 images, each by tag and
+// condition (type and status), the runtime version (for purge), the kubelet's
+// version (whether it may pull a present image again), and the images it
+// reports as a compact set of hashes of their normalised names
+// (images.Present) with how many images the list held (ListedImages). A node whose kubelet reports 50 images, each by tag and
 // by digest, is 17 KB as JSON or more and some 21 KB in memory; trimmed, it
 // is about 3 KB (BenchmarkCachedObjectSize). Reading the images back is
 // NodeImages.
@@ -25,7 +26,8 @@ func Node(n *corev1.Node) *corev1.Node {
 		ObjectMeta: identity(&n.ObjectMeta),
 		Spec:       corev1.NodeSpec{Taints: n.Spec.Taints},
 		Status: corev1.NodeStatus{
-			NodeInfo: corev1.NodeSystemInfo{ContainerRuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion},
+			NodeInfo: corev1.NodeSystemInfo{ContainerRuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion,
+				KubeletVersion: n.Status.NodeInfo.KubeletVersion},
 		},
 	}
 	out.Labels = n.Labels
@@ -39,7 +41,9 @@ func Node(n *corev1.Node) *corev1.Node {
 		if _, compact := compactImages(n); compact {
 			out.Status.Images = n.Status.Images
 		} else {
-			out.Status.Images = []corev1.ContainerImage{{Names: []string{presentPrefix + string(presentOfList(n.Status.Images))}}}
+			// The compact entry's size is the number of images listed.
+			out.Status.Images = []corev1.ContainerImage{{Names: []string{presentPrefix + string(presentOfList(n.Status.Images))},
+				SizeBytes: int64(len(n.Status.Images))}}
 		}
 	}
 	return out
@@ -53,6 +57,17 @@ func NodeImages(n *corev1.Node) images.Present {
 		return p
 	}
 	return presentOfList(n.Status.Images)
+}
+
+// ListedImages returns how many images the node's status lists, from the
+// compact form Node keeps, or from the full list of a node that was not
+// trimmed. The kubelet lists its largest images only, up to its
+// nodeStatusMaxImages (50 by default).
+func ListedImages(n *corev1.Node) int {
+	if _, ok := compactImages(n); ok {
+		return int(n.Status.Images[0].SizeBytes)
+	}
+	return len(n.Status.Images)
 }
 
 func compactImages(n *corev1.Node) (images.Present, bool) {

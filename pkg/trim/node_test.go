@@ -19,7 +19,7 @@ func TestTrimNodeKeepsWhatTheControllerReads(t *testing.T) {
 		Spec:       corev1.NodeSpec{Taints: node.Spec.Taints},
 		Status: corev1.NodeStatus{
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
-			NodeInfo:   corev1.NodeSystemInfo{ContainerRuntimeVersion: "containerd://2.0.0"},
+			NodeInfo:   corev1.NodeSystemInfo{ContainerRuntimeVersion: "containerd://2.0.0", KubeletVersion: "v1.37.2"},
 			Images:     trimmed.Status.Images, // compared below
 		},
 	}
@@ -28,6 +28,9 @@ func TestTrimNodeKeepsWhatTheControllerReads(t *testing.T) {
 	}
 	if got := NodeImages(trimmed).Len(); got != 100 {
 		t.Errorf("the trimmed node holds %d names, want 100 (50 images by tag and digest)", got)
+	}
+	if got, want := ListedImages(trimmed), 50; got != want || ListedImages(node) != want {
+		t.Errorf("the trimmed node lists %d images, the whole one %d; want %d", got, ListedImages(node), want)
 	}
 	// The compact form is a fifth of the whole node, or less (8 bytes a name).
 	if full, small := node.Size(), trimmed.Size(); small*5 > full {

@@ -68,6 +68,10 @@ type Config struct {
 	CRISocketPath string
 	// DeleteJobHostNetwork runs delete Jobs in the host's network.
 	DeleteJobHostNetwork bool
+	// NodeStatusMaxImages is the most images the kubelets list in a node's
+	// status (their nodeStatusMaxImages; -1: all). A node that lists fewer
+	// lists every image it has (pullingProvesAbsence).
+	NodeStatusMaxImages int
 }
 
 // Controller reconciles ImageCaches.

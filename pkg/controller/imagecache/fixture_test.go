@@ -51,8 +51,9 @@ func testConfig() Config {
 			DeleteNamespace:          testControllerNS,
 			DeleteServiceAccountName: "kube-fledged-image-delete",
 		},
-		ImagesPerJob:    10,
-		MaxInFlightJobs: 100,
+		ImagesPerJob:        10,
+		MaxInFlightJobs:     100,
+		NodeStatusMaxImages: 50,
 	}
 }
 

@@ -70,7 +70,7 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	pod := o.c.podOf(job)
 	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
-	own := o.ownershipOf(ctx, pod)
+	own := o.ownershipOf(ctx, job, pod)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
 		if s.led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
@@ -81,17 +81,17 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	})
 }
 
-// ownershipOf returns what marks a pair of a pull pod owned, when the
+// ownershipOf returns what marks a pair of a pull Job's pod owned, when the
 // kubelet reports pulling the image of its i-th container (pulledHere, read
 // once, when first needed).
-func (o *pullOp) ownershipOf(ctx context.Context, pod *corev1.Pod) func(node, key string, i int) {
+func (o *pullOp) ownershipOf(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) func(node, key string, i int) {
 	var pulled map[string]bool
 	return func(node, key string, i int) {
 		if o.s.led.Owned(node, key) {
 			return
 		}
 		if pulled == nil {
-			pulled = o.c.pulledHere(ctx, pod)
+			pulled = o.c.pulledHere(ctx, job, pod)
 		}
 		if pulled[puller.ContainerName(i)] {
 			o.s.led.SetOwned(node, key, true)
@@ -123,7 +123,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	if err != nil {
 		return
 	}
-	own := o.ownershipOf(ctx, pod)
+	own := o.ownershipOf(ctx, job, pod)
 	finished := map[string]time.Time{}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
@@ -244,7 +244,8 @@ func (o *pullOp) pullJob(w *nodeWant, out *jobsToCreate) *newJob {
 	if len(batch) == 0 || out.hold(s, name) {
 		return nil
 	}
-	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch, Epoch: s.led.Epoch})
+	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch,
+		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.node, c.cfg.NodeStatusMaxImages)})
 	if c.expectations.ExpectsCreate(jobKey(job)) {
 		return nil // created, and not shown by the informer yet
 	}

@@ -10,10 +10,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
 // Which images may a cache remove from a node? Only those its own pull
@@ -25,7 +27,16 @@ import (
 //
 // So a pair is owned when its pull container's "Pulling" event is there
 // with IfNotPresent, read from an informer of those events (no request in a
-// sync), at any pass while the Job is there. Events are many and the API
+// sync), at any pass while the Job is there, and the event proves the image
+// was absent. It does not always: a kubelet with
+// KubeletEnsureSecretPulledImages (alpha in 1.33, on by default from 1.35)
+// pulls an image it has again, with the same event, when the pod's pull
+// credentials are not those it was pulled with (or, with its policy
+// AlwaysVerify, when it did not pull the image itself). The controller makes
+// a Job only for images the node does not list, so the event proves the
+// image absent where the node lists every image it has: fewer than the
+// kubelet lists at most (pullingProvesAbsence). The Job says which it is
+// (puller.AnnotationOwnership), as decided when it was made. Events are many and the API
 // server keeps no watch cache of them, so the informers are per namespace,
 // and only for the namespaces that hold the controller's pull Jobs: one
 // starts when a sync first needs it, and stops once its namespace has no
@@ -158,11 +169,32 @@ func (c *Controller) releaseIfIdle(ns string) {
 	c.pulling.release(ns)
 }
 
-// pulledHere returns the containers of a pull pod whose image the kubelet
-// pulled (was not on the node), from its namespace's events informer: no
-// request once it has listed them. With pull policy Always it returns none.
-func (c *Controller) pulledHere(ctx context.Context, pod *corev1.Pod) map[string]bool {
-	if pod == nil || c.cfg.Puller.PullPolicy != corev1.PullIfNotPresent {
+// pullingProvesAbsence says whether the kubelet's Pulling event for a pull
+// pod on the node will prove that the image was not there, given that the
+// node does not list it now: its kubelet is older than 1.33 (it pulls only
+// what it does not have), or the node lists every image it has (fewer than
+// maxImages, the kubelets' nodeStatusMaxImages; -1: no limit). A kubelet's
+// list lags its pulls by up to about 40 s (it reads the runtime's every 30 s),
+// so an image a workload pulled just before the Job was made can still be
+// taken as the cache's.
+func pullingProvesAbsence(n *corev1.Node, maxImages int) bool {
+	if v, err := version.ParseGeneric(n.Status.NodeInfo.KubeletVersion); err == nil && v.LessThan(secretPulledImagesSince) {
+		return true
+	}
+	return maxImages < 0 || trim.ListedImages(n) < maxImages
+}
+
+// secretPulledImagesSince is the first kubelet version with the feature
+// KubeletEnsureSecretPulledImages.
+var secretPulledImagesSince = version.MajorMinor(1, 33)
+
+// pulledHere returns the containers of a pull Job's pod whose image the
+// kubelet pulled when it was not on the node, from its namespace's events
+// informer: no request once it has listed them. With pull policy Always it
+// returns none, and for a Job whose Pulling events prove nothing
+// (puller.PullingProvesAbsence) too.
+func (c *Controller) pulledHere(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) map[string]bool {
+	if pod == nil || c.cfg.Puller.PullPolicy != corev1.PullIfNotPresent || !puller.PullingProvesAbsence(job) {
 		return nil
 	}
 	idx, ok := c.pulling.indexer(ctx, pod.Namespace)
