@@ -35,10 +35,15 @@ RUN="${LOCAL_NODE_RUN}"
 SOCK="${RUN}/containerd.sock"
 REGISTRY="127.0.0.1:${LOCAL_REGISTRY_PORT}"
 AUTH_REGISTRY="127.0.0.1:${LOCAL_AUTH_REGISTRY_PORT}"
-# Test credentials of the auth registry; the bcrypt hash below is of this password.
+# Test credentials of the auth registry: two users, so that two pull secrets
+# can hold different credentials; the bcrypt hashes below are of these
+# passwords.
 AUTH_USER="fledged-e2e"
 AUTH_PASSWORD="fledged-e2e-password"
-AUTH_HTPASSWD='fledged-e2e:$2a$10$tVR2ham5qZCzuHyxzwbL/urFPkwMGC8joZsWdX356cS1RplNcMAAy'
+AUTH_USER2="fledged-e2e-other"
+AUTH_PASSWORD2="fledged-e2e-other-password"
+AUTH_HTPASSWD='fledged-e2e:$2a$10$tVR2ham5qZCzuHyxzwbL/urFPkwMGC8joZsWdX356cS1RplNcMAAy
+fledged-e2e-other:$2a$10$BoFCUnOUu8pSmcI/85ZTD.rd8Wqpv9RvQ4xHVc6yID4QWdE/l3WiW'
 HELPER_IMAGE="${REGISTRY}/kube-fledged:local"
 PAUSE_IMAGE="${REGISTRY}/pause:local"
 CGROUP_ROOT="/kube-fledged-node"
@@ -238,7 +243,11 @@ fi
 echo "cgroup ${CGROUP_ROOT}" >>"${N}/host-changes"
 
 mkdir -p "${N}/kubelet" "${N}/pod-logs" "${N}/volume-plugins"
-cat >"${N}/kubelet.yaml" <<YAML
+# The node lists every image it has (nodeStatusMaxImages: -1; the tests run
+# the controller with --node-status-max-images=-1 to match): the tests push
+# more images than a kubelet lists by default, and only a node that lists
+# them all lets a Pulling event prove an image was absent.
+cat >"${N}/kubelet.base.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: ${LOCAL_NODE_IP}
@@ -274,16 +283,11 @@ evictionHard:
   imagefs.available: 1%
   nodefs.inodesFree: 1%
 nodeStatusUpdateFrequency: 10s
+nodeStatusMaxImages: -1
 serializeImagePulls: true
 YAML
 log "starting the kubelet as node ${LOCAL_NODE_NAME} (${LOCAL_NODE_IP})"
-start kubelet "${BIN}/kubelet" --config="${N}/kubelet.yaml" --kubeconfig="${KC}" \
-  --root-dir="${N}/kubelet" --cert-dir="${N}/pki/serving" --hostname-override="${LOCAL_NODE_NAME}" \
-  --node-ip="${LOCAL_NODE_IP}" --node-labels="type=real,kubefledged.io/real-node=true" \
-  --register-with-taints="${LOCAL_NODE_STARTUP_TAINT}=:NoSchedule" -v=1
-wait_until kubelet 60 "node ${LOCAL_NODE_NAME} to register" kubectl get node "${LOCAL_NODE_NAME}"
-wait_until kubelet 60 "node ${LOCAL_NODE_NAME} to be Ready" \
-  kubectl wait --for=condition=Ready "node/${LOCAL_NODE_NAME}" --timeout=5s
+bash "${ROOT}/hack/real-node-kubelet.sh" start || fail kubelet "starting the kubelet"
 
 # --- kube-proxy: Services for the node's pods, the API server's among them ---
 # Only when the API server has an address pods can reach (LOCAL_APISERVER_IP;
@@ -334,6 +338,9 @@ REAL_NODE_REGISTRY=${REGISTRY}
 REAL_NODE_AUTH_REGISTRY=${AUTH_REGISTRY}
 REAL_NODE_AUTH_USER=${AUTH_USER}
 REAL_NODE_AUTH_PASSWORD=${AUTH_PASSWORD}
+REAL_NODE_AUTH_USER2=${AUTH_USER2}
+REAL_NODE_AUTH_PASSWORD2=${AUTH_PASSWORD2}
+REAL_NODE_KUBELET_SCRIPT=${ROOT}/hack/real-node-kubelet.sh
 REAL_NODE_CRI_SOCKET=${SOCK}
 REAL_NODE_HELPER_IMAGE=${HELPER_IMAGE}
 REAL_NODE_IN_CLUSTER=${IN_CLUSTER}

@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -34,6 +36,11 @@ import (
 // realNode is what hack/real-node-up.sh wrote to its env file.
 type realNode struct {
 	name, registry, authRegistry, user, password, socket, helperImage string
+	// user2 and password2 are the auth registry's other credentials.
+	user2, password2 string
+	// kubeletScript restarts the node's kubelet (hack/real-node-kubelet.sh);
+	// localDir is the local cluster's folder it works in.
+	kubeletScript, localDir string
 	// inCluster: kube-proxy runs on the node, so its pods reach the API server.
 	inCluster bool
 }
@@ -80,7 +87,9 @@ func loadRealNode(envFile string) (*realNode, error) {
 	}
 	rn := &realNode{name: kv["REAL_NODE_NAME"], registry: kv["REAL_NODE_REGISTRY"], authRegistry: kv["REAL_NODE_AUTH_REGISTRY"],
 		user: kv["REAL_NODE_AUTH_USER"], password: kv["REAL_NODE_AUTH_PASSWORD"], socket: kv["REAL_NODE_CRI_SOCKET"],
-		helperImage: kv["REAL_NODE_HELPER_IMAGE"], inCluster: kv["REAL_NODE_IN_CLUSTER"] == "1"}
+		helperImage: kv["REAL_NODE_HELPER_IMAGE"], inCluster: kv["REAL_NODE_IN_CLUSTER"] == "1",
+		user2: kv["REAL_NODE_AUTH_USER2"], password2: kv["REAL_NODE_AUTH_PASSWORD2"],
+		kubeletScript: kv["REAL_NODE_KUBELET_SCRIPT"], localDir: filepath.Dir(envFile)}
 	if rn.name == "" || rn.registry == "" || rn.socket == "" || rn.helperImage == "" {
 		return nil, fmt.Errorf("%s is incomplete:\n%s", envFile, data)
 	}
@@ -121,7 +130,14 @@ func (rn *realNode) image(t *testing.T, kind, repoTag string, private bool) stri
 // pullSecret creates a dockerconfigjson Secret for the auth registry.
 func (rn *realNode) pullSecret(t *testing.T, ns, name, password string) {
 	t.Helper()
-	auth := base64.StdEncoding.EncodeToString([]byte(rn.user + ":" + password))
+	rn.pullSecretOf(t, ns, name, rn.user, password)
+}
+
+// pullSecretOf creates a dockerconfigjson Secret for the auth registry,
+// with these credentials.
+func (rn *realNode) pullSecretOf(t *testing.T, ns, name, user, password string) {
+	t.Helper()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
 	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{rn.authRegistry: map[string]string{"auth": auth}}})
 	_, err := kubeClient.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name}, Type: corev1.SecretTypeDockerConfigJson,
@@ -133,11 +149,29 @@ func (rn *realNode) pullSecret(t *testing.T, ns, name, password string) {
 }
 
 // controller runs fledged with the project's image as helper and remover,
-// and the node's containerd socket for the delete Jobs.
+// the node's containerd socket for the delete Jobs, and the node's limit of
+// listed images (hack/real-node-up.sh: it lists them all).
 func (rn *realNode) controller(t *testing.T, args ...string) *controllerProc {
 	t.Helper()
 	return startController(t, append([]string{"--helper-image=" + rn.helperImage, "--cri-socket-path=" + rn.socket,
-		"--image-pull-deadline-duration=20s"}, args...)...)
+		"--image-pull-deadline-duration=20s", "--node-status-max-images=-1"}, args...)...)
+}
+
+// restartKubelet starts the node's kubelet again, with these lines added to
+// its configuration (none: as hack/real-node-up.sh configured it), and
+// waits for its node to be registered and Ready.
+func (rn *realNode) restartKubelet(t *testing.T, config ...string) {
+	t.Helper()
+	if rn.kubeletScript == "" {
+		t.Fatal("the real node's env file names no kubelet script: bring it up again with hack/real-node-up.sh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{rn.kubeletScript, "restart"}, config...)...)
+	cmd.Env = append(os.Environ(), "LOCAL_DIR="+rn.localDir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("restarting the kubelet: %v\n%s", err, out)
+	}
 }
 
 // present says whether the node's containerd has the image, through the
