@@ -174,9 +174,10 @@ func (c *Controller) releaseIfIdle(ns string) {
 // node does not list it now: its kubelet is older than 1.33 (it pulls only
 // what it does not have), or the node lists every image it has (fewer than
 // maxImages, the kubelets' nodeStatusMaxImages; -1: no limit). A kubelet's
-// list lags its pulls by up to about 40 s (it reads the runtime's every 30 s),
-// so an image a workload pulled just before the Job was made can still be
-// taken as the cache's.
+// list lags its pulls by up to about 40 s (it reads the runtime's every 30 s,
+// and a node that has just registered may list none yet), so an image a
+// workload pulled just before the Job was made can still be taken as the
+// cache's.
 func pullingProvesAbsence(n *corev1.Node, maxImages int) bool {
 	if v, err := version.ParseGeneric(n.Status.NodeInfo.KubeletVersion); err == nil && v.LessThan(secretPulledImagesSince) {
 		return true
