@@ -20,10 +20,13 @@ all=(--set replicaCount=3 --set logging.format=json --set startupTaint.enabled=t
   --set metrics.serviceMonitor.enabled=true --set image.digest="sha256:$(printf '0%.0s' {1..64})"
   --set controller.imageCacheRefreshFrequency=1h --set controller.imagesPerJob=5 --set controller.maxInFlightJobs=50
   --set controller.criSocketPath=/run/containerd/containerd.sock --set controller.jobRetentionPolicy=retain
-  --set-json controller.kubeAPIQPS=20.5 --set podDisruptionBudget.enabled=false)
+  --set-json controller.kubeAPIQPS=20.5 --set podDisruptionBudget.enabled=false
+  --set-json 'controller.jobTolerations=["nvidia.com/gpu:NoSchedule","dedicated=cache"]'
+  --set-json 'controller.helperImageArchitectures=["amd64"]' --set controller.nodeStatusMaxImages=-1)
 out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" "${all[@]}")"
 for want in "kind: ServiceMonitor" "kind: ValidatingAdmissionPolicy" "name: kube-fledged-edit" "--logging-format=json" \
-  "--images-per-job=5" "--kube-api-qps=20.5" "@sha256:"; do
+  "--images-per-job=5" "--kube-api-qps=20.5" "@sha256:" "--job-tolerations=nvidia.com/gpu:NoSchedule,dedicated=cache" \
+  "--helper-image-architectures=amd64" "--node-status-max-images=-1"; do
   grep -qF -- "${want}" <<<"${out}" || { echo "verify-chart: with every option on, the chart does not render ${want}" >&2; exit 1; }
 done
 for unwanted in "kind: Namespace" "kind: PodDisruptionBudget"; do
@@ -45,6 +48,7 @@ controller.imagesPerJob=0               /controller/imagesPerJob
 controller.imagePullDeadline=5min       /controller/imagePullDeadline
 logging.format=xml                      /logging/format
 controller.maxInFlightJobs=many         /controller/maxInFlightJobs
+controller.nodeStatusMaxImages=-2       /controller/nodeStatusMaxImages
 replicas=3                              'replicas' not allowed
 "
 while read -r value says; do

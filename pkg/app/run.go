@@ -53,7 +53,7 @@ func controllersRunner(o *options.Options, ctrl *imagecache.Controller, kubeClie
 	if o.NodeStartupTaint == "" {
 		return func(ctx context.Context) error { return ctrl.Run(ctx, o.Workers) }, nil
 	}
-	warm, err := warming.New(o.NodeStartupTaint, o.NodeStartupTaintTimeout, kubeClient, icInformer, nodeInformer,
+	warm, err := warming.New(o.NodeStartupTaint, o.NodeStartupTaintTimeout, ctrl.NodeFilter(), kubeClient, icInformer, nodeInformer,
 		recorder, clock.RealClock{})
 	if err != nil {
 		return nil, err
@@ -100,7 +100,9 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 			PriorityClassName:        o.JobPriorityClassName,
 			DeleteNamespace:          o.Namespace,
 			DeleteServiceAccountName: o.DeleteJobServiceAccountName,
+			Tolerations:              JobTolerations(o),
 		},
+		HelperArchitectures:  o.HelperImageArchitectures,
 		ImagesPerJob:         o.ImagesPerJob,
 		MaxInFlightJobs:      o.MaxInFlightJobs,
 		RefreshFrequency:     o.ImageCacheRefreshPeriod,
@@ -109,6 +111,18 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		DeleteJobHostNetwork: o.DeleteJobHostNetwork,
 		NodeStatusMaxImages:  o.NodeStatusMaxImages,
 	}
+}
+
+// JobTolerations are the pull and delete pods' tolerations: a DaemonSet's,
+// the startup taint, and --job-tolerations (validated before).
+func JobTolerations(o *options.Options) []corev1.Toleration {
+	out := puller.DefaultTolerations()
+	if o.NodeStartupTaint != "" {
+		out = append(out, corev1.Toleration{Key: o.NodeStartupTaint, Operator: corev1.TolerationOpExists,
+			Effect: corev1.TaintEffectNoSchedule})
+	}
+	more, _ := puller.ParseTolerations(o.JobTolerations)
+	return append(out, more...)
 }
 
 // ErrLeadershipLost is returned by Run when this process stopped leading:

@@ -15,6 +15,8 @@ import (
 	logsapi "k8s.io/component-base/logs/api/v1"
 	// The JSON log format, for --logging-format=json.
 	_ "k8s.io/component-base/logs/json/register"
+
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // DefaultHelperImage is the project's own image, whose fledged-helper binary
@@ -55,6 +57,12 @@ type Options struct {
 	NodeStartupTaintTimeout time.Duration
 	// NodeStatusMaxImages is the kubelets' nodeStatusMaxImages.
 	NodeStatusMaxImages int
+	// JobTolerations are the pull and delete pods' tolerations beyond the
+	// defaults (puller.ParseTolerations).
+	JobTolerations []string
+	// HelperImageArchitectures are the kubernetes.io/arch values the
+	// helper image has.
+	HelperImageArchitectures []string
 
 	ImagesPerJob    int
 	MaxInFlightJobs int
@@ -98,6 +106,7 @@ func New() *Options {
 		JobStartDeadline:            2 * time.Minute,
 		NodeStartupTaintTimeout:     10 * time.Minute,
 		NodeStatusMaxImages:         50,
+		HelperImageArchitectures:    []string{"amd64", "arm64"},
 		ImageCacheRefreshPeriod:     15 * time.Minute,
 		ImagePullPolicy:             string(corev1.PullIfNotPresent),
 		JobRetentionPolicy:          RetentionDelete,
@@ -138,6 +147,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeStartupTaint, "node-startup-taint", o.NodeStartupTaint, "Key of a NoSchedule taint that nodes join with (kubelet --register-with-taints, Karpenter startupTaints); the controller removes it once every cache matching the node has settled its pulls there. Empty: off.")
 	fs.DurationVar(&o.NodeStartupTaintTimeout, "node-startup-taint-timeout", o.NodeStartupTaintTimeout, "The longest a node is held by --node-startup-taint, counted while the controller runs; then the taint is removed anyway, with a Warning event naming what was pending.")
 	fs.IntVar(&o.NodeStatusMaxImages, "node-status-max-images", o.NodeStatusMaxImages, "The most images the kubelets list in a node's status (their nodeStatusMaxImages; -1: all). Only on a node that lists fewer does a kubelet of 1.33 or later prove, by pulling, that an image was not there, so that a purge may remove it; set it to the kubelets' value, or lower.")
+	fs.StringSliceVar(&o.JobTolerations, "job-tolerations", o.JobTolerations, "Tolerations of the pull and delete pods beyond a DaemonSet's (not-ready and unreachable NoExecute; disk-, memory- and PID-pressure NoSchedule) and the --node-startup-taint: KEY[=VALUE][:EFFECT], or * for every taint. A node with a NoSchedule or NoExecute taint they do not tolerate is skipped until the taint goes; a cordoned node, or one whose network is not ready, is skipped whatever they tolerate.")
+	fs.StringSliceVar(&o.HelperImageArchitectures, "helper-image-architectures", o.HelperImageArchitectures, "The kubernetes.io/arch values the helper image has; nodes of other architectures, and nodes not of kubernetes.io/os linux, are skipped. Empty: any architecture.")
 	fs.IntVar(&o.ImagesPerJob, "images-per-job", o.ImagesPerJob, "The most images one pull Job pulls onto its node.")
 	fs.IntVar(&o.MaxInFlightJobs, "max-in-flight-jobs", o.MaxInFlightJobs, "The most pull and delete Jobs whose pods have not finished, across the cluster.")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "ImageCaches reconciled in parallel.")
@@ -190,6 +201,14 @@ func (o *Options) Validate() error {
 	}
 	if o.NodeStartupTaintTimeout < 10*time.Second {
 		errs = append(errs, fmt.Errorf("--node-startup-taint-timeout must be at least 10s, got %s", o.NodeStartupTaintTimeout))
+	}
+	if _, err := puller.ParseTolerations(o.JobTolerations); err != nil {
+		errs = append(errs, fmt.Errorf("--job-tolerations: %w", err))
+	}
+	for _, a := range o.HelperImageArchitectures {
+		if errs2 := validation.IsValidLabelValue(a); a == "" || len(errs2) > 0 {
+			errs = append(errs, fmt.Errorf("--helper-image-architectures: %q is not an architecture", a))
+		}
 	}
 	if o.NodeStatusMaxImages < -1 {
 		errs = append(errs, fmt.Errorf("--node-status-max-images must be -1 (all) or more, got %d", o.NodeStatusMaxImages))

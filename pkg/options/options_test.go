@@ -72,6 +72,8 @@ func TestInvalidValues(t *testing.T) {
 		"--node-startup-taint=not/a/key":                 "--node-startup-taint",
 		"--node-startup-taint-timeout=1s":                "--node-startup-taint-timeout",
 		"--node-status-max-images=-2":                    "--node-status-max-images",
+		"--job-tolerations=dedicated:Sometimes":          "--job-tolerations",
+		"--helper-image-architectures=amd64,":            "--helper-image-architectures",
 		"--image-delete-job-service-account-name=Bad_SA": "--image-delete-job-service-account-name",
 		"--logging-format=xml":                           "--logging-format",
 	}

@@ -56,6 +56,9 @@ type Config struct {
 	// pods; DeleteServiceAccountName is their service account there.
 	DeleteNamespace          string
 	DeleteServiceAccountName string
+	// Tolerations are the pull and delete pods' (DefaultTolerations and
+	// the startup taint, unless the flags say otherwise).
+	Tolerations []corev1.Toleration
 }
 
 // Batch is one Job's work: images for one node of one cache.

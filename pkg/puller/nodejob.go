@@ -15,7 +15,7 @@ import (
 )
 
 // nodeJob is what pull and delete Jobs have in common: one pod pinned to a
-// node by its hostname label, tolerating every taint, never restarted, with
+// node by its hostname label, with the configured tolerations, never restarted, with
 // no service account token, and labelled and annotated so that the
 // controller can map it back to its cache. A Job in the cache's namespace is
 // owned by the cache; one in another namespace (a delete Job, in the
@@ -49,7 +49,7 @@ func (j nodeJob) build(cfg Config, pod corev1.PodSpec) *batchv1.Job {
 		AnnotationImages: string(imagesJSON),
 	}
 	pod.NodeSelector = map[string]string{HostnameLabel: j.hostname}
-	pod.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	pod.Tolerations = cfg.Tolerations
 	pod.RestartPolicy = corev1.RestartPolicyNever
 	pod.AutomountServiceAccountToken = ptr.To(false)
 	pod.ServiceAccountName = j.account

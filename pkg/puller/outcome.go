@@ -127,7 +127,9 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 	}
 	started := lastProgress
 	failing := map[int]bool{}
-	pending := 0
+	// stuck counts the containers whose pull failed for good: they wait
+	// for ever, so the pod never ends by itself.
+	pending, stuck := 0, 0
 	if pod != nil {
 		if pod.Status.StartTime != nil && pod.Status.StartTime.After(lastProgress) {
 			lastProgress = pod.Status.StartTime.Time
@@ -149,8 +151,15 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 				out.Results[i] = Result{State: Failed, Reason: nonEmpty(t.Reason, "Error"),
 					Message: fmt.Sprintf("helper exited with code %d: %s", t.ExitCode, t.Message)}
 			case ok && cs.State.Waiting != nil && pullErrorReasons[cs.State.Waiting.Reason]:
+				w := cs.State.Waiting
+				if reason, ok := PermanentPullFailure(w.Reason, w.Message); ok {
+					// Asking again will not mend it: failed now.
+					out.Results[i] = Result{State: Failed, Reason: reason, Message: w.Message}
+					stuck++
+					break
+				}
 				failing[i] = true
-				out.Results[i] = Result{State: Pending, Reason: cs.State.Waiting.Reason, Message: cs.State.Waiting.Message}
+				out.Results[i] = Result{State: Pending, Reason: w.Reason, Message: w.Message}
 			default:
 				pending++
 			}
@@ -219,6 +228,11 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 		out.Finished = true
 	case pending == 0 && len(failing) > 0:
 		out.CheckAt = lastProgress.Add(cfg.PullDeadline)
+	case pending == 0 && stuck > 0:
+		// The rest is settled, and the pulls that failed for good keep
+		// the pod from ending: end it now.
+		out.EndNow = true
+		out.Finished = true
 	default:
 		out.CheckAt = deadline
 	}

@@ -131,7 +131,7 @@ func TestReadOutcomes(t *testing.T) {
 func TestDeleteJobSpec(t *testing.T) {
 	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", UID: "u"}}
 	cfg := Config{HelperImage: "registry.local/kube-fledged:v1", DeleteNamespace: "kube-fledged",
-		DeleteServiceAccountName: "kube-fledged-image-delete", ServiceAccountName: "pull-only"}
+		DeleteServiceAccountName: "kube-fledged-image-delete", ServiceAccountName: "pull-only", Tolerations: DefaultTolerations()}
 	job := NewDeleteJob(cfg, DeleteBatch{Cache: ic, NodeName: "node-1", Hostname: "host-1", Images: []string{"nginx:1.27", "redis"},
 		Epoch: 7, Socket: "/run/containerd/containerd.sock", HostNetwork: true})
 	spec := job.Spec.Template.Spec
@@ -149,7 +149,7 @@ func TestDeleteJobSpec(t *testing.T) {
 		t.Errorf("pull Job: namespace %q, owners %v, cache %s/%s, service account %q", pull.Namespace, pull.OwnerReferences, ns, name,
 			pull.Spec.Template.Spec.ServiceAccountName)
 	}
-	if spec.NodeSelector[HostnameLabel] != "host-1" || len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists {
+	if spec.NodeSelector[HostnameLabel] != "host-1" || !reflect.DeepEqual(spec.Tolerations, DefaultTolerations()) {
 		t.Errorf("pinning %v, tolerations %v", spec.NodeSelector, spec.Tolerations)
 	}
 	if !spec.HostNetwork || spec.RestartPolicy != corev1.RestartPolicyNever || *job.Spec.BackoffLimit != 0 || job.Spec.ActiveDeadlineSeconds == nil {
@@ -249,6 +249,58 @@ func TestPullJobSaysWhetherPullingProvesAbsence(t *testing.T) {
 		delete(job.Annotations, AnnotationOwnership)
 		if PullingProvesAbsence(job) {
 			t.Error("a Job without the annotation proves absence")
+		}
+	}
+}
+
+func TestParseTolerations(t *testing.T) {
+	got, err := ParseTolerations([]string{"*", "dedicated", "dedicated=gpu", "nvidia.com/gpu:NoSchedule", "team=a:NoExecute"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []corev1.Toleration{
+		{Operator: corev1.TolerationOpExists},
+		{Key: "dedicated", Operator: corev1.TolerationOpExists},
+		{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "gpu"},
+		{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+		{Key: "team", Operator: corev1.TolerationOpEqual, Value: "a", Effect: corev1.TaintEffectNoExecute},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseTolerations:\n got %+v\nwant %+v", got, want)
+	}
+	for _, bad := range []string{"", "not/a/key", "dedicated:Sometimes", "dedicated=not a value"} {
+		if _, err := ParseTolerations([]string{bad}); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// TestPermanentPullFailure: the kubelet's messages of a real node
+// (containerd) and of the big registries, told apart.
+func TestPermanentPullFailure(t *testing.T) {
+	for _, tc := range []struct {
+		reason, message string
+		want            string
+	}{
+		{"ErrImagePull", `rpc error: code = NotFound desc = failed to pull and unpack image "127.0.0.1:16500/e2e/shell:no-such-tag": failed to resolve reference "127.0.0.1:16500/e2e/shell:no-such-tag": 127.0.0.1:16500/e2e/shell:no-such-tag: not found`, ReasonImageNotFound},
+		{"ImagePullBackOff", `Back-off pulling image "127.0.0.1:16500/e2e/no-such-repository:v1": ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack image "127.0.0.1:16500/e2e/no-such-repository:v1": not found`, ReasonImageNotFound},
+		{"ErrImagePull", `failed to pull and unpack image "127.0.0.1:16501/e2e/private:wrong-secret": failed to resolve reference "127.0.0.1:16501/e2e/private:wrong-secret": pulling from host 127.0.0.1:16501 failed with status code [manifests wrong-secret]: 401 Unauthorized`, ReasonUnauthorized},
+		{"ErrImagePull", `Error response from daemon: pull access denied for team/app, repository does not exist or may require 'docker login'`, ReasonUnauthorized},
+		{"ErrImagePull", `rpc error: code = Unknown desc = failed to pull and unpack image "docker.io/library/nginx:1.27": no match for platform in manifest: not found`, ReasonPlatformNotSupported},
+		{"ErrImagePull", `rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/library/nginx:1.27": no match for platform in manifest: not found`, ReasonPlatformNotSupported},
+		{"ErrImagePull", `failed to pull and unpack image "fail.invalid/app:v1": failed to resolve reference "fail.invalid/app:v1": fail.invalid/app:v1: not found`, ReasonImageNotFound},
+		{"InvalidImageName", `Failed to apply default image tag "Nginx": couldn't parse image name`, ReasonInvalidImageName},
+		// May pass: the registry or the network.
+		{"ErrImagePull", `rpc error: code = Unknown desc = failed to pull and unpack image "r.example/a:1": failed to do request: Head "https://r.example/v2/a/manifests/1": dial tcp 10.0.0.1:443: connect: connection refused`, ""},
+		{"ErrImagePull", `rpc error: code = Unknown desc = failed to pull and unpack image "r.example/a:1": unexpected status from HEAD request to https://r.example/v2/a/manifests/1: 503 Service Unavailable`, ""},
+		{"ErrImagePull", `rpc error: code = Unknown desc = failed to pull and unpack image "docker.io/library/a:1": toomanyrequests: You have reached your pull rate limit`, ""},
+		{"ErrImagePull", `rpc error: code = Unknown desc = failed to pull and unpack image "r.example/a:1": dial tcp: lookup r.example on 10.96.0.10:53: no such host`, ""},
+		{"ErrImagePull", `rpc error: code = DeadlineExceeded desc = context deadline exceeded`, ""},
+		{"CreateContainerError", `not found`, ""},
+	} {
+		got, ok := PermanentPullFailure(tc.reason, tc.message)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("%s %q: %q %v, want %q", tc.reason, tc.message, got, ok, tc.want)
 		}
 	}
 }

@@ -13,7 +13,8 @@ import (
 const presentPrefix = "#kube-fledged-present:"
 
 // Node returns what the controller reads of a Node, for the informer's
-// cache: its name, UID, creation and deletion time, labels, taints, the Ready
+// cache: its name, UID, creation and deletion time, labels, taints, whether
+// it is cordoned, the Ready
 // condition (type and status), the runtime version (for purge), the kubelet's
 // version (whether it may pull a present image again), and the images it
 // reports as a compact set of hashes of their normalised names
@@ -24,7 +25,7 @@ const presentPrefix = "#kube-fledged-present:"
 func Node(n *corev1.Node) *corev1.Node {
 	out := &corev1.Node{
 		ObjectMeta: identity(&n.ObjectMeta),
-		Spec:       corev1.NodeSpec{Taints: n.Spec.Taints},
+		Spec:       corev1.NodeSpec{Taints: n.Spec.Taints, Unschedulable: n.Spec.Unschedulable},
 		Status: corev1.NodeStatus{
 			NodeInfo: corev1.NodeSystemInfo{ContainerRuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion,
 				KubeletVersion: n.Status.NodeInfo.KubeletVersion},

@@ -13,10 +13,11 @@ import (
 
 func TestTrimNodeKeepsWhatTheControllerReads(t *testing.T) {
 	node := fledgedtest.BusyNode("node-a", 50)
+	node.Spec.Unschedulable = true
 	trimmed := Node(node.DeepCopy())
 	want := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "node-a", UID: node.UID, ResourceVersion: node.ResourceVersion, Labels: node.Labels},
-		Spec:       corev1.NodeSpec{Taints: node.Spec.Taints},
+		Spec:       corev1.NodeSpec{Taints: node.Spec.Taints, Unschedulable: true},
 		Status: corev1.NodeStatus{
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
 			NodeInfo:   corev1.NodeSystemInfo{ContainerRuntimeVersion: "containerd://2.0.0", KubeletVersion: "v1.37.2"},

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // The local cluster has kwok-node-0 ... kwok-node-19 (type=kwok), of which
@@ -238,7 +239,7 @@ func TestFailingImage(t *testing.T) {
 		t.Fatalf("failures %+v", ic.Status.Failures)
 	}
 	for i, f := range got {
-		if f.Node != fmt.Sprintf("kwok-node-%d", i) || f.Reason != "ErrImagePull" || !strings.Contains(f.Message, "not found") {
+		if f.Node != fmt.Sprintf("kwok-node-%d", i) || f.Reason != puller.ReasonImageNotFound || !strings.Contains(f.Message, "not found") {
 			t.Errorf("failure %d: %+v", i, f)
 		}
 	}

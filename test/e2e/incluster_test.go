@@ -243,7 +243,8 @@ logging:
   format: json
 controller:
   imagePullDeadline: 1m
-`, rn.registry, repo, tag, ns, puller.HostnameLabel, rn.name, startupTaintKey)), 0o644); err != nil {
+  jobTolerations: ["%s:NoSchedule"]
+`, rn.registry, repo, tag, ns, puller.HostnameLabel, rn.name, startupTaintKey, startupTaintKey)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	apps := newNamespace(t, "incluster-apps")
@@ -381,7 +382,8 @@ controller:
 }
 
 // TestRealNodeInClusterMakeDeploy runs the controller as make deploy
-// installs it, pinned to the real node with FLEDGED_PATCH: both pods Ready,
+// installs it, pinned to the real node with FLEDGED_PATCH (which also has
+// its Jobs tolerate the node's startup taint): both pods Ready,
 // one leading, a cache Succeeded.
 func TestRealNodeInClusterMakeDeploy(t *testing.T) {
 	rn := needInCluster(t)
@@ -397,7 +399,11 @@ spec:
         %s: %s
       tolerations:
       - {key: %s, operator: Exists, effect: NoSchedule}
-`, puller.HostnameLabel, rn.name, startupTaintKey)), 0o644); err != nil {
+      containers:
+      - name: fledged
+        args: [--leader-elect, --metrics-bind-address=:8080, --health-probe-bind-address=:8081, --v=2,
+          "--job-tolerations=%s:NoSchedule"]
+`, puller.HostnameLabel, rn.name, startupTaintKey, startupTaintKey)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("make", "--no-print-directory", "deploy", "FLEDGED_IMAGE="+rn.helperImage)

@@ -149,12 +149,15 @@ func (rn *realNode) pullSecretOf(t *testing.T, ns, name, user, password string) 
 }
 
 // controller runs fledged with the project's image as helper and remover,
-// the node's containerd socket for the delete Jobs, and the node's limit of
-// listed images (hack/real-node-up.sh: it lists them all).
+// the node's containerd socket for the delete Jobs, the node's limit of
+// listed images (hack/real-node-up.sh: it lists them all), and its Jobs
+// tolerating the startup taint the node registers with (only
+// TestRealNodeStartupTaint has the controller remove it).
 func (rn *realNode) controller(t *testing.T, args ...string) *controllerProc {
 	t.Helper()
 	return startController(t, append([]string{"--helper-image=" + rn.helperImage, "--cri-socket-path=" + rn.socket,
-		"--image-pull-deadline-duration=20s", "--node-status-max-images=-1"}, args...)...)
+		"--image-pull-deadline-duration=20s", "--node-status-max-images=-1", "--job-tolerations=" + warmingTaint + ":NoSchedule"},
+		args...)...)
 }
 
 // restartKubelet starts the node's kubelet again, with these lines added to
@@ -332,17 +335,24 @@ func TestRealNodeNoShellImage(t *testing.T) {
 }
 
 // TestRealNodePullFailures: a missing tag and an unknown repository fail
-// with the kubelet's real message, while the good image of the same batch is
-// cached.
+// with ImageNotFound and the kubelet's real message as soon as the kubelet
+// says so, under the default deadlines (5m a pull), while the good image of
+// the same batch is cached.
 func TestRealNodePullFailures(t *testing.T) {
 	rn := needRealNode(t)
 	ns := newNamespace(t, "real-fail")
 	good := rn.image(t, "shell", "e2e/shell:batch", false)
 	missingTag := rn.registry + "/e2e/shell:no-such-tag"
 	unknownRepo := rn.registry + "/e2e/no-such-repository:v1"
-	rn.controller(t)
+	rn.controller(t, "--image-pull-deadline-duration=5m", "--job-start-deadline=2m")
+	start := time.Now()
 	applyCache(t, ns, imageList(good, missingTag, unknownRepo)+onRealNode(rn))
 	ic := waitIC(t, ns, "app", 3*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
+	took := time.Since(start)
+	t.Logf("Failed in %v: %s", took.Round(100*time.Millisecond), ic.Status.Message)
+	if took > 30*time.Second {
+		t.Errorf("the cache failed after %v, want within 30s of its creation", took.Round(time.Second))
+	}
 	if p := ic.Status.Pulls; p.Succeeded != 1 || p.Failed != 2 {
 		t.Errorf("pulls %+v, want 1 succeeded and 2 failed", p)
 	}
@@ -356,27 +366,37 @@ func TestRealNodePullFailures(t *testing.T) {
 			t.Errorf("failures for %s: %+v, want one on %s", img, fs, rn.name)
 			continue
 		}
-		if fs[0].Reason != "ErrImagePull" && fs[0].Reason != "ImagePullBackOff" || !notFound.MatchString(fs[0].Message) {
-			t.Errorf("failure for %s: %s %q, want the kubelet's ErrImagePull ... not found", img, fs[0].Reason, fs[0].Message)
+		if fs[0].Reason != puller.ReasonImageNotFound || !notFound.MatchString(fs[0].Message) {
+			t.Errorf("failure for %s: %s %q, want ImageNotFound with the kubelet's ... not found", img, fs[0].Reason, fs[0].Message)
 		}
 		t.Logf("%s: %s: %s", img, fs[0].Reason, fs[0].Message)
 	}
 }
 
 // TestRealNodeWrongPullSecret: a pull secret with the wrong password fails
-// the private image with an authorization message.
+// the private image with Unauthorized and the kubelet's message as soon as
+// the kubelet says so, under the default deadlines.
 func TestRealNodeWrongPullSecret(t *testing.T) {
 	rn := needRealNode(t)
 	ns := newNamespace(t, "real-auth")
 	img := rn.image(t, "shell", "e2e/private:wrong-secret", true)
 	rn.pullSecret(t, ns, "registry-auth", "not-the-password")
-	rn.controller(t)
+	rn.controller(t, "--image-pull-deadline-duration=5m", "--job-start-deadline=2m")
+	start := time.Now()
 	applyCacheSpec(t, ns, "  imagePullSecrets: [{name: registry-auth}]\n  cacheSpec:\n"+imageList(img)+onRealNode(rn))
 	ic := waitIC(t, ns, "app", 3*time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
+	took := time.Since(start)
+	if took > 30*time.Second {
+		t.Errorf("the cache failed after %v, want within 30s of its creation", took.Round(time.Second))
+	}
 	fs := ic.Status.Failures[img]
 	if len(fs) != 1 || fs[0].Node != rn.name {
 		t.Fatalf("failures for %s: %+v, want one on %s", img, fs, rn.name)
 	}
+	if fs[0].Reason != puller.ReasonUnauthorized {
+		t.Errorf("failure reason %s, want %s", fs[0].Reason, puller.ReasonUnauthorized)
+	}
+	t.Logf("Failed in %v", took.Round(100*time.Millisecond))
 	if !regexp.MustCompile(`(?i)unauthori[sz]ed|401|authoriz|denied`).MatchString(fs[0].Message) {
 		t.Errorf("failure %s %q does not speak of authorization", fs[0].Reason, fs[0].Message)
 	}

@@ -346,7 +346,7 @@ func TestControllerPullFailure(t *testing.T) {
 	writePod(t, pod)
 	ic := waitStatus(t, ns, "bad", v1alpha2.ImageCacheActionStatusFailed, 20*time.Second)
 	got := ic.Status.Failures["ghcr.io/org/missing:v9"]
-	if len(got) != 1 || got[0].Node != node || got[0].Reason != "ErrImagePull" || got[0].Message != msg {
+	if len(got) != 1 || got[0].Node != node || got[0].Reason != puller.ReasonImageNotFound || got[0].Message != msg {
 		t.Errorf("failures %+v", ic.Status.Failures)
 	}
 	if ic.Status.Message != "Pulled 0 of 1 images on 1 node; 1 failed" {

@@ -68,15 +68,29 @@ type Config struct {
 	CRISocketPath string
 	// DeleteJobHostNetwork runs delete Jobs in the host's network.
 	DeleteJobHostNetwork bool
+	// HelperArchitectures are the kubernetes.io/arch values the helper
+	// image has; nodes of others are skipped (empty: none is).
+	HelperArchitectures []string
 	// NodeStatusMaxImages is the most images the kubelets list in a node's
 	// status (their nodeStatusMaxImages; -1: all). A node that lists fewer
 	// lists every image it has (pullingProvesAbsence).
 	NodeStatusMaxImages int
 }
 
+// NodeFilter says which nodes the pull pods of this configuration can run
+// on.
+func (cfg Config) NodeFilter() NodeFilter {
+	return NodeFilter{Architectures: cfg.HelperArchitectures, Tolerations: cfg.Puller.Tolerations}
+}
+
+// NodeFilter says which nodes the controller's pull pods can run on.
+func (c *Controller) NodeFilter() NodeFilter { return c.filter }
+
 // Controller reconciles ImageCaches.
 type Controller struct {
-	cfg        Config
+	cfg Config
+	// filter says which nodes the pull pods can run on.
+	filter     NodeFilter
 	kubeClient kubernetes.Interface
 	client     clientset.Interface
 
@@ -117,6 +131,7 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	c := &Controller{
 		cfg:        cfg,
+		filter:     cfg.NodeFilter(),
 		kubeClient: kubeClient,
 		client:     client,
 		icLister:   icInformer.Lister(),
@@ -249,7 +264,7 @@ func (c *Controller) nodeChanged(logger klog.Logger, oldObj, newObj any) {
 	}
 	if oldNode != nil && newNode != nil {
 		if equality.Semantic.DeepEqual(oldNode.Labels, newNode.Labels) &&
-			nodeSkipReason(oldNode) == nodeSkipReason(newNode) &&
+			c.filter.SkipReason(oldNode) == c.filter.SkipReason(newNode) &&
 			len(oldNode.Status.Images) == len(newNode.Status.Images) &&
 			equality.Semantic.DeepEqual(oldNode.Status.Images, newNode.Status.Images) {
 			return // a heartbeat

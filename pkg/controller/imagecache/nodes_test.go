@@ -19,7 +19,11 @@ import (
 // trims nodes as the binary's informer does), and nothing else.
 func TestTrimmedNodeCountsTagAndDigestAsPresent(t *testing.T) {
 	digest := "sha256:" + strings.Repeat("b", 64)
-	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web",
+	cfg := testConfig()
+	// BusyNode's taint.
+	cfg.Puller.Tolerations = append(cfg.Puller.Tolerations, corev1.Toleration{Key: "dedicated", Operator: corev1.TolerationOpEqual,
+		Value: "web", Effect: corev1.TaintEffectNoSchedule})
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web",
 		withImages("registry.example.com/team-1/service-001:1.2.1", "registry.example.com/team-2/service-002@sha256:"+fmt.Sprintf("%064x", 3),
 			"ghcr.io/org/app@"+digest, "ghcr.io/org/app:2", "redis:7"))},
 		newNode("node-a", withNodeImages("ghcr.io/org/app@"+digest, "ghcr.io/org/app:1")),

@@ -14,13 +14,10 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// Reasons of our own for a node that cannot take a pull now, or an image
-// that cannot be pulled at all.
+// Reasons of our own for an image that cannot be pulled at all, and events
+// (nodes.go has those of a node that cannot take a pull).
 const (
-	reasonNodeNotReady     = "NodeNotReady"
-	reasonNodeDeleting     = "NodeDeleting"
 	reasonPurgeEnded       = "PurgeEnded"
-	reasonNoHostnameLabel  = "NoHostnameLabel"
 	reasonInvalidImageName = "InvalidImageName"
 	reasonUnknownRuntime   = "UnknownRuntime"
 	reasonJobRejected      = "JobRejected"
@@ -72,25 +69,6 @@ func (p *plan) wants(node, key string) bool {
 	return i < len(w.images) && w.images[i].key == key
 }
 
-// nodeSkipReason says why a node cannot take a pull now, or "" if it can.
-func nodeSkipReason(n *corev1.Node) string {
-	if n.DeletionTimestamp != nil {
-		return reasonNodeDeleting
-	}
-	if n.Labels[puller.HostnameLabel] == "" {
-		return reasonNoHostnameLabel
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			if c.Status == corev1.ConditionTrue {
-				return ""
-			}
-			break
-		}
-	}
-	return reasonNodeNotReady
-}
-
 // makePlan works out what this pass works on: the desired pulls of the spec
 // on the nodes of now, the operation under way, the ledger trimmed to the
 // pairs the operation still cares about, and the failures that still hold.
@@ -99,7 +77,7 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 	if err != nil {
 		return err
 	}
-	s.plan = computePlan(s.ic, nodes)
+	s.plan = computePlan(s.ic, nodes, c.filter)
 	s.nodes = make(map[string]*corev1.Node, len(nodes))
 	for _, n := range nodes {
 		s.nodes[n.Name] = n
@@ -115,8 +93,9 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 	return nil
 }
 
-// computePlan works out the desired pulls from the spec and the nodes.
-func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
+// computePlan works out the desired pulls from the spec and the nodes, and
+// why the nodes that cannot take a pull cannot (filter).
+func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node, filter NodeFilter) *plan {
 	p := &plan{
 		nodes:        map[string]*nodeWant{},
 		invalid:      map[string]string{},
@@ -155,7 +134,7 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node) *plan {
 			}
 			w := p.nodes[n.Name]
 			if w == nil {
-				w = &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], skip: nodeSkipReason(n),
+				w = &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], skip: filter.SkipReason(n),
 					images: append([]wantedImage(nil), valid...)}
 				p.nodes[n.Name] = w
 			} else {
@@ -200,11 +179,12 @@ type Wanted struct{ Image, Key string }
 
 // WantedOn lists the images a cache wants on a node, each once, and counts
 // the images of the entries that select the node that the normaliser
-// refuses; matched says whether any entry selects the node.
-func WantedOn(ic *v1alpha2.ImageCache, n *corev1.Node) (wanted []Wanted, invalid int, matched bool) {
-	p := computePlan(ic, []*corev1.Node{n})
+// refuses; matched says whether any entry selects a node that can ever take
+// a pull (filter: not one whose platform the helper image lacks).
+func WantedOn(ic *v1alpha2.ImageCache, n *corev1.Node, filter NodeFilter) (wanted []Wanted, invalid int, matched bool) {
+	p := computePlan(ic, []*corev1.Node{n}, filter)
 	w := p.nodes[n.Name]
-	if w == nil {
+	if w == nil || NeverPulls(w.skip) {
 		return nil, 0, false
 	}
 	for _, wi := range w.images {

@@ -278,7 +278,7 @@ func (o *pullOp) removals() []removal {
 			continue
 		}
 		n := s.nodes[name]
-		if nodeSkipReason(n) != "" {
+		if o.c.filter.SkipReason(n) != "" {
 			continue
 		}
 		out = append(out, removal{want: &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -190,6 +191,8 @@ type pullCounts struct {
 	v1alpha2.PullCounts
 	failedByImage map[string]int
 	skippedNodes  int
+	// skippedBy counts the nodes skipped, by reason.
+	skippedBy map[string]int
 	// removals is the number of (node, image) removals of images dropped
 	// from the spec still to do.
 	removals int
@@ -200,7 +203,7 @@ type pullCounts struct {
 }
 
 func countPulls(p *plan, led *ledger.Ledger) pullCounts {
-	c := pullCounts{failedByImage: map[string]int{}}
+	c := pullCounts{failedByImage: map[string]int{}, skippedBy: map[string]int{}}
 	for name, w := range p.nodes {
 		skipped := false
 		for _, wi := range w.images {
@@ -225,6 +228,7 @@ func countPulls(p *plan, led *ledger.Ledger) pullCounts {
 		}
 		if skipped {
 			c.skippedNodes++
+			c.skippedBy[w.skip]++
 		}
 	}
 	for img, nodes := range p.invalidNodes {
@@ -407,7 +411,8 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 		fmt.Fprintf(&b, "; %d pending", c.Pending)
 	}
 	if c.Skipped > 0 {
-		fmt.Fprintf(&b, "; %d skipped on %d %s not ready", c.Skipped, c.skippedNodes, message.Plural(c.skippedNodes, "node", "nodes"))
+		fmt.Fprintf(&b, "; %d skipped on %d %s %s", c.Skipped, c.skippedNodes, message.Plural(c.skippedNodes, "node", "nodes"),
+			skippedWhy(c.skippedBy))
 	}
 	if c.removals > 0 {
 		fmt.Fprintf(&b, "; removing %d dropped from the spec", c.removals)
@@ -451,4 +456,23 @@ func dropLists(st *v1alpha2.ImageCacheStatus) {
 		st.OmittedFailures[img] += int32(len(list))
 	}
 	st.Failures, st.Kept = nil, nil
+}
+
+// skippedWhy says why nodes were skipped: "not ready", or, for more than one
+// reason, "(2 not ready, 1 cordoned)", the most common first.
+func skippedWhy(by map[string]int) string {
+	counts := map[string]int{}
+	for reason, n := range by {
+		counts[skipPhrases[reason]] += n
+	}
+	phrases := sortedKeys(counts)
+	if len(phrases) == 1 {
+		return phrases[0]
+	}
+	sort.SliceStable(phrases, func(i, j int) bool { return counts[phrases[i]] > counts[phrases[j]] })
+	parts := make([]string, len(phrases))
+	for i, p := range phrases {
+		parts[i] = fmt.Sprintf("%d %s", counts[p], p)
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
 }

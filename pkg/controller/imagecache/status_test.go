@@ -30,8 +30,15 @@ func TestStatusMessage(t *testing.T) {
 		{"failed and pending", "Pulled", counts(6, 2, 0, 1, 3, 0), 3, "Pulled 2 of 6 images on 3 nodes; 1 failed; 3 pending"},
 		{"failures not listed", "Pulled", with(counts(6, 5, 0, 1, 0, 0), func(c *pullCounts) { c.omitted = 1 }), 3,
 			"Pulled 5 of 6 images on 3 nodes; 1 failed (1 not listed in status.failures)"},
-		{"skipped", "Pulled", with(counts(4, 2, 0, 0, 0, 2), func(c *pullCounts) { c.skippedNodes = 1 }), 2,
-			"Pulled 2 of 4 images on 2 nodes; 2 skipped on 1 node not ready"},
+		{"skipped", "Pulled", with(counts(4, 2, 0, 0, 0, 2), func(c *pullCounts) {
+			c.skippedNodes, c.skippedBy = 1, map[string]int{reasonNodeNotReady: 1}
+		}), 2, "Pulled 2 of 4 images on 2 nodes; 2 skipped on 1 node not ready"},
+		{"skipped for two reasons", "Pulled", with(counts(8, 2, 0, 0, 0, 6), func(c *pullCounts) {
+			c.skippedNodes, c.skippedBy = 4, map[string]int{reasonNodeNotReady: 1, reasonPurgeEnded: 1, reasonUnsupportedOS: 2}
+		}), 5, "Pulled 2 of 8 images on 5 nodes; 6 skipped on 4 nodes (2 not Linux, 2 not ready)"},
+		{"skipped, cordoned", "Pulled", with(counts(2, 0, 0, 0, 0, 2), func(c *pullCounts) {
+			c.skippedNodes, c.skippedBy = 1, map[string]int{reasonNodeUnschedulable: 1}
+		}), 1, "Pulled 0 of 2 images on 1 node; 2 skipped on 1 node cordoned"},
 		{"removals left", "Pulled", with(counts(2, 2, 0, 0, 0, 0), func(c *pullCounts) { c.removals = 3 }), 1,
 			"Pulled 2 of 2 images on 1 node; removing 3 dropped from the spec"},
 		{"purge, kept for both reasons", "Removed", with(counts(5, 5, 3, 0, 0, 0), func(c *pullCounts) {
@@ -50,7 +57,7 @@ func TestStatusMessage(t *testing.T) {
 func TestCountPulls(t *testing.T) {
 	ic := newImageCache("web", withImages("a", "b"), withSelectedImages(map[string]string{"gpu": "yes"}, "c", "INVALID:x"))
 	nodes := []*corev1.Node{newNode("n1"), newNode("n2", withLabels("gpu", "yes")), newNode("n3", notReady())}
-	p := computePlan(ic, nodes)
+	p := computePlan(ic, nodes, testConfig().NodeFilter())
 	key := func(img string) string { return p.nodes["n1"].images[map[string]int{"a": 0, "b": 1}[img]].key }
 	for _, tc := range []struct {
 		name   string

@@ -63,7 +63,7 @@ func TestNewCacheCreatesPinnedJobs(t *testing.T) {
 		if diff := cmp.Diff(map[string]string{"kubernetes.io/hostname": node}, spec.NodeSelector); diff != "" {
 			t.Errorf("%s: nodeSelector (-want +got):\n%s", node, diff)
 		}
-		if diff := cmp.Diff([]corev1.Toleration{{Operator: corev1.TolerationOpExists}}, spec.Tolerations); diff != "" {
+		if diff := cmp.Diff(puller.DefaultTolerations(), spec.Tolerations); diff != "" {
 			t.Errorf("%s: tolerations (-want +got):\n%s", node, diff)
 		}
 		if diff := cmp.Diff([]corev1.LocalObjectReference{{Name: "regcred"}}, spec.ImagePullSecrets); diff != "" {
@@ -211,15 +211,17 @@ func TestAllSucceeded(t *testing.T) {
 	}
 }
 
-// TestPullFailureAtDeadline: a container waiting with ErrImagePull when the
-// controller's deadline comes gives Failed, with the kubelet's reason and
-// message in failures, recorded on the Job before it is ended.
+// TestPullFailureAtDeadline: a container waiting with ErrImagePull for a
+// reason that may pass (here a timeout) when the controller's deadline comes
+// gives Failed, with the kubelet's reason and message in failures, recorded
+// on the Job before it is ended.
 func TestPullFailureAtDeadline(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "ghcr.io/org/missing:v9"))},
 		newNode("node-a"))
 	f.syncStarted("web", wCreateJob)
 	job := f.jobs()[0]
-	msg := `rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/org/missing:v9": not found`
+	msg := `rpc error: code = Unknown desc = failed to pull and unpack image "ghcr.io/org/missing:v9": failed to resolve reference ` +
+		`"ghcr.io/org/missing:v9": failed to do request: Head "https://ghcr.io/v2/org/missing/manifests/v9": dial tcp 140.82.1.1:443: i/o timeout`
 	states := map[string]corev1.ContainerState{}
 	for i, img := range jobImages(t, &job) {
 		if img == "ghcr.io/org/missing:v9" {
@@ -1063,4 +1065,66 @@ func TestJobEventsOfALargeCacheAreBatched(t *testing.T) {
 	}
 	f.clock.Step(time.Millisecond)
 	next("big")
+}
+
+// TestPermanentPullFailureFailsAtOnce: a tag that does not exist fails its
+// pair as soon as the kubelet says so, with ImageNotFound and the kubelet's
+// message, and once the rest of the batch is settled the Job is ended with
+// its outcome recorded: the cache is Failed in the pass that reads it, not
+// at the pull deadline.
+func TestPermanentPullFailureFailsAtOnce(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "ghcr.io/org/app:no-such-tag",
+		"redis:7"))}, newNode("node-a"))
+	f.syncStarted("web", wCreateJob)
+	job := f.jobs()[0]
+	msg := `rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/org/app:no-such-tag": ` +
+		`failed to resolve reference "ghcr.io/org/app:no-such-tag": ghcr.io/org/app:no-such-tag: not found`
+	states := map[string]corev1.ContainerState{}
+	for i, img := range jobImages(t, &job) {
+		switch img {
+		case "ghcr.io/org/app:no-such-tag":
+			states[puller.ContainerName(i)] = waiting("ErrImagePull", msg)
+		case "nginx:1.27":
+			states[puller.ContainerName(i)] = terminatedOK(t0.Add(2 * time.Second))
+		}
+	}
+	f.podWith(job, states)
+	// redis is still pulling: the failure is recorded, the Job goes on.
+	f.clock.Step(3 * time.Second)
+	f.sync("web", wStatus)
+	st := f.imageCache("web").Status
+	want := map[string]v1alpha2.NodeReasonMessageList{
+		"ghcr.io/org/app:no-such-tag": {{Node: "node-a", Reason: puller.ReasonImageNotFound, Message: msg}},
+	}
+	if diff := cmp.Diff(want, st.Failures); diff != "" {
+		t.Errorf("failures while redis pulls (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(v1alpha2.PullCounts{Desired: 3, Succeeded: 1, Failed: 1, Pending: 1}, st.Pulls); diff != "" {
+		t.Errorf("counts while redis pulls (-want +got):\n%s", diff)
+	}
+
+	// redis is pulled: the pod would wait for ever on the missing tag, so
+	// the Job is ended now.
+	pod, err := f.kube.CoreV1().Pods(testNS).Get(f.ctx, job.Name+"-abcde", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pod.Status.ContainerStatuses {
+		if cs := &pod.Status.ContainerStatuses[i]; cs.Image == "redis:7" {
+			cs.State = terminatedOK(t0.Add(3 * time.Second))
+		}
+	}
+	if _, err := f.kube.CoreV1().Pods(testNS).UpdateStatus(f.ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clock.Step(time.Second)
+	f.sync("web", wDeleteJob, wPatchJob, wStatus)
+	st = f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.Message != "Pulled 2 of 3 images on 1 node; 1 failed" {
+		t.Errorf("after redis: %s %q", st.Status, st.Message)
+	}
+	if diff := cmp.Diff(want, st.Failures); diff != "" {
+		t.Errorf("failures (-want +got):\n%s", diff)
+	}
 }

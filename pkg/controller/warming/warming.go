@@ -50,6 +50,9 @@ const (
 type Controller struct {
 	taint   string
 	timeout time.Duration
+	// filter says which nodes can ever take a pull: one that cannot is
+	// released at once.
+	filter imagecache.NodeFilter
 
 	kubeClient kubernetes.Interface
 	icLister   iclisters.ImageCacheLister
@@ -68,9 +71,9 @@ type Controller struct {
 }
 
 // New builds the controller for the NoSchedule taint of key taint, released
-// at the latest timeout after the node is first seen, and registers its
-// event handlers.
-func New(taint string, timeout time.Duration, kubeClient kubernetes.Interface, icInformer icinformers.ImageCacheInformer,
+// at the latest timeout after the node is first seen, with the filter of the
+// nodes the pulls can run on, and registers its event handlers.
+func New(taint string, timeout time.Duration, filter imagecache.NodeFilter, kubeClient kubernetes.Interface, icInformer icinformers.ImageCacheInformer,
 	nodeInformer coreinformers.NodeInformer, recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
 	if taint == "" {
 		return nil, errors.New("the startup taint must be set")
@@ -79,7 +82,7 @@ func New(taint string, timeout time.Duration, kubeClient kubernetes.Interface, i
 	if wt, ok := clk.(clock.WithTicker); ok {
 		ticker = wt
 	}
-	c := &Controller{taint: taint, timeout: timeout, kubeClient: kubeClient,
+	c := &Controller{taint: taint, timeout: timeout, filter: filter, kubeClient: kubeClient,
 		icLister: icInformer.Lister(), nodeLister: nodeInformer.Lister(),
 		synced:   []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced},
 		recorder: recorder, clock: clk, tainted: map[string]bool{}, firstSeen: map[types.UID]time.Time{},
@@ -213,7 +216,7 @@ func (c *Controller) pending(node *corev1.Node) ([]string, int, error) {
 		if ic.DeletionTimestamp != nil || ic.Status.Reason == v1alpha2.ImageCacheReasonPurge || imagecache.RefusedTooLarge(ic) {
 			continue
 		}
-		wanted, invalid, matched := imagecache.WantedOn(ic, node)
+		wanted, invalid, matched := imagecache.WantedOn(ic, node, c.filter)
 		if !matched {
 			continue
 		}

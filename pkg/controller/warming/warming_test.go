@@ -23,9 +23,11 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	fledgedfake "kubefledged.io/kube-fledged/pkg/client/clientset/versioned/fake"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
@@ -45,6 +47,11 @@ type fixture struct {
 	recorder *record.FakeRecorder
 }
 
+// testFilter is the filter of a controller run with the startup taint.
+var testFilter = imagecache.NodeFilter{Architectures: []string{"amd64", "arm64"},
+	Tolerations: append(puller.DefaultTolerations(), corev1.Toleration{Key: testTaint, Operator: corev1.TolerationOpExists,
+		Effect: corev1.TaintEffectNoSchedule})}
+
 func newFixture(t *testing.T, caches []*v1alpha2.ImageCache, nodes ...*corev1.Node) *fixture {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
@@ -59,7 +66,7 @@ func newFixture(t *testing.T, caches []*v1alpha2.ImageCache, nodes ...*corev1.No
 	f.kube, f.client = kubefake.NewClientset(kubeObjs...), fledgedfake.NewClientset(icObjs...)
 	f.kubeInf = kubeinformers.NewSharedInformerFactory(f.kube, 0)
 	f.icInf = icinformers.NewSharedInformerFactory(f.client, 0)
-	c, err := New(testTaint, 10*time.Minute, f.kube, f.icInf.Kubefledged().V1alpha2().ImageCaches(),
+	c, err := New(testTaint, 10*time.Minute, testFilter, f.kube, f.icInf.Kubefledged().V1alpha2().ImageCaches(),
 		f.kubeInf.Core().V1().Nodes(), f.recorder, f.clock)
 	if err != nil {
 		t.Fatal(err)
@@ -339,5 +346,30 @@ func TestNodeEventsEnqueue(t *testing.T) {
 	f.c.cacheChanged()
 	if n := f.c.queue.Len(); n != 0 {
 		t.Errorf("after node-a's deletion: queue %d, want 0", n)
+	}
+}
+
+// TestStartupTaintNodeThePullsNeverRunOn: a node whose operating system or
+// architecture the helper image lacks is released at once, as one no cache
+// matches; a cordoned one is held like any other until its pulls settle.
+func TestStartupTaintNodeThePullsNeverRunOn(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		node    fledgedtest.NodeOption
+		release bool
+	}{
+		{"windows", fledgedtest.WithLabels(corev1.LabelOSStable, "windows"), true},
+		{"s390x", fledgedtest.WithLabels(corev1.LabelOSStable, "linux", corev1.LabelArchStable, "s390x"), true},
+		{"arm64", fledgedtest.WithLabels(corev1.LabelOSStable, "linux", corev1.LabelArchStable, "arm64"), false},
+		{"cordoned", func(n *corev1.Node) { n.Spec.Unschedulable = true }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, []*v1alpha2.ImageCache{fledgedtest.NewImageCache("team-a", "web", fledgedtest.WithImages("nginx"))},
+				fledgedtest.NewNode("node-a", fledgedtest.WithTaints(testTaint), tc.node))
+			writes, _ := f.step("node-a")
+			if got := len(writes) == 1; got != tc.release {
+				t.Errorf("released: %v (%s), want %v", got, describe(writes), tc.release)
+			}
+		})
 	}
 }
