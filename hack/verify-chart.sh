@@ -22,11 +22,13 @@ all=(--set replicaCount=3 --set logging.format=json --set startupTaint.enabled=t
   --set controller.criSocketPath=/run/containerd/containerd.sock --set controller.jobRetentionPolicy=retain
   --set-json controller.kubeAPIQPS=20.5 --set podDisruptionBudget.enabled=false
   --set-json 'controller.jobTolerations=["nvidia.com/gpu:NoSchedule","dedicated=cache"]'
-  --set-json 'controller.helperImageArchitectures=["amd64"]' --set controller.nodeStatusMaxImages=-1)
+  --set-json 'controller.helperImageArchitectures=["amd64"]' --set controller.nodeStatusMaxImages=-1
+  --set 'controller.jobContainerRequests=cpu=50m\,memory=32Mi' --set controller.jobContainerLimits=memory=128Mi)
 out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" "${all[@]}")"
 for want in "kind: ServiceMonitor" "kind: ValidatingAdmissionPolicy" "name: kube-fledged-edit" "--logging-format=json" \
   "--images-per-job=5" "--kube-api-qps=20.5" "@sha256:" "--job-tolerations=nvidia.com/gpu:NoSchedule,dedicated=cache" \
-  "--helper-image-architectures=amd64" "--node-status-max-images=-1"; do
+  "--helper-image-architectures=amd64" "--node-status-max-images=-1" "--job-container-requests=cpu=50m,memory=32Mi" \
+  "--job-container-limits=memory=128Mi"; do
   grep -qF -- "${want}" <<<"${out}" || { echo "verify-chart: with every option on, the chart does not render ${want}" >&2; exit 1; }
 done
 for unwanted in "kind: Namespace" "kind: PodDisruptionBudget"; do
@@ -49,6 +51,7 @@ controller.imagePullDeadline=5min       /controller/imagePullDeadline
 logging.format=xml                      /logging/format
 controller.maxInFlightJobs=many         /controller/maxInFlightJobs
 controller.nodeStatusMaxImages=-2       /controller/nodeStatusMaxImages
+controller.jobContainerRequests=cpu     /controller/jobContainerRequests
 replicas=3                              'replicas' not allowed
 "
 while read -r value says; do

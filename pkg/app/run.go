@@ -101,6 +101,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 			DeleteNamespace:          o.Namespace,
 			DeleteServiceAccountName: o.DeleteJobServiceAccountName,
 			Tolerations:              JobTolerations(o),
+			Resources:                jobResources(o),
 		},
 		HelperArchitectures:  o.HelperImageArchitectures,
 		ImagesPerJob:         o.ImagesPerJob,
@@ -123,6 +124,18 @@ func JobTolerations(o *options.Options) []corev1.Toleration {
 	}
 	more, _ := puller.ParseTolerations(o.JobTolerations)
 	return append(out, more...)
+}
+
+// jobResources are every pull and delete container's requests and limits
+// (validated before).
+func jobResources(o *options.Options) corev1.ResourceRequirements {
+	requests, _ := puller.ParseResources(o.JobContainerRequests)
+	limits, _ := puller.ParseResources(o.JobContainerLimits)
+	if requests == nil && limits == nil {
+		// Neither: no requests nor limits at all, not the defaults.
+		requests = corev1.ResourceList{}
+	}
+	return corev1.ResourceRequirements{Requests: requests, Limits: limits}
 }
 
 // ErrLeadershipLost is returned by Run when this process stopped leading:

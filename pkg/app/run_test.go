@@ -31,3 +31,16 @@ func TestJobTolerations(t *testing.T) {
 		t.Errorf("controller config: architectures %v, tolerations %v", cfg.HelperArchitectures, cfg.Puller.Tolerations)
 	}
 }
+
+// TestJobResources: the flags' defaults are puller.DefaultResources; both
+// emptied, the containers ask for nothing.
+func TestJobResources(t *testing.T) {
+	o := options.New()
+	if got := ControllerConfig(o).Puller.Resources; !cmp.Equal(got, puller.DefaultResources()) {
+		t.Errorf("by default: %v, want %v", got, puller.DefaultResources())
+	}
+	o.JobContainerRequests, o.JobContainerLimits = "", ""
+	if got := ControllerConfig(o).Puller.Resources; len(got.Requests) != 0 || len(got.Limits) != 0 || got.Requests == nil {
+		t.Errorf("emptied: %#v, want no request or limit", got)
+	}
+}

@@ -63,6 +63,10 @@ type Options struct {
 	// HelperImageArchitectures are the kubernetes.io/arch values the
 	// helper image has.
 	HelperImageArchitectures []string
+	// JobContainerRequests and JobContainerLimits are every pull and
+	// delete container's, NAME=QUANTITY,... (puller.ParseResources).
+	JobContainerRequests string
+	JobContainerLimits   string
 
 	ImagesPerJob    int
 	MaxInFlightJobs int
@@ -107,6 +111,8 @@ func New() *Options {
 		NodeStartupTaintTimeout:     10 * time.Minute,
 		NodeStatusMaxImages:         50,
 		HelperImageArchitectures:    []string{"amd64", "arm64"},
+		JobContainerRequests:        "cpu=10m,memory=16Mi",
+		JobContainerLimits:          "memory=64Mi",
 		ImageCacheRefreshPeriod:     15 * time.Minute,
 		ImagePullPolicy:             string(corev1.PullIfNotPresent),
 		JobRetentionPolicy:          RetentionDelete,
@@ -149,6 +155,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.NodeStatusMaxImages, "node-status-max-images", o.NodeStatusMaxImages, "The most images the kubelets list in a node's status (their nodeStatusMaxImages; -1: all). Only on a node that lists fewer does a kubelet of 1.33 or later prove, by pulling, that an image was not there, so that a purge may remove it; set it to the kubelets' value, or lower.")
 	fs.StringSliceVar(&o.JobTolerations, "job-tolerations", o.JobTolerations, "Tolerations of the pull and delete pods beyond a DaemonSet's (not-ready and unreachable NoExecute; disk-, memory- and PID-pressure NoSchedule) and the --node-startup-taint: KEY[=VALUE][:EFFECT], or * for every taint. A node with a NoSchedule or NoExecute taint they do not tolerate is skipped until the taint goes; a cordoned node, or one whose network is not ready, is skipped whatever they tolerate.")
 	fs.StringSliceVar(&o.HelperImageArchitectures, "helper-image-architectures", o.HelperImageArchitectures, "The kubernetes.io/arch values the helper image has; nodes of other architectures, and nodes not of kubernetes.io/os linux, are skipped. Empty: any architecture.")
+	fs.StringVar(&o.JobContainerRequests, "job-container-requests", o.JobContainerRequests, "Resource requests of every container of the pull and delete pods, NAME=QUANTITY,...; a pull Job of N images requests N times as much, from the namespace's quota.")
+	fs.StringVar(&o.JobContainerLimits, "job-container-limits", o.JobContainerLimits, "Resource limits of every container of the pull and delete pods, NAME=QUANTITY,...")
 	fs.IntVar(&o.ImagesPerJob, "images-per-job", o.ImagesPerJob, "The most images one pull Job pulls onto its node.")
 	fs.IntVar(&o.MaxInFlightJobs, "max-in-flight-jobs", o.MaxInFlightJobs, "The most pull and delete Jobs whose pods have not finished, across the cluster.")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "ImageCaches reconciled in parallel.")
@@ -208,6 +216,19 @@ func (o *Options) Validate() error {
 	for _, a := range o.HelperImageArchitectures {
 		if errs2 := validation.IsValidLabelValue(a); a == "" || len(errs2) > 0 {
 			errs = append(errs, fmt.Errorf("--helper-image-architectures: %q is not an architecture", a))
+		}
+	}
+	requests, errReq := puller.ParseResources(o.JobContainerRequests)
+	if errReq != nil {
+		errs = append(errs, fmt.Errorf("--job-container-requests: %w", errReq))
+	}
+	limits, errLim := puller.ParseResources(o.JobContainerLimits)
+	if errLim != nil {
+		errs = append(errs, fmt.Errorf("--job-container-limits: %w", errLim))
+	}
+	for name, req := range requests {
+		if lim, ok := limits[name]; ok && req.Cmp(lim) > 0 {
+			errs = append(errs, fmt.Errorf("--job-container-requests: %s %s is above its limit %s", name, req.String(), lim.String()))
 		}
 	}
 	if o.NodeStatusMaxImages < -1 {

@@ -74,6 +74,9 @@ func TestInvalidValues(t *testing.T) {
 		"--node-status-max-images=-2":                    "--node-status-max-images",
 		"--job-tolerations=dedicated:Sometimes":          "--job-tolerations",
 		"--helper-image-architectures=amd64,":            "--helper-image-architectures",
+		"--job-container-requests=cpu":                   "--job-container-requests",
+		"--job-container-limits=memory=lots":             "--job-container-limits",
+		"--job-container-requests=memory=128Mi":          "--job-container-requests",
 		"--image-delete-job-service-account-name=Bad_SA": "--image-delete-job-service-account-name",
 		"--logging-format=xml":                           "--logging-format",
 	}

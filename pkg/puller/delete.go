@@ -67,7 +67,7 @@ func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
 			Image:           cfg.HelperImage,
 			ImagePullPolicy: corev1.PullIfNotPresent,
 			Command:         append([]string{"/fledged-cri"}, args...),
-			Resources:       smallResources(),
+			Resources:       cfg.resources(),
 			// The runtime socket belongs to root.
 			SecurityContext: &corev1.SecurityContext{
 				RunAsUser:                ptr.To[int64](0),

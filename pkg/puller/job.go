@@ -59,6 +59,9 @@ type Config struct {
 	// Tolerations are the pull and delete pods' (DefaultTolerations and
 	// the startup taint, unless the flags say otherwise).
 	Tolerations []corev1.Toleration
+	// Resources are every container's of the pull and delete pods (none
+	// set: DefaultResources).
+	Resources corev1.ResourceRequirements
 }
 
 // Batch is one Job's work: images for one node of one cache.
@@ -122,7 +125,7 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 			ImagePullPolicy:          cfg.PullPolicy,
 			Command:                  []string{HelperPath},
 			Args:                     []string{"pulled", img},
-			Resources:                smallResources(),
+			Resources:                cfg.resources(),
 			SecurityContext:          restricted,
 			VolumeMounts:             []corev1.VolumeMount{{Name: helperVolume, MountPath: HelperMountPath, ReadOnly: true}},
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -152,7 +155,7 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 			Image:           cfg.HelperImage,
 			ImagePullPolicy: corev1.PullIfNotPresent,
 			Command:         []string{"/fledged-helper", "install", HelperPath},
-			Resources:       smallResources(),
+			Resources:       cfg.resources(),
 			SecurityContext: restricted,
 			VolumeMounts:    []corev1.VolumeMount{{Name: helperVolume, MountPath: HelperMountPath}},
 		}},

@@ -2,7 +2,9 @@ package puller
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -76,13 +78,47 @@ func (j nodeJob) build(cfg Config, pod corev1.PodSpec) *batchv1.Job {
 	}
 }
 
-// smallResources are the requests and limits of every container the
-// controller runs: each only starts a tiny static binary.
-func smallResources() corev1.ResourceRequirements {
+// DefaultResources are the requests and limits of every container of the
+// pull and delete pods unless the flags say otherwise: each only starts a
+// tiny static binary. A pull Job of N images asks N times as much.
+func DefaultResources() corev1.ResourceRequirements {
 	return corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 	}
+}
+
+// resources are a container's requests and limits: the configuration's,
+// or DefaultResources when it has none.
+func (cfg Config) resources() corev1.ResourceRequirements {
+	if cfg.Resources.Requests == nil && cfg.Resources.Limits == nil {
+		return DefaultResources()
+	}
+	return *cfg.Resources.DeepCopy()
+}
+
+// ParseResources reads a resource list written NAME=QUANTITY,... (say
+// "cpu=10m,memory=16Mi"); empty gives none.
+func ParseResources(spec string) (corev1.ResourceList, error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil
+	}
+	out := corev1.ResourceList{}
+	for _, kv := range strings.Split(spec, ",") {
+		name, value, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%q is not NAME=QUANTITY", kv)
+		}
+		q, err := resource.ParseQuantity(value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if q.Sign() < 0 {
+			return nil, fmt.Errorf("%s: %s is negative", name, value)
+		}
+		out[corev1.ResourceName(name)] = q
+	}
+	return out, nil
 }
 
 // CacheOf names the ImageCache a Job of the controller belongs to.

@@ -8,6 +8,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -301,6 +302,50 @@ func TestPermanentPullFailure(t *testing.T) {
 		got, ok := PermanentPullFailure(tc.reason, tc.message)
 		if got != tc.want || ok != (tc.want != "") {
 			t.Errorf("%s %q: %q %v, want %q", tc.reason, tc.message, got, ok, tc.want)
+		}
+	}
+}
+
+func TestParseResources(t *testing.T) {
+	got, err := ParseResources("cpu=50m, memory=32Mi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("32Mi")}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if got, err := ParseResources(""); got != nil || err != nil {
+		t.Errorf("empty: %v %v", got, err)
+	}
+	for _, bad := range []string{"cpu", "cpu=lots", "=10m", "memory=-1Mi"} {
+		if _, err := ParseResources(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// TestJobContainerResources: every container of a pull and a delete pod
+// has the configured requests and limits, or DefaultResources.
+func TestJobContainerResources(t *testing.T) {
+	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", UID: "u"}}
+	custom := corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}}
+	for _, tc := range []struct {
+		name string
+		set  corev1.ResourceRequirements
+		want corev1.ResourceRequirements
+	}{{"default", corev1.ResourceRequirements{}, DefaultResources()}, {"custom", custom, custom}} {
+		cfg := Config{HelperImage: "helper:v1", Resources: tc.set}
+		pull := NewPullJob(cfg, Batch{Cache: ic, NodeName: "n", Hostname: "n", Images: []string{"a", "b"}, Epoch: 1})
+		del := NewDeleteJob(cfg, DeleteBatch{Cache: ic, NodeName: "n", Hostname: "n", Images: []string{"a"}, Epoch: 1, Socket: "/s"})
+		var containers []corev1.Container
+		for _, spec := range []corev1.PodSpec{pull.Spec.Template.Spec, del.Spec.Template.Spec} {
+			containers = append(append(containers, spec.InitContainers...), spec.Containers...)
+		}
+		for _, c := range containers {
+			if !reflect.DeepEqual(c.Resources, tc.want) {
+				t.Errorf("%s: container %s has %v, want %v", tc.name, c.Name, c.Resources, tc.want)
+			}
 		}
 	}
 }
