@@ -8,15 +8,18 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// DefaultTolerations are those the DaemonSet controller gives every
+// DefaultTolerations are about those the DaemonSet controller gives every
 // DaemonSet pod: a pull goes on when its node stops answering for a while
 // (not-ready and unreachable, NoExecute) and starts on a node under disk,
-// memory or PID pressure. Not the unschedulable taint: a cordoned node is
+// memory or PID pressure. The not-ready and unreachable taints are tolerated
+// with every effect: they follow the node's Ready condition, which the
+// controller reads itself (a node that is not Ready is skipped), and may
+// linger a moment after it. Not the unschedulable taint: a cordoned node is
 // not pulled onto until it is uncordoned.
 func DefaultTolerations() []corev1.Toleration {
 	return []corev1.Toleration{
-		{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
-		{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+		{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists},
+		{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists},
 		{Key: corev1.TaintNodeDiskPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
 		{Key: corev1.TaintNodeMemoryPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
 		{Key: corev1.TaintNodePIDPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
