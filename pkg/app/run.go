@@ -170,11 +170,13 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 		kubeinformers.WithTransform(trim.ForCache))
 	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(trim.ForCache))
 	// The kubelet's "Pulling" events, which show which images a pull pod
-	// brought onto its node (those a purge may remove): one informer per
-	// namespace that holds pull Jobs, made when the controller needs it.
-	pullingEvents := func(ns string) cache.SharedIndexInformer {
+	// brought onto its node (those a purge may remove), and its "Pulled"
+	// events, which say how long a pull took and how large the image is:
+	// one informer per reason and namespace that holds pull Jobs, made when
+	// the controller needs it.
+	pullingEvents := func(ns, reason string) cache.SharedIndexInformer {
 		return kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithNamespace(ns),
-			kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = imagecache.PullingSelector() }),
+			kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = imagecache.PullEventsSelector(reason) }),
 			kubeinformers.WithTransform(trim.ForCache)).Core().V1().Events().Informer()
 	}
 

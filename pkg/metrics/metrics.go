@@ -48,6 +48,22 @@ var (
 		Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1s .. ~17m
 	})
 
+	// ImagePullSeconds is the time the kubelet took to pull an image for a
+	// pull Job, by result (pulled or failed), from its events.
+	ImagePullSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "image_pull_seconds",
+		Help: "Time the kubelet took to pull an image for a pull Job, by result: pulled (the time its Pulled event gives) " +
+			"or failed (from its Pulling event until the failure was recorded). Best-effort: the kubelet may drop events.",
+		Buckets: prometheus.ExponentialBuckets(0.25, 2, 15), // 0.25s .. ~68m
+	}, []string{"result"})
+
+	// PulledBytesTotal adds up the sizes of the images the kubelet pulled
+	// for pull Jobs.
+	PulledBytesTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "image_pulled_bytes_total",
+		Help: "Sizes of the images the kubelet pulled for pull Jobs, as its Pulled events give them (best-effort).",
+	})
+
 	// JobsCreatedTotal counts pull Jobs created.
 	JobsCreatedTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "jobs_created_total", Help: "Pull Jobs created.",
@@ -69,7 +85,7 @@ func Register() {
 		Registry.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			PullsTotal, PullDuration, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
+			PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
 		)
 		for _, r := range []string{ResultPulled, ResultAlreadyPresent, ResultFailed} {
 			PullsTotal.WithLabelValues(r)

@@ -19,20 +19,27 @@ import (
 //     conditions that do not hold; their labels and annotations (all the
 //     controller's own, read back) stay;
 //   - their pods: trimPod;
-//   - Events: which object, which container, and why;
+//   - Events: which object, which container, why and when (and the
+//     message of a Pulled event);
 //   - everything: managed fields.
 func ForCache(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Node:
 		return Node(o), nil
 	case *corev1.Event:
-		// Only which pod, which container, and why.
-		return &corev1.Event{
+		// Only which pod, which container, why and when; and what a
+		// Pulled event says of the pull (how long, how large).
+		out := &corev1.Event{
 			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
 			InvolvedObject: corev1.ObjectReference{Kind: o.InvolvedObject.Kind, UID: o.InvolvedObject.UID,
 				FieldPath: o.InvolvedObject.FieldPath},
-			Reason: o.Reason,
-		}, nil
+			Reason:         o.Reason,
+			FirstTimestamp: o.FirstTimestamp,
+		}
+		if o.Reason == "Pulled" {
+			out.Message = o.Message
+		}
+		return out, nil
 	case *corev1.Pod:
 		return trimPod(o), nil
 	case *batchv1.Job:

@@ -147,8 +147,10 @@ func (f *fixture) restart(cfg Config) {
 	f.t.Helper()
 	f.kubeInf = kubeinformers.NewSharedInformerFactory(f.kube, 0)
 	f.icInf = icinformers.NewSharedInformerFactory(f.client, 0)
-	events := func(ns string) cache.SharedIndexInformer {
-		f.eventsAsked = append(f.eventsAsked, ns)
+	events := func(ns, reason string) cache.SharedIndexInformer {
+		if reason == reasonPulling {
+			f.eventsAsked = append(f.eventsAsked, ns)
+		}
 		return listedInformer{f.kubeInf.Core().V1().Events().Informer()}
 	}
 	c, err := New(f.ctx, cfg, f.kube, f.client, f.icInf.Kubefledged().V1alpha2().ImageCaches(),

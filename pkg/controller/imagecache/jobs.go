@@ -146,10 +146,10 @@ func predatesNode(job *batchv1.Job, nodes map[string]*corev1.Node) bool {
 // when it cannot be read): an unreadable Job is deleted; a Job that must end
 // is ended, with its outcome recorded on it; a running one keeps its node
 // busy; and each image it reports settles its pair in the ledger. succeeded
-// is told of each pair the Job did (and the image's index in the Job),
-// before the ledger records it.
+// is told of each pair the Job did (and the image's index in the Job), and
+// failed (when not nil) of each it failed, before the ledger records it.
 func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1.Job, out puller.Outcome, err error,
-	succeeded func(node, key string, i int)) error {
+	succeeded func(node, key string, i int), failed func(node, key string, i int)) error {
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 		return c.dropJob(ctx, s, job)
@@ -170,6 +170,9 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 				s.led.Set(node, k, ledger.Pulled)
 			}
 		case puller.Failed:
+			if failed != nil {
+				failed(node, k, i)
+			}
 			s.led.Set(node, k, ledger.Failed)
 			s.failures.add(s.plan.display[k], node, r.Reason, r.Message)
 		case puller.Kept:

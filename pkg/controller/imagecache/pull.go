@@ -29,8 +29,10 @@ type pullOp struct {
 	s *syncCtx
 	// others says what the other ImageCaches want on a node.
 	others *otherCaches
-	// pullTimes are the pull durations of the pairs this pass settles.
-	pullTimes []time.Duration
+	// pullTimes are the pull durations of the pairs this pass settles, and
+	// kubeletPulls what the kubelet's events say of their pulls.
+	pullTimes    []time.Duration
+	kubeletPulls []kubeletPull
 }
 
 // newPullOp keeps of the ledger the pairs the plan wants, and the images
@@ -71,13 +73,19 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	pod := o.c.podOf(job)
 	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
 	own := o.ownershipOf(ctx, job, pod)
+	pulls := o.c.kubeletPulls(ctx, pod, s.now)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
 		if s.led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
+			o.kubeletPulls = append(o.kubeletPulls, pulls.pulled(i)...)
 		}
 		// As long as the Job is there: its event may come after the pull
 		// settled.
 		own(node, key, i)
+	}, func(node, key string, i int) {
+		if s.led.Get(node, key) == ledger.Unsettled {
+			o.kubeletPulls = append(o.kubeletPulls, pulls.failed(i)...)
+		}
 	})
 }
 
@@ -292,6 +300,12 @@ func (o *pullOp) recorded(before ledger.Reader) {
 	countSettled(before, o.s.led)
 	for _, d := range o.pullTimes {
 		metrics.PullDuration.Observe(d.Seconds())
+	}
+	for _, p := range o.kubeletPulls {
+		metrics.ImagePullSeconds.WithLabelValues(p.result).Observe(p.took.Seconds())
+		if p.bytes > 0 {
+			metrics.PulledBytesTotal.Add(float64(p.bytes))
+		}
 	}
 }
 

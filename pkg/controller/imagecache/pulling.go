@@ -36,21 +36,32 @@ import (
 // a Job only for images the node does not list, so the event proves the
 // image absent where the node lists every image it has: fewer than the
 // kubelet lists at most (pullingProvesAbsence). The Job says which it is
-// (puller.AnnotationOwnership), as decided when it was made. Events are many and the API
-// server keeps no watch cache of them, so the informers are per namespace,
-// and only for the namespaces that hold the controller's pull Jobs: one
-// starts when a sync first needs it, and stops once its namespace has no
-// pull Job left (pullingWatches). The events of other namespaces are never
-// listed. Where the event is missing (the
-// kubelet's recorder lets about 25 events per pod through in a burst, so a
-// pod of many images loses some), the pair is not owned: the image stays on
-// the node, which is safe.
-const reasonPulling = "Pulling"
+// (puller.AnnotationOwnership), as decided when it was made. Where the
+// event is missing (the kubelet's recorder lets about 25 events per pod
+// through in a burst, so a pod of many images loses some), the pair is not
+// owned: the image stays on the node, which is safe.
+//
+// The kubelet's "Pulled" event says how long a pull took and how large the
+// image is; the metrics take both from it (pullMetrics), best-effort too.
+//
+// Events are many and the API server keeps no watch cache of them, so the
+// informers are per namespace and reason, and only for the namespaces that
+// hold the controller's pull Jobs: they start when a sync first needs them,
+// and stop once their namespace has no pull Job left (pullingWatches). The
+// events of other namespaces are never listed.
+const (
+	reasonPulling = "Pulling"
+	reasonPulled  = "Pulled"
+)
 
-// PullingSelector is the field selector of the events informer that
-// pulledHere reads: the kubelet's "Pulling" events on pods.
-func PullingSelector() string {
-	return fields.AndSelectors(fields.OneTermEqualSelector("reason", reasonPulling),
+// watchedReasons are the reasons of the kubelet's events on pull pods that
+// the controller watches, an informer each.
+var watchedReasons = []string{reasonPulling, reasonPulled}
+
+// PullEventsSelector is the field selector of the events informer of one
+// reason of the kubelet's events on pods.
+func PullEventsSelector(reason string) string {
+	return fields.AndSelectors(fields.OneTermEqualSelector("reason", reason),
 		fields.OneTermEqualSelector("involvedObject.kind", "Pod")).String()
 }
 
@@ -62,12 +73,12 @@ func indexByInvolvedUID(obj any) ([]string, error) {
 	return []string{string(e.InvolvedObject.UID)}, nil
 }
 
-// EventsIn makes the informer of the kubelet's "Pulling" events on pods in
-// one namespace (PullingSelector), not started.
-type EventsIn func(namespace string) cache.SharedIndexInformer
+// EventsIn makes the informer of the kubelet's events of a reason on pods
+// in one namespace (PullEventsSelector), not started.
+type EventsIn func(namespace, reason string) cache.SharedIndexInformer
 
-// pullingWatches runs the Pulling-event informers of the namespaces that
-// hold pull Jobs.
+// pullingWatches runs the event informers of the namespaces that hold pull
+// Jobs, one per watched reason.
 type pullingWatches struct {
 	newInformer EventsIn
 	mu          sync.Mutex
@@ -76,7 +87,7 @@ type pullingWatches struct {
 }
 
 type nsWatch struct {
-	inf    cache.SharedIndexInformer
+	infs   map[string]cache.SharedIndexInformer // by reason
 	cancel context.CancelFunc
 }
 
@@ -85,9 +96,9 @@ type nsWatch struct {
 // a later pass while the Job is there does.
 const syncTimeout = 10 * time.Second
 
-// indexer returns the events of a namespace, starting their informer if
-// none runs, once it has listed them.
-func (w *pullingWatches) indexer(ctx context.Context, ns string) (cache.Indexer, bool) {
+// indexer returns the events of a reason of a namespace, starting the
+// namespace's informers if none runs, once it has listed them.
+func (w *pullingWatches) indexer(ctx context.Context, ns, reason string) (cache.Indexer, bool) {
 	w.mu.Lock()
 	nw, ok := w.byNS[ns]
 	if !ok {
@@ -95,29 +106,63 @@ func (w *pullingWatches) indexer(ctx context.Context, ns string) (cache.Indexer,
 		if runCtx == nil {
 			runCtx = context.Background()
 		}
-		inf := w.newInformer(ns)
-		if _, has := inf.GetIndexer().GetIndexers()[eventsByObjectIndex]; !has {
-			if err := inf.AddIndexers(cache.Indexers{eventsByObjectIndex: indexByInvolvedUID}); err != nil {
-				w.mu.Unlock()
-				utilruntime.HandleErrorWithContext(ctx, err, "Adding the events index", "namespace", ns)
-				return nil, false
+		infs := map[string]cache.SharedIndexInformer{}
+		for _, r := range watchedReasons {
+			inf := w.newInformer(ns, r)
+			if _, has := inf.GetIndexer().GetIndexers()[eventsByObjectIndex]; !has {
+				if err := inf.AddIndexers(cache.Indexers{eventsByObjectIndex: indexByInvolvedUID}); err != nil {
+					w.mu.Unlock()
+					utilruntime.HandleErrorWithContext(ctx, err, "Adding the events index", "namespace", ns)
+					return nil, false
+				}
 			}
+			infs[r] = inf
 		}
 		nctx, cancel := context.WithCancel(runCtx)
-		nw = &nsWatch{inf: inf, cancel: cancel}
+		nw = &nsWatch{infs: infs, cancel: cancel}
 		w.byNS[ns] = nw
-		go inf.RunWithContext(nctx)
-		klog.FromContext(ctx).V(2).Info("Watching the kubelet's Pulling events", "namespace", ns)
+		for _, inf := range infs {
+			go inf.RunWithContext(nctx)
+		}
+		klog.FromContext(ctx).V(2).Info("Watching the kubelet's events on pull pods", "namespace", ns, "reasons", watchedReasons)
 	}
 	w.mu.Unlock()
-	if !nw.inf.HasSynced() {
+	inf := nw.infs[reason]
+	if inf == nil {
+		return nil, false
+	}
+	if !inf.HasSynced() {
 		wctx, cancel := context.WithTimeout(ctx, syncTimeout)
 		defer cancel()
-		if !cache.WaitForCacheSync(wctx.Done(), nw.inf.HasSynced) {
+		if !cache.WaitForCacheSync(wctx.Done(), inf.HasSynced) {
 			return nil, false
 		}
 	}
-	return nw.inf.GetIndexer(), true
+	return inf.GetIndexer(), true
+}
+
+// podEvents returns the events of a reason on a pod, by container name,
+// from its namespace's informer: no request once it has listed them.
+func (c *Controller) podEvents(ctx context.Context, pod *corev1.Pod, reason string) map[string]*corev1.Event {
+	idx, ok := c.pulling.indexer(ctx, pod.Namespace, reason)
+	if !ok {
+		return nil
+	}
+	objs, err := idx.ByIndex(eventsByObjectIndex, string(pod.UID))
+	if err != nil || len(objs) == 0 {
+		return nil
+	}
+	out := map[string]*corev1.Event{}
+	for _, o := range objs {
+		e, ok := o.(*corev1.Event)
+		if !ok || e.Reason != reason || e.InvolvedObject.UID != pod.UID {
+			continue
+		}
+		if name, ok := strings.CutPrefix(e.InvolvedObject.FieldPath, "spec.containers{"); ok {
+			out[strings.TrimSuffix(name, "}")] = e
+		}
+	}
+	return out
 }
 
 // release stops the informer of a namespace.
@@ -198,23 +243,9 @@ func (c *Controller) pulledHere(ctx context.Context, job *batchv1.Job, pod *core
 	if pod == nil || c.cfg.Puller.PullPolicy != corev1.PullIfNotPresent || !puller.PullingProvesAbsence(job) {
 		return nil
 	}
-	idx, ok := c.pulling.indexer(ctx, pod.Namespace)
-	if !ok {
-		return nil
-	}
-	objs, err := idx.ByIndex(eventsByObjectIndex, string(pod.UID))
-	if err != nil || len(objs) == 0 {
-		return nil
-	}
 	pulled := map[string]bool{}
-	for _, o := range objs {
-		e, ok := o.(*corev1.Event)
-		if !ok || e.Reason != reasonPulling || e.InvolvedObject.UID != pod.UID {
-			continue
-		}
-		if name, ok := strings.CutPrefix(e.InvolvedObject.FieldPath, "spec.containers{"); ok {
-			pulled[strings.TrimSuffix(name, "}")] = true
-		}
+	for name := range c.podEvents(ctx, pod, reasonPulling) {
+		pulled[name] = true
 	}
 	return pulled
 }

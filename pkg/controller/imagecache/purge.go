@@ -106,7 +106,7 @@ func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
 			s.led.RemovedAt = s.now.Unix()
 		}
 		s.led.SetOwned(node, key, false)
-	})
+	}, nil)
 }
 
 // settle settles as kept the pairs the purge must leave, and as failed

@@ -243,6 +243,7 @@ func countPulls(p *plan, led *ledger.Ledger) pullCounts {
 // failures had to be left out for the status to fit (fitStatus).
 func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan, led *ledger.Ledger,
 	failures failureSet, counts pullCounts, now time.Time) bool {
+	before, beforeMessage := st.Pulls, st.Message
 	st.Pulls = counts.PullCounts
 	st.NodesMatched = int32(len(p.nodes))
 	st.Ledger = led.Encode()
@@ -267,6 +268,15 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan,
 		verb = "Removed"
 	}
 	st.Message = statusMessage(verb, counts, len(p.nodes))
+	if left, ok := timeLeft(counts.PullCounts, st.StartTime, now); ok && verb == "Pulled" && st.Status == v1alpha2.ImageCacheActionStatusProcessing {
+		if before == counts.PullCounts && strings.HasPrefix(beforeMessage, st.Message+"; ") {
+			// Nothing settled since: the estimate stands (and the
+			// status is not written for the clock alone).
+			st.Message = beforeMessage
+		} else {
+			st.Message += "; " + leftPhrase(left)
+		}
+	}
 
 	ready := metav1.Condition{Type: v1alpha2.ConditionReady, ObservedGeneration: ic.Generation,
 		LastTransitionTime: metav1.NewTime(now), Message: st.Message}
@@ -475,4 +485,33 @@ func skippedWhy(by map[string]int) string {
 		parts[i] = fmt.Sprintf("%d %s", counts[p], p)
 	}
 	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+// timeLeft estimates, while an operation pulls, the time until its pending
+// pulls settle, from the pace of those settled since it started: once it
+// has run 30 s and settled 10 pulls, so that the pace means something.
+func timeLeft(c v1alpha2.PullCounts, start *metav1.Time, now time.Time) (time.Duration, bool) {
+	done := c.Succeeded + c.Failed
+	if start == nil || c.Pending == 0 || done < 10 {
+		return 0, false
+	}
+	elapsed := now.Sub(start.Time)
+	if elapsed < 30*time.Second {
+		return 0, false
+	}
+	return time.Duration(float64(elapsed) * float64(c.Pending) / float64(done)), true
+}
+
+// leftPhrase says an estimate of the time left in a status message.
+func leftPhrase(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "less than a minute left"
+	case d < 90*time.Minute:
+		n := int((d + time.Minute - 1) / time.Minute)
+		return fmt.Sprintf("about %d %s left", n, message.Plural(n, "minute", "minutes"))
+	default:
+		n := int((d + 30*time.Minute) / time.Hour)
+		return fmt.Sprintf("about %d hours left", n)
+	}
 }

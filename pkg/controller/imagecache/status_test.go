@@ -1,10 +1,13 @@
 package imagecache
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
@@ -98,5 +101,68 @@ func TestCountPulls(t *testing.T) {
 				t.Errorf("skipped nodes %d, want %d", got.skippedNodes, tc.skip)
 			}
 		})
+	}
+}
+
+func TestTimeLeft(t *testing.T) {
+	start := metav1.NewTime(t0)
+	for _, tc := range []struct {
+		name    string
+		counts  v1alpha2.PullCounts
+		elapsed time.Duration
+		want    string
+	}{
+		{"too early", v1alpha2.PullCounts{Succeeded: 50, Pending: 50}, 20 * time.Second, ""},
+		{"too few settled", v1alpha2.PullCounts{Succeeded: 9, Pending: 91}, time.Hour, ""},
+		{"nothing pending", v1alpha2.PullCounts{Succeeded: 100, Skipped: 3}, time.Hour, ""},
+		{"half way in a minute", v1alpha2.PullCounts{Succeeded: 40, Failed: 10, Pending: 50}, time.Minute, "about 1 minute left"},
+		{"a third in two minutes", v1alpha2.PullCounts{Succeeded: 3400, Pending: 6600}, 2 * time.Minute, "about 4 minutes left"},
+		{"nearly done", v1alpha2.PullCounts{Succeeded: 990, Pending: 10}, 5 * time.Minute, "less than a minute left"},
+		{"long", v1alpha2.PullCounts{Succeeded: 10, Pending: 990}, 5 * time.Minute, "about 8 hours left"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ""
+			if d, ok := timeLeft(tc.counts, &start, t0.Add(tc.elapsed)); ok {
+				got = leftPhrase(d)
+			}
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTimeLeftInTheMessage: while a create runs, its message says about how
+// long is left once enough has settled; a pass that settles nothing keeps
+// the estimate (no write for the clock alone); the finished operation says
+// nothing of it.
+func TestTimeLeftInTheMessage(t *testing.T) {
+	var nodes []*corev1.Node
+	for i := range 20 {
+		nodes = append(nodes, newNode(fmt.Sprintf("node-%02d", i)))
+	}
+	cfg := testConfig()
+	cfg.Puller.PullDeadline = 10 * time.Minute
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, nodes...)
+	f.syncStarted("web", times(wCreateJob, 20))
+	jobs := f.jobs()
+	for _, j := range jobs[:10] {
+		f.completeJob(j)
+	}
+	f.clock.Step(time.Minute)
+	f.syncOnly("web", wDeleteJob, wStatus)
+	if got, want := f.imageCache("web").Status.Message, "Pulled 10 of 20 images on 20 nodes; 10 pending; about 1 minute left"; got != want {
+		t.Fatalf("message %q, want %q", got, want)
+	}
+	f.clock.Step(time.Minute)
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Errorf("a pass that settled nothing wrote %s", describe(writes))
+	}
+	for _, j := range jobs[10:] {
+		f.completeJob(j)
+	}
+	f.syncOnly("web", wDeleteJob, wStatus)
+	if got, want := f.imageCache("web").Status.Message, "Pulled 20 of 20 images on 20 nodes"; got != want {
+		t.Errorf("message %q, want %q", got, want)
 	}
 }
