@@ -239,3 +239,33 @@ func restoreTaints(t *testing.T, node string, taints []corev1.Taint) {
 		return err == nil
 	})
 }
+
+// TestRealNodePullMetrics: after a cache of two images of known sizes
+// (their size as the node's runtime reports it) is pulled onto the real
+// node, the controller's bytes-pulled counter has grown by their sum, and
+// its histogram of the kubelet's pull times counts two pulls.
+func TestRealNodePullMetrics(t *testing.T) {
+	rn := needRealNode(t)
+	ns := newNamespace(t, "real-metrics")
+	stamp := time.Now().Unix()
+	imgs := []string{rn.image(t, "shell", fmt.Sprintf("e2e/metrics-shell:v%d", stamp), false),
+		rn.image(t, "large", fmt.Sprintf("e2e/metrics-large:v%d", stamp), false)}
+	p := rn.controller(t)
+	const bytesSample, countSample = "kubefledged_image_pulled_bytes_total", `kubefledged_image_pull_seconds_count{result="pulled"}`
+	bytesBefore, countBefore := max(p.metric(t, bytesSample), 0), max(p.metric(t, countSample), 0)
+	ic := applyAndTime(t, ns, imageList(imgs...)+onRealNode(rn), v1alpha2.ImageCacheActionStatusSucceeded)
+	if ic.Status.Pulls.Succeeded != 2 || ic.Status.Pulls.AlreadyPresent != 0 {
+		t.Fatalf("pulls %+v, want two pulled", ic.Status.Pulls)
+	}
+	var want float64
+	for _, img := range imgs {
+		want += float64(rn.size(t, img))
+	}
+	// The status is written in the pass that reads the pulls, and the
+	// metrics with it.
+	waitFor(t, 30*time.Second, "the metrics of the two pulls", func() bool {
+		return p.metric(t, countSample)-countBefore == 2 && p.metric(t, bytesSample)-bytesBefore == want
+	})
+	t.Logf("pulled %d bytes in 2 pulls; sum of %s: %v", int64(want), `kubefledged_image_pull_seconds{result="pulled"}`,
+		p.metric(t, `kubefledged_image_pull_seconds_sum{result="pulled"}`))
+}

@@ -195,6 +195,24 @@ func (rn *realNode) present(t *testing.T, image string) bool {
 	return img != nil
 }
 
+// size is the image's size as the node's containerd reports it through
+// CRI, which the kubelet reports in its Pulled event.
+func (rn *realNode) size(t *testing.T, image string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := cri.Dial(ctx, rn.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	img, err := c.ImageStatus(ctx, image)
+	if err != nil || img == nil {
+		t.Fatalf("%s on the node: %v, %v", image, img, err)
+	}
+	return img.GetSize()
+}
+
 // reported says whether node.status.images lists the image.
 func (rn *realNode) reported(t *testing.T, image string) bool {
 	t.Helper()
