@@ -15,12 +15,15 @@
 //     purge), its start, and the operation interface behind the phases.
 //   - plan.go: the desired (node, image) pairs of the spec on the nodes of
 //     now, and the ledger (pkg/ledger) read for what the operation cares
-//     about.
+//     about; nodes.go: which nodes can take a pull (NodeFilter), and why
+//     the others cannot.
 //   - jobs.go: reading the cache's Jobs into the ledger, and following
 //     those of earlier operations to their end.
 //   - pulling.go: the kubelet's "Pulling" events, which show that a pull
 //     brought an image onto its node (the image is then owned: this cache's
-//     to remove), watched only in the namespaces that hold pull Jobs.
+//     to remove) where the node lists every image it has, watched with its
+//     "Pulled" events only in the namespaces that hold pull Jobs;
+//     pullmetrics.go: what those events say of each pull, for the metrics.
 //   - pull.go and purge.go: the two operations. pullOp pulls the spec's
 //     images and removes those dropped from it; purgeOp removes them all.
 //   - removal.go: what the two share to remove images: the delete Job of a
