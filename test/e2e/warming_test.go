@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 const warmingTaint = "kubefledged.io/warming"
@@ -194,7 +195,7 @@ func TestStartupTaintFailedPull(t *testing.T) {
 	start, at := joinTainted(t, "warm-fail", ns)
 	ic := waitIC(t, ns, "app", time.Minute, "Failed", done(v1alpha2.ImageCacheActionStatusFailed))
 	t.Logf("released after %v; the cache: %s", at.Sub(start).Round(100*time.Millisecond), ic.Status.Message)
-	if f := ic.Status.Failures["fail.invalid/e2e/missing:v1"]; len(f) != 1 || f[0].Node != "warm-fail" || f[0].Reason != "ErrImagePull" {
+	if f := ic.Status.Failures["fail.invalid/e2e/missing:v1"]; len(f) != 1 || f[0].Node != "warm-fail" || f[0].Reason != puller.ReasonImageNotFound {
 		t.Errorf("failures: %+v", ic.Status.Failures)
 	}
 	// The completion time has a resolution of one second.
