@@ -250,9 +250,9 @@ func TestRealNodePullMetrics(t *testing.T) {
 	stamp := time.Now().Unix()
 	imgs := []string{rn.image(t, "shell", fmt.Sprintf("e2e/metrics-shell:v%d", stamp), false),
 		rn.image(t, "large", fmt.Sprintf("e2e/metrics-large:v%d", stamp), false)}
+	// A controller of its own: its counters start at zero.
 	p := rn.controller(t)
 	const bytesSample, countSample = "kubefledged_image_pulled_bytes_total", `kubefledged_image_pull_seconds_count{result="pulled"}`
-	bytesBefore, countBefore := max(p.metric(t, bytesSample), 0), max(p.metric(t, countSample), 0)
 	ic := applyAndTime(t, ns, imageList(imgs...)+onRealNode(rn), v1alpha2.ImageCacheActionStatusSucceeded)
 	if ic.Status.Pulls.Succeeded != 2 || ic.Status.Pulls.AlreadyPresent != 0 {
 		t.Fatalf("pulls %+v, want two pulled", ic.Status.Pulls)
@@ -263,9 +263,12 @@ func TestRealNodePullMetrics(t *testing.T) {
 	}
 	// The status is written in the pass that reads the pulls, and the
 	// metrics with it.
-	waitFor(t, 30*time.Second, "the metrics of the two pulls", func() bool {
-		return p.metric(t, countSample)-countBefore == 2 && p.metric(t, bytesSample)-bytesBefore == want
+	var bytes, count float64
+	waitFor(t, 30*time.Second, fmt.Sprintf("the metrics of the two pulls (%v bytes)", want), func() bool {
+		bytes, _ = scrape(p.metricsAddr, bytesSample)
+		count, _ = scrape(p.metricsAddr, countSample)
+		return count == 2 && bytes == want
 	})
-	t.Logf("pulled %d bytes in 2 pulls; sum of %s: %v", int64(want), `kubefledged_image_pull_seconds{result="pulled"}`,
+	t.Logf("pulled %d bytes in %v pulls; sum of %s: %v", int64(bytes), count, `kubefledged_image_pull_seconds{result="pulled"}`,
 		p.metric(t, `kubefledged_image_pull_seconds_sum{result="pulled"}`))
 }
