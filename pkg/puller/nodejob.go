@@ -3,6 +3,7 @@ package puller
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +18,9 @@ import (
 )
 
 // nodeJob is what pull and delete Jobs have in common: one pod pinned to a
-// node by its hostname label, with the configured tolerations, never restarted, with
-// no service account token, and labelled and annotated so that the
-// controller can map it back to its cache. A Job in the cache's namespace is
+// node by its hostname label, with the configured tolerations, never
+// restarted, with no service account token, and labelled and annotated so
+// that the controller can map it back to its cache. A Job in the cache's namespace is
 // owned by the cache; one in another namespace (a delete Job, in the
 // controller's) cannot be, and names the cache's namespace instead.
 type nodeJob struct {
@@ -51,7 +52,7 @@ func (j nodeJob) build(cfg Config, pod corev1.PodSpec) *batchv1.Job {
 		AnnotationImages: string(imagesJSON),
 	}
 	pod.NodeSelector = map[string]string{HostnameLabel: j.hostname}
-	pod.Tolerations = cfg.Tolerations
+	pod.Tolerations = slices.Clone(cfg.Tolerations)
 	pod.RestartPolicy = corev1.RestartPolicyNever
 	pod.AutomountServiceAccountToken = ptr.To(false)
 	pod.ServiceAccountName = j.account

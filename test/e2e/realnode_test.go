@@ -25,6 +25,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
@@ -177,9 +178,9 @@ func (rn *realNode) restartKubelet(t *testing.T, config ...string) {
 	}
 }
 
-// present says whether the node's containerd has the image, through the
-// project's CRI client.
-func (rn *realNode) present(t *testing.T, image string) bool {
+// imageStatus is the node's containerd's status of the image (nil when it
+// does not have it), through the project's CRI client.
+func (rn *realNode) imageStatus(t *testing.T, image string) *runtimeapi.Image {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -192,23 +193,22 @@ func (rn *realNode) present(t *testing.T, image string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return img != nil
+	return img
+}
+
+// present says whether the node's containerd has the image.
+func (rn *realNode) present(t *testing.T, image string) bool {
+	t.Helper()
+	return rn.imageStatus(t, image) != nil
 }
 
 // size is the image's size as the node's containerd reports it through
 // CRI, which the kubelet reports in its Pulled event.
 func (rn *realNode) size(t *testing.T, image string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := cri.Dial(ctx, rn.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	img, err := c.ImageStatus(ctx, image)
-	if err != nil || img == nil {
-		t.Fatalf("%s on the node: %v, %v", image, img, err)
+	img := rn.imageStatus(t, image)
+	if img == nil {
+		t.Fatalf("%s is not on the node", image)
 	}
 	return img.GetSize()
 }

@@ -42,7 +42,8 @@ import (
 // owned: the image stays on the node, which is safe.
 //
 // The kubelet's "Pulled" event says how long a pull took and how large the
-// image is; the metrics take both from it (pullMetrics), best-effort too.
+// image is; the metrics take both from it (kubeletPulls, in
+// pullmetrics.go), best-effort too.
 //
 // Events are many and the API server keeps no watch cache of them, so the
 // informers are per namespace and reason, and only for the namespaces that
