@@ -38,6 +38,9 @@ LOCAL_KUBE_PROXY_METRICS_PORT="${LOCAL_KUBE_PROXY_METRICS_PORT:-16249}"
 LOCAL_KUBE_PROXY_HEALTHZ_PORT="${LOCAL_KUBE_PROXY_HEALTHZ_PORT:-16256}"
 LOCAL_REGISTRY_PORT="${LOCAL_REGISTRY_PORT:-16500}"
 LOCAL_AUTH_REGISTRY_PORT="${LOCAL_AUTH_REGISTRY_PORT:-16501}"
+# A registry address the real node can pull from that the tests start and
+# stop themselves (a registry that goes away and comes back).
+LOCAL_TEST_REGISTRY_PORT="${LOCAL_TEST_REGISTRY_PORT:-16502}"
 LOCAL_CNI_BRIDGE="${LOCAL_CNI_BRIDGE:-kff0}"
 LOCAL_POD_SUBNET="${LOCAL_POD_SUBNET:-10.87.0.0/24}"
 # What the tests read: the node's name, registries, credentials and socket.

@@ -4,7 +4,8 @@
 # the API server has an address pods can reach, pulling from two
 # registries on loopback: a plain one (LOCAL_REGISTRY_PORT) holding the
 # project's image and the sandbox ("pause") image, and one behind basic auth
-# (LOCAL_AUTH_REGISTRY_PORT), for pull secrets.
+# (LOCAL_AUTH_REGISTRY_PORT), for pull secrets; and the address of a third
+# (LOCAL_TEST_REGISTRY_PORT), which the tests start and stop themselves.
 #
 #   hack/real-node-up.sh          (or: REAL_NODE=1 make cluster-up)
 #
@@ -35,6 +36,7 @@ RUN="${LOCAL_NODE_RUN}"
 SOCK="${RUN}/containerd.sock"
 REGISTRY="127.0.0.1:${LOCAL_REGISTRY_PORT}"
 AUTH_REGISTRY="127.0.0.1:${LOCAL_AUTH_REGISTRY_PORT}"
+TEST_REGISTRY="127.0.0.1:${LOCAL_TEST_REGISTRY_PORT}"
 # Test credentials of the auth registry: two users, so that two pull secrets
 # can hold different credentials; the bcrypt hashes below are of these
 # passwords.
@@ -164,8 +166,8 @@ cat >"${N}/cni/net.d/10-${CNI_NETWORK}.conflist" <<JSON
 JSON
 
 # --- containerd ---
-mkdir -p "${N}/containerd/certs.d/${REGISTRY}" "${N}/containerd/certs.d/${AUTH_REGISTRY}"
-for r in "${REGISTRY}" "${AUTH_REGISTRY}"; do
+mkdir -p "${N}/containerd/certs.d/${REGISTRY}" "${N}/containerd/certs.d/${AUTH_REGISTRY}" "${N}/containerd/certs.d/${TEST_REGISTRY}"
+for r in "${REGISTRY}" "${AUTH_REGISTRY}" "${TEST_REGISTRY}"; do
   cat >"${N}/containerd/certs.d/${r}/hosts.toml" <<TOML
 server = "http://${r}"
 
@@ -336,6 +338,7 @@ cat >"${LOCAL_NODE_ENV}" <<ENV
 REAL_NODE_NAME=${LOCAL_NODE_NAME}
 REAL_NODE_REGISTRY=${REGISTRY}
 REAL_NODE_AUTH_REGISTRY=${AUTH_REGISTRY}
+REAL_NODE_TEST_REGISTRY=${TEST_REGISTRY}
 REAL_NODE_AUTH_USER=${AUTH_USER}
 REAL_NODE_AUTH_PASSWORD=${AUTH_PASSWORD}
 REAL_NODE_AUTH_USER2=${AUTH_USER2}

@@ -23,12 +23,13 @@ all=(--set replicaCount=3 --set logging.format=json --set startupTaint.enabled=t
   --set-json controller.kubeAPIQPS=20.5 --set podDisruptionBudget.enabled=false
   --set-json 'controller.jobTolerations=["nvidia.com/gpu:NoSchedule","dedicated=cache"]'
   --set-json 'controller.helperImageArchitectures=["amd64"]' --set controller.nodeStatusMaxImages=-1
-  --set 'controller.jobContainerRequests=cpu=50m\,memory=32Mi' --set controller.jobContainerLimits=memory=128Mi)
+  --set 'controller.jobContainerRequests=cpu=50m\,memory=32Mi' --set controller.jobContainerLimits=memory=128Mi
+  --set controller.pullRetryDeadline=2h --set controller.pullRetryMaxBackoff=5m)
 out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" "${all[@]}")"
 for want in "kind: ServiceMonitor" "kind: ValidatingAdmissionPolicy" "name: kube-fledged-edit" "--logging-format=json" \
   "--images-per-job=5" "--kube-api-qps=20.5" "@sha256:" "--job-tolerations=nvidia.com/gpu:NoSchedule,dedicated=cache" \
   "--helper-image-architectures=amd64" "--node-status-max-images=-1" "--job-container-requests=cpu=50m,memory=32Mi" \
-  "--job-container-limits=memory=128Mi"; do
+  "--job-container-limits=memory=128Mi" "--pull-retry-deadline=2h" "--pull-retry-max-backoff=5m"; do
   grep -qF -- "${want}" <<<"${out}" || { echo "verify-chart: with every option on, the chart does not render ${want}" >&2; exit 1; }
 done
 for unwanted in "kind: Namespace" "kind: PodDisruptionBudget"; do
@@ -52,6 +53,7 @@ logging.format=xml                      /logging/format
 controller.maxInFlightJobs=many         /controller/maxInFlightJobs
 controller.nodeStatusMaxImages=-2       /controller/nodeStatusMaxImages
 controller.jobContainerRequests=cpu     /controller/jobContainerRequests
+controller.pullRetryMaxBackoff=0        /controller/pullRetryMaxBackoff
 replicas=3                              'replicas' not allowed
 "
 while read -r value says; do

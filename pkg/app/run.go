@@ -102,6 +102,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 			DeleteServiceAccountName: o.DeleteJobServiceAccountName,
 			Tolerations:              JobTolerations(o),
 			Resources:                jobResources(o),
+			RetryTransient:           o.PullRetryDeadline > 0,
 		},
 		HelperArchitectures:  o.HelperImageArchitectures,
 		ImagesPerJob:         o.ImagesPerJob,
@@ -111,6 +112,8 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		CRISocketPath:        strings.TrimPrefix(o.CRISocketPath, "unix://"),
 		DeleteJobHostNetwork: o.DeleteJobHostNetwork,
 		NodeStatusMaxImages:  o.NodeStatusMaxImages,
+		PullRetryDeadline:    o.PullRetryDeadline,
+		PullRetryMaxBackoff:  o.PullRetryMaxBackoff,
 	}
 }
 

@@ -64,6 +64,12 @@ var (
 		Help: "Sizes of the images the kubelet pulled for pull Jobs, as its Pulled events give them (best-effort).",
 	})
 
+	// PullRetriesTotal counts the failed pulls the controller tries again.
+	PullRetriesTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "pull_retries_total",
+		Help: "(node, image) pulls that failed for a reason that may pass (a registry or network down, slow or busy), to be tried again.",
+	})
+
 	// JobsCreatedTotal counts pull Jobs created.
 	JobsCreatedTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "jobs_created_total", Help: "Pull Jobs created.",
@@ -85,7 +91,7 @@ func Register() {
 		Registry.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
+			PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
 		)
 		for _, r := range []string{ResultPulled, ResultAlreadyPresent, ResultFailed} {
 			PullsTotal.WithLabelValues(r)

@@ -57,6 +57,11 @@ type Options struct {
 	NodeStartupTaintTimeout time.Duration
 	// NodeStatusMaxImages is the kubelets' nodeStatusMaxImages.
 	NodeStatusMaxImages int
+	// PullRetryDeadline is how long after its operation starts a pull that
+	// failed for a reason that may pass is tried again (0: never), and
+	// PullRetryMaxBackoff the longest wait between two tries.
+	PullRetryDeadline   time.Duration
+	PullRetryMaxBackoff time.Duration
 	// JobTolerations are the pull and delete pods' tolerations beyond the
 	// defaults (puller.ParseTolerations).
 	JobTolerations []string
@@ -110,6 +115,8 @@ func New() *Options {
 		JobStartDeadline:            2 * time.Minute,
 		NodeStartupTaintTimeout:     10 * time.Minute,
 		NodeStatusMaxImages:         50,
+		PullRetryDeadline:           time.Hour,
+		PullRetryMaxBackoff:         5 * time.Minute,
 		HelperImageArchitectures:    []string{"amd64", "arm64"},
 		JobContainerRequests:        "cpu=10m,memory=16Mi",
 		JobContainerLimits:          "memory=64Mi",
@@ -140,6 +147,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig. Only needed out of cluster.")
 	fs.StringVar(&o.Master, "master", o.Master, "The address of the Kubernetes API server. Overrides any value in the kubeconfig. Only needed out of cluster.")
 	fs.DurationVar(&o.ImagePullDeadline, "image-pull-deadline-duration", o.ImagePullDeadline, "How long one image may take to pull onto a node before it counts as failed.")
+	fs.DurationVar(&o.PullRetryDeadline, "pull-retry-deadline", o.PullRetryDeadline, "How long after its operation started a pull that failed for a reason that may pass (a registry or network that is down, slow or busy: a timeout, a refused connection, a 5xx or 429 answer) is tried again, by itself, with exponential backoff; the operation goes on meanwhile. 0: such a pull fails as any other, until the next refresh. A missing image, refused credentials or a platform the image lacks fail at once, never retried.")
+	fs.DurationVar(&o.PullRetryMaxBackoff, "pull-retry-max-backoff", o.PullRetryMaxBackoff, "The longest wait between two tries of a pull that failed for a reason that may pass (the kubelet's own image pull backoff stops at 5m too); the waits start at 10s and double. After a registry comes back, its pulls succeed within about this long.")
 	fs.DurationVar(&o.JobStartDeadline, "job-start-deadline", o.JobStartDeadline, "How long a Job's pod may take to be created, scheduled and to install the helper before the Job's images fail with the reason it did not start.")
 	fs.DurationVar(&o.ImageCacheRefreshPeriod, "image-cache-refresh-frequency", o.ImageCacheRefreshPeriod, "How often every cache is pulled again, to put back images removed from nodes. 0 disables the periodic refresh.")
 	fs.StringVar(&o.ImagePullPolicy, "image-pull-policy", o.ImagePullPolicy, "Pull policy of the image containers: IfNotPresent (images a node already reports are not pulled again) or Always.")
@@ -198,6 +207,12 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.ImagePullDeadline < time.Second {
 		errs = append(errs, fmt.Errorf("--image-pull-deadline-duration must be at least 1s, got %s", o.ImagePullDeadline))
+	}
+	if o.PullRetryDeadline < 0 {
+		errs = append(errs, fmt.Errorf("--pull-retry-deadline must not be negative, got %s", o.PullRetryDeadline))
+	}
+	if o.PullRetryMaxBackoff < 10*time.Second {
+		errs = append(errs, fmt.Errorf("--pull-retry-max-backoff must be at least 10s, got %s", o.PullRetryMaxBackoff))
 	}
 	if o.JobStartDeadline < 10*time.Second {
 		errs = append(errs, fmt.Errorf("--job-start-deadline must be at least 10s, got %s", o.JobStartDeadline))

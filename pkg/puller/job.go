@@ -62,6 +62,12 @@ type Config struct {
 	// Resources are every container's of the pull and delete pods (none
 	// set: DefaultResources).
 	Resources corev1.ResourceRequirements
+	// RetryTransient says that the controller tries again, by itself, a
+	// pull that failed for a reason that may pass (Transient): a Job whose
+	// images left are all failing to pull ends as soon as the rest is
+	// settled, rather than after a pull deadline of the kubelet's own
+	// backoff.
+	RetryTransient bool
 }
 
 // Batch is one Job's work: images for one node of one cache.
@@ -78,16 +84,28 @@ type Batch struct {
 	// image of this batch proves the image was not on the node
 	// (AnnotationOwnership).
 	PullingProvesAbsence bool
+	// Attempt is the try of its images this Job is: 0 the first, and n
+	// after n failed tries of one of them. It is part of the Job's name,
+	// as a retry may pull the same images on the same node in the same
+	// epoch.
+	Attempt int
 }
 
 // JobName is deterministic from the cache, the node, the epoch and the
 // images, so that a controller working from a stale cache (or restarted)
 // asks for the same name again and gets AlreadyExists instead of a duplicate.
 func JobName(cacheName string, cacheUID string, node string, epoch int64, images []string) string {
+	return jobName(cacheName, cacheUID, node, epoch, 0, images)
+}
+
+func jobName(cacheName string, cacheUID string, node string, epoch int64, attempt int, images []string) string {
 	sorted := append([]string(nil), images...)
 	sort.Strings(sorted)
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s", cacheUID, node, epoch, strings.Join(sorted, "\x00"))
+	if attempt > 0 {
+		fmt.Fprintf(h, "\x00attempt %d", attempt)
+	}
 	sum := hex.EncodeToString(h.Sum(nil))[:16]
 	prefix := strings.ReplaceAll(cacheName, ".", "-")
 	if len(prefix) > 34 {
@@ -132,7 +150,7 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 		})
 	}
 	job := nodeJob{
-		name:      JobName(b.Cache.Name, string(b.Cache.UID), b.NodeName, b.Epoch, b.Images),
+		name:      jobName(b.Cache.Name, string(b.Cache.UID), b.NodeName, b.Epoch, b.Attempt, b.Images),
 		namespace: b.Cache.Namespace,
 		account:   cfg.ServiceAccountName,
 		component: ComponentPull,

@@ -30,6 +30,9 @@ const (
 	// AnnotationResults holds the per-image failures the controller recorded
 	// when it ended the Job itself (JSON map image -> reason and message).
 	AnnotationResults = "kubefledged.io/results"
+	// AnnotationEndedAt holds when the controller ended the Job (RFC 3339):
+	// a retry of its failed pulls waits from then (EndedAt).
+	AnnotationEndedAt = "kubefledged.io/ended-at"
 
 	// AnnotationOwnership, on a pull Job, says whether the kubelet's Pulling
 	// event for one of its containers proves that the pull brought the

@@ -217,10 +217,11 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 		}
 		out.EndNow = true
 		out.Finished = true
-	case pending == 0 && len(failing) > 0 && !now.Before(lastProgress.Add(cfg.PullDeadline)):
-		// Only failing pulls are left, and they have had a full pull
-		// deadline since the last image finished: do not wait for the rest
-		// of the batch's deadline.
+	case pending == 0 && len(failing) > 0 && (cfg.RetryTransient || !now.Before(lastProgress.Add(cfg.PullDeadline))):
+		// Only failing pulls are left, and the controller tries them
+		// again itself, or they have had a full pull deadline since the
+		// last image finished: do not wait for the rest of the batch's
+		// deadline.
 		for i := range failing {
 			out.Results[i].State = Failed
 		}

@@ -34,6 +34,7 @@ func TestJobNameDeterministicAndValid(t *testing.T) {
 		JobName(long, "uid-1", "node-2", 100, []string{"a", "b"}),
 		JobName(long, "uid-1", "node-1", 101, []string{"a", "b"}),
 		JobName(long, "uid-1", "node-1", 100, []string{"a"}),
+		jobName(long, "uid-1", "node-1", 100, 1, []string{"a", "b"}),
 	} {
 		if other == a {
 			t.Errorf("different work, same name %q", a)
@@ -73,6 +74,7 @@ func TestReadOutcomes(t *testing.T) {
 		wantStates []State
 		wantEnd    bool
 		wantCheck  time.Duration // 0: none
+		retry      bool          // Config.RetryTransient
 	}{
 		{name: "no pod yet", now: time.Second, wantStates: []State{Pending, Pending}, wantCheck: 2 * time.Minute},
 		{name: "one done, one pulling", pod: pod(ok, pulling), now: 20 * time.Second, wantStates: []State{Succeeded, Pending}, wantCheck: 2 * time.Minute},
@@ -83,6 +85,8 @@ func TestReadOutcomes(t *testing.T) {
 		{name: "helper crashed", pod: pod(crashed, ok), now: 20 * time.Second, wantStates: []State{Failed, Succeeded}},
 		{name: "failing, within one deadline of the last success", pod: pod(ok, backoff), now: 30 * time.Second, wantStates: []State{Succeeded, Pending}, wantCheck: 70 * time.Second},
 		{name: "failing, a deadline after the last success", pod: pod(ok, backoff), now: 71 * time.Second, wantStates: []State{Succeeded, Failed}, wantEnd: true},
+		{name: "failing, the controller retries it", retry: true, pod: pod(ok, backoff), now: 11 * time.Second, wantStates: []State{Succeeded, Failed}, wantEnd: true},
+		{name: "failing while another pulls, the controller retries it", retry: true, pod: pod(pulling, backoff), now: 11 * time.Second, wantStates: []State{Pending, Pending}, wantCheck: 2 * time.Minute},
 		{name: "still pulling at the controller deadline", pod: pod(ok, pulling), now: 2 * time.Minute, wantStates: []State{Succeeded, Failed}, wantEnd: true},
 		{name: "Job failed, pod gone", conds: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}}, wantStates: []State{Failed, Failed}},
 	}
@@ -90,6 +94,8 @@ func TestReadOutcomes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			job := testJob(imgs, start)
 			job.Status.Conditions = tc.conds
+			cfg := cfg
+			cfg.RetryTransient = tc.retry
 			out, err := Read(cfg, job, tc.pod, start.Add(tc.now))
 			if err != nil {
 				t.Fatal(err)
@@ -347,5 +353,47 @@ func TestJobContainerResources(t *testing.T) {
 				t.Errorf("%s: container %s has %v, want %v", tc.name, c.Name, c.Resources, tc.want)
 			}
 		}
+	}
+}
+
+func TestTransient(t *testing.T) {
+	for _, tc := range []struct {
+		r    Result
+		want bool
+	}{
+		{Result{State: Failed, Reason: "ErrImagePull"}, true},
+		{Result{State: Failed, Reason: "ImagePullBackOff"}, true},
+		{Result{State: Failed, Reason: "DeadlineExceeded"}, true},
+		{Result{State: Failed, Reason: "StartDeadlineExceeded"}, true},
+		{Result{State: Failed, Reason: ReasonImageNotFound}, false},
+		{Result{State: Failed, Reason: ReasonUnauthorized}, false},
+		{Result{State: Failed, Reason: ReasonPlatformNotSupported}, false},
+		{Result{State: Failed, Reason: ReasonInvalidImageName}, false},
+		{Result{State: Failed, Reason: ReasonPodNotCreated}, false},
+		{Result{State: Failed, Reason: "Error"}, false},
+		{Result{State: Failed, Reason: "ErrImagePull", Message: `failed to pull and unpack image "r.local/helper:v1": failed to resolve reference "r.local/helper:v1": r.local/helper:v1: not found`}, false},
+		{Result{State: Pending, Reason: "ErrImagePull"}, false},
+	} {
+		if got := Transient(tc.r); got != tc.want {
+			t.Errorf("Transient(%+v) = %v, want %v", tc.r, got, tc.want)
+		}
+	}
+}
+
+func TestEndedAt(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	job := testJob([]string{"a"}, now.Add(-time.Hour))
+	if got := EndedAt(job, now); !got.Equal(now) {
+		t.Errorf("a running Job ended at %v, want now", got)
+	}
+	failed := now.Add(-10 * time.Minute)
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(failed)}}
+	if got := EndedAt(job, now); !got.Equal(failed) {
+		t.Errorf("a failed Job ended at %v, want %v", got, failed)
+	}
+	ended := now.Add(-20 * time.Minute)
+	job.Annotations[AnnotationEndedAt] = ended.Format(time.RFC3339)
+	if got := EndedAt(job, now); !got.Equal(ended) {
+		t.Errorf("a Job the controller ended ended at %v, want %v", got, ended)
 	}
 }

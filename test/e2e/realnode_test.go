@@ -37,6 +37,9 @@ import (
 // realNode is what hack/real-node-up.sh wrote to its env file.
 type realNode struct {
 	name, registry, authRegistry, user, password, socket, helperImage string
+	// testRegistry is an address the node pulls from over plain HTTP, where
+	// no registry runs but the one a test starts (startTestRegistry).
+	testRegistry string
 	// user2 and password2 are the auth registry's other credentials.
 	user2, password2 string
 	// kubeletScript restarts the node's kubelet (hack/real-node-kubelet.sh);
@@ -90,7 +93,7 @@ func loadRealNode(envFile string) (*realNode, error) {
 		user: kv["REAL_NODE_AUTH_USER"], password: kv["REAL_NODE_AUTH_PASSWORD"], socket: kv["REAL_NODE_CRI_SOCKET"],
 		helperImage: kv["REAL_NODE_HELPER_IMAGE"], inCluster: kv["REAL_NODE_IN_CLUSTER"] == "1",
 		user2: kv["REAL_NODE_AUTH_USER2"], password2: kv["REAL_NODE_AUTH_PASSWORD2"],
-		kubeletScript: kv["REAL_NODE_KUBELET_SCRIPT"], localDir: filepath.Dir(envFile)}
+		kubeletScript: kv["REAL_NODE_KUBELET_SCRIPT"], localDir: filepath.Dir(envFile), testRegistry: kv["REAL_NODE_TEST_REGISTRY"]}
 	if rn.name == "" || rn.registry == "" || rn.socket == "" || rn.helperImage == "" {
 		return nil, fmt.Errorf("%s is incomplete:\n%s", envFile, data)
 	}
@@ -520,7 +523,8 @@ func TestRealNodeRefreshAlreadyPresent(t *testing.T) {
 // TestRealNodeHelperImageUnpullable: the helper image is not in the
 // registry, so the pull pod's init container waits in ErrImagePull. At the
 // start deadline the pulls fail with the kubelet's reason, not after the
-// pull deadline with DeadlineExceeded, and the slots come back.
+// pull deadline with DeadlineExceeded, and the slots come back; a helper
+// image the registry lacks is not tried again.
 func TestRealNodeHelperImageUnpullable(t *testing.T) {
 	rn := needRealNode(t)
 	ns := newNamespace(t, "real-nohelper")

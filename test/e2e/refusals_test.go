@@ -137,7 +137,9 @@ func TestFairShareWithAHangingCache(t *testing.T) {
 	hangNS, webNS := newNamespace(t, "hang"), newNamespace(t, "web")
 	// Each hanging pull holds its slot for 20s: while the second cache runs
 	// on its share, the hanging one cannot end, whatever the machine's load.
-	p := startController(t, "--max-in-flight-jobs=4", "--images-per-job=1", "--image-pull-deadline-duration=20s")
+	// Its pulls are not tried again, so that it ends.
+	p := startController(t, "--max-in-flight-jobs=4", "--images-per-job=1", "--image-pull-deadline-duration=20s",
+		"--pull-retry-deadline=0")
 	jw := watchJobs(t, hangNS)
 	applyCache(t, hangNS, `
   - images: [hang.invalid/e2e/slow:v1, hang.invalid/e2e/slow:v2, hang.invalid/e2e/slow:v3]

@@ -19,6 +19,8 @@ type Registry struct {
 	Host string
 	dir  string
 	proc *process
+	// ownsDir: Stop removes dir (StartRegistry made it).
+	ownsDir bool
 }
 
 // RegistryBinary is where Debian's docker-registry package installs the registry.
@@ -26,18 +28,33 @@ const RegistryBinary = "/usr/bin/docker-registry"
 
 // StartRegistry starts a registry and waits until it answers.
 func StartRegistry(ctx context.Context) (*Registry, error) {
-	if _, err := os.Stat(RegistryBinary); err != nil {
-		return nil, missingBinary(RegistryBinary, "docker-registry")
-	}
 	dir, err := os.MkdirTemp("", "kube-fledged-registry-")
 	if err != nil {
 		return nil, err
 	}
 	ports, err := freePorts(1)
 	if err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	r := &Registry{Host: fmt.Sprintf("127.0.0.1:%d", ports[0]), dir: dir}
+	r, err := StartRegistryAt(ctx, fmt.Sprintf("127.0.0.1:%d", ports[0]), dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	r.ownsDir = true
+	return r, nil
+}
+
+// StartRegistryAt starts a registry on host (host:port) with its storage and
+// log in dir, and waits until it answers. Stop leaves dir: a registry
+// started again on the same host and dir serves what was pushed to it
+// before, as a registry that went away and came back does.
+func StartRegistryAt(ctx context.Context, host, dir string) (*Registry, error) {
+	if _, err := os.Stat(RegistryBinary); err != nil {
+		return nil, missingBinary(RegistryBinary, "docker-registry")
+	}
+	r := &Registry{Host: host, dir: dir}
 	config := fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -53,6 +70,7 @@ http:
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
+	var err error
 	if r.proc, err = startProcess("registry", filepath.Join(dir, "registry.log"), RegistryBinary, "serve", cfgPath); err != nil {
 		return nil, err
 	}
@@ -74,13 +92,16 @@ http:
 	return r, nil
 }
 
-// Stop ends the registry by PID and removes its storage.
+// Stop ends the registry by PID, and removes its storage when
+// StartRegistry made it.
 func (r *Registry) Stop() {
 	if r == nil {
 		return
 	}
 	r.proc.Stop(5 * time.Second)
-	_ = os.RemoveAll(r.dir)
+	if r.ownsDir {
+		_ = os.RemoveAll(r.dir)
+	}
 }
 
 // Command runs a command from the project's root, for tests that drive make

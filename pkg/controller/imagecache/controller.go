@@ -75,6 +75,12 @@ type Config struct {
 	// status (their nodeStatusMaxImages; -1: all). A node that lists fewer
 	// lists every image it has (pullingProvesAbsence).
 	NodeStatusMaxImages int
+	// PullRetryDeadline is how long after its operation starts a pull
+	// that failed for a reason that may pass is tried again (0: never),
+	// and PullRetryMaxBackoff the longest wait between two tries
+	// (retry.go).
+	PullRetryDeadline   time.Duration
+	PullRetryMaxBackoff time.Duration
 }
 
 // NodeFilter says which nodes the pull pods of this configuration can run

@@ -147,9 +147,11 @@ func predatesNode(job *batchv1.Job, nodes map[string]*corev1.Node) bool {
 // is ended, with its outcome recorded on it; a running one keeps its node
 // busy; and each image it reports settles its pair in the ledger. succeeded
 // is told of each pair the Job did (and the image's index in the Job), and
-// failed (when not nil) of each it failed, before the ledger records it.
+// failed (when not nil) of each it failed, before the ledger records it:
+// when failed returns true the pair is to be tried again, and stays
+// unsettled.
 func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1.Job, out puller.Outcome, err error,
-	succeeded func(node, key string, i int), failed func(node, key string, i int)) error {
+	succeeded func(node, key string, i int), failed func(node, key string, i int, r puller.Result) bool) error {
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 		return c.dropJob(ctx, s, job)
@@ -170,8 +172,8 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 				s.led.Set(node, k, ledger.Pulled)
 			}
 		case puller.Failed:
-			if failed != nil {
-				failed(node, k, i)
+			if failed != nil && failed(node, k, i, r) {
+				continue
 			}
 			s.led.Set(node, k, ledger.Failed)
 			s.failures.add(s.plan.display[k], node, r.Reason, r.Message)
@@ -202,9 +204,7 @@ func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job
 		// its next Job before the Job controller marks this one Complete.
 		s.busy[job.Annotations[puller.AnnotationNode]] = true
 	}
-	if !out.CheckAt.IsZero() && (s.checkAt.IsZero() || out.CheckAt.Before(s.checkAt)) {
-		s.checkAt = out.CheckAt
-	}
+	s.lookAt(out.CheckAt)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -234,7 +235,8 @@ func (c *Controller) isDeleting(job *batchv1.Job) bool { return c.expectations.E
 func (c *Controller) endJob(ctx context.Context, job *batchv1.Job, out puller.Outcome) error {
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{
-			"annotations":     map[string]string{puller.AnnotationResults: puller.ResultsAnnotation(out)},
+			"annotations": map[string]string{puller.AnnotationResults: puller.ResultsAnnotation(out),
+				puller.AnnotationEndedAt: c.clock.Now().UTC().Format(time.RFC3339)},
 			"resourceVersion": job.ResourceVersion,
 		},
 		"spec": map[string]any{"suspend": true},

@@ -33,6 +33,9 @@ type pullOp struct {
 	// kubeletPulls what the kubelet's events say of their pulls.
 	pullTimes    []time.Duration
 	kubeletPulls []kubeletPull
+	// retried counts the pairs whose Jobs this pass ended with a failure
+	// to try again.
+	retried int
 }
 
 // newPullOp keeps of the ledger the pairs the plan wants, and the images
@@ -82,10 +85,24 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 		// As long as the Job is there: its event may come after the pull
 		// settled.
 		own(node, key, i)
-	}, func(node, key string, i int) {
-		if s.led.Get(node, key) == ledger.Unsettled {
+	}, func(node, key string, i int, r puller.Result) bool {
+		switch s.led.Get(node, key) {
+		case ledger.Pulled, ledger.Present:
+			// A later try of a pair that failed did it.
+			return true
+		case ledger.Failed:
+			return false
+		}
+		retry := o.c.retryLater(s, job, node, key, r)
+		if !retry || out.EndNow {
+			// A pair tried again stays unsettled: its failure counts
+			// in the pass that ends its Job.
 			o.kubeletPulls = append(o.kubeletPulls, pulls.failed(i)...)
 		}
+		if retry && out.EndNow {
+			o.retried++
+		}
+		return retry
 	})
 }
 
@@ -243,17 +260,26 @@ func (o *pullOp) pullJob(w *nodeWant, out *jobsToCreate) *newJob {
 	c, s, name := o.c, o.s, w.node.Name
 	var batch []string
 	var picked []wantedImage
+	attempt := 0
 	for _, wi := range w.images {
-		if s.led.Get(name, wi.key) == ledger.Unsettled && len(batch) < c.cfg.ImagesPerJob {
-			batch = append(batch, wi.image)
-			picked = append(picked, wi)
+		if s.led.Get(name, wi.key) != ledger.Unsettled || len(batch) == c.cfg.ImagesPerJob {
+			continue
 		}
+		if r := s.retries[pairKey(name, wi.key)]; r != nil {
+			if s.now.Before(r.next) {
+				s.lookAt(r.next)
+				continue
+			}
+			attempt = max(attempt, r.attempts)
+		}
+		batch = append(batch, wi.image)
+		picked = append(picked, wi)
 	}
 	if len(batch) == 0 || out.hold(s, name) {
 		return nil
 	}
 	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch,
-		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.node, c.cfg.NodeStatusMaxImages)})
+		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.node, c.cfg.NodeStatusMaxImages), Attempt: attempt})
 	if c.expectations.ExpectsCreate(jobKey(job)) {
 		return nil // created, and not shown by the informer yet
 	}
@@ -298,6 +324,7 @@ func (o *pullOp) removals() []removal {
 // recorded counts the pairs this pass settled, and their pull times.
 func (o *pullOp) recorded(before ledger.Reader) {
 	countSettled(before, o.s.led)
+	metrics.PullRetriesTotal.Add(float64(o.retried))
 	for _, d := range o.pullTimes {
 		metrics.PullDuration.Observe(d.Seconds())
 	}

@@ -38,6 +38,7 @@ type computedStatus struct {
 func (c *Controller) computeStatus(s *syncCtx, removals int) computedStatus {
 	counts := countPulls(s.plan, s.led)
 	counts.removals = removals
+	counts.retry = summarizeRetries(s)
 	var kept failureSet
 	if r, ok := s.op.(keptReporter); ok {
 		kept, counts.keptBy = r.kept()
@@ -200,6 +201,8 @@ type pullCounts struct {
 	omitted int
 	// keptBy counts, by reason, the pairs a purge left on their nodes.
 	keptBy map[string]int
+	// retry sums up the pending pairs that wait to be tried again.
+	retry retrySummary
 }
 
 func countPulls(p *plan, led *ledger.Ledger) pullCounts {
@@ -268,7 +271,8 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan,
 		verb = "Removed"
 	}
 	st.Message = statusMessage(verb, counts, len(p.nodes))
-	if left, ok := timeLeft(counts.PullCounts, st.StartTime, now); ok && verb == "Pulled" && st.Status == v1alpha2.ImageCacheActionStatusProcessing {
+	if left, ok := timeLeft(counts.PullCounts, st.StartTime, now); ok && verb == "Pulled" &&
+		st.Status == v1alpha2.ImageCacheActionStatusProcessing && counts.retry.pairs < int(counts.Pending) {
 		if before == counts.PullCounts && strings.HasPrefix(beforeMessage, st.Message+"; ") {
 			// Nothing settled since: the estimate stands (and the
 			// status is not written for the clock alone).
@@ -419,6 +423,9 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	}
 	if c.Pending > 0 {
 		fmt.Fprintf(&b, "; %d pending", c.Pending)
+		if c.retry.pairs > 0 {
+			fmt.Fprintf(&b, " (%s)", c.retry.phrase())
+		}
 	}
 	if c.Skipped > 0 {
 		fmt.Fprintf(&b, "; %d skipped on %d %s %s", c.Skipped, c.skippedNodes, message.Plural(c.skippedNodes, "node", "nodes"),

@@ -113,6 +113,9 @@ type syncCtx struct {
 	// removedEarlier holds the "node\x00image" pairs of earlier delete Jobs
 	// seen this pass (unsettleRemoved).
 	removedEarlier map[string]bool
+	// retries holds, by pairKey, the unsettled pairs whose pulls failed
+	// for a reason that may pass, to try again (retryLater).
+	retries map[string]*pairRetry
 }
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to
