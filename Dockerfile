@@ -1,7 +1,9 @@
-# kube-fledged's image: the controller (fledged), the helper the pull Jobs run
-# (fledged-helper) and the CRI remover the delete Jobs run (fledged-cri),
-# static binaries on a minimal non-root base.
-# Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 .
+# kube-fledged's images, static binaries on a minimal non-root base:
+#   helper      the helper the pull Jobs' init container installs (fledged-helper alone);
+#   cri         the CRI remover the delete Jobs run (fledged-cri alone);
+#   controller  the controller (fledged, with the helper and the CRI remover), the default.
+# Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 --target helper .
+# Without Docker: make image-local builds the same three.
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS TARGETARCH
 WORKDIR /src
@@ -12,7 +14,23 @@ COPY pkg/ pkg/
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
     go build -trimpath -ldflags "-s -w" -o /out/ ./cmd/fledged ./cmd/fledged-helper ./cmd/fledged-cri
 
-FROM gcr.io/distroless/static:nonroot
+FROM gcr.io/distroless/static:nonroot AS helper
+LABEL org.opencontainers.image.title="kube-fledged-helper" \
+      org.opencontainers.image.description="kube-fledged's pull helper, which the pull Jobs install in their pods" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /out/fledged-helper /
+USER 65532:65532
+ENTRYPOINT ["/fledged-helper"]
+
+FROM gcr.io/distroless/static:nonroot AS cri
+LABEL org.opencontainers.image.title="kube-fledged-cri" \
+      org.opencontainers.image.description="kube-fledged's CRI image remover, which the delete Jobs run" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /out/fledged-cri /
+USER 65532:65532
+ENTRYPOINT ["/fledged-cri"]
+
+FROM gcr.io/distroless/static:nonroot AS controller
 LABEL org.opencontainers.image.title="kube-fledged" \
       org.opencontainers.image.description="Caches container images on Kubernetes nodes" \
       org.opencontainers.image.licenses="Apache-2.0"

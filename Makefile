@@ -53,6 +53,10 @@ demo: ## The main job on a fresh machine: local cluster, controller, sample Imag
 	hack/demo.sh
 
 FLEDGED_IMAGE ?= ghcr.io/kube-fledged/kube-fledged:latest
+# The helper and CRI remover images: the controller's repository with -helper
+# and -cri, the same tag (make deploy and hack/deploy.sh derive them alike).
+FLEDGED_HELPER_IMAGE ?= $(shell hack/deploy.sh sibling '$(FLEDGED_IMAGE)' -helper)
+FLEDGED_CRI_IMAGE    ?= $(shell hack/deploy.sh sibling '$(FLEDGED_IMAGE)' -cri)
 IMAGE_LOCAL   ?= 127.0.0.1:5000/kube-fledged:dev
 PLATFORMS     ?= linux/amd64,linux/arm64
 
@@ -65,16 +69,20 @@ undeploy: ## Remove what make deploy applied.
 	hack/deploy.sh delete
 
 .PHONY: image-local
-image-local: build ## Build the image without Docker and push it to IMAGE_LOCAL (plain HTTP allowed).
-	go run ./hack/image-local --image $(IMAGE_LOCAL) --bin $(BIN)
+image-local: ## Build the controller, helper and CRI remover images for PLATFORMS without Docker; push them to IMAGE_LOCAL and its -helper and -cri siblings (plain HTTP allowed).
+	go run ./hack/image-local --image $(IMAGE_LOCAL) --platforms $(PLATFORMS) --out $(OUTPUT)/bin
 
 .PHONY: image
-image: ## Build the image with docker buildx (needs a Docker engine).
-	docker buildx build --platform $(PLATFORMS) -t $(FLEDGED_IMAGE) .
+image: ## Build the three images with docker buildx (needs a Docker engine).
+	docker buildx build --platform $(PLATFORMS) --target controller -t $(FLEDGED_IMAGE) .
+	docker buildx build --platform $(PLATFORMS) --target helper -t $(FLEDGED_HELPER_IMAGE) .
+	docker buildx build --platform $(PLATFORMS) --target cri -t $(FLEDGED_CRI_IMAGE) .
 
 .PHONY: push
-push: ## Build and push the multi-arch image with docker buildx.
-	docker buildx build --platform $(PLATFORMS) -t $(FLEDGED_IMAGE) --push .
+push: ## Build and push the three multi-arch images with docker buildx.
+	docker buildx build --platform $(PLATFORMS) --target controller -t $(FLEDGED_IMAGE) --push .
+	docker buildx build --platform $(PLATFORMS) --target helper -t $(FLEDGED_HELPER_IMAGE) --push .
+	docker buildx build --platform $(PLATFORMS) --target cri -t $(FLEDGED_CRI_IMAGE) --push .
 
 .PHONY: help
 help: ## Show the targets.

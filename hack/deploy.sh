@@ -1,14 +1,36 @@
 #!/usr/bin/env bash
 # make deploy / make undeploy: applies (or deletes) deploy/ with kubectl, the
 # controller's image set from FLEDGED_IMAGE (default: the image in deploy/),
-# and, when FLEDGED_PATCH names a file, that strategic-merge patch of the
-# Deployment (node selector, tolerations, resources, flags, ...).
+# the helper and CRI remover images from FLEDGED_HELPER_IMAGE and
+# FLEDGED_CRI_IMAGE (default: FLEDGED_IMAGE's repository with -helper and
+# -cri, its tag), and, when FLEDGED_PATCH names a file, that strategic-merge
+# patch of the Deployment (node selector, tolerations, resources, flags, ...).
 #   FLEDGED_IMAGE=registry.example.com/kube-fledged:v1 hack/deploy.sh apply
+#   hack/deploy.sh sibling IMAGE SUFFIX   prints IMAGE with SUFFIX added to its repository
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 action="${1:-apply}"
 KUBECTL="${KUBECTL:-kubectl}"
 image="${FLEDGED_IMAGE:-ghcr.io/kube-fledged/kube-fledged:latest}"
+
+# sibling IMAGE SUFFIX: registry/kube-fledged:v1 -> registry/kube-fledged-helper:v1.
+# A digest names one image only: its siblings take the tag latest.
+sibling() {
+  local img="$1" suffix="$2"
+  if [[ "${img}" == *@* ]]; then
+    echo "${img%@*}${suffix}:latest"
+  elif [[ "${img##*/}" == *:* ]]; then
+    echo "${img%:*}${suffix}:${img##*:}"
+  else
+    echo "${img}${suffix}"
+  fi
+}
+if [[ "${action}" == sibling ]]; then
+  sibling "$2" "$3"
+  exit 0
+fi
+helper="${FLEDGED_HELPER_IMAGE:-$(sibling "${image}" -helper)}"
+cri="${FLEDGED_CRI_IMAGE:-$(sibling "${image}" -cri)}"
 
 # Split the image into name and tag (or digest).
 name="${image}" tag="" digest=""
@@ -31,15 +53,29 @@ rel="$(realpath --relative-to="${overlay}" "${ROOT}/deploy")"
   echo "  newName: ${name}"
   [[ -n "${tag}" ]] && echo "  newTag: \"${tag}\""
   [[ -n "${digest}" ]] && echo "  digest: ${digest}"
+  echo "patches:"
+  echo "- path: images-patch.yaml"
+  echo "  target: {kind: Deployment, name: kube-fledged}"
   if [[ -n "${FLEDGED_PATCH:-}" ]]; then
     cp "${FLEDGED_PATCH}" "${overlay}/deployment-patch.yaml"
-    echo "patches:"
     echo "- path: deployment-patch.yaml"
     echo "  target: {kind: Deployment, name: kube-fledged}"
   fi
-  # The helper image follows the controller's image.
-  sed -n '/^replacements:/,$p' "${ROOT}/deploy/kustomization.yaml"
 } >"${overlay}/kustomization.yaml"
+# The images of the pull and delete Jobs.
+cat >"${overlay}/images-patch.yaml" <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kube-fledged}
+spec:
+  template:
+    spec:
+      containers:
+      - name: fledged
+        env:
+        - {name: KUBEFLEDGED_HELPER_IMAGE, value: "${helper}"}
+        - {name: KUBEFLEDGED_CRI_IMAGE, value: "${cri}"}
+YAML
 
 case "${action}" in
   apply)

@@ -46,7 +46,12 @@ AUTH_USER2="fledged-e2e-other"
 AUTH_PASSWORD2="fledged-e2e-other-password"
 AUTH_HTPASSWD='fledged-e2e:$2a$10$tVR2ham5qZCzuHyxzwbL/urFPkwMGC8joZsWdX356cS1RplNcMAAy
 fledged-e2e-other:$2a$10$BoFCUnOUu8pSmcI/85ZTD.rd8Wqpv9RvQ4xHVc6yID4QWdE/l3WiW'
-HELPER_IMAGE="${REGISTRY}/kube-fledged:local"
+# The project's three images (hack/image-local): the controller, for the
+# in-cluster tests; the helper the pull Jobs install; the CRI remover the
+# delete Jobs run.
+CONTROLLER_IMAGE="${REGISTRY}/kube-fledged:local"
+HELPER_IMAGE="${REGISTRY}/kube-fledged-helper:local"
+CRI_IMAGE="${REGISTRY}/kube-fledged-cri:local"
 PAUSE_IMAGE="${REGISTRY}/pause:local"
 CGROUP_ROOT="/kube-fledged-node"
 CNI_NETWORK="kube-fledged-local"
@@ -136,10 +141,10 @@ wait_until registry 30 "the registry" curl -sf "http://${REGISTRY}/v2/"
 answers_401() { [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://${AUTH_REGISTRY}/v2/")" == "401" ]]; }
 wait_until auth-registry 30 "the auth registry" answers_401
 
-log "pushing ${PAUSE_IMAGE} and ${HELPER_IMAGE}"
+log "pushing ${PAUSE_IMAGE}, ${CONTROLLER_IMAGE}, ${HELPER_IMAGE} and ${CRI_IMAGE}"
 "${N}/bin/real-node" push --image "${PAUSE_IMAGE}" --file /pause --bin "${N}/bin/pause" || fail registry "pushing the pause image"
-(cd "${ROOT}" && make -s build >/dev/null && go run ./hack/image-local --image "${HELPER_IMAGE}" --bin _output/bin >/dev/null) ||
-  fail registry "pushing the project's image"
+(cd "${ROOT}" && go run ./hack/image-local --image "${CONTROLLER_IMAGE}" --helper-image "${HELPER_IMAGE}" --cri-image "${CRI_IMAGE}" \
+  --platforms "linux/$(go env GOARCH)" >/dev/null) || fail registry "pushing the project's images"
 
 # --- CNI: a bridge of its own, with host-local addresses kept in our folder ---
 mkdir -p "${N}/cni/net.d" "${N}/cni/ipam"
@@ -346,7 +351,9 @@ REAL_NODE_AUTH_PASSWORD2=${AUTH_PASSWORD2}
 REAL_NODE_KUBELET_SCRIPT=${ROOT}/hack/real-node-kubelet.sh
 REAL_NODE_CRI_SOCKET=${SOCK}
 REAL_NODE_HELPER_IMAGE=${HELPER_IMAGE}
+REAL_NODE_CRI_IMAGE=${CRI_IMAGE}
+REAL_NODE_CONTROLLER_IMAGE=${CONTROLLER_IMAGE}
 REAL_NODE_IN_CLUSTER=${IN_CLUSTER}
 ENV
 log "node ${LOCAL_NODE_NAME} is Ready; registries ${REGISTRY} and ${AUTH_REGISTRY} (user ${AUTH_USER}); CRI socket ${SOCK}"
-log "run the controller with --helper-image=${HELPER_IMAGE} --cri-socket-path=${SOCK}"
+log "run the controller with --helper-image=${HELPER_IMAGE} --cri-image=${CRI_IMAGE} --cri-socket-path=${SOCK}"

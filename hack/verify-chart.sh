@@ -36,6 +36,12 @@ for unwanted in "kind: Namespace" "kind: PodDisruptionBudget"; do
   if grep -qF -- "${unwanted}" <<<"${out}"; then echo "verify-chart: the chart renders ${unwanted} when told not to" >&2; exit 1; fi
 done
 
+# The helper and CRI remover images follow the controller's repository and tag.
+out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" --set image.repository=reg.local/kf --set image.tag=v9)"
+for want in "value: reg.local/kf-helper:v9" "value: reg.local/kf-cri:v9" "image: reg.local/kf:v9"; do
+  grep -qF -- "${want}" <<<"${out}" || { echo "verify-chart: with image reg.local/kf:v9, the chart does not render ${want}" >&2; exit 1; }
+done
+
 # The chart owning the namespace, the release kept in another one.
 out="$("${HELM}" template kube-fledged "${CHART}" -n default "${KV[@]}" --set namespace.name=kf-system --set namespace.create=true)"
 grep -qF "pod-security.kubernetes.io/enforce: privileged" <<<"${out}" ||

@@ -1,68 +1,168 @@
-// Command image-local builds kube-fledged's image from the binaries in
-// _output/bin, without Docker, and pushes it to a registry (plain HTTP allowed,
-// for a local registry). `make image-local` runs it.
+// Command image-local builds kube-fledged's three images without Docker and
+// pushes them to a registry (plain HTTP allowed, for a local registry):
 //
-//	go run ./hack/image-local --image 127.0.0.1:5000/kube-fledged:dev
+//   - the controller (fledged; it holds the helper and the CRI remover too);
+//   - the helper the pull Jobs' init container installs (fledged-helper
+//     alone, a few MB: the image every node that warms pulls);
+//   - the CRI remover the delete Jobs run (fledged-cri alone).
+//
+// Each is one layer of static binaries, cross-compiled here for each
+// platform asked, and pushed as an OCI image index when there are several.
+// `make image-local` runs it.
+//
+//	go run ./hack/image-local --image 127.0.0.1:5000/kube-fledged:dev [--platforms linux/amd64,linux/arm64]
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"kubefledged.io/kube-fledged/pkg/imagebuild"
 )
 
+// component is one of the images: its binaries and entrypoint.
+type component struct {
+	suffix, title, description string
+	binaries                   []string
+}
+
+var components = []component{
+	{"", "kube-fledged", "Caches container images on Kubernetes nodes", []string{"fledged", "fledged-helper", "fledged-cri"}},
+	{"-helper", "kube-fledged-helper", "kube-fledged's pull helper, which the pull Jobs install in their pods", []string{"fledged-helper"}},
+	{"-cri", "kube-fledged-cri", "kube-fledged's CRI image remover, which the delete Jobs run", []string{"fledged-cri"}},
+}
+
 func main() {
-	image := flag.String("image", "", "where to push the image, such as 127.0.0.1:5000/kube-fledged:dev")
-	bin := flag.String("bin", "_output/bin", "folder holding the fledged, fledged-helper and fledged-cri binaries")
-	arch := flag.String("arch", runtime.GOARCH, "the binaries' architecture")
+	image := flag.String("image", "", "where to push the controller's image, such as 127.0.0.1:5000/kube-fledged:dev")
+	helper := flag.String("helper-image", "", "where to push the helper image (default: the controller's repository with -helper, same tag)")
+	criImage := flag.String("cri-image", "", "where to push the CRI remover image (default: the controller's repository with -cri, same tag)")
+	platforms := flag.String("platforms", "linux/"+runtime.GOARCH, "the platforms to build, comma-separated (linux/amd64, linux/arm64, ...)")
+	out := flag.String("out", "_output/bin", "folder for the cross-compiled binaries (one sub-folder per platform)")
 	version := flag.String("version", "dev", "the version label")
 	insecure := flag.Bool("insecure", true, "allow a plain-HTTP registry")
 	flag.Parse()
 	if *image == "" {
-		fmt.Fprintln(os.Stderr, "image-local: --image is required")
-		os.Exit(2)
+		fail("--image is required")
 	}
-	img, err := imagebuild.Build(imagebuild.Options{
-		Files: map[string]string{
-			"/fledged":        filepath.Join(*bin, "fledged"),
-			"/fledged-helper": filepath.Join(*bin, "fledged-helper"),
-			"/fledged-cri":    filepath.Join(*bin, "fledged-cri"),
-		},
-		Entrypoint: []string{"/fledged"},
-		Arch:       *arch,
-		Labels: map[string]string{
-			"org.opencontainers.image.title":       "kube-fledged",
-			"org.opencontainers.image.description": "Caches container images on Kubernetes nodes",
-			"org.opencontainers.image.licenses":    "Apache-2.0",
-			"org.opencontainers.image.version":     *version,
-		},
-		Created: time.Unix(0, 0).UTC(),
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "image-local: %v\n", err)
-		os.Exit(1)
+	refs := []string{*image, *helper, *criImage}
+	for i, c := range components[1:] {
+		if refs[i+1] == "" {
+			refs[i+1] = sibling(*image, c.suffix)
+		}
+	}
+	var archs []string
+	for _, p := range strings.Split(*platforms, ",") {
+		goos, arch, ok := strings.Cut(strings.TrimSpace(p), "/")
+		if !ok || goos != "linux" || arch == "" {
+			fail(fmt.Sprintf("--platforms: %q is not linux/ARCH", p))
+		}
+		archs = append(archs, arch)
+	}
+	bins := map[string]string{}
+	for _, arch := range archs {
+		dir := filepath.Join(*out, "linux_"+arch)
+		if err := build(dir, arch); err != nil {
+			fail(err.Error())
+		}
+		bins[arch] = dir
 	}
 	var opts []name.Option
 	if *insecure {
 		opts = append(opts, name.Insecure)
 	}
-	ref, err := name.ParseReference(*image, opts...)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "image-local: %v\n", err)
-		os.Exit(1)
+	for i, c := range components {
+		ref, err := name.ParseReference(refs[i], opts...)
+		if err != nil {
+			fail(err.Error())
+		}
+		digest, err := push(ref, c, archs, bins, *version)
+		if err != nil {
+			fail(fmt.Sprintf("pushing %s: %v", ref, err))
+		}
+		fmt.Printf("pushed %s@%s (%s)\n", ref.Context().Name(), digest, strings.Join(archs, ", "))
 	}
-	if err := remote.Write(ref, img); err != nil {
-		fmt.Fprintf(os.Stderr, "image-local: pushing %s: %v\n", ref, err)
-		os.Exit(1)
+}
+
+// sibling is the controller's image reference with suffix added to its
+// repository: 127.0.0.1:5000/kube-fledged:dev -> 127.0.0.1:5000/kube-fledged-helper:dev.
+func sibling(image, suffix string) string {
+	repo, rest := image, ""
+	if i := strings.LastIndex(image, "@"); i >= 0 {
+		repo, rest = image[:i], image[i:]
+	} else if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		repo, rest = image[:i], image[i:]
 	}
-	digest, _ := img.Digest()
-	fmt.Printf("pushed %s@%s\n", ref.Context().Name(), digest)
+	return repo + suffix + rest
+}
+
+// build cross-compiles the three static binaries for linux/arch into dir.
+func build(dir, arch string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "./cmd/fledged", "./cmd/fledged-helper", "./cmd/fledged-cri")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("building the binaries for linux/%s: %w", arch, err)
+	}
+	return nil
+}
+
+// push builds a component's image for each architecture and pushes it, as
+// an index when there is more than one; it returns the digest pushed.
+func push(ref name.Reference, c component, archs []string, bins map[string]string, version string) (v1.Hash, error) {
+	var imgs []v1.Image
+	for _, arch := range archs {
+		files := map[string]string{}
+		for _, b := range c.binaries {
+			files["/"+b] = filepath.Join(bins[arch], b)
+		}
+		img, err := imagebuild.Build(imagebuild.Options{
+			Files:      files,
+			Entrypoint: []string{"/" + c.binaries[0]},
+			Arch:       arch,
+			Labels: map[string]string{
+				"org.opencontainers.image.title":       c.title,
+				"org.opencontainers.image.description": c.description,
+				"org.opencontainers.image.licenses":    "Apache-2.0",
+				"org.opencontainers.image.version":     version,
+			},
+			Created: time.Unix(0, 0).UTC(),
+		})
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		imgs = append(imgs, img)
+	}
+	if len(imgs) == 1 {
+		if err := remote.Write(ref, imgs[0]); err != nil {
+			return v1.Hash{}, err
+		}
+		return imgs[0].Digest()
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for i, img := range imgs {
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{
+			Platform: &v1.Platform{OS: "linux", Architecture: archs[i]}}})
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		return v1.Hash{}, err
+	}
+	return idx.Digest()
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "image-local: "+msg)
+	os.Exit(1)
 }

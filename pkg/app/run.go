@@ -93,6 +93,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 	return imagecache.Config{
 		Puller: puller.Config{
 			HelperImage:              o.HelperImage,
+			CRIImage:                 o.CRIImage,
 			PullPolicy:               corev1.PullPolicy(o.ImagePullPolicy),
 			PullDeadline:             o.ImagePullDeadline,
 			StartDeadline:            o.JobStartDeadline,

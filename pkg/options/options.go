@@ -19,12 +19,21 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// DefaultHelperImage is the project's own image, whose fledged-helper binary
-// the pull Jobs' init container copies into each pod.
-const DefaultHelperImage = "ghcr.io/kube-fledged/kube-fledged:latest"
+// DefaultHelperImage is the project's helper image, a few MB holding only
+// the fledged-helper binary, which the pull Jobs' init container copies into
+// each pod.
+const DefaultHelperImage = "ghcr.io/kube-fledged/kube-fledged-helper:latest"
 
-// HelperImageEnv overrides the helper image when the flag is not given.
-const HelperImageEnv = "KUBEFLEDGED_HELPER_IMAGE"
+// DefaultCRIImage is the project's CRI remover image, holding only the
+// fledged-cri binary, which the delete Jobs run.
+const DefaultCRIImage = "ghcr.io/kube-fledged/kube-fledged-cri:latest"
+
+// HelperImageEnv and CRIImageEnv set the helper and CRI remover images when
+// their flags are not given.
+const (
+	HelperImageEnv = "KUBEFLEDGED_HELPER_IMAGE"
+	CRIImageEnv    = "KUBEFLEDGED_CRI_IMAGE"
+)
 
 // Job retention policies.
 const (
@@ -45,6 +54,7 @@ type Options struct {
 	JobPriorityClassName    string
 	JobRetentionPolicy      string
 	HelperImage             string
+	CRIImage                string
 	CRISocketPath           string
 	DeleteJobHostNetwork    bool
 	// DeleteJobServiceAccountName is the service account of the delete
@@ -155,7 +165,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServiceAccountName, "service-account-name", o.ServiceAccountName, "Service account of the pull Jobs' pods (empty: the namespace's default).")
 	fs.StringVar(&o.JobPriorityClassName, "job-priority-class-name", o.JobPriorityClassName, "Priority class of the pull Jobs' pods (empty: none).")
 	fs.StringVar(&o.JobRetentionPolicy, "job-retention-policy", o.JobRetentionPolicy, "What happens to finished Jobs when their operation completes: delete or retain.")
-	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage, "The project's image, whose helper binary the pull Jobs run (default: $"+HelperImageEnv+", else "+DefaultHelperImage+").")
+	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage, "The project's helper image, whose fledged-helper binary the pull Jobs' init container installs in each pull pod (default: $"+HelperImageEnv+", else "+DefaultHelperImage+"). Every node that warms pulls it.")
+	fs.StringVar(&o.CRIImage, "cri-image", o.CRIImage, "The project's CRI remover image, whose fledged-cri binary the delete Jobs run (default: $"+CRIImageEnv+", else "+DefaultCRIImage+").")
 	fs.StringVar(&o.CRISocketPath, "cri-socket-path", o.CRISocketPath, "The container runtime's CRI socket on the nodes, for removing images (default: found from each node's runtime: containerd or CRI-O).")
 	fs.BoolVar(&o.DeleteJobHostNetwork, "image-delete-job-host-network", o.DeleteJobHostNetwork, "Run the Jobs that remove images in the host's network namespace.")
 	fs.StringVar(&o.DeleteJobServiceAccountName, "image-delete-job-service-account-name", o.DeleteJobServiceAccountName, "Service account of the Jobs that remove images, which run in the controller's namespace ($"+NamespaceEnv+", else "+DefaultNamespace+"). It needs no rights; its token is never mounted.")
@@ -190,6 +201,12 @@ func (o *Options) Complete() {
 	}
 	if o.HelperImage == "" {
 		o.HelperImage = DefaultHelperImage
+	}
+	if o.CRIImage == "" {
+		o.CRIImage = os.Getenv(CRIImageEnv)
+	}
+	if o.CRIImage == "" {
+		o.CRIImage = DefaultCRIImage
 	}
 	if o.Namespace == "" {
 		o.Namespace = os.Getenv(NamespaceEnv)
@@ -303,6 +320,9 @@ func (o *Options) Validate() error {
 	}
 	if strings.TrimSpace(o.HelperImage) == "" {
 		errs = append(errs, errors.New("--helper-image must not be empty"))
+	}
+	if strings.TrimSpace(o.CRIImage) == "" {
+		errs = append(errs, errors.New("--cri-image must not be empty"))
 	}
 	for _, e := range logsapi.Validate(o.Logs, nil, nil) {
 		errs = append(errs, fmt.Errorf("logging (--logging-format, -v, --vmodule): %s", e.Error()))

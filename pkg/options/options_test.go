@@ -22,6 +22,7 @@ func parse(t *testing.T, args ...string) (*Options, error) {
 
 func TestDefaults(t *testing.T) {
 	t.Setenv(HelperImageEnv, "")
+	t.Setenv(CRIImageEnv, "")
 	o, err := parse(t)
 	if err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
@@ -30,8 +31,25 @@ func TestDefaults(t *testing.T) {
 		o.ImagePullPolicy != "IfNotPresent" || o.JobRetentionPolicy != "delete" || o.ImagesPerJob != 10 || o.NodeStatusMaxImages != 50 {
 		t.Errorf("unexpected defaults: %+v", o)
 	}
-	if o.HelperImage != DefaultHelperImage {
-		t.Errorf("helper image %q, want %q", o.HelperImage, DefaultHelperImage)
+	if o.HelperImage != DefaultHelperImage || o.CRIImage != DefaultCRIImage {
+		t.Errorf("helper image %q and CRI image %q, want %q and %q", o.HelperImage, o.CRIImage, DefaultHelperImage, DefaultCRIImage)
+	}
+	if o.PullRetryDeadline != time.Hour || o.PullRetryMaxBackoff != 5*time.Minute {
+		t.Errorf("pull retries: deadline %s, longest wait %s", o.PullRetryDeadline, o.PullRetryMaxBackoff)
+	}
+}
+
+func TestCRIImageFromEnvironment(t *testing.T) {
+	t.Setenv(CRIImageEnv, "registry.local/kube-fledged-cri:v1")
+	o, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.CRIImage != "registry.local/kube-fledged-cri:v1" {
+		t.Errorf("CRI image %q", o.CRIImage)
+	}
+	if o, err = parse(t, "--cri-image=other/cri:v2"); err != nil || o.CRIImage != "other/cri:v2" {
+		t.Errorf("the flag should win over the environment, got %q (%v)", o.CRIImage, err)
 	}
 }
 
@@ -56,6 +74,8 @@ func TestHelperImageFromEnvironment(t *testing.T) {
 func TestInvalidValues(t *testing.T) {
 	cases := map[string]string{
 		"--image-pull-deadline-duration=0s":   "--image-pull-deadline-duration",
+		"--pull-retry-deadline=-1m":           "--pull-retry-deadline",
+		"--pull-retry-max-backoff=1s":         "--pull-retry-max-backoff",
 		"--image-cache-refresh-frequency=10s": "--image-cache-refresh-frequency",
 		"--image-cache-refresh-frequency=-1m": "--image-cache-refresh-frequency",
 		"--image-pull-policy=Never":           "--image-pull-policy",

@@ -64,7 +64,7 @@ func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
 		HostNetwork: b.HostNetwork,
 		Containers: []corev1.Container{{
 			Name:            "remove-images",
-			Image:           cfg.HelperImage,
+			Image:           cfg.CRIImage,
 			ImagePullPolicy: corev1.PullIfNotPresent,
 			Command:         append([]string{"/fledged-cri"}, args...),
 			Resources:       cfg.resources(),

@@ -36,9 +36,12 @@ const (
 
 // Config is what every pull Job shares, from the controller's flags.
 type Config struct {
-	// HelperImage is the project's own image; its fledged-helper binary is
-	// copied into each pod by the init container.
+	// HelperImage is the project's helper image; its fledged-helper binary
+	// is copied into each pull pod by the init container.
 	HelperImage string
+	// CRIImage is the project's CRI remover image, whose fledged-cri
+	// binary the delete Jobs run.
+	CRIImage string
 	// PullPolicy is the pull policy of the image containers.
 	PullPolicy corev1.PullPolicy
 	// PullDeadline is the time one image may take to pull.

@@ -137,8 +137,9 @@ func TestReadOutcomes(t *testing.T) {
 
 func TestDeleteJobSpec(t *testing.T) {
 	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", UID: "u"}}
-	cfg := Config{HelperImage: "registry.local/kube-fledged:v1", DeleteNamespace: "kube-fledged",
-		DeleteServiceAccountName: "kube-fledged-image-delete", ServiceAccountName: "pull-only", Tolerations: DefaultTolerations()}
+	cfg := Config{HelperImage: "registry.local/kube-fledged-helper:v1", CRIImage: "registry.local/kube-fledged-cri:v1",
+		DeleteNamespace: "kube-fledged", DeleteServiceAccountName: "kube-fledged-image-delete", ServiceAccountName: "pull-only",
+		Tolerations: DefaultTolerations()}
 	job := NewDeleteJob(cfg, DeleteBatch{Cache: ic, NodeName: "node-1", Hostname: "host-1", Images: []string{"nginx:1.27", "redis"},
 		Epoch: 7, Socket: "/run/containerd/containerd.sock", HostNetwork: true})
 	spec := job.Spec.Template.Spec
@@ -151,6 +152,9 @@ func TestDeleteJobSpec(t *testing.T) {
 		t.Errorf("the Job names cache %s/%s (uid %s), want ns/c (u)", ns, name, job.Labels[LabelCacheUID])
 	}
 	pull := NewPullJob(cfg, Batch{Cache: ic, NodeName: "node-1", Hostname: "host-1", Images: []string{"nginx"}})
+	if init := pull.Spec.Template.Spec.InitContainers[0]; init.Image != "registry.local/kube-fledged-helper:v1" {
+		t.Errorf("the pull Job's init container runs %s, want the helper image", init.Image)
+	}
 	if ns, name := CacheOf(pull); pull.Namespace != "ns" || len(pull.OwnerReferences) != 1 || ns != "ns" || name != "c" ||
 		pull.Spec.Template.Spec.ServiceAccountName != "pull-only" {
 		t.Errorf("pull Job: namespace %q, owners %v, cache %s/%s, service account %q", pull.Namespace, pull.OwnerReferences, ns, name,
@@ -168,7 +172,7 @@ func TestDeleteJobSpec(t *testing.T) {
 	}
 	c := spec.Containers[0]
 	wantCmd := []string{"/fledged-cri", "rmi", "--socket", criSocketInPod, "--timeout", "1m50s", "nginx:1.27", "redis"}
-	if c.Image != "registry.local/kube-fledged:v1" || strings.Join(c.Command, " ") != strings.Join(wantCmd, " ") {
+	if c.Image != "registry.local/kube-fledged-cri:v1" || strings.Join(c.Command, " ") != strings.Join(wantCmd, " ") {
 		t.Errorf("container %s %v", c.Image, c.Command)
 	}
 	if c.VolumeMounts[0].MountPath != criSocketInPod || c.TerminationMessagePolicy != corev1.TerminationMessageReadFile {

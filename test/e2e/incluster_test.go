@@ -226,7 +226,7 @@ const pulledSample = `kubefledged_pulls_total{result="pulled"}`
 func TestRealNodeInClusterHelm(t *testing.T) {
 	rn := needInCluster(t)
 	const release, ns, deployment = "kf", "kf-helm", "kf-kube-fledged"
-	repo, tag, _ := strings.Cut(rn.helperImage[len(rn.registry)+1:], ":")
+	repo, tag, _ := strings.Cut(rn.controllerImage[len(rn.registry)+1:], ":")
 	values := filepath.Join(t.TempDir(), "values.yaml")
 	if err := os.WriteFile(values, []byte(fmt.Sprintf(`image:
   repository: %s/%s
@@ -406,7 +406,7 @@ spec:
 `, puller.HostnameLabel, rn.name, startupTaintKey, startupTaintKey)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("make", "--no-print-directory", "deploy", "FLEDGED_IMAGE="+rn.helperImage)
+	cmd := exec.Command("make", "--no-print-directory", "deploy", "FLEDGED_IMAGE="+rn.controllerImage)
 	cmd.Dir = projectRoot
 	cmd.Env = append(os.Environ(), "KUBECTL="+kubectlBin, "KUBECONFIG="+kubeconfig, "FLEDGED_PATCH="+patch)
 	t.Cleanup(func() {
@@ -424,8 +424,8 @@ spec:
 	pods := controllerPods(t, rn, sampleNS, "kube-fledged", 2)
 	t.Logf("kubectl get pods -o wide:\n%s", kubectl(t, "get", "pods", "-n", sampleNS, "-l", "app.kubernetes.io/name=kube-fledged", "-o", "wide"))
 	for _, p := range pods {
-		if p.Spec.Containers[0].Image != rn.helperImage {
-			t.Fatalf("pod %s runs %s, want %s", p.Name, p.Spec.Containers[0].Image, rn.helperImage)
+		if p.Spec.Containers[0].Image != rn.controllerImage {
+			t.Fatalf("pod %s runs %s, want %s", p.Name, p.Spec.Containers[0].Image, rn.controllerImage)
 		}
 	}
 	t.Logf("leader: %s", waitLeader(t, sampleNS, pods))

@@ -3,8 +3,8 @@
 package e2e
 
 // The real-node tests: a kubelet over containerd (hack/real-node-up.sh),
-// pulling test images from local registries, with the project's own image
-// as the pull Jobs' helper and the delete Jobs' CRI remover. hack/e2e.sh runs
+// pulling test images from local registries, with the project's own helper
+// and CRI remover images in the pull and delete Jobs. hack/e2e.sh runs
 // them after the kwok tests, once the real node is up; where the machine
 // cannot run a kubelet they are skipped with the reason the script gave.
 
@@ -36,7 +36,10 @@ import (
 
 // realNode is what hack/real-node-up.sh wrote to its env file.
 type realNode struct {
-	name, registry, authRegistry, user, password, socket, helperImage string
+	name, registry, authRegistry, user, password, socket string
+	// The project's images in the node's registry: the helper the pull
+	// Jobs install, the CRI remover the delete Jobs run, the controller.
+	helperImage, criImage, controllerImage string
 	// testRegistry is an address the node pulls from over plain HTTP, where
 	// no registry runs but the one a test starts (startTestRegistry).
 	testRegistry string
@@ -91,10 +94,11 @@ func loadRealNode(envFile string) (*realNode, error) {
 	}
 	rn := &realNode{name: kv["REAL_NODE_NAME"], registry: kv["REAL_NODE_REGISTRY"], authRegistry: kv["REAL_NODE_AUTH_REGISTRY"],
 		user: kv["REAL_NODE_AUTH_USER"], password: kv["REAL_NODE_AUTH_PASSWORD"], socket: kv["REAL_NODE_CRI_SOCKET"],
-		helperImage: kv["REAL_NODE_HELPER_IMAGE"], inCluster: kv["REAL_NODE_IN_CLUSTER"] == "1",
-		user2: kv["REAL_NODE_AUTH_USER2"], password2: kv["REAL_NODE_AUTH_PASSWORD2"],
+		helperImage: kv["REAL_NODE_HELPER_IMAGE"], criImage: kv["REAL_NODE_CRI_IMAGE"], controllerImage: kv["REAL_NODE_CONTROLLER_IMAGE"],
+		inCluster: kv["REAL_NODE_IN_CLUSTER"] == "1",
+		user2:     kv["REAL_NODE_AUTH_USER2"], password2: kv["REAL_NODE_AUTH_PASSWORD2"],
 		kubeletScript: kv["REAL_NODE_KUBELET_SCRIPT"], localDir: filepath.Dir(envFile), testRegistry: kv["REAL_NODE_TEST_REGISTRY"]}
-	if rn.name == "" || rn.registry == "" || rn.socket == "" || rn.helperImage == "" {
+	if rn.name == "" || rn.registry == "" || rn.socket == "" || rn.helperImage == "" || rn.criImage == "" || rn.controllerImage == "" {
 		return nil, fmt.Errorf("%s is incomplete:\n%s", envFile, data)
 	}
 	testImages = map[string]v1.Image{}
@@ -152,14 +156,14 @@ func (rn *realNode) pullSecretOf(t *testing.T, ns, name, user, password string) 
 	}
 }
 
-// controller runs fledged with the project's image as helper and remover,
+// controller runs fledged with the project's helper and CRI remover images,
 // the node's containerd socket for the delete Jobs, the node's limit of
 // listed images (hack/real-node-up.sh: it lists them all), and its Jobs
 // tolerating the startup taint the node registers with (only
 // TestRealNodeStartupTaint has the controller remove it).
 func (rn *realNode) controller(t *testing.T, args ...string) *controllerProc {
 	t.Helper()
-	return startController(t, append([]string{"--helper-image=" + rn.helperImage, "--cri-socket-path=" + rn.socket,
+	return startController(t, append([]string{"--helper-image=" + rn.helperImage, "--cri-image=" + rn.criImage, "--cri-socket-path=" + rn.socket,
 		"--image-pull-deadline-duration=20s", "--node-status-max-images=-1", "--job-tolerations=" + warmingTaint + ":NoSchedule"},
 		args...)...)
 }

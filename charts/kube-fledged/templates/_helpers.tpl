@@ -30,6 +30,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* The helper's or CRI remover's image: the controller's repository with a
+suffix, at the controller's tag (its digest names the controller alone). */}}
+{{- define "kube-fledged.siblingImage" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s%s:%s" $root.Values.image.repository (index . 1) (default $root.Chart.AppVersion $root.Values.image.tag) -}}
+{{- end -}}
+
 {{- define "kube-fledged.serviceAccountName" -}}
 {{ include "kube-fledged.fullname" . }}
 {{- end -}}

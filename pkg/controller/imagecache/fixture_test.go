@@ -45,7 +45,8 @@ const testControllerNS = "kube-fledged"
 func testConfig() Config {
 	return Config{
 		Puller: puller.Config{
-			HelperImage:              "registry.local/kube-fledged:test",
+			HelperImage:              "registry.local/kube-fledged-helper:test",
+			CRIImage:                 "registry.local/kube-fledged-cri:test",
 			PullPolicy:               corev1.PullIfNotPresent,
 			PullDeadline:             time.Minute,
 			DeleteNamespace:          testControllerNS,

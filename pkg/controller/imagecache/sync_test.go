@@ -79,7 +79,7 @@ func TestNewCacheCreatesPinnedJobs(t *testing.T) {
 		if !ptr.Deref(spec.AutomountServiceAccountToken, true) == false || spec.ServiceAccountName != "puller" || spec.PriorityClassName != "low" {
 			t.Errorf("%s: automount %v, service account %q, priority class %q", node, spec.AutomountServiceAccountToken, spec.ServiceAccountName, spec.PriorityClassName)
 		}
-		if len(spec.InitContainers) != 1 || spec.InitContainers[0].Image != "registry.local/kube-fledged:test" ||
+		if len(spec.InitContainers) != 1 || spec.InitContainers[0].Image != "registry.local/kube-fledged-helper:test" ||
 			!cmp.Equal(spec.InitContainers[0].Command, []string{"/fledged-helper", "install", puller.HelperPath}) {
 			t.Errorf("%s: init container %+v", node, spec.InitContainers)
 		}
