@@ -4,6 +4,7 @@ package images
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -67,3 +68,11 @@ func Keys(image string) ([]string, error) {
 	}
 	return []string{reference.TagNameOnly(named).String()}, nil
 }
+
+// ByDigest says whether a normalised reference names a digest, which never
+// moves.
+func ByDigest(key string) bool { return strings.Contains(key, "@") }
+
+// Latest says whether a normalised reference is tagged ":latest" (as an
+// untagged one is once normalised), and names no digest.
+func Latest(key string) bool { return !ByDigest(key) && strings.HasSuffix(key, ":latest") }

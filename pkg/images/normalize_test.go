@@ -95,3 +95,25 @@ func TestNormalizeRemembersBounded(t *testing.T) {
 		t.Errorf("%d references remembered, want at most %d", n, maxRemembered)
 	}
 }
+
+func TestByDigestAndLatest(t *testing.T) {
+	for _, tc := range []struct {
+		image            string
+		byDigest, latest bool
+	}{
+		{"nginx", false, true},
+		{"nginx:latest", false, true},
+		{"nginx:1.27", false, false},
+		{"registry.local:5000/app", false, true},
+		{"nginx@sha256:" + strings.Repeat("a", 64), true, false},
+		{"nginx:latest@sha256:" + strings.Repeat("a", 64), true, false},
+	} {
+		key, err := Normalize(tc.image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ByDigest(key) != tc.byDigest || Latest(key) != tc.latest {
+			t.Errorf("%s (%s): by digest %v, latest %v; want %v, %v", tc.image, key, ByDigest(key), Latest(key), tc.byDigest, tc.latest)
+		}
+	}
+}

@@ -42,7 +42,9 @@ type Config struct {
 	// CRIImage is the project's CRI remover image, whose fledged-cri
 	// binary the delete Jobs run.
 	CRIImage string
-	// PullPolicy is the pull policy of the image containers.
+	// PullPolicy is the controller's pull policy (--image-pull-policy):
+	// Always pulls every image by tag even where the node has it, unless
+	// its cacheSpec entry says otherwise (Batch.Always).
 	PullPolicy corev1.PullPolicy
 	// PullDeadline is the time one image may take to pull.
 	PullDeadline time.Duration
@@ -87,6 +89,17 @@ type Batch struct {
 	// image of this batch proves the image was not on the node
 	// (AnnotationOwnership).
 	PullingProvesAbsence bool
+	// Deadlines are, by index in Images, the images' pull deadlines (zero
+	// or absent: cfg.PullDeadline), each counted from the kubelet's Pulling
+	// event for it (AnnotationPullDeadlines).
+	Deadlines []time.Duration
+	// Always says, by index in Images, which images are pulled even where
+	// the node has them (pull policy Always); the others IfNotPresent.
+	Always []bool
+	// PulledAnyway lists the images pulled Always whose kubelet Pulling
+	// event proves nothing, as the node had them, or may have
+	// (AnnotationPulledAnyway).
+	PulledAnyway []string
 	// Attempt is the try of its images this Job is: 0 the first, and n
 	// after n failed tries of one of them. It is part of the Job's name,
 	// as a retry may pull the same images on the same node in the same
@@ -117,16 +130,37 @@ func jobName(cacheName string, cacheUID string, node string, epoch int64, attemp
 	return prefix + "-" + sum
 }
 
-// ActiveDeadline is the Job's activeDeadlineSeconds: the pull deadline for
-// each image (a kubelet may pull them one after another) and some slack.
-func ActiveDeadline(cfg Config, images int) time.Duration {
-	return time.Duration(images)*cfg.PullDeadline + jobDeadlineSlack
+// ActiveDeadline is the Job's activeDeadlineSeconds, a safety net behind
+// the controller's own deadlines: the time its pod may take to start, the
+// pull deadline of each image (a kubelet may pull them one after another,
+// each from its Pulling event), and some slack.
+func ActiveDeadline(cfg Config, deadlines []time.Duration) time.Duration {
+	return cfg.StartDeadline + sum(deadlines) + jobDeadlineSlack
 }
 
-// ControllerDeadline is how long after its start the controller lets a Job
-// run before it records the outcome and ends the Job itself.
-func ControllerDeadline(cfg Config, images int) time.Duration {
-	return time.Duration(images) * cfg.PullDeadline
+func sum(ds []time.Duration) time.Duration {
+	var t time.Duration
+	for _, d := range ds {
+		t += d
+	}
+	return t
+}
+
+// ImageDeadlines are the pull deadlines of a pull Job's images, in
+// container order: its AnnotationPullDeadlines, else cfg.PullDeadline.
+func ImageDeadlines(cfg Config, job *batchv1.Job, images []string) []time.Duration {
+	own := map[string]string{}
+	if raw, ok := job.Annotations[AnnotationPullDeadlines]; ok {
+		_ = json.Unmarshal([]byte(raw), &own)
+	}
+	out := make([]time.Duration, len(images))
+	for i, img := range images {
+		out[i] = cfg.PullDeadline
+		if d, err := time.ParseDuration(own[img]); err == nil && d > 0 {
+			out[i] = d
+		}
+	}
+	return out
 }
 
 // ContainerName is the name of the container that pulls the i-th image.
@@ -139,11 +173,16 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
 	containers := make([]corev1.Container, 0, len(b.Images))
+	anyAlways := false
 	for i, img := range b.Images {
+		policy := corev1.PullIfNotPresent
+		if i < len(b.Always) && b.Always[i] {
+			policy, anyAlways = corev1.PullAlways, true
+		}
 		containers = append(containers, corev1.Container{
 			Name:                     ContainerName(i),
 			Image:                    img,
-			ImagePullPolicy:          cfg.PullPolicy,
+			ImagePullPolicy:          policy,
 			Command:                  []string{HelperPath},
 			Args:                     []string{"pulled", img},
 			Resources:                cfg.resources(),
@@ -162,7 +201,7 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 		hostname:  b.Hostname,
 		images:    b.Images,
 		epoch:     b.Epoch,
-		deadline:  ActiveDeadline(cfg, len(b.Images)),
+		deadline:  ActiveDeadline(cfg, b.deadlines(cfg)),
 	}.build(cfg, corev1.PodSpec{
 		ImagePullSecrets: b.Cache.Spec.PodImagePullSecrets(),
 		SecurityContext: &corev1.PodSecurityContext{
@@ -193,7 +232,55 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 		ownership = OwnershipPulling
 	}
 	job.Annotations[AnnotationOwnership] = ownership
+	own := map[string]string{}
+	for i, d := range b.deadlines(cfg) {
+		if d != cfg.PullDeadline {
+			own[b.Images[i]] = d.String()
+		}
+	}
+	if len(own) > 0 {
+		data, _ := json.Marshal(own)
+		job.Annotations[AnnotationPullDeadlines] = string(data)
+	}
+	if len(b.PulledAnyway) > 0 {
+		data, _ := json.Marshal(b.PulledAnyway)
+		job.Annotations[AnnotationPulledAnyway] = string(data)
+	}
+	if anyAlways {
+		// Its pod keeps the digests its containers ran (trim).
+		if job.Spec.Template.Annotations == nil {
+			job.Spec.Template.Annotations = map[string]string{}
+		}
+		job.Spec.Template.Annotations[AnnotationReportDigests] = "true"
+	}
 	return job
+}
+
+// deadlines are the batch's images' pull deadlines, in order.
+func (b Batch) deadlines(cfg Config) []time.Duration {
+	out := make([]time.Duration, len(b.Images))
+	for i := range b.Images {
+		out[i] = cfg.PullDeadline
+		if i < len(b.Deadlines) && b.Deadlines[i] > 0 {
+			out[i] = b.Deadlines[i]
+		}
+	}
+	return out
+}
+
+// PulledAnyway returns the images of a pull Job whose Pulling event proves
+// nothing, as they were pulled Always where the node had them, or may have
+// (AnnotationPulledAnyway).
+func PulledAnyway(job *batchv1.Job) map[string]bool {
+	var list []string
+	if err := json.Unmarshal([]byte(job.Annotations[AnnotationPulledAnyway]), &list); err != nil {
+		return nil
+	}
+	out := make(map[string]bool, len(list))
+	for _, img := range list {
+		out[img] = true
+	}
+	return out
 }
 
 // PullingProvesAbsence says whether the kubelet's Pulling event for a

@@ -40,6 +40,19 @@ const (
 	// (OwnershipNone: the kubelet may have pulled an image that was there,
 	// to check the pod's credentials). A Job without it proves nothing.
 	AnnotationOwnership = "kubefledged.io/ownership"
+	// AnnotationPullDeadlines, on a pull Job, maps (JSON) each of its
+	// images whose pull deadline is its cacheSpec entry's to that deadline
+	// (a Go duration); the others have --image-pull-deadline-duration.
+	AnnotationPullDeadlines = "kubefledged.io/pull-deadlines"
+	// AnnotationPulledAnyway, on a pull Job, lists (JSON) the images it
+	// pulls with pull policy Always whose kubelet Pulling event proves
+	// nothing: the node listed them when the Job was made, or does not list
+	// every image it has.
+	AnnotationPulledAnyway = "kubefledged.io/pulled-anyway"
+	// AnnotationReportDigests, on the pod of a pull Job with images pulled
+	// Always, asks the informer's cache to keep the digests its containers
+	// ran once it Succeeded (trim), so that a moved tag is reported.
+	AnnotationReportDigests = "kubefledged.io/report-digests"
 	// OwnershipPulling and OwnershipNone are the values of AnnotationOwnership.
 	OwnershipPulling = "pulling"
 	OwnershipNone    = "none"

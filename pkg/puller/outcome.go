@@ -101,12 +101,23 @@ func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCond
 }
 
 // Read works out each image's outcome from the Job, its pod (nil when there is
-// none, or it is gone), and the time now.
-func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome, error) {
+// none, or it is gone), when the kubelet last started pulling the image of
+// each container (pulling, by container name, from its Pulling events; a
+// container with none has not started, or its event was dropped), and the
+// time now.
+//
+// Each image has its pull deadline (ImageDeadlines), counted from its
+// Pulling event: an image still pulling past it failed, with
+// DeadlineExceeded. The Job as a whole has the sum of them, counted from its
+// start, and later if an image started pulling late: at its end, whatever
+// has not settled failed, so that an image whose event was dropped does not
+// hold the Job for ever.
+func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, pulling map[string]time.Time, now time.Time) (Outcome, error) {
 	images, err := JobImages(job)
 	if err != nil {
 		return Outcome{}, err
 	}
+	deadlines := ImageDeadlines(cfg, job, images)
 	out := Outcome{Images: images, Results: make([]Result, len(images))}
 
 	if done, err := readRecorded(job, &out); done || err != nil {
@@ -126,10 +137,13 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 		lastProgress = job.Status.StartTime.Time
 	}
 	started := lastProgress
+	deadline := started.Add(sum(deadlines))
+	// ownCheck is the earliest own deadline of an image still pulling.
+	var ownCheck time.Time
 	failing := map[int]bool{}
-	// stuck counts the containers whose pull failed for good: they wait
-	// for ever, so the pod never ends by itself.
-	pending, stuck := 0, 0
+	// stuck counts the containers whose pull failed for good, and late
+	// those past their own deadline: the pod does not end by itself.
+	pending, stuck, late := 0, 0, 0
 	if pod != nil {
 		if pod.Status.StartTime != nil && pod.Status.StartTime.After(lastProgress) {
 			lastProgress = pod.Status.StartTime.Time
@@ -161,7 +175,26 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 				failing[i] = true
 				out.Results[i] = Result{State: Pending, Reason: w.Reason, Message: w.Message}
 			default:
+				since, ok := pulling[ContainerName(i)]
+				if !ok || since.Before(job.CreationTimestamp.Time) {
+					pending++
+					break
+				}
+				own := since.Add(deadlines[i])
+				if !now.Before(own) {
+					out.Results[i] = Result{State: Failed, Reason: "DeadlineExceeded",
+						Message: fmt.Sprintf("image not pulled within %s of the kubelet starting to pull it, at %s", deadlines[i],
+							since.UTC().Format(time.RFC3339))}
+					late++
+					break
+				}
 				pending++
+				if own.After(deadline) {
+					deadline = own
+				}
+				if ownCheck.IsZero() || own.Before(ownCheck) {
+					ownCheck = own
+				}
 			}
 		}
 	} else {
@@ -191,11 +224,10 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 	}
 	startAt := out.CheckAt
 
-	deadline := started.Add(ControllerDeadline(cfg, len(images)))
 	switch {
 	case !now.Before(deadline) && !podStarted(pod, true):
 		// Our own deadline, and the pod never got going: say why.
-		why := whyNotStarted(pod, ControllerDeadline(cfg, len(images)))
+		why := whyNotStarted(pod, deadline.Sub(started))
 		for i := range out.Results {
 			if out.Results[i].State != Succeeded {
 				out.Results[i] = why
@@ -210,7 +242,7 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 			if out.Results[i].State == Pending {
 				if out.Results[i].Reason == "" {
 					out.Results[i].Reason = "DeadlineExceeded"
-					out.Results[i].Message = fmt.Sprintf("image not pulled within %s", ControllerDeadline(cfg, len(images)))
+					out.Results[i].Message = fmt.Sprintf("image not pulled within %s of the Job's start", deadline.Sub(started).Round(time.Second))
 				}
 				out.Results[i].State = Failed
 			}
@@ -229,15 +261,18 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome
 		out.Finished = true
 	case pending == 0 && len(failing) > 0:
 		out.CheckAt = lastProgress.Add(cfg.PullDeadline)
-	case pending == 0 && stuck > 0:
-		// The rest is settled, and the pulls that failed for good keep
-		// the pod from ending: end it now.
+	case pending == 0 && stuck+late > 0:
+		// The rest is settled, and the pulls that failed for good, or
+		// ran out of time, keep the pod from ending: end it now.
 		out.EndNow = true
 		out.Finished = true
 	default:
 		out.CheckAt = deadline
+		if !ownCheck.IsZero() && ownCheck.Before(out.CheckAt) {
+			out.CheckAt = ownCheck
+		}
 	}
-	if !out.Finished && pending == 0 && len(failing) == 0 {
+	if !out.Finished && pending == 0 && len(failing) == 0 && late == 0 && stuck == 0 {
 		// Every image succeeded; the Job will be Complete shortly.
 		out.Finished = true
 		out.CheckAt = time.Time{}

@@ -56,11 +56,11 @@ func TestStartDeadline(t *testing.T) {
 			reason: "StartDeadlineExceeded", message: "did not start within 2m0s (phase Pending)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := Read(cfg, job, tc.pod, created.Add(119*time.Second))
+			out, err := Read(cfg, job, tc.pod, nil, created.Add(119*time.Second))
 			if err != nil || out.Finished || out.EndNow || !out.CheckAt.Equal(created.Add(2*time.Minute)) {
 				t.Fatalf("before the start deadline: %+v, %v; want a look at the deadline", out, err)
 			}
-			out, _ = Read(cfg, job, tc.pod, created.Add(2*time.Minute))
+			out, _ = Read(cfg, job, tc.pod, nil, created.Add(2*time.Minute))
 			if !out.Finished || !out.EndNow || out.NoPod != tc.noPod {
 				t.Fatalf("at the start deadline: %+v; want it ended", out)
 			}
@@ -78,23 +78,23 @@ func TestStartDeadline(t *testing.T) {
 		initWaiting("PodInitializing", "")(p)
 		p.Status.ContainerStatuses[0].State.Waiting.Reason = "ContainerCreating"
 	})
-	if out, _ := Read(cfg, job, pulling, created.Add(3*time.Minute)); out.Finished {
+	if out, _ := Read(cfg, job, pulling, nil, created.Add(3*time.Minute)); out.Finished {
 		t.Errorf("a pod pulling its images past the start deadline: %+v; want it left to the pull deadline", out)
 	}
 	started := pending(initDone)
-	out, _ := Read(cfg, job, started, created.Add(3*time.Minute))
+	out, _ := Read(cfg, job, started, nil, created.Add(3*time.Minute))
 	if out.Finished || out.EndNow || !out.CheckAt.Equal(created.Add(10*time.Minute)) {
 		t.Errorf("a started pod past the start deadline: %+v; want it left to the pull deadline", out)
 	}
 	// Off: a pod that never starts waits for the pull deadline.
 	off := cfg
 	off.StartDeadline = 0
-	if out, _ := Read(off, job, nil, created.Add(3*time.Minute)); out.Finished {
+	if out, _ := Read(off, job, nil, nil, created.Add(3*time.Minute)); out.Finished {
 		t.Errorf("with the start deadline off: %+v", out)
 	}
 	// When the pull deadline comes first, the failure still says why the
 	// pod never started, not DeadlineExceeded.
-	out, _ = Read(off, job, nil, created.Add(10*time.Minute))
+	out, _ = Read(off, job, nil, nil, created.Add(10*time.Minute))
 	if r := out.Results[1]; !out.EndNow || !out.NoPod || r.State != Failed || r.Reason != ReasonPodNotCreated ||
 		r.Message != "the Job created no pod within 10m0s" {
 		t.Errorf("at the pull deadline, without a pod: %+v", out)
@@ -111,7 +111,7 @@ func TestHelperFailureNamesTheHelper(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Phase: corev1.PodFailed,
 		InitContainerStatuses: []corev1.ContainerStatus{{Name: "install-helper", Image: "h", State: corev1.ContainerState{
 			Terminated: &corev1.ContainerStateTerminated{ExitCode: 127, Reason: "StartError", Message: "exec: no such file"}}}}}}
-	out, _ := Read(Config{PullDeadline: time.Minute, StartDeadline: time.Minute}, job, pod, created.Add(time.Second))
+	out, _ := Read(Config{PullDeadline: time.Minute, StartDeadline: time.Minute}, job, pod, nil, created.Add(time.Second))
 	if r := out.Results[0]; !out.Finished || r.State != Failed || r.Reason != "StartError" ||
 		r.Message != "container install-helper (image h) of pod p exited with code 127: exec: no such file" {
 		t.Errorf("%+v", out)

@@ -35,6 +35,8 @@ func ForCache(obj any) (any, error) {
 				FieldPath: o.InvolvedObject.FieldPath},
 			Reason:         o.Reason,
 			FirstTimestamp: o.FirstTimestamp,
+			LastTimestamp:  o.LastTimestamp,
+			EventTime:      o.EventTime,
 		}
 		if o.Reason == "Pulled" {
 			out.Message = o.Message
@@ -53,9 +55,11 @@ func ForCache(obj any) (any, error) {
 // trimPod keeps of a pull (or delete) pod what the controller reads: its
 // name, UID, times, controller (the Job), the cache it belongs to, its node,
 // and, of its status, the phase, conditions, start time and each
-// container's name, image and state. Of a pull pod that Succeeded it keeps
-// the phase and start time alone: every container exited 0, which is all
-// there is to know (puller.Read), and such pods are most of an operation's;
+// container's name, image, image ID and state. Of a pull pod that Succeeded
+// it keeps the phase and start time alone: every container exited 0, which
+// is all there is to know (puller.Read), and such pods are most of an
+// operation's; but one that pulled images Always keeps its containers'
+// names and image IDs, the digests they got (a moved tag is reported), and
 // a delete pod keeps its container's state, whose termination message says
 // what it kept (puller.ReadDelete).
 func trimPod(p *corev1.Pod) *corev1.Pod {
@@ -74,10 +78,16 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	}
 	if p.Status.Phase == corev1.PodSucceeded {
 		out.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: p.Status.StartTime}
-		if p.Labels[puller.LabelComponent] == puller.ComponentDelete {
+		switch {
+		case p.Labels[puller.LabelComponent] == puller.ComponentDelete:
 			// A delete pod's summary says which images it kept (few
 			// such pods: one per node and removal).
 			out.Status.ContainerStatuses = trimContainerStatuses(p.Status.ContainerStatuses)
+		case p.Annotations[puller.AnnotationReportDigests] != "":
+			for _, cs := range p.Status.ContainerStatuses {
+				out.Status.ContainerStatuses = append(out.Status.ContainerStatuses,
+					corev1.ContainerStatus{Name: cs.Name, ImageID: cs.ImageID})
+			}
 		}
 		return out
 	}
@@ -111,15 +121,15 @@ func trimJob(j *batchv1.Job) *batchv1.Job {
 	return out
 }
 
-// trimContainerStatuses keeps of each container status its name, image and
-// state: what the controller reads of a pull pod.
+// trimContainerStatuses keeps of each container status its name, image,
+// image ID and state: what the controller reads of a pull pod.
 func trimContainerStatuses(list []corev1.ContainerStatus) []corev1.ContainerStatus {
 	if list == nil {
 		return nil
 	}
 	out := make([]corev1.ContainerStatus, len(list))
 	for i, cs := range list {
-		out[i] = corev1.ContainerStatus{Name: cs.Name, Image: cs.Image, State: cs.State}
+		out[i] = corev1.ContainerStatus{Name: cs.Name, Image: cs.Image, ImageID: cs.ImageID, State: cs.State}
 	}
 	return out
 }

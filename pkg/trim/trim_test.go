@@ -34,7 +34,7 @@ func TestForCacheKeepsWhatTheControllerReads(t *testing.T) {
 	}
 	out, _ := ForCache(running.DeepCopy())
 	if want := (&corev1.Pod{ObjectMeta: wantMeta, Spec: corev1.PodSpec{NodeName: "n"}, Status: corev1.PodStatus{
-		Phase: corev1.PodRunning, StartTime: &now, ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Image: "i", State: pending}}}}); !reflect.DeepEqual(out, want) {
+		Phase: corev1.PodRunning, StartTime: &now, ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Image: "i", ImageID: "sha256:1", State: pending}}}}); !reflect.DeepEqual(out, want) {
 		t.Errorf("running pod trimmed to\n%+v\nwant\n%+v", out, want)
 	}
 	succeeded := running.DeepCopy()
@@ -45,6 +45,15 @@ func TestForCacheKeepsWhatTheControllerReads(t *testing.T) {
 	if want := (&corev1.Pod{ObjectMeta: wantMeta, Spec: corev1.PodSpec{NodeName: "n"},
 		Status: corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: &now}}); !reflect.DeepEqual(out, want) {
 		t.Errorf("succeeded pod trimmed to\n%+v\nwant\n%+v", out, want)
+	}
+	// One that pulled images Always keeps the digests its containers got.
+	succeeded.Annotations = map[string]string{puller.AnnotationCache: "c", puller.AnnotationReportDigests: "true"}
+	succeeded.Status.ContainerStatuses[0].ImageID = "registry.local/app@sha256:2"
+	out, _ = ForCache(succeeded)
+	if want := (&corev1.Pod{ObjectMeta: wantMeta, Spec: corev1.PodSpec{NodeName: "n"},
+		Status: corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: &now, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "c", ImageID: "registry.local/app@sha256:2"}}}}); !reflect.DeepEqual(out, want) {
+		t.Errorf("succeeded pod of Always pulls trimmed to\n%+v\nwant\n%+v", out, want)
 	}
 
 	jobMeta := metav1.ObjectMeta{Name: "j", Namespace: "ns", UID: "job", ResourceVersion: "8", Generation: 2, CreationTimestamp: now,

@@ -133,6 +133,10 @@ imagePullSecrets: [{name: Reg_Cred}]`, "spec.imagePullSecrets[0].name", "should 
 			return fmt.Sprintf("img%d,", i)
 		}) + "]}]", "spec.cacheSpec[0].images", "Too many"},
 		{"unknown field", `cacheSpec: [{images: [nginx], nodeSelectors: {a: b}}]`, "spec.cacheSpec[0].nodeSelectors", "unknown field"},
+		{"unknown pull policy", `cacheSpec: [{images: [nginx], pullPolicy: Never}]`, "spec.cacheSpec[0].pullPolicy", "Unsupported value"},
+		{"pull deadline not a duration", `cacheSpec: [{images: [nginx], pullDeadline: an-hour}]`, "spec.cacheSpec[0].pullDeadline", "should match"},
+		{"pull deadline under 1s", `cacheSpec: [{images: [nginx], pullDeadline: 500ms}]`, "spec.cacheSpec[0].pullDeadline", "pullDeadline must be from 1s to 24h"},
+		{"pull deadline over 24h", `cacheSpec: [{images: [nginx], pullDeadline: 25h}]`, "spec.cacheSpec[0].pullDeadline", "pullDeadline must be from 1s to 24h"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,7 +178,9 @@ imagePullSecrets: [{name: Reg_Cred}]`, "spec.imagePullSecrets[0].name", "should 
 	ic := &v1alpha2.ImageCache{
 		ObjectMeta: metav1.ObjectMeta{Name: "valid-edges"},
 		Spec: v1alpha2.ImageCacheSpec{
-			CacheSpec:        []v1alpha2.CacheSpecImages{{Images: valid, NodeSelector: map[string]v1alpha2.LabelValue{"example.com/tier": "back-end_1.x", "empty": ""}}},
+			CacheSpec: []v1alpha2.CacheSpecImages{{Images: valid, NodeSelector: map[string]v1alpha2.LabelValue{"example.com/tier": "back-end_1.x", "empty": ""}},
+				{Images: []string{"nginx:1.27"}, PullPolicy: v1alpha2.PullAlways, PullDeadline: &metav1.Duration{Duration: 90 * time.Minute}},
+				{Images: []string{"nginx:1.27"}, PullPolicy: v1alpha2.PullIfNotPresent, PullDeadline: &metav1.Duration{Duration: 24 * time.Hour}}},
 			ImagePullSecrets: []v1alpha2.ImagePullSecret{{Name: "reg.cred-1"}},
 		},
 	}

@@ -40,6 +40,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &kubefledgedv1alpha2.ImageCacheSpecApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("ImageCacheStatus"):
 		return &kubefledgedv1alpha2.ImageCacheStatusApplyConfiguration{}
+	case v1alpha2.SchemeGroupVersion.WithKind("ImageDigest"):
+		return &kubefledgedv1alpha2.ImageDigestApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("ImagePullSecret"):
 		return &kubefledgedv1alpha2.ImagePullSecretApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("NodeReasonMessage"):

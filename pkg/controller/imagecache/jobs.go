@@ -126,7 +126,8 @@ func (c *Controller) followEarlier(ctx context.Context, s *syncCtx, job *batchv1
 	if puller.IsDeleteJob(job) {
 		out, err = puller.ReadDelete(c.cfg.Puller, job, c.podOf(job), s.now)
 	} else {
-		out, err = puller.Read(c.cfg.Puller, job, c.podOf(job), s.now)
+		pod := c.podOf(job)
+		out, err = puller.Read(c.cfg.Puller, job, pod, c.pullingSince(ctx, pod), s.now)
 	}
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))

@@ -116,6 +116,7 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 	st.ObservedGeneration = s.ic.Generation
 	st.Failures = nil
 	st.OmittedFailures = nil
+	startDigests(st)
 	if op == v1alpha2.ImageCacheReasonUpdate && s.ic.Status.Reason != v1alpha2.ImageCacheReasonPurge {
 		// An update pulls only what is new, and tries failed pulls again.
 		// It has an epoch of its own, so it judges only its own Jobs: an

@@ -50,7 +50,7 @@ func TestPullingProvesAbsenceWhereTheNodeListsEveryImage(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.NodeStatusMaxImages = c.maxImages
-			f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
+			f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27"))},
 				newNode("node-a", append([]nodeOption{withRuntime("containerd://2.0.0")}, c.node...)...))
 			writes, _ := f.syncStarted("web", wCreateJob)
 			want := puller.OwnershipNone
@@ -67,7 +67,7 @@ func TestPullingProvesAbsenceWhereTheNodeListsEveryImage(t *testing.T) {
 			if st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 				t.Fatalf("create: %s %q", st.Status, st.Message)
 			}
-			if got := ledger.Decode(st.Ledger).Owned("node-a", "docker.io/library/nginx:latest"); got != c.owned {
+			if got := ledger.Decode(st.Ledger).Owned("node-a", "docker.io/library/nginx:1.27"); got != c.owned {
 				t.Errorf("nginx owned on node-a: %v, want %v", got, c.owned)
 			}
 

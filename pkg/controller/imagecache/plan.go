@@ -3,6 +3,7 @@ package imagecache
 import (
 	"context"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -32,10 +33,14 @@ const (
 	maxImagesPerDeleteJob = 100
 )
 
-// wantedImage is an image as the spec spells it, and its normalised key.
+// wantedImage is an image as the spec spells it, and its normalised key;
+// always says it is pulled even where the node has it (pullAlways), and
+// deadline is its entry's pull deadline (zero: the controller's).
 type wantedImage struct {
-	image string
-	key   string
+	image    string
+	key      string
+	always   bool
+	deadline time.Duration
 }
 
 // nodeWant is what one node should have.
@@ -77,7 +82,7 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 	if err != nil {
 		return err
 	}
-	s.plan = computePlan(s.ic, nodes, c.filter)
+	s.plan = computePlan(s.ic, nodes, c.filter, c.cfg.Puller.PullPolicy == corev1.PullAlways)
 	s.nodes = make(map[string]*corev1.Node, len(nodes))
 	for _, n := range nodes {
 		s.nodes[n.Name] = n
@@ -93,9 +98,27 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 	return nil
 }
 
+// pullAlways says whether an image (normalised) of a cacheSpec entry is
+// pulled onto a node that has it: never by digest; else as the entry's
+// pullPolicy says, or, without one, as a Pod's container would be, Always
+// for ":latest" (and untagged) and the controller's policy (alwaysByDefault)
+// for other tags.
+func pullAlways(entry *v1alpha2.CacheSpecImages, key string, alwaysByDefault bool) bool {
+	switch {
+	case images.ByDigest(key):
+		return false
+	case entry.PullPolicy != "":
+		return entry.PullPolicy == v1alpha2.PullAlways
+	default:
+		return alwaysByDefault || images.Latest(key)
+	}
+}
+
 // computePlan works out the desired pulls from the spec and the nodes, and
-// why the nodes that cannot take a pull cannot (filter).
-func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node, filter NodeFilter) *plan {
+// why the nodes that cannot take a pull cannot (filter). alwaysByDefault is
+// the controller's pull policy for entries that set none (pullAlways); an
+// image two entries want on a node is pulled Always if either says so.
+func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node, filter NodeFilter, alwaysByDefault bool) *plan {
 	p := &plan{
 		nodes:        map[string]*nodeWant{},
 		invalid:      map[string]string{},
@@ -107,7 +130,8 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node, filter NodeFilte
 	// want each once; a node that one entry selects needs none (its entry's
 	// images are told apart once), and most nodes are such.
 	seen := map[string]map[string]bool{}
-	for _, entry := range ic.Spec.CacheSpec {
+	for ei := range ic.Spec.CacheSpec {
+		entry := &ic.Spec.CacheSpec[ei]
 		sel := entry.Selector()
 		var valid []wantedImage
 		var invalid []string
@@ -125,7 +149,11 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node, filter NodeFilte
 			p.specKeys[key] = true
 			if !inEntry[key] {
 				inEntry[key] = true
-				valid = append(valid, wantedImage{image: p.display[key], key: key})
+				wi := wantedImage{image: p.display[key], key: key, always: pullAlways(entry, key, alwaysByDefault)}
+				if entry.PullDeadline != nil {
+					wi.deadline = entry.PullDeadline.Duration
+				}
+				valid = append(valid, wi)
 			}
 		}
 		for _, n := range nodes {
@@ -150,6 +178,13 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node, filter NodeFilte
 					if !have[wi.key] {
 						have[wi.key] = true
 						w.images = append(w.images, wi)
+					} else if wi.always || wi.deadline > 0 {
+						for j := range w.images {
+							if w.images[j].key == wi.key {
+								w.images[j].always = w.images[j].always || wi.always
+								w.images[j].deadline = max(w.images[j].deadline, wi.deadline)
+							}
+						}
 					}
 				}
 			}
@@ -182,7 +217,7 @@ type Wanted struct{ Image, Key string }
 // refuses; matched says whether any entry selects a node that can ever take
 // a pull (filter: not one whose platform the helper image lacks).
 func WantedOn(ic *v1alpha2.ImageCache, n *corev1.Node, filter NodeFilter) (wanted []Wanted, invalid int, matched bool) {
-	p := computePlan(ic, []*corev1.Node{n}, filter)
+	p := computePlan(ic, []*corev1.Node{n}, filter, false)
 	w := p.nodes[n.Name]
 	if w == nil || NeverPulls(w.skip) {
 		return nil, 0, false

@@ -33,7 +33,7 @@ func TestPlanWantsEachImageOnceANode(t *testing.T) {
 			NodeSelector: map[string]v1alpha2.LabelValue{"tier": "web"}},
 		{Images: []string{"cuda:12", "library/redis:7", "nginx:latest"}, NodeSelector: map[string]v1alpha2.LabelValue{"gpu": "yes"}},
 	}}}
-	p := computePlan(ic, nodes, testConfig().NodeFilter())
+	p := computePlan(ic, nodes, testConfig().NodeFilter(), false)
 	want := map[string][]string{
 		"a": {"docker.io/library/nginx:latest", "docker.io/library/redis:7"},
 		"b": {"docker.io/library/cuda:12", "docker.io/library/nginx:latest", "docker.io/library/redis:7"},

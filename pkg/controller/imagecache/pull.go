@@ -36,6 +36,8 @@ type pullOp struct {
 	// retried counts the pairs whose Jobs this pass ended with a failure
 	// to try again.
 	retried int
+	// moved are the pulls this pass settled that found a tag moved.
+	moved []movedImage
 }
 
 // newPullOp keeps of the ledger the pairs the plan wants, and the images
@@ -74,13 +76,18 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	}
 	s := o.s
 	pod := o.c.podOf(job)
-	out, err := puller.Read(o.c.cfg.Puller, job, pod, s.now)
+	out, err := puller.Read(o.c.cfg.Puller, job, pod, o.c.pullingSince(ctx, pod), s.now)
 	own := o.ownershipOf(ctx, job, pod)
 	pulls := o.c.kubeletPulls(ctx, pod, s.now)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
 		if s.led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
 			o.kubeletPulls = append(o.kubeletPulls, pulls.pulled(i)...)
+			if s.plan.always(node, key) {
+				if m := recordDigest(s.st, s.plan.display[key], node, containerDigest(pod, i)); m != nil {
+					o.moved = append(o.moved, *m)
+				}
+			}
 		}
 		// As long as the Job is there: its event may come after the pull
 		// settled.
@@ -212,15 +219,16 @@ func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 func (o *pullOp) settle() {
 	c, s := o.c, o.s
 	// Right after this cache removed images, a node may still report
-	// them: they are pulled, not taken as present.
-	trust := c.cfg.Puller.PullPolicy != corev1.PullAlways && s.now.Unix() >= s.led.RemovedAt+nodeImagesLag
+	// them: they are pulled, not taken as present. An image pulled Always
+	// is pulled where the node has it too.
+	trust := s.now.Unix() >= s.led.RemovedAt+nodeImagesLag
 	for name, w := range s.plan.nodes {
 		if w.skip != "" || !trust {
 			continue
 		}
 		var present images.Present
 		for _, wi := range w.images {
-			if s.led.Get(name, wi.key) != ledger.Unsettled {
+			if wi.always || s.led.Get(name, wi.key) != ledger.Unsettled {
 				continue
 			}
 			if present == "" {
@@ -258,9 +266,15 @@ func (o *pullOp) jobs() jobsToCreate {
 // cache waits for a slot.
 func (o *pullOp) pullJob(w *nodeWant, out *jobsToCreate) *newJob {
 	c, s, name := o.c, o.s, w.node.Name
-	var batch []string
+	var batch, pulledAnyway []string
+	var always []bool
+	var deadlines []time.Duration
 	var picked []wantedImage
 	attempt := 0
+	// The Pulling event of an image pulled Always proves it was absent
+	// only where the node lists every image it has, and not that one.
+	var present images.Present
+	whole := c.cfg.NodeStatusMaxImages < 0 || trim.ListedImages(w.node) < c.cfg.NodeStatusMaxImages
 	for _, wi := range w.images {
 		if s.led.Get(name, wi.key) != ledger.Unsettled || len(batch) == c.cfg.ImagesPerJob {
 			continue
@@ -273,13 +287,24 @@ func (o *pullOp) pullJob(w *nodeWant, out *jobsToCreate) *newJob {
 			attempt = max(attempt, r.attempts)
 		}
 		batch = append(batch, wi.image)
+		always = append(always, wi.always)
+		deadlines = append(deadlines, wi.deadline)
 		picked = append(picked, wi)
+		if wi.always {
+			if present == "" {
+				present = trim.NodeImages(w.node)
+			}
+			if !whole || present.Has(wi.key) {
+				pulledAnyway = append(pulledAnyway, wi.image)
+			}
+		}
 	}
 	if len(batch) == 0 || out.hold(s, name) {
 		return nil
 	}
 	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch,
-		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.node, c.cfg.NodeStatusMaxImages), Attempt: attempt})
+		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.node, c.cfg.NodeStatusMaxImages), Attempt: attempt,
+		Always: always, PulledAnyway: pulledAnyway, Deadlines: deadlines})
 	if c.expectations.ExpectsCreate(jobKey(job)) {
 		return nil // created, and not shown by the informer yet
 	}
@@ -325,6 +350,7 @@ func (o *pullOp) removals() []removal {
 func (o *pullOp) recorded(before ledger.Reader) {
 	countSettled(before, o.s.led)
 	metrics.PullRetriesTotal.Add(float64(o.retried))
+	o.c.movedEvents(o.s.ic, o.moved)
 	for _, d := range o.pullTimes {
 		metrics.PullDuration.Observe(d.Seconds())
 	}

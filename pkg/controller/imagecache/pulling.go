@@ -237,16 +237,49 @@ var secretPulledImagesSince = version.MajorMinor(1, 33)
 
 // pulledHere returns the containers of a pull Job's pod whose image the
 // kubelet pulled when it was not on the node, from its namespace's events
-// informer: no request once it has listed them. With pull policy Always it
-// returns none, and for a Job whose Pulling events prove nothing
-// (puller.PullingProvesAbsence) too.
+// informer: no request once it has listed them. It returns none for a Job
+// whose Pulling events prove nothing (puller.PullingProvesAbsence), and
+// leaves out the containers of images pulled Always whose events prove
+// nothing either (puller.PulledAnyway).
 func (c *Controller) pulledHere(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) map[string]bool {
-	if pod == nil || c.cfg.Puller.PullPolicy != corev1.PullIfNotPresent || !puller.PullingProvesAbsence(job) {
+	if pod == nil || !puller.PullingProvesAbsence(job) {
 		return nil
 	}
+	anyway := puller.PulledAnyway(job)
+	imgs, _ := puller.JobImages(job)
 	pulled := map[string]bool{}
 	for name := range c.podEvents(ctx, pod, reasonPulling) {
 		pulled[name] = true
 	}
+	for i, img := range imgs {
+		if anyway[img] {
+			delete(pulled, puller.ContainerName(i))
+		}
+	}
 	return pulled
+}
+
+// pullingSince returns when the kubelet last started pulling the image of
+// each container of a pull pod that runs (its Pulling events), by container
+// name: each image's pull deadline counts from then (puller.Read).
+func (c *Controller) pullingSince(ctx context.Context, pod *corev1.Pod) map[string]time.Time {
+	if pod == nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return nil
+	}
+	events := c.podEvents(ctx, pod, reasonPulling)
+	if len(events) == 0 {
+		return nil
+	}
+	out := make(map[string]time.Time, len(events))
+	for name, e := range events {
+		switch {
+		case !e.LastTimestamp.IsZero():
+			out[name] = e.LastTimestamp.Time
+		case !e.FirstTimestamp.IsZero():
+			out[name] = e.FirstTimestamp.Time
+		case !e.EventTime.IsZero():
+			out[name] = e.EventTime.Time
+		}
+	}
+	return out
 }

@@ -247,26 +247,37 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 	}
 }
 
-// TestPullPolicyAlwaysOwnsNothing: with --image-pull-policy=Always the
-// kubelet pulls every time, so its events cannot show an image was absent:
-// nothing is owned, and a purge keeps everything.
-func TestPullPolicyAlwaysOwnsNothing(t *testing.T) {
+// TestPullPolicyAlwaysOwnsWhatTheNodeLacked: with pull policy Always the
+// kubelet pulls every time, so its Pulling event shows an image was absent
+// only where the node, listing every image it has, did not list it. An
+// image the node listed when its Job was made is not the cache's: a purge
+// keeps it, and removes the other.
+func TestPullPolicyAlwaysOwnsWhatTheNodeLacked(t *testing.T) {
 	cfg := testConfig()
 	cfg.Puller.PullPolicy = corev1.PullAlways
-	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
-		newNode("node-a", withRuntime("containerd://2.0.0")))
-	f.createThenAskPurge("web")
-	// With nothing to remove, the pass that starts the purge ends it.
-	writes, _ := f.sync("web", wAnnotation, wStatus)
-	if jobs := createdJobs(writes); len(jobs) != 0 {
-		t.Fatalf("purge with Always: %s; want no delete Job", describe(writes))
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "redis:7"))},
+		newNode("node-a", withRuntime("containerd://2.0.0"), withNodeImages("docker.io/library/nginx:1.27")))
+	writes, _ := f.syncStarted("web", wCreateJob)
+	job := createdJobs(writes)[0]
+	if got := jobImages(t, job); len(got) != 2 {
+		t.Fatalf("Job images %v, want both: Always pulls the listed one too", got)
 	}
-	st := f.imageCache("web").Status
-	if st.Message != "Removed 0 of 1 images on 1 node; 1 kept (1 not pulled there by this cache)" || len(st.Kept["nginx"]) != 1 {
-		t.Errorf("purge: %q, kept %v", st.Message, st.Kept)
+	f.pulledBy(*job, "nginx:1.27", "redis:7") // the kubelet pulls both
+	f.completeJob(*job)
+	f.syncOnly("web", wDeleteJob, wStatus)
+	led := ledger.Decode(f.imageCache("web").Status.Ledger)
+	if led.Owned("node-a", "docker.io/library/nginx:1.27") || !led.Owned("node-a", "docker.io/library/redis:7") {
+		t.Fatalf("owned: nginx %v, redis %v; want redis alone", led.Owned("node-a", "docker.io/library/nginx:1.27"),
+			led.Owned("node-a", "docker.io/library/redis:7"))
 	}
-	if led := ledger.Decode(st.Ledger); len(led.OwnedNodes()) != 0 {
-		t.Errorf("owned with Always: on %v", led.OwnedNodes())
+	f.annotate("web", v1alpha2.AnnotationPurge)
+	f.clock.Step(2 * time.Second)
+	f.sync("web", wStatus)
+	writes, _ = f.sync("web", wCreateJob)
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) || !strings.Contains(strings.Join(jobs[0].Spec.Template.Spec.Containers[0].Command, " "), "redis:7") ||
+		strings.Contains(strings.Join(jobs[0].Spec.Template.Spec.Containers[0].Command, " "), "nginx") {
+		t.Fatalf("purge: %s; want a delete Job of redis alone", describe(writes))
 	}
 }
 

@@ -213,7 +213,7 @@ func TestLedgerSizeIsAnUpperBound(t *testing.T) {
 		{"1 image on 5,000 nodes", newImageCache("agent", withImages("registry.example/agent:v1")), nodes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := computePlan(tc.ic, tc.nodes, testConfig().NodeFilter())
+			p := computePlan(tc.ic, tc.nodes, testConfig().NodeFilter(), false)
 			led := ledger.New(1764000000)
 			for name, w := range p.nodes {
 				for _, wi := range w.images {

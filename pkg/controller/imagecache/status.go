@@ -39,6 +39,10 @@ func (c *Controller) computeStatus(s *syncCtx, removals int) computedStatus {
 	counts := countPulls(s.plan, s.led)
 	counts.removals = removals
 	counts.retry = summarizeRetries(s)
+	if _, ok := s.op.(*pullOp); ok {
+		pruneDigests(s.st, s.plan)
+	}
+	counts.moved = movedCount(s.st)
 	var kept failureSet
 	if r, ok := s.op.(keptReporter); ok {
 		kept, counts.keptBy = r.kept()
@@ -203,6 +207,8 @@ type pullCounts struct {
 	keptBy map[string]int
 	// retry sums up the pending pairs that wait to be tried again.
 	retry retrySummary
+	// moved counts the pulls that found a tag moved (status.digests).
+	moved int
 }
 
 func countPulls(p *plan, led *ledger.Ledger) pullCounts {
@@ -414,6 +420,9 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 		}
 	case c.AlreadyPresent > 0:
 		fmt.Fprintf(&b, " (%d already present)", c.AlreadyPresent)
+	}
+	if c.moved > 0 {
+		fmt.Fprintf(&b, "; %d moved to a new digest (status.digests)", c.moved)
 	}
 	if c.Failed > 0 {
 		fmt.Fprintf(&b, "; %d failed", c.Failed)

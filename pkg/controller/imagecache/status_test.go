@@ -60,7 +60,7 @@ func TestStatusMessage(t *testing.T) {
 func TestCountPulls(t *testing.T) {
 	ic := newImageCache("web", withImages("a", "b"), withSelectedImages(map[string]string{"gpu": "yes"}, "c", "INVALID:x"))
 	nodes := []*corev1.Node{newNode("n1"), newNode("n2", withLabels("gpu", "yes")), newNode("n3", notReady())}
-	p := computePlan(ic, nodes, testConfig().NodeFilter())
+	p := computePlan(ic, nodes, testConfig().NodeFilter(), false)
 	key := func(img string) string { return p.nodes["n1"].images[map[string]int{"a": 0, "b": 1}[img]].key }
 	for _, tc := range []struct {
 		name   string

@@ -333,11 +333,12 @@ func TestOneBadImageDoesNotWaitForTheBatchDeadline(t *testing.T) {
 }
 
 // TestAlreadyPresent: images a node reports are not pulled again; a different
-// tag of the same repository is.
+// tag of the same repository is, and so is a ":latest" (or untagged) one,
+// which may have moved, as a Pod's container would pull it.
 func TestAlreadyPresent(t *testing.T) {
-	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.25", "nginx:1.2", "redis"))},
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.25", "nginx:1.2", "redis:7"))},
 		newNode("node-a", withNodeImages("docker.io/library/nginx:1.25", "docker.io/library/nginx@sha256:"+strings.Repeat("a", 64)),
-			withNodeImages("docker.io/library/redis:latest")))
+			withNodeImages("docker.io/library/redis:7")))
 	writes, _ := f.syncStarted("web", wCreateJob)
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 {
@@ -352,8 +353,9 @@ func TestAlreadyPresent(t *testing.T) {
 	}
 
 	// Every image present: no Job at all, and Succeeded at once.
-	f2 := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
-		newNode("node-a", withNodeImages("redis:latest")))
+	digest := "redis@sha256:" + strings.Repeat("b", 64)
+	f2 := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("redis:7", digest))},
+		newNode("node-a", withNodeImages("redis:7", digest)))
 	writes, _ = f2.syncStarted("web")
 	if len(createdJobs(writes)) != 0 {
 		t.Errorf("created Jobs for present images: %s", describe(writes))
@@ -362,14 +364,43 @@ func TestAlreadyPresent(t *testing.T) {
 		t.Errorf("status %s", st.Status)
 	}
 
-	// With pull policy Always, present images are pulled anyway.
-	cfg := testConfig()
-	cfg.Puller.PullPolicy = corev1.PullAlways
-	f3 := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
-		newNode("node-a", withNodeImages("redis:latest")))
-	writes, _ = f3.syncStarted("web", wCreateJob)
-	if jobs := createdJobs(writes); len(jobs) != 1 || jobs[0].Spec.Template.Spec.Containers[0].ImagePullPolicy != corev1.PullAlways {
-		t.Errorf("pull policy Always: %s", describe(writes))
+	// With pull policy Always (the flag's, an entry's, or a ":latest"
+	// image's), present images by tag are pulled anyway, Always; an image
+	// by digest never is.
+	alwaysFlag := testConfig()
+	alwaysFlag.Puller.PullPolicy = corev1.PullAlways
+	for name, tc := range map[string]struct {
+		cfg    Config
+		images []string
+		entry  v1alpha2.ImagePullPolicy
+	}{
+		"the flag":           {alwaysFlag, []string{"redis:7", digest}, ""},
+		"the entry":          {testConfig(), []string{"redis:7", digest}, v1alpha2.PullAlways},
+		"an untagged image":  {testConfig(), []string{"redis", digest}, ""},
+		"a ':latest' image":  {testConfig(), []string{"redis:latest", digest}, ""},
+		"the flag, an entry": {alwaysFlag, []string{"redis:7"}, v1alpha2.PullIfNotPresent},
+	} {
+		ic := newImageCache("web", withImages(tc.images...))
+		ic.Spec.CacheSpec[0].PullPolicy = tc.entry
+		f3 := newFixture(t, tc.cfg, []*v1alpha2.ImageCache{ic}, newNode("node-a", withNodeImages("redis:7", "redis:latest", digest)))
+		writes, _ = f3.syncStartedOnly("web", wCreateJob, wStatus)
+		jobs := createdJobs(writes)
+		if tc.entry == v1alpha2.PullIfNotPresent {
+			if len(jobs) != 0 {
+				t.Errorf("%s: %s; want no Job, as the entry says IfNotPresent", name, describe(writes))
+			}
+			continue
+		}
+		if len(jobs) != 1 || len(jobs[0].Spec.Template.Spec.Containers) != 1 ||
+			jobs[0].Spec.Template.Spec.Containers[0].ImagePullPolicy != corev1.PullAlways ||
+			jobs[0].Spec.Template.Spec.Containers[0].Image != tc.images[0] {
+			t.Errorf("%s: %s; want one Job pulling %s Always", name, describe(writes), tc.images[0])
+			continue
+		}
+		// The node listed it: its pull proves nothing.
+		if got := puller.PulledAnyway(jobs[0]); !got[tc.images[0]] {
+			t.Errorf("%s: pulled anyway %v, want %s", name, got, tc.images[0])
+		}
 	}
 }
 
@@ -905,7 +936,7 @@ func TestUpdateRemovesDroppedImages(t *testing.T) {
 // TestRemovedImagesAreNotTakenAsPresent: right after a purge, a node still
 // reporting the removed image is pulled onto, not trusted.
 func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
-	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("redis"))},
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("redis:7"))},
 		newNode("node-a", withRuntime("containerd://1.6.20")))
 	writes := f.createThenPurge("web")
 	if jobs := createdJobs(writes); len(jobs) != 1 || !puller.IsDeleteJob(jobs[0]) {
@@ -913,7 +944,7 @@ func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
 	}
 	// The node lists redis, as its kubelet did before the removal.
 	n, _ := f.kube.CoreV1().Nodes().Get(f.ctx, "node-a", metav1.GetOptions{})
-	withNodeImages("docker.io/library/redis:latest")(n)
+	withNodeImages("docker.io/library/redis:7")(n)
 	n.ResourceVersion = "2" // as the API server would
 	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)

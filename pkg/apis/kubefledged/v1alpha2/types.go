@@ -86,7 +86,41 @@ type CacheSpecImages struct {
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!k.contains('/') || k.indexOf('/') <= 253))",message="nodeSelector keys must be valid label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 characters (A-Z a-z 0-9 - _ .), alphanumeric at both ends"
 	NodeSelector map[string]LabelValue `json:"nodeSelector,omitempty"`
+
+	// PullPolicy says whether the entry's images are pulled onto a node
+	// that already has them. Always: on every operation (create, update,
+	// refresh, a node joining), so that a tag that moved is brought up to
+	// date; the kubelet fetches the manifest and only the layers it lacks.
+	// IfNotPresent: an image the node reports is not pulled again. An image
+	// by digest is never pulled again, whatever the policy. Absent: as a
+	// Pod's containers, Always for an image tagged ":latest" or untagged,
+	// else the controller's --image-pull-policy.
+	// +optional
+	PullPolicy ImagePullPolicy `json:"pullPolicy,omitempty"`
+
+	// PullDeadline is how long each of the entry's images may take to pull
+	// onto a node, from when the kubelet starts pulling it (its Pulling
+	// event), before it counts as failed: a Go duration from 1s to 24h,
+	// such as "45m" for a 20 GB image. Absent: the controller's
+	// --image-pull-deadline-duration. An image two entries want on a node
+	// gets the longer.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="pullDeadline must be from 1s to 24h"
+	PullDeadline *metav1.Duration `json:"pullDeadline,omitempty"`
 }
+
+// ImagePullPolicy says when an entry's images are pulled onto a node that
+// already has them.
+// +kubebuilder:validation:Enum=Always;IfNotPresent
+type ImagePullPolicy string
+
+// The pull policies of a cacheSpec entry.
+const (
+	PullAlways       ImagePullPolicy = "Always"
+	PullIfNotPresent ImagePullPolicy = "IfNotPresent"
+)
 
 // LabelValue is a label value a node selector matches.
 // +kubebuilder:validation:MaxLength=63
@@ -200,6 +234,12 @@ type ImageCacheStatus struct {
 	// NodesMatched is the number of nodes that match at least one cacheSpec entry.
 	// +optional
 	NodesMatched int32 `json:"nodesMatched,omitempty"`
+	// Digests maps each image pulled by tag with the Always policy (see
+	// cacheSpec[].pullPolicy) to the digest the tag resolved to, as the
+	// nodes' runtime reported it after the pull, and says on how many nodes
+	// the latest operation found it moved. At most 100 images are listed.
+	// +optional
+	Digests map[string]ImageDigest `json:"digests,omitempty"`
 	// Ledger is the controller's record of the pulls settled on each node
 	// since the cache was created or last refreshed, so that an update or a
 	// restart pulls only what is new. It is the controller's own bookkeeping.
@@ -252,6 +292,25 @@ type PullCounts struct {
 	// Skipped is the number of pairs on nodes that cannot take a pull now
 	// (not Ready, or being deleted); they are pulled when the node is Ready.
 	Skipped int32 `json:"skipped"`
+}
+
+// ImageDigest is the digest an image's tag resolved to, and whether it moved.
+type ImageDigest struct {
+	// Digest is the digest the latest pull of the tag got ("sha256:...").
+	Digest string `json:"digest"`
+	// Previous is the digest the tag had when the latest operation
+	// started; empty before the first pull.
+	// +optional
+	Previous string `json:"previous,omitempty"`
+	// Moved counts the nodes whose pull in the latest operation got a
+	// digest other than Previous: the tag moved, and they have its new
+	// image.
+	// +optional
+	Moved int32 `json:"moved,omitempty"`
+	// Nodes names the first 10 of them.
+	// +optional
+	// +listType=atomic
+	Nodes []string `json:"nodes,omitempty"`
 }
 
 // NodeReasonMessage is why an image failed on one node.

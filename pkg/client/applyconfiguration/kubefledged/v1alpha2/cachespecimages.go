@@ -19,6 +19,7 @@ limitations under the License.
 package v1alpha2
 
 import (
+	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubefledgedv1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
 
@@ -33,6 +34,22 @@ type CacheSpecImagesApplyConfiguration struct {
 	// NodeSelector selects the nodes to cache the images on, by label. Empty
 	// or absent means every node.
 	NodeSelector map[string]kubefledgedv1alpha2.LabelValue `json:"nodeSelector,omitempty"`
+	// PullPolicy says whether the entry's images are pulled onto a node
+	// that already has them. Always: on every operation (create, update,
+	// refresh, a node joining), so that a tag that moved is brought up to
+	// date; the kubelet fetches the manifest and only the layers it lacks.
+	// IfNotPresent: an image the node reports is not pulled again. An image
+	// by digest is never pulled again, whatever the policy. Absent: as a
+	// Pod's containers, Always for an image tagged ":latest" or untagged,
+	// else the controller's --image-pull-policy.
+	PullPolicy *kubefledgedv1alpha2.ImagePullPolicy `json:"pullPolicy,omitempty"`
+	// PullDeadline is how long each of the entry's images may take to pull
+	// onto a node, from when the kubelet starts pulling it (its Pulling
+	// event), before it counts as failed: a Go duration from 1s to 24h,
+	// such as "45m" for a 20 GB image. Absent: the controller's
+	// --image-pull-deadline-duration. An image two entries want on a node
+	// gets the longer.
+	PullDeadline *v1.Duration `json:"pullDeadline,omitempty"`
 }
 
 // CacheSpecImagesApplyConfiguration constructs a declarative configuration of the CacheSpecImages type for use with
@@ -62,5 +79,21 @@ func (b *CacheSpecImagesApplyConfiguration) WithNodeSelector(entries map[string]
 	for k, v := range entries {
 		b.NodeSelector[k] = v
 	}
+	return b
+}
+
+// WithPullPolicy sets the PullPolicy field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the PullPolicy field is set to the value of the last call.
+func (b *CacheSpecImagesApplyConfiguration) WithPullPolicy(value kubefledgedv1alpha2.ImagePullPolicy) *CacheSpecImagesApplyConfiguration {
+	b.PullPolicy = &value
+	return b
+}
+
+// WithPullDeadline sets the PullDeadline field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the PullDeadline field is set to the value of the last call.
+func (b *CacheSpecImagesApplyConfiguration) WithPullDeadline(value v1.Duration) *CacheSpecImagesApplyConfiguration {
+	b.PullDeadline = &value
 	return b
 }

@@ -64,6 +64,11 @@ type ImageCacheStatusApplyConfiguration struct {
 	Pulls *PullCountsApplyConfiguration `json:"pulls,omitempty"`
 	// NodesMatched is the number of nodes that match at least one cacheSpec entry.
 	NodesMatched *int32 `json:"nodesMatched,omitempty"`
+	// Digests maps each image pulled by tag with the Always policy (see
+	// cacheSpec[].pullPolicy) to the digest the tag resolved to, as the
+	// nodes' runtime reported it after the pull, and says on how many nodes
+	// the latest operation found it moved. At most 100 images are listed.
+	Digests map[string]ImageDigestApplyConfiguration `json:"digests,omitempty"`
 	// Ledger is the controller's record of the pulls settled on each node
 	// since the cache was created or last refreshed, so that an update or a
 	// restart pulls only what is new. It is the controller's own bookkeeping.
@@ -192,6 +197,20 @@ func (b *ImageCacheStatusApplyConfiguration) WithPulls(value *PullCountsApplyCon
 // If called multiple times, the NodesMatched field is set to the value of the last call.
 func (b *ImageCacheStatusApplyConfiguration) WithNodesMatched(value int32) *ImageCacheStatusApplyConfiguration {
 	b.NodesMatched = &value
+	return b
+}
+
+// WithDigests puts the entries into the Digests field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, the entries provided by each call will be put on the Digests field,
+// overwriting an existing map entries in Digests field with the same key.
+func (b *ImageCacheStatusApplyConfiguration) WithDigests(entries map[string]ImageDigestApplyConfiguration) *ImageCacheStatusApplyConfiguration {
+	if b.Digests == nil && len(entries) > 0 {
+		b.Digests = make(map[string]ImageDigestApplyConfiguration, len(entries))
+	}
+	for k, v := range entries {
+		b.Digests[k] = v
+	}
 	return b
 }
 
