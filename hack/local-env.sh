@@ -41,6 +41,14 @@ LOCAL_AUTH_REGISTRY_PORT="${LOCAL_AUTH_REGISTRY_PORT:-16501}"
 # A registry address the real node can pull from that the tests start and
 # stop themselves (a registry that goes away and comes back).
 LOCAL_TEST_REGISTRY_PORT="${LOCAL_TEST_REGISTRY_PORT:-16502}"
+# A link the tests shape with tc: a veth pair into a network namespace of
+# its own, where the tests start a registry on LOCAL_LINK_REMOTE_IP (port
+# LOCAL_TEST_REGISTRY_PORT); the node reaches it through LOCAL_LINK_HOST_IP.
+LOCAL_LINK_NETNS="${LOCAL_LINK_NETNS:-kube-fledged-link-${LOCAL_APISERVER_PORT}}"
+LOCAL_LINK_HOST_DEV="${LOCAL_LINK_HOST_DEV:-kffl0}"
+LOCAL_LINK_REMOTE_DEV="${LOCAL_LINK_REMOTE_DEV:-kffl1}"
+LOCAL_LINK_HOST_IP="${LOCAL_LINK_HOST_IP:-198.51.100.1}"
+LOCAL_LINK_REMOTE_IP="${LOCAL_LINK_REMOTE_IP:-198.51.100.2}"
 LOCAL_CNI_BRIDGE="${LOCAL_CNI_BRIDGE:-kff0}"
 LOCAL_POD_SUBNET="${LOCAL_POD_SUBNET:-10.87.0.0/24}"
 # What the tests read: the node's name, registries, credentials and socket.

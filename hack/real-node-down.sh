@@ -60,6 +60,8 @@ if [[ -f "${CHANGES}" ]]; then
       ;;
     sysctl) sysctl -q -w "${a}=${b}" >/dev/null 2>&1 || echo "real-node-down: could not restore ${a}=${b}" >&2 ;;
     address) ip addr del "${a}" dev lo 2>/dev/null ;;
+    link) ip link delete "${a}" 2>/dev/null ;;
+    netns) ip netns delete "${a}" 2>/dev/null || echo "real-node-down: could not delete the network namespace ${a}" >&2 ;;
     cgroup)
       for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
         [[ -d "${h}${a#/}" ]] || continue

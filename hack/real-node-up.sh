@@ -37,6 +37,7 @@ SOCK="${RUN}/containerd.sock"
 REGISTRY="127.0.0.1:${LOCAL_REGISTRY_PORT}"
 AUTH_REGISTRY="127.0.0.1:${LOCAL_AUTH_REGISTRY_PORT}"
 TEST_REGISTRY="127.0.0.1:${LOCAL_TEST_REGISTRY_PORT}"
+LINK_REGISTRY="${LOCAL_LINK_REMOTE_IP}:${LOCAL_TEST_REGISTRY_PORT}"
 # Test credentials of the auth registry: two users, so that two pull secrets
 # can hold different credentials; the bcrypt hashes below are of these
 # passwords.
@@ -171,8 +172,8 @@ cat >"${N}/cni/net.d/10-${CNI_NETWORK}.conflist" <<JSON
 JSON
 
 # --- containerd ---
-mkdir -p "${N}/containerd/certs.d/${REGISTRY}" "${N}/containerd/certs.d/${AUTH_REGISTRY}" "${N}/containerd/certs.d/${TEST_REGISTRY}"
-for r in "${REGISTRY}" "${AUTH_REGISTRY}" "${TEST_REGISTRY}"; do
+for r in "${REGISTRY}" "${AUTH_REGISTRY}" "${TEST_REGISTRY}" "${LINK_REGISTRY}"; do
+  mkdir -p "${N}/containerd/certs.d/${r}"
   cat >"${N}/containerd/certs.d/${r}/hosts.toml" <<TOML
 server = "http://${r}"
 
@@ -238,6 +239,23 @@ if ! ip -4 addr show dev lo | grep -q " ${LOCAL_NODE_IP}/"; then
   ip addr add "${LOCAL_NODE_IP}/32" dev lo || fail none "adding ${LOCAL_NODE_IP} to lo"
   echo "address ${LOCAL_NODE_IP}/32" >>"${N}/host-changes"
 fi
+# The shaped link: a veth pair into a network namespace of its own, with an
+# address at each end; the tests run a registry in the namespace and shape
+# its side with tc (tbf), so that pulls from it cross a link of a known
+# bandwidth. Unshaped until a test shapes it.
+ip netns delete "${LOCAL_LINK_NETNS}" 2>/dev/null || true # a run that crashed left it
+{
+  ip netns add "${LOCAL_LINK_NETNS}" || fail none "adding the network namespace ${LOCAL_LINK_NETNS}"
+  echo "netns ${LOCAL_LINK_NETNS}" >>"${N}/host-changes"
+  ip link add "${LOCAL_LINK_HOST_DEV}" type veth peer name "${LOCAL_LINK_REMOTE_DEV}" netns "${LOCAL_LINK_NETNS}" ||
+    fail none "adding the veth pair ${LOCAL_LINK_HOST_DEV}"
+  echo "link ${LOCAL_LINK_HOST_DEV}" >>"${N}/host-changes"
+  ip addr add "${LOCAL_LINK_HOST_IP}/30" dev "${LOCAL_LINK_HOST_DEV}"
+  ip link set "${LOCAL_LINK_HOST_DEV}" up
+  ip netns exec "${LOCAL_LINK_NETNS}" ip addr add "${LOCAL_LINK_REMOTE_IP}/30" dev "${LOCAL_LINK_REMOTE_DEV}"
+  ip netns exec "${LOCAL_LINK_NETNS}" ip link set "${LOCAL_LINK_REMOTE_DEV}" up
+  ip netns exec "${LOCAL_LINK_NETNS}" ip link set lo up
+}
 # The kubelet's pods live in a cgroup of their own, in every v1 hierarchy.
 if [[ ! -f /sys/fs/cgroup/cgroup.controllers ]]; then
   for h in /sys/fs/cgroup/*/; do
@@ -344,6 +362,9 @@ REAL_NODE_NAME=${LOCAL_NODE_NAME}
 REAL_NODE_REGISTRY=${REGISTRY}
 REAL_NODE_AUTH_REGISTRY=${AUTH_REGISTRY}
 REAL_NODE_TEST_REGISTRY=${TEST_REGISTRY}
+REAL_NODE_LINK_REGISTRY=${LINK_REGISTRY}
+REAL_NODE_LINK_NETNS=${LOCAL_LINK_NETNS}
+REAL_NODE_LINK_DEV=${LOCAL_LINK_REMOTE_DEV}
 REAL_NODE_AUTH_USER=${AUTH_USER}
 REAL_NODE_AUTH_PASSWORD=${AUTH_PASSWORD}
 REAL_NODE_AUTH_USER2=${AUTH_USER2}

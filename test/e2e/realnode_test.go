@@ -41,8 +41,10 @@ type realNode struct {
 	// Jobs install, the CRI remover the delete Jobs run, the controller.
 	helperImage, criImage, controllerImage string
 	// testRegistry is an address the node pulls from over plain HTTP, where
-	// no registry runs but the one a test starts (startTestRegistry).
-	testRegistry string
+	// no registry runs but the one a test starts (startTestRegistry);
+	// linkRegistry is one across the shaped link: an address in the
+	// network namespace linkNetns, whose end of the veth pair is linkDev.
+	testRegistry, linkRegistry, linkNetns, linkDev string
 	// user2 and password2 are the auth registry's other credentials.
 	user2, password2 string
 	// kubeletScript restarts the node's kubelet (hack/real-node-kubelet.sh);
@@ -97,7 +99,8 @@ func loadRealNode(envFile string) (*realNode, error) {
 		helperImage: kv["REAL_NODE_HELPER_IMAGE"], criImage: kv["REAL_NODE_CRI_IMAGE"], controllerImage: kv["REAL_NODE_CONTROLLER_IMAGE"],
 		inCluster: kv["REAL_NODE_IN_CLUSTER"] == "1",
 		user2:     kv["REAL_NODE_AUTH_USER2"], password2: kv["REAL_NODE_AUTH_PASSWORD2"],
-		kubeletScript: kv["REAL_NODE_KUBELET_SCRIPT"], localDir: filepath.Dir(envFile), testRegistry: kv["REAL_NODE_TEST_REGISTRY"]}
+		kubeletScript: kv["REAL_NODE_KUBELET_SCRIPT"], localDir: filepath.Dir(envFile), testRegistry: kv["REAL_NODE_TEST_REGISTRY"],
+		linkRegistry: kv["REAL_NODE_LINK_REGISTRY"], linkNetns: kv["REAL_NODE_LINK_NETNS"], linkDev: kv["REAL_NODE_LINK_DEV"]}
 	if rn.name == "" || rn.registry == "" || rn.socket == "" || rn.helperImage == "" || rn.criImage == "" || rn.controllerImage == "" {
 		return nil, fmt.Errorf("%s is incomplete:\n%s", envFile, data)
 	}

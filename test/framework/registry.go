@@ -51,6 +51,12 @@ func StartRegistry(ctx context.Context) (*Registry, error) {
 // started again on the same host and dir serves what was pushed to it
 // before, as a registry that went away and came back does.
 func StartRegistryAt(ctx context.Context, host, dir string) (*Registry, error) {
+	return StartRegistryIn(ctx, "", host, dir)
+}
+
+// StartRegistryIn is StartRegistryAt in a network namespace (none: this
+// process's), where host's address is.
+func StartRegistryIn(ctx context.Context, netns, host, dir string) (*Registry, error) {
 	if _, err := os.Stat(RegistryBinary); err != nil {
 		return nil, missingBinary(RegistryBinary, "docker-registry")
 	}
@@ -70,8 +76,13 @@ http:
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
+	bin, args := RegistryBinary, []string{"serve", cfgPath}
+	if netns != "" {
+		// ip execs the registry: the PID is the registry's.
+		bin, args = "ip", append([]string{"netns", "exec", netns, RegistryBinary}, args...)
+	}
 	var err error
-	if r.proc, err = startProcess("registry", filepath.Join(dir, "registry.log"), RegistryBinary, "serve", cfgPath); err != nil {
+	if r.proc, err = startProcess("registry", filepath.Join(dir, "registry.log"), bin, args...); err != nil {
 		return nil, err
 	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {

@@ -12,6 +12,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/fledgedtest"
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // pulledDigests plays the kubelet on a pull Job: its pod Succeeded, each
@@ -114,5 +115,25 @@ func TestRefreshBringsAMovedTagUpToDate(t *testing.T) {
 	f.syncStartedOnly("web", wCreateJob, wStatus)
 	if d := f.imageCache("web").Status.Digests; d != nil {
 		t.Errorf("with IfNotPresent: digests %v, want none", d)
+	}
+}
+
+// TestEntryPullDeadlines: an entry's pullDeadline is its images' deadline
+// on the pull Job (the longer where two entries want an image), and the
+// Job's activeDeadlineSeconds makes room for it.
+func TestEntryPullDeadlines(t *testing.T) {
+	ic := newImageCache("web", withImages("nginx:1.27", "models/big:1"))
+	ic.Spec.CacheSpec = append(ic.Spec.CacheSpec,
+		v1alpha2.CacheSpecImages{Images: []string{"models/big:1", "models/huge:1"}, PullDeadline: &metav1.Duration{Duration: 45 * time.Minute}},
+		v1alpha2.CacheSpecImages{Images: []string{"models/big:1"}, PullDeadline: &metav1.Duration{Duration: 10 * time.Minute}})
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic}, newNode("node-a"))
+	writes, _ := f.syncStarted("web", wCreateJob)
+	job := createdJobs(writes)[0]
+	if got, want := job.Annotations[puller.AnnotationPullDeadlines], `{"models/big:1":"45m0s","models/huge:1":"45m0s"}`; got != want {
+		t.Errorf("deadlines annotation %s, want %s", got, want)
+	}
+	// 1m for nginx, 45m each for the others, and the slack.
+	if got, want := *job.Spec.ActiveDeadlineSeconds, int64((91*time.Minute+30*time.Second)/time.Second); got != want {
+		t.Errorf("activeDeadlineSeconds %d, want %d", got, want)
 	}
 }

@@ -223,7 +223,9 @@ func (o *pullOp) settle() {
 	// is pulled where the node has it too.
 	trust := s.now.Unix() >= s.led.RemovedAt+nodeImagesLag
 	for name, w := range s.plan.nodes {
-		if w.skip != "" || !trust {
+		// A node where one of the cache's Jobs runs lists what the Job
+		// pulls once it has it: the Job's outcome settles those.
+		if w.skip != "" || !trust || s.busy[name] {
 			continue
 		}
 		var present images.Present

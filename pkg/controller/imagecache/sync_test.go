@@ -933,6 +933,43 @@ func TestUpdateRemovesDroppedImages(t *testing.T) {
 	}
 }
 
+// TestWhatAJobPulledIsNotAlreadyPresent: while a pull Job runs, its node
+// comes to list the images the Job pulled, before the pod's status says so
+// (the kubelet writes it once its pulls, serialized, are all done); they are
+// counted pulled, by the Job's outcome, not already present.
+func TestWhatAJobPulledIsNotAlreadyPresent(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "models/big:1"))},
+		newNode("node-a"))
+	writes, _ := f.syncStarted("web", wCreateJob)
+	job := *createdJobs(writes)[0]
+	for _, j := range f.jobs() {
+		job = j
+	}
+	states := map[string]corev1.ContainerState{}
+	for i := range jobImages(t, &job) {
+		states[puller.ContainerName(i)] = waiting("ContainerCreating", "")
+	}
+	f.podWith(job, states)
+	// The node lists nginx, which the Job pulled; the big image pulls on.
+	n, _ := f.kube.CoreV1().Nodes().Get(f.ctx, "node-a", metav1.GetOptions{})
+	withNodeImages("docker.io/library/nginx:1.27")(n)
+	n.ResourceVersion = "2"
+	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clock.Step(30 * time.Second)
+	f.sync("web") // nothing settles
+	if p := f.imageCache("web").Status.Pulls; p.AlreadyPresent != 0 || p.Pending != 2 {
+		t.Errorf("while the Job runs: %+v, want both pending, not already present", p)
+	}
+	f.completeJob(job)
+	f.sync("web", wDeleteJob, wStatus)
+	if p := f.imageCache("web").Status.Pulls; p.Succeeded != 2 || p.AlreadyPresent != 0 {
+		t.Errorf("after the Job: %+v, want both pulled", p)
+	}
+}
+
 // TestRemovedImagesAreNotTakenAsPresent: right after a purge, a node still
 // reporting the removed image is pulled onto, not trusted.
 func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
