@@ -93,6 +93,9 @@ func TestRealNodeRegistryComesBack(t *testing.T) {
 	if took > time.Minute {
 		t.Errorf("the cache Succeeded %v after the registry came back, want within a minute", took.Round(time.Second))
 	}
+	if ic.Status.Pulls.AlreadyPresent != 0 {
+		t.Errorf("pulls %+v: the image a try brought is counted already present", ic.Status.Pulls)
+	}
 	if ic.Status.Reason != v1alpha2.ImageCacheReasonCreate || len(ic.Status.Failures) != 0 {
 		t.Errorf("status %s %s, failures %+v: want the create itself to succeed, with no failure", ic.Status.Reason, ic.Status.Status, ic.Status.Failures)
 	}

@@ -236,7 +236,14 @@ func (o *pullOp) settle() {
 			if present == "" {
 				present = trim.NodeImages(w.node)
 			}
-			if present.Has(wi.key) {
+			switch {
+			case !present.Has(wi.key):
+			case s.retries[pairKey(name, wi.key)] != nil:
+				// A try the controller ended brought it after all (the
+				// runtime finishes a pull whose pod went): pulled, but
+				// not shown to be the cache's.
+				s.led.Set(name, wi.key, ledger.Pulled)
+			default:
 				s.led.Set(name, wi.key, ledger.Present)
 			}
 		}

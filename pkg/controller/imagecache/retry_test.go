@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/message"
@@ -170,5 +171,30 @@ func TestTransientPullFailureFailsAfterTheRetryDeadline(t *testing.T) {
 	}
 	if got := f.clock.Now().Sub(t0); got < 30*time.Second || got > 31*time.Second {
 		t.Errorf("failed %s after the start, want at the 30s deadline", got)
+	}
+}
+
+// TestARetriedPullThatArrivesIsPulled: after a try the controller ended, the
+// node lists the image (the runtime finished the pull whose pod went): the
+// pair is pulled, not already present, and needs no other try.
+func TestARetriedPullThatArrivesIsPulled(t *testing.T) {
+	f := newFixture(t, retryConfig(time.Hour, 10*time.Minute), []*v1alpha2.ImageCache{newImageCache("web",
+		withImages("nginx:1.27", "registry.local/app:1"))}, newNode("node-a"))
+	f.syncStarted("web", wCreateJob)
+	f.failTransiently(f.jobs()[0])
+	f.clock.Step(time.Second)
+	f.sync("web", wPatchJob, wStatus)
+	n, _ := f.kube.CoreV1().Nodes().Get(f.ctx, "node-a", metav1.GetOptions{})
+	withNodeImages("registry.local/app:1")(n)
+	n.ResourceVersion = "2"
+	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clock.Step(5 * time.Second)
+	f.sync("web", wDeleteJob, wStatus)
+	st := f.imageCache("web").Status
+	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.AlreadyPresent != 0 || st.Message != "Pulled 2 of 2 images on 1 node" {
+		t.Errorf("%s %q %+v; want both pulled", st.Status, st.Message, st.Pulls)
 	}
 }
