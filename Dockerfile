@@ -4,36 +4,48 @@
 #   controller  the controller (fledged, with the helper and the CRI remover), the default.
 # Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 --target helper .
 # Without Docker: make image-local builds the same three.
+ARG VERSION=dev REVISION=unknown
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
-ARG TARGETOS TARGETARCH
+ARG TARGETOS TARGETARCH VERSION REVISION
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd/ cmd/
 COPY pkg/ pkg/
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags "-s -w" -o /out/ ./cmd/fledged ./cmd/fledged-helper ./cmd/fledged-cri
+    go build -trimpath -o /out/ \
+      -ldflags "-s -w -X kubefledged.io/kube-fledged/pkg/version.Version=$VERSION -X kubefledged.io/kube-fledged/pkg/version.Revision=$REVISION" \
+      ./cmd/fledged ./cmd/fledged-helper ./cmd/fledged-cri
 
 FROM gcr.io/distroless/static:nonroot AS helper
+ARG VERSION REVISION
 LABEL org.opencontainers.image.title="kube-fledged-helper" \
       org.opencontainers.image.description="kube-fledged's pull helper, which the pull Jobs install in their pods" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION"
 COPY --from=build /out/fledged-helper /
 USER 65532:65532
 ENTRYPOINT ["/fledged-helper"]
 
 FROM gcr.io/distroless/static:nonroot AS cri
+ARG VERSION REVISION
 LABEL org.opencontainers.image.title="kube-fledged-cri" \
       org.opencontainers.image.description="kube-fledged's CRI image remover, which the delete Jobs run" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION"
 COPY --from=build /out/fledged-cri /
 USER 65532:65532
 ENTRYPOINT ["/fledged-cri"]
 
 FROM gcr.io/distroless/static:nonroot AS controller
+ARG VERSION REVISION
 LABEL org.opencontainers.image.title="kube-fledged" \
       org.opencontainers.image.description="Caches container images on Kubernetes nodes" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION"
 COPY --from=build /out/fledged /out/fledged-helper /out/fledged-cri /
 USER 65532:65532
 ENTRYPOINT ["/fledged"]

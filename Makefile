@@ -6,10 +6,15 @@ SHELL := /usr/bin/env bash
 OUTPUT      ?= _output
 BIN         := $(OUTPUT)/bin
 GO_TEST_FLAGS ?=
+# The version every binary reports (--version, kubefledged_build_info): the
+# newest tag and the commits since, from git; and the commit.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X kubefledged.io/kube-fledged/pkg/version.Version=$(VERSION) -X kubefledged.io/kube-fledged/pkg/version.Revision=$(REVISION)
 
 .PHONY: build
 build: ## Build the binaries into _output/bin.
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 .PHONY: generate
 generate: ## Regenerate deepcopy, the client (clientset, listers, informers, apply configurations) and the CRD.
@@ -70,19 +75,19 @@ undeploy: ## Remove what make deploy applied.
 
 .PHONY: image-local
 image-local: ## Build the controller, helper and CRI remover images for PLATFORMS without Docker; push them to IMAGE_LOCAL and its -helper and -cri siblings (plain HTTP allowed).
-	go run ./hack/image-local --image $(IMAGE_LOCAL) --platforms $(PLATFORMS) --out $(OUTPUT)/bin
+	go run ./hack/image-local --image $(IMAGE_LOCAL) --platforms $(PLATFORMS) --out $(OUTPUT)/bin --version $(VERSION) --revision $(REVISION)
 
 .PHONY: image
 image: ## Build the three images with docker buildx (needs a Docker engine).
-	docker buildx build --platform $(PLATFORMS) --target controller -t $(FLEDGED_IMAGE) .
-	docker buildx build --platform $(PLATFORMS) --target helper -t $(FLEDGED_HELPER_IMAGE) .
-	docker buildx build --platform $(PLATFORMS) --target cri -t $(FLEDGED_CRI_IMAGE) .
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target controller -t $(FLEDGED_IMAGE) .
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target helper -t $(FLEDGED_HELPER_IMAGE) .
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target cri -t $(FLEDGED_CRI_IMAGE) .
 
 .PHONY: push
 push: ## Build and push the three multi-arch images with docker buildx.
-	docker buildx build --platform $(PLATFORMS) --target controller -t $(FLEDGED_IMAGE) --push .
-	docker buildx build --platform $(PLATFORMS) --target helper -t $(FLEDGED_HELPER_IMAGE) --push .
-	docker buildx build --platform $(PLATFORMS) --target cri -t $(FLEDGED_CRI_IMAGE) --push .
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target controller -t $(FLEDGED_IMAGE) --push .
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target helper -t $(FLEDGED_HELPER_IMAGE) --push .
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target cri -t $(FLEDGED_CRI_IMAGE) --push .
 
 .PHONY: help
 help: ## Show the targets.

@@ -17,12 +17,14 @@ import (
 	"kubefledged.io/kube-fledged/pkg/app"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/options"
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 func main() {
 	o := options.New()
 	fs := pflag.NewFlagSet("fledged", pflag.ContinueOnError)
 	o.AddFlags(fs)
+	printVersion := fs.Bool("version", false, "Print the version and exit.")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "fledged: the kube-fledged controller, which caches container images on nodes.\n\nFlags:\n%s", fs.FlagUsages())
 	}
@@ -32,6 +34,10 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "fledged: %v\n", err)
 		os.Exit(2)
+	}
+	if *printVersion {
+		fmt.Println("fledged " + version.Get().String())
+		return
 	}
 	o.Complete()
 	if err := o.Validate(); err != nil {
@@ -45,6 +51,8 @@ func main() {
 		os.Exit(2)
 	}
 	defer logs.FlushLogs()
+	v := version.Get()
+	klog.InfoS("Starting kube-fledged", "version", v.Version, "revision", v.Revision, "goVersion", v.GoVersion)
 	metrics.Register() // before any client exists: client-go's metrics hooks are set once
 	cfg, err := app.RESTConfig(o)
 	if err != nil {

@@ -51,7 +51,8 @@ func main() {
 	criImage := flag.String("cri-image", "", "where to push the CRI remover image (default: the controller's repository with -cri, same tag)")
 	platforms := flag.String("platforms", "linux/"+runtime.GOARCH, "the platforms to build, comma-separated (linux/amd64, linux/arm64, ...)")
 	out := flag.String("out", "_output/bin", "folder for the cross-compiled binaries (one sub-folder per platform)")
-	version := flag.String("version", "dev", "the version label")
+	version := flag.String("version", "dev", "the version: stamped into the binaries (--version) and the image labels")
+	revision := flag.String("revision", "unknown", "the VCS revision: stamped into the binaries and the image labels")
 	insecure := flag.Bool("insecure", true, "allow a plain-HTTP registry")
 	flag.Parse()
 	if *image == "" {
@@ -74,7 +75,7 @@ func main() {
 	bins := map[string]string{}
 	for _, arch := range archs {
 		dir := filepath.Join(*out, "linux_"+arch)
-		if err := build(dir, arch); err != nil {
+		if err := build(dir, arch, *version, *revision); err != nil {
 			fail(err.Error())
 		}
 		bins[arch] = dir
@@ -88,7 +89,7 @@ func main() {
 		if err != nil {
 			fail(err.Error())
 		}
-		digest, err := push(ref, c, archs, bins, *version)
+		digest, err := push(ref, c, archs, bins, *version, *revision)
 		if err != nil {
 			fail(fmt.Sprintf("pushing %s: %v", ref, err))
 		}
@@ -108,9 +109,12 @@ func sibling(image, suffix string) string {
 	return repo + suffix + rest
 }
 
-// build cross-compiles the three static binaries for linux/arch into dir.
-func build(dir, arch string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "./cmd/fledged", "./cmd/fledged-helper", "./cmd/fledged-cri")
+// build cross-compiles the three static binaries for linux/arch into dir,
+// stamped with the version and revision.
+func build(dir, arch, version, revision string) error {
+	ldflags := "-s -w -X kubefledged.io/kube-fledged/pkg/version.Version=" + version +
+		" -X kubefledged.io/kube-fledged/pkg/version.Revision=" + revision
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", dir+"/", "./cmd/fledged", "./cmd/fledged-helper", "./cmd/fledged-cri")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -121,7 +125,7 @@ func build(dir, arch string) error {
 
 // push builds a component's image for each architecture and pushes it, as
 // an index when there is more than one; it returns the digest pushed.
-func push(ref name.Reference, c component, archs []string, bins map[string]string, version string) (v1.Hash, error) {
+func push(ref name.Reference, c component, archs []string, bins map[string]string, version, revision string) (v1.Hash, error) {
 	var imgs []v1.Image
 	for _, arch := range archs {
 		files := map[string]string{}
@@ -137,6 +141,7 @@ func push(ref name.Reference, c component, archs []string, bins map[string]strin
 				"org.opencontainers.image.description": c.description,
 				"org.opencontainers.image.licenses":    "Apache-2.0",
 				"org.opencontainers.image.version":     version,
+				"org.opencontainers.image.revision":    revision,
 			},
 			Created: time.Unix(0, 0).UTC(),
 		})

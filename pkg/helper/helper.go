@@ -6,14 +6,21 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 const usage = `usage:
   fledged-helper install DEST   copy this binary to DEST (mode 0755)
-  fledged-helper pulled IMAGE   report that IMAGE is on this node, and exit 0`
+  fledged-helper pulled IMAGE   report that IMAGE is on this node, and exit 0
+  fledged-helper --version      print the version`
 
 // Main runs the helper with its arguments and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "--version" {
+		fmt.Fprintln(stdout, "fledged-helper "+version.Get().String())
+		return 0
+	}
 	if len(args) != 2 {
 		fmt.Fprintln(stderr, usage)
 		return 2

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 func TestPulledPrintsAndSucceeds(t *testing.T) {
@@ -65,5 +67,12 @@ func TestInstalledBinaryRuns(t *testing.T) {
 	}
 	if err := Install(filepath.Join(dir, "missing"), filepath.Join(shared, "x")); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("installing from a missing file: %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"--version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "fledged-helper "+version.Get().Version+" (revision ") {
+		t.Errorf("--version: exit %d, %q %q", code, out.String(), errOut.String())
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientmetrics "k8s.io/client-go/tools/metrics"
 	"k8s.io/client-go/util/workqueue"
+
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 const namespace = "kubefledged"
@@ -70,6 +72,12 @@ var (
 		Help: "(node, image) pulls that failed for a reason that may pass (a registry or network down, slow or busy), to be tried again.",
 	})
 
+	// buildInfo says which build runs: always 1.
+	buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "The build of kube-fledged that runs: its version, VCS revision and Go version; always 1.",
+	}, []string{"version", "revision", "goversion"})
+
 	// JobsCreatedTotal counts pull Jobs created.
 	JobsCreatedTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "jobs_created_total", Help: "Pull Jobs created.",
@@ -92,7 +100,10 @@ func Register() {
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
+			buildInfo,
 		)
+		v := version.Get()
+		buildInfo.WithLabelValues(v.Version, v.Revision, v.GoVersion).Set(1)
 		for _, r := range []string{ResultPulled, ResultAlreadyPresent, ResultFailed} {
 			PullsTotal.WithLabelValues(r)
 		}

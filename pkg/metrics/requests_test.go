@@ -4,6 +4,10 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 func TestClassify(t *testing.T) {
@@ -26,4 +30,23 @@ func TestClassify(t *testing.T) {
 			t.Errorf("%s %s: %s %s, want %s %s", c.method, c.url, verb, res, c.verb, c.resource)
 		}
 	}
+}
+
+// TestBuildInfo: kubefledged_build_info says which build runs, as 1.
+func TestBuildInfo(t *testing.T) {
+	Register()
+	v := version.Get()
+	if got := testutil.ToFloat64(buildInfo.WithLabelValues(v.Version, v.Revision, v.GoVersion)); got != 1 {
+		t.Errorf("kubefledged_build_info{version=%q,revision=%q,goversion=%q} = %v, want 1", v.Version, v.Revision, v.GoVersion, got)
+	}
+	families, err := Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "kubefledged_build_info" && len(f.GetMetric()) == 1 {
+			return
+		}
+	}
+	t.Error("the registry serves no single kubefledged_build_info series")
 }

@@ -13,13 +13,16 @@ import (
 
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/images"
+
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 const usage = `usage: fledged-cri rmi [--socket PATH] [--timeout D] [--termination-log PATH] [--keep NAME]... IMAGE...
 Removes each IMAGE through the container runtime's CRI socket, and reports per
 image: removed, already absent, kept (the runtime knows it under a --keep NAME
 too: it removes an image, not a name), or failed with the runtime's message.
-Exits 1 if any image failed.`
+Exits 1 if any image failed.
+       fledged-cri --version`
 
 // DefaultTerminationLog is where Kubernetes reads a container's termination
 // message from.
@@ -27,6 +30,10 @@ const DefaultTerminationLog = "/dev/termination-log"
 
 // Main runs the command and returns its exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "--version" {
+		fmt.Fprintln(stdout, "fledged-cri "+version.Get().String())
+		return 0
+	}
 	if len(args) == 0 || args[0] != "rmi" {
 		fmt.Fprintln(stderr, usage)
 		return 2

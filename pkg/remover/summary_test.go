@@ -1,12 +1,15 @@
 package remover
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
 	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 // TestSummaryOfALargeBatchFits: a delete Job of 100 images with long names,
@@ -102,5 +105,13 @@ func TestSummaryOfKeptImages(t *testing.T) {
 	}
 	if got := ParseSummary(s, images); !reflect.DeepEqual(got, results) {
 		t.Errorf("parsed %+v, want %+v", got, results)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"--version"}, &out, &errOut); code != 0 ||
+		!strings.HasPrefix(out.String(), "fledged-cri "+version.Get().Version+" (revision ") {
+		t.Errorf("--version: exit %d, %q %q", code, out.String(), errOut.String())
 	}
 }

@@ -26,6 +26,9 @@ import (
 	"kubefledged.io/kube-fledged/test/framework"
 )
 
+// The version and revision the test stamps the images with.
+const testVersion, testRevision = "v0.0.0-image-test", "0123456789abcdef"
+
 // TestImageLocal: make image-local pushes three images, each an index of
 // linux/amd64 and linux/arm64 images: the controller (with every binary),
 // the helper (fledged-helper alone, a few MB: the image every node that
@@ -44,7 +47,7 @@ func TestImageLocal(t *testing.T) {
 	image := reg.Host + "/kube-fledged:test"
 	makeImages := func() string {
 		out, err := framework.Command(ctx, "make", "--no-print-directory", "image-local", "IMAGE_LOCAL="+image,
-			"PLATFORMS=linux/amd64,linux/arm64").CombinedOutput()
+			"PLATFORMS=linux/amd64,linux/arm64", "VERSION="+testVersion, "REVISION="+testRevision).CombinedOutput()
 		if err != nil {
 			t.Fatalf("make image-local: %v\n%s", err, out)
 		}
@@ -126,7 +129,8 @@ func checkImage(t *testing.T, img v1.Image, title string, files []string, arch s
 	if cf.OS != "linux" || cf.Architecture != arch {
 		t.Errorf("platform %s/%s, want linux/%s", cf.OS, cf.Architecture, arch)
 	}
-	if cf.Config.Labels["org.opencontainers.image.title"] != title || cf.Config.Labels["org.opencontainers.image.licenses"] != "Apache-2.0" {
+	if cf.Config.Labels["org.opencontainers.image.title"] != title || cf.Config.Labels["org.opencontainers.image.licenses"] != "Apache-2.0" ||
+		cf.Config.Labels["org.opencontainers.image.version"] != testVersion || cf.Config.Labels["org.opencontainers.image.revision"] != testRevision {
 		t.Errorf("%s: labels %v", arch, cf.Config.Labels)
 	}
 	layers, err := img.Layers()
@@ -194,5 +198,9 @@ func runHelper(t *testing.T, img v1.Image) {
 	out, err := exec.Command(filepath.Join(dir, "fledged-helper"), "pulled", "x:1").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "image x:1 is cached") {
 		t.Errorf("the image's helper: %v: %s", err, out)
+	}
+	out, err = exec.Command(filepath.Join(dir, "fledged-helper"), "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "fledged-helper "+testVersion+" (revision "+testRevision+", go") {
+		t.Errorf("the image's helper --version: %v: %s", err, out)
 	}
 }
