@@ -198,14 +198,26 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	runControllers, err := controllersRunner(o, ctrl, kubeClient, icInformer, kubeFactory.Core().V1().Nodes(), recorder)
+	run, err := controllersRunner(o, ctrl, kubeClient, icInformer, kubeFactory.Core().V1().Nodes(), recorder)
 	if err != nil {
 		return err
+	}
+	// leading is true while this process runs the controllers: its
+	// metrics say so, and only then serve the per-cache series.
+	var leading atomic.Bool
+	runControllers := func(ctx context.Context) error {
+		leading.Store(true)
+		metrics.Leader.Set(1)
+		defer func() {
+			leading.Store(false)
+			metrics.Leader.Set(0)
+		}()
+		return run(ctx)
 	}
 	collectors := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
 			Help: "Pull and delete Jobs whose pod has not finished, as counted against --max-in-flight-jobs."}, func() float64 { return float64(ctrl.InFlightJobs()) }),
-		newCacheCollector(icInformer.Lister()),
+		newCacheCollector(icInformer.Lister(), leading.Load),
 	}
 	for _, c := range collectors {
 		if err := metrics.Registry.Register(c); err != nil {

@@ -96,28 +96,58 @@ func (s *servers) shutdown() {
 	}
 }
 
-// cacheCollector reports the ImageCaches by status, read at scrape time.
+// cacheCollector reports the ImageCaches, read from the informer at scrape
+// time: how many have each status, and per cache its status, its pulls by
+// state and when its operation started. Only the leader reports them (every
+// replica's informer holds the same caches): with two replicas, a sum over
+// both counts each cache once.
 type cacheCollector struct {
-	lister iclisters.ImageCacheLister
-	desc   *prometheus.Desc
+	lister                                    iclisters.ImageCacheLister
+	leading                                   func() bool
+	byStatus, status, pulls, desired, started *prometheus.Desc
 }
 
-func newCacheCollector(l iclisters.ImageCacheLister) *cacheCollector {
-	return &cacheCollector{lister: l, desc: prometheus.NewDesc("kubefledged_imagecaches",
-		"ImageCaches by the status of their latest operation.", []string{"status"}, nil)}
+func newCacheCollector(l iclisters.ImageCacheLister, leading func() bool) *cacheCollector {
+	cache := []string{"namespace", "name"}
+	return &cacheCollector{lister: l, leading: leading,
+		byStatus: prometheus.NewDesc("kubefledged_imagecaches",
+			"ImageCaches by the status of their latest operation (the leader's count).", []string{"status"}, nil),
+		status: prometheus.NewDesc("kubefledged_imagecache_status",
+			"1 for the status of each ImageCache's latest operation (Pending before the first).", append(cache, "status"), nil),
+		pulls: prometheus.NewDesc("kubefledged_imagecache_pulls",
+			"Each ImageCache's (node, image) pulls of its latest operation, by state: pulled, already_present, failed, pending, skipped; they add up to kubefledged_imagecache_pulls_desired.",
+			append(cache, "state"), nil),
+		desired: prometheus.NewDesc("kubefledged_imagecache_pulls_desired",
+			"Each ImageCache's (node, image) pulls wanted.", cache, nil),
+		started: prometheus.NewDesc("kubefledged_imagecache_operation_start_time_seconds",
+			"When each ImageCache's latest operation started (Unix time), by operation.", append(cache, "operation"), nil),
+	}
 }
 
-func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.byStatus, c.status, c.pulls, c.desired, c.started} {
+		ch <- d
+	}
+}
+
+// cacheStatuses are the statuses kubefledged_imagecaches always reports.
+var cacheStatuses = []string{"Pending", string(v1alpha2.ImageCacheActionStatusProcessing), string(v1alpha2.ImageCacheActionStatusSucceeded),
+	string(v1alpha2.ImageCacheActionStatusFailed)}
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	if !c.leading() {
+		return
+	}
 	counts := map[string]int{}
-	for _, s := range []v1alpha2.ImageCacheActionStatus{v1alpha2.ImageCacheActionStatusProcessing, v1alpha2.ImageCacheActionStatusSucceeded,
-		v1alpha2.ImageCacheActionStatusFailed, v1alpha2.ImageCacheActionStatusAborted, v1alpha2.ImageCacheActionStatusUnknown} {
-		counts[string(s)] = 0
+	for _, s := range cacheStatuses {
+		counts[s] = 0
 	}
 	caches, err := c.lister.List(labels.Everything())
 	if err != nil {
 		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, ic := range caches {
 		s := string(ic.Status.Status)
@@ -125,8 +155,18 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 			s = "Pending"
 		}
 		counts[s]++
+		gauge(c.status, 1, ic.Namespace, ic.Name, s)
+		p := ic.Status.Pulls
+		for state, n := range map[string]int32{"pulled": p.Succeeded - p.AlreadyPresent, "already_present": p.AlreadyPresent,
+			"failed": p.Failed, "pending": p.Pending, "skipped": p.Skipped} {
+			gauge(c.pulls, float64(n), ic.Namespace, ic.Name, state)
+		}
+		gauge(c.desired, float64(p.Desired), ic.Namespace, ic.Name)
+		if ic.Status.StartTime != nil {
+			gauge(c.started, float64(ic.Status.StartTime.Unix()), ic.Namespace, ic.Name, ic.Status.Reason)
+		}
 	}
 	for s, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), s)
+		gauge(c.byStatus, float64(n), s)
 	}
 }

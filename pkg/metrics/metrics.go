@@ -17,6 +17,12 @@ import (
 
 const namespace = "kubefledged"
 
+// Warm-up results, the values of the "result" label of NodeWarmupSeconds.
+const (
+	WarmupWarmed   = "warmed"
+	WarmupTimedOut = "timed_out"
+)
+
 // Pull results, the values of the "result" label of PullsTotal.
 const (
 	ResultPulled         = "pulled"
@@ -44,10 +50,16 @@ var (
 
 	// NodeWarmupSeconds is the time from a node's creation until the
 	// controller removed its startup taint.
-	NodeWarmupSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+	NodeWarmupSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "node_warmup_seconds",
-		Help:    "Time from a node's creation until its startup taint was removed (warmed, or at the timeout).",
+		Help:    "Time from a node's creation until its startup taint was removed, by result: warmed, or timed_out (removed at the timeout, pulls pending).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1s .. ~17m
+	}, []string{"result"})
+
+	// Leader is 1 while this process leads (and runs the controllers), else 0.
+	Leader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "leader",
+		Help: "1 while this replica leads and runs the controllers (it alone serves the per-cache series), else 0.",
 	})
 
 	// ImagePullSeconds is the time the kubelet took to pull an image for a
@@ -100,8 +112,11 @@ func Register() {
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
-			buildInfo,
+			buildInfo, Leader,
 		)
+		for _, r := range []string{WarmupWarmed, WarmupTimedOut} {
+			NodeWarmupSeconds.WithLabelValues(r)
+		}
 		v := version.Get()
 		buildInfo.WithLabelValues(v.Version, v.Revision, v.GoVersion).Set(1)
 		for _, r := range []string{ResultPulled, ResultAlreadyPresent, ResultFailed} {

@@ -317,6 +317,7 @@ controller:
 		t.Fatalf("the leader's /metrics at %s: %s = %v (%v)", leaderPod.Status.PodIP, pulledSample, viaPod, err)
 	}
 	t.Logf("/metrics: %s = %v through the Service %s, %v from the leader's pod %s", pulledSample, viaService, svcAddr, viaPod, leaderPod.Status.PodIP)
+	leaderAndFollowerMetrics(t, pods, first, apps)
 
 	// The leader's pod deleted: it releases the Lease as it stops, and
 	// another pod takes over (the other replica, or, when it is quicker,
@@ -431,6 +432,80 @@ spec:
 	t.Logf("leader: %s", waitLeader(t, sampleNS, pods))
 	apps := newNamespace(t, "incluster-deploy")
 	succeeded(t, rn, apps, "imagecache1", inClusterCache(t, rn, apps, "imagecache1", "deploy"))
+}
+
+// leaderAndFollowerMetrics scrapes each of the two replicas: the leader
+// says so (kubefledged_leader 1) and serves the per-cache series, the
+// follower neither, so that summed over both, kubefledged_imagecaches counts
+// each ImageCache of the cluster once.
+func leaderAndFollowerMetrics(t *testing.T, pods []corev1.Pod, leaderName, appsNS string) {
+	t.Helper()
+	all, err := fledged.KubefledgedV1alpha2().ImageCaches("").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cacheSample := fmt.Sprintf(`kubefledged_imagecache_status{name="imagecache1",namespace=%q,status="Succeeded"}`, appsNS)
+	total := 0.0
+	for _, p := range pods {
+		addr := fmt.Sprintf("%s:8080", p.Status.PodIP)
+		body, err := scrapeBody(addr)
+		if err != nil {
+			t.Fatalf("scraping %s (%s): %v", p.Name, addr, err)
+		}
+		isLeader := p.Name == leaderName
+		leader, _ := sampleIn(body, "kubefledged_leader")
+		perCache, hasPerCache := sampleIn(body, cacheSample)
+		caches := sumIn(body, "kubefledged_imagecaches{")
+		total += caches
+		t.Logf("%s (leader %v): kubefledged_leader %v, %s %v, kubefledged_imagecaches summed %v", p.Name, isLeader, leader, cacheSample, perCache, caches)
+		if isLeader && (leader != 1 || !hasPerCache || perCache != 1) {
+			t.Errorf("the leader %s: kubefledged_leader %v, %s %v (present %v); want 1 and 1", p.Name, leader, cacheSample, perCache, hasPerCache)
+		}
+		if !isLeader && (leader != 0 || hasPerCache || caches != 0) {
+			t.Errorf("the follower %s: kubefledged_leader %v, per-cache series present %v, kubefledged_imagecaches %v; want 0, none, none",
+				p.Name, leader, hasPerCache, caches)
+		}
+	}
+	if int(total) != len(all.Items) {
+		t.Errorf("sum(kubefledged_imagecaches) over both replicas is %v, want the %d ImageCaches of the cluster", total, len(all.Items))
+	}
+}
+
+// scrapeBody reads /metrics at addr.
+func scrapeBody(addr string) (string, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
+}
+
+// sampleIn finds one sample's value in a scrape.
+func sampleIn(body, sample string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// sumIn adds up the samples of a scrape whose line starts with prefix.
+func sumIn(body, prefix string) float64 {
+	total := 0.0
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			if i := strings.LastIndex(line, " "); i > 0 {
+				v, _ := strconv.ParseFloat(line[i+1:], 64)
+				total += v
+			}
+		}
+	}
+	return total
 }
 
 func podByName(t *testing.T, pods []corev1.Pod, name string) *corev1.Pod {

@@ -166,8 +166,11 @@ spec:
 	if last, done := start.Add(took[49]), ic.Status.CompletionTime.Time; last.After(done.Add(5 * time.Second)) {
 		t.Errorf("the last node was released at %v, more than 5s after the cache's pulls settled at %v", last, done)
 	}
-	if got := p.metric(t, "kubefledged_node_warmup_seconds_count"); got != 51 {
-		t.Errorf("kubefledged_node_warmup_seconds_count = %v, want 51", got)
+	if got := p.metric(t, `kubefledged_node_warmup_seconds_count{result="warmed"}`); got != 51 {
+		t.Errorf(`kubefledged_node_warmup_seconds_count{result="warmed"} = %v, want 51`, got)
+	}
+	if got := p.metric(t, `kubefledged_node_warmup_seconds_count{result="timed_out"}`); got != 0 {
+		t.Errorf(`kubefledged_node_warmup_seconds_count{result="timed_out"} = %v, want 0`, got)
 	}
 }
 
@@ -208,7 +211,7 @@ func TestStartupTaintFailedPull(t *testing.T) {
 // timeout, with a Warning event naming the pending image.
 func TestStartupTaintTimeout(t *testing.T) {
 	ns := newNamespace(t, "warmhang")
-	startController(t, "--node-startup-taint="+warmingTaint, "--node-startup-taint-timeout=20s",
+	p := startController(t, "--node-startup-taint="+warmingTaint, "--node-startup-taint-timeout=20s",
 		"--image-pull-deadline-duration=5m")
 	applyCache(t, ns, fmt.Sprintf(`
   - images: [hang.invalid/e2e/slow:v1]
@@ -230,6 +233,9 @@ func TestStartupTaintTimeout(t *testing.T) {
 		t.Errorf("WarmingTimedOut: %q", msg)
 	} else {
 		t.Logf("warm-hang: %s", msg)
+	}
+	if got := p.metric(t, `kubefledged_node_warmup_seconds_count{result="timed_out"}`); got != 1 {
+		t.Errorf(`kubefledged_node_warmup_seconds_count{result="timed_out"} = %v, want 1`, got)
 	}
 }
 

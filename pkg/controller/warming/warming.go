@@ -182,7 +182,11 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		return c.releaseFailed(ctx, node, i, err)
 	}
 	took := now.Sub(node.CreationTimestamp.Time).Round(time.Second)
-	metrics.NodeWarmupSeconds.Observe(now.Sub(node.CreationTimestamp.Time).Seconds())
+	result := metrics.WarmupWarmed
+	if len(pending) > 0 {
+		result = metrics.WarmupTimedOut
+	}
+	metrics.NodeWarmupSeconds.WithLabelValues(result).Observe(now.Sub(node.CreationTimestamp.Time).Seconds())
 	if len(pending) == 0 {
 		c.recorder.Eventf(node, corev1.EventTypeNormal, reasonWarmed,
 			"Removed the startup taint %s %s after the node was created: %d %s settled", c.taint, took,

@@ -1,0 +1,73 @@
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
+)
+
+// TestCacheMetricsOnTheLeaderOnly: the leader reports the caches by status
+// and, per cache, its status, pulls by state (adding up to the desired) and
+// its operation's start; a follower reports none of them, so that a sum
+// over the replicas counts each cache once.
+func TestCacheMetricsOnTheLeaderOnly(t *testing.T) {
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	start := metav1.NewTime(time.Unix(1_800_000_000, 0))
+	for _, ic := range []*v1alpha2.ImageCache{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web"}, Status: v1alpha2.ImageCacheStatus{
+			Status: v1alpha2.ImageCacheActionStatusFailed, Reason: v1alpha2.ImageCacheReasonRefresh, StartTime: &start,
+			Pulls: v1alpha2.PullCounts{Desired: 10, Succeeded: 7, AlreadyPresent: 2, Failed: 1, Pending: 0, Skipped: 2}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "new"}},
+	} {
+		if err := idx.Add(ic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leading := false
+	c := newCacheCollector(iclisters.NewImageCacheLister(idx), func() bool { return leading })
+	if n := testutil.CollectAndCount(c); n != 0 {
+		t.Errorf("a follower reports %d series, want none", n)
+	}
+	leading = true
+	want := `
+# HELP kubefledged_imagecache_operation_start_time_seconds When each ImageCache's latest operation started (Unix time), by operation.
+# TYPE kubefledged_imagecache_operation_start_time_seconds gauge
+kubefledged_imagecache_operation_start_time_seconds{name="web",namespace="team-a",operation="ImageCacheRefresh"} 1.8e+09
+# HELP kubefledged_imagecache_pulls Each ImageCache's (node, image) pulls of its latest operation, by state: pulled, already_present, failed, pending, skipped; they add up to kubefledged_imagecache_pulls_desired.
+# TYPE kubefledged_imagecache_pulls gauge
+kubefledged_imagecache_pulls{name="new",namespace="team-b",state="already_present"} 0
+kubefledged_imagecache_pulls{name="new",namespace="team-b",state="failed"} 0
+kubefledged_imagecache_pulls{name="new",namespace="team-b",state="pending"} 0
+kubefledged_imagecache_pulls{name="new",namespace="team-b",state="pulled"} 0
+kubefledged_imagecache_pulls{name="new",namespace="team-b",state="skipped"} 0
+kubefledged_imagecache_pulls{name="web",namespace="team-a",state="already_present"} 2
+kubefledged_imagecache_pulls{name="web",namespace="team-a",state="failed"} 1
+kubefledged_imagecache_pulls{name="web",namespace="team-a",state="pending"} 0
+kubefledged_imagecache_pulls{name="web",namespace="team-a",state="pulled"} 5
+kubefledged_imagecache_pulls{name="web",namespace="team-a",state="skipped"} 2
+# HELP kubefledged_imagecache_pulls_desired Each ImageCache's (node, image) pulls wanted.
+# TYPE kubefledged_imagecache_pulls_desired gauge
+kubefledged_imagecache_pulls_desired{name="new",namespace="team-b"} 0
+kubefledged_imagecache_pulls_desired{name="web",namespace="team-a"} 10
+# HELP kubefledged_imagecache_status 1 for the status of each ImageCache's latest operation (Pending before the first).
+# TYPE kubefledged_imagecache_status gauge
+kubefledged_imagecache_status{name="new",namespace="team-b",status="Pending"} 1
+kubefledged_imagecache_status{name="web",namespace="team-a",status="Failed"} 1
+# HELP kubefledged_imagecaches ImageCaches by the status of their latest operation (the leader's count).
+# TYPE kubefledged_imagecaches gauge
+kubefledged_imagecaches{status="Failed"} 1
+kubefledged_imagecaches{status="Pending"} 1
+kubefledged_imagecaches{status="Processing"} 0
+kubefledged_imagecaches{status="Succeeded"} 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
