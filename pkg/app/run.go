@@ -217,7 +217,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	collectors := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
 			Help: "Pull and delete Jobs whose pod has not finished, as counted against --max-in-flight-jobs."}, func() float64 { return float64(ctrl.InFlightJobs()) }),
-		newCacheCollector(icInformer.Lister(), leading.Load),
+		newCacheCollector(icInformer.Lister(), leading.Load, ctrl.SlotsByCache),
 	}
 	for _, c := range collectors {
 		if err := metrics.Registry.Register(c); err != nil {

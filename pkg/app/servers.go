@@ -13,11 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/options"
 )
@@ -102,30 +104,37 @@ func (s *servers) shutdown() {
 // replica's informer holds the same caches): with two replicas, a sum over
 // both counts each cache once.
 type cacheCollector struct {
-	lister                                    iclisters.ImageCacheLister
-	leading                                   func() bool
+	lister  iclisters.ImageCacheLister
+	leading func() bool
+	// slots says each cache's Job slots (nil: none).
+	slots                                     func() map[cache.ObjectName]imagecache.Slots
 	byStatus, status, pulls, desired, started *prometheus.Desc
+	inFlight, waiting                         *prometheus.Desc
 }
 
-func newCacheCollector(l iclisters.ImageCacheLister, leading func() bool) *cacheCollector {
-	cache := []string{"namespace", "name"}
-	return &cacheCollector{lister: l, leading: leading,
+func newCacheCollector(l iclisters.ImageCacheLister, leading func() bool, slots func() map[cache.ObjectName]imagecache.Slots) *cacheCollector {
+	perCache := []string{"namespace", "name"}
+	return &cacheCollector{lister: l, leading: leading, slots: slots,
+		inFlight: prometheus.NewDesc("kubefledged_imagecache_jobs_in_flight",
+			"Each ImageCache's Jobs whose pod has not finished: its part of --max-in-flight-jobs.", perCache, nil),
+		waiting: prometheus.NewDesc("kubefledged_imagecache_waiting_for_slot",
+			"1 while an ImageCache waits for a Job slot (--max-in-flight-jobs), else 0.", perCache, nil),
 		byStatus: prometheus.NewDesc("kubefledged_imagecaches",
 			"ImageCaches by the status of their latest operation (the leader's count).", []string{"status"}, nil),
 		status: prometheus.NewDesc("kubefledged_imagecache_status",
-			"1 for the status of each ImageCache's latest operation (Pending before the first).", append(cache, "status"), nil),
+			"1 for the status of each ImageCache's latest operation (Pending before the first).", append(perCache, "status"), nil),
 		pulls: prometheus.NewDesc("kubefledged_imagecache_pulls",
 			"Each ImageCache's (node, image) pulls of its latest operation, by state: pulled, already_present, failed, pending, skipped; they add up to kubefledged_imagecache_pulls_desired.",
-			append(cache, "state"), nil),
+			append(perCache, "state"), nil),
 		desired: prometheus.NewDesc("kubefledged_imagecache_pulls_desired",
-			"Each ImageCache's (node, image) pulls wanted.", cache, nil),
+			"Each ImageCache's (node, image) pulls wanted.", perCache, nil),
 		started: prometheus.NewDesc("kubefledged_imagecache_operation_start_time_seconds",
-			"When each ImageCache's latest operation started (Unix time), by operation.", append(cache, "operation"), nil),
+			"When each ImageCache's latest operation started (Unix time), by operation.", append(perCache, "operation"), nil),
 	}
 }
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.byStatus, c.status, c.pulls, c.desired, c.started} {
+	for _, d := range []*prometheus.Desc{c.byStatus, c.status, c.pulls, c.desired, c.started, c.inFlight, c.waiting} {
 		ch <- d
 	}
 }
@@ -149,6 +158,10 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	var slots map[cache.ObjectName]imagecache.Slots
+	if c.slots != nil {
+		slots = c.slots()
+	}
 	for _, ic := range caches {
 		s := string(ic.Status.Status)
 		if s == "" {
@@ -165,6 +178,13 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		if ic.Status.StartTime != nil {
 			gauge(c.started, float64(ic.Status.StartTime.Unix()), ic.Namespace, ic.Name, ic.Status.Reason)
 		}
+		sl := slots[cache.ObjectName{Namespace: ic.Namespace, Name: ic.Name}]
+		waiting := 0.0
+		if sl.Waiting {
+			waiting = 1
+		}
+		gauge(c.inFlight, float64(sl.InUse), ic.Namespace, ic.Name)
+		gauge(c.waiting, waiting, ic.Namespace, ic.Name)
 	}
 	for s, n := range counts {
 		gauge(c.byStatus, float64(n), s)

@@ -11,6 +11,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 )
 
 // TestCacheMetricsOnTheLeaderOnly: the leader reports the caches by status
@@ -31,12 +32,19 @@ func TestCacheMetricsOnTheLeaderOnly(t *testing.T) {
 		}
 	}
 	leading := false
-	c := newCacheCollector(iclisters.NewImageCacheLister(idx), func() bool { return leading })
+	slots := func() map[cache.ObjectName]imagecache.Slots {
+		return map[cache.ObjectName]imagecache.Slots{{Namespace: "team-a", Name: "web"}: {InUse: 3}, {Namespace: "team-b", Name: "new"}: {Waiting: true}}
+	}
+	c := newCacheCollector(iclisters.NewImageCacheLister(idx), func() bool { return leading }, slots)
 	if n := testutil.CollectAndCount(c); n != 0 {
 		t.Errorf("a follower reports %d series, want none", n)
 	}
 	leading = true
 	want := `
+# HELP kubefledged_imagecache_jobs_in_flight Each ImageCache's Jobs whose pod has not finished: its part of --max-in-flight-jobs.
+# TYPE kubefledged_imagecache_jobs_in_flight gauge
+kubefledged_imagecache_jobs_in_flight{name="new",namespace="team-b"} 0
+kubefledged_imagecache_jobs_in_flight{name="web",namespace="team-a"} 3
 # HELP kubefledged_imagecache_operation_start_time_seconds When each ImageCache's latest operation started (Unix time), by operation.
 # TYPE kubefledged_imagecache_operation_start_time_seconds gauge
 kubefledged_imagecache_operation_start_time_seconds{name="web",namespace="team-a",operation="ImageCacheRefresh"} 1.8e+09
@@ -60,6 +68,10 @@ kubefledged_imagecache_pulls_desired{name="web",namespace="team-a"} 10
 # TYPE kubefledged_imagecache_status gauge
 kubefledged_imagecache_status{name="new",namespace="team-b",status="Pending"} 1
 kubefledged_imagecache_status{name="web",namespace="team-a",status="Failed"} 1
+# HELP kubefledged_imagecache_waiting_for_slot 1 while an ImageCache waits for a Job slot (--max-in-flight-jobs), else 0.
+# TYPE kubefledged_imagecache_waiting_for_slot gauge
+kubefledged_imagecache_waiting_for_slot{name="new",namespace="team-b"} 1
+kubefledged_imagecache_waiting_for_slot{name="web",namespace="team-a"} 0
 # HELP kubefledged_imagecaches ImageCaches by the status of their latest operation (the leader's count).
 # TYPE kubefledged_imagecaches gauge
 kubefledged_imagecaches{status="Failed"} 1

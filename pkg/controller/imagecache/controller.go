@@ -455,3 +455,7 @@ func (c *Controller) processNextItem(ctx context.Context) bool {
 // InFlightJobs is the number of Jobs the throttle counts: those whose pod has
 // not finished.
 func (c *Controller) InFlightJobs() int { return c.throttle.count() }
+
+// SlotsByCache returns, for each cache that takes a Job slot or waits for
+// one, how many it takes and whether it waits.
+func (c *Controller) SlotsByCache() map[cache.ObjectName]Slots { return c.throttle.byCache() }

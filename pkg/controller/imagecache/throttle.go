@@ -215,6 +215,35 @@ func (t *throttle) count() int {
 	return n
 }
 
+// Slots is one cache's part of the Job slots (--max-in-flight-jobs): how
+// many its Jobs take, and whether it waits for one.
+type Slots struct {
+	InUse   int
+	Waiting bool
+}
+
+// byCache returns the slots of each cache that takes or waits for one.
+func (t *throttle) byCache() map[cache.ObjectName]Slots {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, creating := t.inFlight()
+	out := map[cache.ObjectName]Slots{}
+	for c, n := range t.activeBy {
+		out[c] = Slots{InUse: n}
+	}
+	for c, n := range creating {
+		s := out[c]
+		s.InUse += n
+		out[c] = s
+	}
+	for c := range t.waiting {
+		s := out[c]
+		s.Waiting = true
+		out[c] = s
+	}
+	return out
+}
+
 // isWaiting reports whether a cache waits for a slot.
 func (t *throttle) isWaiting(key cache.ObjectName) bool {
 	t.mu.Lock()

@@ -198,3 +198,23 @@ func TestThrottleFreesTheSlotWhenThePodFinishes(t *testing.T) {
 		t.Errorf("after both Jobs are gone: %d slots, %d pods recorded done; want none", got, len(th.podDone))
 	}
 }
+
+// TestSlotsByCache: each cache's slots in use (its creates the informer
+// does not show yet among them), and whether it waits for one.
+func TestSlotsByCache(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	th := newThrottle(3, expectations.New(expectationTTL, func() time.Time { return now }), func() time.Time { return now })
+	a, b := cache.ObjectName{Namespace: "ns", Name: "a"}, cache.ObjectName{Namespace: "ns", Name: "b"}
+	for i := range 3 {
+		if !th.tryAcquire(fmt.Sprintf("ns/a-%d", i), a) {
+			t.Fatalf("a's slot %d refused", i)
+		}
+	}
+	if th.tryAcquire("ns/b-0", b) {
+		t.Fatal("b took a slot with none free")
+	}
+	want := map[cache.ObjectName]Slots{a: {InUse: 3}, b: {Waiting: true}}
+	if got := th.byCache(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("slots %v, want %v", got, want)
+	}
+}
