@@ -35,9 +35,9 @@ type CacheSpecImagesApplyConfiguration struct {
 	// or absent means every node.
 	NodeSelector map[string]kubefledgedv1alpha2.LabelValue `json:"nodeSelector,omitempty"`
 	// PullPolicy says whether the entry's images are pulled onto a node
-	// that already has them. Always: on every operation (create, update,
-	// refresh, a node joining), so that a tag that moved is brought up to
-	// date; the kubelet fetches the manifest and only the layers it lacks.
+	// that already has them. Always: on every create and refresh, and onto
+	// every node that joins, so that a tag that moved is brought up to date;
+	// the kubelet fetches the manifest and only the layers it lacks.
 	// IfNotPresent: an image the node reports is not pulled again. An image
 	// by digest is never pulled again, whatever the policy. Absent: as a
 	// Pod's containers, Always for an image tagged ":latest" or untagged,
