@@ -17,35 +17,28 @@ RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
       -ldflags "-s -w -X kubefledged.io/kube-fledged/pkg/version.Version=$VERSION -X kubefledged.io/kube-fledged/pkg/version.Revision=$REVISION" \
       ./cmd/fledged ./cmd/fledged-helper ./cmd/fledged-cri
 
-FROM gcr.io/distroless/static:nonroot AS helper
+# What the three share: the base, the user, the licence, the version.
+FROM gcr.io/distroless/static:nonroot AS base
 ARG VERSION REVISION
-LABEL org.opencontainers.image.title="kube-fledged-helper" \
-      org.opencontainers.image.description="kube-fledged's pull helper, which the pull Jobs install in their pods" \
-      org.opencontainers.image.licenses="Apache-2.0" \
+LABEL org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="$VERSION" \
       org.opencontainers.image.revision="$REVISION"
-COPY --from=build /out/fledged-helper /
 USER 65532:65532
+
+FROM base AS helper
+LABEL org.opencontainers.image.title="kube-fledged-helper" \
+      org.opencontainers.image.description="kube-fledged's pull helper, which the pull Jobs install in their pods"
+COPY --from=build /out/fledged-helper /
 ENTRYPOINT ["/fledged-helper"]
 
-FROM gcr.io/distroless/static:nonroot AS cri
-ARG VERSION REVISION
+FROM base AS cri
 LABEL org.opencontainers.image.title="kube-fledged-cri" \
-      org.opencontainers.image.description="kube-fledged's CRI image remover, which the delete Jobs run" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="$VERSION" \
-      org.opencontainers.image.revision="$REVISION"
+      org.opencontainers.image.description="kube-fledged's CRI image remover, which the delete Jobs run"
 COPY --from=build /out/fledged-cri /
-USER 65532:65532
 ENTRYPOINT ["/fledged-cri"]
 
-FROM gcr.io/distroless/static:nonroot AS controller
-ARG VERSION REVISION
+FROM base AS controller
 LABEL org.opencontainers.image.title="kube-fledged" \
-      org.opencontainers.image.description="Caches container images on Kubernetes nodes" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="$VERSION" \
-      org.opencontainers.image.revision="$REVISION"
+      org.opencontainers.image.description="Caches container images on Kubernetes nodes"
 COPY --from=build /out/fledged /out/fledged-helper /out/fledged-cri /
-USER 65532:65532
 ENTRYPOINT ["/fledged"]

@@ -64,6 +64,7 @@ FLEDGED_HELPER_IMAGE ?= $(shell hack/deploy.sh sibling '$(FLEDGED_IMAGE)' -helpe
 FLEDGED_CRI_IMAGE    ?= $(shell hack/deploy.sh sibling '$(FLEDGED_IMAGE)' -cri)
 IMAGE_LOCAL   ?= 127.0.0.1:5000/kube-fledged:dev
 PLATFORMS     ?= linux/amd64,linux/arm64
+BUILDX        = docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION)
 
 .PHONY: deploy
 deploy: ## Apply deploy/ with kubectl, the controller image from FLEDGED_IMAGE.
@@ -79,15 +80,15 @@ image-local: ## Build the controller, helper and CRI remover images for PLATFORM
 
 .PHONY: image
 image: ## Build the three images with docker buildx (needs a Docker engine).
-	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target controller -t $(FLEDGED_IMAGE) .
-	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target helper -t $(FLEDGED_HELPER_IMAGE) .
-	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target cri -t $(FLEDGED_CRI_IMAGE) .
+	$(BUILDX) --target controller -t $(FLEDGED_IMAGE) .
+	$(BUILDX) --target helper -t $(FLEDGED_HELPER_IMAGE) .
+	$(BUILDX) --target cri -t $(FLEDGED_CRI_IMAGE) .
 
 .PHONY: push
 push: ## Build and push the three multi-arch images with docker buildx.
-	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target controller -t $(FLEDGED_IMAGE) --push .
-	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target helper -t $(FLEDGED_HELPER_IMAGE) --push .
-	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target cri -t $(FLEDGED_CRI_IMAGE) --push .
+	$(BUILDX) --push --target controller -t $(FLEDGED_IMAGE) .
+	$(BUILDX) --push --target helper -t $(FLEDGED_HELPER_IMAGE) .
+	$(BUILDX) --push --target cri -t $(FLEDGED_CRI_IMAGE) .
 
 .PHONY: help
 help: ## Show the targets.

@@ -55,8 +55,8 @@ func main() {
 	revision := flag.String("revision", "unknown", "the VCS revision: stamped into the binaries and the image labels")
 	insecure := flag.Bool("insecure", true, "allow a plain-HTTP registry")
 	flag.Parse()
-	if *image == "" {
-		fail("--image is required")
+	if *image == "" || strings.Contains(*image, "@") {
+		fail("--image is required, as REPOSITORY[:TAG] (the digest is the build's)")
 	}
 	refs := []string{*image, *helper, *criImage}
 	for i, c := range components[1:] {
@@ -98,15 +98,13 @@ func main() {
 }
 
 // sibling is the controller's image reference with suffix added to its
-// repository: 127.0.0.1:5000/kube-fledged:dev -> 127.0.0.1:5000/kube-fledged-helper:dev.
+// repository, as make deploy and the chart name them:
+// 127.0.0.1:5000/kube-fledged:dev -> 127.0.0.1:5000/kube-fledged-helper:dev.
 func sibling(image, suffix string) string {
-	repo, rest := image, ""
-	if i := strings.LastIndex(image, "@"); i >= 0 {
-		repo, rest = image[:i], image[i:]
-	} else if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
-		repo, rest = image[:i], image[i:]
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		return image[:i] + suffix + image[i:]
 	}
-	return repo + suffix + rest
+	return image + suffix
 }
 
 // build cross-compiles the three static binaries for linux/arch into dir,

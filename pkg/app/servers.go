@@ -106,7 +106,7 @@ func (s *servers) shutdown() {
 type cacheCollector struct {
 	lister  iclisters.ImageCacheLister
 	leading func() bool
-	// slots says each cache's Job slots (nil: none).
+	// slots says each cache's Job slots.
 	slots                                     func() map[cache.ObjectName]imagecache.Slots
 	byStatus, status, pulls, desired, started *prometheus.Desc
 	inFlight, waiting                         *prometheus.Desc
@@ -158,10 +158,7 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	var slots map[cache.ObjectName]imagecache.Slots
-	if c.slots != nil {
-		slots = c.slots()
-	}
+	slots := c.slots()
 	for _, ic := range caches {
 		s := string(ic.Status.Status)
 		if s == "" {

@@ -247,11 +247,9 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 		job.Annotations[AnnotationPulledAnyway] = string(data)
 	}
 	if anyAlways {
-		// Its pod keeps the digests its containers ran (trim).
-		if job.Spec.Template.Annotations == nil {
-			job.Spec.Template.Annotations = map[string]string{}
-		}
-		job.Spec.Template.Annotations[AnnotationReportDigests] = "true"
+		// Its pod (the template shares the Job's annotations) keeps the
+		// digests its containers ran (trim).
+		job.Annotations[AnnotationReportDigests] = "true"
 	}
 	return job
 }

@@ -272,7 +272,7 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, pulling map[string]time
 			out.CheckAt = ownCheck
 		}
 	}
-	if !out.Finished && pending == 0 && len(failing) == 0 && late == 0 && stuck == 0 {
+	if !out.Finished && pending == 0 && len(failing) == 0 {
 		// Every image succeeded; the Job will be Complete shortly.
 		out.Finished = true
 		out.CheckAt = time.Time{}

@@ -13,7 +13,6 @@ import (
 
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/images"
-
 	"kubefledged.io/kube-fledged/pkg/version"
 )
 

@@ -58,10 +58,10 @@ func ForCache(obj any) (any, error) {
 // container's name, image, image ID and state. Of a pull pod that Succeeded
 // it keeps the phase and start time alone: every container exited 0, which
 // is all there is to know (puller.Read), and such pods are most of an
-// operation's; but one that pulled images Always keeps its containers'
-// names and image IDs, the digests they got (a moved tag is reported), and
-// a delete pod keeps its container's state, whose termination message says
-// what it kept (puller.ReadDelete).
+// operation's; but one that pulled images Always keeps its containers, whose
+// image IDs are the digests they got (a moved tag is reported), and a delete
+// pod keeps its container's state, whose termination message says what it
+// kept (puller.ReadDelete).
 func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{
 		ObjectMeta: identity(&p.ObjectMeta),
@@ -78,16 +78,11 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	}
 	if p.Status.Phase == corev1.PodSucceeded {
 		out.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: p.Status.StartTime}
-		switch {
-		case p.Labels[puller.LabelComponent] == puller.ComponentDelete:
-			// A delete pod's summary says which images it kept (few
-			// such pods: one per node and removal).
+		if p.Labels[puller.LabelComponent] == puller.ComponentDelete || p.Annotations[puller.AnnotationReportDigests] != "" {
+			// A delete pod's summary says which images it kept, and a
+			// pull pod of images pulled Always the digests they got
+			// (few such pods: one per node and removal, or refresh).
 			out.Status.ContainerStatuses = trimContainerStatuses(p.Status.ContainerStatuses)
-		case p.Annotations[puller.AnnotationReportDigests] != "":
-			for _, cs := range p.Status.ContainerStatuses {
-				out.Status.ContainerStatuses = append(out.Status.ContainerStatuses,
-					corev1.ContainerStatus{Name: cs.Name, ImageID: cs.ImageID})
-			}
 		}
 		return out
 	}

@@ -52,7 +52,7 @@ func TestForCacheKeepsWhatTheControllerReads(t *testing.T) {
 	out, _ = ForCache(succeeded)
 	if want := (&corev1.Pod{ObjectMeta: wantMeta, Spec: corev1.PodSpec{NodeName: "n"},
 		Status: corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: &now, ContainerStatuses: []corev1.ContainerStatus{
-			{Name: "c", ImageID: "registry.local/app@sha256:2"}}}}); !reflect.DeepEqual(out, want) {
+			{Name: "c", Image: "i", ImageID: "registry.local/app@sha256:2", State: succeeded.Status.ContainerStatuses[0].State}}}}); !reflect.DeepEqual(out, want) {
 		t.Errorf("succeeded pod of Always pulls trimmed to\n%+v\nwant\n%+v", out, want)
 	}
 

@@ -34,16 +34,6 @@ func startDigests(st *v1alpha2.ImageCacheStatus) {
 	}
 }
 
-// always says whether the plan pulls an image (normalised) Always on a node.
-func (p *plan) always(node, key string) bool {
-	w := p.nodes[node]
-	if w == nil {
-		return false
-	}
-	i := sort.Search(len(w.images), func(i int) bool { return w.images[i].key >= key })
-	return i < len(w.images) && w.images[i].key == key && w.images[i].always
-}
-
 // containerDigest is the digest ("sha256:...") the i-th container of a
 // pull pod ran, from its image ID ("repo@sha256:..."), or "".
 func containerDigest(pod *corev1.Pod, i int) string {

@@ -137,3 +137,25 @@ func TestEntryPullDeadlines(t *testing.T) {
 		t.Errorf("activeDeadlineSeconds %d, want %d", got, want)
 	}
 }
+
+// TestAnEarlierJobOfAnAlwaysImageCounts: a refresh starts while the
+// create's Job of a ":latest" image still runs; the pod then Succeeds. Its
+// pull, done once the refresh was due, is the refresh's too: no new Job.
+// (The informer's cache keeps the containers of such a pod, for their
+// digests: their states must stay, or the pull is not seen.)
+func TestAnEarlierJobOfAnAlwaysImageCounts(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("registry.local/app:latest"))},
+		newNode("node-a"))
+	writes, _ := f.syncStarted("web", wCreateJob)
+	job := createdJobs(writes)[0]
+	f.annotate("web", v1alpha2.AnnotationRefresh)
+	f.clock.Step(2 * time.Second)
+	f.sync("web", wStatus) // the refresh starts; the create's Job runs on
+	f.clock.Step(time.Second)
+	f.pulledDigests(job, map[string]string{"registry.local/app:latest": "sha256:" + strings.Repeat("a", 64)})
+	writes, _ = f.syncOnly("web", wDeleteJob, wAnnotation, wStatus)
+	st := f.imageCache("web").Status
+	if st.Reason != v1alpha2.ImageCacheReasonRefresh || st.Status != v1alpha2.ImageCacheActionStatusSucceeded || len(createdJobs(writes)) != 0 {
+		t.Errorf("refresh: %s %s %q, %s; want it Succeeded by the earlier Job's pull", st.Reason, st.Status, st.Message, describe(writes))
+	}
+}

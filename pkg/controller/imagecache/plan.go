@@ -65,13 +65,25 @@ type plan struct {
 	specKeys map[string]bool
 }
 
-func (p *plan) wants(node, key string) bool {
+func (p *plan) wants(node, key string) bool { return p.wanted(node, key) != nil }
+
+// always says whether the plan pulls an image (normalised) Always on a node.
+func (p *plan) always(node, key string) bool {
+	wi := p.wanted(node, key)
+	return wi != nil && wi.always
+}
+
+// wanted is an image (normalised) the plan wants on a node, or nil.
+func (p *plan) wanted(node, key string) *wantedImage {
 	w := p.nodes[node]
 	if w == nil {
-		return false
+		return nil
 	}
 	i := sort.Search(len(w.images), func(i int) bool { return w.images[i].key >= key })
-	return i < len(w.images) && w.images[i].key == key
+	if i < len(w.images) && w.images[i].key == key {
+		return &w.images[i]
+	}
+	return nil
 }
 
 // makePlan works out what this pass works on: the desired pulls of the spec

@@ -283,7 +283,7 @@ func (o *pullOp) pullJob(w *nodeWant, out *jobsToCreate) *newJob {
 	// The Pulling event of an image pulled Always proves it was absent
 	// only where the node lists every image it has, and not that one.
 	var present images.Present
-	whole := c.cfg.NodeStatusMaxImages < 0 || trim.ListedImages(w.node) < c.cfg.NodeStatusMaxImages
+	whole := listsEveryImage(w.node, c.cfg.NodeStatusMaxImages)
 	for _, wi := range w.images {
 		if s.led.Get(name, wi.key) != ledger.Unsettled || len(batch) == c.cfg.ImagesPerJob {
 			continue

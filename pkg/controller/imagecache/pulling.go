@@ -228,6 +228,12 @@ func pullingProvesAbsence(n *corev1.Node, maxImages int) bool {
 	if v, err := version.ParseGeneric(n.Status.NodeInfo.KubeletVersion); err == nil && v.LessThan(secretPulledImagesSince) {
 		return true
 	}
+	return listsEveryImage(n, maxImages)
+}
+
+// listsEveryImage says whether a node lists every image it has: fewer than
+// the kubelets list at most (maxImages; -1: no limit).
+func listsEveryImage(n *corev1.Node, maxImages int) bool {
 	return maxImages < 0 || trim.ListedImages(n) < maxImages
 }
 
@@ -272,13 +278,8 @@ func (c *Controller) pullingSince(ctx context.Context, pod *corev1.Pod) map[stri
 	}
 	out := make(map[string]time.Time, len(events))
 	for name, e := range events {
-		switch {
-		case !e.LastTimestamp.IsZero():
-			out[name] = e.LastTimestamp.Time
-		case !e.FirstTimestamp.IsZero():
-			out[name] = e.FirstTimestamp.Time
-		case !e.EventTime.IsZero():
-			out[name] = e.EventTime.Time
+		if t := eventTime(e); !t.IsZero() {
+			out[name] = t
 		}
 	}
 	return out

@@ -106,27 +106,32 @@ type retrySummary struct {
 }
 
 // summarizeRetries sums up the pairs waiting to be tried again, of the
-// nodes that can take a pull now.
+// nodes that can take a pull now. Of each reason it keeps the message of
+// the first pair in (node, image) order, without sorting them all: a
+// registry down under a large cache has a pair per node and image.
 func summarizeRetries(s *syncCtx) retrySummary {
 	var out retrySummary
 	byReason := map[string]int{}
-	messages := map[string]string{}
+	first := map[string]string{} // reason -> its first pair
 	nodes := map[string]bool{}
-	for _, name := range sortedKeys(s.retries) {
+	for name, p := range s.retries {
 		node, key, _ := strings.Cut(name, "\x00")
 		if w := s.plan.nodes[node]; w == nil || w.skip != "" || s.led.Get(node, key) != ledger.Unsettled {
 			continue
 		}
-		p := s.retries[name]
 		out.pairs++
 		nodes[node] = true
 		byReason[p.reason]++
-		if _, ok := messages[p.reason]; !ok {
-			messages[p.reason] = p.message
+		if f, ok := first[p.reason]; !ok || name < f {
+			first[p.reason] = name
 		}
 		if out.next.IsZero() || p.next.Before(out.next) {
 			out.next = p.next
 		}
+	}
+	messages := map[string]string{}
+	for reason, name := range first {
+		messages[reason] = s.retries[name].message
 	}
 	out.nodes = sortedKeys(nodes)
 	reasons := sortedKeys(byReason)
