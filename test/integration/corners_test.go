@@ -211,6 +211,7 @@ func TestMixedCacheTooLargeIsRefusedAtOnce(t *testing.T) {
 	if jobs := listJobs(t, ns); len(jobs) != 0 {
 		t.Errorf("a too large cache made %d Jobs", len(jobs))
 	}
+	healthRow(t, "too large", ns, "mixed", "Failed", "Degraded")
 	raw, err := fledged.KubefledgedV1alpha2().RESTClient().Get().Namespace(ns).Resource("imagecaches").Name("mixed").DoRaw(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -288,27 +288,7 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan,
 		}
 	}
 
-	ready := metav1.Condition{Type: v1alpha2.ConditionReady, ObservedGeneration: ic.Generation,
-		LastTransitionTime: metav1.NewTime(now), Message: st.Message}
-	progressing := metav1.Condition{Type: v1alpha2.ConditionProgressing, ObservedGeneration: ic.Generation,
-		LastTransitionTime: metav1.NewTime(now), Message: st.Message}
-	switch st.Status {
-	case v1alpha2.ImageCacheActionStatusProcessing:
-		ready.Status, ready.Reason = metav1.ConditionFalse, "Pulling"
-		progressing.Status, progressing.Reason = metav1.ConditionTrue, st.Reason
-	case v1alpha2.ImageCacheActionStatusFailed:
-		ready.Status, ready.Reason = metav1.ConditionFalse, "PullsFailed"
-		progressing.Status, progressing.Reason = metav1.ConditionFalse, "Complete"
-	default:
-		ready.Status, ready.Reason = metav1.ConditionTrue, "Cached"
-		progressing.Status, progressing.Reason = metav1.ConditionFalse, "Complete"
-	}
-	if st.Reason == v1alpha2.ImageCacheReasonPurge && st.Status != v1alpha2.ImageCacheActionStatusProcessing {
-		// The images were removed: the cache is not there to use.
-		ready.Status, ready.Reason = metav1.ConditionFalse, "Purged"
-	}
-	meta.SetStatusCondition(&st.Conditions, ready)
-	meta.SetStatusCondition(&st.Conditions, progressing)
+	setConditions(ic, st, failedWhy(failures), now)
 	setJobsRejected(st, failures, ic.Generation, now)
 	return trimmed
 }
@@ -341,13 +321,7 @@ func (c *Controller) refuseTooLarge(ctx context.Context, s *syncCtx, why string)
 	st.Status = v1alpha2.ImageCacheActionStatusFailed
 	st.Message = why
 	st.NodesMatched = int32(len(s.plan.nodes))
-	for _, cond := range []metav1.Condition{
-		{Type: v1alpha2.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonTooLarge},
-		{Type: v1alpha2.ConditionProgressing, Status: metav1.ConditionFalse, Reason: reasonTooLarge},
-	} {
-		cond.ObservedGeneration, cond.LastTransitionTime, cond.Message = s.ic.Generation, metav1.NewTime(s.now), why
-		meta.SetStatusCondition(&st.Conditions, cond)
-	}
+	setConditions(s.ic, st, reasonTooLarge, s.now)
 	if equality.Semantic.DeepEqual(s.ic.Status, *st) {
 		return nil
 	}

@@ -47,8 +47,12 @@ type ImageCache struct {
 	// Spec lists the images to cache and where.
 	Spec ImageCacheSpec `json:"spec"`
 
-	// Status is the outcome of the latest operation on this cache.
+	// Status is the outcome of the latest operation on this cache. Until
+	// the controller first writes it, it reads observedGeneration 0, so
+	// that tools which compare it with metadata.generation (kstatus, Flux,
+	// Argo CD) see a cache not yet reconciled rather than one done.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status ImageCacheStatus `json:"status,omitempty"`
 }
 
@@ -163,12 +167,24 @@ const (
 	ImageCacheReasonPurge   = "ImageCachePurge"
 )
 
-// Condition types.
+// Condition types. Ready, Reconciling and Stalled follow kstatus
+// (sigs.k8s.io/cli-utils), which Flux, kubectl's apply tooling and many
+// pipelines read: Reconciling True is work under way, Stalled True is a
+// cache that makes no progress until a person changes something.
 const (
 	// ConditionReady is True when the latest operation completed with every
-	// wanted image on its nodes.
+	// wanted image on its nodes, and stays True while a refresh or the
+	// warming of a joining node runs on a cache that was Ready for its
+	// current generation.
 	ConditionReady = "Ready"
-	// ConditionProgressing is True while an operation is under way.
+	// ConditionReconciling is True while an operation is under way.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the latest operation failed, the cache
+	// was refused as too large, or its images were purged: it pulls again
+	// only when its spec changes or it is refreshed.
+	ConditionStalled = "Stalled"
+	// ConditionProgressing is True while an operation is under way (as
+	// Reconciling; kept for the readers that know it).
 	ConditionProgressing = "Progressing"
 	// ConditionJobsRejected is True while pulls of the latest operation
 	// stand failed because the API server refused their Jobs (a quota, an
@@ -222,8 +238,8 @@ type ImageCacheStatus struct {
 	// ObservedGeneration is the spec generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions are Ready and Progressing, and JobsRejected once the API
-	// server has refused a Job.
+	// Conditions are Ready, Reconciling, Stalled and Progressing, and
+	// JobsRejected once the API server has refused a Job.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -34,7 +34,10 @@ type ImageCacheApplyConfiguration struct {
 	*v1.ObjectMetaApplyConfiguration `json:"metadata,omitempty"`
 	// Spec lists the images to cache and where.
 	Spec *ImageCacheSpecApplyConfiguration `json:"spec,omitempty"`
-	// Status is the outcome of the latest operation on this cache.
+	// Status is the outcome of the latest operation on this cache. Until
+	// the controller first writes it, it reads observedGeneration 0, so
+	// that tools which compare it with metadata.generation (kstatus, Flux,
+	// Argo CD) see a cache not yet reconciled rather than one done.
 	Status *ImageCacheStatusApplyConfiguration `json:"status,omitempty"`
 }
 

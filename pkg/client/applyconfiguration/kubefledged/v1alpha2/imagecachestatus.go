@@ -57,8 +57,8 @@ type ImageCacheStatusApplyConfiguration struct {
 	CompletionTime *v1.Time `json:"completionTime,omitempty"`
 	// ObservedGeneration is the spec generation the status describes.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
-	// Conditions are Ready and Progressing, and JobsRejected once the API
-	// server has refused a Job.
+	// Conditions are Ready, Reconciling, Stalled and Progressing, and
+	// JobsRejected once the API server has refused a Job.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// Pulls counts the (node, image) pulls of the latest operation.
 	Pulls *PullCountsApplyConfiguration `json:"pulls,omitempty"`
