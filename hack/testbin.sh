@@ -2,7 +2,7 @@
 # Builds the real test-bed binaries from Go modules and caches them outside the
 # work tree, keyed by version:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-#   kubelet, kube-proxy, kwok (and kwok's stage manifests).
+#   kubelet, kube-proxy, kwok (and kwok's stage manifests), promtool.
 # A component whose binaries are already in the cache is not rebuilt.
 #
 # Usage: hack/testbin.sh            build what is missing, print the bin folder
@@ -157,16 +157,36 @@ kwok_build() {
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 
+build_promtool() {
+  local out="${CACHE_ROOT}/testbin/prometheus-${PROMETHEUS_VERSION}"
+  if [[ -x "${out}/promtool" ]]; then log "promtool ${PROMETHEUS_VERSION}: cached"; return; fi
+  step "promtool ${PROMETHEUS_VERSION}" "~5 min" promtool_build
+}
+
+promtool_build() {
+  local out="${CACHE_ROOT}/testbin/prometheus-${PROMETHEUS_VERSION}"
+  local mod="${CACHE_ROOT}/build/prometheus-${PROMETHEUS_VERSION}"
+  mkdir -p "${mod}" "${out}.tmp"
+  printf 'module kubefledged.io/testbin/prometheus\n\ngo 1.26\n\nrequire github.com/prometheus/prometheus %s\n\ntool github.com/prometheus/prometheus/cmd/promtool\n' \
+    "${PROMETHEUS_VERSION}" > "${mod}/go.mod"
+  tidy "${mod}" || return 1
+  (cd "${mod}" && go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}" \
+    -o "${out}.tmp/promtool" github.com/prometheus/prometheus/cmd/promtool) || return 1
+  rm -rf "${out}" && mv "${out}.tmp" "${out}"
+}
+
 started=${SECONDS}
 build_etcd
 build_kwok
 build_kubernetes
+build_promtool
 
 mkdir -p "${BIN_DIR}"
 for c in "${KUBE_CMDS[@]}"; do ln -sf "${CACHE_ROOT}/testbin/kubernetes-${KUBE_VERSION}/${c}" "${BIN_DIR}/${c}"; done
 ln -sf "${CACHE_ROOT}/testbin/etcd-${ETCD_VERSION}/etcd" "${BIN_DIR}/etcd"
 ln -sf "${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}/kwok" "${BIN_DIR}/kwok"
 ln -sfn "${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}/stage" "${BIN_DIR}/kwok-stage"
+ln -sf "${CACHE_ROOT}/testbin/prometheus-${PROMETHEUS_VERSION}/promtool" "${BIN_DIR}/promtool"
 if ((SECONDS - started > 5)); then log "all built in $(mmss $((SECONDS - started))); later runs reuse them"; fi
 log "binaries in ${BIN_DIR}"
 echo "${BIN_DIR}"

@@ -39,6 +39,11 @@ rm -rf "${ROOT}/deploy/crd"
 # The Helm chart installs the same CRD, from its crds/ folder.
 rm -rf "${ROOT}/charts/kube-fledged/crds"
 cp -r "${ROOT}/deploy/crd" "${ROOT}/charts/kube-fledged/crds"
+# The chart installs the alert rules and the dashboard of deploy/monitoring
+# (a chart reads only its own files).
+mkdir -p "${ROOT}/charts/kube-fledged/files"
+cp "${ROOT}/deploy/monitoring/kube-fledged.rules.yaml" "${ROOT}/deploy/monitoring/kube-fledged-dashboard.json" \
+  "${ROOT}/charts/kube-fledged/files/"
 # Argo CD's health check for ImageCache, as the argocd-cm patch that
 # installs it (deploy/argocd/health.lua is the source).
 {

@@ -24,12 +24,15 @@ all=(--set replicaCount=3 --set logging.format=json --set startupTaint.enabled=t
   --set-json 'controller.jobTolerations=["nvidia.com/gpu:NoSchedule","dedicated=cache"]'
   --set-json 'controller.helperImageArchitectures=["amd64"]' --set controller.nodeStatusMaxImages=-1
   --set 'controller.jobContainerRequests=cpu=50m\,memory=32Mi' --set controller.jobContainerLimits=memory=128Mi
-  --set controller.pullRetryDeadline=2h --set controller.pullRetryMaxBackoff=5m)
+  --set controller.pullRetryDeadline=2h --set controller.pullRetryMaxBackoff=5m
+  --set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true)
 out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" "${all[@]}")"
 for want in "kind: ServiceMonitor" "kind: ValidatingAdmissionPolicy" "name: kube-fledged-edit" "--logging-format=json" \
   "--images-per-job=5" "--kube-api-qps=20.5" "@sha256:" "--job-tolerations=nvidia.com/gpu:NoSchedule,dedicated=cache" \
   "--helper-image-architectures=amd64" "--node-status-max-images=-1" "--job-container-requests=cpu=50m,memory=32Mi" \
-  "--job-container-limits=memory=128Mi" "--pull-retry-deadline=2h" "--pull-retry-max-backoff=5m"; do
+  "--job-container-limits=memory=128Mi" "--pull-retry-deadline=2h" "--pull-retry-max-backoff=5m" \
+  "kind: PrometheusRule" "alert: KubeFledgedImageCacheFailed" 'rest_client_requests_total{job="kube-fledged-metrics"' \
+  "grafana_dashboard: \"1\"" '"title": "kube-fledged"' "honorLabels: true"; do
   grep -qF -- "${want}" <<<"${out}" || { echo "verify-chart: with every option on, the chart does not render ${want}" >&2; exit 1; }
 done
 for unwanted in "kind: Namespace" "kind: PodDisruptionBudget"; do
@@ -41,6 +44,11 @@ out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" --s
 for want in "value: reg.local/kf-helper:v9" "value: reg.local/kf-cri:v9" "image: reg.local/kf:v9"; do
   grep -qF -- "${want}" <<<"${out}" || { echo "verify-chart: with image reg.local/kf:v9, the chart does not render ${want}" >&2; exit 1; }
 done
+
+# The alerts name the release's metrics Service as their job.
+out="$("${HELM}" template kf "${CHART}" -n kube-fledged "${KV[@]}" --set metrics.prometheusRule.enabled=true)"
+grep -qF 'workqueue_retries_total{job="kf-kube-fledged-metrics"}' <<<"${out}" ||
+  { echo "verify-chart: release kf's PrometheusRule does not select job kf-kube-fledged-metrics" >&2; exit 1; }
 
 # The chart owning the namespace, the release kept in another one.
 out="$("${HELM}" template kube-fledged "${CHART}" -n default "${KV[@]}" --set namespace.name=kf-system --set namespace.create=true)"

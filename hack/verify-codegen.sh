@@ -12,7 +12,7 @@ tar -C "${ROOT}" --exclude=./.git --exclude=./_output -cf - . | tar -C "${SCRATC
 "${SCRATCH}/hack/update-codegen.sh" >/dev/null
 
 status=0
-for path in pkg/client deploy/crd charts/kube-fledged/crds deploy/argocd; do
+for path in pkg/client deploy/crd charts/kube-fledged/crds charts/kube-fledged/files deploy/argocd; do
   if ! diff -ruN "${ROOT}/${path}" "${SCRATCH}/${path}"; then status=1; fi
 done
 while IFS= read -r f; do

@@ -217,6 +217,8 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	collectors := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
 			Help: "Pull and delete Jobs whose pod has not finished, as counted against --max-in-flight-jobs."}, func() float64 { return float64(ctrl.InFlightJobs()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight_limit",
+			Help: "--max-in-flight-jobs: the most pull and delete Jobs whose pod has not finished."}, func() float64 { return float64(o.MaxInFlightJobs) }),
 		newCacheCollector(icInformer.Lister(), leading.Load, ctrl.SlotsByCache),
 	}
 	for _, c := range collectors {

@@ -109,6 +109,7 @@ type cacheCollector struct {
 	// slots says each cache's Job slots.
 	slots                                     func() map[cache.ObjectName]imagecache.Slots
 	byStatus, status, pulls, desired, started *prometheus.Desc
+	duration                                  *prometheus.Desc
 	inFlight, waiting                         *prometheus.Desc
 }
 
@@ -130,11 +131,14 @@ func newCacheCollector(l iclisters.ImageCacheLister, leading func() bool, slots 
 			"Each ImageCache's (node, image) pulls wanted.", perCache, nil),
 		started: prometheus.NewDesc("kubefledged_imagecache_operation_start_time_seconds",
 			"When each ImageCache's latest operation started (Unix time), by operation.", append(perCache, "operation"), nil),
+		duration: prometheus.NewDesc("kubefledged_imagecache_operation_duration_seconds",
+			"How long each ImageCache's latest operation took from its start to its end, by operation (once it has ended).",
+			append(perCache, "operation"), nil),
 	}
 }
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.byStatus, c.status, c.pulls, c.desired, c.started, c.inFlight, c.waiting} {
+	for _, d := range []*prometheus.Desc{c.byStatus, c.status, c.pulls, c.desired, c.started, c.duration, c.inFlight, c.waiting} {
 		ch <- d
 	}
 }
@@ -172,8 +176,11 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.pulls, float64(n), ic.Namespace, ic.Name, state)
 		}
 		gauge(c.desired, float64(p.Desired), ic.Namespace, ic.Name)
-		if ic.Status.StartTime != nil {
-			gauge(c.started, float64(ic.Status.StartTime.Unix()), ic.Namespace, ic.Name, ic.Status.Reason)
+		if start := ic.Status.StartTime; start != nil {
+			gauge(c.started, float64(start.Unix()), ic.Namespace, ic.Name, ic.Status.Reason)
+			if end := ic.Status.CompletionTime; end != nil && s != string(v1alpha2.ImageCacheActionStatusProcessing) {
+				gauge(c.duration, end.Sub(start.Time).Seconds(), ic.Namespace, ic.Name, ic.Status.Reason)
+			}
 		}
 		sl := slots[cache.ObjectName{Namespace: ic.Namespace, Name: ic.Name}]
 		waiting := 0.0

@@ -21,9 +21,10 @@ import (
 func TestCacheMetricsOnTheLeaderOnly(t *testing.T) {
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	start := metav1.NewTime(time.Unix(1_800_000_000, 0))
+	end := metav1.NewTime(start.Add(95 * time.Second))
 	for _, ic := range []*v1alpha2.ImageCache{
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web"}, Status: v1alpha2.ImageCacheStatus{
-			Status: v1alpha2.ImageCacheActionStatusFailed, Reason: v1alpha2.ImageCacheReasonRefresh, StartTime: &start,
+			Status: v1alpha2.ImageCacheActionStatusFailed, Reason: v1alpha2.ImageCacheReasonRefresh, StartTime: &start, CompletionTime: &end,
 			Pulls: v1alpha2.PullCounts{Desired: 10, Succeeded: 7, AlreadyPresent: 2, Failed: 1, Pending: 0, Skipped: 2}}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "new"}},
 	} {
@@ -45,6 +46,9 @@ func TestCacheMetricsOnTheLeaderOnly(t *testing.T) {
 # TYPE kubefledged_imagecache_jobs_in_flight gauge
 kubefledged_imagecache_jobs_in_flight{name="new",namespace="team-b"} 0
 kubefledged_imagecache_jobs_in_flight{name="web",namespace="team-a"} 3
+# HELP kubefledged_imagecache_operation_duration_seconds How long each ImageCache's latest operation took from its start to its end, by operation (once it has ended).
+# TYPE kubefledged_imagecache_operation_duration_seconds gauge
+kubefledged_imagecache_operation_duration_seconds{name="web",namespace="team-a",operation="ImageCacheRefresh"} 95
 # HELP kubefledged_imagecache_operation_start_time_seconds When each ImageCache's latest operation started (Unix time), by operation.
 # TYPE kubefledged_imagecache_operation_start_time_seconds gauge
 kubefledged_imagecache_operation_start_time_seconds{name="web",namespace="team-a",operation="ImageCacheRefresh"} 1.8e+09

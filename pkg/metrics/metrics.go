@@ -117,6 +117,9 @@ func Register() {
 		for _, r := range []string{WarmupWarmed, WarmupTimedOut} {
 			NodeWarmupSeconds.WithLabelValues(r)
 		}
+		for _, r := range []string{ResultPulled, ResultFailed} {
+			ImagePullSeconds.WithLabelValues(r)
+		}
 		v := version.Get()
 		buildInfo.WithLabelValues(v.Version, v.Revision, v.GoVersion).Set(1)
 		for _, r := range []string{ResultPulled, ResultAlreadyPresent, ResultFailed} {

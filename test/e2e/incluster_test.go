@@ -31,6 +31,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/test/framework"
 )
 
 const startupTaintKey = "kubefledged.io/warming"
@@ -458,6 +459,14 @@ func leaderAndFollowerMetrics(t *testing.T, pods []corev1.Pod, leaderName, appsN
 		caches := sumIn(body, "kubefledged_imagecaches{")
 		total += caches
 		t.Logf("%s (leader %v): kubefledged_leader %v, %s %v, kubefledged_imagecaches summed %v", p.Name, isLeader, leader, cacheSample, perCache, caches)
+		ours, lint, err := framework.LintMetrics(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: promtool check metrics: %d lines about kube-fledged's metrics (of %d lines)", p.Name, len(ours), strings.Count(lint, "\n"))
+		if len(ours) > 0 {
+			t.Errorf("promtool check metrics on %s's scrape, on kube-fledged's own metrics:\n%s", p.Name, strings.Join(ours, "\n"))
+		}
 		if isLeader && (leader != 1 || !hasPerCache || perCache != 1) {
 			t.Errorf("the leader %s: kubefledged_leader %v, %s %v (present %v); want 1 and 1", p.Name, leader, cacheSample, perCache, hasPerCache)
 		}

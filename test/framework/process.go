@@ -121,7 +121,7 @@ func BinDir() (string, error) {
 		}
 		dir = strings.TrimSpace(string(out))
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kubectl"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kubectl", "promtool"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			return "", fmt.Errorf("test-bed binary %s missing in %s: run 'make testbin' (or 'make test', which builds it)", b, dir)
 		}
@@ -147,4 +147,14 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 now, for a server a test
+// starts.
+func FreePort() (int, error) {
+	ports, err := freePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ports[0], nil
 }

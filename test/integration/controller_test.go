@@ -21,6 +21,7 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/app"
 	"kubefledged.io/kube-fledged/pkg/fledgedtest"
+	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/test/framework"
@@ -45,6 +46,7 @@ func runController(t *testing.T, mutate func(*options.Options)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	cfg := *cp.Config
+	cfg.Wrap(metrics.CountRequests) // as app.RESTConfig does for the binary
 	go func() { done <- app.Run(ctx, o, &cfg) }()
 	var once sync.Once
 	stop = func() {
