@@ -22,13 +22,12 @@ set -euo pipefail
 # PACKAGE  FILE (a path, or a command on PATH)  WHAT NEEDS IT
 PACKAGES="
 test     docker-registry             /usr/bin/docker-registry  a registry the image and CRI tests push to
-test     containerd                  /usr/bin/containerd       the runtime the CRI test removes images from
+test     containerd                  /usr/bin/containerd       containerd 1.x, the CRI tests' second runtime (hack/testbin.sh builds containerd 2)
 test     runc                        runc                      containerd's runtime
 cluster  openssl                     openssl                   the local cluster's certificates
 cluster  curl                        curl                      the local cluster's health checks
 address  iproute2                    ip                        the API server's own address (LOCAL_APISERVER_IP)
-node     containerd                  /usr/bin/containerd       the real node's runtime
-node     runc                        runc                      the real node's runtime
+node     runc                        runc                      the runtime under the real node's containerd 2 (hack/testbin.sh)
 node     docker-registry             /usr/bin/docker-registry  the real node's registries
 node     containernetworking-plugins /usr/lib/cni/bridge       the real node's pod network
 node     iproute2                    ip                        the real node's address and bridge

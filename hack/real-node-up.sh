@@ -181,8 +181,11 @@ server = "http://${r}"
   capabilities = ["pull", "resolve"]
 TOML
 done
+# containerd 2 (hack/testbin.sh builds it), in its configuration's version 3
+# format; the CRI pulls through the transfer service, which unpacks with
+# the native snapshotter too.
 cat >"${N}/containerd/config.toml" <<TOML
-version = 2
+version = 3
 root = "${N}/containerd/root"
 state = "${RUN}/state"
 [grpc]
@@ -195,20 +198,26 @@ state = "${RUN}/state"
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
   path = "${N}/containerd/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${PAUSE_IMAGE}"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "native"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "${PAUSE_IMAGE}"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "${N}/containerd/certs.d"
+[plugins."io.containerd.cri.v1.runtime"]
   # Containers in this kind of sandbox may not raise their OOM score adjustment.
   restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
     conf_dir = "${N}/cni/net.d"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "${N}/containerd/certs.d"
+[plugins."io.containerd.transfer.v1.local"]
+  [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+    platform = "linux/$(go env GOARCH)"
+    snapshotter = "native"
 TOML
-log "starting containerd on ${SOCK}"
-start containerd /usr/bin/containerd --config "${N}/containerd/config.toml"
+log "starting containerd $("${BIN}/containerd" --version | awk '{print $3}') on ${SOCK}"
+# Its own runc shim first: Debian's containerd, if installed, has another.
+start containerd env PATH="${BIN}:${PATH}" "${BIN}/containerd" --config "${N}/containerd/config.toml"
 wait_until containerd 30 "containerd's socket" test -S "${SOCK}"
 
 # --- the kubelet: its identity, address and configuration ---

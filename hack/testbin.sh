@@ -2,7 +2,8 @@
 # Builds the real test-bed binaries from Go modules and caches them outside the
 # work tree, keyed by version:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-#   kubelet, kube-proxy, kwok (and kwok's stage manifests), promtool.
+#   kubelet, kube-proxy, kwok (and kwok's stage manifests), containerd (with
+#   its runc shim and ctr; runc itself is Debian's), promtool.
 # A component whose binaries are already in the cache is not rebuilt.
 #
 # Usage: hack/testbin.sh            build what is missing, print the bin folder
@@ -157,6 +158,30 @@ kwok_build() {
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 
+build_containerd() {
+  local out="${CACHE_ROOT}/testbin/containerd-${CONTAINERD_VERSION}"
+  if [[ -x "${out}/containerd" && -x "${out}/containerd-shim-runc-v2" && -x "${out}/ctr" ]]; then
+    log "containerd ${CONTAINERD_VERSION}: cached"; return
+  fi
+  step "containerd ${CONTAINERD_VERSION}" "~4-5 min" containerd_build
+}
+
+containerd_build() {
+  local out="${CACHE_ROOT}/testbin/containerd-${CONTAINERD_VERSION}"
+  local mod="${CACHE_ROOT}/build/containerd-${CONTAINERD_VERSION}"
+  local pkg=github.com/containerd/containerd/v2
+  mkdir -p "${mod}" "${out}.tmp"
+  printf 'module kubefledged.io/testbin/containerd\n\ngo 1.26\n\nrequire %s %s\n\ntool (\n\t%s/cmd/containerd\n\t%s/cmd/containerd-shim-runc-v2\n\t%s/cmd/ctr\n)\n' \
+    "${pkg}" "${CONTAINERD_VERSION}" "${pkg}" "${pkg}" "${pkg}" > "${mod}/go.mod"
+  tidy "${mod}" || return 1
+  # Static, without the snapshotters that need cgo (btrfs, devmapper, zfs);
+  # the version as containerd's own release builds stamp it.
+  (cd "${mod}" && go build -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w -X ${pkg}/version.Version=${CONTAINERD_VERSION} -X ${pkg}/version.Package=${pkg}" \
+    -o "${out}.tmp/" "${pkg}/cmd/containerd" "${pkg}/cmd/containerd-shim-runc-v2" "${pkg}/cmd/ctr") || return 1
+  rm -rf "${out}" && mv "${out}.tmp" "${out}"
+}
+
 build_promtool() {
   local out="${CACHE_ROOT}/testbin/prometheus-${PROMETHEUS_VERSION}"
   if [[ -x "${out}/promtool" ]]; then log "promtool ${PROMETHEUS_VERSION}: cached"; return; fi
@@ -179,6 +204,7 @@ started=${SECONDS}
 build_etcd
 build_kwok
 build_kubernetes
+build_containerd
 build_promtool
 
 mkdir -p "${BIN_DIR}"
@@ -187,6 +213,9 @@ ln -sf "${CACHE_ROOT}/testbin/etcd-${ETCD_VERSION}/etcd" "${BIN_DIR}/etcd"
 ln -sf "${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}/kwok" "${BIN_DIR}/kwok"
 ln -sfn "${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}/stage" "${BIN_DIR}/kwok-stage"
 ln -sf "${CACHE_ROOT}/testbin/prometheus-${PROMETHEUS_VERSION}/promtool" "${BIN_DIR}/promtool"
+for c in containerd containerd-shim-runc-v2 ctr; do
+  ln -sf "${CACHE_ROOT}/testbin/containerd-${CONTAINERD_VERSION}/${c}" "${BIN_DIR}/${c}"
+done
 if ((SECONDS - started > 5)); then log "all built in $(mmss $((SECONDS - started))); later runs reuse them"; fi
 log "binaries in ${BIN_DIR}"
 echo "${BIN_DIR}"

@@ -5,5 +5,6 @@ KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"          # kube-apiserver, kube-controll
 KUBE_STAGING_VERSION="${KUBE_STAGING_VERSION:-v0.37.2}" # k8s.io/* staging modules matching KUBE_VERSION
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"          # go.etcd.io/etcd/server/v3
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"           # sigs.k8s.io/kwok
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}" # github.com/containerd/containerd/v2: containerd, its runc shim and ctr, for the real node and the CRI tests
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}" # github.com/prometheus/prometheus: promtool, for the alert rules' tests and the metrics' lint
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"          # helm.sh/helm/v3: helm lint and helm template in make verify, helm install in make e2e

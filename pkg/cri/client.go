@@ -45,6 +45,7 @@ type Client struct {
 	conn    *grpc.ClientConn
 	images  runtimeapi.ImageServiceClient
 	timeout time.Duration
+	runtime string
 }
 
 // Dial connects to the runtime's socket (a path, or unix:///path) and checks
@@ -58,12 +59,18 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 	c := &Client{socket: path, conn: conn, images: runtimeapi.NewImageServiceClient(conn), timeout: DefaultTimeout}
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := runtimeapi.NewRuntimeServiceClient(conn).Version(vctx, &runtimeapi.VersionRequest{}); err != nil {
+	v, err := runtimeapi.NewRuntimeServiceClient(conn).Version(vctx, &runtimeapi.VersionRequest{})
+	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("CRI socket %s does not answer: %w", path, err)
 	}
+	c.runtime = v.RuntimeName + "://" + v.RuntimeVersion
 	return c, nil
 }
+
+// Runtime is the runtime's name and version as the kubelet reports it in
+// a node's containerRuntimeVersion ("containerd://2.1.4").
+func (c *Client) Runtime() string { return c.runtime }
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }

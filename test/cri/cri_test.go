@@ -20,9 +20,21 @@ import (
 	"kubefledged.io/kube-fledged/test/framework"
 )
 
-func TestRemoverAgainstContainerd(t *testing.T) {
-	ctx, reg, ctd := startRuntime(t)
+// eachContainerd runs test against each containerd the test bed has: the
+// containerd 2 it builds, and Debian's containerd 1.x where installed.
+func eachContainerd(t *testing.T, test func(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd)) {
+	framework.RequireRegistry(t)
+	for _, build := range framework.Containerds(t) {
+		t.Run(build.Name, func(t *testing.T) {
+			ctx, reg, ctd := startRuntime(t, build)
+			test(t, ctx, reg, ctd)
+		})
+	}
+}
 
+func TestRemoverAgainstContainerd(t *testing.T) { eachContainerd(t, removerAgainstContainerd) }
+
+func removerAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd) {
 	// A small image, pushed without Docker.
 	img := smallImage(t, "hello.txt", "kube-fledged test image\n")
 	image := reg.Host + "/test/small:v1"
@@ -35,6 +47,11 @@ func TestRemoverAgainstContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	// The runtime as a node reports it, which picks the delete Jobs' socket.
+	t.Logf("CRI runtime: %s", client.Runtime())
+	if sock, err := cri.SocketForRuntime(client.Runtime()); err != nil || sock != "/run/containerd/containerd.sock" {
+		t.Errorf("a node reporting %s gets socket %q (%v), want containerd's", client.Runtime(), sock, err)
+	}
 	if _, err := client.PullImage(ctx, image); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +108,10 @@ func TestRemoverAgainstContainerd(t *testing.T) {
 // both. Told to keep the other name (--keep), the remover leaves the image
 // and says so; without it, both names go.
 func TestRemoverKeepsAnImageWantedUnderAnotherName(t *testing.T) {
-	ctx, reg, ctd := startRuntime(t)
+	eachContainerd(t, removerKeepsAnImageWantedUnderAnotherName)
+}
+
+func removerKeepsAnImageWantedUnderAnotherName(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd) {
 	img := smallImage(t, "shared.txt", "one image, two names\n")
 	a, b := reg.Host+"/team-a/shared:v1", reg.Host+"/mirror/shared:v1"
 	for _, name := range []string{a, b} {
@@ -138,10 +158,8 @@ func TestRemoverKeepsAnImageWantedUnderAnotherName(t *testing.T) {
 
 // startRuntime starts a local registry and a containerd that pulls from it,
 // both stopped when the test ends, and returns a context for the test.
-func startRuntime(t *testing.T) (context.Context, *framework.Registry, *framework.Containerd) {
+func startRuntime(t *testing.T, build framework.ContainerdBuild) (context.Context, *framework.Registry, *framework.Containerd) {
 	t.Helper()
-	framework.RequireContainerd(t)
-	framework.RequireRegistry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	reg, err := framework.StartRegistry(ctx)
@@ -149,7 +167,7 @@ func startRuntime(t *testing.T) (context.Context, *framework.Registry, *framewor
 		t.Fatal(err)
 	}
 	t.Cleanup(reg.Stop)
-	ctd, err := framework.StartContainerd(ctx, reg.Host)
+	ctd, err := framework.StartContainerd(ctx, build, reg.Host)
 	if err != nil {
 		t.Fatal(err)
 	}

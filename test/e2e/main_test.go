@@ -32,6 +32,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// Run as the shaped link's delay proxy (framework.StartDelayProxyIn)?
+	framework.MaybeRunDelayProxy()
 	os.Exit(run(m))
 }
 

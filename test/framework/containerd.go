@@ -5,13 +5,51 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// ContainerdBinary is where Debian's containerd package installs containerd.
-const ContainerdBinary = "/usr/bin/containerd"
+// DebianContainerd is where Debian's containerd package installs containerd
+// (1.6 on Debian 12), which the CRI tests also run against, for containerd
+// 1.x, when it is installed.
+const DebianContainerd = "/usr/bin/containerd"
+
+// ContainerdBuild is one containerd the tests can run.
+type ContainerdBuild struct {
+	// Name says which: "containerd-2" (hack/testbin.sh builds it from its
+	// Go module) or "containerd-1" (Debian's).
+	Name string
+	// Binary is containerd's path; its runc shim is beside it.
+	Binary string
+	// Major is its major version, which picks its configuration's format.
+	Major int
+}
+
+// Containerds returns the containerds to run the CRI tests against: the
+// test bed's containerd 2 always (t fails if it is missing), and Debian's
+// containerd 1.x when installed. It skips t without root.
+func Containerds(t testing.TB) []ContainerdBuild {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("needs root to run containerd (running as uid %d): run `make test` as root", os.Geteuid())
+	}
+	dir, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds := []ContainerdBuild{{Name: "containerd-2", Binary: filepath.Join(dir, "containerd"), Major: 2}}
+	if _, err := os.Stat(builds[0].Binary); err != nil {
+		t.Fatalf("containerd 2 missing in %s: run hack/testbin.sh (make test does)", dir)
+	}
+	if _, err := os.Stat(DebianContainerd); err == nil {
+		builds = append(builds, ContainerdBuild{Name: "containerd-1", Binary: DebianContainerd, Major: 1})
+	}
+	return builds
+}
 
 // Containerd is a containerd with its CRI plugin, on a private socket, with its
 // root, state and config in a scratch folder.
@@ -22,11 +60,59 @@ type Containerd struct {
 	proc   *process
 }
 
-// StartContainerd starts containerd. Registries listed in plainHTTP (host:port)
-// are reached over plain HTTP. It needs root.
-func StartContainerd(ctx context.Context, plainHTTP ...string) (*Containerd, error) {
-	if _, err := os.Stat(ContainerdBinary); err != nil {
-		return nil, missingBinary(ContainerdBinary, "containerd")
+// ContainerdConfig is a containerd configuration for a test: its folders
+// under dir, the CRI plugin with the native snapshotter, registries'
+// hosts.toml in hostsDir, and where there is one, the sandbox image and the
+// CNI folders (the real node). Containerd 2 gets the version 3 format
+// (plugins io.containerd.cri.v1.*), containerd 1 the version 2 format.
+type ContainerdConfig struct {
+	Dir, Socket, HostsDir string
+	SandboxImage          string
+	CNIBinDir, CNIConfDir string
+}
+
+// Render writes the configuration in the format of containerd's major
+// version.
+func (c ContainerdConfig) Render(major int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = %d\nroot = %q\nstate = %q\n", map[bool]int{true: 3, false: 2}[major >= 2],
+		filepath.Join(c.Dir, "root"), filepath.Join(c.Dir, "state"))
+	fmt.Fprintf(&b, "[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n[debug]\n  address = %q\n[metrics]\n  address = \"\"\n",
+		c.Socket, c.Socket+".ttrpc", filepath.Join(c.Dir, "debug.sock"))
+	fmt.Fprintf(&b, "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %q\n", filepath.Join(c.Dir, "opt"))
+	if major >= 2 {
+		b.WriteString("[plugins.\"io.containerd.cri.v1.images\"]\n  snapshotter = \"native\"\n")
+		if c.SandboxImage != "" {
+			fmt.Fprintf(&b, "  [plugins.\"io.containerd.cri.v1.images\".pinned_images]\n    sandbox = %q\n", c.SandboxImage)
+		}
+		fmt.Fprintf(&b, "  [plugins.\"io.containerd.cri.v1.images\".registry]\n    config_path = %q\n", c.HostsDir)
+		// The CRI pulls through the transfer service, which unpacks for
+		// its own list of platforms and snapshotters: native too.
+		fmt.Fprintf(&b, "[plugins.\"io.containerd.transfer.v1.local\"]\n  [[plugins.\"io.containerd.transfer.v1.local\".unpack_config]]\n"+
+			"    platform = \"linux/%s\"\n    snapshotter = \"native\"\n", runtime.GOARCH)
+		b.WriteString("[plugins.\"io.containerd.cri.v1.runtime\"]\n  # This sandbox lacks CAP_SYS_RESOURCE.\n  restrict_oom_score_adj = true\n")
+		if c.CNIConfDir != "" {
+			fmt.Fprintf(&b, "  [plugins.\"io.containerd.cri.v1.runtime\".cni]\n    bin_dirs = [%q]\n    conf_dir = %q\n", c.CNIBinDir, c.CNIConfDir)
+		}
+		return b.String()
+	}
+	b.WriteString("[plugins.\"io.containerd.grpc.v1.cri\"]\n  # This sandbox lacks CAP_SYS_RESOURCE.\n  restrict_oom_score_adj = true\n")
+	if c.SandboxImage != "" {
+		fmt.Fprintf(&b, "  sandbox_image = %q\n", c.SandboxImage)
+	}
+	b.WriteString("  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n    snapshotter = \"native\"\n")
+	if c.CNIConfDir != "" {
+		fmt.Fprintf(&b, "  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = %q\n    conf_dir = %q\n", c.CNIBinDir, c.CNIConfDir)
+	}
+	fmt.Fprintf(&b, "  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n    config_path = %q\n", c.HostsDir)
+	return b.String()
+}
+
+// StartContainerd starts a containerd build. Registries listed in plainHTTP
+// (host:port) are reached over plain HTTP. It needs root.
+func StartContainerd(ctx context.Context, build ContainerdBuild, plainHTTP ...string) (*Containerd, error) {
+	if _, err := os.Stat(build.Binary); err != nil {
+		return nil, missingBinary(build.Binary, "containerd")
 	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("containerd needs root; running as uid %d", os.Geteuid())
@@ -47,32 +133,14 @@ func StartContainerd(ctx context.Context, plainHTTP ...string) (*Containerd, err
 			return nil, err
 		}
 	}
-	config := fmt.Sprintf(`version = 2
-root = "%[1]s/root"
-state = "%[1]s/state"
-[grpc]
-  address = "%[1]s/containerd.sock"
-[ttrpc]
-  address = "%[1]s/containerd.sock.ttrpc"
-[debug]
-  address = "%[1]s/debug.sock"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "%[1]s/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  # This sandbox lacks CAP_SYS_RESOURCE.
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "%[2]s"
-`, dir, hosts)
 	cfgPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+	cfg := ContainerdConfig{Dir: dir, Socket: c.Socket, HostsDir: hosts}.Render(build.Major)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	if c.proc, err = startProcess("containerd", filepath.Join(dir, "containerd.log"), ContainerdBinary, "--config", cfgPath); err != nil {
+	// Its own runc shim first: another containerd's may be on the PATH.
+	env := []string{"PATH=" + filepath.Dir(build.Binary) + string(os.PathListSeparator) + os.Getenv("PATH")}
+	if c.proc, err = startProcessEnv("containerd", filepath.Join(dir, "containerd.log"), env, build.Binary, "--config", cfgPath); err != nil {
 		return nil, err
 	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {

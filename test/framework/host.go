@@ -19,18 +19,6 @@ func RequireRegistry(t testing.TB) {
 	}
 }
 
-// RequireContainerd skips t, with a one-line reason, when containerd cannot
-// run here: it is not installed, or the test does not run as root.
-func RequireContainerd(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("needs root to run containerd (running as uid %d): run `make test` as root", os.Geteuid())
-	}
-	if _, err := os.Stat(ContainerdBinary); err != nil {
-		t.Skipf("needs %s (Debian package containerd), which is missing: %s", ContainerdBinary, enableHint)
-	}
-}
-
 func missingBinary(path, pkg string) error {
 	return fmt.Errorf("%s missing: install the %s package (`make test` does, as root; see hack/deps.sh)", path, pkg)
 }

@@ -51,12 +51,13 @@ func StartRegistry(ctx context.Context) (*Registry, error) {
 // started again on the same host and dir serves what was pushed to it
 // before, as a registry that went away and came back does.
 func StartRegistryAt(ctx context.Context, host, dir string) (*Registry, error) {
-	return StartRegistryIn(ctx, "", host, dir)
+	return StartRegistryIn(ctx, "", host, host, dir)
 }
 
 // StartRegistryIn is StartRegistryAt in a network namespace (none: this
-// process's), where host's address is.
-func StartRegistryIn(ctx context.Context, netns, host, dir string) (*Registry, error) {
+// process's): the registry listens on listen there, and clients reach it as
+// host (the same address, or a proxy's in front of it).
+func StartRegistryIn(ctx context.Context, netns, listen, host, dir string) (*Registry, error) {
 	if _, err := os.Stat(RegistryBinary); err != nil {
 		return nil, missingBinary(RegistryBinary, "docker-registry")
 	}
@@ -71,7 +72,7 @@ storage:
     enabled: true
 http:
   addr: %s
-`, filepath.Join(dir, "data"), r.Host)
+`, filepath.Join(dir, "data"), listen)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, err
