@@ -78,6 +78,23 @@ tidy() {
   (cd "$1" && go mod tidy) || { echo "go mod tidy failed in $1"; return 1; }
 }
 
+# module_build NAME MODULE VERSION LDFLAGS PACKAGE...: builds the packages of
+# MODULE at VERSION, from a go.mod of their own that lists them as tools, into
+# testbin/NAME-VERSION.tmp (GO_BUILD_TAGS: build tags), which the caller
+# completes and moves in place.
+module_build() {
+  local name="$1" module="$2" version="$3" ldflags="$4"; shift 4
+  local out="${CACHE_ROOT}/testbin/${name}-${version}" mod="${CACHE_ROOT}/build/${name}-${version}"
+  mkdir -p "${mod}" "${out}.tmp"
+  {
+    printf 'module kubefledged.io/testbin/%s\n\ngo 1.26\n\nrequire %s %s\n\ntool (\n' "${name}" "${module}" "${version}"
+    printf '\t%s\n' "$@"
+    printf ')\n'
+  } > "${mod}/go.mod"
+  tidy "${mod}" || return 1
+  (cd "${mod}" && go build -tags "${GO_BUILD_TAGS:-}" -ldflags "${ldflags}" -o "${out}.tmp/" "$@") || return 1
+}
+
 build_kubernetes() {
   local out="${CACHE_ROOT}/testbin/kubernetes-${KUBE_VERSION}"
   local missing=0
@@ -127,12 +144,8 @@ build_etcd() {
 
 etcd_build() {
   local out="${CACHE_ROOT}/testbin/etcd-${ETCD_VERSION}"
-  local mod="${CACHE_ROOT}/build/etcd-${ETCD_VERSION}"
-  mkdir -p "${mod}" "${out}.tmp"
-  printf 'module kubefledged.io/testbin/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 %s\n\ntool go.etcd.io/etcd/server/v3\n' \
-    "${ETCD_VERSION}" > "${mod}/go.mod"
-  tidy "${mod}" || return 1
-  (cd "${mod}" && go build -ldflags "-s -w" -o "${out}.tmp/etcd" go.etcd.io/etcd/server/v3) || return 1
+  module_build etcd go.etcd.io/etcd/server/v3 "${ETCD_VERSION}" "-s -w" go.etcd.io/etcd/server/v3 || return 1
+  mv "${out}.tmp/server" "${out}.tmp/etcd" # go names it after the path before /v3
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 
@@ -145,12 +158,8 @@ build_kwok() {
 kwok_build() {
   local out="${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}"
   local mod="${CACHE_ROOT}/build/kwok-${KWOK_VERSION}"
-  mkdir -p "${mod}" "${out}.tmp"
-  printf 'module kubefledged.io/testbin/kwok\n\ngo 1.26\n\nrequire sigs.k8s.io/kwok %s\n\ntool sigs.k8s.io/kwok/cmd/kwok\n' \
-    "${KWOK_VERSION}" > "${mod}/go.mod"
-  tidy "${mod}" || return 1
-  (cd "${mod}" && go build -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}" \
-    -o "${out}.tmp/kwok" sigs.k8s.io/kwok/cmd/kwok) || return 1
+  module_build kwok sigs.k8s.io/kwok "${KWOK_VERSION}" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}" \
+    sigs.k8s.io/kwok/cmd/kwok || return 1
   # kwok's standalone binary has no built-in stages: keep the module's own ones.
   local src; src="$(cd "${mod}" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)" || return 1
   cp -r "${src}/kustomize/stage" "${out}.tmp/stage"
@@ -168,17 +177,12 @@ build_containerd() {
 
 containerd_build() {
   local out="${CACHE_ROOT}/testbin/containerd-${CONTAINERD_VERSION}"
-  local mod="${CACHE_ROOT}/build/containerd-${CONTAINERD_VERSION}"
   local pkg=github.com/containerd/containerd/v2
-  mkdir -p "${mod}" "${out}.tmp"
-  printf 'module kubefledged.io/testbin/containerd\n\ngo 1.26\n\nrequire %s %s\n\ntool (\n\t%s/cmd/containerd\n\t%s/cmd/containerd-shim-runc-v2\n\t%s/cmd/ctr\n)\n' \
-    "${pkg}" "${CONTAINERD_VERSION}" "${pkg}" "${pkg}" "${pkg}" > "${mod}/go.mod"
-  tidy "${mod}" || return 1
   # Static, without the snapshotters that need cgo (btrfs, devmapper, zfs);
   # the version as containerd's own release builds stamp it.
-  (cd "${mod}" && go build -tags "no_btrfs no_devmapper no_zfs" \
-    -ldflags "-s -w -X ${pkg}/version.Version=${CONTAINERD_VERSION} -X ${pkg}/version.Package=${pkg}" \
-    -o "${out}.tmp/" "${pkg}/cmd/containerd" "${pkg}/cmd/containerd-shim-runc-v2" "${pkg}/cmd/ctr") || return 1
+  GO_BUILD_TAGS="no_btrfs no_devmapper no_zfs" module_build containerd "${pkg}" "${CONTAINERD_VERSION}" \
+    "-s -w -X ${pkg}/version.Version=${CONTAINERD_VERSION} -X ${pkg}/version.Package=${pkg}" \
+    "${pkg}/cmd/containerd" "${pkg}/cmd/containerd-shim-runc-v2" "${pkg}/cmd/ctr" || return 1
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 
@@ -190,13 +194,9 @@ build_promtool() {
 
 promtool_build() {
   local out="${CACHE_ROOT}/testbin/prometheus-${PROMETHEUS_VERSION}"
-  local mod="${CACHE_ROOT}/build/prometheus-${PROMETHEUS_VERSION}"
-  mkdir -p "${mod}" "${out}.tmp"
-  printf 'module kubefledged.io/testbin/prometheus\n\ngo 1.26\n\nrequire github.com/prometheus/prometheus %s\n\ntool github.com/prometheus/prometheus/cmd/promtool\n' \
-    "${PROMETHEUS_VERSION}" > "${mod}/go.mod"
-  tidy "${mod}" || return 1
-  (cd "${mod}" && go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}" \
-    -o "${out}.tmp/promtool" github.com/prometheus/prometheus/cmd/promtool) || return 1
+  module_build prometheus github.com/prometheus/prometheus "${PROMETHEUS_VERSION}" \
+    "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}" \
+    github.com/prometheus/prometheus/cmd/promtool || return 1
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 

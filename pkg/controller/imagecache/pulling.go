@@ -100,6 +100,28 @@ const syncTimeout = 10 * time.Second
 // indexer returns the events of a reason of a namespace, starting the
 // namespace's informers if none runs, once it has listed them.
 func (w *pullingWatches) indexer(ctx context.Context, ns, reason string) (cache.Indexer, bool) {
+	nw := w.start(ctx, ns)
+	if nw == nil {
+		return nil, false
+	}
+	inf := nw.infs[reason]
+	if inf == nil {
+		return nil, false
+	}
+	if !inf.HasSynced() {
+		wctx, cancel := context.WithTimeout(ctx, syncTimeout)
+		defer cancel()
+		if !cache.WaitForCacheSync(wctx.Done(), inf.HasSynced) {
+			return nil, false
+		}
+	}
+	return inf.GetIndexer(), true
+}
+
+// start starts the namespace's informers if none runs, and returns them
+// (nil if they cannot be made). A pull Job's creation starts them, so that
+// they list and watch before its pod's first event rather than after.
+func (w *pullingWatches) start(ctx context.Context, ns string) *nsWatch {
 	w.mu.Lock()
 	nw, ok := w.byNS[ns]
 	if !ok {
@@ -114,7 +136,7 @@ func (w *pullingWatches) indexer(ctx context.Context, ns, reason string) (cache.
 				if err := inf.AddIndexers(cache.Indexers{eventsByObjectIndex: indexByInvolvedUID}); err != nil {
 					w.mu.Unlock()
 					utilruntime.HandleErrorWithContext(ctx, err, "Adding the events index", "namespace", ns)
-					return nil, false
+					return nil
 				}
 			}
 			infs[r] = inf
@@ -128,18 +150,7 @@ func (w *pullingWatches) indexer(ctx context.Context, ns, reason string) (cache.
 		klog.FromContext(ctx).V(2).Info("Watching the kubelet's events on pull pods", "namespace", ns, "reasons", watchedReasons)
 	}
 	w.mu.Unlock()
-	inf := nw.infs[reason]
-	if inf == nil {
-		return nil, false
-	}
-	if !inf.HasSynced() {
-		wctx, cancel := context.WithTimeout(ctx, syncTimeout)
-		defer cancel()
-		if !cache.WaitForCacheSync(wctx.Done(), inf.HasSynced) {
-			return nil, false
-		}
-	}
-	return inf.GetIndexer(), true
+	return nw
 }
 
 // podEvents returns the events of a reason on a pod, by container name,

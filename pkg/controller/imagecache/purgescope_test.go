@@ -413,13 +413,17 @@ func TestPurgeKeepsAnImageAnotherCacheNamesOtherwise(t *testing.T) {
 
 // TestPullingEventsWatchedWhileJobsRun: the kubelet's events are watched
 // only in the namespaces where the controller's pull Jobs run, from the
-// first pass that reads a pull, and no longer once the namespace has no
-// pull Job left.
+// creation of the first (before its pod's first event), and no longer once
+// the namespace has no pull Job left.
 func TestPullingEventsWatchedWhileJobsRun(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
-	f.syncStarted("web", wCreateJob)
+	f.sync("web", wStatus)
 	if len(f.eventsAsked) != 0 {
-		t.Errorf("events watched before a pull ran: %v", f.eventsAsked)
+		t.Errorf("events watched before a pull Job was made: %v", f.eventsAsked)
+	}
+	f.sync("web", wCreateJob)
+	if got := f.c.pulling.watching(); !slices.Equal(f.eventsAsked, []string{testNS}) || !slices.Equal(got, []string{testNS}) {
+		t.Errorf("once the pull Job is made: asked for the events of %v, watching %v; want %s's", f.eventsAsked, got, testNS)
 	}
 	f.completeAll()
 	jobs := f.jobs()
