@@ -45,6 +45,14 @@ e2e: ## End-to-end suite: the fledged binary against a local cluster (real contr
 bench: ## Benchmark: nodes x images on a fresh local cluster; results in _output/bench (BENCH_FLAGS=-scenarios=100x10).
 	hack/bench.sh $(BENCH_FLAGS)
 
+POD_START_RUNS ?= 3
+POD_START_MIB  ?= 2048
+POD_START_LINK ?= 100mbit
+.PHONY: bench-podstart
+bench-podstart: ## Pod start on the real node, cold and cached: a 2 GiB image across a 100 Mbit/s link with 20 ms each way, 3 pairs; _output/e2e/pod-start.json.
+	KUBE_FLEDGED_POD_START_RUNS=$(POD_START_RUNS) KUBE_FLEDGED_POD_START_MIB=$(POD_START_MIB) \
+	  KUBE_FLEDGED_POD_START_LINK=$(POD_START_LINK) hack/e2e.sh -run '^TestRealNodePodStartColdAndCached$$' -timeout 120m -v
+
 .PHONY: cluster-up
 cluster-up: ## Start the local cluster (NODES=5 kwok nodes by default).
 	hack/local-up.sh
