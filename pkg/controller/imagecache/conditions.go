@@ -30,7 +30,8 @@ const (
 //	                        Reconciling and Progressing True; Stalled False
 //	succeeded               Ready True; the others False
 //	failed                  Ready False, Stalled True, with failedWhy
-//	purged                  Ready False, Stalled True, with Purged
+//	purged                  Ready False, Stalled True, with Purged (a
+//	                        purge refused as too large: TooLarge)
 func setConditions(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, failedWhy string, now time.Time) {
 	set := func(kind string, status metav1.ConditionStatus, reason, message string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kind, Status: status, Reason: reason,
@@ -55,7 +56,7 @@ func setConditions(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, faile
 		set(v1alpha2.ConditionStalled, metav1.ConditionFalse, st.Reason, msg)
 		set(v1alpha2.ConditionProgressing, metav1.ConditionTrue, st.Reason, msg)
 		return
-	case purge:
+	case purge && failedWhy != reasonTooLarge:
 		stalled := msg + "; the cache pulls again once its spec changes or it is refreshed"
 		set(v1alpha2.ConditionReady, metav1.ConditionFalse, reasonPurged, msg)
 		set(v1alpha2.ConditionStalled, metav1.ConditionTrue, reasonPurged, stalled)

@@ -111,3 +111,23 @@ func TestConditionsThroughACachesLife(t *testing.T) {
 	f.syncOnly("web", wDeleteJob, wAnnotation, wStatus)
 	expect("purged", "Ready=False/Purged Reconciling=False/Complete Stalled=True/Purged")
 }
+
+// TestConditionsOfARefusedPurge: a purge refused as too large reads
+// TooLarge, as RefusedTooLarge (which the warming controller asks) needs,
+// not Purged.
+func TestConditionsOfARefusedPurge(t *testing.T) {
+	ic := newImageCache("web", withImages("nginx"))
+	ic.Generation = 3
+	st := &v1alpha2.ImageCacheStatus{Status: v1alpha2.ImageCacheActionStatusFailed, Reason: v1alpha2.ImageCacheReasonPurge,
+		Message: "The cache is too large"}
+	setConditions(ic, st, reasonTooLarge, t0)
+	ic.Status = *st
+	for _, kind := range []string{v1alpha2.ConditionReady, v1alpha2.ConditionStalled} {
+		if c := meta.FindStatusCondition(st.Conditions, kind); c == nil || c.Reason != reasonTooLarge {
+			t.Errorf("%s: %+v, want reason TooLarge", kind, c)
+		}
+	}
+	if !RefusedTooLarge(ic) {
+		t.Error("RefusedTooLarge says no")
+	}
+}
