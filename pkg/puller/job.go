@@ -247,10 +247,10 @@ func NewPullJob(cfg Config, b Batch) *batchv1.Job {
 		job.Annotations[AnnotationPulledAnyway] = string(data)
 	}
 	if anyAlways {
-		// Its pod (the template shares the Job's annotations) keeps the
-		// digests its containers ran (trim).
+		// Its pod keeps the digests its containers ran (trim).
 		job.Annotations[AnnotationReportDigests] = "true"
 	}
+	job.Spec.Template.Annotations = podAnnotations(job.Annotations)
 	return job
 }
 

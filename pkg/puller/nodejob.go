@@ -72,11 +72,26 @@ func (j nodeJob) build(cfg Config, pod corev1.PodSpec) *batchv1.Job {
 			BackoffLimit:          ptr.To[int32](0),
 			ActiveDeadlineSeconds: ptr.To(int64(j.deadline / time.Second)),
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: podAnnotations(annotations)},
 				Spec:       pod,
 			},
 		},
 	}
+}
+
+// podAnnotations are the annotations of a Job that its pod carries: those
+// the controller reads from pods (the cache's name and namespace, to map a
+// pod to its cache; whether to keep its containers' digests). The others
+// (the images, the node, the deadlines) are read from the Job, and left
+// out of the pod, which the control plane writes several times.
+func podAnnotations(job map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, k := range []string{AnnotationCache, AnnotationCacheNamespace, AnnotationReportDigests} {
+		if v, ok := job[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // DefaultResources are the requests and limits of every container of the

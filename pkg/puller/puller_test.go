@@ -467,3 +467,34 @@ func TestPullDeadlinesCountFromThePullingEvent(t *testing.T) {
 		t.Errorf("no events, at 34m: end %v, %+v", out.EndNow, out.Results[1])
 	}
 }
+
+// TestPodsCarryOnlyTheAnnotationsReadFromPods: a pull or delete Job's pod
+// template carries the cache's name and namespace (and the digests flag
+// of an Always pull), which the controller reads from pods, and none of
+// the Job's other annotations: the images, the node, the deadlines are
+// read from the Job, and every byte of the pod is written several times.
+func TestPodsCarryOnlyTheAnnotationsReadFromPods(t *testing.T) {
+	ic := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns", UID: "u"}}
+	cfg := Config{HelperImage: "helper:v1", CRIImage: "cri:v1", DeleteNamespace: "kube-fledged", PullDeadline: time.Minute}
+	pull := NewPullJob(cfg, Batch{Cache: ic, NodeName: "node-1", Hostname: "host-1", Images: []string{"nginx", "redis"},
+		Always: []bool{false, true}, Deadlines: []time.Duration{0, time.Hour}, PulledAnyway: []string{"redis"}})
+	del := NewDeleteJob(cfg, DeleteBatch{Cache: ic, NodeName: "node-1", Hostname: "host-1", Images: []string{"nginx"}, Socket: "/run/c.sock"})
+	for _, tc := range []struct {
+		job       *batchv1.Job
+		want      map[string]string
+		onJobOnly []string
+	}{
+		{pull, map[string]string{AnnotationCache: "c", AnnotationReportDigests: "true"},
+			[]string{AnnotationImages, AnnotationNode, AnnotationOwnership, AnnotationPullDeadlines, AnnotationPulledAnyway}},
+		{del, map[string]string{AnnotationCache: "c", AnnotationCacheNamespace: "ns"}, []string{AnnotationImages, AnnotationNode}},
+	} {
+		if got := tc.job.Spec.Template.Annotations; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: pod annotations %v, want %v", tc.job.Labels[LabelComponent], got, tc.want)
+		}
+		for _, k := range tc.onJobOnly {
+			if _, ok := tc.job.Annotations[k]; !ok {
+				t.Errorf("%s: the Job has no %s annotation", tc.job.Labels[LabelComponent], k)
+			}
+		}
+	}
+}
