@@ -181,8 +181,18 @@ STAGES="${BIN}/kwok-stage"
   echo "---"
   cat "${STAGES}/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"
   echo "---"
-  # kwok's pod-ready, told to leave the failing and hanging pods to our stages.
-  awk '{print} /matchExpressions:/ && !done {
+  # kwok's pod-ready, told to leave the failing and hanging pods to our
+  # stages, and to wait as long as a pod's annotation
+  # e2e.kubefledged.io/start-delay says (a duration, such as 186s) before
+  # its containers run: the time a real node took to start such a pod
+  # (TestRealNodePodStartDeploymentOnKwok). With no annotation, no wait.
+  awk '/^  next:/ && !delayed {
+      print "  delay:"
+      print "    durationFrom:"
+      print "      expressionFrom: '"'"'.metadata.annotations[\"e2e.kubefledged.io/start-delay\"]'"'"'"
+      delayed=1}
+    {print}
+    /matchExpressions:/ && !done {
       for (i = 1; i <= 2; i++) {
         print "    - key: '"'"'.spec.containers.[] | select(.image | startswith(\"" (i == 1 ? "fail" : "hang") ".invalid/\")) | .image'"'"'"
         print "      operator: '"'"'DoesNotExist'"'"'"

@@ -162,8 +162,8 @@ func (rn *realNode) pullSecretOf(t *testing.T, ns, name, user, password string) 
 // controller runs fledged with the project's helper and CRI remover images,
 // the node's containerd socket for the delete Jobs, the node's limit of
 // listed images (hack/real-node-up.sh: it lists them all), and its Jobs
-// tolerating the startup taint the node registers with (only
-// TestRealNodeStartupTaint has the controller remove it).
+// tolerating the startup taint the node registers with (the tests that
+// pass --node-startup-taint have the controller remove it).
 func (rn *realNode) controller(t *testing.T, args ...string) *controllerProc {
 	t.Helper()
 	return startController(t, append([]string{"--helper-image=" + rn.helperImage, "--cri-image=" + rn.criImage, "--cri-socket-path=" + rn.socket,
@@ -543,7 +543,8 @@ func TestRealNodeHelperImageUnpullable(t *testing.T) {
 }
 
 // TestRealNodeStartupTaint: the real node registered with the startup taint
-// (hack/real-node-up.sh: kubelet --register-with-taints). A pod of a large
+// (hack/real-node-up.sh: kubelet --register-with-taints; registered again
+// if an earlier test had it released). A pod of a large
 // image waits, unscheduled, until the controller has cached the image and
 // removed the taint; then it starts without pulling. A pod of another large
 // image, on the node once released, pulls: the two times from scheduled to
@@ -555,7 +556,9 @@ func TestRealNodeStartupTaint(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !hasTaint(node) {
-		t.Fatalf("%s has no %s taint: hack/real-node-up.sh registers it with one, and only this test removes it", rn.name, warmingTaint)
+		// An earlier test had it released: it joins again, with the taint.
+		rn.leave(t)
+		rn.join(t)
 	}
 	ns := newNamespace(t, "real-warm")
 	push := func(tag string, seed uint64) string {
