@@ -35,4 +35,4 @@ if [[ -n "${BENCH_BASELINE:-}" ]]; then
   fi
   baseline=(-baseline-fledged "${dir}/fledged")
 fi
-go run ./test/bench "${baseline[@]}" "$@"
+go run ./test/bench -cluster-pids "${LOCAL_DIR}/pids" "${baseline[@]}" "$@"

@@ -51,7 +51,7 @@ func chart(results []Result, path string) error {
 	for i, line := range []struct {
 		name string
 		xys  plotter.XYs
-	}{{"kube-fledged", ours}, {"floor: the same Jobs created bare", floor}} {
+	}{{"kube-fledged", ours}, {"floor: its Jobs with no controller, the fastest way", floor}} {
 		if len(line.xys) == 0 {
 			continue
 		}

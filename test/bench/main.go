@@ -1,8 +1,8 @@
 // Command bench measures what caching costs as nodes and images grow, on the
 // local cluster (hack/local-up.sh): time to Succeeded, the API requests the
 // controller made, Jobs and Pods created, the controller's peak memory and
-// CPU, and, as the floor, the same Jobs created bare at full speed with no
-// controller. `make bench` runs it.
+// CPU, and, as the floor, the same Jobs created with no controller by the
+// fastest of a few strategies (floor.go). `make bench` runs it.
 package main
 
 import (
@@ -35,9 +35,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/app"
 	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
-	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -47,11 +45,17 @@ type scenario struct{ Nodes, Images int }
 type Result struct {
 	Nodes, Images int
 	// Flags are those added to the bench's for this run (-variants).
-	Flags              string `json:",omitempty"`
-	Pulls              int
-	Seconds            float64
-	FloorSeconds       float64
-	RatioToFloor       float64
+	Flags        string `json:",omitempty"`
+	Pulls        int
+	Seconds      float64
+	FloorSeconds float64
+	RatioToFloor float64
+	// FloorStrategy is the strategy that won the floor; SimplestSeconds
+	// the simplest Jobs' time by it, and RatioToSimplest ours against it.
+	FloorStrategy      string
+	SimplestSeconds    float64
+	RatioToSimplest    float64
+	Floor              Floor `json:"-"`
 	JobsCreated        int
 	PodsCreated        int
 	FloorJobs          int
@@ -60,6 +64,9 @@ type Result struct {
 	WritesPerImagePull float64
 	PeakRSSMiB         float64
 	CPUSeconds         float64
+	// ClusterCPUSeconds is what each control-plane process spent until
+	// Succeeded.
+	ClusterCPUSeconds map[string]float64
 }
 
 var (
@@ -75,12 +82,14 @@ var (
 	nodeJSONBytes int
 	baseline      string
 	variants      []string
+	pidDir        string
 )
 
 func main() {
 	scenarios := flag.String("scenarios", "10x10,100x10,500x10,1000x10,100x100", "nodes x images, comma separated")
 	flag.StringVar(&outDir, "out", "_output/bench", "folder for the results (Markdown, JSON) and the controller's logs")
 	flag.StringVar(&bin, "fledged", "_output/bin/fledged", "the controller binary")
+	flag.StringVar(&pidDir, "cluster-pids", "_output/local/pids", "the local cluster's PID files (hack/local-up.sh), to read its processes' CPU")
 	joins := flag.Int("joins", 5, "node joins to time (first Job for a new node)")
 	fledgedFlags := flag.String("fledged-flags", "", "more flags for the controller, space separated, such as \"--kube-api-qps=100 --profiling\"")
 	flag.IntVar(&nodeImages, "node-images", 50, "images each node reports in status.images, each by tag and by digest, as a busy kubelet does")
@@ -96,6 +105,8 @@ func main() {
 	chartPath := flag.String("chart", "", "where to draw the chart of time to Succeeded against nodes (SVG or PNG); default <out>/time-to-succeeded.svg")
 	noiseEvents := flag.Int("noise-events", 0, "the unrelated-events scenario: each controller idle before and after this many "+
 		"unrelated Pulling events are made (0: off)")
+	shapes := flag.Bool("shapes", false, "after each scenario's floor, time the controller's Jobs with one thing taken away at a time "+
+		"(the owner reference, the init container, ...), by the floor's winning strategy")
 	chartFrom := flag.String("chart-from", "", "only draw the chart (-chart) from the scenarios of an earlier run's results.json, with no cluster")
 	flag.Parse()
 	if *chartFrom != "" {
@@ -133,8 +144,14 @@ func main() {
 		fail("KUBECONFIG: %v", err)
 	}
 	cfg.QPS, cfg.Burst = 500, 1000
-	kube = kubernetes.NewForConfigOrDie(cfg)
 	fledged = clientset.NewForConfigOrDie(cfg)
+	// The bench's own watches (the floor's Jobs, each scenario's pods) in
+	// protobuf, as the control plane's components and the controller
+	// have theirs: encoding them as JSON would take the API server's CPU
+	// from what is measured.
+	proto := *cfg
+	proto.ContentType = "application/vnd.kubernetes.protobuf"
+	kube = kubernetes.NewForConfigOrDie(&proto)
 	ctx := context.Background()
 
 	sizes := map[int]bool{}
@@ -156,17 +173,28 @@ func main() {
 	ensureNodes(ctx, maxNodes, sizes)
 
 	var results []Result
+	shapeMD := ""
 	for _, sc := range grid {
 		fmt.Printf("bench: %d nodes x %d images\n", sc.Nodes, sc.Images)
-		floorSeconds, floorJobs := floor(ctx, sc)
+		fl := floor(ctx, sc)
+		if *shapes {
+			for _, st := range strategies {
+				if st.Name == fl.Best.Strategy {
+					shapeMD += shapeTable(sc, shapeStudy(ctx, sc, st))
+				}
+			}
+		}
 		for _, v := range append([]string{""}, variants...) {
 			r := runScenario(ctx, sc, strings.Fields(v))
-			r.FloorSeconds, r.FloorJobs, r.RatioToFloor = floorSeconds, floorJobs, r.Seconds/floorSeconds
+			r.Floor, r.FloorStrategy, r.FloorSeconds, r.FloorJobs = fl, fl.Best.Strategy, fl.Best.Seconds, fl.Best.Jobs
+			r.RatioToFloor = r.Seconds / r.FloorSeconds
+			r.SimplestSeconds, r.RatioToSimplest = fl.Simplest.Seconds, r.Seconds/fl.Simplest.Seconds
 			if v != "" {
 				fmt.Printf("bench:   with %s:\n", v)
 			}
-			fmt.Printf("bench:   %.1fs (floor %.1fs, x%.2f), %d Jobs, %d writes (%.3f per pull), peak RSS %.0f MiB, CPU %.1fs\n",
-				r.Seconds, r.FloorSeconds, r.RatioToFloor, r.JobsCreated, r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
+			fmt.Printf("bench:   %.1fs (floor %.1fs by %s, x%.2f; simplest Jobs %.1fs, x%.2f), %d Jobs, %d writes (%.3f per pull), peak RSS %.0f MiB, CPU %.1fs; control plane's CPU %s\n",
+				r.Seconds, r.FloorSeconds, r.FloorStrategy, r.RatioToFloor, r.SimplestSeconds, r.RatioToSimplest,
+				r.JobsCreated, r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds, cpuText(r.ClusterCPUSeconds))
 			results = append(results, r)
 		}
 	}
@@ -184,7 +212,7 @@ func main() {
 		noisy = noise(ctx, *noiseEvents)
 	}
 
-	md := table(results, joinTimes) + memTable(mem) + noiseTable(noisy)
+	md := table(results, joinTimes) + floorTable(results) + shapeMD + memTable(mem) + noiseTable(noisy)
 	fmt.Println()
 	fmt.Println(md)
 	if err := chart(results, *chartPath); err != nil {
@@ -192,7 +220,13 @@ func main() {
 	} else {
 		fmt.Printf("bench: wrote %s\n", *chartPath)
 	}
-	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "firstJobForNewNodeSeconds": joinTimes, "memory": mem, "unrelatedEvents": noisy,
+	var floors []FloorRun
+	for _, r := range results {
+		if r.Flags == "" {
+			floors = append(append(floors, r.Floor.Runs...), r.Floor.Simplest)
+		}
+	}
+	data, _ := json.MarshalIndent(map[string]any{"scenarios": results, "floorRuns": floors, "firstJobForNewNodeSeconds": joinTimes, "memory": mem, "unrelatedEvents": noisy,
 		"nodeImages": nodeImages, "nodeJSONBytes": nodeJSONBytes,
 		"imagesPerJob": perJob, "fledgedFlags": extra, "date": time.Now().UTC().Format(time.RFC3339)}, "", "  ")
 	must(os.WriteFile(filepath.Join(outDir, "results.json"), data, 0o644))
@@ -406,6 +440,7 @@ func runScenario(ctx context.Context, sc scenario, more []string) Result {
 	defer stopFledged(proc)
 	poll(ctx, time.Minute, "the controller's caches", func() bool { return scrape(metricsAddr) != "" })
 
+	cpu := clusterCPU()
 	start := time.Now()
 	sel := map[string]v1alpha2.LabelValue{sizeLabel(sc.Nodes): "true"}
 	_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
@@ -418,6 +453,7 @@ func runScenario(ctx context.Context, sc scenario, more []string) Result {
 		return err == nil && ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded && ic.Status.Pulls.Succeeded == int32(r.Pulls)
 	})
 	r.Seconds = time.Since(start).Seconds()
+	r.ClusterCPUSeconds = cpuSince(cpu)
 	// Let the controller finish its clean-up (deleting finished Jobs) before counting.
 	poll(ctx, 5*time.Minute, "the finished Jobs to be deleted", func() bool {
 		jobs, err := kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
@@ -463,69 +499,6 @@ func runScenario(ctx context.Context, sc scenario, more []string) Result {
 	r.PodsCreated = int(pods.Load())
 	r.PeakRSSMiB, r.CPUSeconds = procStats(proc.Process.Pid)
 	return r
-}
-
-// floor creates the scenario's Jobs, the controller's own, at full speed,
-// with no controller, and times them to Complete.
-func floor(ctx context.Context, sc scenario) (float64, int) {
-	ns := namespace(ctx, "floor")
-	defer deleteNamespace(ctx, ns)
-	_, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-	for i := 0; err != nil && i < 50; i++ {
-		time.Sleep(100 * time.Millisecond)
-		_, err = kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-	}
-	// The floor's Jobs are the controller's own (puller.NewPullJob, with
-	// the controller's default flags): helper init container, security
-	// contexts, resources, labels, annotations and the owner reference to
-	// an ImageCache, created here with no controller to act on it.
-	opts := options.New()
-	opts.ImagesPerJob = perJob
-	opts.Complete()
-	cfg := app.ControllerConfig(opts).Puller
-	imgs := imagesOf(sc.Images)
-	owner, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
-		ObjectMeta: metav1.ObjectMeta{Name: "floor"},
-		Spec:       v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: imgs}}},
-	}, metav1.CreateOptions{})
-	must(err)
-	var batches [][]string
-	for i := 0; i < len(imgs); i += perJob {
-		batches = append(batches, imgs[i:min(i+perJob, len(imgs))])
-	}
-	total := sc.Nodes * len(batches)
-	epoch := time.Now().Unix()
-	start := time.Now()
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	for n := range sc.Nodes {
-		for _, batch := range batches {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				node := fmt.Sprintf("bench-node-%d", n)
-				job := puller.NewPullJob(cfg, puller.Batch{Cache: owner, NodeName: node, Hostname: node, Images: batch, Epoch: epoch})
-				if _, err := kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
-					fail("floor job: %v", err)
-				}
-			})
-		}
-	}
-	wg.Wait()
-	poll(ctx, 15*time.Minute, "the floor's Jobs", func() bool {
-		jobs, err := kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false
-		}
-		done := 0
-		for _, j := range jobs.Items {
-			if j.Status.Succeeded > 0 {
-				done++
-			}
-		}
-		return done == total
-	})
-	return time.Since(start).Seconds(), total
 }
 
 func freePort() int {
@@ -672,12 +645,12 @@ func table(results []Result, joins []float64) string {
 	if len(extra) > 0 {
 		fmt.Fprintf(&b, "Controller flags beyond the defaults: `%s`\n\n", strings.Join(extra, " "))
 	}
-	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (its Jobs, bare) | ratio | Jobs | Pods | API writes | writes per pull | peak RSS | CPU |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (its Jobs, no controller) | ratio | simplest Jobs | ratio | Jobs | Pods | API writes | writes per pull | peak RSS | CPU |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d | %.1f s | %.1f s (%d Jobs) | %.2f | %d | %d | %d | %.3f | %.0f MiB | %.1f s |\n",
-			r.label(), r.Pulls, r.Seconds, r.FloorSeconds, r.FloorJobs, r.RatioToFloor, r.JobsCreated, r.PodsCreated,
-			r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
+		fmt.Fprintf(&b, "| %s | %d | %.1f s | %.1f s (%d Jobs, %s) | %.2f | %.1f s | %.2f | %d | %d | %d | %.3f | %.0f MiB | %.1f s |\n",
+			r.label(), r.Pulls, r.Seconds, r.FloorSeconds, r.FloorJobs, r.FloorStrategy, r.RatioToFloor, r.SimplestSeconds, r.RatioToSimplest,
+			r.JobsCreated, r.PodsCreated, r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
 	}
 	b.WriteString("\nAPI requests by verb and resource (leases and events are left out of the writes above):\n\n")
 	b.WriteString("| nodes x images | requests |\n| --- | --- |\n")
