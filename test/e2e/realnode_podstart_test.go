@@ -97,6 +97,19 @@ func TestRealNodePodStartColdAndCached(t *testing.T) {
 	waitIC(t, ns, "app", pullTimeout, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
 	t.Logf("the cache pulled %d images of %d MiB from %s in %v", runs, mib, where, time.Since(cacheStart).Round(time.Second))
 
+	// Each measured pod and its image go as soon as they are measured:
+	// nine images of 2 GiB, each unpacked and copied into its container
+	// (the native snapshotter), would fill the node's disk.
+	drop := func(pod, image string) {
+		if err := kubeClient.CoreV1().Pods(ns).Delete(context.Background(), pod, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Minute, "pod "+pod+" to go", func() bool {
+			_, err := kubeClient.CoreV1().Pods(ns).Get(context.Background(), pod, metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+		rn.removeFromNode(t, image)
+	}
 	var coldTimes, cachedTimes, joinStart, joinWait []time.Duration
 	for i := range runs {
 		// Cold first: the cached image's pull is over, so the node does
@@ -109,14 +122,17 @@ func TestRealNodePodStartColdAndCached(t *testing.T) {
 		if msg := pulledEvent(t, ns, fmt.Sprintf("cached-%d", i)); !strings.Contains(msg, "already present on machine") {
 			t.Errorf("the cached pod's Pulled event: %q, want the image already present", msg)
 		}
+		drop(fmt.Sprintf("cold-%d", i), cold[i])
+		drop(fmt.Sprintf("cached-%d", i), cached[i])
 	}
 	// The node joins with the startup taint while the cache lists an
-	// image it lacks, and a pod of that image waits for it (as a
-	// Deployment's new replica waits for the node an autoscaler adds).
+	// image it lacks (only that one: the cached ones are gone), and a pod
+	// of that image waits for it (as a Deployment's new replica waits for
+	// the node an autoscaler adds).
 	for i := range runs {
 		name := fmt.Sprintf("joining-%d", i)
 		rn.leave(t)
-		cacheOf(append(append([]string(nil), cached...), joining[:i+1]...)...)
+		cacheOf(joining[i])
 		ps := watchPodStart(t, ns, name, joining[i], rn.name, false)
 		joined := rn.join(t)
 		s := ps.wait(t, pullTimeout)
@@ -132,6 +148,7 @@ func TestRealNodePodStartColdAndCached(t *testing.T) {
 		}
 		joinStart = append(joinStart, s.started())
 		joinWait = append(joinWait, s.scheduled.Sub(joined).Round(10*time.Millisecond))
+		drop(name, joining[i])
 	}
 	t.Logf("%d MiB image from %s, pod scheduled to container running, over %d runs: cold %v (median %v), cached %v (median %v), "+
 		"joining node with the startup taint %v (median %v; the pod waited %v, median %v, from the node's registration to its scheduling)",
