@@ -326,10 +326,10 @@ func (rn *realNode) join(t *testing.T) time.Time {
 	}
 }
 
-// podStart is when a pod was created, scheduled (first seen bound to a
-// node) and started (first seen with its container running, or already
-// finished: the image's command exits at once).
-type podStart struct{ created, scheduled, running time.Time }
+// podStart is when a pod was scheduled (first seen bound to a node) and
+// started (first seen with its container running, or already finished:
+// the image's command exits at once).
+type podStart struct{ scheduled, running time.Time }
 
 // started is the pod's time from its scheduling until its container ran.
 func (s podStart) started() time.Duration {
@@ -367,7 +367,7 @@ func watchPodStart(t *testing.T, ns, name, image, node string, tolerate bool) *p
 	if tolerate {
 		pod.Spec.Tolerations = []corev1.Toleration{{Key: warmingTaint, Operator: corev1.TolerationOpExists}}
 	}
-	p := &podStartWatch{name: name, w: w, start: podStart{created: time.Now()}}
+	p := &podStartWatch{name: name, w: w}
 	if _, err := kubeClient.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

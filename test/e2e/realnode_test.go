@@ -573,18 +573,8 @@ func TestRealNodeStartupTaint(t *testing.T) {
 		return ref
 	}
 	warm, cold := push("warm", 7), push("cold", 8)
-	podOf := func(name, image string) {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
-			NodeSelector:  map[string]string{"kubernetes.io/hostname": rn.name},
-			RestartPolicy: corev1.RestartPolicyNever,
-			Containers:    []corev1.Container{{Name: "app", Image: image, ImagePullPolicy: corev1.PullIfNotPresent}},
-		}}
-		if _, err := kubeClient.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	rel := watchReleases(t, "kubernetes.io/hostname="+rn.name)
-	podOf("warm", warm)
+	warmPod := watchPodStart(t, ns, "warm", warm, rn.name, false)
 	waitFor(t, 30*time.Second, "the pod to wait for the tainted node", func() bool {
 		pod, err := kubeClient.CoreV1().Pods(ns).Get(context.Background(), "warm", metav1.GetOptions{})
 		return err == nil && podScheduled(pod) == nil && pod.Spec.NodeName == "" && unschedulable(pod)
@@ -595,7 +585,7 @@ func TestRealNodeStartupTaint(t *testing.T) {
 	// released at once.
 	applyCache(t, ns, imageList(warm)+onRealNode(rn))
 	rn.controller(t, "--node-startup-taint="+warmingTaint)
-	warmGap := startGap(t, ns, "warm")
+	warmGap := warmPod.wait(t, 3*time.Minute).started()
 	released, ok := rel.get(rn.name)
 	if !ok {
 		t.Fatal("the pod started, but the node's release was not seen")
@@ -608,8 +598,7 @@ func TestRealNodeStartupTaint(t *testing.T) {
 		t.Errorf("the cached pod's Pulled event: %q, want the image already present", msg)
 	}
 
-	podOf("cold", cold)
-	coldGap := startGap(t, ns, "cold")
+	coldGap := watchPodStart(t, ns, "cold", cold, rn.name, false).wait(t, 3*time.Minute).started()
 	if msg := pulledEvent(t, ns, "cold"); !strings.Contains(msg, "Successfully pulled") {
 		t.Errorf("the cold pod's Pulled event: %q, want a pull", msg)
 	}
@@ -632,34 +621,6 @@ func unschedulable(pod *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-// startGap waits for a pod's container to have started, and returns the
-// time from the pod's scheduling to its container's start, as seen by
-// polling every 200ms (the API's condition times have a resolution of one
-// second).
-func startGap(t *testing.T, ns, name string) time.Duration {
-	t.Helper()
-	var scheduled time.Time
-	var gap time.Duration
-	waitFor(t, 3*time.Minute, "pod "+name+" to start", func() bool {
-		pod, err := kubeClient.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil || pod.Spec.NodeName == "" {
-			return false
-		}
-		if scheduled.IsZero() {
-			scheduled = time.Now()
-		}
-		if len(pod.Status.ContainerStatuses) == 0 {
-			return false
-		}
-		if st := pod.Status.ContainerStatuses[0].State; st.Running == nil && st.Terminated == nil {
-			return false
-		}
-		gap = time.Since(scheduled).Round(100 * time.Millisecond)
-		return true
-	})
-	return gap
 }
 
 // pulledEvent returns the message of the kubelet's Pulled event for a pod.
