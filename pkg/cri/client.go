@@ -72,6 +72,10 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 // a node's containerRuntimeVersion ("containerd://2.1.4").
 func (c *Client) Runtime() string { return c.runtime }
 
+// Conn is the connection to the socket, which also serves the runtime's
+// own API where the runtime is containerd.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
@@ -122,6 +126,18 @@ const (
 	// Kept: the image is also known under a name that must stay (the
 	// runtime removes an image, not a name).
 	Kept Outcome = "kept"
+
+	// The outcomes of a pin or an unpin (AlreadyAbsent and Failed too).
+	// Pinned: the image is pinned for the cache. Unpinned: the cache's
+	// pin is gone (the image may stay pinned for another).
+	Pinned   Outcome = "pinned"
+	Unpinned Outcome = "unpinned"
+	// OverBudget: pinning the image would take the node's pinned images
+	// past the disk budget; it stays, unpinned.
+	OverBudget Outcome = "over budget"
+	// Unsupported: the runtime cannot pin images (not containerd, or a
+	// containerd whose CRI does not report pins).
+	Unsupported Outcome = "unsupported"
 )
 
 // Remove removes an image if the runtime has it. It says whether the image

@@ -21,6 +21,7 @@ Removes each IMAGE through the container runtime's CRI socket, and reports per
 image: removed, already absent, kept (the runtime knows it under a --keep NAME
 too: it removes an image, not a name), or failed with the runtime's message.
 Exits 1 if any image failed.
+       fledged-cri pin|unpin ... (fledged-cri pin with no image for its usage)
        fledged-cri --version`
 
 // DefaultTerminationLog is where Kubernetes reads a container's termination

@@ -13,18 +13,19 @@ import (
 // kubelet keeps (it cuts the rest).
 const SummaryLimit = 4096
 
-// A delete Job reports its outcomes in its container's termination
+// A delete or pin Job reports its outcomes in its container's termination
 // message, which must fit in SummaryLimit whatever the images' names: so it
 // names no image. Its first line is summaryHeader and one letter per image,
 // in the order of the command's arguments; each failed image then has a
-// line "INDEX: MESSAGE", as each kept image (its other name), the messages
-// cut so that all of them fit:
+// line "INDEX: MESSAGE", as each image with a message (a kept image's other
+// name, a refused pin's reason), the messages cut so that all of them fit:
 //
 //	outcomes rraf
 //	3: removing registry.example/app:v1 via /run/...: rpc error: ...
 const summaryHeader = "outcomes "
 
-var letters = map[cri.Outcome]byte{cri.Removed: 'r', cri.AlreadyAbsent: 'a', cri.Failed: 'f', cri.Kept: 'k'}
+var letters = map[cri.Outcome]byte{cri.Removed: 'r', cri.AlreadyAbsent: 'a', cri.Failed: 'f', cri.Kept: 'k',
+	cri.Pinned: 'p', cri.Unpinned: 'u', cri.OverBudget: 'b', cri.Unsupported: 'x'}
 
 // Result is one image's removal outcome, and the runtime's message when it
 // failed. An empty Outcome means the summary does not say.
@@ -46,8 +47,8 @@ func FormatSummary(results []Result, limit int) string {
 			l = letters[cri.Failed]
 		}
 		b.WriteByte(l)
-		if l == letters[cri.Failed] || l == letters[cri.Kept] {
-			failed = append(failed, i) // a kept image's message names what kept it
+		if l == letters[cri.Failed] || r.Message != "" {
+			failed = append(failed, i) // a kept or refused image's message says why
 		}
 	}
 	// Share the bytes left among the failures, the shortest first, so a
