@@ -115,6 +115,9 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		NodeStatusMaxImages:  o.NodeStatusMaxImages,
 		PullRetryDeadline:    o.PullRetryDeadline,
 		PullRetryMaxBackoff:  o.PullRetryMaxBackoff,
+		Pinning:              o.ImagePinning,
+		PinBudgetPercent:     o.PinBudgetPercent,
+		ContainerdRoot:       o.ContainerdRoot,
 	}
 }
 

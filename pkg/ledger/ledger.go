@@ -57,13 +57,67 @@ type Ledger struct {
 	// Only those may the cache remove (a purge, or an update that drops
 	// them). It outlives operations, unlike the states.
 	owned map[string]map[string]bool
+	// pins holds, per node, the images the cache pinned there, or tried
+	// to and could not. It outlives operations and the spec: a pin stays
+	// recorded until the cache takes it away.
+	pins map[string]map[string]PinState
+}
+
+// PinState says whether the cache pinned an image on a node.
+type PinState uint8
+
+const (
+	// NotPinned: the cache has no pin of the image there.
+	NotPinned PinState = iota
+	// Pinned: the cache pinned the image there.
+	Pinned
+	// PinRefused: the node refused the pin (the disk budget, a runtime
+	// that cannot pin, a failure); status.unpinned says why. It is tried
+	// again in the next operation.
+	PinRefused
+)
+
+func (s PinState) String() string {
+	switch s {
+	case Pinned:
+		return "pinned"
+	case PinRefused:
+		return "refused"
+	}
+	return "not pinned"
 }
 
 // New returns an empty ledger of an epoch.
 func New(epoch int64) *Ledger {
 	return &Ledger{Epoch: epoch, states: map[string]map[string]State{}, tags: map[string]string{},
-		owned: map[string]map[string]bool{}}
+		owned: map[string]map[string]bool{}, pins: map[string]map[string]PinState{}}
 }
+
+// Pin returns the cache's pin state of an image on a node.
+func (l *Ledger) Pin(node, image string) PinState { return l.pins[node][image] }
+
+// SetPin records the cache's pin state of an image on a node.
+func (l *Ledger) SetPin(node, image string, s PinState) {
+	m := l.pins[node]
+	if s == NotPinned {
+		delete(m, image)
+		if len(m) == 0 {
+			delete(l.pins, node)
+		}
+		return
+	}
+	if m == nil {
+		m = map[string]PinState{}
+		l.pins[node] = m
+	}
+	m[image] = s
+}
+
+// PinNodes lists, in name order, the nodes with pin states.
+func (l *Ledger) PinNodes() []string { return sortedKeys(l.pins) }
+
+// PinsOn lists, in order, the images with a pin state on a node.
+func (l *Ledger) PinsOn(node string) []string { return sortedKeys(l.pins[node]) }
 
 // Get returns the state of an image (normalised) on a node.
 func (l *Ledger) Get(node, image string) State { return l.states[node][image] }
@@ -146,7 +200,7 @@ func (l *Ledger) ForgetReplaced(nodes map[string]*corev1.Node) []string {
 	var replaced []string
 	for name, old := range l.tags {
 		n := nodes[name]
-		if _, recorded := l.states[name]; n == nil || (!recorded && len(l.owned[name]) == 0) {
+		if _, recorded := l.states[name]; n == nil || (!recorded && len(l.owned[name]) == 0 && len(l.pins[name]) == 0) {
 			continue
 		}
 		// A node with owned images only (a new operation's ledger before
@@ -155,6 +209,7 @@ func (l *Ledger) ForgetReplaced(nodes map[string]*corev1.Node) []string {
 		if tag := UIDTag(n); old != "" && tag != "" && old != tag {
 			delete(l.states, name)
 			delete(l.owned, name)
+			delete(l.pins, name)
 			replaced = append(replaced, name)
 		}
 	}
@@ -168,7 +223,7 @@ func (l *Ledger) ForgetReplaced(nodes map[string]*corev1.Node) []string {
 }
 
 // KeepOnly drops every entry, state and ownership, that is not a wanted
-// (node, image) pair.
+// (node, image) pair. Pins stay: only taking a pin away ends its record.
 func (l *Ledger) KeepOnly(wanted func(node, image string) bool) {
 	for node, m := range l.states {
 		for img := range m {
@@ -191,7 +246,8 @@ func (l *Ledger) KeepOnly(wanted func(node, image string) bool) {
 
 // Fresh returns a ledger of the given epoch with no states, that keeps what
 // this one knows beyond an operation: when the cache last removed images,
-// and which images its own pulls brought onto which node.
+// which images its own pulls brought onto which node, and which it pinned
+// (the refused pins are tried again).
 func (l *Ledger) Fresh(epoch int64) *Ledger {
 	out := New(epoch)
 	out.RemovedAt = l.RemovedAt
@@ -200,8 +256,15 @@ func (l *Ledger) Fresh(epoch int64) *Ledger {
 			out.SetOwned(node, img, true)
 		}
 	}
+	for node, m := range l.pins {
+		for img, s := range m {
+			if s == Pinned {
+				out.SetPin(node, img, Pinned)
+			}
+		}
+	}
 	for node, t := range l.tags {
-		if len(out.owned[node]) > 0 {
+		if len(out.owned[node]) > 0 || len(out.pins[node]) > 0 {
 			out.tags[node] = t
 		}
 	}
@@ -258,6 +321,13 @@ func Decode(l *v1alpha2.PullLedger) *Ledger {
 		}
 		if m := decodeOwned(table, e.owned); len(m) > 0 {
 			out.owned[node] = m
+		}
+	}
+	for node, enc := range l.Pins {
+		for img, s := range decodeStates(table, enc) {
+			if s == State(Pinned) || s == State(PinRefused) {
+				out.SetPin(node, img, PinState(s))
+			}
 		}
 	}
 	return out
@@ -336,6 +406,11 @@ func (l *Ledger) Encode() *v1alpha2.PullLedger {
 			index[img] = 0
 		}
 	}
+	for _, m := range l.pins {
+		for img := range m {
+			index[img] = 0
+		}
+	}
 	images := make([]string, 0, len(index))
 	for img := range index {
 		images = append(images, img)
@@ -345,8 +420,19 @@ func (l *Ledger) Encode() *v1alpha2.PullLedger {
 		index[img] = i
 	}
 	out := &v1alpha2.PullLedger{Epoch: l.Epoch, Images: images, RemovedAt: l.RemovedAt}
-	if len(l.states)+len(l.owned) > 0 {
+	if len(l.states)+len(l.owned)+len(l.pins) > 0 {
 		out.Nodes = make(map[string]string, len(l.states))
+	}
+	if len(l.pins) > 0 {
+		out.Pins = make(map[string]string, len(l.pins))
+	}
+	for node, m := range l.pins {
+		bits := make([]byte, (len(images)+3)/4)
+		for img, s := range m {
+			i := index[img]
+			bits[i/4] |= byte(s) << (2 * (i % 4))
+		}
+		out.Pins[node] = base64.RawStdEncoding.EncodeToString(bits)
 	}
 	for _, node := range l.nodes() {
 		bits := make([]byte, (len(images)+3)/4)
@@ -374,13 +460,16 @@ func (l *Ledger) Encode() *v1alpha2.PullLedger {
 	return out
 }
 
-// nodes lists the nodes that have states or owned images.
+// nodes lists the nodes that have states, owned images or pins.
 func (l *Ledger) nodes() []string {
 	seen := make(map[string]bool, len(l.states)+len(l.owned))
 	for n := range l.states {
 		seen[n] = true
 	}
 	for n := range l.owned {
+		seen[n] = true
+	}
+	for n := range l.pins {
 		seen[n] = true
 	}
 	return sortedKeys(seen)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -477,4 +478,62 @@ func splitLines(s string) []string {
 		}
 	}
 	return append(out, s[start:])
+}
+
+// TestPins: pins round-trip through the status form, on nodes with states
+// and on nodes with pins only; they outlive KeepOnly (only taking a pin
+// away ends its record) and a fresh operation, which drops the refused ones
+// to try them again; a replaced node's pins go with it.
+func TestPins(t *testing.T) {
+	l := New(100)
+	l.Set("n1", imgA, Pulled)
+	l.SetPin("n1", imgA, Pinned)
+	l.SetPin("n1", imgB, PinRefused)
+	l.SetPin("n2", imgC, Pinned) // a node with pins only
+	node := func(name, uid string) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}}
+	}
+	l.ForgetReplaced(map[string]*corev1.Node{"n1": node("n1", "11111111-x"), "n2": node("n2", "22222222-x")})
+
+	enc := l.Encode()
+	if len(enc.Pins) != 2 || !strings.HasSuffix(enc.Nodes["n2"], ".22222222") {
+		t.Errorf("encoded: pins %v, nodes %v; want pins of two nodes and n2's tag", enc.Pins, enc.Nodes)
+	}
+	got := Decode(enc)
+	for _, c := range []struct {
+		node, image string
+		want        PinState
+	}{{"n1", imgA, Pinned}, {"n1", imgB, PinRefused}, {"n2", imgC, Pinned}, {"n2", imgA, NotPinned}} {
+		if s := got.Pin(c.node, c.image); s != c.want {
+			t.Errorf("decoded pin of %s on %s: %v, want %v", c.image, c.node, s, c.want)
+		}
+	}
+	if diff := cmp.Diff(enc, got.Encode()); diff != "" {
+		t.Errorf("encode(decode(x)) != x (-before +after):\n%s", diff)
+	}
+
+	got.KeepOnly(func(string, string) bool { return false })
+	if got.Pin("n1", imgA) != Pinned || got.Pin("n2", imgC) != Pinned {
+		t.Errorf("KeepOnly dropped pins: %v", got.pins)
+	}
+	fresh := got.Fresh(200)
+	if fresh.Pin("n1", imgA) != Pinned || fresh.Pin("n1", imgB) != NotPinned || fresh.Pin("n2", imgC) != Pinned {
+		t.Errorf("fresh ledger's pins: %v; want the pinned ones, not the refused", fresh.pins)
+	}
+	if fresh.Tag("n2") != "22222222" {
+		t.Errorf("fresh ledger lost the tag of a node with pins only")
+	}
+	fresh.ForgetReplaced(map[string]*corev1.Node{"n1": node("n1", "11111111-x"), "n2": node("n2", "33333333-x")})
+	if fresh.Pin("n2", imgC) != NotPinned || fresh.Pin("n1", imgA) != Pinned {
+		t.Errorf("after n2 was replaced: %v; want n2's pins gone, n1's kept", fresh.pins)
+	}
+	fresh.SetPin("n1", imgA, NotPinned)
+	if e := fresh.Encode(); len(e.Pins) != 0 || e.Pins != nil {
+		t.Errorf("no pins left, encoded %v", e.Pins)
+	}
+	// A damaged pins entry pins nothing.
+	enc.Pins["n1"] = "!!"
+	if d := Decode(enc); d.Pin("n1", imgA) != NotPinned || d.Pin("n2", imgC) != Pinned {
+		t.Errorf("damaged entry: %v", d.pins)
+	}
 }

@@ -28,3 +28,16 @@ func EstimateSize(nodes iter.Seq[string], images iter.Seq[string]) int {
 
 // ledgerOverhead bounds the bytes of the ledger's own fields and braces.
 const ledgerOverhead = 128
+
+// EstimatePinsSize is an upper bound of the bytes a pinning cache's ledger
+// adds for its pins (status.ledger.pins): per node, two bits per image of a
+// table of the given length, in base64, with its name twice (the map's key
+// and managedFields).
+func EstimatePinsSize(nodes iter.Seq[string], table int) int {
+	size := 0
+	pins := ((table+3)/4*4 + 2) / 3
+	for name := range nodes {
+		size += len(name) + pins + len(`"":"",`) + len(name) + len(ManagedFieldsEntry)
+	}
+	return size
+}

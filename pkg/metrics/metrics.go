@@ -30,6 +30,13 @@ const (
 	ResultFailed         = "failed"
 )
 
+// Pin results, the values of the "result" label of PinsTotal.
+const (
+	PinPinned   = "pinned"
+	PinUnpinned = "unpinned"
+	PinRefused  = "refused"
+)
+
 var (
 	// Registry holds every metric the controller serves.
 	Registry = prometheus.NewRegistry()
@@ -84,13 +91,25 @@ var (
 		Help: "(node, image) pulls that failed for a reason that may pass (a registry or network down, slow or busy), to be tried again.",
 	})
 
+	// ImagesGoneTotal counts the cached images found gone from their nodes.
+	ImagesGoneTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "image_evictions_total",
+		Help: "(node, image) pairs a cache had on the node that were found gone from it (the kubelet's image garbage collection, or someone, removed the image), pulled again at once.",
+	})
+
+	// PinsTotal counts the pin and unpin outcomes, by result.
+	PinsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "pins_total",
+		Help: "(node, image) pins and unpins of caches with spec.pin, by result: pinned, unpinned, refused (over the disk budget, a runtime that cannot pin, a failure).",
+	}, []string{"result"})
+
 	// buildInfo says which build runs: always 1.
 	buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help: "The build of kube-fledged that runs: its version, VCS revision and Go version; always 1.",
 	}, []string{"version", "revision", "goversion"})
 
-	// JobsCreatedTotal counts pull Jobs created.
+	// JobsCreatedTotal counts the Jobs created.
 	JobsCreatedTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "jobs_created_total", Help: "Pull Jobs created.",
 	})
@@ -112,6 +131,7 @@ func Register() {
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
+			ImagesGoneTotal, PinsTotal,
 			buildInfo, Leader,
 		)
 		for _, r := range []string{WarmupWarmed, WarmupTimedOut} {
@@ -119,6 +139,9 @@ func Register() {
 		}
 		for _, r := range []string{ResultPulled, ResultFailed} {
 			ImagePullSeconds.WithLabelValues(r)
+		}
+		for _, r := range []string{PinPinned, PinUnpinned, PinRefused} {
+			PinsTotal.WithLabelValues(r)
 		}
 		v := version.Get()
 		buildInfo.WithLabelValues(v.Version, v.Revision, v.GoVersion).Set(1)

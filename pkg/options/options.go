@@ -72,6 +72,12 @@ type Options struct {
 	// PullRetryMaxBackoff the longest wait between two tries.
 	PullRetryDeadline   time.Duration
 	PullRetryMaxBackoff time.Duration
+	// ImagePinning lets caches pin their images (spec.pin); PinBudgetPercent
+	// bounds the share of a node's image filesystem the pinned images may
+	// take, on the filesystem of ContainerdRoot.
+	ImagePinning     bool
+	PinBudgetPercent int
+	ContainerdRoot   string
 	// JobTolerations are the pull and delete pods' tolerations beyond the
 	// defaults (puller.ParseTolerations).
 	JobTolerations []string
@@ -127,6 +133,9 @@ func New() *Options {
 		NodeStatusMaxImages:         50,
 		PullRetryDeadline:           time.Hour,
 		PullRetryMaxBackoff:         5 * time.Minute,
+		ImagePinning:                true,
+		PinBudgetPercent:            50,
+		ContainerdRoot:              "/var/lib/containerd",
 		HelperImageArchitectures:    []string{"amd64", "arm64"},
 		JobContainerRequests:        "cpu=10m,memory=16Mi",
 		JobContainerLimits:          "memory=64Mi",
@@ -173,6 +182,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeStartupTaint, "node-startup-taint", o.NodeStartupTaint, "Key of a NoSchedule taint that nodes join with (kubelet --register-with-taints, Karpenter startupTaints); the controller removes it once every cache matching the node has settled its pulls there. Empty: off.")
 	fs.DurationVar(&o.NodeStartupTaintTimeout, "node-startup-taint-timeout", o.NodeStartupTaintTimeout, "The longest a node is held by --node-startup-taint, counted while the controller runs; then the taint is removed anyway, with a Warning event naming what was pending.")
 	fs.IntVar(&o.NodeStatusMaxImages, "node-status-max-images", o.NodeStatusMaxImages, "The most images the kubelets list in a node's status (their nodeStatusMaxImages; -1: all). Only on a node that lists fewer does a kubelet of 1.33 or later prove, by pulling, that an image was not there, so that a purge may remove it; set it to the kubelets' value, or lower.")
+	fs.BoolVar(&o.ImagePinning, "image-pinning", o.ImagePinning, "Let caches with spec.pin pin their images against the kubelet's image garbage collection (containerd only). false: no cache pins, and the pins the caches hold are taken away.")
+	fs.IntVar(&o.PinBudgetPercent, "pin-budget-percent", o.PinBudgetPercent, "The most percent of a node's image filesystem the pinned images (whoever pinned them, by the runtime's own measure of their size) may take; a pin past it is refused with PinBudgetExceeded, and the image stays cached, unpinned. 0: no budget. Past the kubelet's eviction threshold, pinned images make it evict pods instead.")
+	fs.StringVar(&o.ContainerdRoot, "containerd-root", o.ContainerdRoot, "containerd's root folder on the nodes, whose filesystem the pin budget is a share of; the pin Jobs mount it read-only.")
 	fs.StringSliceVar(&o.JobTolerations, "job-tolerations", o.JobTolerations, "Tolerations of the pull and delete pods beyond a DaemonSet's (not-ready and unreachable; disk-, memory- and PID-pressure NoSchedule) and the --node-startup-taint: KEY[=VALUE][:EFFECT], or * for every taint. A node with a NoSchedule or NoExecute taint they do not tolerate is skipped until the taint goes; a cordoned node, or one whose network is not ready, is skipped whatever they tolerate.")
 	fs.StringSliceVar(&o.HelperImageArchitectures, "helper-image-architectures", o.HelperImageArchitectures, "The kubernetes.io/arch values the helper image has; nodes of other architectures, and nodes not of kubernetes.io/os linux, are skipped. Empty: any architecture.")
 	fs.StringVar(&o.JobContainerRequests, "job-container-requests", o.JobContainerRequests, "Resource requests of every container of the pull and delete pods, NAME=QUANTITY,...; a pull Job of N images requests N times as much, from the namespace's quota.")
@@ -308,6 +320,12 @@ func (o *Options) Validate() error {
 		if addr != "0" && addr != "" && !strings.Contains(addr, ":") {
 			errs = append(errs, fmt.Errorf("%s must be host:port, :port or 0, got %q", flagName, addr))
 		}
+	}
+	if o.PinBudgetPercent < 0 || o.PinBudgetPercent > 100 {
+		errs = append(errs, fmt.Errorf("--pin-budget-percent must be from 0 to 100, got %d", o.PinBudgetPercent))
+	}
+	if !strings.HasPrefix(o.ContainerdRoot, "/") {
+		errs = append(errs, fmt.Errorf("--containerd-root must be an absolute path, got %q", o.ContainerdRoot))
 	}
 	if o.CRISocketPath != "" && !strings.HasPrefix(strings.TrimPrefix(o.CRISocketPath, "unix://"), "/") {
 		errs = append(errs, fmt.Errorf("--cri-socket-path must be an absolute path, got %q", o.CRISocketPath))

@@ -412,7 +412,9 @@ func pinnedBy(labels map[string]string) []string {
 	return out
 }
 
-func failed(err error) remover.Result { return remover.Result{Outcome: cri.Failed, Message: err.Error()} }
+func failed(err error) remover.Result {
+	return remover.Result{Outcome: cri.Failed, Message: err.Error()}
+}
 
 func dedupe(in []string) []string {
 	sort.Strings(in)

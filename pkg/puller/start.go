@@ -97,7 +97,7 @@ func whyNotStarted(pod *corev1.Pod, d time.Duration) Result {
 // when it decided the outcome; otherwise, while the pod has not started, it
 // asks for a look at the deadline.
 func checkStart(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time, out *Outcome) bool {
-	if cfg.StartDeadline <= 0 || podStarted(pod, !IsDeleteJob(job)) {
+	if cfg.StartDeadline <= 0 || podStarted(pod, !IsDeleteJob(job) && !IsPinJob(job)) {
 		return false
 	}
 	at := job.CreationTimestamp.Add(cfg.StartDeadline)

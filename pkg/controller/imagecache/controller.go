@@ -81,6 +81,14 @@ type Config struct {
 	// (retry.go).
 	PullRetryDeadline   time.Duration
 	PullRetryMaxBackoff time.Duration
+	// Pinning lets caches pin their images (spec.pin); off, the pins the
+	// caches hold are taken away.
+	Pinning bool
+	// PinBudgetPercent is the most percent of a node's image filesystem
+	// the pinned images may take (0: no budget), and ContainerdRoot the
+	// folder on the nodes whose filesystem that is (containerd's root).
+	PinBudgetPercent int
+	ContainerdRoot   string
 }
 
 // NodeFilter says which nodes the pull pods of this configuration can run
@@ -316,7 +324,7 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 	}
 	if deleted || job.DeletionTimestamp != nil {
 		c.expectations.ObservedDelete(job.UID)
-		if !puller.IsDeleteJob(job) {
+		if puller.IsPullJob(job) {
 			c.releaseIfIdle(job.Namespace)
 		}
 	}

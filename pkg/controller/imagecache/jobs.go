@@ -42,6 +42,12 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 			}
 			continue
 		}
+		if puller.IsPinJob(job) {
+			if err := c.readPinJob(ctx, s, job); err != nil {
+				return err
+			}
+			continue
+		}
 		if !s.op.claims(job) || predatesNode(job, s.nodes) {
 			if s.started != "" {
 				// The pass that starts an operation only records its
@@ -313,7 +319,7 @@ func (c *Controller) jobsOf(ic *v1alpha2.ImageCache) ([]*batchv1.Job, error) {
 			continue
 		}
 		owned := job.Namespace == ic.Namespace && metav1.IsControlledBy(job, ic)
-		// A delete Job runs in the controller's namespace, and names its cache.
+		// A delete or pin Job runs in the controller's namespace, and names its cache.
 		named := job.Namespace == c.cfg.Puller.DeleteNamespace && job.Annotations[puller.AnnotationCacheNamespace] != ""
 		if owned || named {
 			jobs = append(jobs, job)

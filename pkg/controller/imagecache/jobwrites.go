@@ -34,9 +34,14 @@ type newJob struct {
 	// refuses to create the Job, with its message.
 	refused func(message string)
 	// removals counts the removals of images dropped from the spec that
-	// the Job does or, refused, gives up.
+	// the Job does or, refused, gives up; pins its pins or unpins.
 	removals int
+	pins     int
 }
+
+// givenUp counts the removals and the pins of the Jobs the API server
+// refused: they are settled, with a failure.
+type givenUp struct{ removals, pins int }
 
 // forNodes calls build for each node of the plan that can take a Job now,
 // in name order, and collects the Jobs it returns.
@@ -63,8 +68,8 @@ const maxParallelWrites = 32
 // refuses (isRefusal) fails its pairs with the server's message, and the
 // others go on; any other error (a quota among them) stops the creates and
 // is returned, to be retried with backoff. The slots of the Jobs not created
-// are given back. It returns the removals the refused Jobs gave up.
-func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) (int, error) {
+// are given back. It returns the removals and pins the refused Jobs gave up.
+func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) (givenUp, error) {
 	logger := klog.FromContext(ctx)
 	created := make([]bool, len(jobs))
 	refusals := make([]error, len(jobs))
@@ -127,18 +132,19 @@ func isQuota(err error) bool {
 const reasonQuotaExceeded = "QuotaExceeded"
 
 // recordRefusals fails the pairs of each refused Job with the API server's
-// message, and says so in a Warning event. It returns the removals the
-// refused Jobs gave up.
-func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJob, refusals []error) int {
+// message, and says so in a Warning event. It returns the removals and
+// pins the refused Jobs gave up.
+func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJob, refusals []error) givenUp {
 	var nodes []string
 	var first error
-	givenUp := 0
+	var given givenUp
 	for i, err := range refusals {
 		if err == nil {
 			continue
 		}
 		jobs[i].refused(err.Error())
-		givenUp += jobs[i].removals
+		given.removals += jobs[i].removals
+		given.pins += jobs[i].pins
 		nodes = append(nodes, jobs[i].node)
 		if first == nil {
 			first = err
@@ -146,11 +152,11 @@ func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJ
 		klog.FromContext(ctx).Info("The API server refused a Job", "job", klog.KObj(jobs[i].job), "node", jobs[i].node, "err", err)
 	}
 	if len(nodes) == 0 {
-		return 0
+		return given
 	}
 	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonJobRejected,
 		"The API server refused the Jobs for %d %s (%s): %v", len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3), first)
-	return givenUp
+	return given
 }
 
 // deleteFinishedJobs deletes a complete operation's Jobs, unless they are to
@@ -223,11 +229,7 @@ func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
 		return fmt.Errorf("deleting job %s: %w", job.Name, err)
 	}
 	c.expectations.ExpectDelete(job.UID)
-	kind := "pull"
-	if puller.IsDeleteJob(job) {
-		kind = "delete"
-	}
-	klog.FromContext(ctx).V(2).Info("Deleted "+kind+" Job", "job", klog.KObj(job))
+	klog.FromContext(ctx).V(2).Info("Deleted Job", "job", klog.KObj(job), "component", job.Labels[puller.LabelComponent])
 	return nil
 }
 

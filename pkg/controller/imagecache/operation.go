@@ -68,6 +68,9 @@ type jobsToCreate struct {
 	// removals counts the (node, image) removals of images dropped from
 	// the spec still to do: the operation is not complete before they are.
 	removals int
+	// pins counts the pins and unpins still to do (pinJobs), which hold
+	// the operation too.
+	pins int
 }
 
 // hold says whether a node must not get a new Job now: one of the cache's

@@ -107,6 +107,7 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 			message.Plural(len(replaced), "node was", "nodes were"), message.ListSome(replaced, 3))
 	}
 	s.failures = newFailureSet(s.st.Failures, s.plan, s.led)
+	s.unpinned = newUnpinnedSet(s.st.Unpinned, s.led)
 	return nil
 }
 

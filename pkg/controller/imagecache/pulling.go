@@ -219,7 +219,7 @@ func (c *Controller) releaseIfIdle(ns string) {
 		return
 	}
 	for _, o := range objs {
-		if job, ok := o.(*batchv1.Job); ok && !puller.IsDeleteJob(job) && job.DeletionTimestamp == nil {
+		if job, ok := o.(*batchv1.Job); ok && puller.IsPullJob(job) && job.DeletionTimestamp == nil {
 			return
 		}
 	}

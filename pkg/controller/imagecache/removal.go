@@ -73,7 +73,7 @@ func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) (job *newJob
 			batch = append(batch, wi.image)
 		}
 	}
-	if len(batch) == 0 || hold {
+	if len(batch) == 0 || hold || pinnedAmong(s, r) {
 		return nil, false
 	}
 	socket, err := c.socketFor(r)

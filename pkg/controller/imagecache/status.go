@@ -35,9 +35,10 @@ type computedStatus struct {
 
 // computeStatus works out the status from the plan, the ledger, the
 // failures and the removals still to do, on the pass's copy of the status.
-func (c *Controller) computeStatus(s *syncCtx, removals int) computedStatus {
+func (c *Controller) computeStatus(s *syncCtx, removals, pins int) computedStatus {
 	counts := countPulls(s.plan, s.led)
 	counts.removals = removals
+	counts.pins = pins
 	counts.retry = summarizeRetries(s)
 	if _, ok := s.op.(*pullOp); ok {
 		pruneDigests(s.st, s.plan)
@@ -51,8 +52,12 @@ func (c *Controller) computeStatus(s *syncCtx, removals int) computedStatus {
 	if len(s.st.Kept) == 0 {
 		s.st.Kept = nil
 	}
+	s.st.Unpinned, _ = s.unpinned.render(nil)
+	if len(s.st.Unpinned) == 0 {
+		s.st.Unpinned = nil
+	}
 	trimmed := fillStatus(s.ic, s.st, s.plan, s.led, s.failures, counts, s.now)
-	return computedStatus{status: s.st, complete: counts.Pending == 0 && removals == 0, trimmed: trimmed}
+	return computedStatus{status: s.st, complete: counts.Pending == 0 && removals == 0 && pins == 0, trimmed: trimmed}
 }
 
 // writeStatus writes the computed status when it changed. When the
@@ -201,6 +206,8 @@ type pullCounts struct {
 	// removals is the number of (node, image) removals of images dropped
 	// from the spec still to do.
 	removals int
+	// pins is the number of pins and unpins still to do.
+	pins int
 	// omitted is the number of failures left out of status.failures.
 	omitted int
 	// keptBy counts, by reason, the pairs a purge left on their nodes.
@@ -220,9 +227,15 @@ func countPulls(p *plan, led *ledger.Ledger) pullCounts {
 			switch led.Get(name, wi.key) {
 			case ledger.Pulled:
 				c.Succeeded++
+				if led.Pin(name, wi.key) == ledger.Pinned {
+					c.Pinned++
+				}
 			case ledger.Present:
 				c.Succeeded++
 				c.AlreadyPresent++
+				if led.Pin(name, wi.key) == ledger.Pinned {
+					c.Pinned++
+				}
 			case ledger.Failed:
 				c.Failed++
 				c.failedByImage[wi.image]++
@@ -259,7 +272,7 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan,
 	st.Failures, st.OmittedFailures = failures.render(counts.failedByImage)
 	trimmed := fitStatus(st)
 	counts.omitted = omittedTotal(st)
-	if counts.Pending == 0 && counts.removals == 0 {
+	if counts.Pending == 0 && counts.removals == 0 && counts.pins == 0 {
 		if st.Status == v1alpha2.ImageCacheActionStatusProcessing || st.Status == "" || st.CompletionTime == nil {
 			t := metav1.NewTime(now)
 			st.CompletionTime = &t
@@ -395,6 +408,9 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	case c.AlreadyPresent > 0:
 		fmt.Fprintf(&b, " (%d already present)", c.AlreadyPresent)
 	}
+	if c.Pinned > 0 {
+		fmt.Fprintf(&b, "; %d pinned", c.Pinned)
+	}
 	if c.moved > 0 {
 		fmt.Fprintf(&b, "; %d moved to a new digest (status.digests)", c.moved)
 	}
@@ -413,6 +429,9 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	if c.Skipped > 0 {
 		fmt.Fprintf(&b, "; %d skipped on %d %s %s", c.Skipped, c.skippedNodes, message.Plural(c.skippedNodes, "node", "nodes"),
 			skippedWhy(c.skippedBy))
+	}
+	if c.pins > 0 {
+		fmt.Fprintf(&b, "; %d %s to do", c.pins, message.Plural(c.pins, "pin or unpin", "pins and unpins"))
 	}
 	if c.removals > 0 {
 		fmt.Fprintf(&b, "; removing %d dropped from the spec", c.removals)

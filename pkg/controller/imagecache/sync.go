@@ -51,11 +51,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	s.op.settle()
 	c.throttle.unwait(s.key) // it asks anew for the slots it needs
 	todo := s.op.jobs()
+	c.pinJobs(s, &todo)
 	// A create that fails for a reason a retry may fix stops the creates,
 	// and the sync is retried with backoff; what this pass settled (the
 	// refused Jobs' failures among it) is written first all the same.
-	givenUp, createErr := c.createJobs(ctx, s, todo.jobs)
-	st := c.computeStatus(s, todo.removals-givenUp)
+	given, createErr := c.createJobs(ctx, s, todo.jobs)
+	st := c.computeStatus(s, todo.removals-given.removals, todo.pins-given.pins)
 	outcome = st.status.Reason + " " + string(st.status.Status)
 	if err := c.writeStatus(ctx, s, st); err != nil {
 		return 0, errors.Join(createErr, err)
@@ -68,6 +69,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 			createErr = errors.Join(createErr, c.deleteJobsDone(ctx, s))
 		}
 		return 0, createErr
+	}
+	if err := c.deletePinJobsDone(ctx, s); err != nil {
+		return 0, err
 	}
 	if err := c.deleteFinishedJobs(ctx, s, st.complete); err != nil {
 		return 0, err
@@ -116,6 +120,10 @@ type syncCtx struct {
 	// retries holds, by pairKey, the unsettled pairs whose pulls failed
 	// for a reason that may pass, to try again (retryLater).
 	retries map[string]*pairRetry
+	// unpinned holds the pins the nodes refused (status.unpinned), and
+	// pinJobsDone the pin and unpin Jobs read to their end this pass.
+	unpinned    failureSet
+	pinJobsDone []*batchv1.Job
 }
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to

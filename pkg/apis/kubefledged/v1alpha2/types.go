@@ -70,6 +70,21 @@ type ImageCacheSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic
 	ImagePullSecrets []ImagePullSecret `json:"imagePullSecrets,omitempty"`
+
+	// Pin keeps the cache's images on its nodes against the kubelet's
+	// image garbage collection, which otherwise removes the images no
+	// running container uses first when the disk fills: once a node's
+	// pulls settle, the controller pins them there (containerd 1.7 and
+	// later; a node whose runtime cannot pin is reported in
+	// status.unpinned, and its pulls still count), within the disk budget
+	// of --pin-budget-percent of the node's image filesystem. Pinned
+	// images stay while the node's disk fills: past the kubelet's
+	// eviction threshold it evicts pods instead. The pins go when an image
+	// leaves the spec, when pin is turned off, and when the cache is
+	// purged or deleted; a pin that something else set (the sandbox
+	// image, an operator's own) stays. Absent: false.
+	// +optional
+	Pin bool `json:"pin,omitempty"`
 }
 
 // CacheSpecImages is a list of images and the nodes to cache them on.
@@ -229,6 +244,15 @@ type ImageCacheStatus struct {
 	// most 100 nodes are listed per image and 500 in all.
 	// +optional
 	Kept map[string]NodeReasonMessageList `json:"kept,omitempty"`
+	// Unpinned maps an image of a pinning cache (spec.pin) to the nodes
+	// where it is cached but could not be pinned, and why:
+	// PinBudgetExceeded (pinning it would take the node's pinned images
+	// past the budget; the message has the sizes), PinUnsupported (the
+	// node's runtime cannot pin images) or PinFailed. At most 100 nodes
+	// are listed per image and 500 in all. The pins are tried again in the
+	// next operation (a refresh, an update).
+	// +optional
+	Unpinned map[string]NodeReasonMessageList `json:"unpinned,omitempty"`
 	// StartTime is when the latest operation started.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
@@ -284,6 +308,12 @@ type PullLedger struct {
 	// may remove from it.
 	// +optional
 	Nodes map[string]string `json:"nodes,omitempty"`
+	// Pins maps a node name to the cache's pins there: two bits per image
+	// in the order of Images (0 none, 1 pinned, 2 refused), packed four to
+	// a byte, base64 encoded. A pin stays recorded until the cache takes
+	// it away, whatever the spec says since.
+	// +optional
+	Pins map[string]string `json:"pins,omitempty"`
 	// RemovedAt is the Unix time this cache last removed images from nodes.
 	// For a while after it, the images a node reports may still list them,
 	// so they are pulled rather than taken as already present.
@@ -308,6 +338,10 @@ type PullCounts struct {
 	// Skipped is the number of pairs on nodes that cannot take a pull now
 	// (not Ready, or being deleted); they are pulled when the node is Ready.
 	Skipped int32 `json:"skipped"`
+	// Pinned is the part of Succeeded that the cache pinned against the
+	// kubelet's image garbage collection (spec.pin).
+	// +optional
+	Pinned int32 `json:"pinned,omitempty"`
 }
 
 // ImageDigest is the digest an image's tag resolved to, and whether it moved.

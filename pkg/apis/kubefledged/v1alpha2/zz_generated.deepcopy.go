@@ -188,6 +188,21 @@ func (in *ImageCacheStatus) DeepCopyInto(out *ImageCacheStatus) {
 			(*out)[key] = outVal
 		}
 	}
+	if in.Unpinned != nil {
+		in, out := &in.Unpinned, &out.Unpinned
+		*out = make(map[string]NodeReasonMessageList, len(*in))
+		for key, val := range *in {
+			var outVal []NodeReasonMessage
+			if val == nil {
+				(*out)[key] = nil
+			} else {
+				in, out := &val, &outVal
+				*out = make(NodeReasonMessageList, len(*in))
+				copy(*out, *in)
+			}
+			(*out)[key] = outVal
+		}
+	}
 	if in.StartTime != nil {
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()
@@ -328,6 +343,13 @@ func (in *PullLedger) DeepCopyInto(out *PullLedger) {
 	}
 	if in.Nodes != nil {
 		in, out := &in.Nodes, &out.Nodes
+		*out = make(map[string]string, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
+	if in.Pins != nil {
+		in, out := &in.Pins, &out.Pins
 		*out = make(map[string]string, len(*in))
 		for key, val := range *in {
 			(*out)[key] = val

@@ -28,6 +28,19 @@ type ImageCacheSpecApplyConfiguration struct {
 	// ImagePullSecrets are Secrets in the ImageCache's namespace used to pull
 	// the images, as in a Pod's imagePullSecrets.
 	ImagePullSecrets []ImagePullSecretApplyConfiguration `json:"imagePullSecrets,omitempty"`
+	// Pin keeps the cache's images on its nodes against the kubelet's
+	// image garbage collection, which otherwise removes the images no
+	// running container uses first when the disk fills: once a node's
+	// pulls settle, the controller pins them there (containerd 1.7 and
+	// later; a node whose runtime cannot pin is reported in
+	// status.unpinned, and its pulls still count), within the disk budget
+	// of --pin-budget-percent of the node's image filesystem. Pinned
+	// images stay while the node's disk fills: past the kubelet's
+	// eviction threshold it evicts pods instead. The pins go when an image
+	// leaves the spec, when pin is turned off, and when the cache is
+	// purged or deleted; a pin that something else set (the sandbox
+	// image, an operator's own) stays. Absent: false.
+	Pin *bool `json:"pin,omitempty"`
 }
 
 // ImageCacheSpecApplyConfiguration constructs a declarative configuration of the ImageCacheSpec type for use with
@@ -59,5 +72,13 @@ func (b *ImageCacheSpecApplyConfiguration) WithImagePullSecrets(values ...*Image
 		}
 		b.ImagePullSecrets = append(b.ImagePullSecrets, *values[i])
 	}
+	return b
+}
+
+// WithPin sets the Pin field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Pin field is set to the value of the last call.
+func (b *ImageCacheSpecApplyConfiguration) WithPin(value bool) *ImageCacheSpecApplyConfiguration {
+	b.Pin = &value
 	return b
 }

@@ -51,6 +51,14 @@ type ImageCacheStatusApplyConfiguration struct {
 	// bring it there: it was there before, or that could not be shown). At
 	// most 100 nodes are listed per image and 500 in all.
 	Kept map[string]kubefledgedv1alpha2.NodeReasonMessageList `json:"kept,omitempty"`
+	// Unpinned maps an image of a pinning cache (spec.pin) to the nodes
+	// where it is cached but could not be pinned, and why:
+	// PinBudgetExceeded (pinning it would take the node's pinned images
+	// past the budget; the message has the sizes), PinUnsupported (the
+	// node's runtime cannot pin images) or PinFailed. At most 100 nodes
+	// are listed per image and 500 in all. The pins are tried again in the
+	// next operation (a refresh, an update).
+	Unpinned map[string]kubefledgedv1alpha2.NodeReasonMessageList `json:"unpinned,omitempty"`
 	// StartTime is when the latest operation started.
 	StartTime *v1.Time `json:"startTime,omitempty"`
 	// CompletionTime is when the latest operation finished.
@@ -143,6 +151,20 @@ func (b *ImageCacheStatusApplyConfiguration) WithKept(entries map[string]kubefle
 	}
 	for k, v := range entries {
 		b.Kept[k] = v
+	}
+	return b
+}
+
+// WithUnpinned puts the entries into the Unpinned field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, the entries provided by each call will be put on the Unpinned field,
+// overwriting an existing map entries in Unpinned field with the same key.
+func (b *ImageCacheStatusApplyConfiguration) WithUnpinned(entries map[string]kubefledgedv1alpha2.NodeReasonMessageList) *ImageCacheStatusApplyConfiguration {
+	if b.Unpinned == nil && len(entries) > 0 {
+		b.Unpinned = make(map[string]kubefledgedv1alpha2.NodeReasonMessageList, len(entries))
+	}
+	for k, v := range entries {
+		b.Unpinned[k] = v
 	}
 	return b
 }

@@ -37,6 +37,9 @@ type PullCountsApplyConfiguration struct {
 	// Skipped is the number of pairs on nodes that cannot take a pull now
 	// (not Ready, or being deleted); they are pulled when the node is Ready.
 	Skipped *int32 `json:"skipped,omitempty"`
+	// Pinned is the part of Succeeded that the cache pinned against the
+	// kubelet's image garbage collection (spec.pin).
+	Pinned *int32 `json:"pinned,omitempty"`
 }
 
 // PullCountsApplyConfiguration constructs a declarative configuration of the PullCounts type for use with
@@ -90,5 +93,13 @@ func (b *PullCountsApplyConfiguration) WithPending(value int32) *PullCountsApply
 // If called multiple times, the Skipped field is set to the value of the last call.
 func (b *PullCountsApplyConfiguration) WithSkipped(value int32) *PullCountsApplyConfiguration {
 	b.Skipped = &value
+	return b
+}
+
+// WithPinned sets the Pinned field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Pinned field is set to the value of the last call.
+func (b *PullCountsApplyConfiguration) WithPinned(value int32) *PullCountsApplyConfiguration {
+	b.Pinned = &value
 	return b
 }

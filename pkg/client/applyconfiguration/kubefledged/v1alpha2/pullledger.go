@@ -39,6 +39,11 @@ type PullLedgerApplyConfiguration struct {
 	// pulled them, so they were not there before): the only ones this cache
 	// may remove from it.
 	Nodes map[string]string `json:"nodes,omitempty"`
+	// Pins maps a node name to the cache's pins there: two bits per image
+	// in the order of Images (0 none, 1 pinned, 2 refused), packed four to
+	// a byte, base64 encoded. A pin stays recorded until the cache takes
+	// it away, whatever the spec says since.
+	Pins map[string]string `json:"pins,omitempty"`
 	// RemovedAt is the Unix time this cache last removed images from nodes.
 	// For a while after it, the images a node reports may still list them,
 	// so they are pulled rather than taken as already present.
@@ -79,6 +84,20 @@ func (b *PullLedgerApplyConfiguration) WithNodes(entries map[string]string) *Pul
 	}
 	for k, v := range entries {
 		b.Nodes[k] = v
+	}
+	return b
+}
+
+// WithPins puts the entries into the Pins field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, the entries provided by each call will be put on the Pins field,
+// overwriting an existing map entries in Pins field with the same key.
+func (b *PullLedgerApplyConfiguration) WithPins(entries map[string]string) *PullLedgerApplyConfiguration {
+	if b.Pins == nil && len(entries) > 0 {
+		b.Pins = make(map[string]string, len(entries))
+	}
+	for k, v := range entries {
+		b.Pins[k] = v
 	}
 	return b
 }

@@ -1,0 +1,267 @@
+package imagecache
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// Pinning (spec.pin) keeps a cache's images on its nodes against the
+// kubelet's image garbage collection. Once a node's pulls settle, a pin Job
+// in the controller's namespace pins the pairs pulled or found present
+// there; the ledger records each pin (status.ledger.pins), which outlives
+// operations and the spec, so that the cache takes away exactly the pins it
+// set: an unpin Job runs where an image left the spec, where the node no
+// longer matches, when pin is turned off (or pinning off for the
+// controller), before a purge removes anything from the node, and when the
+// cache is deleted (finalize). A delete Job never removes an image the cache
+// still has pinned there: it waits for the unpin.
+
+// reasonUnpinFailed is the failure of an unpin the controller gave up: the
+// image may stay pinned on the node.
+const reasonUnpinFailed = "UnpinFailed"
+
+// pinning says whether the cache wants its images pinned now.
+func (c *Controller) pinning(s *syncCtx) bool {
+	_, pulls := s.op.(*pullOp)
+	return c.cfg.Pinning && s.ic.Spec.Pin && pulls && s.ic.DeletionTimestamp == nil
+}
+
+// readPinJob reads a pin or unpin Job into the ledger's pins, and marks it
+// to be deleted once the status records it. A pin the node refused is
+// tried again in the next operation; an image gone from the node is pulled
+// again; an unpin that failed is given up, with a failure.
+func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Job) error {
+	node := job.Annotations[puller.AnnotationNode]
+	if s.nodes[node] == nil || predatesNode(job, s.nodes) {
+		return c.dropJob(ctx, s, job)
+	}
+	out, err := puller.ReadPin(c.cfg.Puller, job, c.podOf(job), s.now)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
+		return c.dropJob(ctx, s, job)
+	}
+	if err := c.followJob(ctx, s, job, &out); err != nil {
+		return err
+	}
+	if !out.Finished {
+		return nil
+	}
+	s.pinJobsDone = append(s.pinJobsDone, job)
+	unpin := puller.IsUnpinJob(job)
+	for i, img := range out.Images {
+		key, err := images.Normalize(img)
+		if err != nil {
+			continue
+		}
+		r := out.Results[i]
+		switch {
+		case unpin && r.State == puller.Succeeded:
+			s.led.SetPin(node, key, ledger.NotPinned)
+			metrics.PinsTotal.WithLabelValues(metrics.PinUnpinned).Inc()
+		case unpin:
+			if s.led.Pin(node, key) == ledger.Pinned {
+				s.led.SetPin(node, key, ledger.NotPinned)
+				s.failures.add(img, node, reasonUnpinFailed, "the image may stay pinned on this node: "+r.Reason+": "+r.Message)
+			}
+		case r.State == puller.Succeeded:
+			s.led.SetPin(node, key, ledger.Pinned)
+			metrics.PinsTotal.WithLabelValues(metrics.PinPinned).Inc()
+		case r.Reason == puller.ReasonImageGone:
+			// Collected before the pin, or removed by someone: the
+			// next operation pulls it again.
+			metrics.ImagesGoneTotal.Inc()
+			fallthrough
+		default:
+			s.led.SetPin(node, key, ledger.PinRefused)
+			s.unpinned.add(s.displayOf(key, img), node, r.Reason, r.Message)
+			metrics.PinsTotal.WithLabelValues(metrics.PinRefused).Inc()
+		}
+	}
+	return nil
+}
+
+// displayOf is how the status spells an image: as the spec does, or as given.
+func (s *syncCtx) displayOf(key, fallback string) string {
+	if d, ok := s.plan.display[key]; ok {
+		return d
+	}
+	return fallback
+}
+
+// pinJobs returns the pin and unpin Jobs to create now, for the nodes that
+// no other Job of the cache holds, and counts the pins and unpins still to
+// do, which keep the operation under way.
+func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
+	pin := c.pinning(s)
+	planned := map[string]bool{}
+	for _, j := range todo.jobs {
+		planned[j.node] = true
+	}
+	nodes := map[string]bool{}
+	for _, n := range s.led.PinNodes() {
+		nodes[n] = true
+	}
+	if pin {
+		for n := range s.plan.nodes {
+			nodes[n] = true
+		}
+	}
+	for _, name := range sortedKeys(nodes) {
+		n := s.nodes[name]
+		if n == nil {
+			// The node is gone, and its pins with it.
+			for _, key := range s.led.PinsOn(name) {
+				s.led.SetPin(name, key, ledger.NotPinned)
+			}
+			continue
+		}
+		var unpins, pins []string
+		for _, key := range s.led.PinsOn(name) {
+			wanted := pin && s.plan.wants(name, key)
+			switch st := s.led.Pin(name, key); {
+			case st == ledger.Pinned && !wanted:
+				unpins = append(unpins, key)
+			case st == ledger.PinRefused && !wanted:
+				s.led.SetPin(name, key, ledger.NotPinned)
+			}
+		}
+		if w := s.plan.nodes[name]; pin && w != nil && w.skip == "" && nodeSettled(s, w) {
+			for _, wi := range w.images {
+				if st := s.led.Get(name, wi.key); (st == ledger.Pulled || st == ledger.Present) && s.led.Pin(name, wi.key) == ledger.NotPinned {
+					pins = append(pins, wi.key)
+				}
+			}
+		}
+		if len(unpins) == 0 && len(pins) == 0 {
+			continue
+		}
+		if reason := c.filter.SkipReason(n); reason != "" && len(pins) == 0 {
+			// An unpin waits for the node to take a pod again; it does
+			// not hold the operation meanwhile.
+			continue
+		}
+		todo.pins += len(unpins) + len(pins)
+		if len(unpins) > 0 {
+			c.pinJob(s, todo, n, unpins, true, planned[name])
+		} else if !c.refuseUnsupported(s, n, pins) {
+			c.pinJob(s, todo, n, pins, false, planned[name])
+		} else {
+			todo.pins -= len(pins)
+		}
+	}
+}
+
+// nodeSettled says whether a node's pulls of the operation are all settled.
+func nodeSettled(s *syncCtx, w *nodeWant) bool {
+	for _, wi := range w.images {
+		if s.led.Get(w.node.Name, wi.key) == ledger.Unsettled {
+			return false
+		}
+	}
+	return true
+}
+
+// refuseUnsupported settles as refused the pins of a node whose runtime
+// cannot pin images (not containerd), with no Job, and says so.
+func (c *Controller) refuseUnsupported(s *syncCtx, n *corev1.Node, keys []string) bool {
+	runtime := n.Status.NodeInfo.ContainerRuntimeVersion
+	if c.cfg.CRISocketPath != "" || strings.HasPrefix(runtime, "containerd://") {
+		return false
+	}
+	for _, key := range keys {
+		s.led.SetPin(n.Name, key, ledger.PinRefused)
+		s.unpinned.add(s.displayOf(key, key), n.Name, puller.ReasonPinUnsupported,
+			fmt.Sprintf("the node's runtime %q cannot pin images: only containerd's can; the image is cached, not pinned", runtime))
+	}
+	return true
+}
+
+// pinJob adds the Job that pins (or unpins) images on a node to todo,
+// unless the node must wait or the throttle has no slot.
+func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys []string, unpin, planned bool) {
+	if planned || todo.hold(s, n.Name) {
+		return
+	}
+	socket := c.cfg.CRISocketPath
+	if socket == "" {
+		socket = containerdSocket
+	}
+	batch := keys[:min(len(keys), maxImagesPerDeleteJob)]
+	job := puller.NewPinJob(c.cfg.Puller, puller.PinBatch{Cache: s.ic, NodeName: n.Name, Hostname: n.Labels[puller.HostnameLabel],
+		Images: batch, Epoch: s.led.Epoch, Unpin: unpin, Socket: socket, BudgetPercent: c.cfg.PinBudgetPercent, Root: c.cfg.ContainerdRoot})
+	if c.expectations.ExpectsCreate(jobKey(job)) {
+		return // created, and not shown by the informer yet
+	}
+	if !c.throttle.tryAcquire(jobKey(job), s.key) {
+		todo.throttled = true
+		return
+	}
+	kind := "pin"
+	if unpin {
+		kind = "unpin"
+	}
+	todo.jobs = append(todo.jobs, newJob{job: job, kind: kind, node: n.Name, images: len(batch), pins: len(batch), refused: func(message string) {
+		for _, key := range batch {
+			if unpin {
+				s.led.SetPin(n.Name, key, ledger.NotPinned)
+				s.failures.add(s.displayOf(key, key), n.Name, reasonUnpinFailed, "the image may stay pinned on this node: "+message)
+			} else {
+				s.led.SetPin(n.Name, key, ledger.PinRefused)
+				s.unpinned.add(s.displayOf(key, key), n.Name, reasonJobRejected, message)
+			}
+		}
+	}})
+}
+
+// containerdSocket is containerd's socket, its CRI's and its own API's.
+const containerdSocket = "/run/containerd/containerd.sock"
+
+// pinnedAmong says whether the cache has one of the picked images of a
+// removal pinned on its node: the delete Job waits for the unpin.
+func pinnedAmong(s *syncCtx, r removal) bool {
+	for _, wi := range r.want.images {
+		if r.pick(wi.key) && s.led.Pin(r.want.node.Name, wi.key) == ledger.Pinned {
+			return true
+		}
+	}
+	return false
+}
+
+// newUnpinnedSet starts from the refused pins in status that the ledger
+// still has refused.
+func newUnpinnedSet(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) failureSet {
+	f := failureSet{}
+	for img, list := range prev {
+		key, err := images.Normalize(img)
+		if err != nil {
+			continue
+		}
+		for _, nrm := range list {
+			if led.Pin(nrm.Node, key) == ledger.PinRefused {
+				f.add(img, nrm.Node, nrm.Reason, nrm.Message)
+			}
+		}
+	}
+	return f
+}
+
+// deletePinJobsDone deletes the pin and unpin Jobs whose outcomes the
+// status now records: a pin is done again rather than read twice.
+func (c *Controller) deletePinJobsDone(ctx context.Context, s *syncCtx) error {
+	done := map[string]bool{}
+	for _, job := range s.pinJobsDone {
+		done[job.Name] = true
+	}
+	return c.deleteJobsOf(ctx, s, func(job *batchv1.Job) bool { return done[job.Name] })
+}
