@@ -118,6 +118,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		Pinning:              o.ImagePinning,
 		PinBudgetPercent:     o.PinBudgetPercent,
 		ContainerdRoot:       o.ContainerdRoot,
+		UnpinTimeout:         o.UnpinTimeout,
 	}
 }
 

@@ -78,6 +78,9 @@ type Options struct {
 	ImagePinning     bool
 	PinBudgetPercent int
 	ContainerdRoot   string
+	// UnpinTimeout bounds how long a deleted cache waits for its pins to
+	// be taken away.
+	UnpinTimeout time.Duration
 	// JobTolerations are the pull and delete pods' tolerations beyond the
 	// defaults (puller.ParseTolerations).
 	JobTolerations []string
@@ -136,6 +139,7 @@ func New() *Options {
 		ImagePinning:                true,
 		PinBudgetPercent:            50,
 		ContainerdRoot:              "/var/lib/containerd",
+		UnpinTimeout:                10 * time.Minute,
 		HelperImageArchitectures:    []string{"amd64", "arm64"},
 		JobContainerRequests:        "cpu=10m,memory=16Mi",
 		JobContainerLimits:          "memory=64Mi",
@@ -184,6 +188,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.NodeStatusMaxImages, "node-status-max-images", o.NodeStatusMaxImages, "The most images the kubelets list in a node's status (their nodeStatusMaxImages; -1: all). Only on a node that lists fewer does a kubelet of 1.33 or later prove, by pulling, that an image was not there, so that a purge may remove it; set it to the kubelets' value, or lower.")
 	fs.BoolVar(&o.ImagePinning, "image-pinning", o.ImagePinning, "Let caches with spec.pin pin their images against the kubelet's image garbage collection (containerd only). false: no cache pins, and the pins the caches hold are taken away.")
 	fs.IntVar(&o.PinBudgetPercent, "pin-budget-percent", o.PinBudgetPercent, "The most percent of a node's image filesystem the pinned images (whoever pinned them, by the runtime's own measure of their size) may take; a pin past it is refused with PinBudgetExceeded, and the image stays cached, unpinned. 0: no budget. Past the kubelet's eviction threshold, pinned images make it evict pods instead.")
+	fs.DurationVar(&o.UnpinTimeout, "unpin-timeout", o.UnpinTimeout, "How long a deleted cache that pinned images waits for its pins to be taken away from its nodes (a node that is gone holds none); then it goes all the same, with a Warning event naming the nodes where its pins may stay.")
 	fs.StringVar(&o.ContainerdRoot, "containerd-root", o.ContainerdRoot, "containerd's root folder on the nodes, whose filesystem the pin budget is a share of; the pin Jobs mount it read-only.")
 	fs.StringSliceVar(&o.JobTolerations, "job-tolerations", o.JobTolerations, "Tolerations of the pull and delete pods beyond a DaemonSet's (not-ready and unreachable; disk-, memory- and PID-pressure NoSchedule) and the --node-startup-taint: KEY[=VALUE][:EFFECT], or * for every taint. A node with a NoSchedule or NoExecute taint they do not tolerate is skipped until the taint goes; a cordoned node, or one whose network is not ready, is skipped whatever they tolerate.")
 	fs.StringSliceVar(&o.HelperImageArchitectures, "helper-image-architectures", o.HelperImageArchitectures, "The kubernetes.io/arch values the helper image has; nodes of other architectures, and nodes not of kubernetes.io/os linux, are skipped. Empty: any architecture.")
@@ -323,6 +328,9 @@ func (o *Options) Validate() error {
 	}
 	if o.PinBudgetPercent < 0 || o.PinBudgetPercent > 100 {
 		errs = append(errs, fmt.Errorf("--pin-budget-percent must be from 0 to 100, got %d", o.PinBudgetPercent))
+	}
+	if o.UnpinTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--unpin-timeout must be at least 1s, got %s", o.UnpinTimeout))
 	}
 	if !strings.HasPrefix(o.ContainerdRoot, "/") {
 		errs = append(errs, fmt.Errorf("--containerd-root must be an absolute path, got %q", o.ContainerdRoot))

@@ -89,6 +89,9 @@ type Config struct {
 	// folder on the nodes whose filesystem that is (containerd's root).
 	PinBudgetPercent int
 	ContainerdRoot   string
+	// UnpinTimeout bounds how long a deleted cache waits for its pins to
+	// be taken away (0: 10 minutes).
+	UnpinTimeout time.Duration
 }
 
 // NodeFilter says which nodes the pull pods of this configuration can run

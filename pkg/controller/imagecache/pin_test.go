@@ -2,6 +2,7 @@ package imagecache
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -18,8 +20,12 @@ import (
 
 const ctd = "containerd://2.4.2"
 
-// withPin sets spec.pin.
-func withPin(ic *v1alpha2.ImageCache) { ic.Spec.Pin = true }
+// withPin sets spec.pin, on a cache that carries the finalizer already
+// (TestPinningCacheGetsTheFinalizer).
+func withPin(ic *v1alpha2.ImageCache) {
+	ic.Spec.Pin = true
+	ic.Finalizers = append(ic.Finalizers, FinalizerUnpin)
+}
 
 func pinConfig() Config {
 	cfg := testConfig()
@@ -293,4 +299,114 @@ func TestPinJobRefused(t *testing.T) {
 	if l := st.Unpinned["registry.example/a:v1"]; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || len(l) != 1 || l[0].Reason != reasonJobRejected {
 		t.Errorf("refused pin Job: %s, unpinned %v", st.Status, st.Unpinned)
 	}
+}
+
+// TestPinningCacheGetsTheFinalizer: a cache that pins gets FinalizerUnpin
+// at its first pass, before any pin; it keeps it while it holds pins, and
+// loses it once pin is off and its pins are gone.
+func TestPinningCacheGetsTheFinalizer(t *testing.T) {
+	ic := newImageCache("web", withImages("registry.example/a:v1"))
+	ic.Spec.Pin = true
+	f := newFixture(t, pinConfig(), []*v1alpha2.ImageCache{ic}, newNode("node-a", withRuntime(ctd)))
+	f.sync("web", wAnnotation, wStatus)
+	if got := f.imageCache("web").Finalizers; !slices.Equal(got, []string{FinalizerUnpin}) {
+		t.Fatalf("finalizers %v, want %s", got, FinalizerUnpin)
+	}
+	f.sync("web", wCreateJob)
+	f.completeAll()
+	f.sync("web", wCreateJob, wStatus)
+	f.finishPinJob(f.pinJobsOf()[0], "outcomes p")
+	f.sync("web", wStatus, times(wDeleteJob, 2))
+
+	f.edit("web", func(ic *v1alpha2.ImageCache) { ic.Spec.Pin = false; ic.Generation = 2 })
+	f.clock.Step(time.Second)
+	f.syncStarted("web", wCreateJob) // the unpin; the finalizer stays while the pin does
+	if got := f.imageCache("web").Finalizers; !slices.Equal(got, []string{FinalizerUnpin}) {
+		t.Fatalf("finalizers while the pin is held: %v", got)
+	}
+	f.finishPinJob(f.pinJobsOf()[0], "outcomes u")
+	f.sync("web", wStatus, times(wDeleteJob, 1))
+	f.sync("web", wAnnotation)
+	if got := f.imageCache("web").Finalizers; len(got) != 0 {
+		t.Errorf("finalizers after the last unpin: %v; want none", got)
+	}
+}
+
+// deleteCache plays the API server for a delete of a cache with
+// finalizers: it sets the deletion time.
+func (f *fixture) deleteCache(name string) {
+	f.t.Helper()
+	f.edit(name, func(ic *v1alpha2.ImageCache) {
+		now := metav1.NewTime(f.clock.Now())
+		ic.DeletionTimestamp = &now
+	})
+}
+
+// TestDeletedCacheUnpins: a deleted pinning cache takes its pins away on
+// every node still there, then lets the cache go; a node that is gone
+// holds nothing; one that does not answer holds the deletion no longer than
+// the unpin timeout, and a Warning event names it.
+func TestDeletedCacheUnpins(t *testing.T) {
+	const img = "registry.example/a:v1"
+	setup := func(t *testing.T) *fixture {
+		web := newImageCache("web", withPin, withImages(img))
+		f := newFixture(t, pinConfig(), []*v1alpha2.ImageCache{web}, newNode("node-a", withRuntime(ctd)),
+			newNode("node-b", withRuntime(ctd)), newNode("node-c", withRuntime(ctd)))
+		f.syncStarted("web", times(wCreateJob, 3))
+		f.completeAll()
+		f.sync("web", times(wCreateJob, 3), wStatus)
+		for _, j := range f.pinJobsOf() {
+			f.finishPinJob(j, "outcomes p")
+		}
+		f.sync("web", wStatus, times(wDeleteJob, 6))
+		if st := f.imageCache("web").Status; st.Pulls.Pinned != 3 {
+			t.Fatalf("pinned %+v", st.Pulls)
+		}
+		// node-c goes away; the cache is deleted.
+		if err := f.kube.CoreV1().Nodes().Delete(f.ctx, "node-c", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.catchUp()
+		f.deleteCache("web")
+		return f
+	}
+	t.Run("every node unpinned", func(t *testing.T) {
+		f := setup(t)
+		writes, _ := f.sync("web", times(wCreateJob, 2), wStatus)
+		for _, j := range createdJobs(writes) {
+			if !puller.IsUnpinJob(j) || j.Namespace != testControllerNS {
+				t.Errorf("want unpin Jobs in %s, got %s", testControllerNS, describe(writes))
+			}
+		}
+		for _, j := range f.pinJobsOf() {
+			f.finishPinJob(j, "outcomes u")
+		}
+		f.sync("web", wStatus, times(wDeleteJob, 2), wAnnotation)
+		if got := f.imageCache("web").Finalizers; len(got) != 0 {
+			t.Errorf("finalizers after the unpins: %v", got)
+		}
+		f.expectEvent("Normal " + reasonUnpinned)
+	})
+	t.Run("a node that does not answer", func(t *testing.T) {
+		f := setup(t)
+		_, after := f.sync("web", times(wCreateJob, 2), wStatus)
+		if after <= 0 || after > time.Minute {
+			t.Errorf("look again after %v", after)
+		}
+		for _, j := range f.pinJobsOf() {
+			if j.Annotations[puller.AnnotationNode] == "node-a" {
+				f.finishPinJob(j, "outcomes u")
+			}
+		}
+		f.sync("web", wStatus, wDeleteJob)
+		if got := f.imageCache("web").Finalizers; len(got) != 1 {
+			t.Fatalf("the finalizer went while node-b holds a pin: %v", got)
+		}
+		f.clock.Step(defaultUnpinTimeout)
+		f.sync("web", wDeleteJob, wAnnotation)
+		if got := f.imageCache("web").Finalizers; len(got) != 0 {
+			t.Errorf("finalizers past the unpin timeout: %v", got)
+		}
+		f.expectEvent("Warning " + reasonPinsNotReleased)
+	})
 }

@@ -426,7 +426,7 @@ func (o *otherCaches) list() []otherEntry {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Namespace+"/"+all[i].Name < all[j].Namespace+"/"+all[j].Name })
 	for _, other := range all {
-		if other.UID == o.self.UID || other.Status.Reason == v1alpha2.ImageCacheReasonPurge {
+		if other.UID == o.self.UID || other.Status.Reason == v1alpha2.ImageCacheReasonPurge || other.DeletionTimestamp != nil {
 			continue
 		}
 		for i := range other.Spec.CacheSpec {

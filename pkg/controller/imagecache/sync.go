@@ -33,7 +33,14 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 		outcome = "skipped"
 		return 0, err
 	}
+	if ic.DeletionTimestamp != nil {
+		outcome = "finalizing"
+		return c.finalize(ctx, key, ic)
+	}
 	s := c.newSyncCtx(key, ic)
+	if err := c.keepFinalizer(ctx, s); err != nil {
+		return 0, err
+	}
 	if wait := c.startOperation(ctx, s); wait > 0 {
 		outcome = "waiting to start"
 		return wait, nil
@@ -128,8 +135,9 @@ type syncCtx struct {
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to
 // do: it is gone (its Jobs go with it, by owner reference, and its delete
-// Jobs are deleted), it is being deleted, or the informer does not show this
-// controller's last write yet.
+// Jobs are deleted), it is being deleted with no pins to take away
+// (FinalizerUnpin), or the informer does not show this controller's last
+// write yet.
 func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1alpha2.ImageCache, error) {
 	ic, err := c.icLister.ImageCaches(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
@@ -139,7 +147,7 @@ func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1
 	if err != nil {
 		return nil, err
 	}
-	if ic.DeletionTimestamp != nil {
+	if ic.DeletionTimestamp != nil && !slices.Contains(ic.Finalizers, FinalizerUnpin) {
 		return nil, c.deleteOrphans(ctx, key, "")
 	}
 	if err := c.deleteOrphans(ctx, key, ic.UID); err != nil {

@@ -1,0 +1,203 @@
+package imagecache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/message"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// FinalizerUnpin holds a cache that pins images, once deleted, until its
+// pins are taken away from every node (or the nodes are gone, or
+// Config.UnpinTimeout has passed).
+const FinalizerUnpin = "kubefledged.io/unpin"
+
+// Events of a deleted cache's pins.
+const (
+	reasonUnpinned         = "Unpinned"
+	reasonPinsNotReleased  = "PinsNotReleased"
+	defaultUnpinTimeout    = 10 * time.Minute
+	finalizeRecheckRunning = 5 * time.Second
+)
+
+// wantsFinalizer says whether a cache must carry FinalizerUnpin: it pins,
+// or holds pins.
+func (c *Controller) wantsFinalizer(ic *v1alpha2.ImageCache) bool {
+	return (c.cfg.Pinning && ic.Spec.Pin) || (ic.Status.Ledger != nil && len(ic.Status.Ledger.Pins) > 0)
+}
+
+// keepFinalizer adds FinalizerUnpin to a cache that pins before it pins
+// anything, and removes it from one that neither pins nor holds a pin.
+func (c *Controller) keepFinalizer(ctx context.Context, s *syncCtx) error {
+	want, has := c.wantsFinalizer(s.ic), slices.Contains(s.ic.Finalizers, FinalizerUnpin)
+	if want == has {
+		return nil
+	}
+	return c.setFinalizer(ctx, s, want)
+}
+
+// setFinalizer adds or removes FinalizerUnpin, with the cache's resource
+// version, so that no concurrent change of the list is lost; s.ic becomes
+// the written cache.
+func (c *Controller) setFinalizer(ctx context.Context, s *syncCtx, add bool) error {
+	list := slices.DeleteFunc(slices.Clone(s.ic.Finalizers), func(f string) bool { return f == FinalizerUnpin })
+	if add {
+		list = append(list, FinalizerUnpin)
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"finalizers":      list,
+		"resourceVersion": s.ic.ResourceVersion,
+	}})
+	if err != nil {
+		return err
+	}
+	out, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).Patch(ctx, s.ic.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: ControllerName})
+	if err != nil {
+		return fmt.Errorf("setting the finalizer %s: %w", FinalizerUnpin, err)
+	}
+	c.wrote(s.key, s.ic, out)
+	s.ic = out
+	return nil
+}
+
+// finalize takes a deleted cache's pins away: an unpin Job on each node
+// where it holds one; a node that is gone holds none. Once none is left,
+// or the wait passed Config.UnpinTimeout from the deletion (a node that
+// cannot be reached, a runtime that does not answer: a Warning event names
+// them), the finalizer goes, and the cache with it. It returns how soon to
+// look again.
+func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache) (time.Duration, error) {
+	s := c.newSyncCtx(key, ic)
+	nodes, err := c.nodeLister.List(labels.Everything())
+	if err != nil {
+		return 0, err
+	}
+	s.nodes = make(map[string]*corev1.Node, len(nodes))
+	for _, n := range nodes {
+		s.nodes[n.Name] = n
+	}
+	s.plan = &plan{nodes: map[string]*nodeWant{}, display: map[string]string{}, specKeys: map[string]bool{}}
+	s.failures, s.unpinned = failureSet{}, failureSet{}
+	s.led.ForgetReplaced(s.nodes)
+	jobs, err := c.jobsOf(ic)
+	if err != nil {
+		return 0, err
+	}
+	s.jobs = jobs
+	for _, job := range jobs {
+		switch {
+		case job.DeletionTimestamp != nil || c.isDeleting(job):
+			if puller.IsActive(job) {
+				s.busy[job.Annotations[puller.AnnotationNode]] = true
+			}
+		case puller.IsUnpinJob(job):
+			if err := c.readPinJob(ctx, s, job); err != nil {
+				return 0, err
+			}
+		default:
+			// Its pulls, removals and pins are moot now.
+			if err := c.dropJob(ctx, s, job); err != nil {
+				return 0, err
+			}
+		}
+	}
+	var todo jobsToCreate
+	c.pinJobs(s, &todo)
+	left := pinnedNodes(s.led, s.nodes)
+	deadline := ic.DeletionTimestamp.Add(c.unpinTimeout())
+	if len(left) > 0 && s.now.Before(deadline) {
+		if _, err := c.createJobs(ctx, s, todo.jobs); err != nil {
+			return 0, err
+		}
+	}
+	if err := c.writeLedger(ctx, s); err != nil {
+		return 0, err
+	}
+	if err := c.deletePinJobsDone(ctx, s); err != nil {
+		return 0, err
+	}
+	if len(left) > 0 && s.now.Before(deadline) {
+		after := deadline.Sub(s.now)
+		if !s.checkAt.IsZero() {
+			after = min(after, max(s.checkAt.Sub(s.now), 100*time.Millisecond))
+		}
+		if todo.throttled {
+			after = min(after, throttledRetry)
+		}
+		return min(after, time.Minute), nil
+	}
+	if len(left) > 0 {
+		klog.FromContext(ctx).Info("Giving up unpinning a deleted cache's images", "nodes", left)
+		c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonPinsNotReleased,
+			"The cache was deleted %s ago, and its pins on %d %s could not be taken away (%s): the images may stay pinned there; "+
+				"remove the label %s%s with `ctr -n k8s.io images label IMAGE %s%s=` and, where no other pin is left, %s",
+			c.unpinTimeout(), len(left), message.Plural(len(left), "node", "nodes"), message.ListSome(left, 3),
+			"kubefledged.io/pinned-by.", ic.UID, "kubefledged.io/pinned-by.", ic.UID, "io.cri-containerd.pinned")
+	} else if ic.Status.Ledger != nil && len(ic.Status.Ledger.Pins) > 0 {
+		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasonUnpinned, "The deleted cache's pins are taken away from every node")
+	}
+	if err := c.deleteJobsOf(ctx, s, func(*batchv1.Job) bool { return true }); err != nil {
+		return 0, err
+	}
+	return 0, c.setFinalizer(ctx, s, false)
+}
+
+// unpinTimeout is how long a deleted cache waits for its pins to go.
+func (c *Controller) unpinTimeout() time.Duration {
+	if c.cfg.UnpinTimeout > 0 {
+		return c.cfg.UnpinTimeout
+	}
+	return defaultUnpinTimeout
+}
+
+// pinnedNodes lists, in order, the nodes still there where the ledger
+// holds a pin.
+func pinnedNodes(led *ledger.Ledger, nodes map[string]*corev1.Node) []string {
+	var out []string
+	for _, name := range led.PinNodes() {
+		if nodes[name] == nil {
+			continue
+		}
+		for _, key := range led.PinsOn(name) {
+			if led.Pin(name, key) == ledger.Pinned {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// writeLedger writes a deleted cache's ledger when its pins changed.
+func (c *Controller) writeLedger(ctx context.Context, s *syncCtx) error {
+	enc := s.led.Encode()
+	if equality.Semantic.DeepEqual(s.ic.Status.Ledger, enc) {
+		return nil
+	}
+	updated := s.ic.DeepCopy()
+	updated.Status.Ledger = enc
+	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
+		metav1.UpdateOptions{FieldManager: ControllerName})
+	if err != nil {
+		return fmt.Errorf("writing status: %w", err)
+	}
+	c.wrote(s.key, s.ic, written)
+	s.ic = written
+	return nil
+}
