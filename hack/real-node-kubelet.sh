@@ -46,11 +46,14 @@ case "${mode}" in
     ;;
 esac
 [[ -f "${N}/kubelet.base.yaml" ]] || { log "no ${N}/kubelet.base.yaml: bring the node up with hack/real-node-up.sh"; exit 1; }
-# A line given replaces the base's line of the same key (top-level keys only).
+# A line given replaces the base's line of the same key (top-level keys
+# only), and the indented lines under it.
 {
   keys=()
   for line in "$@"; do keys+=("${line%%:*}"); done
+  skip=0
   while IFS= read -r line; do
+    if ((skip)) && [[ "${line}" == [[:space:]]* ]]; then continue; fi
     skip=0
     for k in "${keys[@]}"; do [[ "${line}" == "${k}:"* ]] && skip=1; done
     ((skip)) || echo "${line}"

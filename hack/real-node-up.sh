@@ -384,6 +384,8 @@ REAL_NODE_HELPER_IMAGE=${HELPER_IMAGE}
 REAL_NODE_CRI_IMAGE=${CRI_IMAGE}
 REAL_NODE_CONTROLLER_IMAGE=${CONTROLLER_IMAGE}
 REAL_NODE_IN_CLUSTER=${IN_CLUSTER}
+REAL_NODE_CONTAINERD_ROOT=${N}/containerd/root
+REAL_NODE_PAUSE_IMAGE=${PAUSE_IMAGE}
 ENV
 log "node ${LOCAL_NODE_NAME} is Ready; registries ${REGISTRY} and ${AUTH_REGISTRY} (user ${AUTH_USER}); CRI socket ${SOCK}"
 log "run the controller with --helper-image=${HELPER_IMAGE} --cri-image=${CRI_IMAGE} --cri-socket-path=${SOCK}"

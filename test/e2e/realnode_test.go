@@ -52,6 +52,10 @@ type realNode struct {
 	kubeletScript, localDir string
 	// inCluster: kube-proxy runs on the node, so its pods reach the API server.
 	inCluster bool
+	// containerdRoot is the node's containerd's root folder (the pin
+	// budget's filesystem); pauseImage its sandbox image, which containerd
+	// pins itself.
+	containerdRoot, pauseImage string
 }
 
 var (
@@ -100,7 +104,8 @@ func loadRealNode(envFile string) (*realNode, error) {
 		inCluster: kv["REAL_NODE_IN_CLUSTER"] == "1",
 		user2:     kv["REAL_NODE_AUTH_USER2"], password2: kv["REAL_NODE_AUTH_PASSWORD2"],
 		kubeletScript: kv["REAL_NODE_KUBELET_SCRIPT"], localDir: filepath.Dir(envFile), testRegistry: kv["REAL_NODE_TEST_REGISTRY"],
-		linkRegistry: kv["REAL_NODE_LINK_REGISTRY"], linkNetns: kv["REAL_NODE_LINK_NETNS"], linkDev: kv["REAL_NODE_LINK_DEV"]}
+		linkRegistry: kv["REAL_NODE_LINK_REGISTRY"], linkNetns: kv["REAL_NODE_LINK_NETNS"], linkDev: kv["REAL_NODE_LINK_DEV"],
+		containerdRoot: kv["REAL_NODE_CONTAINERD_ROOT"], pauseImage: kv["REAL_NODE_PAUSE_IMAGE"]}
 	if rn.name == "" || rn.registry == "" || rn.socket == "" || rn.helperImage == "" || rn.criImage == "" || rn.controllerImage == "" {
 		return nil, fmt.Errorf("%s is incomplete:\n%s", envFile, data)
 	}

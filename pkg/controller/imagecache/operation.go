@@ -96,6 +96,10 @@ func (c *Controller) operationFor(s *syncCtx) operation {
 // last one's, to the second.
 func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Duration {
 	op := c.nextOperation(s.ic, s.st, s.now)
+	var gone []ledger.Pair
+	if op == "" {
+		op, gone = c.refreshForGone(ctx, s)
+	}
 	if op == "" {
 		return 0
 	}
@@ -120,7 +124,15 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 	st.Failures = nil
 	st.OmittedFailures = nil
 	startDigests(st)
-	if op == v1alpha2.ImageCacheReasonUpdate && s.ic.Status.Reason != v1alpha2.ImageCacheReasonPurge {
+	if len(gone) > 0 {
+		// A refresh for images gone from their nodes pulls them alone:
+		// the rest stays as the latest operation settled it.
+		s.led = s.led.CarryOver(start.Unix())
+		for _, p := range gone {
+			s.led.Set(p.Node, p.Image, ledger.Unsettled)
+		}
+		s.before = ledger.ReaderOf(s.led.CarryOver(start.Unix()))
+	} else if op == v1alpha2.ImageCacheReasonUpdate && s.ic.Status.Reason != v1alpha2.ImageCacheReasonPurge {
 		// An update pulls only what is new, and tries failed pulls again.
 		// It has an epoch of its own, so it judges only its own Jobs: an
 		// earlier Job's failure (with the pull secret the update fixed, say)

@@ -1,0 +1,77 @@
+package imagecache
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// listImages plays the kubelet of a node that reports these images.
+func (f *fixture) listImages(node string, names ...string) {
+	f.t.Helper()
+	n, err := f.kube.CoreV1().Nodes().Get(f.ctx, node, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n.Status.Images = nil
+	for _, name := range names {
+		n.Status.Images = append(n.Status.Images, corev1.ContainerImage{Names: []string{name}})
+	}
+	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+}
+
+// TestImageGoneIsPulledAgain: an image a cache settled that leaves a node
+// listing all its images (the kubelet's image garbage collection took it)
+// starts a refresh at once, which pulls it again there, and nowhere else
+// (the other pairs stay as they were settled);
+// no sooner than a minute after the operation completed (the list may lag);
+// and not on a node whose list is cut at the kubelets' limit, where the
+// absence proves nothing.
+func TestImageGoneIsPulledAgain(t *testing.T) {
+	const img = "registry.example/a:v1"
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages(img))},
+		newNode("node-a"), newNode("node-b"), newNode("node-c"))
+	f.syncStarted("web", times(wCreateJob, 3))
+	f.completeAll()
+	f.sync("web", wStatus, times(wDeleteJob, 3))
+	full := []string{}
+	for i := range 50 {
+		full = append(full, fmt.Sprintf("registry.example/other-%d:v1", i))
+	}
+	for _, n := range []string{"node-a", "node-b"} {
+		f.listImages(n, img, "registry.example/base:v1")
+	}
+	f.listImages("node-c", full...) // at the limit of 50: img is not listed, which proves nothing
+
+	f.clock.Step(30 * time.Second)
+	f.listImages("node-a", "registry.example/base:v1") // collected
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Fatalf("within the list's lag: %s", describe(writes))
+	}
+	f.clock.Step(time.Minute)
+	f.sync("web", wStatus)
+	if st := f.imageCache("web").Status; st.Reason != v1alpha2.ImageCacheReasonRefresh || st.Status != v1alpha2.ImageCacheActionStatusProcessing {
+		t.Fatalf("after the image left node-a: %s %s; want a refresh", st.Reason, st.Status)
+	}
+	f.expectEvent("Warning " + reasonImagesGone + " 1 cached image is gone from 1 node (node-a)")
+	writes, _ := f.sync("web", wCreateJob)
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {
+		t.Fatalf("the refresh's Jobs: %s; want node-a's alone", describe(writes))
+	}
+	f.completeAll()
+	f.sync("web", wStatus, wDeleteJob)
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 3 {
+		t.Errorf("after the pull: %s %+v", st.Status, st.Pulls)
+	}
+}
