@@ -124,7 +124,7 @@ func TestAlertRules(t *testing.T) {
 			}
 		}
 	}
-	if alerts < 9 {
-		t.Errorf("%d alerts, want the 9 the project documents", alerts)
+	if alerts < 10 {
+		t.Errorf("%d alerts, want the 10 the project documents", alerts)
 	}
 }
