@@ -60,15 +60,28 @@ func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
 		images:    b.Images,
 		epoch:     b.Epoch,
 		deadline:  DeleteDeadline(len(b.Images)),
-	}.build(cfg, corev1.PodSpec{
-		HostNetwork: b.HostNetwork,
+	}.build(cfg, criPod(cfg, "remove-images", args, b.HostNetwork, hostMount{"cri-socket", b.Socket, criSocketInPod, corev1.HostPathSocket}))
+}
+
+// hostMount is a folder or file of the node a fledged-cri pod mounts.
+type hostMount struct {
+	name, path, inPod string
+	kind              corev1.HostPathType
+}
+
+// criPod is the pod of a Job that runs fledged-cri on a node: as root, for
+// the runtime's socket (among the mounts) belongs to root, with nothing
+// else, and the outcome's summary in its termination message. Every mount
+// but the socket is read-only.
+func criPod(cfg Config, container string, args []string, hostNetwork bool, mounts ...hostMount) corev1.PodSpec {
+	pod := corev1.PodSpec{
+		HostNetwork: hostNetwork,
 		Containers: []corev1.Container{{
-			Name:            "remove-images",
+			Name:            container,
 			Image:           cfg.CRIImage,
 			ImagePullPolicy: corev1.PullIfNotPresent,
 			Command:         append([]string{"/fledged-cri"}, args...),
 			Resources:       cfg.resources(),
-			// The runtime socket belongs to root.
 			SecurityContext: &corev1.SecurityContext{
 				RunAsUser:                ptr.To[int64](0),
 				RunAsNonRoot:             ptr.To(false),
@@ -76,16 +89,16 @@ func NewDeleteJob(cfg Config, b DeleteBatch) *batchv1.Job {
 				ReadOnlyRootFilesystem:   ptr.To(true),
 				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			},
-			VolumeMounts:             []corev1.VolumeMount{{Name: "cri-socket", MountPath: criSocketInPod}},
 			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 		}},
-		Volumes: []corev1.Volume{{
-			Name: "cri-socket",
-			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-				Path: b.Socket, Type: ptr.To(corev1.HostPathSocket),
-			}},
-		}},
-	})
+	}
+	for _, m := range mounts {
+		pod.Containers[0].VolumeMounts = append(pod.Containers[0].VolumeMounts,
+			corev1.VolumeMount{Name: m.name, MountPath: m.inPod, ReadOnly: m.kind != corev1.HostPathSocket})
+		pod.Volumes = append(pod.Volumes, corev1.Volume{Name: m.name, VolumeSource: corev1.VolumeSource{
+			HostPath: &corev1.HostPathVolumeSource{Path: m.path, Type: ptr.To(m.kind)}}})
+	}
+	return pod
 }
 
 // IsDeleteJob reports whether a Job of the controller's removes images.

@@ -6,7 +6,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
@@ -87,22 +86,10 @@ func NewPinJob(cfg Config, b PinBatch) *batchv1.Job {
 	deadline := PinDeadline(len(b.Images))
 	args := []string{verb, "--socket", criSocketInPod, "--timeout", (deadline - 30*time.Second).String(),
 		"--cache", string(b.Cache.UID), "--cache-name", b.Cache.Namespace + "/" + b.Cache.Name}
-	mounts := []corev1.VolumeMount{{Name: "cri-socket", MountPath: criSocketInPod}}
-	volumes := []corev1.Volume{{
-		Name: "cri-socket",
-		VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-			Path: b.Socket, Type: ptr.To(corev1.HostPathSocket),
-		}},
-	}}
+	mounts := []hostMount{{"cri-socket", b.Socket, criSocketInPod, corev1.HostPathSocket}}
 	if !b.Unpin && b.BudgetPercent > 0 {
 		args = append(args, "--budget", strconv.Itoa(b.BudgetPercent), "--root", imageFSInPod)
-		mounts = append(mounts, corev1.VolumeMount{Name: "image-fs", MountPath: imageFSInPod, ReadOnly: true})
-		volumes = append(volumes, corev1.Volume{
-			Name: "image-fs",
-			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-				Path: b.Root, Type: ptr.To(corev1.HostPathDirectory),
-			}},
-		})
+		mounts = append(mounts, hostMount{"image-fs", b.Root, imageFSInPod, corev1.HostPathDirectory})
 	}
 	args = append(args, b.Images...)
 	return nodeJob{
@@ -116,26 +103,7 @@ func NewPinJob(cfg Config, b PinBatch) *batchv1.Job {
 		images:    b.Images,
 		epoch:     b.Epoch,
 		deadline:  deadline,
-	}.build(cfg, corev1.PodSpec{
-		Containers: []corev1.Container{{
-			Name:            verb + "-images",
-			Image:           cfg.CRIImage,
-			ImagePullPolicy: corev1.PullIfNotPresent,
-			Command:         append([]string{"/fledged-cri"}, args...),
-			Resources:       cfg.resources(),
-			// The runtime socket belongs to root.
-			SecurityContext: &corev1.SecurityContext{
-				RunAsUser:                ptr.To[int64](0),
-				RunAsNonRoot:             ptr.To(false),
-				AllowPrivilegeEscalation: ptr.To(false),
-				ReadOnlyRootFilesystem:   ptr.To(true),
-				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			},
-			VolumeMounts:             mounts,
-			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-		}},
-		Volumes: volumes,
-	})
+	}.build(cfg, criPod(cfg, verb+"-images", args, false, mounts...))
 }
 
 // ReadPin works out each image's outcome from a pin or unpin Job and its

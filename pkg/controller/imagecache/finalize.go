@@ -2,7 +2,6 @@ package imagecache
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -51,29 +49,14 @@ func (c *Controller) keepFinalizer(ctx context.Context, s *syncCtx) error {
 	return c.setFinalizer(ctx, s, want)
 }
 
-// setFinalizer adds or removes FinalizerUnpin, with the cache's resource
-// version, so that no concurrent change of the list is lost; s.ic becomes
-// the written cache.
+// setFinalizer adds or removes FinalizerUnpin (patchMetadata: no
+// concurrent change of the list is lost).
 func (c *Controller) setFinalizer(ctx context.Context, s *syncCtx, add bool) error {
 	list := slices.DeleteFunc(slices.Clone(s.ic.Finalizers), func(f string) bool { return f == FinalizerUnpin })
 	if add {
 		list = append(list, FinalizerUnpin)
 	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"finalizers":      list,
-		"resourceVersion": s.ic.ResourceVersion,
-	}})
-	if err != nil {
-		return err
-	}
-	out, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).Patch(ctx, s.ic.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: ControllerName})
-	if err != nil {
-		return fmt.Errorf("setting the finalizer %s: %w", FinalizerUnpin, err)
-	}
-	c.wrote(s.key, s.ic, out)
-	s.ic = out
-	return nil
+	return c.patchMetadata(ctx, s, "finalizers", list, "setting the finalizer "+FinalizerUnpin)
 }
 
 // finalize takes a deleted cache's pins away: an unpin Job on each node

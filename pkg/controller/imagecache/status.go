@@ -132,8 +132,16 @@ func (c *Controller) consumeAnnotations(ctx context.Context, s *syncCtx, keys ..
 	for _, k := range keys {
 		remove[k] = nil
 	}
+	return c.patchMetadata(ctx, s, "annotations", remove, fmt.Sprintf("removing annotations %v", keys))
+}
+
+// patchMetadata sets one field of the cache's metadata with a merge patch
+// that carries the cache's resource version, so that no concurrent change
+// is lost (a conflict is retried with the sync); s.ic becomes the written
+// cache. what says what the patch does, for its error.
+func (c *Controller) patchMetadata(ctx context.Context, s *syncCtx, field string, value any, what string) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"annotations":     remove,
+		field:             value,
 		"resourceVersion": s.ic.ResourceVersion,
 	}})
 	if err != nil {
@@ -142,7 +150,7 @@ func (c *Controller) consumeAnnotations(ctx context.Context, s *syncCtx, keys ..
 	out, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).Patch(ctx, s.ic.Name, types.MergePatchType, patch,
 		metav1.PatchOptions{FieldManager: ControllerName})
 	if err != nil {
-		return fmt.Errorf("removing annotations %v: %w", keys, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	c.wrote(s.key, s.ic, out)
 	s.ic = out
