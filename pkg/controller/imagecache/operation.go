@@ -98,7 +98,10 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 	op := c.nextOperation(s.ic, s.st, s.now)
 	var gone []ledger.Pair
 	if op == "" {
-		op, gone = c.refreshForGone(ctx, s)
+		var wait time.Duration
+		if op, gone, wait = c.refreshForGone(ctx, s); wait > 0 {
+			s.lookAt(s.now.Add(wait)) // the sync goes on meanwhile
+		}
 	}
 	if op == "" {
 		return 0

@@ -36,7 +36,7 @@ const reasonImagesGone = "ImagesGone"
 func (c *Controller) goneFromNodes(s *syncCtx) (pairs []ledger.Pair, nodes []string) {
 	st := s.st
 	if st.CompletionTime == nil || st.Status == v1alpha2.ImageCacheActionStatusProcessing || !refreshable(st) ||
-		RefusedTooLarge(s.ic) || s.ic.Generation != st.ObservedGeneration || s.now.Before(st.CompletionTime.Add(imageListLag)) {
+		RefusedTooLarge(s.ic) || s.ic.Generation != st.ObservedGeneration {
 		return nil, nil
 	}
 	lists := map[string]images.Present{}
@@ -77,17 +77,22 @@ func (c *Controller) wholeImageList(name string) images.Present {
 func reportsImages(n *corev1.Node) bool { return trim.ListedImages(n) > 0 }
 
 // refreshForGone starts a refresh when images the cache settled are gone
-// from their nodes, and says so; the refresh pulls those pairs only.
-func (c *Controller) refreshForGone(ctx context.Context, s *syncCtx) (string, []ledger.Pair) {
+// from their nodes, and says so; the refresh pulls those pairs only. While
+// the lists may still lag the operation, it says when to look again.
+func (c *Controller) refreshForGone(ctx context.Context, s *syncCtx) (string, []ledger.Pair, time.Duration) {
 	gone, nodes := c.goneFromNodes(s)
 	pairs := len(gone)
 	if pairs == 0 {
-		return "", nil
+		return "", nil, 0
+	}
+	if settled := s.st.CompletionTime.Add(imageListLag); s.now.Before(settled) {
+		// No node event may come after the lists catch up.
+		return "", nil, settled.Sub(s.now)
 	}
 	metrics.ImagesGoneTotal.Add(float64(pairs))
 	klog.FromContext(ctx).Info("Cached images are gone from their nodes: refreshing", "pairs", pairs, "nodes", len(nodes))
 	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonImagesGone,
 		"%d cached %s gone from %d %s (%s): the kubelet's image garbage collection, or someone, removed them; refreshing now to pull them again (spec.pin keeps them)",
 		pairs, message.Plural(pairs, "image is", "images are"), len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3))
-	return v1alpha2.ImageCacheReasonRefresh, gone
+	return v1alpha2.ImageCacheReasonRefresh, gone, 0
 }

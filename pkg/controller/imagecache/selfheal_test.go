@@ -55,10 +55,10 @@ func TestImageGoneIsPulledAgain(t *testing.T) {
 
 	f.clock.Step(30 * time.Second)
 	f.listImages("node-a", "registry.example/base:v1") // collected
-	if writes, _ := f.sync("web"); len(writes) != 0 {
-		t.Fatalf("within the list's lag: %s", describe(writes))
+	if writes, after := f.sync("web"); len(writes) != 0 || after != 30*time.Second {
+		t.Fatalf("within the list's lag: %s, look again after %v; want nothing, and a look once the lag is over", describe(writes), after)
 	}
-	f.clock.Step(time.Minute)
+	f.clock.Step(30 * time.Second)
 	f.sync("web", wStatus)
 	if st := f.imageCache("web").Status; st.Reason != v1alpha2.ImageCacheReasonRefresh || st.Status != v1alpha2.ImageCacheActionStatusProcessing {
 		t.Fatalf("after the image left node-a: %s %s; want a refresh", st.Reason, st.Status)
