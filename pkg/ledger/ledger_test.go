@@ -408,6 +408,25 @@ func TestEstimateSizeCoversTheEncoding(t *testing.T) {
 			if got < real || got > real+ledgerOverhead+tc.nodes*len(".12345678.") {
 				t.Errorf("estimate %d, encoded %d: want an upper bound, and a close one", got, real)
 			}
+
+			// Every pair pinned too.
+			for _, name := range names {
+				for _, img := range table {
+					l.SetPin(name, img, PinRefused)
+				}
+			}
+			enc = l.Encode()
+			if data, err = json.Marshal(enc); err != nil {
+				t.Fatal(err)
+			}
+			realPinned := len(data) + len(`"ledger":,`)
+			for name := range enc.Nodes {
+				realPinned += 2 * (len(name) + len(ManagedFieldsEntry))
+			}
+			gotPinned := got + EstimatePinsSize(slices.Values(names), len(table))
+			if gotPinned < realPinned || gotPinned > realPinned+ledgerOverhead+tc.nodes*len(".12345678.") {
+				t.Errorf("with pins: estimate %d, encoded %d: want an upper bound, and a close one", gotPinned, realPinned)
+			}
 		})
 	}
 }

@@ -63,6 +63,8 @@ type plan struct {
 	display map[string]string
 	// specKeys holds every normalised image of the spec.
 	specKeys map[string]bool
+	// pin is the spec's pin: the ledger records pins too.
+	pin bool
 }
 
 func (p *plan) wants(node, key string) bool { return p.wanted(node, key) != nil }
@@ -138,6 +140,7 @@ func computePlan(ic *v1alpha2.ImageCache, nodes []*corev1.Node, filter NodeFilte
 		invalidNodes: map[string][]string{},
 		display:      map[string]string{},
 		specKeys:     map[string]bool{},
+		pin:          ic.Spec.Pin,
 	}
 	// seen holds the images of a node that more than one entry selects, to
 	// want each once; a node that one entry selects needs none (its entry's

@@ -164,7 +164,7 @@ func statusSize(st *v1alpha2.ImageCacheStatus) int {
 // ledgerSize bounds the bytes the ledger of a plan adds to the object, once
 // every pair is settled: the nodes the plan wants images on, each sized by
 // the whole table, which holds the images the plan wants and those the
-// ledger owns beyond them.
+// ledger owns beyond them; and, for a cache that pins, every pair pinned.
 func ledgerSize(p *plan, led *ledger.Ledger) int {
 	table := map[string]bool{}
 	for _, w := range p.nodes {
@@ -189,7 +189,13 @@ func ledgerSize(p *plan, led *ledger.Ledger) int {
 			}
 		}
 	}
-	return ledger.EstimateSize(nodes, maps.Keys(table))
+	size := ledger.EstimateSize(nodes, maps.Keys(table))
+	if p.pin {
+		// A pinning cache records its pins too, on the nodes it wants
+		// images on.
+		size += ledger.EstimatePinsSize(maps.Keys(p.nodes), len(table))
+	}
+	return size
 }
 
 // tooLarge says why a plan is more than one object can record, or "".
