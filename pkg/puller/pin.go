@@ -107,10 +107,11 @@ func NewPinJob(cfg Config, b PinBatch) *batchv1.Job {
 }
 
 // ReadPin works out each image's outcome from a pin or unpin Job and its
-// pod: Succeeded where the image is pinned (or, for an unpin, the cache's
-// pin is gone, or the image is); Failed, with the reason, where it was not.
-// A Job that did not finish fails its images with its own failure, and one
-// whose pod did not start within the start deadline with why.
+// pod's summary: Succeeded where the image is pinned (or, for an unpin, the
+// cache's pin is gone, or the image is); Failed, with the reason, where it
+// was not. A Job that did not finish fails its images with its own failure,
+// and one whose pod did not start within the start deadline with why; a pin
+// Job whose summary cannot be read pins nothing.
 func ReadPin(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome, error) {
 	images, err := JobImages(job)
 	if err != nil {
@@ -134,13 +135,21 @@ func ReadPin(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outc
 			r = summary[i]
 		}
 		out.Results[i] = pinResult(r, IsUnpinJob(job))
-		if out.Results[i].State == Pending {
-			// The summary does not say: the Job's own outcome.
-			if complete {
-				out.Results[i] = Result{State: Succeeded}
-			} else {
-				out.Results[i] = jobFailure(failedCond, pod)
-			}
+		if out.Results[i].State != Pending {
+			continue
+		}
+		// The summary does not say: the Job's own outcome. The unpin
+		// command succeeds only where every pin went; the pin command
+		// also where the node refused a pin, so that a pin is never
+		// taken as done without its word.
+		switch {
+		case !complete:
+			out.Results[i] = jobFailure(failedCond, pod)
+		case IsUnpinJob(job):
+			out.Results[i] = Result{State: Succeeded}
+		default:
+			out.Results[i] = Result{State: Failed, Reason: ReasonPinFailed,
+				Message: "the pin Job completed, but its outcome could not be read (its pod is gone): the pin is tried again in the next operation"}
 		}
 	}
 	return out, nil

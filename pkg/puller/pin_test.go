@@ -89,6 +89,16 @@ func TestReadPin(t *testing.T) {
 	if !strings.Contains(out.Results[1].Message, "2.0 GiB") {
 		t.Errorf("budget message %q", out.Results[1].Message)
 	}
+	// Complete, its pod gone: a pin is not taken as done; an unpin is.
+	out, _ = ReadPin(cfg, job, nil, time.Now())
+	if r := out.Results[0]; r.State != Failed || r.Reason != ReasonPinFailed {
+		t.Errorf("pin Job complete without its summary: %+v; want %s", r, ReasonPinFailed)
+	}
+	unpin := NewPinJob(cfg, PinBatch{Cache: ic, NodeName: "n", Hostname: "n", Images: imgs, Epoch: 1, Socket: "/s", Unpin: true})
+	unpin.Status.Conditions = job.Status.Conditions
+	if out, _ := ReadPin(cfg, unpin, nil, time.Now()); out.Results[0].State != Succeeded {
+		t.Errorf("unpin Job complete without its summary: %+v; want done", out.Results[0])
+	}
 	// Past its deadline with no summary: every image fails with the Job's reason.
 	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}}
 	out, _ = ReadPin(cfg, job, nil, time.Now())

@@ -61,7 +61,7 @@ func ForCache(obj any) (any, error) {
 // operation's; but one that pulled images Always keeps its containers, whose
 // image IDs are the digests they got (a moved tag is reported), and a delete
 // pod keeps its container's state, whose termination message says what it
-// kept (puller.ReadDelete).
+// kept (puller.ReadDelete), as a pin pod's says what it pinned (puller.ReadPin).
 func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{
 		ObjectMeta: identity(&p.ObjectMeta),
@@ -78,10 +78,12 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	}
 	if p.Status.Phase == corev1.PodSucceeded {
 		out.Status = corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: p.Status.StartTime}
-		if p.Labels[puller.LabelComponent] == puller.ComponentDelete || p.Annotations[puller.AnnotationReportDigests] != "" {
-			// A delete pod's summary says which images it kept, and a
-			// pull pod of images pulled Always the digests they got
-			// (few such pods: one per node and removal, or refresh).
+		if c := p.Labels[puller.LabelComponent]; c == puller.ComponentDelete || c == puller.ComponentPin || c == puller.ComponentUnpin ||
+			p.Annotations[puller.AnnotationReportDigests] != "" {
+			// A delete pod's summary says which images it kept, a pin
+			// pod's which it pinned and why not the others, and a pull
+			// pod of images pulled Always the digests they got (few
+			// such pods: one per node and removal, pin, or refresh).
 			out.Status.ContainerStatuses = trimContainerStatuses(p.Status.ContainerStatuses)
 		}
 		return out

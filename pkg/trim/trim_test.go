@@ -55,6 +55,19 @@ func TestForCacheKeepsWhatTheControllerReads(t *testing.T) {
 			{Name: "c", Image: "i", ImageID: "registry.local/app@sha256:2", State: succeeded.Status.ContainerStatuses[0].State}}}}); !reflect.DeepEqual(out, want) {
 		t.Errorf("succeeded pod of Always pulls trimmed to\n%+v\nwant\n%+v", out, want)
 	}
+	// Delete and pin pods keep their summary: what they removed, kept or
+	// pinned, and why not.
+	for _, component := range []string{puller.ComponentDelete, puller.ComponentPin, puller.ComponentUnpin} {
+		pod := succeeded.DeepCopy()
+		pod.Annotations = nil
+		pod.Labels = map[string]string{puller.LabelComponent: component}
+		pod.Status.ContainerStatuses[0].State.Terminated.Message = "outcomes pb\n1: over the budget"
+		out, _ = ForCache(pod)
+		if cs := out.(*corev1.Pod).Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil ||
+			cs[0].State.Terminated.Message != "outcomes pb\n1: over the budget" {
+			t.Errorf("succeeded %s pod lost its summary: %+v", component, cs)
+		}
+	}
 
 	jobMeta := metav1.ObjectMeta{Name: "j", Namespace: "ns", UID: "job", ResourceVersion: "8", Generation: 2, CreationTimestamp: now,
 		Labels: map[string]string{puller.LabelCacheUID: "u"}, Annotations: map[string]string{puller.AnnotationImages: "[]"},
