@@ -100,9 +100,11 @@ func fitStatus(st *v1alpha2.ImageCacheStatus) bool {
 	if statusSize(st) <= statusBudget {
 		return false
 	}
-	for _, list := range st.Failures {
-		for i := range list {
-			list[i].Message = message.Shorten(list[i].Message, shortFailureMessage)
+	for _, lists := range []map[string]v1alpha2.NodeReasonMessageList{st.Failures, st.Unpinned} {
+		for _, list := range lists {
+			for i := range list {
+				list[i].Message = message.Shorten(list[i].Message, shortFailureMessage)
+			}
 		}
 	}
 	for statusSize(st) > statusBudget && len(st.Failures) > 0 {

@@ -93,7 +93,7 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedSt
 	updated.Status = *st
 	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: ControllerName})
-	if err != nil && isTooLarge(err) && (len(st.Failures) > 0 || len(st.Kept) > 0) {
+	if err != nil && isTooLarge(err) && (len(st.Failures) > 0 || len(st.Kept) > 0 || len(st.Unpinned) > 0) {
 		// The estimate and the budget should keep this from happening;
 		// should the API server refuse the object all the same, the
 		// status goes without its lists (counted in omittedFailures)
@@ -473,8 +473,8 @@ func isTooLarge(err error) bool {
 	return apierrors.IsRequestEntityTooLargeError(err) || strings.Contains(err.Error(), "request is too large")
 }
 
-// dropLists leaves the failures and the kept images out of a status,
-// counting the failures in omittedFailures.
+// dropLists leaves the failures, the kept images and the refused pins out of a
+// status, counting the failures in omittedFailures.
 func dropLists(st *v1alpha2.ImageCacheStatus) {
 	for img, list := range st.Failures {
 		if st.OmittedFailures == nil {
@@ -482,7 +482,7 @@ func dropLists(st *v1alpha2.ImageCacheStatus) {
 		}
 		st.OmittedFailures[img] += int32(len(list))
 	}
-	st.Failures, st.Kept = nil, nil
+	st.Failures, st.Kept, st.Unpinned = nil, nil, nil
 }
 
 // skippedWhy says why nodes were skipped: "not ready", or, for more than one
