@@ -75,6 +75,11 @@ const (
 	// that cannot pin, a failure); status.unpinned says why. It is tried
 	// again in the next operation.
 	PinRefused
+	// PinStale: the cache pinned the image there, and has pulled its tag
+	// again since: containerd drops a record's labels when a pull moves
+	// its tag, so the pin is set again. Until then it counts as the
+	// cache's pin, to take away.
+	PinStale
 )
 
 func (s PinState) String() string {
@@ -83,6 +88,8 @@ func (s PinState) String() string {
 		return "pinned"
 	case PinRefused:
 		return "refused"
+	case PinStale:
+		return "stale"
 	}
 	return "not pinned"
 }
@@ -92,6 +99,10 @@ func New(epoch int64) *Ledger {
 	return &Ledger{Epoch: epoch, states: map[string]map[string]State{}, tags: map[string]string{},
 		owned: map[string]map[string]bool{}, pins: map[string]map[string]PinState{}}
 }
+
+// Held says whether the cache holds a pin there, to take away when it no
+// longer wants it.
+func (s PinState) Held() bool { return s == Pinned || s == PinStale }
 
 // Pin returns the cache's pin state of an image on a node.
 func (l *Ledger) Pin(node, image string) PinState { return l.pins[node][image] }
@@ -258,8 +269,8 @@ func (l *Ledger) Fresh(epoch int64) *Ledger {
 	}
 	for node, m := range l.pins {
 		for img, s := range m {
-			if s == Pinned {
-				out.SetPin(node, img, Pinned)
+			if s.Held() {
+				out.SetPin(node, img, s)
 			}
 		}
 	}
@@ -325,9 +336,7 @@ func Decode(l *v1alpha2.PullLedger) *Ledger {
 	}
 	for node, enc := range l.Pins {
 		for img, s := range decodeStates(table, enc) {
-			if s == State(Pinned) || s == State(PinRefused) {
-				out.SetPin(node, img, PinState(s))
-			}
+			out.SetPin(node, img, PinState(s))
 		}
 	}
 	return out

@@ -509,6 +509,7 @@ func TestPins(t *testing.T) {
 	l.SetPin("n1", imgA, Pinned)
 	l.SetPin("n1", imgB, PinRefused)
 	l.SetPin("n2", imgC, Pinned) // a node with pins only
+	l.SetPin("n2", imgD, PinStale)
 	node := func(name, uid string) *corev1.Node {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}}
 	}
@@ -522,7 +523,7 @@ func TestPins(t *testing.T) {
 	for _, c := range []struct {
 		node, image string
 		want        PinState
-	}{{"n1", imgA, Pinned}, {"n1", imgB, PinRefused}, {"n2", imgC, Pinned}, {"n2", imgA, NotPinned}} {
+	}{{"n1", imgA, Pinned}, {"n1", imgB, PinRefused}, {"n2", imgC, Pinned}, {"n2", imgD, PinStale}, {"n2", imgA, NotPinned}} {
 		if s := got.Pin(c.node, c.image); s != c.want {
 			t.Errorf("decoded pin of %s on %s: %v, want %v", c.image, c.node, s, c.want)
 		}
@@ -536,8 +537,8 @@ func TestPins(t *testing.T) {
 		t.Errorf("KeepOnly dropped pins: %v", got.pins)
 	}
 	fresh := got.Fresh(200)
-	if fresh.Pin("n1", imgA) != Pinned || fresh.Pin("n1", imgB) != NotPinned || fresh.Pin("n2", imgC) != Pinned {
-		t.Errorf("fresh ledger's pins: %v; want the pinned ones, not the refused", fresh.pins)
+	if fresh.Pin("n1", imgA) != Pinned || fresh.Pin("n1", imgB) != NotPinned || fresh.Pin("n2", imgC) != Pinned || fresh.Pin("n2", imgD) != PinStale {
+		t.Errorf("fresh ledger's pins: %v; want those held (pinned, stale), not the refused", fresh.pins)
 	}
 	if fresh.Tag("n2") != "22222222" {
 		t.Errorf("fresh ledger lost the tag of a node with pins only")

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/pinner"
@@ -127,6 +128,38 @@ func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Regi
 	// A cache that never pinned it takes nothing away either.
 	if out := run("unpin", "--cache", "uid-c", operators); !strings.Contains(out, "pinned by something other than kube-fledged") || !pinned(operators) {
 		t.Errorf("unpin by a cache that did not pin it: %q, CRI pinned %v", out, pinned(operators))
+	}
+
+	// A pull that moves a tag drops its record's labels, the pin's among
+	// them (so the controller pins again after a pull that may have moved
+	// it): neither image is pinned until the tag is pinned again.
+	moving := reg.Host + "/test/moving:stable"
+	if err := crane.Push(smallImage(t, "f.txt", "first\n"), moving, crane.Insecure); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.PullImage(ctx, moving); err != nil {
+		t.Fatal(err)
+	}
+	first := statusOf(t, ctx, client, moving)
+	if out := run("pin", "--cache", "uid-a", "--cache-name", "team/a", moving); out != "pinned: "+moving {
+		t.Fatalf("pin of %s: %q", moving, out)
+	}
+	if err := crane.Push(smallImage(t, "f.txt", "second\n"), moving, crane.Insecure); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.PullImage(ctx, moving); err != nil {
+		t.Fatal(err)
+	}
+	second := statusOf(t, ctx, client, moving)
+	if second.GetId() == first.GetId() || second.GetPinned() {
+		t.Errorf("after the tag moved: image %s pinned %v, labels %v; want a new image, its pin gone with the labels",
+			second.GetId(), second.GetPinned(), labelsOf(t, ctx, ctd.Socket, moving))
+	}
+	if old, err := client.ImageStatus(ctx, first.GetId()); err != nil || old == nil || old.GetPinned() {
+		t.Errorf("the image the tag left: %v, err %v; want it there, unpinned", old, err)
+	}
+	if out := run("pin", "--cache", "uid-a", "--cache-name", "team/a", moving); out != "pinned: "+moving || !statusOf(t, ctx, client, moving).GetPinned() {
+		t.Errorf("pinned again after the move: %q", out)
 	}
 
 	absent := reg.Host + "/test/never-pulled:v1"
@@ -262,4 +295,14 @@ func withoutPins(labels map[string]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// statusOf is the runtime's status of an image it must have.
+func statusOf(t *testing.T, ctx context.Context, client *cri.Client, image string) *runtimeapi.Image {
+	t.Helper()
+	st, err := client.ImageStatus(ctx, image)
+	if err != nil || st == nil {
+		t.Fatalf("status of %s: %v, err %v", image, st, err)
+	}
+	return st
 }

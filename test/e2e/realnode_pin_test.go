@@ -143,7 +143,7 @@ func TestRealNodePinnedImageSurvivesImageGC(t *testing.T) {
 
 // TestRealNodeDeletedCacheUnpins: a pinning cache carries the finalizer;
 // deleted, it unpins its image on the node, then goes; the image stays,
-// unpinned.
+// unpinned. One whose node is gone (its Node deleted) goes at once.
 func TestRealNodeDeletedCacheUnpins(t *testing.T) {
 	rn := needRealNode(t)
 	ns := newNamespace(t, "real-pin-delete")
@@ -164,6 +164,24 @@ func TestRealNodeDeletedCacheUnpins(t *testing.T) {
 	if !rn.present(t, img) || rn.pinned(t, img) {
 		t.Errorf("after the cache went: %s present %v, pinned %v; want it there, unpinned", img, rn.present(t, img), rn.pinned(t, img))
 	}
+
+	// A node that is gone holds none of it: the cache goes within a
+	// minute, far inside the unpin timeout (10 minutes), though its pin
+	// there could not be taken away.
+	other := rn.image(t, "noshell", fmt.Sprintf("e2e/pinned-node-gone:v%d", time.Now().Unix()), false)
+	applyNamedCache(t, ns, "gone", "  pin: true\n  cacheSpec:\n"+imageList(other)+onRealNode(rn))
+	waitIC(t, ns, "gone", 2*time.Minute, "Succeeded with its image pinned", pinnedAll(1))
+	rn.leave(t)
+	t.Cleanup(func() { rn.join(t) })
+	began := time.Now()
+	if err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Delete(context.Background(), "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the deleted cache to go, its node gone", func() bool {
+		_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Get(context.Background(), "gone", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	t.Logf("the cache whose node is gone went %.1fs after its deletion", time.Since(began).Seconds())
 }
 
 // TestRealNodePinBudget: with the image filesystem a 1 MiB tmpfs (the

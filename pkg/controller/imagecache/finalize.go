@@ -158,7 +158,7 @@ func pinnedNodes(led *ledger.Ledger, nodes map[string]*corev1.Node) []string {
 			continue
 		}
 		for _, key := range led.PinsOn(name) {
-			if led.Pin(name, key) == ledger.Pinned {
+			if led.Pin(name, key).Held() {
 				out = append(out, name)
 				break
 			}

@@ -70,7 +70,7 @@ func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Jo
 			s.led.SetPin(node, key, ledger.NotPinned)
 			metrics.PinsTotal.WithLabelValues(metrics.PinUnpinned).Inc()
 		case unpin:
-			if s.led.Pin(node, key) == ledger.Pinned {
+			if s.led.Pin(node, key).Held() {
 				s.led.SetPin(node, key, ledger.NotPinned)
 				s.failures.add(img, node, reasonUnpinFailed, "the image may stay pinned on this node: "+r.Reason+": "+r.Message)
 			}
@@ -130,7 +130,7 @@ func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
 		for _, key := range s.led.PinsOn(name) {
 			wanted := pin && s.plan.wants(name, key)
 			switch st := s.led.Pin(name, key); {
-			case st == ledger.Pinned && !wanted:
+			case st.Held() && !wanted:
 				unpins = append(unpins, key)
 			case st == ledger.PinRefused && !wanted:
 				s.led.SetPin(name, key, ledger.NotPinned)
@@ -138,7 +138,8 @@ func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
 		}
 		if w := s.plan.nodes[name]; pin && w != nil && w.skip == "" && nodeSettled(s, w) {
 			for _, wi := range w.images {
-				if st := s.led.Get(name, wi.key); (st == ledger.Pulled || st == ledger.Present) && s.led.Pin(name, wi.key) == ledger.NotPinned {
+				if st, pin := s.led.Get(name, wi.key), s.led.Pin(name, wi.key); (st == ledger.Pulled || st == ledger.Present) &&
+					(pin == ledger.NotPinned || pin == ledger.PinStale) {
 					pins = append(pins, wi.key)
 				}
 			}
@@ -231,7 +232,7 @@ const containerdSocket = "/run/containerd/containerd.sock"
 // removal pinned on its node: the delete Job waits for the unpin.
 func pinnedAmong(s *syncCtx, r removal) bool {
 	for _, wi := range r.want.images {
-		if r.pick(wi.key) && s.led.Pin(r.want.node.Name, wi.key) == ledger.Pinned {
+		if r.pick(wi.key) && s.led.Pin(r.want.node.Name, wi.key).Held() {
 			return true
 		}
 	}

@@ -410,3 +410,37 @@ func TestDeletedCacheUnpins(t *testing.T) {
 		f.expectEvent("Warning " + reasonPinsNotReleased)
 	})
 }
+
+// TestPinAgainAfterAnAlwaysPull: a refresh pulls an image of pullPolicy
+// Always again, which may move its tag, and containerd drops a moved
+// record's labels: its pin is set again (stale meanwhile, still the cache's
+// to take away).
+func TestPinAgainAfterAnAlwaysPull(t *testing.T) {
+	const img = "registry.example/app:stable"
+	web := newImageCache("web", withPin, withImages(img))
+	web.Spec.CacheSpec[0].PullPolicy = v1alpha2.PullAlways
+	f := newFixture(t, pinConfig(), []*v1alpha2.ImageCache{web}, newNode("node-a", withRuntime(ctd)))
+	f.syncStarted("web", wCreateJob)
+	f.completeAll()
+	f.sync("web", wCreateJob, wStatus)
+	f.finishPinJob(f.pinJobsOf()[0], "outcomes p")
+	f.sync("web", wStatus, times(wDeleteJob, 2))
+
+	f.annotate("web", v1alpha2.AnnotationRefresh)
+	f.clock.Step(time.Second)
+	f.syncStarted("web", wCreateJob) // the pull
+	f.completeAll()
+	writes, _ := f.sync("web", wCreateJob, wStatus)
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || !puller.IsPinJob(jobs[0]) || puller.IsUnpinJob(jobs[0]) {
+		t.Fatalf("after the Always pull: %s; want the pin again", describe(writes))
+	}
+	if s := f.pinState("web", "node-a", img); s != ledger.PinStale {
+		t.Errorf("pin before it is set again: %v, want %v", s, ledger.PinStale)
+	}
+	f.finishPinJob(f.pinJobsOf()[0], "outcomes p")
+	f.syncOnly("web", wStatus, wDeleteJob, wAnnotation)
+	if s := f.pinState("web", "node-a", img); s != ledger.Pinned {
+		t.Errorf("pin after it was set again: %v", s)
+	}
+}

@@ -87,6 +87,11 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 				if m := recordDigest(s.st, s.plan.display[key], node, containerDigest(pod, i)); m != nil {
 					o.moved = append(o.moved, *m)
 				}
+				if s.led.Pin(node, key) == ledger.Pinned {
+					// The pull may have moved the tag, and containerd
+					// then drops the record's labels: pin it again.
+					s.led.SetPin(node, key, ledger.PinStale)
+				}
 			}
 		}
 		// As long as the Job is there: its event may come after the pull
