@@ -28,6 +28,11 @@
 //     images and removes those dropped from it; purgeOp removes them all.
 //   - removal.go: what the two share to remove images: the delete Job of a
 //     node, its runtime socket, and giving a removal up.
+//   - pin.go: the pins of a cache with spec.pin: the pin and unpin Jobs of
+//     a node, read into the ledger's pins; finalize.go: the finalizer that
+//     takes a deleted cache's pins away.
+//   - selfheal.go: a refresh of the pairs whose image left a node that
+//     lists every image it has (the kubelet's image garbage collection).
 //   - throttle.go: the cluster-wide bound on Jobs in flight, over the
 //     creates the expectations (pkg/controller/expectations) hold.
 //   - jobwrites.go: creating the Jobs in growing batches, refusals, and
