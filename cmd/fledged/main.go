@@ -39,6 +39,7 @@ func main() {
 		fmt.Println("fledged " + version.Get().String())
 		return
 	}
+	o.ApplyUpstream(fs)
 	o.Complete()
 	if err := o.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "fledged: invalid flags:\n%v\n", err)
@@ -53,6 +54,9 @@ func main() {
 	defer logs.FlushLogs()
 	v := version.Get()
 	klog.InfoS("Starting kube-fledged", "version", v.Version, "revision", v.Revision, "goVersion", v.GoVersion)
+	for _, w := range options.UpstreamWarnings() {
+		klog.Warning("Deprecated: " + w)
+	}
 	metrics.Register() // before any client exists: client-go's metrics hooks are set once
 	cfg, err := app.RESTConfig(o)
 	if err != nil {

@@ -81,6 +81,8 @@ type Options struct {
 	// UnpinTimeout bounds how long a deleted cache waits for its pins to
 	// be taken away.
 	UnpinTimeout time.Duration
+	// upstream holds the flags of upstream kube-fledged (upstream.go).
+	upstream upstreamFlags
 	// JobTolerations are the pull and delete pods' tolerations beyond the
 	// defaults (puller.ParseTolerations).
 	JobTolerations []string
@@ -209,6 +211,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of /healthz and /readyz; \"0\" disables them.")
 	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "Serve Go profiles (net/http/pprof) under /debug/pprof on the metrics address.")
 	logsapi.AddFlags(o.Logs, fs)
+	o.addUpstreamFlags(fs)
 }
 
 // Complete fills in what depends on the environment.
