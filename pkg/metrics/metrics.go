@@ -111,7 +111,7 @@ var (
 
 	// JobsCreatedTotal counts the Jobs created.
 	JobsCreatedTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: namespace, Name: "jobs_created_total", Help: "Pull Jobs created.",
+		Namespace: namespace, Name: "jobs_created_total", Help: "Jobs created: pull, delete, pin and unpin.",
 	})
 
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -23,10 +23,9 @@ const (
 type upstreamFlags struct {
 	jobsMaxSurge int
 	ignored      struct {
-		str  string
-		b    bool
-		n    int
-		strs []string
+		str string
+		b   bool
+		n   int
 	}
 }
 

@@ -36,21 +36,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/remover"
 )
 
-// The labels of a containerd image record that pins hold.
-const (
-	// LabelPinned is containerd's CRI pin: an image with a record so
-	// labelled is reported pinned, and the kubelet does not collect it.
-	LabelPinned = "io.cri-containerd.pinned"
-	// PinnedValue is LabelPinned's value.
-	PinnedValue = "pinned"
-	// LabelPinnedByPrefix, followed by a cache's UID, records that the
-	// cache pinned the image; its value is the cache's namespace/name.
-	LabelPinnedByPrefix = "kubefledged.io/pinned-by."
-	// LabelPinPredates marks an image that was pinned before any cache
-	// pinned it: its pin stays when the last cache unpins it.
-	LabelPinPredates = "kubefledged.io/pin-predates"
-)
-
 // containerdNamespace is the containerd namespace of the CRI's images.
 const containerdNamespace = "k8s.io"
 
@@ -155,10 +140,11 @@ type pinner struct {
 	// pinnedBytes is the size of the images pinned on the node, by the
 	// CRI's measure, read at the first pin that needs it (-1 before).
 	pinnedBytes int64
-	// reportWait bounds the wait for the CRI to report a pin set through
-	// containerd's API (it learns of it by an event).
-	reportWait time.Duration
 }
+
+// reportWait bounds the wait for the CRI to report a pin set through
+// containerd's API (it learns of it by an event).
+const reportWait = 10 * time.Second
 
 func dial(ctx context.Context, socket string) (*pinner, error) {
 	client, err := cri.Dial(ctx, socket)
@@ -169,13 +155,13 @@ func dial(ctx context.Context, socket string) (*pinner, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("%w: %s is not containerd, whose image labels hold pins", errUnsupported, client.Runtime())
 	}
-	return &pinner{cri: client, store: imagesapi.NewImagesClient(client.Conn()), pinnedBytes: -1, reportWait: 10 * time.Second}, nil
+	return &pinner{cri: client, store: imagesapi.NewImagesClient(client.Conn()), pinnedBytes: -1}, nil
 }
 
 func (p *pinner) close() { _ = p.cri.Close() }
 
 // pinnedByKey is this cache's label.
-func (p *pinner) pinnedByKey() string { return LabelPinnedByPrefix + p.uid }
+func (p *pinner) pinnedByKey() string { return cri.LabelPinnedByPrefix + p.uid }
 
 // records returns containerd's records of an image, under the names the
 // runtime knows it by (a tag, or a digest); none when it has none.
@@ -262,11 +248,11 @@ func (p *pinner) pin(ctx context.Context, image string) remover.Result {
 			changes[p.pinnedByKey()] = p.uid
 		}
 		labels := rec.GetLabels()
-		if labels[LabelPinned] == PinnedValue && len(pinnedBy(labels)) == 0 && labels[LabelPinPredates] == "" {
-			changes[LabelPinPredates] = "true"
+		if labels[cri.LabelPinned] == cri.PinnedValue && len(pinnedBy(labels)) == 0 && labels[cri.LabelPinPredates] == "" {
+			changes[cri.LabelPinPredates] = "true"
 		}
-		if labels[LabelPinned] != PinnedValue {
-			changes[LabelPinned] = PinnedValue
+		if labels[cri.LabelPinned] != cri.PinnedValue {
+			changes[cri.LabelPinned] = cri.PinnedValue
 		}
 		if err := p.relabel(ctx, rec, changes); err != nil {
 			return failed(err)
@@ -290,7 +276,7 @@ func (p *pinner) pin(ctx context.Context, image string) remover.Result {
 
 // awaitReported waits for the CRI to report the image pinned.
 func (p *pinner) awaitReported(ctx context.Context, image string) error {
-	deadline := time.Now().Add(p.reportWait)
+	deadline := time.Now().Add(reportWait)
 	for {
 		st, err := p.cri.ImageStatus(ctx, image)
 		if err != nil {
@@ -304,7 +290,7 @@ func (p *pinner) awaitReported(ctx context.Context, image string) error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: %s took the label %s=%s, but its CRI does not report the image pinned after %s: the kubelet would collect it",
-				errUnsupported, p.cri.Runtime(), LabelPinned, PinnedValue, p.reportWait)
+				errUnsupported, p.cri.Runtime(), cri.LabelPinned, cri.PinnedValue, reportWait)
 		}
 		select {
 		case <-ctx.Done():
@@ -389,12 +375,12 @@ func (p *pinner) unpinRecord(ctx context.Context, rec *imagesapi.Image) (string,
 	switch {
 	case len(others) > 0:
 		why = "pinned for ImageCache " + strings.Join(others, ", ")
-	case labels[LabelPinPredates] != "":
+	case labels[cri.LabelPinPredates] != "":
 		why = "it was pinned before a cache pinned it"
-		changes[LabelPinPredates] = ""
-	case labels[LabelPinned] == PinnedValue && len(changes) > 0:
-		changes[LabelPinned] = ""
-	case labels[LabelPinned] == PinnedValue:
+		changes[cri.LabelPinPredates] = ""
+	case labels[cri.LabelPinned] == cri.PinnedValue && len(changes) > 0:
+		changes[cri.LabelPinned] = ""
+	case labels[cri.LabelPinned] == cri.PinnedValue:
 		why = "pinned by something other than kube-fledged"
 	}
 	return why, p.relabel(ctx, rec, changes)
@@ -404,7 +390,7 @@ func (p *pinner) unpinRecord(ctx context.Context, rec *imagesapi.Image) (string,
 func pinnedBy(labels map[string]string) []string {
 	var out []string
 	for k := range labels {
-		if strings.HasPrefix(k, LabelPinnedByPrefix) {
+		if strings.HasPrefix(k, cri.LabelPinnedByPrefix) {
 			out = append(out, k)
 		}
 	}

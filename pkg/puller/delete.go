@@ -110,14 +110,11 @@ func IsDeleteJob(job *batchv1.Job) bool { return job.Labels[LabelComponent] == C
 // message; one whose pod did not start within the start deadline fails with
 // the reason.
 func ReadDelete(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome, error) {
-	images, err := JobImages(job)
-	if err != nil {
-		return Outcome{}, err
-	}
-	out := Outcome{Images: images, Results: make([]Result, len(images))}
-	if done, err := readRecorded(job, &out); done || err != nil {
+	out, done, err := startOutcome(job)
+	if done || err != nil {
 		return out, err
 	}
+	images := out.Images
 	if jobCondition(job, batchv1.JobComplete) != nil || podSucceeded(pod) {
 		summary := summaryOf(pod, images)
 		for i := range out.Results {

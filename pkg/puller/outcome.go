@@ -113,16 +113,12 @@ func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCond
 // has not settled failed, so that an image whose event was dropped does not
 // hold the Job for ever.
 func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, pulling map[string]time.Time, now time.Time) (Outcome, error) {
-	images, err := JobImages(job)
-	if err != nil {
-		return Outcome{}, err
-	}
-	deadlines := ImageDeadlines(cfg, job, images)
-	out := Outcome{Images: images, Results: make([]Result, len(images))}
-
-	if done, err := readRecorded(job, &out); done || err != nil {
+	out, done, err := startOutcome(job)
+	if done || err != nil {
 		return out, err
 	}
+	images := out.Images
+	deadlines := ImageDeadlines(cfg, job, images)
 	if jobCondition(job, batchv1.JobComplete) != nil || podSucceeded(pod) {
 		for i := range out.Results {
 			out.Results[i] = Result{State: Succeeded}
@@ -292,6 +288,19 @@ func jobFailure(c *batchv1.JobCondition, pod *corev1.Pod) Result {
 		return whyNotStarted(pod, 0)
 	}
 	return Result{State: Failed, Reason: nonEmpty(c.Reason, "JobFailed"), Message: c.Message}
+}
+
+// startOutcome is a Job's outcome before its pod is read: its images, each
+// Pending, and done when the controller recorded the outcome on the Job
+// (readRecorded).
+func startOutcome(job *batchv1.Job) (out Outcome, done bool, err error) {
+	images, err := JobImages(job)
+	if err != nil {
+		return Outcome{}, false, err
+	}
+	out = Outcome{Images: images, Results: make([]Result, len(images))}
+	done, err = readRecorded(job, &out)
+	return out, done, err
 }
 
 // readRecorded reads the outcome the controller recorded on the Job when it

@@ -113,14 +113,11 @@ func NewPinJob(cfg Config, b PinBatch) *batchv1.Job {
 // and one whose pod did not start within the start deadline with why; a pin
 // Job whose summary cannot be read pins nothing.
 func ReadPin(cfg Config, job *batchv1.Job, pod *corev1.Pod, now time.Time) (Outcome, error) {
-	images, err := JobImages(job)
-	if err != nil {
-		return Outcome{}, err
-	}
-	out := Outcome{Images: images, Results: make([]Result, len(images))}
-	if done, err := readRecorded(job, &out); done || err != nil {
+	out, done, err := startOutcome(job)
+	if done || err != nil {
 		return out, err
 	}
+	images := out.Images
 	complete := jobCondition(job, batchv1.JobComplete) != nil || podSucceeded(pod)
 	failedCond := jobCondition(job, batchv1.JobFailed)
 	if !complete && failedCond == nil {

@@ -21,7 +21,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"kubefledged.io/kube-fledged/pkg/cri"
-	"kubefledged.io/kube-fledged/pkg/pinner"
 	"kubefledged.io/kube-fledged/test/framework"
 )
 
@@ -36,21 +35,8 @@ func TestPinAgainstContainerd(t *testing.T) { eachContainerd(t, pinAgainstContai
 func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd) {
 	ours := reg.Host + "/test/pinned:v1"
 	operators := reg.Host + "/test/operator-pinned:v1"
-	for name, content := range map[string]string{ours: "pinned by caches\n", operators: "pinned by an operator\n"} {
-		if err := crane.Push(smallImage(t, "f.txt", content), name, crane.Insecure); err != nil {
-			t.Fatalf("pushing %s: %v", name, err)
-		}
-	}
-	client, err := cri.Dial(ctx, ctd.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	for _, name := range []string{ours, operators} {
-		if _, err := client.PullImage(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	client := pushAndPull(t, ctx, ctd, map[string]v1.Image{
+		ours: smallImage(t, "f.txt", "pinned by caches\n"), operators: smallImage(t, "f.txt", "pinned by an operator\n")})
 	bin := buildRemover(t)
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	run := func(args ...string) string {
@@ -92,7 +78,7 @@ func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Regi
 	if data, _ := os.ReadFile(termLog); string(data) != "outcomes p" {
 		t.Errorf("termination log %q, want %q", data, "outcomes p")
 	}
-	if l := labelsOf(t, ctx, ctd.Socket, ours); l[pinner.LabelPinnedByPrefix+"uid-a"] != "team/a" || l[pinner.LabelPinned] != pinner.PinnedValue {
+	if l := labelsOf(t, ctx, ctd.Socket, ours); l[cri.LabelPinnedByPrefix+"uid-a"] != "team/a" || l[cri.LabelPinned] != cri.PinnedValue {
 		t.Errorf("labels after the pin: %v", l)
 	}
 	if out := run("pin", "--cache", "uid-b", "--cache-name", "team/b", ours); out != "pinned: "+ours {
@@ -109,20 +95,20 @@ func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Regi
 	}
 
 	// An operator's pin, set before any cache's, stays.
-	setLabel(t, ctx, ctd.Socket, operators, pinner.LabelPinned, pinner.PinnedValue)
+	setLabel(t, ctx, ctd.Socket, operators, cri.LabelPinned, cri.PinnedValue)
 	if !pinned(operators) {
 		t.Fatalf("the operator's pin of %s is not reported", operators)
 	}
 	if out := run("pin", "--cache", "uid-a", "--cache-name", "team/a", operators); out != "pinned: "+operators {
 		t.Errorf("pin of an operator's pinned image: %q", out)
 	}
-	if l := labelsOf(t, ctx, ctd.Socket, operators); l[pinner.LabelPinPredates] == "" {
+	if l := labelsOf(t, ctx, ctd.Socket, operators); l[cri.LabelPinPredates] == "" {
 		t.Errorf("labels %v: want the pin marked as predating the caches'", l)
 	}
 	if out := run("unpin", "--cache", "uid-a", operators); out != "unpinned: "+operators+": it stays pinned: it was pinned before a cache pinned it" || !pinned(operators) {
 		t.Errorf("unpin of an operator's pinned image: %q, CRI pinned %v; want it still pinned", out, pinned(operators))
 	}
-	if l := labelsOf(t, ctx, ctd.Socket, operators); l[pinner.LabelPinned] != pinner.PinnedValue || len(l) != len(withoutPins(l))+1 {
+	if l := labelsOf(t, ctx, ctd.Socket, operators); l[cri.LabelPinned] != cri.PinnedValue || len(l) != len(withoutPins(l))+1 {
 		t.Errorf("labels after the unpin: %v; want the operator's pin alone", l)
 	}
 	// A cache that never pinned it takes nothing away either.
@@ -196,21 +182,7 @@ func pinBudgetAgainstContainerd(t *testing.T, ctx context.Context, reg *framewor
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, img := range map[string]v1.Image{big: bigImg, small: smallImage(t, "f.txt", "small\n")} {
-		if err := crane.Push(img, name, crane.Insecure); err != nil {
-			t.Fatalf("pushing %s: %v", name, err)
-		}
-	}
-	client, err := cri.Dial(ctx, ctd.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	for _, name := range []string{big, small} {
-		if _, err := client.PullImage(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	client := pushAndPull(t, ctx, ctd, map[string]v1.Image{big: bigImg, small: smallImage(t, "f.txt", "small\n")})
 	bin := buildRemover(t)
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	out, err := exec.Command(bin, "pin", "--socket", ctd.Socket, "--termination-log", termLog,
@@ -290,7 +262,7 @@ func k8sNamespace(ctx context.Context) context.Context {
 func withoutPins(labels map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range labels {
-		if k != pinner.LabelPinned && k != pinner.LabelPinPredates && !strings.HasPrefix(k, pinner.LabelPinnedByPrefix) {
+		if k != cri.LabelPinned && k != cri.LabelPinPredates && !strings.HasPrefix(k, cri.LabelPinnedByPrefix) {
 			out[k] = v
 		}
 	}
@@ -305,4 +277,24 @@ func statusOf(t *testing.T, ctx context.Context, client *cri.Client, image strin
 		t.Fatalf("status of %s: %v, err %v", image, st, err)
 	}
 	return st
+}
+
+// pushAndPull pushes each image under its name, and pulls it through the
+// runtime's CRI, whose client it returns (closed when the test ends).
+func pushAndPull(t *testing.T, ctx context.Context, ctd *framework.Containerd, imgs map[string]v1.Image) *cri.Client {
+	t.Helper()
+	client, err := cri.Dial(ctx, ctd.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	for name, img := range imgs {
+		if err := crane.Push(img, name, crane.Insecure); err != nil {
+			t.Fatalf("pushing %s: %v", name, err)
+		}
+		if _, err := client.PullImage(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return client
 }

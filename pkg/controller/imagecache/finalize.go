@@ -10,11 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -25,18 +25,23 @@ import (
 // Config.UnpinTimeout has passed).
 const FinalizerUnpin = "kubefledged.io/unpin"
 
-// Events of a deleted cache's pins.
+// Events of a deleted cache's pins, and how long it waits for them to go
+// unless Config.UnpinTimeout says.
 const (
-	reasonUnpinned         = "Unpinned"
-	reasonPinsNotReleased  = "PinsNotReleased"
-	defaultUnpinTimeout    = 10 * time.Minute
-	finalizeRecheckRunning = 5 * time.Second
+	reasonUnpinned        = "Unpinned"
+	reasonPinsNotReleased = "PinsNotReleased"
+	defaultUnpinTimeout   = 10 * time.Minute
 )
 
 // wantsFinalizer says whether a cache must carry FinalizerUnpin: it pins,
 // or holds pins.
 func (c *Controller) wantsFinalizer(ic *v1alpha2.ImageCache) bool {
-	return (c.cfg.Pinning && ic.Spec.Pin) || (ic.Status.Ledger != nil && len(ic.Status.Ledger.Pins) > 0)
+	return (c.cfg.Pinning && ic.Spec.Pin) || holdsPins(ic)
+}
+
+// holdsPins says whether the cache's status records pins.
+func holdsPins(ic *v1alpha2.ImageCache) bool {
+	return ic.Status.Ledger != nil && len(ic.Status.Ledger.Pins) > 0
 }
 
 // keepFinalizer adds FinalizerUnpin to a cache that pins before it pins
@@ -64,16 +69,12 @@ func (c *Controller) setFinalizer(ctx context.Context, s *syncCtx, add bool) err
 // or the wait passed Config.UnpinTimeout from the deletion (a node that
 // cannot be reached, a runtime that does not answer: a Warning event names
 // them), the finalizer goes, and the cache with it. It returns how soon to
-// look again.
+// look again, at the deadline: the unpin Jobs' events bring it back before.
 func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache) (time.Duration, error) {
 	s := c.newSyncCtx(key, ic)
-	nodes, err := c.nodeLister.List(labels.Everything())
-	if err != nil {
+	var err error
+	if _, s.nodes, err = c.listNodes(); err != nil {
 		return 0, err
-	}
-	s.nodes = make(map[string]*corev1.Node, len(nodes))
-	for _, n := range nodes {
-		s.nodes[n.Name] = n
 	}
 	s.plan = &plan{nodes: map[string]*nodeWant{}, display: map[string]string{}, specKeys: map[string]bool{}}
 	s.failures, s.unpinned = failureSet{}, failureSet{}
@@ -123,7 +124,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 		if todo.throttled {
 			after = min(after, throttledRetry)
 		}
-		return min(after, time.Minute), nil
+		return after, nil
 	}
 	if len(left) > 0 {
 		klog.FromContext(ctx).Info("Giving up unpinning a deleted cache's images", "nodes", left)
@@ -131,8 +132,8 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 			"The cache was deleted %s ago, and its pins on %d %s could not be taken away (%s): the images may stay pinned there; "+
 				"remove the label %s%s with `ctr -n k8s.io images label IMAGE %s%s=` and, where no other pin is left, %s",
 			c.unpinTimeout(), len(left), message.Plural(len(left), "node", "nodes"), message.ListSome(left, 3),
-			"kubefledged.io/pinned-by.", ic.UID, "kubefledged.io/pinned-by.", ic.UID, "io.cri-containerd.pinned")
-	} else if ic.Status.Ledger != nil && len(ic.Status.Ledger.Pins) > 0 {
+			cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinned)
+	} else if holdsPins(ic) {
 		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasonUnpinned, "The deleted cache's pins are taken away from every node")
 	}
 	if err := c.deleteJobsOf(ctx, s, func(*batchv1.Job) bool { return true }); err != nil {

@@ -38,9 +38,9 @@ func (c *Controller) pinning(s *syncCtx) bool {
 }
 
 // readPinJob reads a pin or unpin Job into the ledger's pins, and marks it
-// to be deleted once the status records it. A pin the node refused is
-// tried again in the next operation; an image gone from the node is pulled
-// again; an unpin that failed is given up, with a failure.
+// to be deleted once the status records it. A pin the node refused (an
+// image gone from it among them) is tried again in the next operation; an
+// unpin that failed is given up, with a failure.
 func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Job) error {
 	node := job.Annotations[puller.AnnotationNode]
 	if s.nodes[node] == nil || predatesNode(job, s.nodes) {

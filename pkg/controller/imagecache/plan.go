@@ -92,15 +92,12 @@ func (p *plan) wanted(node, key string) *wantedImage {
 // on the nodes of now, the operation under way, the ledger trimmed to the
 // pairs the operation still cares about, and the failures that still hold.
 func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
-	nodes, err := c.nodeLister.List(labels.Everything())
+	nodes, byName, err := c.listNodes()
 	if err != nil {
 		return err
 	}
 	s.plan = computePlan(s.ic, nodes, c.filter, c.cfg.Puller.PullPolicy == corev1.PullAlways)
-	s.nodes = make(map[string]*corev1.Node, len(nodes))
-	for _, n := range nodes {
-		s.nodes[n.Name] = n
-	}
+	s.nodes = byName
 	s.op = c.operationFor(s)
 	if replaced := s.led.ForgetReplaced(s.nodes); len(replaced) > 0 {
 		klog.FromContext(ctx).Info("Nodes re-created under the same name: warming them again", "nodes", replaced)
@@ -111,6 +108,19 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 	s.failures = newFailureSet(s.st.Failures, s.plan, s.led)
 	s.unpinned = newUnpinnedSet(s.st.Unpinned, s.led)
 	return nil
+}
+
+// listNodes lists the cluster's nodes from the informer, and by name.
+func (c *Controller) listNodes() ([]*corev1.Node, map[string]*corev1.Node, error) {
+	nodes, err := c.nodeLister.List(labels.Everything())
+	if err != nil {
+		return nil, nil, err
+	}
+	byName := make(map[string]*corev1.Node, len(nodes))
+	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+	return nodes, byName, nil
 }
 
 // pullAlways says whether an image (normalised) of a cacheSpec entry is
