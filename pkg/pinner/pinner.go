@@ -259,7 +259,7 @@ func (p *pinner) pin(ctx context.Context, image string) remover.Result {
 		}
 	}
 	if !st.GetPinned() {
-		if err := p.awaitReported(ctx, image); err != nil {
+		if err := p.awaitReported(ctx, image, true); err != nil {
 			// The CRI does not read the label: take the pin back, so
 			// that nothing claims it.
 			for _, rec := range recs {
@@ -274,8 +274,8 @@ func (p *pinner) pin(ctx context.Context, image string) remover.Result {
 	return remover.Result{Outcome: cri.Pinned}
 }
 
-// awaitReported waits for the CRI to report the image pinned.
-func (p *pinner) awaitReported(ctx context.Context, image string) error {
+// awaitReported waits for the CRI to report the image pinned, or not.
+func (p *pinner) awaitReported(ctx context.Context, image string, pinned bool) error {
 	deadline := time.Now().Add(reportWait)
 	for {
 		st, err := p.cri.ImageStatus(ctx, image)
@@ -283,12 +283,18 @@ func (p *pinner) awaitReported(ctx context.Context, image string) error {
 			return err
 		}
 		if st == nil {
+			if !pinned {
+				return nil
+			}
 			return fmt.Errorf("%s left the node while it was pinned", image)
 		}
-		if st.GetPinned() {
+		if st.GetPinned() == pinned {
 			return nil
 		}
 		if time.Now().After(deadline) {
+			if !pinned {
+				return fmt.Errorf("%s still reports %s pinned %s after its label %s went", p.cri.Runtime(), image, reportWait, cri.LabelPinned)
+			}
 			return fmt.Errorf("%w: %s took the label %s=%s, but its CRI does not report the image pinned after %s: the kubelet would collect it",
 				errUnsupported, p.cri.Runtime(), cri.LabelPinned, cri.PinnedValue, reportWait)
 		}
@@ -341,7 +347,9 @@ func (p *pinner) unpin(ctx context.Context, image string) remover.Result {
 		return remover.Result{Outcome: cri.AlreadyAbsent, Message: "the image is not on this node"}
 	}
 	var still []string
+	released := false
 	for _, rec := range recs {
+		was := rec.GetLabels()[cri.LabelPinned] == cri.PinnedValue
 		why, err := p.unpinRecord(ctx, rec)
 		if err != nil {
 			return failed(err)
@@ -349,9 +357,17 @@ func (p *pinner) unpin(ctx context.Context, image string) remover.Result {
 		if why != "" {
 			still = append(still, why)
 		}
+		released = released || was && rec.GetLabels()[cri.LabelPinned] != cri.PinnedValue
 	}
 	if len(still) > 0 {
 		return remover.Result{Outcome: cri.Unpinned, Message: "it stays pinned: " + strings.Join(dedupe(still), "; ")}
+	}
+	if released {
+		// Unpinned means the kubelet may collect it: the CRI, which
+		// learns of the label by an event, says so too.
+		if err := p.awaitReported(ctx, image, false); err != nil {
+			return failed(err)
+		}
 	}
 	return remover.Result{Outcome: cri.Unpinned}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
 	"github.com/google/go-containerregistry/pkg/crane"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"k8s.io/apimachinery/pkg/util/wait"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"kubefledged.io/kube-fledged/pkg/cri"
@@ -96,8 +98,9 @@ func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Regi
 
 	// An operator's pin, set before any cache's, stays.
 	setLabel(t, ctx, ctd.Socket, operators, cri.LabelPinned, cri.PinnedValue)
-	if !pinned(operators) {
-		t.Fatalf("the operator's pin of %s is not reported", operators)
+	// The CRI learns of a label by an event: wait for it, as the pinner does.
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) { return pinned(operators), nil }); err != nil {
+		t.Fatalf("the operator's pin of %s is not reported: %v", operators, err)
 	}
 	if out := run("pin", "--cache", "uid-a", "--cache-name", "team/a", operators); out != "pinned: "+operators {
 		t.Errorf("pin of an operator's pinned image: %q", out)
