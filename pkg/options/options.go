@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -17,16 +18,33 @@ import (
 	_ "k8s.io/component-base/logs/json/register"
 
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
-// DefaultHelperImage is the project's helper image, a few MB holding only
-// the fledged-helper binary, which the pull Jobs' init container copies into
-// each pod.
-const DefaultHelperImage = "ghcr.io/kube-fledged/kube-fledged-helper:latest"
+// DefaultHelperImage is the project's helper image of this build's version,
+// a few MB holding only the fledged-helper binary, which the pull Jobs' init
+// container copies into each pod.
+func DefaultHelperImage() string { return defaultImage("-helper", version.Get().Version) }
 
-// DefaultCRIImage is the project's CRI remover image, holding only the
-// fledged-cri binary, which the delete Jobs run.
-const DefaultCRIImage = "ghcr.io/kube-fledged/kube-fledged-cri:latest"
+// DefaultCRIImage is the project's CRI tool image of this build's version,
+// holding only the fledged-cri binary, which the delete and pin Jobs run.
+func DefaultCRIImage() string { return defaultImage("-cri", version.Get().Version) }
+
+// ImageRepository is where the project publishes its images.
+const ImageRepository = "ghcr.io/kube-fledged/kube-fledged"
+
+// defaultImage is the project's image with suffix, tagged with the build's
+// version (make release pushes the three under it); a build that was not
+// given a version, such as go build alone, names the tag latest.
+func defaultImage(suffix, v string) string {
+	if v == "" || v == "dev" || !imageTag.MatchString(v) {
+		v = "latest"
+	}
+	return ImageRepository + suffix + ":" + v
+}
+
+// imageTag is what an image tag may hold.
+var imageTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 // HelperImageEnv and CRIImageEnv set the helper and CRI remover images when
 // their flags are not given.
@@ -180,8 +198,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServiceAccountName, "service-account-name", o.ServiceAccountName, "Service account of the pull Jobs' pods (empty: the namespace's default).")
 	fs.StringVar(&o.JobPriorityClassName, "job-priority-class-name", o.JobPriorityClassName, "Priority class of the pull Jobs' pods (empty: none).")
 	fs.StringVar(&o.JobRetentionPolicy, "job-retention-policy", o.JobRetentionPolicy, "What happens to finished Jobs when their operation completes: delete or retain.")
-	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage, "The project's helper image, whose fledged-helper binary the pull Jobs' init container installs in each pull pod (default: $"+HelperImageEnv+", else "+DefaultHelperImage+"). Every node that warms pulls it.")
-	fs.StringVar(&o.CRIImage, "cri-image", o.CRIImage, "The project's CRI remover image, whose fledged-cri binary the delete Jobs run (default: $"+CRIImageEnv+", else "+DefaultCRIImage+").")
+	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage, "The project's helper image, whose fledged-helper binary the pull Jobs' init container installs in each pull pod (default: $"+HelperImageEnv+", else "+DefaultHelperImage()+"). Every node that warms pulls it.")
+	fs.StringVar(&o.CRIImage, "cri-image", o.CRIImage, "The project's CRI remover image, whose fledged-cri binary the delete Jobs run (default: $"+CRIImageEnv+", else "+DefaultCRIImage()+").")
 	fs.StringVar(&o.CRISocketPath, "cri-socket-path", o.CRISocketPath, "The container runtime's CRI socket on the nodes, for removing images (default: found from each node's runtime: containerd or CRI-O).")
 	fs.BoolVar(&o.DeleteJobHostNetwork, "image-delete-job-host-network", o.DeleteJobHostNetwork, "Run the Jobs that remove images in the host's network namespace.")
 	fs.StringVar(&o.DeleteJobServiceAccountName, "image-delete-job-service-account-name", o.DeleteJobServiceAccountName, "Service account of the Jobs that remove images, which run in the controller's namespace ($"+NamespaceEnv+", else "+DefaultNamespace+"). It needs no rights; its token is never mounted.")
@@ -220,13 +238,13 @@ func (o *Options) Complete() {
 		o.HelperImage = os.Getenv(HelperImageEnv)
 	}
 	if o.HelperImage == "" {
-		o.HelperImage = DefaultHelperImage
+		o.HelperImage = DefaultHelperImage()
 	}
 	if o.CRIImage == "" {
 		o.CRIImage = os.Getenv(CRIImageEnv)
 	}
 	if o.CRIImage == "" {
-		o.CRIImage = DefaultCRIImage
+		o.CRIImage = DefaultCRIImage()
 	}
 	if o.Namespace == "" {
 		o.Namespace = os.Getenv(NamespaceEnv)

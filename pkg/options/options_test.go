@@ -31,8 +31,8 @@ func TestDefaults(t *testing.T) {
 		o.ImagePullPolicy != "IfNotPresent" || o.JobRetentionPolicy != "delete" || o.ImagesPerJob != 10 || o.NodeStatusMaxImages != 50 {
 		t.Errorf("unexpected defaults: %+v", o)
 	}
-	if o.HelperImage != DefaultHelperImage || o.CRIImage != DefaultCRIImage {
-		t.Errorf("helper image %q and CRI image %q, want %q and %q", o.HelperImage, o.CRIImage, DefaultHelperImage, DefaultCRIImage)
+	if o.HelperImage != DefaultHelperImage() || o.CRIImage != DefaultCRIImage() {
+		t.Errorf("helper image %q and CRI image %q, want %q and %q", o.HelperImage, o.CRIImage, DefaultHelperImage(), DefaultCRIImage())
 	}
 	if o.PullRetryDeadline != time.Hour || o.PullRetryMaxBackoff != 5*time.Minute {
 		t.Errorf("pull retries: deadline %s, longest wait %s", o.PullRetryDeadline, o.PullRetryMaxBackoff)
@@ -157,5 +157,21 @@ func TestLoggingFlags(t *testing.T) {
 	// As in Kubernetes, --vmodule works with text only.
 	if _, err := parse(t, "--logging-format=json", "--vmodule=controller=5"); err == nil {
 		t.Error("--vmodule with json was accepted")
+	}
+}
+
+// TestDefaultImagesFollowTheVersion: a release's binary names its own
+// release's images; a build without a version names the tag latest.
+func TestDefaultImagesFollowTheVersion(t *testing.T) {
+	for v, want := range map[string]string{
+		"v0.2.0":                  "ghcr.io/kube-fledged/kube-fledged-helper:v0.2.0",
+		"v0.2.0-3-gabc1234-dirty": "ghcr.io/kube-fledged/kube-fledged-helper:v0.2.0-3-gabc1234-dirty",
+		"dev":                     "ghcr.io/kube-fledged/kube-fledged-helper:latest",
+		"":                        "ghcr.io/kube-fledged/kube-fledged-helper:latest",
+		"v1.0.0+build.5":          "ghcr.io/kube-fledged/kube-fledged-helper:latest",
+	} {
+		if got := defaultImage("-helper", v); got != want {
+			t.Errorf("version %q: %s, want %s", v, got, want)
+		}
 	}
 }

@@ -45,6 +45,11 @@ func (o *Options) addUpstreamFlags(fs *pflag.FlagSet) {
 		fs.BoolVar(&u.ignored.b, name, false, "")
 		_ = fs.MarkDeprecated(name, "ignored: the controller logs to standard error.")
 	}
+	// Older upstream manifests name their docker or crictl image; the
+	// delete and pin Jobs run this project's CRI tool, whose image is
+	// another (running fledged-cri in upstream's would fail every Job).
+	fs.StringVar(&u.ignored.str, "cri-client-image", "", "")
+	_ = fs.MarkDeprecated("cri-client-image", "ignored: upstream's docker or crictl image cannot run the delete and pin Jobs; use --cri-image for this project's CRI image.")
 	fs.IntVar(&u.ignored.n, "logbuflevel", 0, "")
 	_ = fs.MarkDeprecated("logbuflevel", "ignored: the controller logs to standard error; use --log-flush-frequency.")
 }

@@ -13,10 +13,11 @@ import (
 // deprecation message per flag used; --jobs-max-surge sets
 // --max-in-flight-jobs unless that is given.
 func TestUpstreamFlags(t *testing.T) {
+	t.Setenv(CRIImageEnv, "")
 	upstream := []string{"--stderrthreshold=INFO", "--image-pull-deadline-duration=5m", "--image-cache-refresh-frequency=15m",
 		"--image-pull-policy=IfNotPresent", "--image-delete-job-host-network=false", "--job-retention-policy=delete",
 		"--logtostderr", "--alsologtostderr=true", "--v=2", "--log_dir=/tmp", "--log_backtrace_at=main.go:1", "--log_link=/tmp",
-		"--logbuflevel=0", "--jobs-max-surge=50"}
+		"--logbuflevel=0", "--jobs-max-surge=50", "--cri-client-image=senthilrch/kubefledged-cri-client:v0.10.0"}
 	for _, c := range []struct {
 		name     string
 		extra    []string
@@ -42,7 +43,10 @@ func TestUpstreamFlags(t *testing.T) {
 			if o.MaxInFlightJobs != c.inFlight {
 				t.Errorf("max in-flight Jobs %d, want %d", o.MaxInFlightJobs, c.inFlight)
 			}
-			for _, name := range []string{"stderrthreshold", "logtostderr", "jobs-max-surge", "log_dir"} {
+			if o.CRIImage != DefaultCRIImage() {
+				t.Errorf("--cri-client-image set the CRI image to %s; want it ignored", o.CRIImage)
+			}
+			for _, name := range []string{"stderrthreshold", "logtostderr", "jobs-max-surge", "log_dir", "cri-client-image"} {
 				if n := strings.Count(out.String(), "Flag --"+name+" has been deprecated"); n != 1 {
 					t.Errorf("%d deprecation messages for --%s in %q, want 1", n, name, out.String())
 				}
