@@ -6,9 +6,11 @@ SHELL := /usr/bin/env bash
 OUTPUT      ?= _output
 BIN         := $(OUTPUT)/bin
 GO_TEST_FLAGS ?=
-# The version every binary reports (--version, kubefledged_build_info): the
-# newest tag and the commits since, from git; and the commit.
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version every binary, image, chart and manifest carries (--version,
+# kubefledged_build_info, the image labels): hack/version.sh derives it from
+# the VERSION file and git; and the commit.
+VERSION  ?= $(shell hack/version.sh)
+RELEASE  := $(shell hack/version.sh --release)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X kubefledged.io/kube-fledged/pkg/version.Version=$(VERSION) -X kubefledged.io/kube-fledged/pkg/version.Revision=$(REVISION)
 
@@ -21,13 +23,14 @@ generate: ## Regenerate deepcopy, the client (clientset, listers, informers, app
 	hack/update-codegen.sh
 
 .PHONY: verify
-verify: ## gofmt, go vet, the generated code and CRD up to date, the Helm chart linted and in step with deploy/.
+verify: ## gofmt, go vet, the generated code and CRD up to date, the Helm chart linted and in step with deploy/, one version everywhere.
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
 	  if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	go vet -tags e2e ./test/e2e/
 	hack/verify-codegen.sh
 	hack/verify-chart.sh
+	hack/set-version.sh --check
 
 .PHONY: testbin
 testbin: ## Build the real control-plane binaries (etcd, kube-apiserver, ..., kwok) into the cache.
@@ -65,7 +68,7 @@ cluster-down: ## Stop the local cluster, by PID.
 demo: ## The main job on a fresh machine: local cluster, controller, sample ImageCache, watched to Succeeded.
 	hack/demo.sh
 
-FLEDGED_IMAGE ?= ghcr.io/kube-fledged/kube-fledged:latest
+FLEDGED_IMAGE ?= ghcr.io/kube-fledged/kube-fledged:$(RELEASE)
 # The helper and CRI remover images: the controller's repository with -helper
 # and -cri, the same tag (make deploy and hack/deploy.sh derive them alike).
 FLEDGED_HELPER_IMAGE ?= $(shell hack/deploy.sh sibling '$(FLEDGED_IMAGE)' -helper)
@@ -97,6 +100,15 @@ push: ## Build and push the three multi-arch images with docker buildx.
 	$(BUILDX) --push --target controller -t $(FLEDGED_IMAGE) .
 	$(BUILDX) --push --target helper -t $(FLEDGED_HELPER_IMAGE) .
 	$(BUILDX) --push --target cri -t $(FLEDGED_CRI_IMAGE) .
+
+REGISTRY ?= ghcr.io/kube-fledged
+.PHONY: release
+release: ## A release into _output/release, no Docker needed: the three images for PLATFORMS pushed to REGISTRY, the packaged chart and kube-fledged.yaml pinning their digests, the release notes (VERSION=v0.2.0 REGISTRY=...).
+	@VERSION=$(VERSION) REGISTRY=$(REGISTRY) PLATFORMS=$(PLATFORMS) hack/release.sh
+
+.PHONY: set-version
+set-version: ## Write VERSION=vX.Y.Z into VERSION, the chart and deploy/ (then add its CHANGELOG.md section).
+	hack/set-version.sh $(VERSION)
 
 .PHONY: help
 help: ## Show the targets.

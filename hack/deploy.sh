@@ -11,16 +11,20 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 action="${1:-apply}"
 KUBECTL="${KUBECTL:-kubectl}"
-image="${FLEDGED_IMAGE:-ghcr.io/kube-fledged/kube-fledged:latest}"
+image="${FLEDGED_IMAGE:-ghcr.io/kube-fledged/kube-fledged:$("${ROOT}/hack/version.sh" --release)}"
 
 # sibling IMAGE SUFFIX: registry/kube-fledged:v1 -> registry/kube-fledged-helper:v1.
-# A digest names one image only: its siblings take the tag latest.
+# A digest names one image only: the siblings take the image's tag, else the
+# tree's release.
 sibling() {
-  local img="$1" suffix="$2"
+  local img="$1" suffix="$2" digest=""
   if [[ "${img}" == *@* ]]; then
-    echo "${img%@*}${suffix}:latest"
-  elif [[ "${img##*/}" == *:* ]]; then
+    img="${img%@*}" digest=y
+  fi
+  if [[ "${img##*/}" == *:* ]]; then
     echo "${img%:*}${suffix}:${img##*:}"
+  elif [[ -n "${digest}" ]]; then
+    echo "${img}${suffix}:$("${ROOT}/hack/version.sh" --release)"
   else
     echo "${img}${suffix}"
   fi
@@ -34,10 +38,11 @@ cri="${FLEDGED_CRI_IMAGE:-$(sibling "${image}" -cri)}"
 
 # Split the image into name and tag (or digest).
 name="${image}" tag="" digest=""
-if [[ "${image}" == *@* ]]; then
-  name="${image%@*}"; digest="${image#*@}"
-elif [[ "${image##*/}" == *:* ]]; then
-  name="${image%:*}"; tag="${image##*:}"
+if [[ "${name}" == *@* ]]; then
+  digest="${name#*@}"; name="${name%@*}"
+fi
+if [[ "${name##*/}" == *:* ]]; then
+  tag="${name##*:}"; name="${name%:*}"
 fi
 
 overlay="${ROOT}/_output/deploy"

@@ -78,4 +78,5 @@ while read -r value says; do
   grep -qF -- "${says}" <<<"${err}" || { echo "verify-chart: ${value} was refused, but the error does not say ${says}: ${err}" >&2; exit 1; }
 done <<<"${bad}"
 
-go run ./hack/chartcheck --helm "${HELM}" --kube-version "${KUBE_VERSION}"
+go build -C hack/tools -o "${ROOT}/_output/tools/kustomize" sigs.k8s.io/kustomize/kustomize/v5
+go run ./hack/chartcheck --helm "${HELM}" --kustomize "${ROOT}/_output/tools/kustomize" --kube-version "${KUBE_VERSION}"

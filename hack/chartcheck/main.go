@@ -4,9 +4,10 @@
 //
 // It renders the chart with helm template and compares, object by object,
 // after dropping the labels only Helm adds:
-//   - the chart's defaults, but image tag "latest" and namespace.create=true
-//     (as deploy/ has them), against every resource deploy/kustomization.yaml
-//     lists, the CRD included;
+//   - the chart's defaults, but namespace.create=true (as deploy/ has it),
+//     against kustomize build deploy/, the CRD included (both name the
+//     images of the tree's release: the chart's appVersion, the
+//     kustomization's images:);
 //   - startupTaint.enabled=true against deploy/startup-taint/;
 //   - userRoles.enabled=true against deploy/user-roles.yaml.
 package main
@@ -42,9 +43,10 @@ type object = map[string]any
 func main() {
 	helm := flag.String("helm", "helm", "the helm binary")
 	kubeVersion := flag.String("kube-version", "", "the Kubernetes version helm template renders for")
+	kustomize := flag.String("kustomize", "kustomize", "the kustomize binary")
 	root := flag.String("root", ".", "the project's root")
 	flag.Parse()
-	c := checker{helm: *helm, kubeVersion: *kubeVersion, root: *root}
+	c := checker{helm: *helm, kustomize: *kustomize, kubeVersion: *kubeVersion, root: *root}
 	if err := c.run(); err != nil {
 		fmt.Fprintf(os.Stderr, "chartcheck: %v\n", err)
 		os.Exit(1)
@@ -52,10 +54,10 @@ func main() {
 	fmt.Println("chartcheck: the chart and deploy/ install the same objects")
 }
 
-type checker struct{ helm, kubeVersion, root string }
+type checker struct{ helm, kustomize, kubeVersion, root string }
 
 func (c checker) run() error {
-	// Each case: a value set on top of image.tag=latest, what deploy/ has
+	// Each case: a value set on top of the chart's defaults, what deploy/ has
 	// for it, whether the chart may render nothing more, and a flag its
 	// Deployment must then pass.
 	cases := []struct {
@@ -76,7 +78,7 @@ func (c checker) run() error {
 		if err != nil {
 			return err
 		}
-		chart, err := c.render("image.tag=latest", tc.set)
+		chart, err := c.render(tc.set)
 		if err != nil {
 			return err
 		}
@@ -108,41 +110,16 @@ func (c checker) render(sets ...string) (map[string]object, error) {
 	return parse("helm template --set "+strings.Join(sets, ","), out.Bytes())
 }
 
-// kustomization loads the resources DIR/kustomization.yaml lists. It reads
-// the files itself, so it refuses a kustomization that would change them
-// (patches, name prefixes, ...): this check would then compare the wrong
-// objects.
+// kustomization builds DIR with kustomize, as kubectl apply -k does, and
+// returns the objects by key.
 func (c checker) kustomization(dir string) (map[string]object, error) {
-	path := filepath.Join(c.root, dir, "kustomization.yaml")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(c.kustomize, "build", filepath.Join(c.root, dir))
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %v: %s", dir, err, stderr.String())
 	}
-	var k struct {
-		Resources []string `json:"resources"`
-		Images    []struct {
-			Name string `json:"name"`
-		} `json:"images"`
-	}
-	var all map[string]any
-	if err := yaml.Unmarshal(raw, &all); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	for f := range all {
-		switch f {
-		case "apiVersion", "kind", "resources", "images", "replacements":
-		default:
-			return nil, fmt.Errorf("%s: %q is not read by this check; compare the rendered objects instead", path, f)
-		}
-	}
-	if err := yaml.Unmarshal(raw, &k); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	var files []string
-	for _, r := range k.Resources {
-		files = append(files, filepath.Join(dir, r))
-	}
-	return c.files(files...)
+	return parse("kustomize build "+dir, out.Bytes())
 }
 
 func (c checker) files(paths ...string) (map[string]object, error) {

@@ -54,6 +54,7 @@ func main() {
 	version := flag.String("version", "dev", "the version: stamped into the binaries (--version) and the image labels")
 	revision := flag.String("revision", "unknown", "the VCS revision: stamped into the binaries and the image labels")
 	insecure := flag.Bool("insecure", true, "allow a plain-HTTP registry")
+	digests := flag.String("digests", "", "a file to write the pushed images into, one REPOSITORY:TAG@DIGEST a line, controller, helper, CRI")
 	flag.Parse()
 	if *image == "" || strings.Contains(*image, "@") {
 		fail("--image is required, as REPOSITORY[:TAG] (the digest is the build's)")
@@ -84,6 +85,7 @@ func main() {
 	if *insecure {
 		opts = append(opts, name.Insecure)
 	}
+	var pushed strings.Builder
 	for i, c := range components {
 		ref, err := name.ParseReference(refs[i], opts...)
 		if err != nil {
@@ -94,6 +96,12 @@ func main() {
 			fail(fmt.Sprintf("pushing %s: %v", ref, err))
 		}
 		fmt.Printf("pushed %s@%s (%s)\n", ref.Context().Name(), digest, strings.Join(archs, ", "))
+		fmt.Fprintf(&pushed, "%s@%s\n", refs[i], digest)
+	}
+	if *digests != "" {
+		if err := os.WriteFile(*digests, []byte(pushed.String()), 0o644); err != nil {
+			fail(err.Error())
+		}
 	}
 }
 

@@ -21,20 +21,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
-{{/* The controller's image: repository, then the digest, else the tag (default: appVersion). */}}
+{{/* The controller's image: repository, tag (default: appVersion), and the
+digest when one is set, which wins over the tag. */}}
 {{- define "kube-fledged.image" -}}
+{{- $ref := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
-{{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $ref = printf "%s@%s" $ref .Values.image.digest -}}
 {{- end -}}
+{{- $ref -}}
 {{- end -}}
 
-{{/* The helper's or CRI remover's image: the controller's repository with a
-suffix, at the controller's tag (its digest names the controller alone). */}}
+{{/* The helper's or CRI image: the controller's repository with a suffix, at
+the controller's tag, and its own digest when one is set. */}}
 {{- define "kube-fledged.siblingImage" -}}
 {{- $root := index . 0 -}}
-{{- printf "%s%s:%s" $root.Values.image.repository (index . 1) (default $root.Chart.AppVersion $root.Values.image.tag) -}}
+{{- $ref := printf "%s%s:%s" $root.Values.image.repository (index . 1) (default $root.Chart.AppVersion $root.Values.image.tag) -}}
+{{- with index . 2 -}}
+{{- $ref = printf "%s@%s" $ref . -}}
+{{- end -}}
+{{- $ref -}}
 {{- end -}}
 
 {{- define "kube-fledged.serviceAccountName" -}}
