@@ -33,16 +33,21 @@ import (
 	"kubefledged.io/kube-fledged/pkg/imagebuild"
 )
 
-// component is one of the images: its binaries and entrypoint.
+// component is one of the images: its binaries and entrypoint, and other
+// names of them.
 type component struct {
 	suffix, title, description string
 	binaries                   []string
+	links                      map[string]string
 }
 
 var components = []component{
-	{"", "kube-fledged", "Caches container images on Kubernetes nodes", []string{"fledged", "fledged-helper", "fledged-cri"}},
-	{"-helper", "kube-fledged-helper", "kube-fledged's pull helper, which the pull Jobs install in their pods", []string{"fledged-helper"}},
-	{"-cri", "kube-fledged-cri", "kube-fledged's CRI image remover, which the delete Jobs run", []string{"fledged-cri"}},
+	// The controller also answers to upstream kube-fledged's command, so
+	// that upstream's Deployment runs it with only its image changed.
+	{"", "kube-fledged", "Caches container images on Kubernetes nodes", []string{"fledged", "fledged-helper", "fledged-cri"},
+		map[string]string{"/opt/bin/kubefledged-controller": "/fledged"}},
+	{"-helper", "kube-fledged-helper", "kube-fledged's pull helper, which the pull Jobs install in their pods", []string{"fledged-helper"}, nil},
+	{"-cri", "kube-fledged-cri", "kube-fledged's CRI tool, which the delete and pin Jobs run", []string{"fledged-cri"}, nil},
 }
 
 func main() {
@@ -140,6 +145,7 @@ func push(ref name.Reference, c component, archs []string, bins map[string]strin
 		}
 		img, err := imagebuild.Build(imagebuild.Options{
 			Files:      files,
+			Links:      c.links,
 			Entrypoint: []string{"/" + c.binaries[0]},
 			Arch:       arch,
 			Labels: map[string]string{

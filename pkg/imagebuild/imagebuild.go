@@ -27,6 +27,9 @@ type Options struct {
 	// Files maps a path in the image (such as /fledged) to a file on disk.
 	// Every file is made executable.
 	Files map[string]string
+	// Links maps a path in the image to a path in Files it is a hard link
+	// to (another name for the same binary, at no cost in size).
+	Links map[string]string
 	// Entrypoint is the image's entrypoint.
 	Entrypoint []string
 	// Arch is the image's CPU architecture (GOARCH values); the OS is linux.
@@ -39,7 +42,7 @@ type Options struct {
 
 // Build assembles the image.
 func Build(o Options) (v1.Image, error) {
-	layer, err := filesLayer(o.Files, o.Created)
+	layer, err := filesLayer(o.Files, o.Links, o.Created)
 	if err != nil {
 		return nil, err
 	}
@@ -63,8 +66,8 @@ func Build(o Options) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// filesLayer makes a layer of the files on disk (see Layer).
-func filesLayer(files map[string]string, mtime time.Time) (v1.Layer, error) {
+// filesLayer makes a layer of the files on disk, and the links (see Layer).
+func filesLayer(files, links map[string]string, mtime time.Time) (v1.Layer, error) {
 	contents := make(map[string][]byte, len(files))
 	for p, src := range files {
 		data, err := os.ReadFile(src)
@@ -73,12 +76,18 @@ func filesLayer(files map[string]string, mtime time.Time) (v1.Layer, error) {
 		}
 		contents[p] = data
 	}
-	return Layer(contents, mtime)
+	return layer(contents, links, mtime)
 }
 
 // Layer makes an uncompressed tar layer of the files (path in the image to
 // content), owned by root, mode 0755, with the folders they need.
 func Layer(files map[string][]byte, mtime time.Time) (v1.Layer, error) {
+	return layer(files, nil, mtime)
+}
+
+// layer is Layer with hard links (path in the image to the path of one of
+// the files), written after the files.
+func layer(files map[string][]byte, links map[string]string, mtime time.Time) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	paths := make([]string, 0, len(files))
@@ -87,17 +96,23 @@ func Layer(files map[string][]byte, mtime time.Time) (v1.Layer, error) {
 	}
 	sort.Strings(paths)
 	dirs := map[string]bool{}
-	for _, p := range paths {
-		clean := path.Clean("/" + p)
-		var parents []string // outermost first
+	parents := func(clean string) error {
+		var out []string // outermost first
 		for d := path.Dir(clean); d != "/" && !dirs[d]; d = path.Dir(d) {
 			dirs[d] = true
-			parents = append([]string{d}, parents...)
+			out = append([]string{d}, out...)
 		}
-		for _, d := range parents {
+		for _, d := range out {
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d[1:] + "/", Mode: 0o755, ModTime: mtime}); err != nil {
-				return nil, err
+				return err
 			}
+		}
+		return nil
+	}
+	for _, p := range paths {
+		clean := path.Clean("/" + p)
+		if err := parents(clean); err != nil {
+			return nil, err
 		}
 		data := files[p]
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: clean[1:], Mode: 0o755, Size: int64(len(data)), ModTime: mtime}
@@ -105,6 +120,27 @@ func Layer(files map[string][]byte, mtime time.Time) (v1.Layer, error) {
 			return nil, err
 		}
 		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	names := make([]string, 0, len(links))
+	for p := range links {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	for _, p := range names {
+		target := path.Clean("/" + links[p])
+		if _, ok := files[links[p]]; !ok {
+			if _, ok := files[target]; !ok {
+				return nil, fmt.Errorf("link %s: %s is not one of the image's files", p, links[p])
+			}
+		}
+		clean := path.Clean("/" + p)
+		if err := parents(clean); err != nil {
+			return nil, err
+		}
+		hdr := &tar.Header{Typeflag: tar.TypeLink, Name: clean[1:], Linkname: target[1:], Mode: 0o755, ModTime: mtime}
+		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, err
 		}
 	}
