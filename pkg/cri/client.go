@@ -26,10 +26,18 @@ var runtimeSockets = map[string]string{
 	"cri-o":      "/var/run/crio/crio.sock",
 }
 
+// k3sContainerdSocket is the socket of the containerd k3s and RKE2 run.
+const k3sContainerdSocket = "/run/k3s/containerd/containerd.sock"
+
 // SocketForRuntime returns the default CRI socket of a runtime, from a node's
 // containerRuntimeVersion, or an error that names the runtime.
 func SocketForRuntime(runtimeVersion string) (string, error) {
-	name, _, _ := strings.Cut(runtimeVersion, "://")
+	name, version, _ := strings.Cut(runtimeVersion, "://")
+	if name == "containerd" && strings.Contains(version, "-k3s") {
+		// k3s and RKE2 embed a containerd of their own ("1.7.23-k3s2"),
+		// which listens under /run/k3s.
+		return k3sContainerdSocket, nil
+	}
 	if sock, ok := runtimeSockets[name]; ok {
 		return sock, nil
 	}

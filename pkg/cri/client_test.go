@@ -10,6 +10,9 @@ func TestSocketForRuntime(t *testing.T) {
 		"containerd://1.6.20": "/run/containerd/containerd.sock",
 		"containerd://2.1.0":  "/run/containerd/containerd.sock",
 		"cri-o://1.30.2":      "/var/run/crio/crio.sock",
+		// k3s's and RKE2's own containerd.
+		"containerd://1.7.23-k3s2": "/run/k3s/containerd/containerd.sock",
+		"containerd://2.0.4-k3s2":  "/run/k3s/containerd/containerd.sock",
 	}
 	for version, want := range cases {
 		got, err := SocketForRuntime(version)

@@ -18,7 +18,6 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -157,17 +156,26 @@ func TestRealNodeUpstreamSwap(t *testing.T) {
 	t.Cleanup(func() {
 		_ = kubeClient.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), webhook.Name, metav1.DeleteOptions{})
 	})
-	second := &v1alpha2.ImageCache{ObjectMeta: metav1.ObjectMeta{Name: "imagecache2", Namespace: apps},
-		Spec: v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: images[:1]}}}}
-	var refused error
+	// The second cache, as an operator applies one (upstream's CRD
+	// requires a status with startTime: a client that sends an empty
+	// status is refused for that first).
+	second := fmt.Sprintf("apiVersion: kubefledged.io/v1alpha2\nkind: ImageCache\nmetadata: {name: imagecache2, namespace: %s}\nspec:\n  cacheSpec:\n  - images: [%s]\n", apps, images[0])
+	create := func() (string, error) {
+		cmd := exec.Command(kubectlBin, "--kubeconfig", kubeconfig, "create", "-f", "-")
+		cmd.Stdin = strings.NewReader(second)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	var refused string
 	waitFor(t, time.Minute, "upstream's webhook configuration to refuse ImageCache writes", func() bool {
-		_, refused = fledged.KubefledgedV1alpha2().ImageCaches(apps).Create(ctx, second, metav1.CreateOptions{})
-		if refused == nil {
-			_ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(ctx, second.Name, metav1.DeleteOptions{})
+		out, err := create()
+		if err == nil {
+			_ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(ctx, "imagecache2", metav1.DeleteOptions{})
 		}
-		return refused != nil && strings.Contains(refused.Error(), "validate-image-cache.kubefledged.io")
+		refused = strings.TrimSpace(out)
+		return err != nil && strings.Contains(out, `failed calling webhook "validate-image-cache.kubefledged.io"`)
 	})
-	t.Logf("with upstream's webhook configuration left behind: %v", refused)
+	t.Logf("with upstream's webhook configuration left behind: %s", refused)
 
 	// Upstream's controller, scaled to zero (the guide's first step).
 	upstream := &appsv1.Deployment{
@@ -204,9 +212,10 @@ func TestRealNodeUpstreamSwap(t *testing.T) {
 		return kubectl(t, "get", "crd", "imagecaches.kubefledged.io", "-o", "jsonpath={.spec.versions[0].subresources.status}") == "{}"
 	})
 	waitFor(t, time.Minute, "ImageCache writes to be taken again", func() bool {
-		_, err := fledged.KubefledgedV1alpha2().ImageCaches(apps).Create(ctx, second, metav1.CreateOptions{})
-		return err == nil || apierrors.IsAlreadyExists(err)
+		out, err := create()
+		return err == nil || strings.Contains(out, "AlreadyExists")
 	})
+	t.Cleanup(func() { _ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(context.Background(), "imagecache2", metav1.DeleteOptions{}) })
 
 	// This controller, with upstream's command, arguments and environment
 	// (and the toleration the real node's startup taint asks for).

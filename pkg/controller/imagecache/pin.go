@@ -11,6 +11,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -196,7 +197,8 @@ func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys
 	}
 	socket := c.cfg.CRISocketPath
 	if socket == "" {
-		socket = containerdSocket
+		// Only containerd nodes get here: its socket, or k3s's own.
+		socket, _ = cri.SocketForRuntime(n.Status.NodeInfo.ContainerRuntimeVersion)
 	}
 	batch := keys[:min(len(keys), maxImagesPerDeleteJob)]
 	job := puller.NewPinJob(c.cfg.Puller, puller.PinBatch{Cache: s.ic, NodeName: n.Name, Hostname: n.Labels[puller.HostnameLabel],
@@ -224,9 +226,6 @@ func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys
 		}
 	}})
 }
-
-// containerdSocket is containerd's socket, its CRI's and its own API's.
-const containerdSocket = "/run/containerd/containerd.sock"
 
 // pinnedAmong says whether the cache has one of the picked images of a
 // removal pinned on its node: the delete Job waits for the unpin.
