@@ -408,21 +408,7 @@ spec:
 `, puller.HostnameLabel, rn.name, startupTaintKey, startupTaintKey)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("make", "--no-print-directory", "deploy", "FLEDGED_IMAGE="+rn.controllerImage)
-	cmd.Dir = projectRoot
-	cmd.Env = append(os.Environ(), "KUBECTL="+kubectlBin, "KUBECONFIG="+kubeconfig, "FLEDGED_PATCH="+patch)
-	t.Cleanup(func() {
-		// The Deployment goes, so that no other test meets a second
-		// controller; the namespace and the CRD stay for them.
-		_ = kubeClient.AppsV1().Deployments(sampleNS).Delete(context.Background(), "kube-fledged", metav1.DeleteOptions{})
-		waitFor(t, 2*time.Minute, "the controller's pods to go", func() bool {
-			list, err := kubeClient.CoreV1().Pods(sampleNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-fledged"})
-			return err == nil && len(list.Items) == 0
-		})
-	})
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make deploy: %v\n%s", err, out)
-	}
+	makeDeploy(t, rn, patch)
 	pods := controllerPods(t, rn, sampleNS, "kube-fledged", 2)
 	t.Logf("kubectl get pods -o wide:\n%s", kubectl(t, "get", "pods", "-n", sampleNS, "-l", "app.kubernetes.io/name=kube-fledged", "-o", "wide"))
 	for _, p := range pods {
@@ -433,6 +419,33 @@ spec:
 	t.Logf("leader: %s", waitLeader(t, sampleNS, pods))
 	apps := newNamespace(t, "incluster-deploy")
 	succeeded(t, rn, apps, "imagecache1", inClusterCache(t, rn, apps, "imagecache1", "deploy"))
+}
+
+// makeDeploy runs make deploy with the real node's controller image and
+// the patch, and removes the controller's Deployment when the test ends.
+func makeDeploy(t *testing.T, rn *realNode, patch string) {
+	t.Helper()
+	cmd := exec.Command("make", "--no-print-directory", "deploy", "FLEDGED_IMAGE="+rn.controllerImage)
+	cmd.Dir = projectRoot
+	cmd.Env = append(os.Environ(), "KUBECTL="+kubectlBin, "KUBECONFIG="+kubeconfig, "FLEDGED_PATCH="+patch)
+	removeControllerAtEnd(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make deploy: %v\n%s", err, out)
+	}
+}
+
+// removeControllerAtEnd deletes the controller's Deployment when the test
+// ends, and waits for its pods to go, so that no other test meets a second
+// controller; the namespace and the CRD stay for them.
+func removeControllerAtEnd(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() {
+		_ = kubeClient.AppsV1().Deployments(sampleNS).Delete(context.Background(), "kube-fledged", metav1.DeleteOptions{})
+		waitFor(t, 2*time.Minute, "the controller's pods to go", func() bool {
+			list, err := kubeClient.CoreV1().Pods(sampleNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-fledged"})
+			return err == nil && len(list.Items) == 0
+		})
+	})
 }
 
 // leaderAndFollowerMetrics scrapes each of the two replicas: the leader

@@ -174,13 +174,7 @@ func TestRealNodeRelease(t *testing.T) {
 
 	// The previous release, installed from its manifest.
 	prev := release(t, rn, prevVersion, filepath.Join(dir, "prev"))
-	t.Cleanup(func() {
-		_ = kubeClient.AppsV1().Deployments(sampleNS).Delete(context.Background(), "kube-fledged", metav1.DeleteOptions{})
-		waitFor(t, 2*time.Minute, "the controller's pods to go", func() bool {
-			list, err := kubeClient.CoreV1().Pods(sampleNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-fledged"})
-			return err == nil && len(list.Items) == 0
-		})
-	})
+	removeControllerAtEnd(t)
 	installRelease(t, rn, filepath.Join(dir, "prev", "kube-fledged.yaml"))
 	for _, p := range controllerPods(t, rn, sampleNS, "kube-fledged", 2) {
 		if p.Spec.Containers[0].Image != prev[0] {

@@ -243,19 +243,7 @@ spec:
 `, puller.HostnameLabel, rn.name, startupTaintKey, strings.Join(args, `", "`))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("make", "--no-print-directory", "deploy", "FLEDGED_IMAGE="+rn.controllerImage)
-	cmd.Dir = projectRoot
-	cmd.Env = append(os.Environ(), "KUBECTL="+kubectlBin, "KUBECONFIG="+kubeconfig, "FLEDGED_PATCH="+patch)
-	t.Cleanup(func() {
-		_ = kubeClient.AppsV1().Deployments(sampleNS).Delete(context.Background(), "kube-fledged", metav1.DeleteOptions{})
-		waitFor(t, 2*time.Minute, "the controller's pods to go", func() bool {
-			list, err := kubeClient.CoreV1().Pods(sampleNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-fledged"})
-			return err == nil && len(list.Items) == 0
-		})
-	})
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make deploy: %v\n%s", err, out)
-	}
+	makeDeploy(t, rn, patch)
 	pods := controllerPods(t, rn, sampleNS, "kube-fledged", 1)
 	if c := pods[0].Spec.Containers[0]; strings.Join(c.Command, " ") != "/opt/bin/kubefledged-controller" || strings.Join(c.Args, " ") != strings.Join(args, " ") {
 		t.Fatalf("the controller runs %v %v", c.Command, c.Args)
