@@ -126,7 +126,9 @@ func TestRealNodeUpstreamSwap(t *testing.T) {
 	if _, err := fledged.KubefledgedV1alpha2().ImageCaches(apps).Create(ctx, ic, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(context.Background(), "imagecache1", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(context.Background(), "imagecache1", metav1.DeleteOptions{})
+	})
 	if got, err := fledged.KubefledgedV1alpha2().ImageCaches(apps).Get(ctx, "imagecache1", metav1.GetOptions{}); err != nil || got.Status.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("upstream's cache as written: %+v, err %v", got, err)
 	}
@@ -215,7 +217,9 @@ func TestRealNodeUpstreamSwap(t *testing.T) {
 		out, err := create()
 		return err == nil || strings.Contains(out, "AlreadyExists")
 	})
-	t.Cleanup(func() { _ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(context.Background(), "imagecache2", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(context.Background(), "imagecache2", metav1.DeleteOptions{})
+	})
 
 	// This controller, with upstream's command, arguments and environment
 	// (and the toleration the real node's startup taint asks for).
