@@ -7,7 +7,16 @@
 #      kubelet over containerd and kube-proxy; among them the controller
 #      running as pods there, installed with helm and with make deploy.
 #      Where the machine cannot run a node, they are skipped with the
-#      script's reason (REAL_NODE=0 skips the phase).
+#      script's reason (REAL_NODE=0 skips the phase);
+#   3. on a fresh cluster of the oldest Kubernetes the chart claims
+#      (KUBE_OLDEST_VERSION in hack/versions.sh, hack/testbin.sh --oldest),
+#      the subset that says the project works there: deploy/ applies and its
+#      RBAC is enough, a cache over kwok nodes to Succeeded and an update,
+#      the startup taint and its ValidatingAdmissionPolicy, a policy that
+#      refuses Jobs; and the API tests (the CRD's schema and CEL rules refuse
+#      what they should, the sample applies, the status subresource, the
+#      printer columns) against its kube-apiserver. OLDEST=0 skips it, as
+#      does a -run of your own.
 # The cluster, and the real node, are stopped by PID afterwards
 # (KEEP_CLUSTER=1 leaves them up).
 set -euo pipefail
@@ -15,6 +24,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
 # shellcheck source=hack/local-env.sh
 source "${ROOT}/hack/local-env.sh"
+# shellcheck source=hack/versions.sh
+source "${ROOT}/hack/versions.sh"
 
 make build
 KUBE_FLEDGED_TESTBIN="$(bash hack/testbin.sh)"
@@ -34,20 +45,41 @@ NODES=20 BACKEND_NODES=5 bash hack/local-up.sh >/dev/null
 export KUBECONFIG="${LOCAL_KUBECONFIG}"
 go test -tags e2e -count=1 -timeout 30m -skip '^TestRealNode' ${E2E_FLAGS:-} ./test/e2e/ "$@"
 
+real_node_phase() {
+  local start=${SECONDS} rc=0
+  bash hack/real-node-up.sh || rc=$?
+  if ((rc != 0 && rc != 2)); then
+    echo "e2e: the real node did not come up" >&2
+    exit 1
+  fi
+  echo "e2e: real node up in $((SECONDS - start))s" >&2
+  export KUBE_FLEDGED_REAL_NODE_ENV="${LOCAL_NODE_ENV}" KUBE_FLEDGED_REAL_NODE_SKIP="${LOCAL_NODE_SKIP}"
+  # helm, for the tests that install the chart.
+  KUBE_FLEDGED_HELM="$(bash hack/helm.sh)"
+  export KUBE_FLEDGED_HELM
+  go test -tags e2e -count=1 -timeout 20m -run '^TestRealNode' ${E2E_FLAGS:-} ./test/e2e/ "$@"
+}
+
+# The subset run on the oldest Kubernetes the chart claims.
+OLDEST_E2E='^(TestDeployRBACIsEnoughAndNoMore|TestSampleOverTwentyNodes|TestUpdateRunsOnlyNewWork|TestStartupTaintPolicy|TestStartupTaintHoldsPodsUntilWarm|TestPolicyRefusesOneNode)$'
+OLDEST_API='^(TestSampleAppliesUnchanged|TestValidationRefusesBadManifests|TestSpecAndStatusDoNotClobber|TestPrinterColumns)$'
+oldest_phase() {
+  local start=${SECONDS} bin
+  bin="$(bash hack/testbin.sh --oldest)"
+  bash hack/local-down.sh
+  LOCAL_TESTBIN="${bin}" NODES=20 BACKEND_NODES=5 bash hack/local-up.sh >/dev/null
+  echo "e2e: a cluster of Kubernetes ${KUBE_OLDEST_VERSION} up in $((SECONDS - start))s" >&2
+  KUBE_FLEDGED_TESTBIN="${bin}" go test -tags e2e -count=1 -timeout 15m -run "${OLDEST_E2E}" ${E2E_FLAGS:-} ./test/e2e/ "$@"
+  KUBE_FLEDGED_TESTBIN="${bin}" go test -count=1 -timeout 10m -run "${OLDEST_API}" ${E2E_FLAGS:-} ./test/integration/ "$@"
+}
+
 if [[ "${REAL_NODE:-1}" == "0" ]]; then
   echo "e2e: REAL_NODE=0: the real-node tests are not run" >&2
-  exit 0
+else
+  real_node_phase "$@"
 fi
-start=${SECONDS}
-rc=0
-bash hack/real-node-up.sh || rc=$?
-if ((rc != 0 && rc != 2)); then
-  echo "e2e: the real node did not come up" >&2
-  exit 1
+if [[ "${OLDEST:-1}" == "0" || " $* " == *" -run "* || " $* " == *" -run="* ]]; then
+  echo "e2e: the phase on Kubernetes ${KUBE_OLDEST_VERSION} is not run (OLDEST=0, or a -run of your own)" >&2
+else
+  oldest_phase "$@"
 fi
-echo "e2e: real node up in $((SECONDS - start))s" >&2
-export KUBE_FLEDGED_REAL_NODE_ENV="${LOCAL_NODE_ENV}" KUBE_FLEDGED_REAL_NODE_SKIP="${LOCAL_NODE_SKIP}"
-# helm, for the tests that install the chart.
-KUBE_FLEDGED_HELM="$(bash hack/helm.sh)"
-export KUBE_FLEDGED_HELM
-go test -tags e2e -count=1 -timeout 20m -run '^TestRealNode' ${E2E_FLAGS:-} ./test/e2e/ "$@"

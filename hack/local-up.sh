@@ -32,7 +32,8 @@ if ((KWOK_NODE_LEASE_SECONDS > 40)); then
   node_monitor=(--node-monitor-grace-period="$((KWOK_NODE_LEASE_SECONDS * 5 / 4))s")
 fi
 bash "${ROOT}/hack/deps.sh" cluster >/dev/null || exit 1
-BIN="$(bash "${ROOT}/hack/testbin.sh")"
+# LOCAL_TESTBIN: another bin folder, such as hack/testbin.sh --oldest's.
+BIN="${LOCAL_TESTBIN:-$(bash "${ROOT}/hack/testbin.sh")}"
 PIDS="${LOCAL_DIR}/pids"
 LOGS="${LOCAL_DIR}/logs"
 PKI="${LOCAL_DIR}/pki"

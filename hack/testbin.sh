@@ -8,6 +8,11 @@
 #
 # Usage: hack/testbin.sh            build what is missing, print the bin folder
 #        hack/testbin.sh --dir      print the bin folder only (no build)
+#        hack/testbin.sh --oldest   also build the oldest Kubernetes the chart
+#                                   claims (KUBE_OLDEST_VERSION: kube-apiserver,
+#                                   kube-controller-manager, kube-scheduler) and
+#                                   print a bin folder with those in place of
+#                                   the current ones (the rest is shared)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,10 +22,15 @@ source "${ROOT}/hack/versions.sh"
 CACHE_ROOT="${KUBE_FLEDGED_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/kube-fledged}"
 BIN_DIR="${CACHE_ROOT}/testbin/kube-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
 
+OLDEST_BIN_DIR="${CACHE_ROOT}/testbin/kube-${KUBE_OLDEST_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
+KUBE_OLDEST_CMDS=(kube-apiserver kube-controller-manager kube-scheduler)
+
 if [[ "${1:-}" == "--dir" ]]; then
   echo "${BIN_DIR}"
   exit 0
 fi
+OLDEST=0
+[[ "${1:-}" == "--oldest" ]] && OLDEST=1
 
 log() { echo "testbin: $*" >&2; }
 
@@ -66,11 +76,6 @@ step() {
 export CGO_ENABLED=0
 export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
 
-KUBE_STAGING=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
-  cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client
-  cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator
-  kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission
-  sample-apiserver streaming)
 KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 # tidy DIR: downloads the modules DIR/go.mod needs.
@@ -95,43 +100,56 @@ module_build() {
   (cd "${mod}" && go build -tags "${GO_BUILD_TAGS:-}" -ldflags "${ldflags}" -o "${out}.tmp/" "$@") || return 1
 }
 
+# build_kubernetes VERSION STAGING_VERSION CMD...: the commands of
+# k8s.io/kubernetes at VERSION, into testbin/kubernetes-VERSION.
 build_kubernetes() {
-  local out="${CACHE_ROOT}/testbin/kubernetes-${KUBE_VERSION}"
+  local version="$1" staging="$2"; shift 2
+  local out="${CACHE_ROOT}/testbin/kubernetes-${version}"
   local missing=0
-  for c in "${KUBE_CMDS[@]}"; do [[ -x "${out}/${c}" ]] || missing=1; done
-  if [[ ${missing} == 0 ]]; then log "kubernetes ${KUBE_VERSION}: cached"; return; fi
-  step "kubernetes ${KUBE_VERSION} (${KUBE_CMDS[*]})" "~15-20 min" kubernetes_build
+  for c in "$@"; do [[ -x "${out}/${c}" ]] || missing=1; done
+  if [[ ${missing} == 0 ]]; then log "kubernetes ${version}: cached"; return; fi
+  KUBE_BUILD=("${version}" "${staging}" "$@")
+  step "kubernetes ${version} ($*)" "$([[ $# -gt 3 ]] && echo "~10-15 min" || echo "~8-10 min")" kubernetes_build
 }
 
 kubernetes_build() {
-  local out="${CACHE_ROOT}/testbin/kubernetes-${KUBE_VERSION}"
-  local mod="${CACHE_ROOT}/build/kubernetes-${KUBE_VERSION}"
+  local version="${KUBE_BUILD[0]}" staging="${KUBE_BUILD[1]}" cmds=("${KUBE_BUILD[@]:2}")
+  local out="${CACHE_ROOT}/testbin/kubernetes-${version}"
+  local mod="${CACHE_ROOT}/build/kubernetes-${version}"
   mkdir -p "${mod}" "${out}.tmp"
+  # The staging modules k8s.io/kubernetes requires at v0.0.0 (its own
+  # replace directives do not apply to a module that requires it).
+  local gomod
+  gomod="$(go mod download -json "k8s.io/kubernetes@${version}" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
+  [[ -n "${gomod}" ]] || { echo "no go.mod for k8s.io/kubernetes@${version}"; return 1; }
+  local staged=()
+  mapfile -t staged < <(sed -n 's#^[[:space:]]*k8s.io/\([a-z0-9-]*\) v0\.0\.0$#\1#p' "${gomod}" | sort -u)
+  ((${#staged[@]} > 0)) || { echo "k8s.io/kubernetes@${version} requires no staging module at v0.0.0"; return 1; }
   {
     echo "module kubefledged.io/testbin/kubernetes"
     echo
     echo "go 1.26"
     echo
-    echo "require k8s.io/kubernetes ${KUBE_VERSION}"
+    echo "require k8s.io/kubernetes ${version}"
     echo
     echo "tool ("
-    for c in "${KUBE_CMDS[@]}"; do echo "	k8s.io/kubernetes/cmd/${c}"; done
+    for c in "${cmds[@]}"; do echo "	k8s.io/kubernetes/cmd/${c}"; done
     echo ")"
     echo
     echo "replace ("
-    for s in "${KUBE_STAGING[@]}"; do echo "	k8s.io/${s} => k8s.io/${s} ${KUBE_STAGING_VERSION}"; done
+    for s in "${staged[@]}"; do echo "	k8s.io/${s} => k8s.io/${s} ${staging}"; done
     echo ")"
   } > "${mod}/go.mod"
   tidy "${mod}" || return 1
-  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  local minor="${version#v1.}"; minor="${minor%%.*}"
   local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   local ldflags="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X ${p}.gitVersion=${KUBE_VERSION} -X ${p}.gitMajor=1 -X ${p}.gitMinor=${minor}"
-    ldflags+=" -X ${p}.gitTreeState=clean -X ${p}.gitCommit=${KUBE_VERSION} -X ${p}.buildDate=${date}"
+    ldflags+=" -X ${p}.gitVersion=${version} -X ${p}.gitMajor=1 -X ${p}.gitMinor=${minor}"
+    ldflags+=" -X ${p}.gitTreeState=clean -X ${p}.gitCommit=${version} -X ${p}.buildDate=${date}"
   done
   local pkgs=()
-  for c in "${KUBE_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/${c}"); done
+  for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/${c}"); done
   (cd "${mod}" && go build -ldflags "${ldflags}" -o "${out}.tmp/" "${pkgs[@]}") || return 1
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
@@ -206,7 +224,7 @@ promtool_build() {
 started=${SECONDS}
 build_etcd
 build_kwok
-build_kubernetes
+build_kubernetes "${KUBE_VERSION}" "${KUBE_STAGING_VERSION}" "${KUBE_CMDS[@]}"
 build_containerd
 build_promtool
 
@@ -219,6 +237,19 @@ ln -sf "${CACHE_ROOT}/testbin/prometheus-${PROMETHEUS_VERSION}/promtool" "${BIN_
 for c in containerd containerd-shim-runc-v2 ctr; do
   ln -sf "${CACHE_ROOT}/testbin/containerd-${CONTAINERD_VERSION}/${c}" "${BIN_DIR}/${c}"
 done
+if ((OLDEST)); then
+  build_kubernetes "${KUBE_OLDEST_VERSION}" "${KUBE_OLDEST_STAGING_VERSION}" "${KUBE_OLDEST_CMDS[@]}"
+  mkdir -p "${OLDEST_BIN_DIR}"
+  for f in "${BIN_DIR}"/*; do ln -sfn "$(readlink -f "${f}")" "${OLDEST_BIN_DIR}/${f##*/}"; done
+  for c in "${KUBE_OLDEST_CMDS[@]}"; do
+    ln -sf "${CACHE_ROOT}/testbin/kubernetes-${KUBE_OLDEST_VERSION}/${c}" "${OLDEST_BIN_DIR}/${c}"
+  done
+fi
 if ((SECONDS - started > 5)); then log "all built in $(mmss $((SECONDS - started))); later runs reuse them"; fi
+if ((OLDEST)); then
+  log "binaries in ${OLDEST_BIN_DIR} (Kubernetes ${KUBE_OLDEST_VERSION}'s control plane)"
+  echo "${OLDEST_BIN_DIR}"
+  exit 0
+fi
 log "binaries in ${BIN_DIR}"
 echo "${BIN_DIR}"

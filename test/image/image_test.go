@@ -68,7 +68,8 @@ func TestImageLocal(t *testing.T) {
 		files       []string
 		maxBytes    int64
 	}{
-		{"kube-fledged", "kube-fledged", []string{"fledged", "fledged-cri", "fledged-helper"}, 0},
+		// The controller also answers to upstream's command, a hard link.
+		{"kube-fledged", "kube-fledged", []string{"fledged", "fledged-cri", "fledged-helper", "opt", "opt/bin", "opt/bin/kubefledged-controller"}, 0},
 		{"kube-fledged-helper", "kube-fledged-helper", []string{"fledged-helper"}, 10 << 20},
 		{"kube-fledged-cri", "kube-fledged-cri", []string{"fledged-cri"}, 40 << 20},
 	} {
