@@ -68,7 +68,13 @@ oldest_phase() {
   bin="$(bash hack/testbin.sh --oldest)"
   bash hack/local-down.sh
   LOCAL_TESTBIN="${bin}" NODES=20 BACKEND_NODES=5 bash hack/local-up.sh >/dev/null
-  echo "e2e: a cluster of Kubernetes ${KUBE_OLDEST_VERSION} up in $((SECONDS - start))s" >&2
+  local served
+  served="$("${bin}/kubectl" --kubeconfig "${LOCAL_KUBECONFIG}" get --raw /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')"
+  if [[ "${served}" != "${KUBE_OLDEST_VERSION}" ]]; then
+    echo "e2e: the API server says ${served:-nothing}, not ${KUBE_OLDEST_VERSION}" >&2
+    exit 1
+  fi
+  echo "e2e: a cluster of Kubernetes ${served} up in $((SECONDS - start))s" >&2
   KUBE_FLEDGED_TESTBIN="${bin}" go test -tags e2e -count=1 -timeout 15m -run "${OLDEST_E2E}" ${E2E_FLAGS:-} ./test/e2e/ "$@"
   KUBE_FLEDGED_TESTBIN="${bin}" go test -count=1 -timeout 10m -run "${OLDEST_API}" ${E2E_FLAGS:-} ./test/integration/ "$@"
 }
