@@ -36,11 +36,31 @@ export KUBE_FLEDGED_TESTBIN
 if [[ "${REAL_NODE:-1}" != "0" && "$(id -u)" == "0" && -z "${LOCAL_APISERVER_IP}" ]]; then
   export LOCAL_APISERVER_IP=198.18.0.1
 fi
+# The third phase runs unless OLDEST=0 or a -run of your own says otherwise.
+run_oldest=1
+if [[ "${OLDEST:-1}" == "0" || " $* " == *" -run "* || " $* " == *" -run="* ]]; then
+  run_oldest=0
+fi
+# Its control plane, when not cached, builds in the background at the lowest
+# priority while the first two phases run: they mostly wait on the cluster,
+# and the build takes the CPU they leave (about 8 minutes of it cold).
+oldest_build="" oldest_log="${ROOT}/_output/testbin-oldest.log"
+if ((run_oldest)); then
+  mkdir -p "${ROOT}/_output"
+  setsid nice -n 19 bash hack/testbin.sh --oldest >"${oldest_log}" 2>&1 &
+  oldest_build=$!
+fi
+cleanup() {
+  if [[ -n "${oldest_build}" ]] && kill -0 "${oldest_build}" 2>/dev/null; then
+    kill -- -"${oldest_build}" 2>/dev/null || true
+  fi
+  if [[ "${KEEP_CLUSTER:-0}" != "1" ]]; then
+    bash hack/local-down.sh
+  fi
+}
+trap cleanup EXIT
 # A fresh cluster, so the suite starts from a known state.
 bash hack/local-down.sh
-if [[ "${KEEP_CLUSTER:-0}" != "1" ]]; then
-  trap 'bash hack/local-down.sh' EXIT
-fi
 NODES=20 BACKEND_NODES=5 bash hack/local-up.sh >/dev/null
 export KUBECONFIG="${LOCAL_KUBECONFIG}"
 go test -tags e2e -count=1 -timeout 30m -skip '^TestRealNode' ${E2E_FLAGS:-} ./test/e2e/ "$@"
@@ -64,7 +84,14 @@ real_node_phase() {
 OLDEST_E2E='^(TestDeployRBACIsEnoughAndNoMore|TestSampleOverTwentyNodes|TestUpdateRunsOnlyNewWork|TestStartupTaintPolicy|TestStartupTaintHoldsPodsUntilWarm|TestPolicyRefusesOneNode)$'
 OLDEST_API='^(TestSampleAppliesUnchanged|TestValidationRefusesBadManifests|TestSpecAndStatusDoNotClobber|TestPrinterColumns)$'
 oldest_phase() {
-  local start=${SECONDS} bin
+  local start=${SECONDS} bin rc=0
+  wait "${oldest_build}" || rc=$?
+  oldest_build=""
+  if ((rc != 0)); then
+    echo "e2e: building Kubernetes ${KUBE_OLDEST_VERSION}'s control plane failed (exit ${rc}); the end of ${oldest_log}:" >&2
+    tail -n 30 "${oldest_log}" >&2
+    exit 1
+  fi
   bin="$(bash hack/testbin.sh --oldest)"
   bash hack/local-down.sh
   LOCAL_TESTBIN="${bin}" NODES=20 BACKEND_NODES=5 bash hack/local-up.sh >/dev/null
@@ -84,8 +111,8 @@ if [[ "${REAL_NODE:-1}" == "0" ]]; then
 else
   real_node_phase "$@"
 fi
-if [[ "${OLDEST:-1}" == "0" || " $* " == *" -run "* || " $* " == *" -run="* ]]; then
-  echo "e2e: the phase on Kubernetes ${KUBE_OLDEST_VERSION} is not run (OLDEST=0, or a -run of your own)" >&2
-else
+if ((run_oldest)); then
   oldest_phase "$@"
+else
+  echo "e2e: the phase on Kubernetes ${KUBE_OLDEST_VERSION} is not run (OLDEST=0, or a -run of your own)" >&2
 fi
