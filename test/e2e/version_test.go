@@ -13,19 +13,20 @@ import (
 )
 
 // TestTheControllerSaysItsVersion: the fledged that make build made says
-// the version and revision git gives for this tree: with --version, in its
-// first log line, and as kubefledged_build_info.
+// the version hack/version.sh gives for this tree (VERSION and git) and the
+// revision git gives: with --version, in its first log line, and as
+// kubefledged_build_info.
 func TestTheControllerSaysItsVersion(t *testing.T) {
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
+	run := func(name string, args ...string) string {
+		cmd := exec.Command(name, args...)
 		cmd.Dir = projectRoot
 		out, err := cmd.Output()
 		if err != nil {
-			t.Skipf("git %s: %v (not a git checkout)", strings.Join(args, " "), err)
+			t.Skipf("%s %s: %v (not a git checkout)", name, strings.Join(args, " "), err)
 		}
 		return strings.TrimSpace(string(out))
 	}
-	version, revision := git("describe", "--tags", "--always", "--dirty"), git("rev-parse", "HEAD")
+	version, revision := run("bash", "hack/version.sh"), run("git", "rev-parse", "HEAD")
 	out, err := exec.Command(fledgedBin, "--version").CombinedOutput()
 	want := fmt.Sprintf("fledged %s (revision %s, %s)\n", version, revision, runtime.Version())
 	if err != nil || string(out) != want {
