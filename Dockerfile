@@ -41,6 +41,7 @@ FROM base AS controller
 LABEL org.opencontainers.image.title="kube-fledged" \
       org.opencontainers.image.description="Caches container images on Kubernetes nodes"
 COPY --from=build /out/fledged /out/fledged-helper /out/fledged-cri /
-# Upstream kube-fledged's command, so that its Deployment runs this image as is.
+# Upstream kube-fledged's command, so that a Deployment kept from its manifests
+# runs this image with its command and arguments.
 COPY --from=build /out/fledged /opt/bin/kubefledged-controller
 ENTRYPOINT ["/fledged"]

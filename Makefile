@@ -108,6 +108,7 @@ release: ## A release into _output/release, no Docker needed: the three images f
 
 .PHONY: set-version
 set-version: ## Write VERSION=vX.Y.Z into VERSION, the chart and deploy/ (then add its CHANGELOG.md section).
+	@[[ "$(origin VERSION)" == "command line" ]] || { echo "make set-version needs VERSION=vX.Y.Z" >&2; exit 2; }
 	hack/set-version.sh $(VERSION)
 
 .PHONY: help

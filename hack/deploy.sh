@@ -33,6 +33,11 @@ if [[ "${action}" == sibling ]]; then
   sibling "$2" "$3"
   exit 0
 fi
+# An image named without a tag or digest takes the tree's release, as
+# deploy/ pins it, so that the three images agree.
+if [[ "${image}" != *@* && "${image##*/}" != *:* ]]; then
+  image="${image}:$("${ROOT}/hack/version.sh" --release)"
+fi
 helper="${FLEDGED_HELPER_IMAGE:-$(sibling "${image}" -helper)}"
 cri="${FLEDGED_CRI_IMAGE:-$(sibling "${image}" -cri)}"
 

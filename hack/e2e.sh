@@ -47,7 +47,7 @@ fi
 oldest_build="" oldest_log="${ROOT}/_output/testbin-oldest.log"
 if ((run_oldest)); then
   mkdir -p "${ROOT}/_output"
-  setsid nice -n 19 bash hack/testbin.sh --oldest >"${oldest_log}" 2>&1 &
+  setsid nice -n 19 ionice -c 3 bash hack/testbin.sh --oldest >"${oldest_log}" 2>&1 &
   oldest_build=$!
 fi
 cleanup() {

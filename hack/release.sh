@@ -26,6 +26,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
+umask 022 # the chart archive's modes do not depend on the releaser's umask
 
 VERSION="${VERSION:-$(hack/version.sh)}"
 REGISTRY="${REGISTRY:-ghcr.io/kube-fledged}"
@@ -46,6 +47,10 @@ if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
 fi
 [[ "${VERSION}" == "$(hack/version.sh --release)" ]] ||
   log "note: VERSION=${VERSION}, the tree says $(hack/version.sh --release) (VERSION file, chart, deploy/): the release carries ${VERSION}"
+
+if [[ "${chart_version}" != *-* ]] && ! grep -qF "## [${chart_version}]" CHANGELOG.md; then
+  fail "CHANGELOG.md has no \"## [${chart_version}]\" section: write its changes and upgrade notes first"
+fi
 
 rm -rf "${OUT}"
 build="${OUT}/.build"
@@ -85,14 +90,14 @@ cp deploy/images-in-env.yaml "${overlay}/"
     i=$((i + 1))
   done
 } >"${overlay}/kustomization.yaml"
+"${GOBIN}/kustomize" build "${overlay}" >"${build}/rendered.yaml"
+for ref in "${refs[@]}"; do
+  grep -qF -- "${ref}" "${build}/rendered.yaml" || fail "kube-fledged.yaml would not name ${ref}"
+done
 {
   echo "# kube-fledged ${VERSION} (${revision}): kubectl apply --server-side -f kube-fledged.yaml"
-  echo "# Images: ${refs[*]}"
-  "${GOBIN}/kustomize" build "${overlay}"
+  cat "${build}/rendered.yaml"
 } >"${OUT}/kube-fledged.yaml"
-for ref in "${refs[@]}"; do
-  grep -qF -- "${ref}" "${OUT}/kube-fledged.yaml" || fail "kube-fledged.yaml does not name ${ref}"
-done
 
 # The chart, its images pinned the same way.
 HELM="$(bash hack/helm.sh)"
@@ -117,17 +122,20 @@ tgz="kube-fledged-${chart_version}.tgz"
 mtime="@$(git log -1 --format=%ct 2>/dev/null || echo 0)"
 mkdir -p "${build}/unpacked"
 tar -xzmf "${build}/packaged/${tgz}" -C "${build}/unpacked"
-tar --sort=name --mtime="${mtime}" --owner=0 --group=0 --numeric-owner --format=gnu \
+tar --sort=name --mtime="${mtime}" --owner=0 --group=0 --numeric-owner --mode='u+rwX,go=rX,go-w' --format=gnu \
   -C "${build}/unpacked" -cf - kube-fledged | gzip -n -9 >"${OUT}/${tgz}"
 
 # The release notes: the version's CHANGELOG section.
 awk -v v="${chart_version}" '
   /^## \[/ { on = index($0, "## [" v "]") == 1 }
   on' CHANGELOG.md >"${OUT}/RELEASE_NOTES.md"
-[[ -s "${OUT}/RELEASE_NOTES.md" ]] || {
-  log "note: CHANGELOG.md has no section for ${chart_version}: RELEASE_NOTES.md lists the images alone"
+if [[ ! -s "${OUT}/RELEASE_NOTES.md" ]]; then
+  # A release says what changed and how to upgrade; a pre-release may not yet.
+  [[ "${chart_version}" == *-* ]] ||
+    fail "CHANGELOG.md has no \"## [${chart_version}]\" section: write its changes and upgrade notes first"
+  log "note: CHANGELOG.md has no section for the pre-release ${chart_version}: RELEASE_NOTES.md lists the images alone"
   echo "## [${chart_version}]" >"${OUT}/RELEASE_NOTES.md"
-}
+fi
 {
   echo
   echo "### Images"

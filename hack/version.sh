@@ -2,9 +2,9 @@
 # The version of this tree, one place for every binary, image, chart and
 # manifest (make build, make image-local, make release):
 #   - at a commit tagged vX.Y.Z: that tag;
-#   - after it: git describe's vX.Y.Z-N-gSHA (a semver pre-release);
-#   - with no tag in the history (a fresh clone of main): the VERSION file's
-#     release, with -dev.gSHA after it;
+#   - anywhere else: the VERSION file's release, with -dev.gSHA after it (a
+#     pre-release of it: VERSION names the next release once one is tagged,
+#     hack/set-version.sh writes it);
 #   - outside git: the VERSION file's, with -dev.
 # "-dirty" follows when the tree has uncommitted changes.
 #
@@ -26,8 +26,8 @@ if ! git rev-parse --git-dir >/dev/null 2>&1; then
   echo "${release}-dev"
   exit 0
 fi
-if described="$(git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null)"; then
-  echo "${described}"
+if tag="$(git describe --tags --exact-match --match 'v[0-9]*' --dirty 2>/dev/null)"; then
+  echo "${tag}"
   exit 0
 fi
 dirty=""

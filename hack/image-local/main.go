@@ -43,7 +43,8 @@ type component struct {
 
 var components = []component{
 	// The controller also answers to upstream kube-fledged's command, so
-	// that upstream's Deployment runs it with only its image changed.
+	// that a Deployment kept from upstream's manifests runs it with its
+	// command and arguments.
 	{"", "kube-fledged", "Caches container images on Kubernetes nodes", []string{"fledged", "fledged-helper", "fledged-cri"},
 		map[string]string{"/opt/bin/kubefledged-controller": "/fledged"}},
 	{"-helper", "kube-fledged-helper", "kube-fledged's pull helper, which the pull Jobs install in their pods", []string{"fledged-helper"}, nil},
@@ -125,7 +126,9 @@ func sibling(image, suffix string) string {
 func build(dir, arch, version, revision string) error {
 	ldflags := "-s -w -X kubefledged.io/kube-fledged/pkg/version.Version=" + version +
 		" -X kubefledged.io/kube-fledged/pkg/version.Revision=" + revision
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", dir+"/", "./cmd/fledged", "./cmd/fledged-helper", "./cmd/fledged-cri")
+	// No VCS stamp: the revision is in the ldflags, and git's view of the
+	// tree (an untracked file) would change the digests of one commit.
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", dir+"/", "./cmd/fledged", "./cmd/fledged-helper", "./cmd/fledged-cri")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

@@ -114,7 +114,8 @@ spec:
 func TestRealNodeRelease(t *testing.T) {
 	rn := needInCluster(t)
 	dir := t.TempDir()
-	const prevVersion, newVersion = "v0.1.0", "v0.2.0"
+	// The new one a pre-release: a release needs its CHANGELOG section.
+	const prevVersion, newVersion = "v0.1.0", "v0.2.0-rc.1"
 
 	// Reproducible: the same tree, the same digests and files.
 	first := release(t, rn, newVersion, filepath.Join(dir, "new"))
@@ -160,15 +161,25 @@ func TestRealNodeRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	values := chartFile(t, filepath.Join(dir, "new", "kube-fledged-0.2.0.tgz"), "kube-fledged/values.yaml")
-	chart := chartFile(t, filepath.Join(dir, "new", "kube-fledged-0.2.0.tgz"), "kube-fledged/Chart.yaml")
-	for _, ref := range first {
-		digest := ref[strings.LastIndex(ref, "@")+1:]
-		if !strings.Contains(string(manifest), ref) || !strings.Contains(values, digest) {
-			t.Errorf("%s: in kube-fledged.yaml %v, its digest in the chart's values %v", ref, strings.Contains(string(manifest), ref), strings.Contains(values, digest))
+	values := chartFile(t, filepath.Join(dir, "new", "kube-fledged-0.2.0-rc.1.tgz"), "kube-fledged/values.yaml")
+	chart := chartFile(t, filepath.Join(dir, "new", "kube-fledged-0.2.0-rc.1.tgz"), "kube-fledged/Chart.yaml")
+	// The objects, not the comments above them: the Deployment's image and
+	// the two it names in its environment.
+	var objects []string
+	for _, line := range strings.Split(string(manifest), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			objects = append(objects, line)
 		}
 	}
-	if !strings.Contains(chart, "version: 0.2.0") || !strings.Contains(chart, "appVersion: v0.2.0") {
+	wants := []string{"image: " + first[0], "value: " + first[1], "value: " + first[2]}
+	for i, ref := range first {
+		digest := ref[strings.LastIndex(ref, "@")+1:]
+		inManifest := strings.Contains(strings.Join(objects, "\n"), wants[i])
+		if !inManifest || !strings.Contains(values, digest) {
+			t.Errorf("%s: in kube-fledged.yaml %v, its digest in the chart's values %v", ref, inManifest, strings.Contains(values, digest))
+		}
+	}
+	if !strings.Contains(chart, "version: 0.2.0-rc.1") || !strings.Contains(chart, "appVersion: v0.2.0-rc.1") {
 		t.Errorf("the packaged Chart.yaml:\n%s", chart)
 	}
 
@@ -206,6 +217,9 @@ func TestRealNodeRelease(t *testing.T) {
 			pulling++
 		}
 	}
+	if pulling == 0 {
+		t.Fatalf("the caches were done before the new release was applied: nothing was in flight")
+	}
 	t.Logf("new release applied with %d of %d caches not yet Succeeded", pulling, len(inFlight))
 	pods := controllerPods(t, rn, sampleNS, "kube-fledged", 2)
 	for _, p := range pods {
@@ -233,6 +247,9 @@ func TestRealNodeRelease(t *testing.T) {
 		after.Status.Ledger == nil || !after.Status.StartTime.Equal(before.Status.StartTime) {
 		t.Errorf("the settled cache after the upgrade: %s, pulls %+v, started %v (before: %+v, started %v)",
 			after.Status.Status, after.Status.Pulls, after.Status.StartTime, before.Status.Pulls, before.Status.StartTime)
+	}
+	if pulls.closed() {
+		t.Fatal("the watch of the pull Jobs ended before the caches did: the count is not whole")
 	}
 	twice, total := pulls.twice()
 	if len(twice) > 0 {
@@ -276,6 +293,7 @@ func chartFile(t *testing.T, tgz, path string) string {
 // pullWatch counts the pull Jobs created, by cache, node and image.
 type pullWatch struct {
 	mu    sync.Mutex
+	done  bool            // the watch ended
 	seen  map[string]bool // Job UIDs
 	pairs map[string]int  // "ns/cache node image"
 	cache map[string]int  // "ns/cache"
@@ -299,7 +317,15 @@ func watchPulls(t *testing.T) *pullWatch {
 	p := &pullWatch{seen: map[string]bool{}, pairs: map[string]int{}, cache: map[string]int{}}
 	go func() {
 		defer w.Stop()
+		defer func() {
+			p.mu.Lock()
+			p.done = ctx.Err() == nil // ended before the test did
+			p.mu.Unlock()
+		}()
 		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				return
+			}
 			job, ok := ev.Object.(*batchv1.Job)
 			if !ok || ev.Type != watch.Added {
 				continue
@@ -339,6 +365,13 @@ func (p *pullWatch) twice() ([]string, int) {
 	}
 	sort.Strings(out)
 	return out, len(p.pairs)
+}
+
+// closed says whether the watch ended early.
+func (p *pullWatch) closed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
 }
 
 // of is the number of pull Jobs of a cache.

@@ -197,8 +197,12 @@ func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys
 	}
 	socket := c.cfg.CRISocketPath
 	if socket == "" {
-		// Only containerd nodes get here: its socket, or k3s's own.
-		socket, _ = cri.SocketForRuntime(n.Status.NodeInfo.ContainerRuntimeVersion)
+		// containerd's socket, or k3s's own; an unpin may meet a node
+		// that no longer says: containerd's.
+		var err error
+		if socket, err = cri.SocketForRuntime(n.Status.NodeInfo.ContainerRuntimeVersion); err != nil {
+			socket = containerdSocket
+		}
 	}
 	batch := keys[:min(len(keys), maxImagesPerDeleteJob)]
 	job := puller.NewPinJob(c.cfg.Puller, puller.PinBatch{Cache: s.ic, NodeName: n.Name, Hostname: n.Labels[puller.HostnameLabel],
@@ -226,6 +230,9 @@ func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys
 		}
 	}})
 }
+
+// containerdSocket is containerd's socket, its CRI's and its own API's.
+const containerdSocket = "/run/containerd/containerd.sock"
 
 // pinnedAmong says whether the cache has one of the picked images of a
 // removal pinned on its node: the delete Job waits for the unpin.

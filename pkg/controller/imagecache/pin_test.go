@@ -445,3 +445,26 @@ func TestPinAgainAfterAnAlwaysPull(t *testing.T) {
 		t.Errorf("pin after it was set again: %v", s)
 	}
 }
+
+// TestPinJobOnK3sUsesItsSocket: a node of k3s (or RKE2), whose containerd
+// says -k3s in its version, gets its pin Job on k3s's own socket.
+func TestPinJobOnK3sUsesItsSocket(t *testing.T) {
+	f := newFixture(t, pinConfig(), []*v1alpha2.ImageCache{newImageCache("web", withPin, withImages("registry.example/a:v1"))},
+		newNode("node-a", withRuntime("containerd://1.7.23-k3s2")))
+	f.syncStarted("web", wCreateJob)
+	f.completeAll()
+	writes, _ := f.sync("web", wCreateJob, wStatus)
+	jobs := createdJobs(writes)
+	if len(jobs) != 1 || jobs[0].Labels[puller.LabelComponent] != puller.ComponentPin {
+		t.Fatalf("pin Jobs: %s", describe(writes))
+	}
+	var sockets []string
+	for _, v := range jobs[0].Spec.Template.Spec.Volumes {
+		if v.HostPath != nil && strings.HasSuffix(v.HostPath.Path, ".sock") {
+			sockets = append(sockets, v.HostPath.Path)
+		}
+	}
+	if len(sockets) != 1 || sockets[0] != "/run/k3s/containerd/containerd.sock" {
+		t.Errorf("the pin Job mounts the sockets %v; want k3s's /run/k3s/containerd/containerd.sock", sockets)
+	}
+}
