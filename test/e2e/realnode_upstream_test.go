@@ -123,15 +123,19 @@ func TestRealNodeUpstreamSwap(t *testing.T) {
 		Status: v1alpha2.ImageCacheStatus{Status: v1alpha2.ImageCacheActionStatusSucceeded, Reason: "ImageCacheCreate",
 			Message: "All requested images pulled succesfully to respective nodes", StartTime: &started, CompletionTime: &started},
 	}
-	if _, err := fledged.KubefledgedV1alpha2().ImageCaches(apps).Create(ctx, ic, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		_ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(context.Background(), "imagecache1", metav1.DeleteOptions{})
 	})
-	if got, err := fledged.KubefledgedV1alpha2().ImageCaches(apps).Get(ctx, "imagecache1", metav1.GetOptions{}); err != nil || got.Status.Status != v1alpha2.ImageCacheActionStatusSucceeded {
-		t.Fatalf("upstream's cache as written: %+v, err %v", got, err)
-	}
+	// Until the API server serves upstream's CRD, a create drops the
+	// status (the status subresource): written again until it holds.
+	waitFor(t, time.Minute, "upstream's cache written with its status", func() bool {
+		_ = fledged.KubefledgedV1alpha2().ImageCaches(apps).Delete(ctx, "imagecache1", metav1.DeleteOptions{})
+		if _, err := fledged.KubefledgedV1alpha2().ImageCaches(apps).Create(ctx, ic, metav1.CreateOptions{}); err != nil {
+			return false
+		}
+		got, err := fledged.KubefledgedV1alpha2().ImageCaches(apps).Get(ctx, "imagecache1", metav1.GetOptions{})
+		return err == nil && got.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded
+	})
 
 	// Upstream's webhook configuration, its server gone: every write refused.
 	fail := admissionv1.Fail
