@@ -323,6 +323,12 @@ func Decode(l *v1alpha2.PullLedger) *Ledger {
 	}
 	out := New(l.Epoch)
 	out.RemovedAt = l.RemovedAt
+	if CheckFormat(l) != nil {
+		// Written by a newer controller (this one runs after a
+		// downgrade): nothing in it is read, so the operation's pulls
+		// are done again and the cache owns no image it could remove.
+		return out
+	}
 	table := tableOf(l.Images)
 	for node, enc := range l.Nodes {
 		e := splitEntry(enc)

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/base64"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -25,9 +26,10 @@ type decodedNode struct {
 	ok   bool // node's entry was decoded into bits
 }
 
-// NewReader reads an encoded ledger (nil: nothing settled).
+// NewReader reads an encoded ledger (nil, or one in a newer format:
+// nothing settled).
 func NewReader(l *v1alpha2.PullLedger) Reader {
-	if l == nil {
+	if l == nil || CheckFormat(l) != nil {
 		return Reader{}
 	}
 	index := make(map[string]int, len(l.Images))
@@ -88,7 +90,7 @@ func stateAt(bits []byte, i int) State {
 // NodeStates decodes the states of one node, if they were recorded on this
 // node (not on an earlier one of the same name).
 func NodeStates(l *v1alpha2.PullLedger, node *corev1.Node) map[string]State {
-	if l == nil {
+	if l == nil || CheckFormat(l) != nil {
 		return nil
 	}
 	enc, ok := l.Nodes[node.Name]
@@ -100,4 +102,115 @@ func NodeStates(l *v1alpha2.PullLedger, node *corev1.Node) map[string]State {
 		return nil
 	}
 	return decodeStates(tableOf(l.Images), e.states)
+}
+
+// FormatVersion is the version of status.ledger's encoding that this
+// package reads and writes (status.ledger.format; absent means 1).
+const FormatVersion = 1
+
+// NewerFormatError is a ledger written in an encoding newer than this
+// package knows: reading it would give wrong answers.
+type NewerFormatError struct{ Format int32 }
+
+func (e *NewerFormatError) Error() string {
+	return fmt.Sprintf("status.ledger is in format %d, written by a newer controller; this build reads format %d",
+		e.Format, FormatVersion)
+}
+
+// CheckFormat returns a *NewerFormatError for a ledger in an encoding this
+// package does not know.
+func CheckFormat(l *v1alpha2.PullLedger) error {
+	if l != nil && l.Format > FormatVersion {
+		return &NewerFormatError{Format: l.Format}
+	}
+	return nil
+}
+
+// NodeRecord is what a ledger records of one node.
+type NodeRecord struct {
+	// States are the settled images (normalised) of the current operation.
+	States map[string]State
+	// Owned are the images the cache's own pull brought onto the node.
+	Owned map[string]bool
+	// Pins are the cache's pin states there.
+	Pins map[string]PinState
+	// Replaced says the entry was recorded on an earlier node of the same
+	// name: its states and owned images are not this node's, and are left
+	// out.
+	Replaced bool
+}
+
+// NodeReader reads an encoded ledger one node at a time, for tools that
+// walk many nodes and should not hold the whole decoded record: only the
+// image table is decoded up front.
+type NodeReader struct {
+	raw     *v1alpha2.PullLedger
+	table   []string
+	decoded int
+}
+
+// NewNodeReader reads an encoded ledger (nil: nothing recorded), or returns
+// a *NewerFormatError.
+func NewNodeReader(l *v1alpha2.PullLedger) (*NodeReader, error) {
+	if err := CheckFormat(l); err != nil {
+		return nil, err
+	}
+	if l == nil {
+		return &NodeReader{}, nil
+	}
+	return &NodeReader{raw: l, table: tableOf(l.Images)}, nil
+}
+
+// Epoch is the operation the states belong to (0 for none).
+func (r *NodeReader) Epoch() int64 {
+	if r.raw == nil {
+		return 0
+	}
+	return r.raw.Epoch
+}
+
+// Node decodes what the ledger records of a node; uidTag is the node's
+// UIDTag ("" to take the entry whatever node it was recorded on).
+func (r *NodeReader) Node(name, uidTag string) NodeRecord {
+	var rec NodeRecord
+	if r.raw == nil {
+		return rec
+	}
+	if enc, ok := r.raw.Nodes[name]; ok {
+		r.decoded++
+		e := splitEntry(enc)
+		if e.tag != "" && uidTag != "" && e.tag != uidTag {
+			rec.Replaced = true
+		} else {
+			rec.States = decodeStates(r.table, e.states)
+			rec.Owned = decodeOwned(r.table, e.owned)
+		}
+	}
+	if enc, ok := r.raw.Pins[name]; ok {
+		for img, s := range decodeStates(r.table, enc) {
+			if rec.Pins == nil {
+				rec.Pins = map[string]PinState{}
+			}
+			rec.Pins[img] = PinState(s)
+		}
+	}
+	return rec
+}
+
+// Decoded counts the node entries decoded so far.
+func (r *NodeReader) Decoded() int { return r.decoded }
+
+// Nodes lists, in name order, the nodes the ledger has an entry or pins of.
+func (r *NodeReader) Nodes() []string {
+	if r.raw == nil {
+		return nil
+	}
+	seen := make(map[string]bool, len(r.raw.Nodes)+len(r.raw.Pins))
+	for n := range r.raw.Nodes {
+		seen[n] = true
+	}
+	for n := range r.raw.Pins {
+		seen[n] = true
+	}
+	return sortedKeys(seen)
 }

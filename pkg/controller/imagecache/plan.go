@@ -253,3 +253,41 @@ func WantedOn(ic *v1alpha2.ImageCache, n *corev1.Node, filter NodeFilter) (wante
 	}
 	return wanted, len(p.invalidNodes), true
 }
+
+// Selection is what a cache's entries want on one node.
+type Selection struct {
+	// Wanted are the valid images, each once, in the order of their keys.
+	Wanted []Wanted
+	// Invalid maps each image of the selecting entries that the normaliser
+	// refuses to its error: it counts as failed there.
+	Invalid map[string]string
+	// Skip is why the node cannot take a pull now, or "" (SkipReason);
+	// NeverPulls(Skip): a platform the pulls never run on.
+	Skip string
+}
+
+// SelectNodes works out what a cache wants on each of some nodes, whatever
+// their state, for tools that report it node by node: a node no entry
+// selects has no key.
+func SelectNodes(ic *v1alpha2.ImageCache, nodes []*corev1.Node, filter NodeFilter) map[string]Selection {
+	p := computePlan(ic, nodes, filter, false)
+	out := make(map[string]Selection, len(p.nodes))
+	for name, w := range p.nodes {
+		sel := Selection{Skip: w.skip, Wanted: make([]Wanted, 0, len(w.images))}
+		for _, wi := range w.images {
+			sel.Wanted = append(sel.Wanted, Wanted{Image: wi.image, Key: wi.key})
+		}
+		out[name] = sel
+	}
+	for img, names := range p.invalidNodes {
+		for _, name := range names {
+			sel := out[name]
+			if sel.Invalid == nil {
+				sel.Invalid = map[string]string{}
+			}
+			sel.Invalid[img] = p.invalid[img]
+			out[name] = sel
+		}
+	}
+	return out
+}

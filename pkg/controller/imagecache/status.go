@@ -298,14 +298,14 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan,
 		verb = "Removed"
 	}
 	st.Message = statusMessage(verb, counts, len(p.nodes))
-	if left, ok := timeLeft(counts.PullCounts, st.StartTime, now); ok && verb == "Pulled" &&
+	if left, ok := TimeLeft(counts.PullCounts, st.StartTime, now); ok && verb == "Pulled" &&
 		st.Status == v1alpha2.ImageCacheActionStatusProcessing && counts.retry.pairs < int(counts.Pending) {
 		if before == counts.PullCounts && strings.HasPrefix(beforeMessage, st.Message+"; ") {
 			// Nothing settled since: the estimate stands (and the
 			// status is not written for the clock alone).
 			st.Message = beforeMessage
 		} else {
-			st.Message += "; " + leftPhrase(left)
+			st.Message += "; " + LeftPhrase(left)
 		}
 	}
 
@@ -504,10 +504,10 @@ func skippedWhy(by map[string]int) string {
 	return "(" + strings.Join(parts, ", ") + ")"
 }
 
-// timeLeft estimates, while an operation pulls, the time until its pending
+// TimeLeft estimates, while an operation pulls, the time until its pending
 // pulls settle, from the pace of those settled since it started: once it
 // has run 30 s and settled 10 pulls, so that the pace means something.
-func timeLeft(c v1alpha2.PullCounts, start *metav1.Time, now time.Time) (time.Duration, bool) {
+func TimeLeft(c v1alpha2.PullCounts, start *metav1.Time, now time.Time) (time.Duration, bool) {
 	done := c.Succeeded + c.Failed
 	if start == nil || c.Pending == 0 || done < 10 {
 		return 0, false
@@ -519,8 +519,8 @@ func timeLeft(c v1alpha2.PullCounts, start *metav1.Time, now time.Time) (time.Du
 	return time.Duration(float64(elapsed) * float64(c.Pending) / float64(done)), true
 }
 
-// leftPhrase says an estimate of the time left in a status message.
-func leftPhrase(d time.Duration) string {
+// LeftPhrase says an estimate of the time left in a status message.
+func LeftPhrase(d time.Duration) string {
 	switch {
 	case d < time.Minute:
 		return "less than a minute left"

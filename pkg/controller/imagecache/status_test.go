@@ -122,8 +122,8 @@ func TestTimeLeft(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ""
-			if d, ok := timeLeft(tc.counts, &start, t0.Add(tc.elapsed)); ok {
-				got = leftPhrase(d)
+			if d, ok := TimeLeft(tc.counts, &start, t0.Add(tc.elapsed)); ok {
+				got = LeftPhrase(d)
 			}
 			if got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)

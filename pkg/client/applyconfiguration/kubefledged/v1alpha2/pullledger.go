@@ -24,6 +24,12 @@ package v1alpha2
 // PullLedger records, per node, the state of each image's pull: done, found
 // already present, or failed. It is written by the controller only.
 type PullLedgerApplyConfiguration struct {
+	// Format is the version of the encoding below: absent or 1 for the one
+	// described here. A controller that changes the encoding writes a higher
+	// number, so that readers which do not know it (an older controller
+	// after a downgrade, an older kubectl-fledged) refuse the record rather
+	// than misread it.
+	Format *int32 `json:"format,omitempty"`
 	// Epoch is the Unix time at which the record began: the start of the
 	// latest operation.
 	Epoch *int64 `json:"epoch,omitempty"`
@@ -55,6 +61,14 @@ type PullLedgerApplyConfiguration struct {
 // apply.
 func PullLedger() *PullLedgerApplyConfiguration {
 	return &PullLedgerApplyConfiguration{}
+}
+
+// WithFormat sets the Format field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Format field is set to the value of the last call.
+func (b *PullLedgerApplyConfiguration) WithFormat(value int32) *PullLedgerApplyConfiguration {
+	b.Format = &value
+	return b
 }
 
 // WithEpoch sets the Epoch field in the declarative configuration to the given value
