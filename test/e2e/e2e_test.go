@@ -38,7 +38,17 @@ func TestSampleOverTwentyNodes(t *testing.T) {
 	t.Cleanup(func() {
 		kubectl(t, "delete", "-f", filepath.Join(projectRoot, "deploy", "sample-imagecache.yaml"), "--wait=true")
 	})
+	// As a pipeline waits for it: kubectl finds the plugin on PATH.
+	out, code := kubectlFledged(t, "wait", "imagecache1", "-n", sampleNS, "--for=succeeded", "--timeout=2m")
+	if code != 0 || out != "imagecache.kubefledged.io/imagecache1 Succeeded (Create): Pulled 50 of 50 images on 20 nodes\n" {
+		t.Errorf("kubectl fledged wait: exit %d\n%s", code, out)
+	}
 	ic := waitIC(t, sampleNS, "imagecache1", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
+	out, code = kubectlFledged(t, "nodes", "imagecache1", "-n", sampleNS)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != baseNodes+1 ||
+		strings.Count(out, " warm ") != baseNodes {
+		t.Errorf("kubectl fledged nodes: exit %d, want a header and %d warm nodes:\n%s", code, baseNodes, out)
+	}
 	want := v1alpha2.PullCounts{Desired: 2*baseNodes + 2*backendNodes, Succeeded: 2*baseNodes + 2*backendNodes}
 	if ic.Status.Pulls != want {
 		t.Errorf("pulls %+v, want %+v", ic.Status.Pulls, want)
@@ -52,7 +62,7 @@ func TestSampleOverTwentyNodes(t *testing.T) {
 	if ic.Status.Message != "Pulled 50 of 50 images on 20 nodes" {
 		t.Errorf("message %q", ic.Status.Message)
 	}
-	out := kubectl(t, "get", "ic", "-n", sampleNS, "-o", "wide")
+	out = kubectl(t, "get", "ic", "-n", sampleNS, "-o", "wide")
 	t.Logf("kubectl get ic -o wide:\n%s", out)
 	if !strings.Contains(out, "Succeeded") || !strings.Contains(out, "50 of 50") {
 		t.Errorf("kubectl get ic -o wide:\n%s", out)

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -38,6 +39,30 @@ func kubectl(t *testing.T, args ...string) string {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// kubectlFledged runs `kubectl fledged` against the local cluster, with
+// the plugin built by make build on PATH; it returns the combined output
+// and the exit code.
+func kubectlFledged(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// kubectl takes no flags before a plugin's name: the kubeconfig goes
+	// in the environment, as an operator's does.
+	cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"fledged"}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig,
+		"PATH="+filepath.Dir(fledgedBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatalf("kubectl fledged %s: %v\n%s", strings.Join(args, " "), err, out)
+	return "", 0
 }
 
 // kubectlIn runs kubectl with a manifest on standard input.
