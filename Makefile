@@ -51,6 +51,11 @@ bench: ## Benchmark: nodes x images on a fresh local cluster; results in _output
 POD_START_RUNS ?= 3
 POD_START_MIB  ?= 2048
 POD_START_LINK ?= 100mbit
+PLUGIN_NODES ?= 5000
+.PHONY: bench-plugin
+bench-plugin: ## kubectl fledged on a cache of 5,000 nodes x 100 images (real API server): time to first line, total time, peak memory; _output/bench/plugin.json (PLUGIN_NODES).
+	KUBE_FLEDGED_TESTBIN="$$(bash hack/testbin.sh)" KUBE_FLEDGED_PLUGIN_NODES=$(PLUGIN_NODES) \
+	  go test -count=1 -timeout 30m -run '^TestPluginScale$$' -v ./test/integration/
 .PHONY: bench-podstart
 bench-podstart: ## Pod start on the real node (a 2 GiB image across a 100 Mbit/s link with 20 ms each way, 3 runs): cold, cached, on a joining node with the startup taint; then 50 replicas on kwok; _output/e2e/pod-start.json, deployment-start.json.
 	KUBE_FLEDGED_POD_START_RUNS=$(POD_START_RUNS) KUBE_FLEDGED_POD_START_MIB=$(POD_START_MIB) \
