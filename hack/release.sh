@@ -10,6 +10,11 @@
 #   kube-fledged-X.Y.Z.tgz  the Helm chart, packaged, its version X.Y.Z and
 #                        appVersion vX.Y.Z, its images pinned to the same digests
 #   RELEASE_NOTES.md     the version's CHANGELOG.md section
+#   kubectl-fledged_VERSION_OS_ARCH.tar.gz  the kubectl plugin for each of
+#                        PLUGIN_PLATFORMS (the binary and LICENSE; fixed
+#                        times and owners, so the same bytes for a commit)
+#   fledged.yaml         the plugin's Krew manifest: those archives at
+#                        PLUGIN_URL, with their checksums
 #   SHA256SUMS           the files' checksums (the chart archive is repacked
 #                        with fixed times and owners, so it is the same bytes
 #                        for the same commit too)
@@ -20,6 +25,9 @@
 #             REGISTRY/kube-fledged-helper, REGISTRY/kube-fledged-cri. Pushing
 #             uses your registry credentials (~/.docker/config.json).
 #   PLATFORMS default: linux/amd64,linux/arm64
+#   PLUGIN_PLATFORMS default: linux/amd64,linux/arm64,darwin/amd64,darwin/arm64,windows/amd64
+#   PLUGIN_URL default: https://github.com/kube-fledged/kube-fledged/releases/download/VERSION,
+#             where the archives are published (the Krew manifest points there)
 #   RELEASE_INSECURE=1      push to a plain-HTTP registry other than localhost
 #   RELEASE_ALLOW_DIRTY=1   release a tree with uncommitted changes (its
 #                           binaries say so; the digests then follow the changes)
@@ -32,10 +40,13 @@ VERSION="${VERSION:-$(hack/version.sh)}"
 REGISTRY="${REGISTRY:-ghcr.io/kube-fledged}"
 REGISTRY="${REGISTRY%/}"
 PLATFORMS="${PLATFORMS:-linux/amd64,linux/arm64}"
+PLUGIN_PLATFORMS="${PLUGIN_PLATFORMS:-linux/amd64,linux/arm64,darwin/amd64,darwin/arm64,windows/amd64}"
 OUT="${RELEASE_OUT:-${ROOT}/_output/release}"
 log() { echo "release: $*" >&2; }
 fail() { log "$*"; exit 1; }
 
+PLUGIN_URL="${PLUGIN_URL:-https://github.com/kube-fledged/kube-fledged/releases/download/${VERSION}}"
+PLUGIN_URL="${PLUGIN_URL%/}"
 [[ "${VERSION}" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
   fail "VERSION=${VERSION} is not vMAJOR.MINOR.PATCH[-PRERELEASE] (tag the commit, or pass VERSION=v0.2.0)"
 chart_version="${VERSION#v}"
@@ -142,7 +153,63 @@ fi
   for ref in "${refs[@]}"; do echo "- \`${ref}\` (${PLATFORMS//,/, })"; done
 } >>"${OUT}/RELEASE_NOTES.md"
 
-(cd "${OUT}" && sha256sum images.txt kube-fledged.yaml "${tgz}" RELEASE_NOTES.md >SHA256SUMS)
+# The kubectl plugin, an archive per platform, and its Krew manifest.
+plugins=()
+krew_platforms=""
+IFS=, read -ra plugin_platforms <<<"${PLUGIN_PLATFORMS}"
+for platform in "${plugin_platforms[@]}"; do
+  os="${platform%/*}" arch="${platform#*/}"
+  exe="kubectl-fledged"
+  [[ "${os}" == windows ]] && exe="kubectl-fledged.exe"
+  dir="${build}/plugin-${os}-${arch}"
+  mkdir -p "${dir}"
+  log "building kubectl-fledged for ${os}/${arch}"
+  CGO_ENABLED=0 GOOS="${os}" GOARCH="${arch}" go build -trimpath -buildvcs=false \
+    -ldflags "-s -w -X kubefledged.io/kube-fledged/pkg/version.Version=${VERSION} -X kubefledged.io/kube-fledged/pkg/version.Revision=${revision}" \
+    -o "${dir}/${exe}" ./cmd/kubectl-fledged
+  cp LICENSE "${dir}/"
+  archive="kubectl-fledged_${VERSION}_${os}_${arch}.tar.gz"
+  tar --sort=name --mtime="${mtime}" --owner=0 --group=0 --numeric-owner --mode='u+rwX,go=rX,go-w' --format=gnu \
+    -C "${dir}" -cf - "${exe}" LICENSE | gzip -n -9 >"${OUT}/${archive}"
+  plugins+=("${archive}")
+  krew_platforms+="
+  - selector:
+      matchLabels:
+        os: ${os}
+        arch: ${arch}
+    uri: ${PLUGIN_URL}/${archive}
+    sha256: $(sha256sum "${OUT}/${archive}" | cut -d' ' -f1)
+    files:
+    - from: ${exe}
+      to: .
+    - from: LICENSE
+      to: .
+    bin: ${exe}"
+done
+cat >"${OUT}/fledged.yaml" <<KREW
+apiVersion: krew.googlecontainertools.github.com/v1alpha2
+kind: Plugin
+metadata:
+  name: fledged
+spec:
+  version: ${VERSION}
+  homepage: https://github.com/kube-fledged/kube-fledged
+  shortDescription: Which nodes are warm for which cached images, and why not
+  description: |
+    Reports what kube-fledged's ImageCaches hold, cache by cache and node by
+    node (status, nodes, node), asks for a refresh or a purge and follows it,
+    and waits for a cache to succeed, for scripts and pipelines (wait).
+  platforms:${krew_platforms}
+KREW
+
+{
+  echo
+  echo "### kubectl plugin"
+  echo "- \`kubectl krew install --manifest=fledged.yaml\`, or an archive's \`kubectl-fledged\` on PATH:"
+  for archive in "${plugins[@]}"; do echo "  - \`${archive}\`"; done
+} >>"${OUT}/RELEASE_NOTES.md"
+
+(cd "${OUT}" && sha256sum images.txt kube-fledged.yaml "${tgz}" RELEASE_NOTES.md "${plugins[@]}" fledged.yaml >SHA256SUMS)
 log "kube-fledged ${VERSION} in ${OUT}:"
 (cd "${OUT}" && cat SHA256SUMS) >&2
 printf '%s\n' "${refs[@]}"

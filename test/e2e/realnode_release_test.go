@@ -29,6 +29,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/yaml"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -44,7 +45,8 @@ func release(t *testing.T, rn *realNode, version, out string) []string {
 	// The tree under test may hold uncommitted changes; the digests then
 	// follow them, the same for each run.
 	cmd.Env = append(os.Environ(), "VERSION="+version, "REGISTRY="+rn.registry, "RELEASE_OUT="+out,
-		"RELEASE_ALLOW_DIRTY=1", "PLATFORMS=linux/amd64,linux/arm64")
+		"RELEASE_ALLOW_DIRTY=1", "PLATFORMS=linux/amd64,linux/arm64",
+		"PLUGIN_PLATFORMS=linux/amd64,linux/arm64", "PLUGIN_URL=https://downloads.example/"+version)
 	start := time.Now()
 	stdout, err := cmd.Output()
 	if err != nil {
@@ -133,6 +135,7 @@ func TestRealNodeRelease(t *testing.T) {
 	if a, b := sums(filepath.Join(dir, "new")), sums(filepath.Join(dir, "again")); a != b {
 		t.Errorf("two releases of one tree wrote different files:\n%s\n%s", a, b)
 	}
+	checkPluginRelease(t, filepath.Join(dir, "new"), newVersion, sums(filepath.Join(dir, "new")))
 	for _, ref := range first {
 		r, err := name.ParseReference(ref)
 		if err != nil {
@@ -379,4 +382,53 @@ func (p *pullWatch) of(cache string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cache[cache]
+}
+
+// checkPluginRelease checks a release's kubectl plugin: an archive per
+// platform in SHA256SUMS, a Krew manifest that points at each with its
+// checksum, and the linux/amd64 binary, unpacked, says the release's version.
+func checkPluginRelease(t *testing.T, dir, version, sums string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "fledged.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var krew struct {
+		Kind     string
+		Metadata struct{ Name string }
+		Spec     struct {
+			Version   string
+			Platforms []struct {
+				Selector         struct{ MatchLabels map[string]string } `json:"selector"`
+				URI, Sha256, Bin string
+			}
+		}
+	}
+	if err := yaml.Unmarshal(raw, &krew); err != nil {
+		t.Fatalf("the Krew manifest: %v\n%s", err, raw)
+	}
+	if krew.Kind != "Plugin" || krew.Metadata.Name != "fledged" || krew.Spec.Version != version || len(krew.Spec.Platforms) != 2 {
+		t.Fatalf("the Krew manifest:\n%s", raw)
+	}
+	for _, p := range krew.Spec.Platforms {
+		archive := fmt.Sprintf("kubectl-fledged_%s_%s_%s.tar.gz", version, p.Selector.MatchLabels["os"], p.Selector.MatchLabels["arch"])
+		if p.URI != "https://downloads.example/"+version+"/"+archive || p.Bin != "kubectl-fledged" ||
+			!strings.Contains(sums, p.Sha256+"  "+archive+"\n") {
+			t.Errorf("Krew platform %+v: want %s, its checksum as in SHA256SUMS:\n%s", p, archive, sums)
+		}
+	}
+	if !strings.Contains(sums, "  fledged.yaml\n") {
+		t.Errorf("SHA256SUMS does not list the Krew manifest:\n%s", sums)
+	}
+	bin := t.TempDir()
+	if out, err := exec.Command("tar", "-xzf", filepath.Join(dir, "kubectl-fledged_"+version+"_linux_amd64.tar.gz"), "-C", bin).CombinedOutput(); err != nil {
+		t.Fatalf("unpacking the plugin: %v\n%s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(bin, "kubectl-fledged"), "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), version) {
+		t.Errorf("kubectl-fledged --version: %v: %s, want %s", err, out, version)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "LICENSE")); err != nil {
+		t.Errorf("the plugin archive has no LICENSE: %v", err)
+	}
 }
