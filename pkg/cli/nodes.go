@@ -141,7 +141,7 @@ func (o *options) runNodes(ctx context.Context, name, image, state string) error
 	if err != nil {
 		return err
 	}
-	if w.items == 0 && o.output == "" || o.output == "wide" && w.items == 0 {
+	if w.items == 0 && (o.output == "" || o.output == "wide") {
 		fmt.Fprintf(o.streams.ErrOut, "No nodes of imagecache %s/%s%s.\n", ic.Namespace, ic.Name, matchingWhat(image, state, o.selector))
 	}
 	return nil
