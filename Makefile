@@ -23,7 +23,7 @@ generate: ## Regenerate deepcopy, the client (clientset, listers, informers, app
 	hack/update-codegen.sh
 
 .PHONY: verify
-verify: ## gofmt, go vet, the generated code and CRD up to date, the Helm chart linted and in step with deploy/, one version everywhere.
+verify: ## gofmt, go vet, the generated code, CRD and reference pages up to date, the Helm chart linted and in step with deploy/, one version everywhere.
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
 	  if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
 	go vet ./...
@@ -31,6 +31,11 @@ verify: ## gofmt, go vet, the generated code and CRD up to date, the Helm chart 
 	hack/verify-codegen.sh
 	hack/verify-chart.sh
 	hack/set-version.sh --check
+	go run ./hack/docgen --check
+
+.PHONY: docs
+docs: ## Regenerate the reference pages of docs/reference (flags, API, Helm values, metrics, events) from the code.
+	go run ./hack/docgen
 
 .PHONY: testbin
 testbin: ## Build the real control-plane binaries (etcd, kube-apiserver, ..., kwok) into the cache.

@@ -22,9 +22,7 @@ import (
 
 func main() {
 	o := options.New()
-	fs := pflag.NewFlagSet("fledged", pflag.ContinueOnError)
-	o.AddFlags(fs)
-	printVersion := fs.Bool("version", false, "Print the version and exit.")
+	fs, printVersion := options.NewFlagSet(o)
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "fledged: the kube-fledged controller, which caches container images on nodes.\n\nFlags:\n%s", fs.FlagUsages())
 	}

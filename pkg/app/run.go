@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
@@ -218,14 +217,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 		}()
 		return run(ctx)
 	}
-	collectors := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
-			Help: "Pull and delete Jobs whose pod has not finished, as counted against --max-in-flight-jobs."}, func() float64 { return float64(ctrl.InFlightJobs()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight_limit",
-			Help: "--max-in-flight-jobs: the most pull and delete Jobs whose pod has not finished."}, func() float64 { return float64(o.MaxInFlightJobs) }),
-		newCacheCollector(icInformer.Lister(), leading.Load, ctrl.SlotsByCache),
-	}
-	for _, c := range collectors {
+	for _, c := range RuntimeCollectors(ctrl.InFlightJobs, o.MaxInFlightJobs, icInformer.Lister(), leading.Load, ctrl.SlotsByCache) {
 		if err := metrics.Registry.Register(c); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
 		}

@@ -137,6 +137,9 @@ func newCacheCollector(l iclisters.ImageCacheLister, leading func() bool, slots 
 	}
 }
 
+// MetricType says its metrics' type: gauges, all.
+func (c *cacheCollector) MetricType() string { return "gauge" }
+
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.byStatus, c.status, c.pulls, c.desired, c.started, c.duration, c.inFlight, c.waiting} {
 		ch <- d
@@ -192,5 +195,20 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for s, n := range counts {
 		gauge(c.byStatus, float64(n), s)
+	}
+}
+
+// RuntimeCollectors are the metrics registered while the controller runs,
+// beyond metrics.Register's: the Job slots in use and their limit, and the
+// per-cache series read from the informer at scrape time (only the leader
+// serves them). Their functions are called at scrape time only.
+func RuntimeCollectors(inFlight func() int, limit int, l iclisters.ImageCacheLister, leading func() bool,
+	slots func() map[cache.ObjectName]imagecache.Slots) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight",
+			Help: "Pull and delete Jobs whose pod has not finished, as counted against --max-in-flight-jobs."}, func() float64 { return float64(inFlight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubefledged", Name: "jobs_in_flight_limit",
+			Help: "--max-in-flight-jobs: the most pull and delete Jobs whose pod has not finished."}, func() float64 { return float64(limit) }),
+		newCacheCollector(l, leading, slots),
 	}
 }

@@ -185,6 +185,14 @@ func New() *Options {
 	}
 }
 
+// NewFlagSet is the controller's flag set: the options' flags and
+// --version, whose value it returns.
+func NewFlagSet(o *Options) (*pflag.FlagSet, *bool) {
+	fs := pflag.NewFlagSet("fledged", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	return fs, fs.Bool("version", false, "Print the version and exit.")
+}
+
 // AddFlags registers the flags, the logging options' among them.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig. Only needed out of cluster.")

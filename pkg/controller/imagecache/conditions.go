@@ -12,12 +12,11 @@ import (
 // Condition reasons, beyond the operations (ImageCacheCreate, ...), which
 // Reconciling and Progressing give while one runs.
 const (
-	reasonCached = "Cached"
-	// reasonPulling (pulling.go) is Ready's reason while pulls run.
-	reasonRemoving    = "Removing"
-	reasonPullsFailed = "PullsFailed"
-	reasonPurged      = "Purged"
-	reasonComplete    = "Complete"
+	reasonCached      = "Cached"      // Ready True, Stalled False: every wanted image is on its nodes
+	reasonRemoving    = "Removing"    // Ready False while a purge removes images
+	reasonPullsFailed = "PullsFailed" // Ready False, Stalled True: the operation ended with failed pulls
+	reasonPurged      = "Purged"      // Ready False, Stalled True: the cache was purged; it pulls again when changed or refreshed
+	reasonComplete    = "Complete"    // Reconciling and Progressing False: no operation runs
 )
 
 // setConditions sets Ready, Reconciling, Stalled and Progressing from the

@@ -28,8 +28,8 @@ const FinalizerUnpin = "kubefledged.io/unpin"
 // Events of a deleted cache's pins, and how long it waits for them to go
 // unless Config.UnpinTimeout says.
 const (
-	reasonUnpinned        = "Unpinned"
-	reasonPinsNotReleased = "PinsNotReleased"
+	reasonUnpinned        = "Unpinned"        // Event: a deleted cache's pins were taken away from every node
+	reasonPinsNotReleased = "PinsNotReleased" // Event: a deleted cache's pins could not all be taken away in time
 	defaultUnpinTimeout   = 10 * time.Minute
 )
 

@@ -12,14 +12,14 @@ import (
 // Why a node cannot take a pull: for now (it is pulled onto once the reason
 // goes), or, for its platform, at all.
 const (
-	reasonNodeNotReady      = "NodeNotReady"
-	reasonNodeDeleting      = "NodeDeleting"
-	reasonNoHostnameLabel   = "NoHostnameLabel"
-	reasonUnsupportedOS     = "UnsupportedOS"
-	reasonUnsupportedArch   = "UnsupportedArchitecture"
-	reasonNodeUnschedulable = "NodeUnschedulable"
-	reasonNetworkNotReady   = "NetworkNotReady"
-	reasonNodeTainted       = "NodeTainted"
+	reasonNodeNotReady      = "NodeNotReady"            // skipped: the node's Ready condition is not True
+	reasonNodeDeleting      = "NodeDeleting"            // skipped: the node is being deleted
+	reasonNoHostnameLabel   = "NoHostnameLabel"         // skipped: the node has no kubernetes.io/hostname label to pin a Job by
+	reasonUnsupportedOS     = "UnsupportedOS"           // skipped, for good: the node is not Linux
+	reasonUnsupportedArch   = "UnsupportedArchitecture" // skipped, for good: the helper image has no variant for the node's architecture
+	reasonNodeUnschedulable = "NodeUnschedulable"       // skipped: the node is cordoned
+	reasonNetworkNotReady   = "NetworkNotReady"         // skipped: the node's pod network is not ready
+	reasonNodeTainted       = "NodeTainted"             // skipped: a NoSchedule or NoExecute taint the pull pods do not tolerate
 )
 
 // networkNotReadyTaints are the taints of a node that is Ready before its

@@ -18,13 +18,13 @@ import (
 // Reasons of our own for an image that cannot be pulled at all, and events
 // (nodes.go has those of a node that cannot take a pull).
 const (
-	reasonPurgeEnded       = "PurgeEnded"
-	reasonInvalidImageName = "InvalidImageName"
-	reasonUnknownRuntime   = "UnknownRuntime"
-	reasonJobRejected      = "JobRejected"
-	reasonNodesReplaced    = "NodesReplaced"
-	reasonStatusTrimmed    = "StatusTrimmed"
-	reasonTooLarge         = "TooLarge"
+	reasonPurgeEnded       = "PurgeEnded"       // a node whose pairs were left unsettled when the purge ended
+	reasonInvalidImageName = "InvalidImageName" // status.failures: the image reference does not parse
+	reasonUnknownRuntime   = "UnknownRuntime"   // status.failures: no CRI socket is known for the node's runtime, so nothing can be removed there
+	reasonJobRejected      = "JobRejected"      // status.failures and Event: the API server refused the pull Job (a quota, a webhook, a policy)
+	reasonNodesReplaced    = "NodesReplaced"    // Event: nodes re-created under the same name are warmed again
+	reasonStatusTrimmed    = "StatusTrimmed"    // Event: the status was cut to fit in one object
+	reasonTooLarge         = "TooLarge"         // Ready, Stalled and Event: the cache is too large to record in one object, and gets no Jobs
 	// nodeImagesLag (seconds) is how long a node may go on reporting an
 	// image after its removal: the kubelet re-lists images every ~30s and
 	// reports status every ~10s.

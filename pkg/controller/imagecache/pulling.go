@@ -51,8 +51,8 @@ import (
 // and stop once their namespace has no pull Job left (pullingWatches). The
 // events of other namespaces are never listed.
 const (
-	reasonPulling = "Pulling"
-	reasonPulled  = "Pulled"
+	reasonPulling = "Pulling" // the kubelet's Event as it starts a pull (read, not written); also Ready's reason while pulls run
+	reasonPulled  = "Pulled"  // the kubelet's Event once it has an image (read, not written)
 )
 
 // watchedReasons are the reasons of the kubelet's events on pull pods that

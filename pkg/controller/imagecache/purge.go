@@ -159,8 +159,8 @@ func (o *purgeOp) removals() []removal {
 
 // Why a purge leaves an image on a node.
 const (
-	reasonWantedByOtherCache   = "WantedByOtherCache"
-	reasonNotPulledByThisCache = "NotPulledByThisCache"
+	reasonWantedByOtherCache   = "WantedByOtherCache"   // status.kept: another ImageCache wants the image on the node (named in the message)
+	reasonNotPulledByThisCache = "NotPulledByThisCache" // status.kept: this cache's own pull did not bring the image there
 )
 
 // keptBecause says why the purge leaves an image on a node, with a message,

@@ -41,9 +41,9 @@ import (
 
 // Event reasons on Nodes that join with the startup taint.
 const (
-	reasonWarmed         = "Warmed"
-	reasonWarmingTimeout = "WarmingTimedOut"
-	reasonReleaseRefused = "ReleaseRefused"
+	reasonWarmed         = "Warmed"          // Event on a Node: the startup taint removed, every cache's pulls there settled
+	reasonWarmingTimeout = "WarmingTimedOut" // Event on a Node: the startup taint removed at --node-startup-taint-timeout, pulls still pending
+	reasonReleaseRefused = "ReleaseRefused"  // Event on a Node: the API server refused the patch that removes the startup taint
 )
 
 // Controller releases warmed nodes from the startup taint.
