@@ -44,6 +44,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &kubefledgedv1alpha2.ImageDigestApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("ImagePullSecret"):
 		return &kubefledgedv1alpha2.ImagePullSecretApplyConfiguration{}
+	case v1alpha2.SchemeGroupVersion.WithKind("KeptOnNode"):
+		return &kubefledgedv1alpha2.KeptOnNodeApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("NodeReasonMessage"):
 		return &kubefledgedv1alpha2.NodeReasonMessageApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("PullCounts"):

@@ -229,7 +229,7 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 		t.Errorf("purge: %s %q", st.Status, st.Message)
 	}
 	notOurs := "this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"
-	want := map[string]v1alpha2.NodeReasonMessageList{
+	want := map[string]v1alpha2.KeptOnNodes{
 		"nginx": {{Node: "node-a", Reason: reasonNotPulledByThisCache, Message: notOurs},
 			{Node: "node-b", Reason: reasonNotPulledByThisCache, Message: notOurs}},
 		"redis": {{Node: "node-b", Reason: reasonWantedByOtherCache, Message: "ImageCache team-a/other wants it on this node"}},

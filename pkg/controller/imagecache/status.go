@@ -48,10 +48,8 @@ func (c *Controller) computeStatus(s *syncCtx, removals, pins int) computedStatu
 	if r, ok := s.op.(keptReporter); ok {
 		kept, counts.keptBy = r.kept()
 	}
-	s.st.Kept, _ = kept.render(nil)
-	if len(s.st.Kept) == 0 {
-		s.st.Kept = nil
-	}
+	keptLists, _ := kept.render(nil)
+	s.st.Kept = keptOnNodes(keptLists)
 	s.st.Unpinned, _ = s.unpinned.render(nil)
 	if len(s.st.Unpinned) == 0 {
 		s.st.Unpinned = nil
@@ -531,4 +529,20 @@ func LeftPhrase(d time.Duration) string {
 		n := int((d + 30*time.Minute) / time.Hour)
 		return fmt.Sprintf("about %d hours left", n)
 	}
+}
+
+// keptOnNodes is status.kept from the per-node lists (nil for none).
+func keptOnNodes(lists map[string]v1alpha2.NodeReasonMessageList) map[string]v1alpha2.KeptOnNodes {
+	if len(lists) == 0 {
+		return nil
+	}
+	out := make(map[string]v1alpha2.KeptOnNodes, len(lists))
+	for img, list := range lists {
+		k := make(v1alpha2.KeptOnNodes, len(list))
+		for i, nrm := range list {
+			k[i] = v1alpha2.KeptOnNode(nrm)
+		}
+		out[img] = k
+	}
+	return out
 }

@@ -243,7 +243,7 @@ type ImageCacheStatus struct {
 	// bring it there: it was there before, or that could not be shown). At
 	// most 100 nodes are listed per image and 500 in all.
 	// +optional
-	Kept map[string]NodeReasonMessageList `json:"kept,omitempty"`
+	Kept map[string]KeptOnNodes `json:"kept,omitempty"`
 	// Unpinned maps an image of a pinning cache (spec.pin) to the nodes
 	// where it is cached but could not be pinned, and why:
 	// PinBudgetExceeded (pinning it would take the node's pinned images
@@ -371,19 +371,38 @@ type ImageDigest struct {
 	Nodes []string `json:"nodes,omitempty"`
 }
 
-// NodeReasonMessage is why an image failed on one node.
+// NodeReasonMessage is one node's entry in an image's list of failures
+// (status.failures), or of pins refused (status.unpinned): the node, a
+// short reason and the detail.
 type NodeReasonMessage struct {
 	// Node is the node's name.
 	Node string `json:"node"`
-	// Reason is a short CamelCase word, such as ErrImagePull or DeadlineExceeded.
+	// Reason is a short CamelCase word, such as ErrImagePull,
+	// DeadlineExceeded or PinBudgetExceeded.
 	Reason string `json:"reason"`
 	// Message is the detail, such as the kubelet's error.
 	// +optional
 	Message string `json:"message,omitempty"`
 }
 
-// NodeReasonMessageList is a list of per-node failures.
+// NodeReasonMessageList is a list of per-node entries.
 type NodeReasonMessageList []NodeReasonMessage
+
+// KeptOnNodes lists the nodes where the latest purge left an image.
+type KeptOnNodes []KeptOnNode
+
+// KeptOnNode is a node where the latest purge left an image, and why.
+type KeptOnNode struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// Reason is WantedByOtherCache (another ImageCache wants the image on
+	// the node) or NotPulledByThisCache (this cache's own pull did not
+	// bring it there, so it is not this cache's to remove).
+	Reason string `json:"reason"`
+	// Message says more, such as which caches want the image.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
 
 // ImageCacheList is a list of ImageCaches.
 //

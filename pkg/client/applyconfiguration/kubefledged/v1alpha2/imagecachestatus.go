@@ -50,7 +50,7 @@ type ImageCacheStatusApplyConfiguration struct {
 	// the message) or NotPulledByThisCache (this cache's own pull did not
 	// bring it there: it was there before, or that could not be shown). At
 	// most 100 nodes are listed per image and 500 in all.
-	Kept map[string]kubefledgedv1alpha2.NodeReasonMessageList `json:"kept,omitempty"`
+	Kept map[string]kubefledgedv1alpha2.KeptOnNodes `json:"kept,omitempty"`
 	// Unpinned maps an image of a pinning cache (spec.pin) to the nodes
 	// where it is cached but could not be pinned, and why:
 	// PinBudgetExceeded (pinning it would take the node's pinned images
@@ -145,9 +145,9 @@ func (b *ImageCacheStatusApplyConfiguration) WithOmittedFailures(entries map[str
 // and returns the receiver, so that objects can be build by chaining "With" function invocations.
 // If called multiple times, the entries provided by each call will be put on the Kept field,
 // overwriting an existing map entries in Kept field with the same key.
-func (b *ImageCacheStatusApplyConfiguration) WithKept(entries map[string]kubefledgedv1alpha2.NodeReasonMessageList) *ImageCacheStatusApplyConfiguration {
+func (b *ImageCacheStatusApplyConfiguration) WithKept(entries map[string]kubefledgedv1alpha2.KeptOnNodes) *ImageCacheStatusApplyConfiguration {
 	if b.Kept == nil && len(entries) > 0 {
-		b.Kept = make(map[string]kubefledgedv1alpha2.NodeReasonMessageList, len(entries))
+		b.Kept = make(map[string]kubefledgedv1alpha2.KeptOnNodes, len(entries))
 	}
 	for k, v := range entries {
 		b.Kept[k] = v

@@ -21,11 +21,14 @@ package v1alpha2
 // NodeReasonMessageApplyConfiguration represents a declarative configuration of the NodeReasonMessage type for use
 // with apply.
 //
-// NodeReasonMessage is why an image failed on one node.
+// NodeReasonMessage is one node's entry in an image's list of failures
+// (status.failures), or of pins refused (status.unpinned): the node, a
+// short reason and the detail.
 type NodeReasonMessageApplyConfiguration struct {
 	// Node is the node's name.
 	Node *string `json:"node,omitempty"`
-	// Reason is a short CamelCase word, such as ErrImagePull or DeadlineExceeded.
+	// Reason is a short CamelCase word, such as ErrImagePull,
+	// DeadlineExceeded or PinBudgetExceeded.
 	Reason *string `json:"reason,omitempty"`
 	// Message is the detail, such as the kubelet's error.
 	Message *string `json:"message,omitempty"`
