@@ -28,4 +28,6 @@ export KUBE_FLEDGED_TESTBIN
 mkdir -p _output/bin
 go build -o _output/bin/testreport ./hack/testreport
 log "running go test ./... $*"
-go test -json "$@" ./... | _output/bin/testreport
+# The integration package runs for minutes on two cores (5,000-node
+# caches): past go test's default 10 minutes when the machine is busy.
+go test -json -timeout 30m "$@" ./... | _output/bin/testreport
