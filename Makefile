@@ -92,7 +92,7 @@ deploy: ## Apply deploy/ with kubectl, the controller image from FLEDGED_IMAGE.
 	hack/deploy.sh apply
 
 .PHONY: undeploy
-undeploy: ## Remove what make deploy applied.
+undeploy: ## Remove what make deploy applied, saying what; the CRD and every ImageCache stay unless UNDEPLOY_CRD=1.
 	hack/deploy.sh delete
 
 .PHONY: image-local

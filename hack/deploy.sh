@@ -87,12 +87,45 @@ spec:
         - {name: KUBEFLEDGED_CRI_IMAGE, value: "${cri}"}
 YAML
 
+# undeploy deletes what apply installed, saying what first. The CRD stays
+# unless UNDEPLOY_CRD=1: deleting it deletes every ImageCache in the cluster.
+# So does the namespace while ImageCaches are in it.
+undeploy() {
+  local rendered keep_ns="" crd=imagecaches.kubefledged.io ns caches
+  rendered="$("${KUBECTL}" kustomize "${overlay}")"
+  ns="$(awk '/^kind: Namespace$/ {on = 1} on && /^  name: / {print $2; exit}' <<<"${rendered}")"
+  if [[ "${UNDEPLOY_CRD:-}" != 1 ]]; then
+    caches="$("${KUBECTL}" get imagecaches -A --no-headers 2>/dev/null | wc -l || true)"
+    echo "undeploy: keeping the CRD ${crd} and the ${caches} ImageCaches of the cluster (UNDEPLOY_CRD=1 deletes them too)"
+    if [[ -n "${ns}" ]] && [[ -n "$("${KUBECTL}" get imagecaches -n "${ns}" -o name 2>/dev/null)" ]]; then
+      echo "undeploy: keeping the namespace ${ns}: it holds ImageCaches"
+      keep_ns=y
+    fi
+  else
+    echo "undeploy: UNDEPLOY_CRD=1: deleting the CRD ${crd}, and with it every ImageCache of the cluster (the images stay on the nodes)"
+  fi
+  # The objects to delete: every document of the rendering but those kept.
+  rendered="$(awk -v keep_crd="$([[ "${UNDEPLOY_CRD:-}" == 1 ]] || echo y)" -v keep_ns="${keep_ns}" '
+    function flush() {
+      if (doc != "" && !(keep_crd && doc ~ /\nkind: CustomResourceDefinition\n/) && !(keep_ns && doc ~ /\nkind: Namespace\n/)) {
+        printf "---%s\n", doc
+      }
+      doc = ""
+    }
+    /^---$/ { flush(); next }
+    { doc = doc "\n" $0 }
+    END { doc = doc "\n"; flush() }' <<<"${rendered}")"
+  echo "undeploy: deleting:"
+  "${KUBECTL}" get --ignore-not-found -o name -f - <<<"${rendered}" | sed 's/^/  /'
+  "${KUBECTL}" delete --ignore-not-found -f - <<<"${rendered}"
+}
+
 case "${action}" in
   apply)
     "${KUBECTL}" apply --server-side --force-conflicts -k "${overlay}"
     ;;
   delete)
-    "${KUBECTL}" delete --ignore-not-found -k "${overlay}"
+    undeploy
     ;;
   render)
     "${KUBECTL}" kustomize "${overlay}"

@@ -103,3 +103,40 @@ func schemaRules(schema map[string]any, path []string) []string {
 	}
 	return out
 }
+
+// chartReadme is the chart's README, which helm show readme and Artifact
+// Hub display: how to install it, and its values (valuesPage's table).
+func chartReadme(root string) (string, error) {
+	values, err := valuesPage(root)
+	if err != nil {
+		return "", err
+	}
+	_, table, _ := strings.Cut(values, "| Value |")
+	var b strings.Builder
+	b.WriteString(`# kube-fledged
+
+kube-fledged caches container images on worker nodes: an ImageCache lists images, each list with an optional node
+selector, and the controller pulls them onto the matching nodes ahead of time, with a Job per node, and writes the
+outcome, node by node, to the ImageCache's status.
+
+## Install
+
+` + "```" + `sh
+helm install kube-fledged kube-fledged-X.Y.Z.tgz --namespace kube-fledged --create-namespace
+kubectl label namespace kube-fledged pod-security.kubernetes.io/enforce=privileged
+` + "```" + `
+
+The Jobs that remove images (a purge) run in the controller's namespace as root with the node's runtime socket,
+which Pod Security ` + "`baseline`" + ` refuses: where your cluster enforces ` + "`baseline`" + ` or stricter, that namespace needs the
+` + "`privileged`" + ` label, which Helm cannot set on a namespace it creates (or set ` + "`namespace.create=true`" + ` and
+` + "`namespace.name`" + `, with the release in another namespace, to let the chart own it). The CRD is in ` + "`crds/`" + `: Helm
+installs it, never upgrades or deletes it (` + "`kubectl apply --server-side -f crds/`" + ` after an upgrade that changes it).
+
+The project's documentation: https://github.com/kube-fledged/kube-fledged
+
+## Values
+
+| Value |`)
+	b.WriteString(table)
+	return b.String(), nil
+}

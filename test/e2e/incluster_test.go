@@ -419,6 +419,58 @@ spec:
 	t.Logf("leader: %s", waitLeader(t, sampleNS, pods))
 	apps := newNamespace(t, "incluster-deploy")
 	succeeded(t, rn, apps, "imagecache1", inClusterCache(t, rn, apps, "imagecache1", "deploy"))
+
+	// Clearing the controller's namespace with kubectl's "all" leaves the
+	// caches: the CRD is not in that category.
+	kubectlIn(t, fmt.Sprintf(`apiVersion: kubefledged.io/v1alpha2
+kind: ImageCache
+metadata: {name: kept-by-undeploy, namespace: %s}
+spec:
+  cacheSpec:
+  - images: [registry.example/none:v1]
+    nodeSelector: {kubefledged.io/no-such-node: "true"}
+`, sampleNS), "apply", "-f", "-")
+	t.Cleanup(func() {
+		_ = fledged.KubefledgedV1alpha2().ImageCaches(sampleNS).Delete(context.Background(), "kept-by-undeploy", metav1.DeleteOptions{})
+	})
+	t.Logf("kubectl delete all --all -n %s:\n%s", sampleNS, kubectl(t, "delete", "all", "--all", "-n", sampleNS))
+	getIC(t, sampleNS, "kept-by-undeploy")
+	getIC(t, apps, "imagecache1")
+
+	// make undeploy says what it deletes and keeps the CRD, the caches and
+	// the namespace that holds one.
+	cmd := exec.Command("make", "--no-print-directory", "undeploy")
+	cmd.Dir = projectRoot
+	cmd.Env = append(os.Environ(), "KUBECTL="+kubectlBin, "KUBECONFIG="+kubeconfig)
+	out, err := cmd.CombinedOutput()
+	// The other tests' controller runs its delete Jobs as this account.
+	t.Cleanup(func() {
+		kubectl(t, "apply", "--server-side", "-f", filepath.Join(projectRoot, "deploy", "image-delete.yaml"))
+	})
+	if err != nil {
+		t.Fatalf("make undeploy: %v\n%s", err, out)
+	}
+	t.Logf("make undeploy:\n%s", out)
+	for _, want := range []string{
+		"undeploy: keeping the CRD imagecaches.kubefledged.io and the ",
+		"undeploy: keeping the namespace " + sampleNS + ": it holds ImageCaches",
+		"undeploy: deleting:\n",
+		"  clusterrole.rbac.authorization.k8s.io/kube-fledged\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("make undeploy does not say %q", want)
+		}
+	}
+	if strings.Contains(string(out), "customresourcedefinition") || strings.Contains(string(out), "namespace/"+sampleNS) {
+		t.Errorf("make undeploy deleted the CRD or the namespace:\n%s", out)
+	}
+	kubectl(t, "get", "crd", "imagecaches.kubefledged.io")
+	kubectl(t, "get", "namespace", sampleNS)
+	getIC(t, sampleNS, "kept-by-undeploy")
+	getIC(t, apps, "imagecache1")
+	if _, err := kubeClient.RbacV1().ClusterRoles().Get(context.Background(), "kube-fledged", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after make undeploy, the ClusterRole kube-fledged: %v", err)
+	}
 }
 
 // makeDeploy runs make deploy with the real node's controller image and

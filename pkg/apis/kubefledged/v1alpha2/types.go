@@ -31,7 +31,7 @@ const (
 // +genclient
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
-// +kubebuilder:resource:shortName=ic,categories=all;kubefledged
+// +kubebuilder:resource:shortName=ic,categories=kubefledged
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
 // +kubebuilder:printcolumn:name="Done",type=integer,JSONPath=`.status.pulls.succeeded`,description="Pulls done (pulled, or already present)"
