@@ -47,7 +47,7 @@ func newHarness(t *testing.T, withCRD bool, objects ...runtime.Object) *harness 
 			kubeObjs = append(kubeObjs, obj)
 		}
 	}
-	h := &harness{kube: kubefake.NewClientset(kubeObjs...), ic: icfake.NewClientset(icObjs...)}
+	h := &harness{kube: kubefake.NewClientset(kubeObjs...), ic: icfake.NewSimpleClientset(icObjs...)} // merge patches need no typed schema
 	if withCRD {
 		h.kube.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
 			GroupVersion: v1alpha2.SchemeGroupVersion.String(),
@@ -228,5 +228,42 @@ func TestClearErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr:\n%s\nwant it to start with:\n%s", code, errOut, tc.want)
 			}
 		})
+	}
+}
+
+// refresh --wait ends, with the reason, when the controller removes the
+// annotation without running the refresh (as for a cache refused as too
+// large).
+func TestRefreshNotRun(t *testing.T) {
+	ic := newCache("web", nil, "registry.example/a:v1")
+	ic.Status.Status, ic.Status.Message = v1alpha2.ImageCacheActionStatusFailed, "too large"
+	// The fake clientset's watch sends no bookmark: the informer lists.
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	h := newHarness(t, true, ic)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx := context.Background()
+		for range 200 {
+			cur, err := h.ic.KubefledgedV1alpha2().ImageCaches("apps").Get(ctx, "web", metav1.GetOptions{})
+			if err == nil {
+				if _, asked := cur.Annotations[v1alpha2.AnnotationRefresh]; asked {
+					delete(cur.Annotations, v1alpha2.AnnotationRefresh)
+					if _, err := h.ic.KubefledgedV1alpha2().ImageCaches("apps").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+						t.Error(err)
+					}
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Error("the refresh annotation was never set")
+	}()
+	var out bytes.Buffer
+	errOut, code := h.run(t, &out, "refresh", "web", "-n", "apps", "--wait", "--timeout", "20s")
+	<-done
+	want := "error: the controller removed the refresh annotation without running a refresh: imagecache apps/web is Failed (Create): too large\n"
+	if code != 1 || !strings.HasSuffix(errOut, want) || out.String() != "imagecache.kubefledged.io/web: refresh asked\n" {
+		t.Errorf("exit %d\nstdout: %q\nstderr: %q\nwant stderr to end with %q", code, out.String(), errOut, want)
 	}
 }

@@ -82,19 +82,27 @@ func (o *options) runRequest(ctx context.Context, r request, name string, yes, w
 	if !wait {
 		return nil
 	}
+	// The controller removes the annotation once the operation is done
+	// (just before it writes the final status), or at once when it will
+	// not run it (a refresh asked with a purge, or of a cache refused as
+	// too large).
 	last, err := o.follow(ctx, name, timeout, o.streams.ErrOut, func(ic *v1alpha2.ImageCache) bool {
 		_, asked := ic.Annotations[r.annotation]
-		st := &ic.Status
-		return !asked && st.Status != v1alpha2.ImageCacheActionStatusProcessing &&
-			(st.Reason == r.reason || st.Reason == v1alpha2.ImageCacheReasonPurge)
+		return !asked && ic.Status.Status != v1alpha2.ImageCacheActionStatusProcessing
 	})
 	if err != nil {
 		return err
 	}
-	if last.Status.Reason != r.reason {
+	switch st := &last.Status; {
+	case st.Reason == r.reason:
+		return o.outcome(last)
+	case st.Reason == v1alpha2.ImageCacheReasonPurge:
 		return &ExitError{Code: 1, Err: fmt.Errorf("a purge ran instead of the %s (both were asked; the purge wins)", r.verb)}
+	default:
+		return &ExitError{Code: 1, Err: fmt.Errorf("the controller removed the %s annotation without running a %s: "+
+			"imagecache %s/%s is %s (%s): %s", r.verb, r.verb, last.Namespace, last.Name, st.Status,
+			strings.TrimPrefix(st.Reason, "ImageCache"), st.Message)}
 	}
-	return o.outcome(last)
 }
 
 // confirmed reads a yes from the user.
