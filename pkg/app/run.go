@@ -115,6 +115,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		PullRetryDeadline:    o.PullRetryDeadline,
 		PullRetryMaxBackoff:  o.PullRetryMaxBackoff,
 		Pinning:              o.ImagePinning,
+		NoRemoval:            !o.ImageRemoval,
 		PinBudgetPercent:     o.PinBudgetPercent,
 		ContainerdRoot:       o.ContainerdRoot,
 		UnpinTimeout:         o.UnpinTimeout,

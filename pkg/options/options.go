@@ -93,7 +93,10 @@ type Options struct {
 	// ImagePinning lets caches pin their images (spec.pin); PinBudgetPercent
 	// bounds the share of a node's image filesystem the pinned images may
 	// take, on the filesystem of ContainerdRoot.
-	ImagePinning     bool
+	ImagePinning bool
+	// ImageRemoval lets purges, and updates that drop images, remove them
+	// from the nodes (with delete Jobs in the controller's namespace).
+	ImageRemoval     bool
 	PinBudgetPercent int
 	ContainerdRoot   string
 	// UnpinTimeout bounds how long a deleted cache waits for its pins to
@@ -157,6 +160,7 @@ func New() *Options {
 		PullRetryDeadline:           time.Hour,
 		PullRetryMaxBackoff:         5 * time.Minute,
 		ImagePinning:                true,
+		ImageRemoval:                true,
 		PinBudgetPercent:            50,
 		ContainerdRoot:              "/var/lib/containerd",
 		UnpinTimeout:                10 * time.Minute,
@@ -214,6 +218,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeStartupTaint, "node-startup-taint", o.NodeStartupTaint, "Key of a NoSchedule taint that nodes join with (kubelet --register-with-taints, Karpenter startupTaints); the controller removes it once every cache matching the node has settled its pulls there. Empty: off.")
 	fs.DurationVar(&o.NodeStartupTaintTimeout, "node-startup-taint-timeout", o.NodeStartupTaintTimeout, "The longest a node is held by --node-startup-taint, counted while the controller runs; then the taint is removed anyway, with a Warning event naming what was pending.")
 	fs.IntVar(&o.NodeStatusMaxImages, "node-status-max-images", o.NodeStatusMaxImages, "The most images the kubelets list in a node's status (their nodeStatusMaxImages; -1: all). Only on a node that lists fewer does a kubelet of 1.33 or later prove, by pulling, that an image was not there, so that a purge may remove it; set it to the kubelets' value, or lower.")
+	fs.BoolVar(&o.ImageRemoval, "image-removal", o.ImageRemoval, "Let a purge, and an update that drops images, remove the images the cache pulled from its nodes, with delete Jobs that run as root with the runtime's socket in the controller's namespace. false: no image is removed (a purge keeps them all, status.kept says RemovalDisabled), so that, with --image-pinning=false too, no Job of the controller runs as root in its namespace, which then needs no privileged Pod Security label.")
 	fs.BoolVar(&o.ImagePinning, "image-pinning", o.ImagePinning, "Let caches with spec.pin pin their images against the kubelet's image garbage collection (containerd only). false: no cache pins, and the pins the caches hold are taken away.")
 	fs.IntVar(&o.PinBudgetPercent, "pin-budget-percent", o.PinBudgetPercent, "The most percent of a node's image filesystem the pinned images (whoever pinned them, by the runtime's own measure of their size) may take; a pin past it is refused with PinBudgetExceeded, and the image stays cached, unpinned. 0: no budget. Past the kubelet's eviction threshold, pinned images make it evict pods instead.")
 	fs.DurationVar(&o.UnpinTimeout, "unpin-timeout", o.UnpinTimeout, "How long a deleted cache that pinned images waits for its pins to be taken away from its nodes (a node that is gone holds none); then it goes all the same, with a Warning event naming the nodes where its pins may stay.")

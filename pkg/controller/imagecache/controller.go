@@ -84,6 +84,10 @@ type Config struct {
 	// Pinning lets caches pin their images (spec.pin); off, the pins the
 	// caches hold are taken away.
 	Pinning bool
+	// NoRemoval turns image removal off: a purge keeps every image
+	// (reasonRemovalDisabled), and an update that drops images leaves
+	// them; no delete Job is made.
+	NoRemoval bool
 	// PinBudgetPercent is the most percent of a node's image filesystem
 	// the pinned images may take (0: no budget), and ContainerdRoot the
 	// folder on the nodes whose filesystem that is (containerd's root).

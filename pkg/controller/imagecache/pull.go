@@ -49,9 +49,12 @@ func newPullOp(c *Controller, s *syncCtx) *pullOp {
 }
 
 // toRemove says whether an image dropped from the spec is to be removed from
-// a node: this cache's own pull brought it there (it is owned), the node is
-// still there, and no other cache wants it there.
+// a node: removal is on, this cache's own pull brought it there (it is
+// owned), the node is still there, and no other cache wants it there.
 func (o *pullOp) toRemove(node, key string) bool {
+	if o.c.cfg.NoRemoval {
+		return false
+	}
 	s := o.s
 	n := s.nodes[node]
 	return s.led.Owned(node, key) && !s.plan.specKeys[key] && n != nil && o.others.wants(n, key) == ""

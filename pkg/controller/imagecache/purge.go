@@ -161,12 +161,16 @@ func (o *purgeOp) removals() []removal {
 const (
 	reasonWantedByOtherCache   = "WantedByOtherCache"   // status.kept: another ImageCache wants the image on the node (named in the message)
 	reasonNotPulledByThisCache = "NotPulledByThisCache" // status.kept: this cache's own pull did not bring the image there
+	reasonRemovalDisabled      = "RemovalDisabled"      // status.kept: the controller runs with --image-removal=false
 )
 
 // keptBecause says why the purge leaves an image on a node, with a message,
 // or "" when it removes it: it removes only what this cache's own pull
 // brought there, and what no other cache wants there.
 func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message string) {
+	if o.c.cfg.NoRemoval {
+		return reasonRemovalDisabled, "image removal is off (--image-removal=false): the controller removes no image"
+	}
 	if !o.s.led.Owned(n.Name, key) {
 		return reasonNotPulledByThisCache,
 			"this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"

@@ -441,3 +441,51 @@ func TestPullingEventsWatchedWhileJobsRun(t *testing.T) {
 		t.Errorf("still watching %v with no pull Job left", got)
 	}
 }
+
+// TestRemovalOff (--image-removal=false): an update that drops an image
+// leaves it on the node, and a purge makes no delete Job: it keeps every
+// image, says why in status.kept and its message, and ends at once.
+func TestRemovalOff(t *testing.T) {
+	cfg := testConfig()
+	cfg.NoRemoval = true
+	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},
+		newNode("node-a", withRuntime("containerd://2.0.0")))
+	f.syncStartedOnly("web", wCreateJob)
+	f.completeAll()
+	f.syncOnly("web", wDeleteJob, wStatus)
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
+		t.Fatalf("create: %s %q", st.Status, st.Message)
+	}
+	f.edit("web", func(ic *v1alpha2.ImageCache) {
+		ic.Spec.CacheSpec[0].Images = []string{"nginx"}
+		ic.Generation = 2
+	})
+	f.clock.Step(time.Second)
+	for range 3 {
+		writes, _ := f.syncOnly("web", wStatus)
+		if len(createdJobs(writes)) > 0 {
+			t.Fatalf("update dropping redis: %s; want no Job", describe(writes))
+		}
+	}
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Reason != v1alpha2.ImageCacheReasonUpdate {
+		t.Fatalf("update: %s %s %q", st.Reason, st.Status, st.Message)
+	}
+	f.annotate("web", v1alpha2.AnnotationPurge)
+	f.clock.Step(2 * time.Second)
+	for range 3 {
+		writes, _ := f.syncOnly("web", wStatus, wAnnotation)
+		if len(createdJobs(writes)) > 0 {
+			t.Fatalf("purge: %s; want no delete Job", describe(writes))
+		}
+	}
+	st := f.imageCache("web").Status
+	if st.Reason != v1alpha2.ImageCacheReasonPurge || st.Status != v1alpha2.ImageCacheActionStatusSucceeded ||
+		st.Message != "Removed 0 of 1 images on 1 node; 1 kept (image removal is off)" {
+		t.Errorf("purge: %s %s %q", st.Reason, st.Status, st.Message)
+	}
+	want := map[string]v1alpha2.KeptOnNodes{"nginx": {{Node: "node-a", Reason: reasonRemovalDisabled,
+		Message: "image removal is off (--image-removal=false): the controller removes no image"}}}
+	if diff := cmp.Diff(want, st.Kept); diff != "" {
+		t.Errorf("status.kept (-want +got):\n%s", diff)
+	}
+}

@@ -399,8 +399,11 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	fmt.Fprintf(&b, "%s %d of %d images on %d %s", verb, done, c.Desired, nodes, message.Plural(nodes, "node", "nodes"))
 	switch {
 	case verb == "Removed" && c.AlreadyPresent > 0:
-		other, notOurs := c.keptBy[reasonWantedByOtherCache], c.keptBy[reasonNotPulledByThisCache]
+		other, notOurs, off := c.keptBy[reasonWantedByOtherCache], c.keptBy[reasonNotPulledByThisCache], c.keptBy[reasonRemovalDisabled]
 		var why []string
+		if off > 0 {
+			why = append(why, "image removal is off")
+		}
 		if other > 0 {
 			why = append(why, fmt.Sprintf("%d wanted by another ImageCache", other))
 		}
