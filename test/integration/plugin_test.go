@@ -207,7 +207,8 @@ func TestPlugin(t *testing.T) {
 	})
 
 	t.Run("node", func(t *testing.T) {
-		out, errOut, code := fledgedRun(t, "", "node", nodes[3])
+		// -n: the caches of the other tests select every node.
+		out, errOut, code := fledgedRun(t, "", "node", nodes[3], "-n", ns)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
@@ -217,7 +218,7 @@ func TestPlugin(t *testing.T) {
 			{ns + "/web", bad, "pending"},
 			{fmt.Sprintf("Startup taint %s: held by 2 pending pulls: %s (%s/web), %s (%s/web).", taint, app, ns, bad, ns)},
 		})
-		out, _, _ = fledgedRun(t, "", "node", nodes[2])
+		out, _, _ = fledgedRun(t, "", "node", nodes[2], "-n", ns)
 		assertLines(t, "node (not ready)", out, [][]string{
 			{"CACHE", "IMAGE", "STATE", "REASON"},
 			{ns + "/web", app, "skipped", "NodeNotReady"},
