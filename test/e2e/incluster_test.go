@@ -433,7 +433,10 @@ spec:
 	t.Cleanup(func() {
 		_ = fledged.KubefledgedV1alpha2().ImageCaches(sampleNS).Delete(context.Background(), "kept-by-undeploy", metav1.DeleteOptions{})
 	})
-	t.Logf("kubectl delete all --all -n %s:\n%s", sampleNS, kubectl(t, "delete", "all", "--all", "-n", sampleNS))
+	// kubectl reads the category from its discovery cache, which an earlier
+	// run against an older CRD may have filled: a cache of its own.
+	t.Logf("kubectl delete all --all -n %s:\n%s", sampleNS,
+		kubectl(t, "--cache-dir", t.TempDir(), "delete", "all", "--all", "-n", sampleNS))
 	getIC(t, sampleNS, "kept-by-undeploy")
 	getIC(t, apps, "imagecache1")
 
