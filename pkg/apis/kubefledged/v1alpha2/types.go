@@ -168,9 +168,11 @@ const (
 	ImageCacheActionStatusSucceeded ImageCacheActionStatus = "Succeeded"
 	// ImageCacheActionStatusFailed: the operation finished, and some pulls failed.
 	ImageCacheActionStatusFailed ImageCacheActionStatus = "Failed"
-	// ImageCacheActionStatusAborted: the operation was stopped before it finished.
+	// ImageCacheActionStatusAborted: upstream's, for an operation stopped
+	// before it finished; accepted, never set by this controller.
 	ImageCacheActionStatusAborted ImageCacheActionStatus = "Aborted"
-	// ImageCacheActionStatusUnknown: the outcome could not be determined.
+	// ImageCacheActionStatusUnknown: upstream's, for an outcome that could not
+	// be determined; accepted, never set by this controller.
 	ImageCacheActionStatusUnknown ImageCacheActionStatus = "Unknown"
 )
 
@@ -216,7 +218,9 @@ const (
 
 // ImageCacheStatus is the outcome of the latest operation on an ImageCache.
 type ImageCacheStatus struct {
-	// Status is the state of the latest operation.
+	// Status is the state of the latest operation: Processing, then Succeeded
+	// or Failed. Aborted and Unknown are upstream's values, accepted and never
+	// set by this controller.
 	// +optional
 	Status ImageCacheActionStatus `json:"status,omitempty"`
 	// Reason is the latest operation: ImageCacheCreate, ImageCacheUpdate,

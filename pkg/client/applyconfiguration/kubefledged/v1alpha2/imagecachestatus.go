@@ -29,7 +29,9 @@ import (
 //
 // ImageCacheStatus is the outcome of the latest operation on an ImageCache.
 type ImageCacheStatusApplyConfiguration struct {
-	// Status is the state of the latest operation.
+	// Status is the state of the latest operation: Processing, then Succeeded
+	// or Failed. Aborted and Unknown are upstream's values, accepted and never
+	// set by this controller.
 	Status *kubefledgedv1alpha2.ImageCacheActionStatus `json:"status,omitempty"`
 	// Reason is the latest operation: ImageCacheCreate, ImageCacheUpdate,
 	// ImageCacheRefresh or ImageCachePurge.
