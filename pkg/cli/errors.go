@@ -19,10 +19,7 @@ var errNoCRD = errors.New("the ImageCache API (imagecaches.kubefledged.io, v1alp
 // explainCache turns an API error about ImageCaches into a message an
 // operator can act on; name is "" for a list.
 func (o *options) explainCache(ctx context.Context, err error, verb, namespace, name string) error {
-	where := fmt.Sprintf("in namespace %q", namespace)
-	if namespace == "" {
-		where = "in any namespace"
-	}
+	where := inNamespace(namespace)
 	switch {
 	case apierrors.IsNotFound(err):
 		if o.crdMissing(ctx) {
@@ -38,6 +35,14 @@ func (o *options) explainCache(ctx context.Context, err error, verb, namespace, 
 		return fmt.Errorf("the API server did not accept your credentials: %w", err)
 	}
 	return err
+}
+
+// inNamespace says where a namespace ("" for all) is looked in.
+func inNamespace(namespace string) string {
+	if namespace == "" {
+		return "in any namespace"
+	}
+	return fmt.Sprintf("in namespace %q", namespace)
 }
 
 // crdMissing says whether the API server serves no ImageCaches.

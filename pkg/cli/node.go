@@ -105,8 +105,7 @@ func (o *options) runNode(ctx context.Context, name string) error {
 		rep.Caches = append(rep.Caches, c)
 		// As the controller judges it (the warming controller): a cache
 		// being deleted, purged or refused as too large holds nothing.
-		if rep.StartupTaint.Present && ic.DeletionTimestamp == nil && ic.Status.Reason != v1alpha2.ImageCacheReasonPurge &&
-			!imagecache.RefusedTooLarge(ic) && !imagecache.NeverPulls(s.Skip) {
+		if rep.StartupTaint.Present && imagecache.WantsPulls(ic) && !imagecache.NeverPulls(s.Skip) {
 			for _, w := range s.Wanted {
 				if rec.States[w.Key] == ledger.Unsettled {
 					rep.StartupTaint.HeldBy = append(rep.StartupTaint.HeldBy, fmt.Sprintf("%s (%s/%s)", w.Image, ic.Namespace, ic.Name))

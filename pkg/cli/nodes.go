@@ -46,15 +46,15 @@ tolerate (the default tolerations and --startup-taint; the controller's
 		},
 	}
 	cmd.Flags().StringVar(&image, "image", "", "Only this image of the cache.")
-	cmd.Flags().StringVar(&state, "state", "", "Only the images in this state: "+strings.Join(stateFilters[:7], "|")+".")
+	cmd.Flags().StringVar(&state, "state", "", "Only the images in this state: "+strings.Join(stateFilters, "|")+".")
 	o.addOutputFlag(cmd)
 	o.addNodeListFlags(cmd)
 	return cmd
 }
 
 func (o *options) runNodes(ctx context.Context, name, image, state string) error {
-	if state != "" && !slices.Contains(stateFilters, state) {
-		return fmt.Errorf("unknown --state %q: use one of %s", state, strings.Join(stateFilters[:7], ", "))
+	if state != "" && !slices.Contains(stateFilters, state) && !slices.Contains(purgeStates, state) {
+		return fmt.Errorf("unknown --state %q: use one of %s", state, strings.Join(stateFilters, ", "))
 	}
 	userSel, err := labels.Parse(o.selector)
 	if err != nil {

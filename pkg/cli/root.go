@@ -108,15 +108,17 @@ that reached its --timeout.`,
 	return root
 }
 
-// addListFlags adds -A, -o, -l and --chunk-size.
+// addOutputFlag adds -o.
 func (o *options) addOutputFlag(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, json (one object per line) or yaml (one document per item). Default: a table.")
 }
 
+// addAllNamespacesFlag adds -A.
 func (o *options) addAllNamespacesFlag(cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "Look in every namespace.")
 }
 
+// addNodeListFlags adds -l and --chunk-size.
 func (o *options) addNodeListFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&o.selector, "selector", "l", "", "Only the nodes with these labels (a label selector, as kubectl get -l).")
 	cmd.Flags().Int64Var(&o.chunkSize, "chunk-size", 500, "Read the nodes this many at a time, printing each batch as it comes (0: all at once).")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -26,9 +27,12 @@ const (
 	filterPinned = "pinned"
 )
 
-// stateFilters are the values --state takes.
-var stateFilters = []string{statePulled, statePresent, stateFailed, statePending, stateSkipped, filterOwned, filterPinned,
-	stateRemoved, stateKept}
+// stateFilters are the values of --state that its help lists; a purge's
+// removed and kept (purgeStates) are taken too.
+var (
+	stateFilters = []string{statePulled, statePresent, stateFailed, statePending, stateSkipped, filterOwned, filterPinned}
+	purgeStates  = []string{stateRemoved, stateKept}
+)
 
 // pairView is one image's state on one node.
 type pairView struct {
@@ -202,11 +206,4 @@ func notDone(pairs []pairView, max int) string {
 	return strings.Join(parts, ", ")
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -98,11 +98,7 @@ func (o *options) runStatus(ctx context.Context, name string, noNodes bool) erro
 		})
 	}
 	if len(caches) == 0 {
-		where := fmt.Sprintf("in namespace %q", o.namespace)
-		if o.allNamespaces {
-			where = "in any namespace"
-		}
-		fmt.Fprintf(o.streams.ErrOut, "No imagecaches %s.\n", where)
+		fmt.Fprintf(o.streams.ErrOut, "No imagecaches %s.\n", inNamespace(o.listNamespace()))
 		return nil
 	}
 	now := o.now()
@@ -191,14 +187,18 @@ func (o *options) countNodes(ctx context.Context, caches []*v1alpha2.ImageCache,
 	filter := o.filter()
 	err := o.eachNodePage(ctx, sel, func(nodes []*corev1.Node) error {
 		for i, ic := range caches {
-			holds := ic.DeletionTimestamp == nil && ic.Status.Reason != v1alpha2.ImageCacheReasonPurge && !imagecache.RefusedTooLarge(ic)
-			for name, s := range imagecache.SelectNodes(ic, nodes, filter) {
+			holds := imagecache.WantsPulls(ic)
+			sels := imagecache.SelectNodes(ic, nodes, filter)
+			for _, n := range nodes {
+				s, ok := sels[n.Name]
+				if !ok {
+					continue
+				}
 				if s.Skip != "" {
 					skipped[i]++
 				}
-				n := nodeNamed(nodes, name)
 				if holds && o.hasStartupTaint(n) && !imagecache.NeverPulls(s.Skip) {
-					rec := readers[i].Node(name, ledger.UIDTag(n))
+					rec := readers[i].Node(n.Name, ledger.UIDTag(n))
 					if slices.ContainsFunc(s.Wanted, func(w imagecache.Wanted) bool { return rec.States[w.Key] == ledger.Unsettled }) {
 						held[i]++
 					}
@@ -212,19 +212,6 @@ func (o *options) countNodes(ctx context.Context, caches []*v1alpha2.ImageCache,
 	}
 	for i := range rows {
 		rows[i].Nodes.Skipped, rows[i].Nodes.Held = &skipped[i], &held[i]
-	}
-	return nil
-}
-
-func nodeNamed(nodes []*corev1.Node, name string) *corev1.Node {
-	i, _ := slices.BinarySearchFunc(nodes, name, func(n *corev1.Node, name string) int { return strings.Compare(n.Name, name) })
-	if i < len(nodes) && nodes[i].Name == name {
-		return nodes[i]
-	}
-	for _, n := range nodes { // not in name order
-		if n.Name == name {
-			return n
-		}
 	}
 	return nil
 }

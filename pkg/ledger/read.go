@@ -90,18 +90,17 @@ func stateAt(bits []byte, i int) State {
 // NodeStates decodes the states of one node, if they were recorded on this
 // node (not on an earlier one of the same name).
 func NodeStates(l *v1alpha2.PullLedger, node *corev1.Node) map[string]State {
-	if l == nil || CheckFormat(l) != nil {
+	if l == nil {
 		return nil
 	}
-	enc, ok := l.Nodes[node.Name]
-	if !ok {
+	if _, ok := l.Nodes[node.Name]; !ok {
+		return nil // the image table is not decoded for a node not recorded
+	}
+	r, err := NewNodeReader(l)
+	if err != nil {
 		return nil
 	}
-	e := splitEntry(enc)
-	if e.tag != "" && e.tag != UIDTag(node) {
-		return nil
-	}
-	return decodeStates(tableOf(l.Images), e.states)
+	return r.Node(node.Name, UIDTag(node)).States
 }
 
 // FormatVersion is the version of status.ledger's encoding that this
@@ -159,14 +158,6 @@ func NewNodeReader(l *v1alpha2.PullLedger) (*NodeReader, error) {
 		return &NodeReader{}, nil
 	}
 	return &NodeReader{raw: l, table: tableOf(l.Images)}, nil
-}
-
-// Epoch is the operation the states belong to (0 for none).
-func (r *NodeReader) Epoch() int64 {
-	if r.raw == nil {
-		return 0
-	}
-	return r.raw.Epoch
 }
 
 // Node decodes what the ledger records of a node; uidTag is the node's

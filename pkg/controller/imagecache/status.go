@@ -468,6 +468,13 @@ func RefusedTooLarge(ic *v1alpha2.ImageCache) bool {
 	return ready != nil && ready.Reason == reasonTooLarge && ready.ObservedGeneration == ic.Generation
 }
 
+// WantsPulls says whether a cache's unsettled pulls count, for the startup
+// taint, as pulls a node waits for: not while the cache is being deleted,
+// purged, or refused as too large, as it pulls nothing then.
+func WantsPulls(ic *v1alpha2.ImageCache) bool {
+	return ic.DeletionTimestamp == nil && ic.Status.Reason != v1alpha2.ImageCacheReasonPurge && !RefusedTooLarge(ic)
+}
+
 // isTooLarge says whether the API server refused a write as too large for
 // one object (413, or etcd's own limit passed on as a server error).
 func isTooLarge(err error) bool {

@@ -30,7 +30,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
@@ -217,7 +216,7 @@ func (c *Controller) pending(node *corev1.Node) ([]string, int, error) {
 	var pending []string
 	settled := 0
 	for _, ic := range caches {
-		if ic.DeletionTimestamp != nil || ic.Status.Reason == v1alpha2.ImageCacheReasonPurge || imagecache.RefusedTooLarge(ic) {
+		if !imagecache.WantsPulls(ic) {
 			continue
 		}
 		wanted, invalid, matched := imagecache.WantedOn(ic, node, c.filter)
