@@ -101,6 +101,8 @@ type fixture struct {
 	// eventsAsked lists the namespaces whose events informer the
 	// controller made.
 	eventsAsked []string
+	// tr is the golden trace of the passes (trace_test.go).
+	tr *trace
 }
 
 // listedInformer is the fixture's events informer: catchUp fills its
@@ -114,7 +116,7 @@ func (listedInformer) HasSynced() bool                { return true }
 func newFixture(t *testing.T, cfg Config, caches []*v1alpha2.ImageCache, nodes ...*corev1.Node) *fixture {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
-	f := &fixture{t: t, ctx: ctx, clock: clocktesting.NewFakeClock(t0), recorder: record.NewFakeRecorder(1000)}
+	f := &fixture{t: t, ctx: ctx, clock: clocktesting.NewFakeClock(t0), recorder: record.NewFakeRecorder(1000), tr: newTrace(t)}
 	var kubeObjs, icObjs []runtime.Object
 	for _, n := range nodes {
 		kubeObjs = append(kubeObjs, n)
@@ -130,6 +132,7 @@ func newFixture(t *testing.T, cfg Config, caches []*v1alpha2.ImageCache, nodes .
 		f.uidSeq++
 		job.UID = types.UID(fmt.Sprintf("job-uid-%d", f.uidSeq))
 		job.CreationTimestamp = metav1.NewTime(f.clock.Now())
+		f.tr.named(job)
 		return false, nil, nil
 	})
 	// It gives every written ImageCache a new resourceVersion.
@@ -138,6 +141,9 @@ func newFixture(t *testing.T, cfg Config, caches []*v1alpha2.ImageCache, nodes .
 		action.(core.UpdateAction).GetObject().(*v1alpha2.ImageCache).ResourceVersion = fmt.Sprintf("%d", f.rvSeq)
 		return false, nil, nil
 	})
+	// First of all, the trace sees each write as the controller made it.
+	f.kube.PrependReactor("*", "*", f.tr.record)
+	f.client.PrependReactor("*", "*", f.tr.record)
 	f.restart(cfg)
 	return f
 }
@@ -156,7 +162,7 @@ func (f *fixture) restart(cfg Config) {
 	}
 	c, err := New(f.ctx, cfg, f.kube, f.client, f.icInf.Kubefledged().V1alpha2().ImageCaches(),
 		f.kubeInf.Core().V1().Nodes(), f.kubeInf.Batch().V1().Jobs(), f.kubeInf.Core().V1().Pods(), events,
-		f.recorder, f.clock)
+		tracingRecorder{f.recorder, f.tr}, f.clock)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -243,7 +249,7 @@ func (f *fixture) clearActions() {
 func (f *fixture) sync(name string, want ...string) ([]core.Action, time.Duration) {
 	f.t.Helper()
 	f.clearActions() // what the test did before is not the sync's
-	after, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: name})
+	after, err := f.pass(name)
 	if err != nil {
 		f.t.Fatalf("sync %s: %v", name, err)
 	}
@@ -258,7 +264,7 @@ func (f *fixture) sync(name string, want ...string) ([]core.Action, time.Duratio
 func (f *fixture) syncOnly(name string, kinds ...string) ([]core.Action, time.Duration) {
 	f.t.Helper()
 	f.clearActions()
-	after, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: name})
+	after, err := f.pass(name)
 	if err != nil {
 		f.t.Fatalf("sync %s: %v", name, err)
 	}
@@ -271,6 +277,14 @@ func (f *fixture) syncOnly(name string, kinds ...string) ([]core.Action, time.Du
 	}
 	f.catchUp()
 	return w, after
+}
+
+// pass runs one sync of the cache, and adds it to the test's trace.
+func (f *fixture) pass(name string) (time.Duration, error) {
+	f.tr.begin()
+	after, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: name})
+	f.tr.end(name, after, err)
+	return after, err
 }
 
 // caller names the test line that called the fixture.

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	core "k8s.io/client-go/testing"
-	"k8s.io/client-go/tools/cache"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -143,7 +142,7 @@ func TestRefusalsAreRecordedWhenACreateFailsToo(t *testing.T) {
 	refuseJobsFor(f, refusal, "node-0")
 	refuseJobsFor(f, apierrors.NewInternalError(errors.New("etcd leader changed")), "node-1")
 	f.sync("web", wStatus) // records the start
-	if _, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}); err == nil || !strings.Contains(err.Error(), "etcd leader changed") {
+	if _, err := f.pass("web"); err == nil || !strings.Contains(err.Error(), "etcd leader changed") {
 		t.Fatalf("sync: %v; want the server error, to be retried", err)
 	}
 	f.catchUp()
@@ -152,7 +151,7 @@ func TestRefusalsAreRecordedWhenACreateFailsToo(t *testing.T) {
 		t.Errorf("after the pass: %+v %v; want node-0's refusal recorded, node-1 pending", st.Pulls, st.Failures)
 	}
 	f.clearActions()
-	_, _ = f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}) // node-1 still fails
+	_, _ = f.pass("web") // node-1 still fails
 	for _, j := range f.kube.Actions() {
 		if c, ok := j.(core.CreateAction); ok && c.GetObject().(*batchv1.Job).Annotations[puller.AnnotationNode] == "node-0" {
 			t.Errorf("the retry asked again for the refused Job of node-0")
@@ -172,7 +171,7 @@ func TestQuotaRefusalIsRetried(t *testing.T) {
 	refuseJobsFor(f, quota, "node-a")
 	f.sync("web", wStatus) // starts the operation
 	f.events()
-	_, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"})
+	_, err := f.pass("web")
 	if err == nil || !strings.Contains(err.Error(), "exceeded quota") {
 		t.Fatalf("sync err %v, want the quota refusal, to be retried with backoff", err)
 	}
@@ -199,13 +198,13 @@ func TestQuotaRefusalMakesRoom(t *testing.T) {
 		errors.New("exceeded quota: one-job, requested: count/jobs.batch=1, used: count/jobs.batch=1, limited: count/jobs.batch=1"))
 	refuseJobsFor(f, quota, "node-b")
 	f.sync("web", wStatus) // starts the operation
-	if _, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}); err == nil {
+	if _, err := f.pass("web"); err == nil {
 		t.Fatal("node-b's Job got in under the quota")
 	}
 	f.writes()
 	f.catchUp()
 	f.completeAll() // node-a's Job
-	_, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"})
+	_, err := f.pass("web")
 	if err == nil || !strings.Contains(err.Error(), "exceeded quota") {
 		t.Fatalf("sync err %v, want the quota refusal", err)
 	}

@@ -369,7 +369,7 @@ func TestAlreadyPresent(t *testing.T) {
 	// by digest never is.
 	alwaysFlag := testConfig()
 	alwaysFlag.Puller.PullPolicy = corev1.PullAlways
-	for name, tc := range map[string]struct {
+	cases := map[string]struct {
 		cfg    Config
 		images []string
 		entry  v1alpha2.ImagePullPolicy
@@ -379,7 +379,9 @@ func TestAlreadyPresent(t *testing.T) {
 		"an untagged image":  {testConfig(), []string{"redis", digest}, ""},
 		"a ':latest' image":  {testConfig(), []string{"redis:latest", digest}, ""},
 		"the flag, an entry": {alwaysFlag, []string{"redis:7"}, v1alpha2.PullIfNotPresent},
-	} {
+	}
+	for _, name := range sortedKeys(cases) { // in order: each fixture's trace is numbered
+		tc := cases[name]
 		ic := newImageCache("web", withImages(tc.images...))
 		ic.Spec.CacheSpec[0].PullPolicy = tc.entry
 		f3 := newFixture(t, tc.cfg, []*v1alpha2.ImageCache{ic}, newNode("node-a", withNodeImages("redis:7", "redis:latest", digest)))
@@ -653,7 +655,7 @@ func TestStatusConflictIsRequeued(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	_, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"})
+	_, err := f.pass("web")
 	if !apierrors.IsConflict(err) {
 		t.Fatalf("want a conflict, got %v", err)
 	}
@@ -677,7 +679,7 @@ func TestCreateFailureIsRetried(t *testing.T) {
 	f.kube.PrependReactor("create", "jobs", func(core.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewInternalError(errors.New("etcd unavailable"))
 	})
-	if _, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"}); err == nil || !strings.Contains(err.Error(), "creating pull job") {
+	if _, err := f.pass("web"); err == nil || !strings.Contains(err.Error(), "creating pull job") {
 		t.Fatalf("want a create error, got %v", err)
 	}
 	if n := f.c.InFlightJobs(); n != 0 {
@@ -701,7 +703,7 @@ func TestCreatesGoInGrowingBatches(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	_, err := f.c.sync(f.ctx, cache.ObjectName{Namespace: testNS, Name: "web"})
+	_, err := f.pass("web")
 	if err == nil || !strings.Contains(err.Error(), "for node node-3") {
 		t.Fatalf("want the create error for node-3, got %v", err)
 	}
@@ -1020,7 +1022,7 @@ func TestSyncWaitsForItsOwnWrite(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{ic}, newNode("node-a"))
 	key := cache.ObjectName{Namespace: testNS, Name: "web"}
 
-	if _, err := f.c.sync(f.ctx, key); err != nil {
+	if _, err := f.pass(key.Name); err != nil {
 		t.Fatal(err)
 	}
 	if w := f.writes(); len(statusUpdates(w)) != 1 {
@@ -1032,7 +1034,7 @@ func TestSyncWaitsForItsOwnWrite(t *testing.T) {
 		t.Fatalf("the fake API server kept resourceVersion %q across a write", stale.ResourceVersion)
 	}
 	// The informer has not caught up: nothing to do yet.
-	after, err := f.c.sync(f.ctx, key)
+	after, err := f.pass(key.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1056,7 +1058,7 @@ func TestNoRepeatedJobWritesWhileTheInformerIsBehind(t *testing.T) {
 	f.sync("web", wStatus) // records the operation's start
 	syncBehind := func() []core.Action {
 		t.Helper()
-		if _, err := f.c.sync(f.ctx, key); err != nil {
+		if _, err := f.pass(key.Name); err != nil {
 			t.Fatal(err)
 		}
 		w := f.writes()
