@@ -22,65 +22,82 @@ func eventsPage(root string) (string, error) {
 	type event struct{ reason, typ, object, message, file string }
 	var events []event
 	fset := token.NewFileSet()
-	for _, dir := range []string{"pkg/controller/imagecache", "pkg/controller/warming", "pkg/puller"} {
-		entries, err := os.ReadDir(filepath.Join(root, dir))
+	type file struct {
+		f    *ast.File
+		name string // its path from root
+		pkg  string // the directory of its package
+	}
+	var files []file
+	// The controllers' packages, their internal ones among them, the
+	// reasons they share, and the puller's.
+	for _, top := range []string{"pkg/reasons", "pkg/plan", "pkg/controller", "pkg/puller"} {
+		err := filepath.WalkDir(filepath.Join(root, top), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, path)
+			files = append(files, file{f, rel, filepath.Dir(rel)})
+			return nil
+		})
 		if err != nil {
 			return "", err
 		}
-		var files []*ast.File
-		var names []string
-		for _, e := range entries {
-			if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+	}
+	// The string constants first, for the calls that name them: by their
+	// package's directory, and by its name for the other packages' calls.
+	for _, fl := range files {
+		shared := fl.pkg == "pkg/reasons"
+		for _, d := range fl.f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
 				continue
 			}
-			f, err := parser.ParseFile(fset, filepath.Join(root, dir, e.Name()), nil, parser.ParseComments)
-			if err != nil {
-				return "", err
-			}
-			files, names = append(files, f), append(names, filepath.Join(dir, e.Name()))
-		}
-		// The string constants first, for the calls that name them.
-		for i, f := range files {
-			for _, d := range f.Decls {
-				gd, ok := d.(*ast.GenDecl)
-				if !ok || gd.Tok != token.CONST {
-					continue
-				}
-				for _, spec := range gd.Specs {
-					vs := spec.(*ast.ValueSpec)
-					for j, n := range vs.Names {
-						if j >= len(vs.Values) {
-							continue
-						}
-						lit, ok := vs.Values[j].(*ast.BasicLit)
-						if !ok || lit.Kind != token.STRING {
-							continue
-						}
-						v, _ := strconv.Unquote(lit.Value)
-						values[dir+"."+n.Name] = v
-						if !strings.HasPrefix(strings.ToLower(n.Name), "reason") {
-							continue
-						}
-						doc := vs.Doc.Text()
-						if doc == "" {
-							doc = vs.Comment.Text()
-						}
-						if doc == "" && len(gd.Specs) == 1 {
-							doc = gd.Doc.Text()
-						}
-						consts = append(consts, constant{n.Name, v, meaning(n.Name, doc), names[i]})
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for j, n := range vs.Names {
+					if j >= len(vs.Values) {
+						continue
 					}
+					lit, ok := vs.Values[j].(*ast.BasicLit)
+					if !ok || lit.Kind != token.STRING {
+						continue
+					}
+					v, _ := strconv.Unquote(lit.Value)
+					values[fl.pkg+"."+n.Name] = v
+					values[fl.f.Name.Name+"."+n.Name] = v
+					if !shared && !strings.HasPrefix(strings.ToLower(n.Name), "reason") {
+						continue
+					}
+					doc := vs.Doc.Text()
+					if doc == "" {
+						doc = vs.Comment.Text()
+					}
+					if doc == "" && len(gd.Specs) == 1 {
+						doc = gd.Doc.Text()
+					}
+					consts = append(consts, constant{n.Name, v, meaning(n.Name, doc), fl.name})
 				}
 			}
 		}
+	}
+	for _, fl := range files {
 		str := func(e ast.Expr) (string, bool) {
 			switch e := e.(type) {
 			case *ast.BasicLit:
 				v, err := strconv.Unquote(e.Value)
 				return v, err == nil
 			case *ast.Ident:
-				v, ok := values[dir+"."+e.Name]
+				v, ok := values[fl.pkg+"."+e.Name]
 				return v, ok
+			case *ast.SelectorExpr:
+				if pkg, ok := e.X.(*ast.Ident); ok {
+					v, ok := values[pkg.Name+"."+e.Sel.Name]
+					return v, ok
+				}
 			}
 			return "", false
 		}
@@ -96,39 +113,37 @@ func eventsPage(root string) (string, error) {
 			}
 			return "%v", true // a value the code computes
 		}
-		for i, f := range files {
-			ast.Inspect(f, func(n ast.Node) bool {
-				call, ok := n.(*ast.CallExpr)
-				if !ok {
-					return true
-				}
-				sel, ok := call.Fun.(*ast.SelectorExpr)
-				if !ok || (sel.Sel.Name != "Event" && sel.Sel.Name != "Eventf") || len(call.Args) < 4 {
-					return true
-				}
-				if x, ok := sel.X.(*ast.SelectorExpr); !ok || x.Sel.Name != "recorder" {
-					return true
-				}
-				reason, ok := str(call.Args[2])
-				if !ok {
-					return true
-				}
-				typ := "Normal"
-				if t, ok := call.Args[1].(*ast.SelectorExpr); ok && t.Sel.Name == "EventTypeWarning" {
-					typ = "Warning"
-				}
-				object := "ImageCache"
-				if id, ok := call.Args[0].(*ast.Ident); ok && strings.Contains(strings.ToLower(id.Name), "node") {
-					object = "Node"
-				}
-				msg, _ := concat(call.Args[3])
-				if msg == "%v" {
-					msg = "(composed in the code)"
-				}
-				events = append(events, event{reason, typ, object, msg, names[i]})
+		ast.Inspect(fl.f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
 				return true
-			})
-		}
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || (sel.Sel.Name != "Event" && sel.Sel.Name != "Eventf") || len(call.Args) < 4 {
+				return true
+			}
+			if x, ok := sel.X.(*ast.SelectorExpr); !ok || x.Sel.Name != "recorder" {
+				return true
+			}
+			reason, ok := str(call.Args[2])
+			if !ok {
+				return true
+			}
+			typ := "Normal"
+			if t, ok := call.Args[1].(*ast.SelectorExpr); ok && t.Sel.Name == "EventTypeWarning" {
+				typ = "Warning"
+			}
+			object := "ImageCache"
+			if id, ok := call.Args[0].(*ast.Ident); ok && strings.Contains(strings.ToLower(id.Name), "node") {
+				object = "Node"
+			}
+			msg, _ := concat(call.Args[3])
+			if msg == "%v" {
+				msg = "(composed in the code)"
+			}
+			events = append(events, event{reason, typ, object, msg, fl.name})
+			return true
+		})
 	}
 	sort.SliceStable(events, func(i, j int) bool {
 		return events[i].object+events[i].reason < events[j].object+events[j].reason

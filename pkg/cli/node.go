@@ -12,9 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
+	"kubefledged.io/kube-fledged/pkg/plan"
 )
 
 func (o *options) nodeCommand() *cobra.Command {
@@ -88,7 +88,7 @@ func (o *options) runNode(ctx context.Context, name string) error {
 	filter := o.filter()
 	for i := range list.Items {
 		ic := &list.Items[i]
-		s, ok := imagecache.SelectNodes(ic, []*corev1.Node{node}, filter)[node.Name]
+		s, ok := plan.SelectNodes(ic, []*corev1.Node{node}, filter)[node.Name]
 		if !ok {
 			continue
 		}
@@ -103,13 +103,10 @@ func (o *options) runNode(ctx context.Context, name string) error {
 		rec := r.Node(node.Name, ledger.UIDTag(node))
 		c.Images = newStatusIndex(ic).viewOf(node.Name, s, &rec).Images
 		rep.Caches = append(rep.Caches, c)
-		// As the controller judges it (the warming controller): a cache
-		// being deleted, purged or refused as too large holds nothing.
-		if rep.StartupTaint.Present && imagecache.WantsPulls(ic) && !imagecache.NeverPulls(s.Skip) {
-			for _, w := range s.Wanted {
-				if rec.States[w.Key] == ledger.Unsettled {
-					rep.StartupTaint.HeldBy = append(rep.StartupTaint.HeldBy, fmt.Sprintf("%s (%s/%s)", w.Image, ic.Namespace, ic.Name))
-				}
+		// As the warming controller judges it.
+		if rep.StartupTaint.Present {
+			for _, w := range plan.HoldingPulls(ic, s, rec.States) {
+				rep.StartupTaint.HeldBy = append(rep.StartupTaint.HeldBy, fmt.Sprintf("%s (%s/%s)", w.Image, ic.Namespace, ic.Name))
 			}
 		}
 	}

@@ -14,9 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	imgs "kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
 )
 
 func (o *options) nodesCommand() *cobra.Command {
@@ -117,7 +117,7 @@ func (o *options) runNodes(ctx context.Context, name, image, state string) error
 	}
 	filter := o.filter()
 	err = o.eachNodePage(ctx, sel, func(nodes []*corev1.Node) error {
-		sels := imagecache.SelectNodes(ic, nodes, filter)
+		sels := plan.SelectNodes(ic, nodes, filter)
 		for _, n := range nodes {
 			s, ok := sels[n.Name]
 			if !ok {
@@ -166,10 +166,10 @@ func (o *options) ledgerNodes(ic *v1alpha2.ImageCache, r *ledger.NodeReader, x *
 	}
 	for _, node := range r.Nodes() {
 		rec := r.Node(node, "")
-		var s imagecache.Selection
+		var s plan.Selection
 		for _, key := range sortedKeys(rec.States) {
 			if img, ok := display[key]; ok {
-				s.Wanted = append(s.Wanted, imagecache.Wanted{Image: img, Key: key})
+				s.Wanted = append(s.Wanted, plan.Wanted{Image: img, Key: key})
 			}
 		}
 		if len(s.Wanted) == 0 {

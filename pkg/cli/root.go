@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	versioned "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/version"
 )
@@ -157,12 +157,12 @@ func (o *options) complete() error {
 // filter is the controller's node filter as far as the plugin can know it:
 // the pull pods' default tolerations and the startup taint; the helper
 // image's architectures are not known, so every architecture counts.
-func (o *options) filter() imagecache.NodeFilter {
+func (o *options) filter() plan.NodeFilter {
 	tol := puller.DefaultTolerations()
 	if o.startupTaint != "" {
 		tol = append(tol, corev1.Toleration{Key: o.startupTaint, Operator: corev1.TolerationOpExists})
 	}
-	return imagecache.NodeFilter{Tolerations: tol}
+	return plan.NodeFilter{Tolerations: tol}
 }
 
 // listNamespace is the namespace to list caches in ("" for all).

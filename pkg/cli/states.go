@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
 )
 
 // The states of a (node, image) pair as the plugin prints them. In a purge,
@@ -91,7 +91,7 @@ func indexLists(lists map[string]v1alpha2.NodeReasonMessageList) map[string]map[
 
 // pairOf is the view of one wanted image on a node from the ledger's record
 // of the node and the status's lists.
-func (x *statusIndex) pairOf(node string, w imagecache.Wanted, rec *ledger.NodeRecord, skip string) pairView {
+func (x *statusIndex) pairOf(node string, w plan.Wanted, rec *ledger.NodeRecord, skip string) pairView {
 	p := pairView{Image: w.Image, Owned: rec.Owned[w.Key]}
 	switch rec.States[w.Key] {
 	case ledger.Pulled:
@@ -116,7 +116,7 @@ func (x *statusIndex) pairOf(node string, w imagecache.Wanted, rec *ledger.NodeR
 		p.State = statePending
 		if skip != "" {
 			p.State, p.Reason = stateSkipped, skip
-			if imagecache.NeverPulls(skip) {
+			if plan.NeverPulls(skip) {
 				p.Message = "the pulls never run on this node's platform"
 			}
 		}
@@ -144,7 +144,7 @@ type nodeView struct {
 }
 
 // viewOf is a node's view from its selection and ledger record.
-func (x *statusIndex) viewOf(node string, sel imagecache.Selection, rec *ledger.NodeRecord) nodeView {
+func (x *statusIndex) viewOf(node string, sel plan.Selection, rec *ledger.NodeRecord) nodeView {
 	v := nodeView{Node: node, SkipReason: sel.Skip, Images: make([]pairView, 0, len(sel.Wanted)+len(sel.Invalid))}
 	for _, w := range sel.Wanted {
 		v.Images = append(v.Images, x.pairOf(node, w, rec, sel.Skip))

@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
 )
 
 func (o *options) statusCommand() *cobra.Command {
@@ -159,7 +159,7 @@ func statusOf(ic *v1alpha2.ImageCache, now time.Time) cacheStatus {
 		r.Seconds = max(0, int64(end.Sub(st.StartTime.Time)/time.Second))
 	}
 	if st.Status == v1alpha2.ImageCacheActionStatusProcessing && st.Reason != v1alpha2.ImageCacheReasonPurge {
-		if left, ok := imagecache.TimeLeft(st.Pulls, st.StartTime, now); ok {
+		if left, ok := plan.TimeLeft(st.Pulls, st.StartTime, now); ok {
 			s := int64(left / time.Second)
 			r.SecondsLeft = &s
 		}
@@ -187,8 +187,8 @@ func (o *options) countNodes(ctx context.Context, caches []*v1alpha2.ImageCache,
 	filter := o.filter()
 	err := o.eachNodePage(ctx, sel, func(nodes []*corev1.Node) error {
 		for i, ic := range caches {
-			holds := imagecache.WantsPulls(ic)
-			sels := imagecache.SelectNodes(ic, nodes, filter)
+			holds := plan.WantsPulls(ic)
+			sels := plan.SelectNodes(ic, nodes, filter)
 			for _, n := range nodes {
 				s, ok := sels[n.Name]
 				if !ok {
@@ -197,11 +197,11 @@ func (o *options) countNodes(ctx context.Context, caches []*v1alpha2.ImageCache,
 				if s.Skip != "" {
 					skipped[i]++
 				}
-				if holds && o.hasStartupTaint(n) && !imagecache.NeverPulls(s.Skip) {
-					rec := readers[i].Node(n.Name, ledger.UIDTag(n))
-					if slices.ContainsFunc(s.Wanted, func(w imagecache.Wanted) bool { return rec.States[w.Key] == ledger.Unsettled }) {
-						held[i]++
-					}
+				// A cache that wants no pulls holds nothing: no need to
+				// read its ledger.
+				if holds && o.hasStartupTaint(n) &&
+					len(plan.HoldingPulls(ic, s, readers[i].Node(n.Name, ledger.UIDTag(n)).States)) > 0 {
+					held[i]++
 				}
 			}
 		}

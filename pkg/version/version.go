@@ -9,6 +9,10 @@ import (
 	"runtime/debug"
 )
 
+// Name is the program's name: its controllers name their work queues,
+// their field manager and their events' source after it.
+const Name = "kube-fledged"
+
 // Version and Revision are set when the binary is built (make build, make
 // image-local: -ldflags "-X kubefledged.io/kube-fledged/pkg/version.Version=...").
 // Unset, they come from the Go module's build information: the module's

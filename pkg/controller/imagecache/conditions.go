@@ -7,22 +7,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-)
-
-// Condition reasons, beyond the operations (ImageCacheCreate, ...), which
-// Reconciling and Progressing give while one runs.
-const (
-	reasonCached      = "Cached"      // Ready True, Stalled False: every wanted image is on its nodes
-	reasonRemoving    = "Removing"    // Ready False while a purge removes images
-	reasonPullsFailed = "PullsFailed" // Ready False, Stalled True: the operation ended with failed pulls
-	reasonPurged      = "Purged"      // Ready False, Stalled True: the cache was purged; it pulls again when changed or refreshed
-	reasonComplete    = "Complete"    // Reconciling and Progressing False: no operation runs
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // setConditions sets Ready, Reconciling, Stalled and Progressing from the
 // status just computed (st.Status, st.Reason, st.Message). failedWhy is why
-// a Failed operation failed (reasonPullsFailed, reasonJobRejected,
-// reasonTooLarge); st's conditions are those the cache had.
+// a Failed operation failed (reasons.PullsFailed, reasons.JobRejected,
+// reasons.TooLarge); st's conditions are those the cache had.
 //
 //	operation runs          Ready True if it was Ready for this generation
 //	                        (a refresh, a joining node) else False;
@@ -42,37 +33,37 @@ func setConditions(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, faile
 	case st.Status == v1alpha2.ImageCacheActionStatusProcessing:
 		switch {
 		case purge:
-			set(v1alpha2.ConditionReady, metav1.ConditionFalse, reasonRemoving, msg)
+			set(v1alpha2.ConditionReady, metav1.ConditionFalse, reasons.Removing, msg)
 		case wasReady(ic, st):
 			// A refresh, or the warming of a joining node: the images
 			// are where they were, and more is on its way.
-			set(v1alpha2.ConditionReady, metav1.ConditionTrue, reasonCached,
+			set(v1alpha2.ConditionReady, metav1.ConditionTrue, reasons.Cached,
 				"Every image was on its nodes when the latest operation completed; now: "+msg)
 		default:
-			set(v1alpha2.ConditionReady, metav1.ConditionFalse, reasonPulling, msg)
+			set(v1alpha2.ConditionReady, metav1.ConditionFalse, reasons.Pulling, msg)
 		}
 		set(v1alpha2.ConditionReconciling, metav1.ConditionTrue, st.Reason, msg)
 		set(v1alpha2.ConditionStalled, metav1.ConditionFalse, st.Reason, msg)
 		set(v1alpha2.ConditionProgressing, metav1.ConditionTrue, st.Reason, msg)
 		return
-	case purge && failedWhy != reasonTooLarge:
+	case purge && failedWhy != reasons.TooLarge:
 		stalled := msg + "; the cache pulls again once its spec changes or it is refreshed"
-		set(v1alpha2.ConditionReady, metav1.ConditionFalse, reasonPurged, msg)
-		set(v1alpha2.ConditionStalled, metav1.ConditionTrue, reasonPurged, stalled)
+		set(v1alpha2.ConditionReady, metav1.ConditionFalse, reasons.Purged, msg)
+		set(v1alpha2.ConditionStalled, metav1.ConditionTrue, reasons.Purged, stalled)
 	case st.Status == v1alpha2.ImageCacheActionStatusFailed:
 		stalled := msg
-		if failedWhy != reasonTooLarge {
+		if failedWhy != reasons.TooLarge {
 			stalled += "; failed pulls are tried again when the cache's spec changes or it is refreshed"
 		}
 		set(v1alpha2.ConditionReady, metav1.ConditionFalse, failedWhy, msg)
 		set(v1alpha2.ConditionStalled, metav1.ConditionTrue, failedWhy, stalled)
 	default:
-		set(v1alpha2.ConditionReady, metav1.ConditionTrue, reasonCached, msg)
-		set(v1alpha2.ConditionStalled, metav1.ConditionFalse, reasonCached, msg)
+		set(v1alpha2.ConditionReady, metav1.ConditionTrue, reasons.Cached, msg)
+		set(v1alpha2.ConditionStalled, metav1.ConditionFalse, reasons.Cached, msg)
 	}
-	done := reasonComplete
-	if failedWhy == reasonTooLarge {
-		done = reasonTooLarge
+	done := reasons.Complete
+	if failedWhy == reasons.TooLarge {
+		done = reasons.TooLarge
 	}
 	set(v1alpha2.ConditionReconciling, metav1.ConditionFalse, done, msg)
 	set(v1alpha2.ConditionProgressing, metav1.ConditionFalse, done, msg)
@@ -82,24 +73,24 @@ func setConditions(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, faile
 // before this operation's pass: the images were cached on every node then.
 func wasReady(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus) bool {
 	ready := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionReady)
-	return ready != nil && ready.Status == metav1.ConditionTrue && ready.Reason == reasonCached &&
+	return ready != nil && ready.Status == metav1.ConditionTrue && ready.Reason == reasons.Cached &&
 		ready.ObservedGeneration == ic.Generation
 }
 
 // failedWhy says why an operation failed: every failure a refusal of its
-// Job by the API server (reasonJobRejected), or pulls that failed.
+// Job by the API server (reasons.JobRejected), or pulls that failed.
 func failedWhy(failures failureSet) string {
 	rejected := false
 	for _, m := range failures {
 		for _, nrm := range m {
-			if nrm.Reason != reasonJobRejected {
-				return reasonPullsFailed
+			if nrm.Reason != reasons.JobRejected {
+				return reasons.PullsFailed
 			}
 			rejected = true
 		}
 	}
 	if rejected {
-		return reasonJobRejected
+		return reasons.JobRejected
 	}
-	return reasonPullsFailed
+	return reasons.PullsFailed
 }

@@ -30,11 +30,13 @@ import (
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/expectations"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 // ControllerName names the queue, the field manager and the event source.
-const ControllerName = "kube-fledged"
+const ControllerName = version.Name
 
 const (
 	jobsByCacheIndex = "byCacheUID"
@@ -85,7 +87,7 @@ type Config struct {
 	// caches hold are taken away.
 	Pinning bool
 	// NoRemoval turns image removal off: a purge keeps every image
-	// (reasonRemovalDisabled), and an update that drops images leaves
+	// (reasons.RemovalDisabled), and an update that drops images leaves
 	// them; no delete Job is made.
 	NoRemoval bool
 	// PinBudgetPercent is the most percent of a node's image filesystem
@@ -100,18 +102,18 @@ type Config struct {
 
 // NodeFilter says which nodes the pull pods of this configuration can run
 // on.
-func (cfg Config) NodeFilter() NodeFilter {
-	return NodeFilter{Architectures: cfg.HelperArchitectures, Tolerations: cfg.Puller.Tolerations}
+func (cfg Config) NodeFilter() plan.NodeFilter {
+	return plan.NodeFilter{Architectures: cfg.HelperArchitectures, Tolerations: cfg.Puller.Tolerations}
 }
 
 // NodeFilter says which nodes the controller's pull pods can run on.
-func (c *Controller) NodeFilter() NodeFilter { return c.filter }
+func (c *Controller) NodeFilter() plan.NodeFilter { return c.filter }
 
 // Controller reconciles ImageCaches.
 type Controller struct {
 	cfg Config
 	// filter says which nodes the pull pods can run on.
-	filter     NodeFilter
+	filter     plan.NodeFilter
 	kubeClient kubernetes.Interface
 	client     clientset.Interface
 

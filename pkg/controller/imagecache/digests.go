@@ -8,7 +8,9 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/message"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // An image pulled Always (by tag) is brought up to date on every
@@ -22,8 +24,6 @@ const (
 	// maxMovedNodes the most nodes it names per image.
 	maxDigests    = 100
 	maxMovedNodes = 10
-	// reasonImageMoved is the event of a tag found moved.
-	reasonImageMoved = "ImageMoved"
 )
 
 // startDigests begins an operation's record of digests: each digest is
@@ -89,12 +89,12 @@ func recordDigest(st *v1alpha2.ImageCacheStatus, image, node, digest string) *mo
 
 // pruneDigests drops from the status the images the spec no longer pulls
 // Always.
-func pruneDigests(st *v1alpha2.ImageCacheStatus, p *plan) {
+func pruneDigests(st *v1alpha2.ImageCacheStatus, p *plan.Plan) {
 	keep := map[string]bool{}
-	for _, w := range p.nodes {
-		for _, wi := range w.images {
-			if wi.always {
-				keep[wi.image] = true
+	for _, w := range p.Nodes {
+		for _, wi := range w.Images {
+			if wi.Always {
+				keep[wi.Image] = true
 			}
 		}
 	}
@@ -131,7 +131,7 @@ func (c *Controller) movedEvents(ic *v1alpha2.ImageCache, moves []movedImage) {
 		}
 		sort.Strings(nodes)
 		last := ms[len(ms)-1]
-		c.recorder.Eventf(ic, corev1.EventTypeNormal, reasonImageMoved, "%s moved to %s (was %s) on %d %s: %s",
+		c.recorder.Eventf(ic, corev1.EventTypeNormal, reasons.ImageMoved, "%s moved to %s (was %s) on %d %s: %s",
 			img, last.to, last.from, len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3))
 	}
 }

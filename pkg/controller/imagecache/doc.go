@@ -14,9 +14,9 @@
 //   - operation.go: which operation starts now (create, update, refresh,
 //     purge), its start, and the operation interface behind the phases.
 //   - plan.go: the desired (node, image) pairs of the spec on the nodes of
-//     now, and the ledger (pkg/ledger) read for what the operation cares
-//     about; nodes.go: which nodes can take a pull (NodeFilter), and why
-//     the others cannot.
+//     now (pkg/plan, which also says which nodes can take a pull, and why
+//     the others cannot), and the ledger (pkg/ledger) read for what the
+//     operation cares about.
 //   - jobs.go: reading the cache's Jobs into the ledger, and following
 //     those of earlier operations to their end.
 //   - pulling.go: the kubelet's "Pulling" events, which show that a pull
@@ -40,8 +40,9 @@
 //   - status.go: the counts, failures, message and conditions, computed and
 //     then written once a pass if they changed.
 //   - size.go: keeping the status within one object: the failures it lists
-//     and the ledger's size (refused as TooLarge above a bound).
+//     (the ledger's bound is pkg/plan's TooLarge).
 //
-// The informers' transforms are in pkg/trim, the startup-taint release in
+// Every reason the controller writes is in pkg/reasons. The informers'
+// transforms are in pkg/trim, the startup-taint release in
 // pkg/controller/warming.
 package imagecache

@@ -17,7 +17,9 @@ import (
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // FinalizerUnpin holds a cache that pins images, once deleted, until its
@@ -25,13 +27,9 @@ import (
 // Config.UnpinTimeout has passed).
 const FinalizerUnpin = "kubefledged.io/unpin"
 
-// Events of a deleted cache's pins, and how long it waits for them to go
+// defaultUnpinTimeout is how long a deleted cache waits for its pins to go
 // unless Config.UnpinTimeout says.
-const (
-	reasonUnpinned        = "Unpinned"        // Event: a deleted cache's pins were taken away from every node
-	reasonPinsNotReleased = "PinsNotReleased" // Event: a deleted cache's pins could not all be taken away in time
-	defaultUnpinTimeout   = 10 * time.Minute
-)
+const defaultUnpinTimeout = 10 * time.Minute
 
 // wantsFinalizer says whether a cache must carry FinalizerUnpin: it pins,
 // or holds pins.
@@ -76,7 +74,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	if _, s.nodes, err = c.listNodes(); err != nil {
 		return 0, err
 	}
-	s.plan = &plan{nodes: map[string]*nodeWant{}, display: map[string]string{}, specKeys: map[string]bool{}}
+	s.plan = &plan.Plan{Nodes: map[string]*plan.Node{}, Display: map[string]string{}, SpecKeys: map[string]bool{}}
 	s.failures, s.unpinned = failureSet{}, failureSet{}
 	s.led.ForgetReplaced(s.nodes)
 	jobs, err := c.jobsOf(ic)
@@ -128,13 +126,13 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	}
 	if len(left) > 0 {
 		klog.FromContext(ctx).Info("Giving up unpinning a deleted cache's images", "nodes", left)
-		c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonPinsNotReleased,
+		c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasons.PinsNotReleased,
 			"The cache was deleted %s ago, and its pins on %d %s could not be taken away (%s): the images may stay pinned there; "+
 				"remove the label %s%s with `ctr -n k8s.io images label IMAGE %s%s=` and, where no other pin is left, %s",
 			c.unpinTimeout(), len(left), message.Plural(len(left), "node", "nodes"), message.ListSome(left, 3),
 			cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinned)
 	} else if holdsPins(ic) {
-		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasonUnpinned, "The deleted cache's pins are taken away from every node")
+		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasons.Unpinned, "The deleted cache's pins are taken away from every node")
 	}
 	if err := c.deleteJobsOf(ctx, s, func(*batchv1.Job) bool { return true }); err != nil {
 		return 0, err

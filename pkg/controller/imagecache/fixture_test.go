@@ -32,6 +32,7 @@ import (
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
 	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
@@ -155,7 +156,7 @@ func (f *fixture) restart(cfg Config) {
 	f.kubeInf = kubeinformers.NewSharedInformerFactory(f.kube, 0)
 	f.icInf = icinformers.NewSharedInformerFactory(f.client, 0)
 	events := func(ns, reason string) cache.SharedIndexInformer {
-		if reason == reasonPulling {
+		if reason == reasons.Pulling {
 			f.eventsAsked = append(f.eventsAsked, ns)
 		}
 		return listedInformer{f.kubeInf.Core().V1().Events().Informer()}

@@ -17,6 +17,7 @@ import (
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // readJobs reads the outcomes of the cache's Jobs into the ledger, and
@@ -91,7 +92,7 @@ func earlierStillRunning(s *syncCtx, job *batchv1.Job) bool {
 	if puller.IsDeleteJob(job) {
 		return s.nodes[node] != nil
 	}
-	return s.plan.nodes[node] != nil
+	return s.plan.Nodes[node] != nil
 }
 
 // unsettleRemoved takes back what the ledger carried over for the images of
@@ -169,7 +170,7 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 	}
 	for i, img := range out.Images {
 		k, err := images.Normalize(img)
-		if err != nil || !s.plan.wants(node, k) {
+		if err != nil || !s.plan.Wants(node, k) {
 			continue
 		}
 		switch r := out.Results[i]; r.State {
@@ -183,7 +184,7 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 				continue
 			}
 			s.led.Set(node, k, ledger.Failed)
-			s.failures.add(s.plan.display[k], node, r.Reason, r.Message)
+			s.failures.add(s.plan.Display[k], node, r.Reason, r.Message)
 		case puller.Kept:
 			// A purge's delete Job left it: the runtime knows the image
 			// under a name another cache wants. Kept, and still owned.
@@ -227,7 +228,7 @@ func (c *Controller) explainNoPod(ctx context.Context, s *syncCtx, job *batchv1.
 	}
 	for i, r := range out.Results {
 		if r.State == puller.Failed && r.Reason == puller.ReasonPodNotCreated {
-			out.Results[i].Reason = reasonFailedCreate
+			out.Results[i].Reason = reasons.FailedCreate
 			out.Results[i].Message = e.Message
 		}
 	}
@@ -246,7 +247,7 @@ func (c *Controller) failedCreates(ctx context.Context, s *syncCtx, namespace st
 	byJob := map[types.UID]*corev1.Event{}
 	s.failedCreates[namespace] = byJob
 	events, err := c.kubeClient.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("reason", reasonFailedCreate).String(),
+		FieldSelector: fields.OneTermEqualSelector("reason", reasons.FailedCreate).String(),
 	})
 	if err != nil {
 		klog.FromContext(ctx).Info("Cannot read why Jobs made no pod", "namespace", namespace, "err", err)
@@ -254,7 +255,7 @@ func (c *Controller) failedCreates(ctx context.Context, s *syncCtx, namespace st
 	}
 	for i := range events.Items {
 		e := &events.Items[i]
-		if e.Reason != reasonFailedCreate || e.InvolvedObject.Kind != "Job" {
+		if e.Reason != reasons.FailedCreate || e.InvolvedObject.Kind != "Job" {
 			continue
 		}
 		if old := byJob[e.InvolvedObject.UID]; old == nil || eventTime(e).After(eventTime(old)) {
@@ -285,10 +286,6 @@ func (c *Controller) deleteOrphans(ctx context.Context, key cache.ObjectName, ui
 	}
 	return nil
 }
-
-// reasonFailedCreate is the Job controller's event reason when it cannot
-// create a Job's pod.
-const reasonFailedCreate = "FailedCreate"
 
 // eventTime is when an event last happened, whichever of its times is set.
 func eventTime(e *corev1.Event) time.Time {

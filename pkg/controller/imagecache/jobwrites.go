@@ -21,7 +21,9 @@ import (
 
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // newJob is a Job a sync decided to create, its throttle slot taken.
@@ -45,11 +47,11 @@ type givenUp struct{ removals, pins int }
 
 // forNodes calls build for each node of the plan that can take a Job now,
 // in name order, and collects the Jobs it returns.
-func (s *syncCtx) forNodes(build func(w *nodeWant) *newJob) []newJob {
+func (s *syncCtx) forNodes(build func(w *plan.Node) *newJob) []newJob {
 	var out []newJob
-	for _, name := range sortedKeys(s.plan.nodes) {
-		w := s.plan.nodes[name]
-		if w.skip != "" {
+	for _, name := range sortedKeys(s.plan.Nodes) {
+		w := s.plan.Nodes[name]
+		if w.Skip != "" {
 			continue
 		}
 		if job := build(w); job != nil {
@@ -86,7 +88,7 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 				return nil
 			}
 			if isQuota(err) {
-				c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonQuotaExceeded,
+				c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasons.QuotaExceeded,
 					"A quota refused the %s Job for node %s; trying again with backoff: %v", nj.kind, nj.node, err)
 			}
 			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
@@ -128,9 +130,6 @@ func isQuota(err error) bool {
 		(strings.Contains(err.Error(), "exceeded quota") || strings.Contains(err.Error(), "status unknown for quota"))
 }
 
-// reasonQuotaExceeded is the Warning event of a create a quota refused.
-const reasonQuotaExceeded = "QuotaExceeded"
-
 // recordRefusals fails the pairs of each refused Job with the API server's
 // message, and says so in a Warning event. It returns the removals and
 // pins the refused Jobs gave up.
@@ -154,7 +153,7 @@ func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJ
 	if len(nodes) == 0 {
 		return given
 	}
-	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonJobRejected,
+	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasons.JobRejected,
 		"The API server refused the Jobs for %d %s (%s): %v", len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3), first)
 	return given
 }

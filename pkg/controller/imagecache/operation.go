@@ -11,6 +11,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // operation is the work an operation does on the nodes, behind the steps
@@ -149,7 +150,7 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 		s.led = s.led.Fresh(start.Unix())
 	}
 	s.started = op
-	c.recorder.Eventf(s.ic, corev1.EventTypeNormal, "Started", "%s started", op)
+	c.recorder.Eventf(s.ic, corev1.EventTypeNormal, reasons.Started, "%s started", op)
 	return 0
 }
 

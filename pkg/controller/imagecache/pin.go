@@ -14,7 +14,9 @@ import (
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // Pinning (spec.pin) keeps a cache's images on its nodes against the
@@ -27,10 +29,6 @@ import (
 // controller), before a purge removes anything from the node, and when the
 // cache is deleted (finalize). A delete Job never removes an image the cache
 // still has pinned there: it waits for the unpin.
-
-// reasonUnpinFailed is the failure of an unpin the controller gave up: the
-// image may stay pinned on the node.
-const reasonUnpinFailed = "UnpinFailed"
 
 // pinning says whether the cache wants its images pinned now.
 func (c *Controller) pinning(s *syncCtx) bool {
@@ -73,7 +71,7 @@ func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Jo
 		case unpin:
 			if s.led.Pin(node, key).Held() {
 				s.led.SetPin(node, key, ledger.NotPinned)
-				s.failures.add(img, node, reasonUnpinFailed, "the image may stay pinned on this node: "+r.Reason+": "+r.Message)
+				s.failures.add(img, node, reasons.UnpinFailed, "the image may stay pinned on this node: "+r.Reason+": "+r.Message)
 			}
 		case r.State == puller.Succeeded:
 			s.led.SetPin(node, key, ledger.Pinned)
@@ -94,7 +92,7 @@ func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Jo
 
 // displayOf is how the status spells an image: as the spec does, or as given.
 func (s *syncCtx) displayOf(key, fallback string) string {
-	if d, ok := s.plan.display[key]; ok {
+	if d, ok := s.plan.Display[key]; ok {
 		return d
 	}
 	return fallback
@@ -114,7 +112,7 @@ func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
 		nodes[n] = true
 	}
 	if pin {
-		for n := range s.plan.nodes {
+		for n := range s.plan.Nodes {
 			nodes[n] = true
 		}
 	}
@@ -129,7 +127,7 @@ func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
 		}
 		var unpins, pins []string
 		for _, key := range s.led.PinsOn(name) {
-			wanted := pin && s.plan.wants(name, key)
+			wanted := pin && s.plan.Wants(name, key)
 			switch st := s.led.Pin(name, key); {
 			case st.Held() && !wanted:
 				unpins = append(unpins, key)
@@ -137,11 +135,11 @@ func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
 				s.led.SetPin(name, key, ledger.NotPinned)
 			}
 		}
-		if w := s.plan.nodes[name]; pin && w != nil && w.skip == "" && nodeSettled(s, w) {
-			for _, wi := range w.images {
-				if st, pin := s.led.Get(name, wi.key), s.led.Pin(name, wi.key); (st == ledger.Pulled || st == ledger.Present) &&
+		if w := s.plan.Nodes[name]; pin && w != nil && w.Skip == "" && nodeSettled(s, w) {
+			for _, wi := range w.Images {
+				if st, pin := s.led.Get(name, wi.Key), s.led.Pin(name, wi.Key); (st == ledger.Pulled || st == ledger.Present) &&
 					(pin == ledger.NotPinned || pin == ledger.PinStale) {
-					pins = append(pins, wi.key)
+					pins = append(pins, wi.Key)
 				}
 			}
 		}
@@ -165,9 +163,9 @@ func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
 }
 
 // nodeSettled says whether a node's pulls of the operation are all settled.
-func nodeSettled(s *syncCtx, w *nodeWant) bool {
-	for _, wi := range w.images {
-		if s.led.Get(w.node.Name, wi.key) == ledger.Unsettled {
+func nodeSettled(s *syncCtx, w *plan.Node) bool {
+	for _, wi := range w.Images {
+		if s.led.Get(w.Node.Name, wi.Key) == ledger.Unsettled {
 			return false
 		}
 	}
@@ -222,10 +220,10 @@ func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys
 		for _, key := range batch {
 			if unpin {
 				s.led.SetPin(n.Name, key, ledger.NotPinned)
-				s.failures.add(s.displayOf(key, key), n.Name, reasonUnpinFailed, "the image may stay pinned on this node: "+message)
+				s.failures.add(s.displayOf(key, key), n.Name, reasons.UnpinFailed, "the image may stay pinned on this node: "+message)
 			} else {
 				s.led.SetPin(n.Name, key, ledger.PinRefused)
-				s.unpinned.add(s.displayOf(key, key), n.Name, reasonJobRejected, message)
+				s.unpinned.add(s.displayOf(key, key), n.Name, reasons.JobRejected, message)
 			}
 		}
 	}})
@@ -237,8 +235,8 @@ const containerdSocket = "/run/containerd/containerd.sock"
 // pinnedAmong says whether the cache has one of the picked images of a
 // removal pinned on its node: the delete Job waits for the unpin.
 func pinnedAmong(s *syncCtx, r removal) bool {
-	for _, wi := range r.want.images {
-		if r.pick(wi.key) && s.led.Pin(r.want.node.Name, wi.key).Held() {
+	for _, wi := range r.want.Images {
+		if r.pick(wi.Key) && s.led.Pin(r.want.Node.Name, wi.Key).Held() {
 			return true
 		}
 	}

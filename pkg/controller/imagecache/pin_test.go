@@ -16,6 +16,7 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 const ctd = "containerd://2.4.2"
@@ -296,7 +297,7 @@ func TestPinJobRefused(t *testing.T) {
 	refuseJobsFor(f, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errors.New("pods with hostPath volumes are forbidden")), "node-a")
 	f.sync("web", wCreateJob, wStatus, wDeleteJob)
 	st := f.imageCache("web").Status
-	if l := st.Unpinned["registry.example/a:v1"]; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || len(l) != 1 || l[0].Reason != reasonJobRejected {
+	if l := st.Unpinned["registry.example/a:v1"]; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || len(l) != 1 || l[0].Reason != reasons.JobRejected {
 		t.Errorf("refused pin Job: %s, unpinned %v", st.Status, st.Unpinned)
 	}
 }
@@ -385,7 +386,7 @@ func TestDeletedCacheUnpins(t *testing.T) {
 		if got := f.imageCache("web").Finalizers; len(got) != 0 {
 			t.Errorf("finalizers after the unpins: %v", got)
 		}
-		f.expectEvent("Normal " + reasonUnpinned)
+		f.expectEvent("Normal " + reasons.Unpinned)
 	})
 	t.Run("a node that does not answer", func(t *testing.T) {
 		f := setup(t)
@@ -408,7 +409,7 @@ func TestDeletedCacheUnpins(t *testing.T) {
 		if got := f.imageCache("web").Finalizers; len(got) != 0 {
 			t.Errorf("finalizers past the unpin timeout: %v", got)
 		}
-		f.expectEvent("Warning " + reasonPinsNotReleased)
+		f.expectEvent("Warning " + reasons.PinsNotReleased)
 	})
 }
 

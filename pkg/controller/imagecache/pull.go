@@ -14,7 +14,9 @@ import (
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
@@ -44,7 +46,7 @@ type pullOp struct {
 // dropped from the spec that are still to be removed.
 func newPullOp(c *Controller, s *syncCtx) *pullOp {
 	o := &pullOp{c: c, s: s, others: c.otherCaches(s.ic)}
-	s.led.KeepOnly(func(node, key string) bool { return s.plan.wants(node, key) || o.toRemove(node, key) })
+	s.led.KeepOnly(func(node, key string) bool { return s.plan.Wants(node, key) || o.toRemove(node, key) })
 	return o
 }
 
@@ -57,7 +59,7 @@ func (o *pullOp) toRemove(node, key string) bool {
 	}
 	s := o.s
 	n := s.nodes[node]
-	return s.led.Owned(node, key) && !s.plan.specKeys[key] && n != nil && o.others.wants(n, key) == ""
+	return s.led.Owned(node, key) && !s.plan.SpecKeys[key] && n != nil && o.others.wants(n, key) == ""
 }
 
 // claims takes the pull Jobs of this epoch for nodes in the plan, and the
@@ -70,7 +72,7 @@ func (o *pullOp) claims(job *batchv1.Job) bool {
 	if puller.IsDeleteJob(job) {
 		return o.s.nodes[node] != nil
 	}
-	return o.s.plan.nodes[node] != nil
+	return o.s.plan.Nodes[node] != nil
 }
 
 func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
@@ -86,8 +88,8 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 		if s.led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
 			o.kubeletPulls = append(o.kubeletPulls, pulls.pulled(i)...)
-			if s.plan.always(node, key) {
-				if m := recordDigest(s.st, s.plan.display[key], node, containerDigest(pod, i)); m != nil {
+			if s.plan.Always(node, key) {
+				if m := recordDigest(s.st, s.plan.Display[key], node, containerDigest(pod, i)); m != nil {
 					o.moved = append(o.moved, *m)
 				}
 				if s.led.Pin(node, key) == ledger.Pinned {
@@ -152,7 +154,7 @@ func (o *pullOp) ownershipOf(ctx context.Context, job *batchv1.Job, pod *corev1.
 func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
-	if puller.IsDeleteJob(job) || s.st.StartTime == nil || s.plan.nodes[node] == nil {
+	if puller.IsDeleteJob(job) || s.st.StartTime == nil || s.plan.Nodes[node] == nil {
 		return
 	}
 	pod := o.c.podOf(job)
@@ -180,7 +182,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	for i, img := range imgs {
 		at, ok := finished[puller.ContainerName(i)]
 		key, err := images.Normalize(img)
-		if !ok || at.Before(s.st.StartTime.Add(-time.Second)) || err != nil || !s.plan.wants(node, key) ||
+		if !ok || at.Before(s.st.StartTime.Add(-time.Second)) || err != nil || !s.plan.Wants(node, key) ||
 			s.led.Get(node, key) != ledger.Unsettled || s.removedEarlier[node+"\x00"+key] {
 			continue
 		}
@@ -230,29 +232,29 @@ func (o *pullOp) settle() {
 	// them: they are pulled, not taken as present. An image pulled Always
 	// is pulled where the node has it too.
 	trust := s.now.Unix() >= s.led.RemovedAt+nodeImagesLag
-	for name, w := range s.plan.nodes {
+	for name, w := range s.plan.Nodes {
 		// A node where one of the cache's Jobs runs lists what the Job
 		// pulls once it has it: the Job's outcome settles those.
-		if w.skip != "" || !trust || s.busy[name] {
+		if w.Skip != "" || !trust || s.busy[name] {
 			continue
 		}
 		var present images.Present
-		for _, wi := range w.images {
-			if wi.always || s.led.Get(name, wi.key) != ledger.Unsettled {
+		for _, wi := range w.Images {
+			if wi.Always || s.led.Get(name, wi.Key) != ledger.Unsettled {
 				continue
 			}
 			if present == "" {
-				present = trim.NodeImages(w.node)
+				present = trim.NodeImages(w.Node)
 			}
 			switch {
-			case !present.Has(wi.key):
-			case s.retries[pairKey(name, wi.key)] != nil:
+			case !present.Has(wi.Key):
+			case s.retries[pairKey(name, wi.Key)] != nil:
 				// A try the controller ended brought it after all (the
 				// runtime finishes a pull whose pod went): pulled, but
 				// not shown to be the cache's.
-				s.led.Set(name, wi.key, ledger.Pulled)
+				s.led.Set(name, wi.Key, ledger.Pulled)
 			default:
-				s.led.Set(name, wi.key, ledger.Present)
+				s.led.Set(name, wi.Key, ledger.Present)
 			}
 		}
 	}
@@ -265,13 +267,13 @@ func (o *pullOp) settle() {
 // delete Jobs of the removals.
 func (o *pullOp) jobs() jobsToCreate {
 	var out jobsToCreate
-	out.jobs = o.s.forNodes(func(w *nodeWant) *newJob { return o.pullJob(w, &out) })
+	out.jobs = o.s.forNodes(func(w *plan.Node) *newJob { return o.pullJob(w, &out) })
 	for _, t := range o.removals() {
-		out.removals += len(t.want.images)
-		job, throttled := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.node.Name))
+		out.removals += len(t.want.Images)
+		job, throttled := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.Node.Name))
 		out.throttled = out.throttled || throttled
 		if job != nil {
-			job.removals = len(t.want.images)
+			job.removals = len(t.want.Images)
 			out.jobs = append(out.jobs, *job)
 		}
 	}
@@ -281,46 +283,46 @@ func (o *pullOp) jobs() jobsToCreate {
 // pullJob returns the Job that pulls the next batch of a node's images left
 // to pull, or nil; out says whether the node must wait, and is told when the
 // cache waits for a slot.
-func (o *pullOp) pullJob(w *nodeWant, out *jobsToCreate) *newJob {
-	c, s, name := o.c, o.s, w.node.Name
+func (o *pullOp) pullJob(w *plan.Node, out *jobsToCreate) *newJob {
+	c, s, name := o.c, o.s, w.Node.Name
 	var batch, pulledAnyway []string
 	var always []bool
 	var deadlines []time.Duration
-	var picked []wantedImage
+	var picked []plan.Image
 	attempt := 0
 	// The Pulling event of an image pulled Always proves it was absent
 	// only where the node lists every image it has, and not that one.
 	var present images.Present
-	whole := listsEveryImage(w.node, c.cfg.NodeStatusMaxImages)
-	for _, wi := range w.images {
-		if s.led.Get(name, wi.key) != ledger.Unsettled || len(batch) == c.cfg.ImagesPerJob {
+	whole := listsEveryImage(w.Node, c.cfg.NodeStatusMaxImages)
+	for _, wi := range w.Images {
+		if s.led.Get(name, wi.Key) != ledger.Unsettled || len(batch) == c.cfg.ImagesPerJob {
 			continue
 		}
-		if r := s.retries[pairKey(name, wi.key)]; r != nil {
+		if r := s.retries[pairKey(name, wi.Key)]; r != nil {
 			if s.now.Before(r.next) {
 				s.lookAt(r.next)
 				continue
 			}
 			attempt = max(attempt, r.attempts)
 		}
-		batch = append(batch, wi.image)
-		always = append(always, wi.always)
-		deadlines = append(deadlines, wi.deadline)
+		batch = append(batch, wi.Image)
+		always = append(always, wi.Always)
+		deadlines = append(deadlines, wi.Deadline)
 		picked = append(picked, wi)
-		if wi.always {
+		if wi.Always {
 			if present == "" {
-				present = trim.NodeImages(w.node)
+				present = trim.NodeImages(w.Node)
 			}
-			if !whole || present.Has(wi.key) {
-				pulledAnyway = append(pulledAnyway, wi.image)
+			if !whole || present.Has(wi.Key) {
+				pulledAnyway = append(pulledAnyway, wi.Image)
 			}
 		}
 	}
 	if len(batch) == 0 || out.hold(s, name) {
 		return nil
 	}
-	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.hostname, Images: batch,
-		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.node, c.cfg.NodeStatusMaxImages), Attempt: attempt,
+	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.Hostname, Images: batch,
+		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.Node, c.cfg.NodeStatusMaxImages), Attempt: attempt,
 		Always: always, PulledAnyway: pulledAnyway, Deadlines: deadlines})
 	if c.expectations.ExpectsCreate(jobKey(job)) {
 		return nil // created, and not shown by the informer yet
@@ -331,8 +333,8 @@ func (o *pullOp) pullJob(w *nodeWant, out *jobsToCreate) *newJob {
 	}
 	return &newJob{job: job, kind: "pull", node: name, images: len(batch), refused: func(message string) {
 		for _, wi := range picked {
-			s.led.Set(name, wi.key, ledger.Failed)
-			s.failures.add(wi.image, name, reasonJobRejected, message)
+			s.led.Set(name, wi.Key, ledger.Failed)
+			s.failures.add(wi.Image, name, reasons.JobRejected, message)
 		}
 	}}
 }
@@ -344,10 +346,10 @@ func (o *pullOp) removals() []removal {
 	s := o.s
 	var out []removal
 	for _, name := range s.led.OwnedNodes() {
-		var imgs []wantedImage
+		var imgs []plan.Image
 		for _, k := range s.led.OwnedOn(name) {
 			if o.toRemove(name, k) {
-				imgs = append(imgs, wantedImage{image: k, key: k})
+				imgs = append(imgs, plan.Image{Image: k, Key: k})
 			}
 		}
 		if len(imgs) == 0 {
@@ -357,7 +359,7 @@ func (o *pullOp) removals() []removal {
 		if o.c.filter.SkipReason(n) != "" {
 			continue
 		}
-		out = append(out, removal{want: &nodeWant{node: n, hostname: n.Labels[puller.HostnameLabel], images: imgs},
+		out = append(out, removal{want: &plan.Node{Node: n, Hostname: n.Labels[puller.HostnameLabel], Images: imgs},
 			pick: func(k string) bool { return o.toRemove(name, k) }, keep: func() []string { return o.others.on(n) }})
 	}
 	return out

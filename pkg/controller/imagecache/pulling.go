@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
@@ -50,14 +51,10 @@ import (
 // hold the controller's pull Jobs: they start when a sync first needs them,
 // and stop once their namespace has no pull Job left (pullingWatches). The
 // events of other namespaces are never listed.
-const (
-	reasonPulling = "Pulling" // the kubelet's Event as it starts a pull (read, not written); also Ready's reason while pulls run
-	reasonPulled  = "Pulled"  // the kubelet's Event once it has an image (read, not written)
-)
 
 // watchedReasons are the reasons of the kubelet's events on pull pods that
 // the controller watches, an informer each.
-var watchedReasons = []string{reasonPulling, reasonPulled}
+var watchedReasons = []string{reasons.Pulling, reasons.Pulled}
 
 // PullEventsSelector is the field selector of the events informer of one
 // reason of the kubelet's events on pods.
@@ -265,7 +262,7 @@ func (c *Controller) pulledHere(ctx context.Context, job *batchv1.Job, pod *core
 	anyway := puller.PulledAnyway(job)
 	imgs, _ := puller.JobImages(job)
 	pulled := map[string]bool{}
-	for name := range c.podEvents(ctx, pod, reasonPulling) {
+	for name := range c.podEvents(ctx, pod, reasons.Pulling) {
 		pulled[name] = true
 	}
 	for i, img := range imgs {
@@ -283,7 +280,7 @@ func (c *Controller) pullingSince(ctx context.Context, pod *corev1.Pod) map[stri
 	if pod == nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
 	}
-	events := c.podEvents(ctx, pod, reasonPulling)
+	events := c.podEvents(ctx, pod, reasons.Pulling)
 	if len(events) == 0 {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // kubeletPull is what the kubelet's events say of one pull: its result, how
@@ -58,7 +59,7 @@ func (c *Controller) kubeletPulls(ctx context.Context, pod *corev1.Pod, now time
 		if pod == nil {
 			return nil, nil
 		}
-		return c.podEvents(ctx, pod, reasonPulling), c.podEvents(ctx, pod, reasonPulled)
+		return c.podEvents(ctx, pod, reasons.Pulling), c.podEvents(ctx, pod, reasons.Pulled)
 	}}
 }
 

@@ -9,7 +9,9 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // purgeOp is the work of ImageCachePurge: delete Jobs remove the spec's
@@ -35,35 +37,35 @@ func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
 	o := &purgeOp{c: c, s: s, others: c.otherCaches(s.ic)}
 	if s.st.StartTime != nil {
 		ended := s.st.CompletionTime != nil && s.st.Status != v1alpha2.ImageCacheActionStatusProcessing
-		for name, w := range s.plan.nodes {
-			if w.node.CreationTimestamp.After(s.st.StartTime.Time) {
-				delete(s.plan.nodes, name)
+		for name, w := range s.plan.Nodes {
+			if w.Node.CreationTimestamp.After(s.st.StartTime.Time) {
+				delete(s.plan.Nodes, name)
 				continue
 			}
-			if ended && w.skip == "" {
-				for _, wi := range w.images {
-					if s.led.Get(name, wi.key) == ledger.Unsettled {
-						w.skip = reasonPurgeEnded
+			if ended && w.Skip == "" {
+				for _, wi := range w.Images {
+					if s.led.Get(name, wi.Key) == ledger.Unsettled {
+						w.Skip = reasons.PurgeEnded
 						break
 					}
 				}
 			}
 		}
 	}
-	if tooLarge(s.plan, s.led) != "" {
+	if plan.TooLarge(s.plan, s.led) != "" {
 		// A cache too large to record every pair still purges what it
 		// pulled: the purge works on the owned pairs only.
-		for name, w := range s.plan.nodes {
-			var owned []wantedImage
-			for _, wi := range w.images {
-				if s.led.Owned(name, wi.key) {
+		for name, w := range s.plan.Nodes {
+			var owned []plan.Image
+			for _, wi := range w.Images {
+				if s.led.Owned(name, wi.Key) {
 					owned = append(owned, wi)
 				}
 			}
-			w.images = owned
+			w.Images = owned
 		}
 	}
-	s.led.KeepOnly(s.plan.wants)
+	s.led.KeepOnly(s.plan.Wants)
 	return o
 }
 
@@ -74,7 +76,7 @@ func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
 func (o *purgeOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
-	if puller.IsDeleteJob(job) || s.plan.nodes[node] == nil {
+	if puller.IsDeleteJob(job) || s.plan.Nodes[node] == nil {
 		return
 	}
 	imgs, err := puller.JobImages(job)
@@ -84,7 +86,7 @@ func (o *purgeOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	pulled := o.c.pulledHere(ctx, job, o.c.podOf(job))
 	for i, img := range imgs {
 		key, err := images.Normalize(img)
-		if err == nil && pulled[puller.ContainerName(i)] && s.plan.wants(node, key) && !s.removedEarlier[node+"\x00"+key] &&
+		if err == nil && pulled[puller.ContainerName(i)] && s.plan.Wants(node, key) && !s.removedEarlier[node+"\x00"+key] &&
 			s.led.Get(node, key) == ledger.Unsettled {
 			s.led.SetOwned(node, key, true)
 		}
@@ -94,7 +96,7 @@ func (o *purgeOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 // claims takes the delete Jobs of this epoch for nodes in the plan.
 func (o *purgeOp) claims(job *batchv1.Job) bool {
 	return puller.IsDeleteJob(job) && puller.JobEpoch(job) == o.s.led.Epoch &&
-		o.s.plan.nodes[job.Annotations[puller.AnnotationNode]] != nil
+		o.s.plan.Nodes[job.Annotations[puller.AnnotationNode]] != nil
 }
 
 func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
@@ -113,15 +115,15 @@ func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
 // those on nodes whose runtime cannot be reached.
 func (o *purgeOp) settle() {
 	s := o.s
-	for name, w := range s.plan.nodes {
+	for name, w := range s.plan.Nodes {
 		// On a node where an earlier pull still runs, what the cache
 		// owns is not known until it ends (readEarlier).
-		if w.skip != "" || s.busy[name] {
+		if w.Skip != "" || s.busy[name] {
 			continue
 		}
-		for _, wi := range w.images {
-			if why, _ := o.keptBecause(w.node, wi.key); why != "" && s.led.Get(name, wi.key) == ledger.Unsettled {
-				s.led.Set(name, wi.key, ledger.Present)
+		for _, wi := range w.Images {
+			if why, _ := o.keptBecause(w.Node, wi.Key); why != "" && s.led.Get(name, wi.Key) == ledger.Unsettled {
+				s.led.Set(name, wi.Key, ledger.Present)
 			}
 		}
 	}
@@ -134,7 +136,7 @@ func (o *purgeOp) settle() {
 func (o *purgeOp) jobs() jobsToCreate {
 	var out jobsToCreate
 	for _, t := range o.removals() {
-		job, throttled := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.node.Name))
+		job, throttled := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.Node.Name))
 		out.throttled = out.throttled || throttled
 		if job != nil {
 			out.jobs = append(out.jobs, *job)
@@ -148,35 +150,28 @@ func (o *purgeOp) jobs() jobsToCreate {
 func (o *purgeOp) removals() []removal {
 	s := o.s
 	var out []removal
-	for _, name := range sortedKeys(s.plan.nodes) {
-		if w := s.plan.nodes[name]; w.skip == "" {
+	for _, name := range sortedKeys(s.plan.Nodes) {
+		if w := s.plan.Nodes[name]; w.Skip == "" {
 			out = append(out, removal{want: w, pick: func(k string) bool { return s.led.Get(name, k) == ledger.Unsettled },
-				keep: func() []string { return o.others.on(w.node) }})
+				keep: func() []string { return o.others.on(w.Node) }})
 		}
 	}
 	return out
 }
-
-// Why a purge leaves an image on a node.
-const (
-	reasonWantedByOtherCache   = "WantedByOtherCache"   // status.kept: another ImageCache wants the image on the node (named in the message)
-	reasonNotPulledByThisCache = "NotPulledByThisCache" // status.kept: this cache's own pull did not bring the image there
-	reasonRemovalDisabled      = "RemovalDisabled"      // status.kept: the controller runs with --image-removal=false
-)
 
 // keptBecause says why the purge leaves an image on a node, with a message,
 // or "" when it removes it: it removes only what this cache's own pull
 // brought there, and what no other cache wants there.
 func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message string) {
 	if o.c.cfg.NoRemoval {
-		return reasonRemovalDisabled, "image removal is off (--image-removal=false): the controller removes no image"
+		return reasons.RemovalDisabled, "image removal is off (--image-removal=false): the controller removes no image"
 	}
 	if !o.s.led.Owned(n.Name, key) {
-		return reasonNotPulledByThisCache,
+		return reasons.NotPulledByThisCache,
 			"this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"
 	}
 	if other := o.others.wants(n, key); other != "" {
-		return reasonWantedByOtherCache, "ImageCache " + other + " wants it on this node"
+		return reasons.WantedByOtherCache, "ImageCache " + other + " wants it on this node"
 	}
 	return "", ""
 }
@@ -186,17 +181,17 @@ func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message strin
 func (o *purgeOp) kept() (failureSet, map[string]int) {
 	s := o.s
 	set, byReason := failureSet{}, map[string]int{}
-	for _, name := range sortedKeys(s.plan.nodes) {
-		w := s.plan.nodes[name]
-		for _, wi := range w.images {
-			if s.led.Get(name, wi.key) != ledger.Present {
+	for _, name := range sortedKeys(s.plan.Nodes) {
+		w := s.plan.Nodes[name]
+		for _, wi := range w.Images {
+			if s.led.Get(name, wi.Key) != ledger.Present {
 				continue
 			}
-			why, msg := o.keptBecause(w.node, wi.key)
+			why, msg := o.keptBecause(w.Node, wi.Key)
 			if why == "" { // kept for another name of the image, or a cache that no longer wants it
-				why, msg = reasonWantedByOtherCache, "another ImageCache wants it on this node under another name, or wanted it"
+				why, msg = reasons.WantedByOtherCache, "another ImageCache wants it on this node under another name, or wanted it"
 			}
-			set.add(wi.image, name, why, msg)
+			set.add(wi.Image, name, why, msg)
 			byReason[why]++
 		}
 	}

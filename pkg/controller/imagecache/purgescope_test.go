@@ -15,6 +15,7 @@ import (
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // TestPurgeIsOneOperation: a purge works on the nodes of its start. Once it
@@ -230,9 +231,9 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 	}
 	notOurs := "this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"
 	want := map[string]v1alpha2.KeptOnNodes{
-		"nginx": {{Node: "node-a", Reason: reasonNotPulledByThisCache, Message: notOurs},
-			{Node: "node-b", Reason: reasonNotPulledByThisCache, Message: notOurs}},
-		"redis": {{Node: "node-b", Reason: reasonWantedByOtherCache, Message: "ImageCache team-a/other wants it on this node"}},
+		"nginx": {{Node: "node-a", Reason: reasons.NotPulledByThisCache, Message: notOurs},
+			{Node: "node-b", Reason: reasons.NotPulledByThisCache, Message: notOurs}},
+		"redis": {{Node: "node-b", Reason: reasons.WantedByOtherCache, Message: "ImageCache team-a/other wants it on this node"}},
 	}
 	if diff := cmp.Diff(want, st.Kept); diff != "" {
 		t.Errorf("status.kept (-want +got):\n%s", diff)
@@ -483,7 +484,7 @@ func TestRemovalOff(t *testing.T) {
 		st.Message != "Removed 0 of 1 images on 1 node; 1 kept (image removal is off)" {
 		t.Errorf("purge: %s %s %q", st.Reason, st.Status, st.Message)
 	}
-	want := map[string]v1alpha2.KeptOnNodes{"nginx": {{Node: "node-a", Reason: reasonRemovalDisabled,
+	want := map[string]v1alpha2.KeptOnNodes{"nginx": {{Node: "node-a", Reason: reasons.RemovalDisabled,
 		Message: "image removal is off (--image-removal=false): the controller removes no image"}}}
 	if diff := cmp.Diff(want, st.Kept); diff != "" {
 		t.Errorf("status.kept (-want +got):\n%s", diff)

@@ -20,6 +20,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // refuseJobsFor makes the API server refuse, with err, every Job created for
@@ -69,8 +70,8 @@ func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
 	for _, img := range []string{"nginx", "redis"} {
 		var got []string
 		for _, nrm := range st.Failures[img] {
-			if nrm.Reason != reasonJobRejected || nrm.Message != refusal.Error() {
-				t.Errorf("%s on %s: %s %q, want %s with the API server's message", img, nrm.Node, nrm.Reason, nrm.Message, reasonJobRejected)
+			if nrm.Reason != reasons.JobRejected || nrm.Message != refusal.Error() {
+				t.Errorf("%s on %s: %s %q, want %s with the API server's message", img, nrm.Node, nrm.Reason, nrm.Message, reasons.JobRejected)
 			}
 			got = append(got, nrm.Node)
 		}
@@ -79,7 +80,7 @@ func TestRefusedJobsFailTheirNodeOnly(t *testing.T) {
 		}
 	}
 	c := meta.FindStatusCondition(st.Conditions, v1alpha2.ConditionJobsRejected)
-	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reasonJobRejected ||
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reasons.JobRejected ||
 		c.Message != "The API server refused the Jobs for 2 nodes (node-0, node-3); for node-0: "+refusal.Error() {
 		t.Errorf("JobsRejected %+v", c)
 	}

@@ -3,13 +3,15 @@ package imagecache
 import (
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // removal is what a delete Job would remove from one node: those of
 // want.images that pick selects.
 type removal struct {
-	want *nodeWant
+	want *plan.Node
 	pick func(key string) bool
 	// keep lists what the other caches want on the node: the delete Job
 	// keeps an image the runtime also knows under one of these names.
@@ -23,7 +25,7 @@ func (c *Controller) socketFor(r removal) (string, error) {
 	if c.cfg.CRISocketPath != "" {
 		return c.cfg.CRISocketPath, nil
 	}
-	return cri.SocketForRuntime(r.want.node.Status.NodeInfo.ContainerRuntimeVersion)
+	return cri.SocketForRuntime(r.want.Node.Status.NodeInfo.ContainerRuntimeVersion)
 }
 
 // giveUpUnreachable settles with a failure the pairs of a removal on a node
@@ -31,7 +33,7 @@ func (c *Controller) socketFor(r removal) (string, error) {
 // cache or the operation has just started: a purge's as failed, a removal's
 // as given up (the image stays, and is no longer this cache's).
 func (c *Controller) giveUpUnreachable(s *syncCtx, r removal) {
-	name := r.want.node.Name
+	name := r.want.Node.Name
 	if s.busy[name] || s.started != "" {
 		return
 	}
@@ -39,25 +41,25 @@ func (c *Controller) giveUpUnreachable(s *syncCtx, r removal) {
 	if socket != "" {
 		return
 	}
-	giveUp(s, r, reasonUnknownRuntime, err.Error())
+	giveUp(s, r, reasons.UnknownRuntime, err.Error())
 }
 
 // giveUp settles the picked pairs of a removal with a failure.
 func giveUp(s *syncCtx, r removal, reason, message string) {
-	name := r.want.node.Name
-	for _, wi := range r.want.images {
-		if !r.pick(wi.key) {
+	name := r.want.Node.Name
+	for _, wi := range r.want.Images {
+		if !r.pick(wi.Key) {
 			continue
 		}
-		if s.led.Get(name, wi.key) == ledger.Unsettled {
-			s.led.Set(name, wi.key, ledger.Failed) // a purge: failed
+		if s.led.Get(name, wi.Key) == ledger.Unsettled {
+			s.led.Set(name, wi.Key, ledger.Failed) // a purge: failed
 		} else {
 			// A removal: given up. The image stays, and is no longer
 			// this cache's to remove, so the operation ends.
-			s.led.Set(name, wi.key, ledger.Unsettled)
-			s.led.SetOwned(name, wi.key, false)
+			s.led.Set(name, wi.Key, ledger.Unsettled)
+			s.led.SetOwned(name, wi.Key, false)
 		}
-		s.failures.add(wi.image, name, reason, message)
+		s.failures.add(wi.Image, name, reason, message)
 	}
 }
 
@@ -66,11 +68,11 @@ func giveUp(s *syncCtx, r removal, reason, message string) {
 // the throttle has no slot (throttled). It returns the Job to create, its
 // throttle slot taken, or nil.
 func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) (job *newJob, throttled bool) {
-	name := r.want.node.Name
+	name := r.want.Node.Name
 	var batch []string
-	for _, wi := range r.want.images {
-		if r.pick(wi.key) && len(batch) < maxImagesPerDeleteJob {
-			batch = append(batch, wi.image)
+	for _, wi := range r.want.Images {
+		if r.pick(wi.Key) && len(batch) < maxImagesPerDeleteJob {
+			batch = append(batch, wi.Image)
 		}
 	}
 	if len(batch) == 0 || hold || pinnedAmong(s, r) {
@@ -80,11 +82,11 @@ func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) (job *newJob
 	if err != nil {
 		return nil, false
 	}
-	dj := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: r.want.hostname,
+	dj := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: r.want.Hostname,
 		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork, Keep: r.keep()})
 	if !c.throttle.tryAcquire(jobKey(dj), s.key) {
 		return nil, true
 	}
 	return &newJob{job: dj, kind: "delete", node: name, images: len(batch),
-		refused: func(message string) { giveUp(s, r, reasonJobRejected, message) }}, false
+		refused: func(message string) { giveUp(s, r, reasons.JobRejected, message) }}, false
 }

@@ -116,7 +116,7 @@ func summarizeRetries(s *syncCtx) retrySummary {
 	nodes := map[string]bool{}
 	for name, p := range s.retries {
 		node, key, _ := strings.Cut(name, "\x00")
-		if w := s.plan.nodes[node]; w == nil || w.skip != "" || s.led.Get(node, key) != ledger.Unsettled {
+		if w := s.plan.Nodes[node]; w == nil || w.Skip != "" || s.led.Get(node, key) != ledger.Unsettled {
 			continue
 		}
 		out.pairs++

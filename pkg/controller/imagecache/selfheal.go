@@ -12,6 +12,8 @@ import (
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/plan"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/trim"
 )
 
@@ -27,16 +29,13 @@ import (
 // images may still lag what its runtime has.
 const imageListLag = time.Minute
 
-// reasonImagesGone is the event of a refresh started for images gone.
-const reasonImagesGone = "ImagesGone"
-
 // goneFromNodes lists the pairs the latest operation settled (pulled, or
 // present) whose image the node's list no longer has, where the list is
 // whole, and names their nodes.
 func (c *Controller) goneFromNodes(s *syncCtx) (pairs []ledger.Pair, nodes []string) {
 	st := s.st
 	if st.CompletionTime == nil || st.Status == v1alpha2.ImageCacheActionStatusProcessing || !refreshable(st) ||
-		RefusedTooLarge(s.ic) || s.ic.Generation != st.ObservedGeneration {
+		plan.RefusedTooLarge(s.ic) || s.ic.Generation != st.ObservedGeneration {
 		return nil, nil
 	}
 	lists := map[string]images.Present{}
@@ -91,7 +90,7 @@ func (c *Controller) refreshForGone(ctx context.Context, s *syncCtx) (string, []
 	}
 	metrics.ImagesGoneTotal.Add(float64(pairs))
 	klog.FromContext(ctx).Info("Cached images are gone from their nodes: refreshing", "pairs", pairs, "nodes", len(nodes))
-	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasonImagesGone,
+	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasons.ImagesGone,
 		"%d cached %s gone from %d %s (%s): the kubelet's image garbage collection, or someone, removed them; refreshing now to pull them again (spec.pin keeps them)",
 		pairs, message.Plural(pairs, "image is", "images are"), len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3))
 	return v1alpha2.ImageCacheReasonRefresh, gone, 0

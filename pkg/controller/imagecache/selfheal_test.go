@@ -10,6 +10,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // listImages plays the kubelet of a node that reports these images.
@@ -63,7 +64,7 @@ func TestImageGoneIsPulledAgain(t *testing.T) {
 	if st := f.imageCache("web").Status; st.Reason != v1alpha2.ImageCacheReasonRefresh || st.Status != v1alpha2.ImageCacheActionStatusProcessing {
 		t.Fatalf("after the image left node-a: %s %s; want a refresh", st.Reason, st.Status)
 	}
-	f.expectEvent("Warning " + reasonImagesGone + " 1 cached image is gone from 1 node (node-a)")
+	f.expectEvent("Warning " + reasons.ImagesGone + " 1 cached image is gone from 1 node (node-a)")
 	writes, _ := f.sync("web", wCreateJob)
 	jobs := createdJobs(writes)
 	if len(jobs) != 1 || jobs[0].Annotations[puller.AnnotationNode] != "node-a" {

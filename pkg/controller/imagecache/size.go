@@ -2,8 +2,6 @@ package imagecache
 
 import (
 	"encoding/json"
-	"fmt"
-	"maps"
 	"sort"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -26,12 +24,10 @@ const (
 	// statusBudget is the most bytes the status may take as JSON; over it,
 	// fitStatus shortens the messages and leaves failures out.
 	statusBudget = 900 << 10
-	// maxLedgerBytes is the most the ledger of one cache may take. A cache
-	// whose nodes × images need more is refused (tooLarge): with node names
-	// of 30 characters, about 5,300 nodes × 100 images, or 2,000 nodes ×
-	// 512 images.
-	maxLedgerBytes = 720 << 10
 )
+
+// The ledger is bounded apart: a cache whose ledger would pass
+// plan.MaxLedgerBytes is refused (plan.TooLarge, refuseTooLarge).
 
 // render returns the failures to list in status, and the count of those
 // left out, per image. It lists at most MaxFailuresPerImage per image and
@@ -161,52 +157,4 @@ func statusSize(st *v1alpha2.ImageCacheStatus) int {
 		}
 	}
 	return size
-}
-
-// ledgerSize bounds the bytes the ledger of a plan adds to the object, once
-// every pair is settled: the nodes the plan wants images on, each sized by
-// the whole table, which holds the images the plan wants and those the
-// ledger owns beyond them; and, for a cache that pins, every pair pinned.
-func ledgerSize(p *plan, led *ledger.Ledger) int {
-	table := map[string]bool{}
-	for _, w := range p.nodes {
-		for _, wi := range w.images {
-			table[wi.key] = true
-		}
-	}
-	for _, node := range led.OwnedNodes() {
-		for _, img := range led.OwnedOn(node) {
-			table[img] = true
-		}
-	}
-	nodes := func(yield func(string) bool) {
-		for name := range p.nodes {
-			if !yield(name) {
-				return
-			}
-		}
-		for _, name := range led.OwnedNodes() {
-			if p.nodes[name] == nil && !yield(name) {
-				return
-			}
-		}
-	}
-	size := ledger.EstimateSize(nodes, maps.Keys(table))
-	if p.pin {
-		// A pinning cache records its pins too, on the nodes it wants
-		// images on.
-		size += ledger.EstimatePinsSize(maps.Keys(p.nodes), len(table))
-	}
-	return size
-}
-
-// tooLarge says why a plan is more than one object can record, or "".
-func tooLarge(p *plan, led *ledger.Ledger) string {
-	size := ledgerSize(p, led)
-	if size <= maxLedgerBytes {
-		return ""
-	}
-	return fmt.Sprintf("The cache is too large: %d nodes and %d images need about %d KiB to record, over the %d KiB "+
-		"one ImageCache can hold; split it into several caches, by node selector or by images",
-		len(p.nodes), len(p.specKeys), size>>10, maxLedgerBytes>>10)
 }

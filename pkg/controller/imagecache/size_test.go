@@ -14,6 +14,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -213,25 +214,25 @@ func TestLedgerSizeIsAnUpperBound(t *testing.T) {
 		{"1 image on 5,000 nodes", newImageCache("agent", withImages("registry.example/agent:v1")), nodes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := computePlan(tc.ic, tc.nodes, testConfig().NodeFilter(), false)
+			p := plan.Compute(tc.ic, tc.nodes, testConfig().NodeFilter(), false)
 			led := ledger.New(1764000000)
-			for name, w := range p.nodes {
-				for _, wi := range w.images {
-					led.Set(name, wi.key, ledger.Failed)
-					led.SetOwned(name, wi.key, true)
+			for name, w := range p.Nodes {
+				for _, wi := range w.Images {
+					led.Set(name, wi.Key, ledger.Failed)
+					led.SetOwned(name, wi.Key, true)
 				}
 			}
 			for _, n := range tc.nodes {
-				if p.nodes[n.Name] != nil {
+				if p.Nodes[n.Name] != nil {
 					led.ForgetReplaced(map[string]*corev1.Node{n.Name: n})
 				}
 			}
 			st := &v1alpha2.ImageCacheStatus{Ledger: led.Encode()}
 			real := statusSize(st)
-			if est := ledgerSize(p, ledger.New(0)); est < real {
+			if est := plan.LedgerSize(p, ledger.New(0)); est < real {
 				t.Errorf("estimated %d KiB, the ledger takes %d KiB", est>>10, real>>10)
 			}
-			if tooLarge(p, ledger.New(0)) == "" && real > 1<<20 {
+			if plan.TooLarge(p, ledger.New(0)) == "" && real > 1<<20 {
 				t.Errorf("accepted with a ledger of %d KiB, over 1 MiB", real>>10)
 			}
 		})

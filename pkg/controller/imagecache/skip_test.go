@@ -10,61 +10,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-func withPlatform(os, arch string) nodeOption {
-	return withLabels(corev1.LabelOSStable, os, corev1.LabelArchStable, arch)
-}
-
-func withTaint(key string, effect corev1.TaintEffect) nodeOption {
-	return func(n *corev1.Node) { n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: key, Effect: effect}) }
-}
-
-func cordoned() nodeOption { return func(n *corev1.Node) { n.Spec.Unschedulable = true } }
-
-func TestSkipReason(t *testing.T) {
-	everything := append(puller.DefaultTolerations(), corev1.Toleration{Operator: corev1.TolerationOpExists})
-	cases := []struct {
-		name        string
-		node        []nodeOption
-		tolerations []corev1.Toleration
-		want        string
-	}{
-		{"linux amd64", []nodeOption{withPlatform("linux", "amd64")}, nil, ""},
-		{"linux arm64", []nodeOption{withPlatform("linux", "arm64")}, nil, ""},
-		{"no os or arch label", nil, nil, ""},
-		{"windows", []nodeOption{withPlatform("windows", "amd64")}, nil, reasonUnsupportedOS},
-		{"s390x", []nodeOption{withPlatform("linux", "s390x")}, nil, reasonUnsupportedArch},
-		{"windows and not ready", []nodeOption{withPlatform("windows", "amd64"), notReady()}, nil, reasonUnsupportedOS},
-		{"not ready", []nodeOption{notReady()}, nil, reasonNodeNotReady},
-		{"cordoned", []nodeOption{cordoned()}, everything, reasonNodeUnschedulable},
-		{"the unschedulable taint", []nodeOption{withTaint(corev1.TaintNodeUnschedulable, corev1.TaintEffectNoSchedule)}, everything,
-			reasonNodeUnschedulable},
-		{"network unavailable", []nodeOption{withTaint("node.kubernetes.io/network-unavailable", corev1.TaintEffectNoSchedule)},
-			everything, reasonNetworkNotReady},
-		{"cilium not ready", []nodeOption{withTaint("node.cilium.io/agent-not-ready", corev1.TaintEffectNoExecute)}, nil,
-			reasonNetworkNotReady},
-		{"not initialised by its cloud provider", []nodeOption{withTaint("node.cloudprovider.kubernetes.io/uninitialized",
-			corev1.TaintEffectNoSchedule)}, nil, reasonNetworkNotReady},
-		{"a taint not tolerated", []nodeOption{withTaint("dedicated", corev1.TaintEffectNoSchedule)}, nil, reasonNodeTainted},
-		{"a NoExecute taint not tolerated", []nodeOption{withTaint("dedicated", corev1.TaintEffectNoExecute)}, nil, reasonNodeTainted},
-		{"a taint tolerated", []nodeOption{withTaint("dedicated", corev1.TaintEffectNoSchedule)},
-			[]corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists}}, ""},
-		{"every taint tolerated", []nodeOption{withTaint("dedicated", corev1.TaintEffectNoSchedule)}, everything, ""},
-		{"a PreferNoSchedule taint", []nodeOption{withTaint("dedicated", corev1.TaintEffectPreferNoSchedule)}, nil, ""},
-		{"memory pressure", []nodeOption{withTaint(corev1.TaintNodeMemoryPressure, corev1.TaintEffectNoSchedule)}, nil, ""},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			f := NodeFilter{Architectures: []string{"amd64", "arm64"}, Tolerations: append(puller.DefaultTolerations(), c.tolerations...)}
-			if got := f.SkipReason(newNode("node-a", c.node...)); got != c.want {
-				t.Errorf("SkipReason = %q, want %q", got, c.want)
-			}
-		})
-	}
-	if got := (NodeFilter{}).SkipReason(newNode("node-a", withPlatform("linux", "riscv64"))); got != "" {
-		t.Errorf("with no architectures given, a riscv64 node is skipped: %q", got)
-	}
-}
-
 // TestNodesThePullsCannotRunOn: an all-nodes cache pulls onto the node that
 // can take a pull, and skips, saying why, a Windows node, an s390x node (the
 // helper image has neither), a cordoned node and one whose network is not
@@ -118,3 +63,13 @@ func TestNodesThePullsCannotRunOn(t *testing.T) {
 		t.Errorf("after: %s %q, want %q", st.Status, st.Message, want)
 	}
 }
+
+func withPlatform(os, arch string) nodeOption {
+	return withLabels(corev1.LabelOSStable, os, corev1.LabelArchStable, arch)
+}
+
+func withTaint(key string, effect corev1.TaintEffect) nodeOption {
+	return func(n *corev1.Node) { n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: key, Effect: effect}) }
+}
+
+func cordoned() nodeOption { return func(n *corev1.Node) { n.Spec.Unschedulable = true } }

@@ -20,7 +20,9 @@ import (
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // computedStatus is the status a pass works out, and what it says of the
@@ -77,14 +79,14 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedSt
 		return err
 	}
 	if ignored {
-		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasonRefreshIgnored,
+		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasons.RefreshIgnored,
 			"A purge was asked too: the purge runs, and the refresh annotation is removed")
 	}
 	if equality.Semantic.DeepEqual(s.ic.Status, *st) {
 		return nil
 	}
 	if out.trimmed {
-		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasonStatusTrimmed, "The status would not fit in one object: "+
+		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasons.StatusTrimmed, "The status would not fit in one object: "+
 			"failure messages were shortened and some failures left out (counted in status.omittedFailures)")
 	}
 	updated := s.ic.DeepCopy()
@@ -97,7 +99,7 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedSt
 		// status goes without its lists (counted in omittedFailures)
 		// rather than failing every write.
 		dropLists(st)
-		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasonStatusTrimmed, "The API server refused the status as too "+
+		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasons.StatusTrimmed, "The API server refused the status as too "+
 			"large: it is written without its failures and kept images (counted in status.omittedFailures): "+err.Error())
 		updated.Status = *st
 		written, err = c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
@@ -155,23 +157,19 @@ func (c *Controller) patchMetadata(ctx context.Context, s *syncCtx, field string
 	return nil
 }
 
-// reasonRefreshIgnored is the event of a refresh annotation a purge
-// consumed.
-const reasonRefreshIgnored = "RefreshIgnored"
-
 // failureSet collects per-node failures by image (as the spec spells it).
 type failureSet map[string]map[string]v1alpha2.NodeReasonMessage
 
 // newFailureSet starts from the failures already in status that still hold
 // (the ledger still has the pair failed), and the images the normaliser refuses.
-func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan, led *ledger.Ledger) failureSet {
+func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan, led *ledger.Ledger) failureSet {
 	f := failureSet{}
 	for img, list := range prev {
 		key, err := images.Normalize(img)
 		if err != nil {
 			continue // invalid images are recomputed below
 		}
-		if !p.specKeys[key] && key == img {
+		if !p.SpecKeys[key] && key == img {
 			// A failed removal of an image dropped from the spec: kept
 			// until the next operation starts.
 			for _, nrm := range list {
@@ -180,14 +178,14 @@ func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan, led 
 			continue
 		}
 		for _, nrm := range list {
-			if led.Get(nrm.Node, key) == ledger.Failed && p.wants(nrm.Node, key) {
-				f.add(p.display[key], nrm.Node, nrm.Reason, nrm.Message)
+			if led.Get(nrm.Node, key) == ledger.Failed && p.Wants(nrm.Node, key) {
+				f.add(p.Display[key], nrm.Node, nrm.Reason, nrm.Message)
 			}
 		}
 	}
-	for img, nodes := range p.invalidNodes {
+	for img, nodes := range p.InvalidNodes {
 		for _, n := range nodes {
-			f.add(img, n, reasonInvalidImageName, p.invalid[img])
+			f.add(img, n, reasons.InvalidImageName, p.Invalid[img])
 		}
 	}
 	return f
@@ -224,29 +222,29 @@ type pullCounts struct {
 	moved int
 }
 
-func countPulls(p *plan, led *ledger.Ledger) pullCounts {
+func countPulls(p *plan.Plan, led *ledger.Ledger) pullCounts {
 	c := pullCounts{failedByImage: map[string]int{}, skippedBy: map[string]int{}}
-	for name, w := range p.nodes {
+	for name, w := range p.Nodes {
 		skipped := false
-		for _, wi := range w.images {
+		for _, wi := range w.Images {
 			c.Desired++
-			switch led.Get(name, wi.key) {
+			switch led.Get(name, wi.Key) {
 			case ledger.Pulled:
 				c.Succeeded++
-				if led.Pin(name, wi.key) == ledger.Pinned {
+				if led.Pin(name, wi.Key) == ledger.Pinned {
 					c.Pinned++
 				}
 			case ledger.Present:
 				c.Succeeded++
 				c.AlreadyPresent++
-				if led.Pin(name, wi.key) == ledger.Pinned {
+				if led.Pin(name, wi.Key) == ledger.Pinned {
 					c.Pinned++
 				}
 			case ledger.Failed:
 				c.Failed++
-				c.failedByImage[wi.image]++
+				c.failedByImage[wi.Image]++
 			default:
-				if w.skip != "" {
+				if w.Skip != "" {
 					c.Skipped++
 					skipped = true
 				} else {
@@ -256,10 +254,10 @@ func countPulls(p *plan, led *ledger.Ledger) pullCounts {
 		}
 		if skipped {
 			c.skippedNodes++
-			c.skippedBy[w.skip]++
+			c.skippedBy[w.Skip]++
 		}
 	}
-	for img, nodes := range p.invalidNodes {
+	for img, nodes := range p.InvalidNodes {
 		c.Desired += int32(len(nodes))
 		c.Failed += int32(len(nodes))
 		c.failedByImage[img] += len(nodes)
@@ -269,11 +267,11 @@ func countPulls(p *plan, led *ledger.Ledger) pullCounts {
 
 // fillStatus writes the computed state into st. It returns whether
 // failures had to be left out for the status to fit (fitStatus).
-func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan, led *ledger.Ledger,
+func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan.Plan, led *ledger.Ledger,
 	failures failureSet, counts pullCounts, now time.Time) bool {
 	before, beforeMessage := st.Pulls, st.Message
 	st.Pulls = counts.PullCounts
-	st.NodesMatched = int32(len(p.nodes))
+	st.NodesMatched = int32(len(p.Nodes))
 	st.Ledger = led.Encode()
 	st.Failures, st.OmittedFailures = failures.render(counts.failedByImage)
 	trimmed := fitStatus(st)
@@ -295,15 +293,15 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan,
 	if st.Reason == v1alpha2.ImageCacheReasonPurge {
 		verb = "Removed"
 	}
-	st.Message = statusMessage(verb, counts, len(p.nodes))
-	if left, ok := TimeLeft(counts.PullCounts, st.StartTime, now); ok && verb == "Pulled" &&
+	st.Message = statusMessage(verb, counts, len(p.Nodes))
+	if left, ok := plan.TimeLeft(counts.PullCounts, st.StartTime, now); ok && verb == "Pulled" &&
 		st.Status == v1alpha2.ImageCacheActionStatusProcessing && counts.retry.pairs < int(counts.Pending) {
 		if before == counts.PullCounts && strings.HasPrefix(beforeMessage, st.Message+"; ") {
 			// Nothing settled since: the estimate stands (and the
 			// status is not written for the clock alone).
 			st.Message = beforeMessage
 		} else {
-			st.Message += "; " + LeftPhrase(left)
+			st.Message += "; " + plan.LeftPhrase(left)
 		}
 	}
 
@@ -339,8 +337,8 @@ func (c *Controller) refuseTooLarge(ctx context.Context, s *syncCtx, why string)
 	}
 	st.Status = v1alpha2.ImageCacheActionStatusFailed
 	st.Message = why
-	st.NodesMatched = int32(len(s.plan.nodes))
-	setConditions(s.ic, st, reasonTooLarge, s.now)
+	st.NodesMatched = int32(len(s.plan.Nodes))
+	setConditions(s.ic, st, reasons.TooLarge, s.now)
 	if equality.Semantic.DeepEqual(s.ic.Status, *st) {
 		return nil
 	}
@@ -352,7 +350,7 @@ func (c *Controller) refuseTooLarge(ctx context.Context, s *syncCtx, why string)
 		return fmt.Errorf("writing status: %w", err)
 	}
 	c.wrote(s.key, s.ic, written)
-	c.recorder.Event(s.ic, corev1.EventTypeWarning, reasonTooLarge, why)
+	c.recorder.Event(s.ic, corev1.EventTypeWarning, reasons.TooLarge, why)
 	return nil
 }
 
@@ -363,7 +361,7 @@ func setJobsRejected(st *v1alpha2.ImageCacheStatus, failures failureSet, generat
 	nodes := map[string]string{} // node -> the refusal's message
 	for _, m := range failures {
 		for node, nrm := range m {
-			if nrm.Reason == reasonJobRejected {
+			if nrm.Reason == reasons.JobRejected {
 				nodes[node] = nrm.Message
 			}
 		}
@@ -373,10 +371,10 @@ func setJobsRejected(st *v1alpha2.ImageCacheStatus, failures failureSet, generat
 		if meta.FindStatusCondition(st.Conditions, cond.Type) == nil {
 			return
 		}
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "NoneRejected", "The API server refused no Job of the latest operation"
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reasons.NoneRejected, "The API server refused no Job of the latest operation"
 	} else {
 		names := sortedKeys(nodes)
-		cond.Status, cond.Reason = metav1.ConditionTrue, reasonJobRejected
+		cond.Status, cond.Reason = metav1.ConditionTrue, reasons.JobRejected
 		cond.Message = fmt.Sprintf("The API server refused the Jobs for %d %s (%s); for %s: %s",
 			len(names), message.Plural(len(names), "node", "nodes"), message.ListSome(names, 3), names[0], message.Shorten(nodes[names[0]], maxFailureMessage))
 	}
@@ -399,7 +397,7 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	fmt.Fprintf(&b, "%s %d of %d images on %d %s", verb, done, c.Desired, nodes, message.Plural(nodes, "node", "nodes"))
 	switch {
 	case verb == "Removed" && c.AlreadyPresent > 0:
-		other, notOurs, off := c.keptBy[reasonWantedByOtherCache], c.keptBy[reasonNotPulledByThisCache], c.keptBy[reasonRemovalDisabled]
+		other, notOurs, off := c.keptBy[reasons.WantedByOtherCache], c.keptBy[reasons.NotPulledByThisCache], c.keptBy[reasons.RemovalDisabled]
 		var why []string
 		if off > 0 {
 			why = append(why, "image removal is off")
@@ -455,24 +453,10 @@ func (c *Controller) recordTransition(old *v1alpha2.ImageCache, st *v1alpha2.Ima
 	}
 	switch st.Status {
 	case v1alpha2.ImageCacheActionStatusSucceeded:
-		c.recorder.Eventf(old, corev1.EventTypeNormal, "Succeeded", "%s succeeded: %s", st.Reason, st.Message)
+		c.recorder.Eventf(old, corev1.EventTypeNormal, reasons.Succeeded, "%s succeeded: %s", st.Reason, st.Message)
 	case v1alpha2.ImageCacheActionStatusFailed:
-		c.recorder.Eventf(old, corev1.EventTypeWarning, "Failed", "%s failed: %s", st.Reason, st.Message)
+		c.recorder.Eventf(old, corev1.EventTypeWarning, reasons.Failed, "%s failed: %s", st.Reason, st.Message)
 	}
-}
-
-// RefusedTooLarge says whether a cache was refused as too large for its
-// status (refuseTooLarge): it pulls nothing until its spec changes.
-func RefusedTooLarge(ic *v1alpha2.ImageCache) bool {
-	ready := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady)
-	return ready != nil && ready.Reason == reasonTooLarge && ready.ObservedGeneration == ic.Generation
-}
-
-// WantsPulls says whether a cache's unsettled pulls count, for the startup
-// taint, as pulls a node waits for: not while the cache is being deleted,
-// purged, or refused as too large, as it pulls nothing then.
-func WantsPulls(ic *v1alpha2.ImageCache) bool {
-	return ic.DeletionTimestamp == nil && ic.Status.Reason != v1alpha2.ImageCacheReasonPurge && !RefusedTooLarge(ic)
 }
 
 // isTooLarge says whether the API server refused a write as too large for
@@ -498,7 +482,7 @@ func dropLists(st *v1alpha2.ImageCacheStatus) {
 func skippedWhy(by map[string]int) string {
 	counts := map[string]int{}
 	for reason, n := range by {
-		counts[skipPhrases[reason]] += n
+		counts[plan.SkipPhrase(reason)] += n
 	}
 	phrases := sortedKeys(counts)
 	if len(phrases) == 1 {
@@ -510,35 +494,6 @@ func skippedWhy(by map[string]int) string {
 		parts[i] = fmt.Sprintf("%d %s", counts[p], p)
 	}
 	return "(" + strings.Join(parts, ", ") + ")"
-}
-
-// TimeLeft estimates, while an operation pulls, the time until its pending
-// pulls settle, from the pace of those settled since it started: once it
-// has run 30 s and settled 10 pulls, so that the pace means something.
-func TimeLeft(c v1alpha2.PullCounts, start *metav1.Time, now time.Time) (time.Duration, bool) {
-	done := c.Succeeded + c.Failed
-	if start == nil || c.Pending == 0 || done < 10 {
-		return 0, false
-	}
-	elapsed := now.Sub(start.Time)
-	if elapsed < 30*time.Second {
-		return 0, false
-	}
-	return time.Duration(float64(elapsed) * float64(c.Pending) / float64(done)), true
-}
-
-// LeftPhrase says an estimate of the time left in a status message.
-func LeftPhrase(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return "less than a minute left"
-	case d < 90*time.Minute:
-		n := int((d + time.Minute - 1) / time.Minute)
-		return fmt.Sprintf("about %d %s left", n, message.Plural(n, "minute", "minutes"))
-	default:
-		n := int((d + 30*time.Minute) / time.Hour)
-		return fmt.Sprintf("about %d hours left", n)
-	}
 }
 
 // keptOnNodes is status.kept from the per-node lists (nil for none).

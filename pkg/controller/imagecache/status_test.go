@@ -7,10 +7,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 func TestStatusMessage(t *testing.T) {
@@ -34,18 +35,18 @@ func TestStatusMessage(t *testing.T) {
 		{"failures not listed", "Pulled", with(counts(6, 5, 0, 1, 0, 0), func(c *pullCounts) { c.omitted = 1 }), 3,
 			"Pulled 5 of 6 images on 3 nodes; 1 failed (1 not listed in status.failures)"},
 		{"skipped", "Pulled", with(counts(4, 2, 0, 0, 0, 2), func(c *pullCounts) {
-			c.skippedNodes, c.skippedBy = 1, map[string]int{reasonNodeNotReady: 1}
+			c.skippedNodes, c.skippedBy = 1, map[string]int{reasons.NodeNotReady: 1}
 		}), 2, "Pulled 2 of 4 images on 2 nodes; 2 skipped on 1 node not ready"},
 		{"skipped for two reasons", "Pulled", with(counts(8, 2, 0, 0, 0, 6), func(c *pullCounts) {
-			c.skippedNodes, c.skippedBy = 4, map[string]int{reasonNodeNotReady: 1, reasonPurgeEnded: 1, reasonUnsupportedOS: 2}
+			c.skippedNodes, c.skippedBy = 4, map[string]int{reasons.NodeNotReady: 1, reasons.PurgeEnded: 1, reasons.UnsupportedOS: 2}
 		}), 5, "Pulled 2 of 8 images on 5 nodes; 6 skipped on 4 nodes (2 not Linux, 2 not ready)"},
 		{"skipped, cordoned", "Pulled", with(counts(2, 0, 0, 0, 0, 2), func(c *pullCounts) {
-			c.skippedNodes, c.skippedBy = 1, map[string]int{reasonNodeUnschedulable: 1}
+			c.skippedNodes, c.skippedBy = 1, map[string]int{reasons.NodeUnschedulable: 1}
 		}), 1, "Pulled 0 of 2 images on 1 node; 2 skipped on 1 node cordoned"},
 		{"removals left", "Pulled", with(counts(2, 2, 0, 0, 0, 0), func(c *pullCounts) { c.removals = 3 }), 1,
 			"Pulled 2 of 2 images on 1 node; removing 3 dropped from the spec"},
 		{"purge, kept for both reasons", "Removed", with(counts(5, 5, 3, 0, 0, 0), func(c *pullCounts) {
-			c.keptBy = map[string]int{reasonWantedByOtherCache: 1, reasonNotPulledByThisCache: 2}
+			c.keptBy = map[string]int{reasons.WantedByOtherCache: 1, reasons.NotPulledByThisCache: 2}
 		}), 2, "Removed 2 of 5 images on 2 nodes; 3 kept (1 wanted by another ImageCache, 2 not pulled there by this cache)"},
 		{"purge, kept with no reason counted", "Removed", counts(2, 2, 1, 0, 0, 0), 1, "Removed 1 of 2 images on 1 node; 1 kept"},
 	} {
@@ -60,8 +61,8 @@ func TestStatusMessage(t *testing.T) {
 func TestCountPulls(t *testing.T) {
 	ic := newImageCache("web", withImages("a", "b"), withSelectedImages(map[string]string{"gpu": "yes"}, "c", "INVALID:x"))
 	nodes := []*corev1.Node{newNode("n1"), newNode("n2", withLabels("gpu", "yes")), newNode("n3", notReady())}
-	p := computePlan(ic, nodes, testConfig().NodeFilter(), false)
-	key := func(img string) string { return p.nodes["n1"].images[map[string]int{"a": 0, "b": 1}[img]].key }
+	p := plan.Compute(ic, nodes, testConfig().NodeFilter(), false)
+	key := func(img string) string { return p.Nodes["n1"].Images[map[string]int{"a": 0, "b": 1}[img]].Key }
 	for _, tc := range []struct {
 		name   string
 		states map[string]map[string]ledger.State // node -> image (as the spec spells it) -> state
@@ -99,34 +100,6 @@ func TestCountPulls(t *testing.T) {
 			}
 			if got.skippedNodes != tc.skip {
 				t.Errorf("skipped nodes %d, want %d", got.skippedNodes, tc.skip)
-			}
-		})
-	}
-}
-
-func TestTimeLeft(t *testing.T) {
-	start := metav1.NewTime(t0)
-	for _, tc := range []struct {
-		name    string
-		counts  v1alpha2.PullCounts
-		elapsed time.Duration
-		want    string
-	}{
-		{"too early", v1alpha2.PullCounts{Succeeded: 50, Pending: 50}, 20 * time.Second, ""},
-		{"too few settled", v1alpha2.PullCounts{Succeeded: 9, Pending: 91}, time.Hour, ""},
-		{"nothing pending", v1alpha2.PullCounts{Succeeded: 100, Skipped: 3}, time.Hour, ""},
-		{"half way in a minute", v1alpha2.PullCounts{Succeeded: 40, Failed: 10, Pending: 50}, time.Minute, "about 1 minute left"},
-		{"a third in two minutes", v1alpha2.PullCounts{Succeeded: 3400, Pending: 6600}, 2 * time.Minute, "about 4 minutes left"},
-		{"nearly done", v1alpha2.PullCounts{Succeeded: 990, Pending: 10}, 5 * time.Minute, "less than a minute left"},
-		{"long", v1alpha2.PullCounts{Succeeded: 10, Pending: 990}, 5 * time.Minute, "about 8 hours left"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := ""
-			if d, ok := TimeLeft(tc.counts, &start, t0.Add(tc.elapsed)); ok {
-				got = LeftPhrase(d)
-			}
-			if got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
 	}

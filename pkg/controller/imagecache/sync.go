@@ -16,6 +16,8 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // sync moves one ImageCache toward what its operation wants on the nodes and
@@ -48,8 +50,8 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	if err := c.makePlan(ctx, s); err != nil {
 		return 0, err
 	}
-	if why := tooLarge(s.plan, s.led); why != "" {
-		outcome = reasonTooLarge
+	if why := plan.TooLarge(s.plan, s.led); why != "" {
+		outcome = reasons.TooLarge
 		return 0, c.refuseTooLarge(ctx, s, why)
 	}
 	if err := c.readJobs(ctx, s); err != nil {
@@ -104,7 +106,7 @@ type syncCtx struct {
 	// led is the ledger as this pass leaves it; before is as it was read.
 	led    *ledger.Ledger
 	before ledger.Reader
-	plan   *plan
+	plan   *plan.Plan
 	// nodes holds every node of the cluster, by name.
 	nodes    map[string]*corev1.Node
 	op       operation

@@ -14,6 +14,7 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // failJob plays the kubelet and the Job controller for a pull Job whose
@@ -252,8 +253,8 @@ func TestRemovalThatCannotBeDoneEnds(t *testing.T) {
 		refuse                bool
 		creates               []string
 	}{
-		{name: "unknown runtime", runtime: "rkt://1.0", reason: reasonUnknownRuntime},
-		{name: "delete Job refused", runtime: "containerd://2.0.0", reason: reasonJobRejected, refuse: true, creates: []string{wCreateJob}},
+		{name: "unknown runtime", runtime: "rkt://1.0", reason: reasons.UnknownRuntime},
+		{name: "delete Job refused", runtime: "containerd://2.0.0", reason: reasons.JobRejected, refuse: true, creates: []string{wCreateJob}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx", "redis"))},

@@ -32,10 +32,11 @@ import (
 
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/plan"
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 // Event reasons on Nodes that join with the startup taint.
@@ -51,7 +52,7 @@ type Controller struct {
 	timeout time.Duration
 	// filter says which nodes can ever take a pull: one that cannot is
 	// released at once.
-	filter imagecache.NodeFilter
+	filter plan.NodeFilter
 
 	kubeClient kubernetes.Interface
 	icLister   iclisters.ImageCacheLister
@@ -72,7 +73,7 @@ type Controller struct {
 // New builds the controller for the NoSchedule taint of key taint, released
 // at the latest timeout after the node is first seen, with the filter of the
 // nodes the pulls can run on, and registers its event handlers.
-func New(taint string, timeout time.Duration, filter imagecache.NodeFilter, kubeClient kubernetes.Interface, icInformer icinformers.ImageCacheInformer,
+func New(taint string, timeout time.Duration, filter plan.NodeFilter, kubeClient kubernetes.Interface, icInformer icinformers.ImageCacheInformer,
 	nodeInformer coreinformers.NodeInformer, recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
 	if taint == "" {
 		return nil, errors.New("the startup taint must be set")
@@ -86,7 +87,7 @@ func New(taint string, timeout time.Duration, filter imagecache.NodeFilter, kube
 		synced:   []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced},
 		recorder: recorder, clock: clk, tainted: map[string]bool{}, firstSeen: map[types.UID]time.Time{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: imagecache.ControllerName + "-warming", Clock: ticker}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: version.Name + "-warming", Clock: ticker}),
 	}
 	if _, err := icInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.cacheChanged() },
@@ -216,22 +217,15 @@ func (c *Controller) pending(node *corev1.Node) ([]string, int, error) {
 	var pending []string
 	settled := 0
 	for _, ic := range caches {
-		if !imagecache.WantsPulls(ic) {
+		sel, ok := plan.SelectNodes(ic, []*corev1.Node{node}, c.filter)[node.Name]
+		if !ok || !plan.WantsPulls(ic) || plan.NeverPulls(sel.Skip) {
 			continue
 		}
-		wanted, invalid, matched := imagecache.WantedOn(ic, node, c.filter)
-		if !matched {
-			continue
+		held := plan.HoldingPulls(ic, sel, ledger.NodeStates(ic.Status.Ledger, node))
+		for _, w := range held {
+			pending = append(pending, fmt.Sprintf("%s (%s/%s)", w.Image, ic.Namespace, ic.Name))
 		}
-		states := ledger.NodeStates(ic.Status.Ledger, node)
-		for _, w := range wanted {
-			if states[w.Key] == ledger.Unsettled {
-				pending = append(pending, fmt.Sprintf("%s (%s/%s)", w.Image, ic.Namespace, ic.Name))
-			} else {
-				settled++
-			}
-		}
-		settled += invalid
+		settled += len(sel.Wanted) - len(held) + len(sel.Invalid)
 	}
 	return pending, settled, nil
 }
@@ -273,7 +267,7 @@ func (c *Controller) releaseNode(ctx context.Context, node *corev1.Node, i int) 
 		return err
 	}
 	_, err = c.kubeClient.CoreV1().Nodes().Patch(ctx, node.Name, types.JSONPatchType, patch,
-		metav1.PatchOptions{FieldManager: imagecache.ControllerName})
+		metav1.PatchOptions{FieldManager: version.Name})
 	return err
 }
 

@@ -23,10 +23,10 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	fledgedfake "kubefledged.io/kube-fledged/pkg/client/clientset/versioned/fake"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache"
 	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/trim"
 )
@@ -48,7 +48,7 @@ type fixture struct {
 }
 
 // testFilter is the filter of a controller run with the startup taint.
-var testFilter = imagecache.NodeFilter{Architectures: []string{"amd64", "arm64"},
+var testFilter = plan.NodeFilter{Architectures: []string{"amd64", "arm64"},
 	Tolerations: append(puller.DefaultTolerations(), corev1.Toleration{Key: testTaint, Operator: corev1.TolerationOpExists,
 		Effect: corev1.TaintEffectNoSchedule})}
 

@@ -1,25 +1,14 @@
-package imagecache
+package plan
 
 import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
 
 	"kubefledged.io/kube-fledged/pkg/puller"
-)
+	"kubefledged.io/kube-fledged/pkg/reasons"
 
-// Why a node cannot take a pull: for now (it is pulled onto once the reason
-// goes), or, for its platform, at all.
-const (
-	reasonNodeNotReady      = "NodeNotReady"            // skipped: the node's Ready condition is not True
-	reasonNodeDeleting      = "NodeDeleting"            // skipped: the node is being deleted
-	reasonNoHostnameLabel   = "NoHostnameLabel"         // skipped: the node has no kubernetes.io/hostname label to pin a Job by
-	reasonUnsupportedOS     = "UnsupportedOS"           // skipped, for good: the node is not Linux
-	reasonUnsupportedArch   = "UnsupportedArchitecture" // skipped, for good: the helper image has no variant for the node's architecture
-	reasonNodeUnschedulable = "NodeUnschedulable"       // skipped: the node is cordoned
-	reasonNetworkNotReady   = "NetworkNotReady"         // skipped: the node's pod network is not ready
-	reasonNodeTainted       = "NodeTainted"             // skipped: a NoSchedule or NoExecute taint the pull pods do not tolerate
+	"k8s.io/klog/v2"
 )
 
 // networkNotReadyTaints are the taints of a node that is Ready before its
@@ -48,22 +37,22 @@ type NodeFilter struct {
 // or NoExecute taint the pull pods do not tolerate.
 func (f NodeFilter) SkipReason(n *corev1.Node) string {
 	if n.DeletionTimestamp != nil {
-		return reasonNodeDeleting
+		return reasons.NodeDeleting
 	}
 	if n.Labels[puller.HostnameLabel] == "" {
-		return reasonNoHostnameLabel
+		return reasons.NoHostnameLabel
 	}
 	if os, ok := n.Labels[corev1.LabelOSStable]; ok && os != "linux" {
-		return reasonUnsupportedOS
+		return reasons.UnsupportedOS
 	}
 	if arch, ok := n.Labels[corev1.LabelArchStable]; ok && len(f.Architectures) > 0 && !slices.Contains(f.Architectures, arch) {
-		return reasonUnsupportedArch
+		return reasons.UnsupportedArch
 	}
 	if !nodeReady(n) {
-		return reasonNodeNotReady
+		return reasons.NodeNotReady
 	}
 	if n.Spec.Unschedulable {
-		return reasonNodeUnschedulable
+		return reasons.NodeUnschedulable
 	}
 	for i := range n.Spec.Taints {
 		t := &n.Spec.Taints[i]
@@ -72,11 +61,11 @@ func (f NodeFilter) SkipReason(n *corev1.Node) string {
 		}
 		switch {
 		case t.Key == corev1.TaintNodeUnschedulable:
-			return reasonNodeUnschedulable
+			return reasons.NodeUnschedulable
 		case slices.Contains(networkNotReadyTaints, t.Key):
-			return reasonNetworkNotReady
+			return reasons.NetworkNotReady
 		case !tolerated(f.Tolerations, t):
-			return reasonNodeTainted
+			return reasons.NodeTainted
 		}
 	}
 	return ""
@@ -85,7 +74,7 @@ func (f NodeFilter) SkipReason(n *corev1.Node) string {
 // NeverPulls says whether a skip reason is the node's platform, which does
 // not go by itself.
 func NeverPulls(reason string) bool {
-	return reason == reasonUnsupportedOS || reason == reasonUnsupportedArch
+	return reason == reasons.UnsupportedOS || reason == reasons.UnsupportedArch
 }
 
 func nodeReady(n *corev1.Node) bool {
@@ -108,13 +97,16 @@ func tolerated(tolerations []corev1.Toleration, t *corev1.Taint) bool {
 
 // skipPhrases say, in a status message, why nodes were skipped.
 var skipPhrases = map[string]string{
-	reasonNodeNotReady:      "not ready",
-	reasonPurgeEnded:        "not ready",
-	reasonNodeDeleting:      "being deleted",
-	reasonNoHostnameLabel:   "without a hostname label",
-	reasonUnsupportedOS:     "not Linux",
-	reasonUnsupportedArch:   "of an architecture the helper image lacks",
-	reasonNodeUnschedulable: "cordoned",
-	reasonNetworkNotReady:   "whose network is not ready",
-	reasonNodeTainted:       "with a taint the pull pods do not tolerate",
+	reasons.NodeNotReady:      "not ready",
+	reasons.PurgeEnded:        "not ready",
+	reasons.NodeDeleting:      "being deleted",
+	reasons.NoHostnameLabel:   "without a hostname label",
+	reasons.UnsupportedOS:     "not Linux",
+	reasons.UnsupportedArch:   "of an architecture the helper image lacks",
+	reasons.NodeUnschedulable: "cordoned",
+	reasons.NetworkNotReady:   "whose network is not ready",
+	reasons.NodeTainted:       "with a taint the pull pods do not tolerate",
 }
+
+// SkipPhrase says, in a status message, why nodes were skipped.
+func SkipPhrase(reason string) string { return skipPhrases[reason] }
