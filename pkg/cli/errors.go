@@ -62,7 +62,7 @@ func (o *options) getCache(ctx context.Context, namespace, name string) (*v1alph
 
 // readLedger opens a cache's ledger, refusing one in a newer format.
 func readLedger(ic *v1alpha2.ImageCache) (*ledger.NodeReader, error) {
-	r, err := ledger.NewNodeReader(ic.Status.Ledger)
+	r, err := ledger.Store{}.Nodes(ic)
 	var newer *ledger.NewerFormatError
 	if errors.As(err, &newer) {
 		return nil, fmt.Errorf("cannot read imagecache %s/%s: its %w; use the kubectl-fledged of the controller's release",

@@ -17,4 +17,6 @@
 //   - read.go: Reader, states read in place from the encoded form, and
 //     NodeStates, one node's.
 //   - size.go: EstimateSize, the bytes a cache's ledger takes in its object.
+//   - store.go: Store, where the ledgers live (their caches' status), the
+//     one way the controllers and tools reach them.
 package ledger

@@ -30,6 +30,7 @@ import (
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/expectations"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/version"
@@ -113,7 +114,9 @@ func (c *Controller) NodeFilter() plan.NodeFilter { return c.filter }
 type Controller struct {
 	cfg Config
 	// filter says which nodes the pull pods can run on.
-	filter     plan.NodeFilter
+	filter plan.NodeFilter
+	// ledgers is where the caches' ledgers live.
+	ledgers    ledger.Store
 	kubeClient kubernetes.Interface
 	client     clientset.Interface
 

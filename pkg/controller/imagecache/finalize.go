@@ -8,7 +8,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -39,7 +38,7 @@ func (c *Controller) wantsFinalizer(ic *v1alpha2.ImageCache) bool {
 
 // holdsPins says whether the cache's status records pins.
 func holdsPins(ic *v1alpha2.ImageCache) bool {
-	return ic.Status.Ledger != nil && len(ic.Status.Ledger.Pins) > 0
+	return ledger.Store{}.HoldsPins(ic)
 }
 
 // keepFinalizer adds FinalizerUnpin to a cache that pins before it pins
@@ -168,12 +167,11 @@ func pinnedNodes(led *ledger.Ledger, nodes map[string]*corev1.Node) []string {
 
 // writeLedger writes a deleted cache's ledger when its pins changed.
 func (c *Controller) writeLedger(ctx context.Context, s *syncCtx) error {
-	enc := s.led.Encode()
-	if equality.Semantic.DeepEqual(s.ic.Status.Ledger, enc) {
+	if !c.ledgers.Changed(s.ic, s.led) {
 		return nil
 	}
 	updated := s.ic.DeepCopy()
-	updated.Status.Ledger = enc
+	c.ledgers.Record(&updated.Status, s.led)
 	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: ControllerName})
 	if err != nil {

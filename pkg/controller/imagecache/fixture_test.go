@@ -31,6 +31,7 @@ import (
 	fledgedfake "kubefledged.io/kube-fledged/pkg/client/clientset/versioned/fake"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions"
 	"kubefledged.io/kube-fledged/pkg/fledgedtest"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/trim"
@@ -607,3 +608,6 @@ func jobImages(t *testing.T, job *batchv1.Job) []string {
 
 // times is n writes alike, for expectWrites.
 func times(write string, n int) string { return fmt.Sprintf("%s*%d", write, n) }
+
+// ledgers reads the ledgers the controller records.
+var ledgers ledger.Store

@@ -63,7 +63,7 @@ func command(job *batchv1.Job) string {
 
 // pinState reads the cache's pin of an image on a node from its status.
 func (f *fixture) pinState(name, node, image string) ledger.PinState {
-	return ledger.Decode(f.imageCache(name).Status.Ledger).Pin(node, image)
+	return ledgers.Load(f.imageCache(name)).Pin(node, image)
 }
 
 // TestPinAfterThePullsSettle: a pinning cache's node gets its pin Job, in

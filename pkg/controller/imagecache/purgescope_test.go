@@ -266,7 +266,7 @@ func TestPullPolicyAlwaysOwnsWhatTheNodeLacked(t *testing.T) {
 	f.pulledBy(*job, "nginx:1.27", "redis:7") // the kubelet pulls both
 	f.completeJob(*job)
 	f.syncOnly("web", wDeleteJob, wStatus)
-	led := ledger.Decode(f.imageCache("web").Status.Ledger)
+	led := ledgers.Load(f.imageCache("web"))
 	if led.Owned("node-a", "docker.io/library/nginx:1.27") || !led.Owned("node-a", "docker.io/library/redis:7") {
 		t.Fatalf("owned: nginx %v, redis %v; want redis alone", led.Owned("node-a", "docker.io/library/nginx:1.27"),
 			led.Owned("node-a", "docker.io/library/redis:7"))
@@ -310,13 +310,13 @@ func TestLatePullingEventStillCounts(t *testing.T) {
 	f.sync("web", wCreateJob, wStatus)
 	img := jobImages(t, &first)[0]
 	key, _ := images.Normalize(img)
-	if led := ledger.Decode(f.imageCache("web").Status.Ledger); led.Get("node-a", key) != ledger.Pulled || led.Owned("node-a", key) {
+	if led := ledgers.Load(f.imageCache("web")); led.Get("node-a", key) != ledger.Pulled || led.Owned("node-a", key) {
 		t.Fatalf("settled without its event: state %d, owned %v", led.Get("node-a", key), led.Owned("node-a", key))
 	}
 	f.pulledBy(first, img) // the event arrives
 	f.catchUp()
 	f.sync("web", wStatus)
-	if led := ledger.Decode(f.imageCache("web").Status.Ledger); !led.Owned("node-a", key) {
+	if led := ledgers.Load(f.imageCache("web")); !led.Owned("node-a", key) {
 		t.Errorf("the late Pulling event of %s did not make it owned", img)
 	}
 }
@@ -432,7 +432,7 @@ func TestPullingEventsWatchedWhileJobsRun(t *testing.T) {
 	if got := f.c.pulling.watching(); !slices.Equal(f.eventsAsked, []string{testNS}) || !slices.Equal(got, []string{testNS}) {
 		t.Fatalf("asked for the events of %v, watching %v; want %s's", f.eventsAsked, got, testNS)
 	}
-	if !ledger.Decode(f.imageCache("web").Status.Ledger).Owned("node-a", "docker.io/library/nginx:latest") {
+	if !ledgers.Load(f.imageCache("web")).Owned("node-a", "docker.io/library/nginx:latest") {
 		t.Error("the pull's Pulling event was not read")
 	}
 	for _, j := range jobs { // the finished Job's delete, as the informer tells it

@@ -121,7 +121,7 @@ func TestReplacedNodeDoesNotInheritOwnership(t *testing.T) {
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
 		newNode("node-a", withRuntime("containerd://2.0.0")), newNode("node-b", withRuntime("containerd://2.0.0")))
 	f.createThenAskPurge("web")
-	led := ledger.Decode(f.imageCache("web").Status.Ledger)
+	led := ledgers.Load(f.imageCache("web"))
 	if !led.Owned("node-a", "docker.io/library/nginx:latest") || !led.Owned("node-b", "docker.io/library/nginx:latest") {
 		t.Fatalf("after the create, nginx is not owned on both nodes: on %v", led.OwnedNodes())
 	}
@@ -144,7 +144,7 @@ func TestReplacedNodeDoesNotInheritOwnership(t *testing.T) {
 		}
 	}
 	f.expectEvent("Normal NodesReplaced 1 node was re-created under the same name")
-	if led := ledger.Decode(f.imageCache("web").Status.Ledger); led.Owned("node-a", "docker.io/library/nginx:latest") {
+	if led := ledgers.Load(f.imageCache("web")); led.Owned("node-a", "docker.io/library/nginx:latest") {
 		t.Error("the new node-a inherited the old one's ownership of nginx")
 	}
 }

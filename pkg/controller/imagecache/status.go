@@ -56,7 +56,8 @@ func (c *Controller) computeStatus(s *syncCtx, removals, pins int) computedStatu
 	if len(s.st.Unpinned) == 0 {
 		s.st.Unpinned = nil
 	}
-	trimmed := fillStatus(s.ic, s.st, s.plan, s.led, s.failures, counts, s.now)
+	c.ledgers.Record(s.st, s.led)
+	trimmed := fillStatus(s.ic, s.st, s.plan, s.failures, counts, s.now)
 	return computedStatus{status: s.st, complete: counts.Pending == 0 && removals == 0 && pins == 0, trimmed: trimmed}
 }
 
@@ -267,12 +268,11 @@ func countPulls(p *plan.Plan, led *ledger.Ledger) pullCounts {
 
 // fillStatus writes the computed state into st. It returns whether
 // failures had to be left out for the status to fit (fitStatus).
-func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan.Plan, led *ledger.Ledger,
+func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan.Plan,
 	failures failureSet, counts pullCounts, now time.Time) bool {
 	before, beforeMessage := st.Pulls, st.Message
 	st.Pulls = counts.PullCounts
 	st.NodesMatched = int32(len(p.Nodes))
-	st.Ledger = led.Encode()
 	st.Failures, st.OmittedFailures = failures.render(counts.failedByImage)
 	trimmed := fitStatus(st)
 	counts.omitted = omittedTotal(st)

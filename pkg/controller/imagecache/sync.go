@@ -168,8 +168,8 @@ func (c *Controller) newSyncCtx(key cache.ObjectName, ic *v1alpha2.ImageCache) *
 		ic:      ic,
 		st:      ic.Status.DeepCopy(),
 		now:     c.clock.Now(),
-		led:     ledger.Decode(ic.Status.Ledger),
-		before:  ledger.NewReader(ic.Status.Ledger),
+		led:     c.ledgers.Load(ic),
+		before:  c.ledgers.Read(ic),
 		deleted: map[string]bool{},
 		busy:    map[string]bool{},
 	}

@@ -221,7 +221,7 @@ func (c *Controller) pending(node *corev1.Node) ([]string, int, error) {
 		if !ok || !plan.WantsPulls(ic) || plan.NeverPulls(sel.Skip) {
 			continue
 		}
-		held := plan.HoldingPulls(ic, sel, ledger.NodeStates(ic.Status.Ledger, node))
+		held := plan.HoldingPulls(ic, sel, ledger.Store{}.NodeStates(ic, node))
 		for _, w := range held {
 			pending = append(pending, fmt.Sprintf("%s (%s/%s)", w.Image, ic.Namespace, ic.Name))
 		}
