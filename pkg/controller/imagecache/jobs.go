@@ -58,8 +58,8 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 				}
 				continue
 			}
-			if r, ok := s.op.(earlierReader); ok && puller.JobEpoch(job) < s.led.Epoch && !predatesNode(job, s.nodes) {
-				r.readEarlier(ctx, job)
+			if puller.JobEpoch(job) < s.led.Epoch && !predatesNode(job, s.nodes) {
+				s.op.readEarlier(ctx, job)
 			}
 			if earlierStillRunning(s, job) {
 				if err := c.followEarlier(ctx, s, job); err != nil {

@@ -38,28 +38,22 @@ type operation interface {
 	// jobs returns the Jobs the operation wants created now, each with its
 	// throttle slot taken, and what is left to do.
 	jobs() jobsToCreate
+	// readEarlier takes from a Job of an earlier operation what holds for
+	// this one too (pullOp: the images it pulled once this one was due;
+	// purgeOp: the images its pulls brought).
+	readEarlier(ctx context.Context, job *batchv1.Job)
+	// pulls says whether the operation pulls the spec's images (pullOp):
+	// only then are they pinned, and their digests followed.
+	pulls() bool
+	// kept lists the pairs the operation chose to leave on their nodes,
+	// with why (status.kept), and counts them by reason (purgeOp; none
+	// for pullOp).
+	kept() (failureSet, map[string]int)
+	// recorded is told that the status recording what this pass settled
+	// is written; before is the ledger of this epoch as it was read
+	// (pullOp: the pulls metrics; purgeOp: nothing).
+	recorded(before ledger.Reader)
 }
-
-// What only one kind of operation does, asked of an operation by type.
-type (
-	// earlierReader takes from a Job of an earlier operation what holds
-	// for this one too (pullOp: the images it pulled once this one was
-	// due; purgeOp: the images its pulls brought).
-	earlierReader interface {
-		readEarlier(ctx context.Context, job *batchv1.Job)
-	}
-	// keptReporter lists the pairs the operation chose to leave on their
-	// nodes, with why (status.kept), and counts them by reason (purgeOp).
-	keptReporter interface {
-		kept() (failureSet, map[string]int)
-	}
-	// settledCounter is told that the status recording what this pass
-	// settled is written; before is the ledger of this epoch as it was
-	// read (pullOp: the pulls metrics).
-	settledCounter interface {
-		recorded(before ledger.Reader)
-	}
-)
 
 // jobsToCreate is what an operation decided to create in one pass.
 type jobsToCreate struct {
@@ -200,10 +194,6 @@ func hasAnnotation(ic *v1alpha2.ImageCache, key string) bool {
 }
 
 var (
-	_ operation      = (*pullOp)(nil)
-	_ earlierReader  = (*pullOp)(nil)
-	_ settledCounter = (*pullOp)(nil)
-	_ operation      = (*purgeOp)(nil)
-	_ earlierReader  = (*purgeOp)(nil)
-	_ keptReporter   = (*purgeOp)(nil)
+	_ operation = (*pullOp)(nil)
+	_ operation = (*purgeOp)(nil)
 )

@@ -32,8 +32,7 @@ import (
 
 // pinning says whether the cache wants its images pinned now.
 func (c *Controller) pinning(s *syncCtx) bool {
-	_, pulls := s.op.(*pullOp)
-	return c.cfg.Pinning && s.ic.Spec.Pin && pulls && s.ic.DeletionTimestamp == nil
+	return c.cfg.Pinning && s.ic.Spec.Pin && s.op != nil && s.op.pulls() && s.ic.DeletionTimestamp == nil
 }
 
 // readPinJob reads a pin or unpin Job into the ledger's pins, and marks it

@@ -365,6 +365,11 @@ func (o *pullOp) removals() []removal {
 	return out
 }
 
+func (o *pullOp) pulls() bool { return true }
+
+// kept: a pull leaves nothing on purpose.
+func (o *pullOp) kept() (failureSet, map[string]int) { return nil, nil }
+
 // recorded counts the pairs this pass settled, and their pull times.
 func (o *pullOp) recorded(before ledger.Reader) {
 	countSettled(before, o.s.led)

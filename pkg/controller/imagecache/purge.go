@@ -176,6 +176,11 @@ func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message strin
 	return "", ""
 }
 
+func (o *purgeOp) pulls() bool { return false }
+
+// recorded: a purge's removals are counted by no metric.
+func (o *purgeOp) recorded(ledger.Reader) {}
+
 // kept lists the pairs the purge left (settled as present), with why, for
 // status.kept, and counts them by reason.
 func (o *purgeOp) kept() (failureSet, map[string]int) {

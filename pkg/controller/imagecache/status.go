@@ -42,14 +42,12 @@ func (c *Controller) computeStatus(s *syncCtx, removals, pins int) computedStatu
 	counts.removals = removals
 	counts.pins = pins
 	counts.retry = summarizeRetries(s)
-	if _, ok := s.op.(*pullOp); ok {
+	if s.op.pulls() {
 		pruneDigests(s.st, s.plan)
 	}
 	counts.moved = movedCount(s.st)
-	var kept failureSet
-	if r, ok := s.op.(keptReporter); ok {
-		kept, counts.keptBy = r.kept()
-	}
+	kept, keptBy := s.op.kept()
+	counts.keptBy = keptBy
 	keptLists, _ := kept.render(nil)
 	s.st.Kept = keptOnNodes(keptLists)
 	s.st.Unpinned, _ = s.unpinned.render(nil)
@@ -112,13 +110,11 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedSt
 	c.wrote(s.key, s.ic, written)
 	c.recordTransition(s.ic, st)
 	// Count what this write settled, now that it is recorded.
-	if r, ok := s.op.(settledCounter); ok {
-		before := s.before
-		if before.Epoch() != s.led.Epoch {
-			before = ledger.Reader{}
-		}
-		r.recorded(before)
+	before := s.before
+	if before.Epoch() != s.led.Epoch {
+		before = ledger.Reader{}
 	}
+	s.op.recorded(before)
 	return nil
 }
 
