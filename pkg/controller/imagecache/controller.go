@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -131,7 +133,7 @@ type Controller struct {
 
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	recorder record.EventRecorder
-	throttle *throttle
+	throttle *throttle.Throttle
 	clock    clock.Clock
 
 	// expectations holds what this process wrote that the informers do
@@ -173,8 +175,8 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		recorder: recorder,
 		clock:    clk,
 	}
-	c.expectations = expectations.New(expectationTTL, clk.Now)
-	c.throttle = newThrottle(cfg.MaxInFlightJobs, c.expectations, clk.Now)
+	c.expectations = expectations.New(throttle.ExpectationTTL, clk.Now)
+	c.throttle = throttle.New(cfg.MaxInFlightJobs, c.expectations, clk.Now)
 	if err := jobInformer.Informer().AddIndexers(cache.Indexers{jobsByCacheIndex: indexByLabel(puller.LabelCacheUID),
 		deleteJobsByCacheIndex: indexByCacheKey}); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)
@@ -340,7 +342,7 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 			c.releaseIfIdle(job.Namespace)
 		}
 	}
-	for _, w := range c.throttle.observe(job, deleted) {
+	for _, w := range c.throttle.Observe(job, deleted) {
 		c.enqueueBatched(w)
 	}
 	if owner := c.resolveControllerRef(job.Namespace, metav1.GetControllerOfNoCopy(job)); owner != nil {
@@ -348,7 +350,7 @@ func (c *Controller) jobChanged(obj any, deleted bool) {
 	} else if _, ok := job.Annotations[puller.AnnotationCacheNamespace]; ok {
 		// A delete Job, owned by no one: its cache syncs, or, when it is
 		// gone, deletes it (deleteOrphans).
-		c.enqueueBatched(cacheKeyOf(job))
+		c.enqueueBatched(throttle.CacheOf(job))
 	}
 }
 
@@ -395,9 +397,9 @@ func (c *Controller) podChanged(obj any, deleted bool) {
 	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && ref.Kind == "Job" {
 		switch {
 		case deleted:
-			c.throttle.podGone(ref.UID)
+			c.throttle.PodGone(ref.UID)
 		case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
-			for _, w := range c.throttle.podFinished(ref.UID) {
+			for _, w := range c.throttle.PodFinished(ref.UID) {
 				c.enqueueBatched(w)
 			}
 		}
@@ -474,8 +476,12 @@ func (c *Controller) processNextItem(ctx context.Context) bool {
 
 // InFlightJobs is the number of Jobs the throttle counts: those whose pod has
 // not finished.
-func (c *Controller) InFlightJobs() int { return c.throttle.count() }
+func (c *Controller) InFlightJobs() int { return c.throttle.Count() }
+
+// Slots is one cache's part of the Job slots (--max-in-flight-jobs): how
+// many its Jobs take, and whether it waits for one.
+type Slots = throttle.Slots
 
 // SlotsByCache returns, for each cache that takes a Job slot or waits for
 // one, how many it takes and whether it waits.
-func (c *Controller) SlotsByCache() map[cache.ObjectName]Slots { return c.throttle.byCache() }
+func (c *Controller) SlotsByCache() map[cache.ObjectName]Slots { return c.throttle.ByCache() }

@@ -33,7 +33,7 @@
 //     takes a deleted cache's pins away.
 //   - selfheal.go: a refresh of the pairs whose image left a node that
 //     lists every image it has (the kubelet's image garbage collection).
-//   - throttle.go: the cluster-wide bound on Jobs in flight, over the
+//   - internal/throttle: the cluster-wide bound on Jobs in flight, over the
 //     creates the expectations (pkg/controller/expectations) hold.
 //   - jobwrites.go: creating the Jobs in growing batches, refusals, and
 //     ending and deleting Jobs.

@@ -39,7 +39,7 @@ func TestFairShareOfSlots(t *testing.T) {
 	if n := len(createdJobs(must(f.syncStarted("web")))); n != 0 {
 		t.Fatalf("web created %d Jobs with no slot free", n)
 	}
-	if !f.c.throttle.isWaiting(cache.ObjectName{Namespace: testNS, Name: "web"}) {
+	if !f.c.throttle.IsWaiting(cache.ObjectName{Namespace: testNS, Name: "web"}) {
 		t.Fatal("web is not waiting for a slot")
 	}
 

@@ -187,7 +187,7 @@ func (f *fixture) catchUp() {
 	cached := trimmed(jobs.Items)
 	replace(f.t, f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer(), cached)
 	for _, job := range cached {
-		f.c.throttle.observe(job.(*batchv1.Job), false)
+		f.c.throttle.Observe(job.(*batchv1.Job), false)
 	}
 	// Events through the tracker: a test counts the controller's own lists.
 	obj, err := f.kube.Tracker().List(corev1.SchemeGroupVersion.WithResource("events"), corev1.SchemeGroupVersion.WithKind("Event"), "")

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -94,7 +96,7 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
 		}
 		created[i] = true
-		c.throttle.created(made)
+		c.throttle.Created(made)
 		metrics.JobsCreatedTotal.Inc()
 		if nj.kind == "pull" {
 			// Its pod's events are read when its pulls settle: watch
@@ -106,7 +108,7 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 	})
 	for i, ok := range created {
 		if !ok {
-			c.throttle.release(jobKey(jobs[i].job))
+			c.throttle.Release(throttle.JobKey(jobs[i].job))
 		}
 	}
 	return c.recordRefusals(ctx, s, jobs, refusals), err

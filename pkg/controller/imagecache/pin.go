@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
@@ -204,10 +206,10 @@ func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys
 	batch := keys[:min(len(keys), maxImagesPerDeleteJob)]
 	job := puller.NewPinJob(c.cfg.Puller, puller.PinBatch{Cache: s.ic, NodeName: n.Name, Hostname: n.Labels[puller.HostnameLabel],
 		Images: batch, Epoch: s.led.Epoch, Unpin: unpin, Socket: socket, BudgetPercent: c.cfg.PinBudgetPercent, Root: c.cfg.ContainerdRoot})
-	if c.expectations.ExpectsCreate(jobKey(job)) {
+	if c.expectations.ExpectsCreate(throttle.JobKey(job)) {
 		return // created, and not shown by the informer yet
 	}
-	if !c.throttle.tryAcquire(jobKey(job), s.key) {
+	if !c.throttle.TryAcquire(throttle.JobKey(job), s.key) {
 		todo.throttled = true
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -324,10 +326,10 @@ func (o *pullOp) pullJob(w *plan.Node, out *jobsToCreate) *newJob {
 	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.Hostname, Images: batch,
 		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.Node, c.cfg.NodeStatusMaxImages), Attempt: attempt,
 		Always: always, PulledAnyway: pulledAnyway, Deadlines: deadlines})
-	if c.expectations.ExpectsCreate(jobKey(job)) {
+	if c.expectations.ExpectsCreate(throttle.JobKey(job)) {
 		return nil // created, and not shown by the informer yet
 	}
-	if !c.throttle.tryAcquire(jobKey(job), s.key) {
+	if !c.throttle.TryAcquire(throttle.JobKey(job), s.key) {
 		out.throttled = true
 		return nil
 	}

@@ -1,6 +1,7 @@
 package imagecache
 
 import (
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/plan"
@@ -84,7 +85,7 @@ func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) (job *newJob
 	}
 	dj := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: r.want.Hostname,
 		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork, Keep: r.keep()})
-	if !c.throttle.tryAcquire(jobKey(dj), s.key) {
+	if !c.throttle.TryAcquire(throttle.JobKey(dj), s.key) {
 		return nil, true
 	}
 	return &newJob{job: dj, kind: "delete", node: name, images: len(batch),

@@ -58,7 +58,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 		return 0, err
 	}
 	s.op.settle()
-	c.throttle.unwait(s.key) // it asks anew for the slots it needs
+	c.throttle.Unwait(s.key) // it asks anew for the slots it needs
 	todo := s.op.jobs()
 	c.pinJobs(s, &todo)
 	// A create that fails for a reason a retry may fix stops the creates,

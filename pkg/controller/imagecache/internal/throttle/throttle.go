@@ -1,4 +1,4 @@
-package imagecache
+package throttle
 
 import (
 	"sync"
@@ -12,12 +12,12 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// expectationTTL bounds how long a created Job the informer has not shown yet
+// ExpectationTTL bounds how long a created Job the informer has not shown yet
 // holds a slot (and a deleted one is taken as going), and how long a cache
 // that asked for a slot in vain counts as waiting.
-const expectationTTL = time.Minute
+const ExpectationTTL = time.Minute
 
-// throttle keeps the number of active Jobs across the cluster at or below a
+// Throttle keeps the number of active Jobs across the cluster at or below a
 // maximum. It counts the active Jobs the informer shows, by UID, plus the
 // Jobs this process created (or is creating) that the informer does not show
 // yet: those the expectations hold, by name until the API server gives them
@@ -33,7 +33,7 @@ const expectationTTL = time.Minute
 // holding or asking for slots), a cache that holds its share gets no more,
 // so one cache whose pulls hang cannot hold every slot. When no other cache
 // wants more, any cache may use every free slot.
-type throttle struct {
+type Throttle struct {
 	mu  sync.Mutex
 	max int
 	// exp holds the creates this process expects.
@@ -52,16 +52,16 @@ type throttle struct {
 	now     func() time.Time
 }
 
-func newThrottle(max int, exp *expectations.Expectations, now func() time.Time) *throttle {
-	return &throttle{max: max, exp: exp, active: map[types.UID]cache.ObjectName{}, activeBy: map[cache.ObjectName]int{},
+func New(max int, exp *expectations.Expectations, now func() time.Time) *Throttle {
+	return &Throttle{max: max, exp: exp, active: map[types.UID]cache.ObjectName{}, activeBy: map[cache.ObjectName]int{},
 		podDone: map[types.UID]bool{}, wanting: map[cache.ObjectName]time.Time{},
 		waiting: map[cache.ObjectName]time.Time{}, now: now}
 }
 
-func jobKey(job *batchv1.Job) string { return job.Namespace + "/" + job.Name }
+func JobKey(job *batchv1.Job) string { return job.Namespace + "/" + job.Name }
 
-// cacheKeyOf names the cache a Job of the controller was made for.
-func cacheKeyOf(job *batchv1.Job) cache.ObjectName {
+// CacheOf names the cache a Job of the controller was made for.
+func CacheOf(job *batchv1.Job) cache.ObjectName {
 	ns, name := puller.CacheOf(job)
 	return cache.ObjectName{Namespace: ns, Name: name}
 }
@@ -69,11 +69,11 @@ func cacheKeyOf(job *batchv1.Job) cache.ObjectName {
 // inFlight is the number of slots taken, after dropping the expectations and
 // waits that are too old, and the creates expected per cache. Callers hold
 // mu.
-func (t *throttle) inFlight() (int, map[cache.ObjectName]int) {
+func (t *Throttle) inFlight() (int, map[cache.ObjectName]int) {
 	now := t.now()
 	for _, m := range []map[cache.ObjectName]time.Time{t.wanting, t.waiting} {
 		for w, at := range m {
-			if now.Sub(at) > expectationTTL {
+			if now.Sub(at) > ExpectationTTL {
 				delete(m, w)
 			}
 		}
@@ -82,33 +82,33 @@ func (t *throttle) inFlight() (int, map[cache.ObjectName]int) {
 	return len(t.active) + creating, by
 }
 
-// observe records a Job the informer shows, or that it is gone (deleted).
+// Observe records a Job the informer shows, or that it is gone (deleted).
 // It returns the caches waiting for a slot when one was freed, to be
 // enqueued.
-func (t *throttle) observe(job *batchv1.Job, deleted bool) []cache.ObjectName {
+func (t *Throttle) Observe(job *batchv1.Job, deleted bool) []cache.ObjectName {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.exp.ObservedCreate(jobKey(job), job.UID, !deleted && job.DeletionTimestamp == nil)
+	t.exp.ObservedCreate(JobKey(job), job.UID, !deleted && job.DeletionTimestamp == nil)
 	if deleted || !puller.IsActive(job) {
 		delete(t.podDone, job.UID)
 	}
 	if !deleted && puller.IsActive(job) && job.DeletionTimestamp == nil && (job.Spec.Suspend == nil || !*job.Spec.Suspend) &&
 		!t.podDone[job.UID] {
 		if _, ok := t.active[job.UID]; !ok {
-			t.active[job.UID] = cacheKeyOf(job)
-			t.activeBy[cacheKeyOf(job)]++
+			t.active[job.UID] = CacheOf(job)
+			t.activeBy[CacheOf(job)]++
 		}
 		return nil
 	}
 	return t.free(job.UID)
 }
 
-// podFinished records that the pod of the Job with this UID has finished,
+// PodFinished records that the pod of the Job with this UID has finished,
 // and frees the Job's slot. It returns the caches waiting for a slot, to be
 // enqueued, when it freed one. The record goes when the Job is seen
 // complete or gone, or the pod gone (podGone); a pod's event that comes
 // before its Job's makes the Job take no slot when seen.
-func (t *throttle) podFinished(jobUID types.UID) []cache.ObjectName {
+func (t *Throttle) PodFinished(jobUID types.UID) []cache.ObjectName {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.podDone[jobUID] = true
@@ -116,13 +116,13 @@ func (t *throttle) podFinished(jobUID types.UID) []cache.ObjectName {
 	return t.free(jobUID)
 }
 
-// created records the UID the API server gave a Job this process created,
+// Created records the UID the API server gave a Job this process Created,
 // unless the informer already showed it.
-func (t *throttle) created(job *batchv1.Job) { t.exp.Created(jobKey(job), job.UID) }
+func (t *Throttle) Created(job *batchv1.Job) { t.exp.Created(JobKey(job), job.UID) }
 
 // free gives back an active Job's slot, and returns the caches waiting for
 // one. They stay waiting until they ask again (unwait). Callers hold mu.
-func (t *throttle) free(uid types.UID) []cache.ObjectName {
+func (t *Throttle) free(uid types.UID) []cache.ObjectName {
 	owner, ok := t.active[uid]
 	if !ok {
 		return nil
@@ -138,20 +138,20 @@ func (t *throttle) free(uid types.UID) []cache.ObjectName {
 	return out
 }
 
-// podGone forgets that the pod of a Job finished, once the pod is deleted.
+// PodGone forgets that the pod of a Job finished, once the pod is deleted.
 // Should the Job still run (it makes another pod), it takes a slot at its
 // next event.
-func (t *throttle) podGone(jobUID types.UID) {
+func (t *Throttle) PodGone(jobUID types.UID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.podDone, jobUID)
 }
 
-// tryAcquire takes a slot for a Job of cache owner about to be created (an
+// TryAcquire takes a slot for a Job of cache owner about to be created (an
 // expected create), or records the cache as waiting and returns false: when
 // every slot is taken, or when owner holds its fair share and another cache
 // wants more.
-func (t *throttle) tryAcquire(jobKey string, owner cache.ObjectName) bool {
+func (t *Throttle) TryAcquire(jobKey string, owner cache.ObjectName) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.exp.ExpectsCreate(jobKey) {
@@ -170,7 +170,7 @@ func (t *throttle) tryAcquire(jobKey string, owner cache.ObjectName) bool {
 // overShare reports whether owner holds its fair share while another cache
 // that wants slots holds less than its own. creating counts the expected
 // creates per cache. Callers hold mu.
-func (t *throttle) overShare(owner cache.ObjectName, creating map[cache.ObjectName]int) bool {
+func (t *Throttle) overShare(owner cache.ObjectName, creating map[cache.ObjectName]int) bool {
 	held := func(c cache.ObjectName) int { return t.activeBy[c] + creating[c] }
 	competing := len(t.activeBy)
 	for c := range creating {
@@ -195,20 +195,20 @@ func (t *throttle) overShare(owner cache.ObjectName, creating map[cache.ObjectNa
 	return false
 }
 
-// release gives back a slot whose Job was not created.
-func (t *throttle) release(jobKey string) { t.exp.ForgetCreate(jobKey) }
+// Release gives back a slot whose Job was not created.
+func (t *Throttle) Release(jobKey string) { t.exp.ForgetCreate(jobKey) }
 
-// unwait forgets what a cache wanted, as it works out the Jobs it wants
+// Unwait forgets what a cache wanted, as it works out the Jobs it wants
 // anew: it wants slots again when it asks for one.
-func (t *throttle) unwait(owner cache.ObjectName) {
+func (t *Throttle) Unwait(owner cache.ObjectName) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.wanting, owner)
 	delete(t.waiting, owner)
 }
 
-// count returns the slots in use.
-func (t *throttle) count() int {
+// Count returns the slots in use.
+func (t *Throttle) Count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, _ := t.inFlight()
@@ -222,8 +222,8 @@ type Slots struct {
 	Waiting bool
 }
 
-// byCache returns the slots of each cache that takes or waits for one.
-func (t *throttle) byCache() map[cache.ObjectName]Slots {
+// ByCache returns the slots of each cache that takes or waits for one.
+func (t *Throttle) ByCache() map[cache.ObjectName]Slots {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	_, creating := t.inFlight()
@@ -244,8 +244,8 @@ func (t *throttle) byCache() map[cache.ObjectName]Slots {
 	return out
 }
 
-// isWaiting reports whether a cache waits for a slot.
-func (t *throttle) isWaiting(key cache.ObjectName) bool {
+// IsWaiting reports whether a cache waits for a slot.
+func (t *Throttle) IsWaiting(key cache.ObjectName) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	_, ok := t.waiting[key]
