@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -43,9 +45,6 @@ const ControllerName = version.Name
 
 const (
 	jobsByCacheIndex = "byCacheUID"
-	// eventsByObjectIndex indexes the kubelet's "Pulling" events by the UID
-	// of the pod they are about.
-	eventsByObjectIndex = "byInvolvedUID"
 	// deleteJobsByCacheIndex indexes the delete Jobs, which run in the
 	// controller's namespace with no owner reference, by their cache's
 	// namespace/name: once the cache is gone, they are found by its key.
@@ -128,7 +127,7 @@ type Controller struct {
 	podIndexer cache.Indexer
 	// pulling runs the informers of the kubelet's "Pulling" events in the
 	// namespaces that hold pull Jobs (pulledHere).
-	pulling *pullingWatches
+	pulling *pullevents.Watches
 	synced  []cache.InformerSynced
 
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
@@ -166,7 +165,7 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		nodeLister: nodeInformer.Lister(),
 		jobIndexer: jobInformer.Informer().GetIndexer(),
 		podIndexer: podInformer.Informer().GetIndexer(),
-		pulling:    &pullingWatches{newInformer: pullingEvents, byNS: map[string]*nsWatch{}},
+		pulling:    pullevents.New(pullingEvents),
 		synced: []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced,
 			jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -215,6 +214,14 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	return c, nil
 }
+
+// EventsIn makes the informer of the kubelet's events of a reason on pods
+// in one namespace (PullEventsSelector), not started.
+type EventsIn = pullevents.EventsIn
+
+// PullEventsSelector is the field selector of the informer of one reason of
+// the kubelet's events on pods.
+func PullEventsSelector(reason string) string { return pullevents.Selector(reason) }
 
 // ManagedSelector selects the Jobs and Pods the controller creates; use it to
 // limit their informers.
@@ -432,7 +439,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced...) {
 		return errors.New("informer caches did not sync")
 	}
-	c.pulling.run(ctx)
+	c.pulling.Run(ctx)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })
@@ -485,3 +492,18 @@ type Slots = throttle.Slots
 // SlotsByCache returns, for each cache that takes a Job slot or waits for
 // one, how many it takes and whether it waits.
 func (c *Controller) SlotsByCache() map[cache.ObjectName]Slots { return c.throttle.ByCache() }
+
+// releaseIfIdle stops the events informer of a namespace where none of the
+// controller's pull Jobs is left.
+func (c *Controller) releaseIfIdle(ns string) {
+	objs, err := c.jobIndexer.ByIndex(cache.NamespaceIndex, ns)
+	if err != nil {
+		return
+	}
+	for _, o := range objs {
+		if job, ok := o.(*batchv1.Job); ok && puller.IsPullJob(job) && job.DeletionTimestamp == nil {
+			return
+		}
+	}
+	c.pulling.Release(ns)
+}

@@ -19,11 +19,11 @@
 //     operation cares about.
 //   - jobs.go: reading the cache's Jobs into the ledger, and following
 //     those of earlier operations to their end.
-//   - pulling.go: the kubelet's "Pulling" events, which show that a pull
-//     brought an image onto its node (the image is then owned: this cache's
-//     to remove) where the node lists every image it has, watched with its
-//     "Pulled" events only in the namespaces that hold pull Jobs;
-//     pullmetrics.go: what those events say of each pull, for the metrics.
+//   - internal/pullevents: the kubelet's "Pulling" events, which show that a
+//     pull brought an image onto its node (the image is then owned: this
+//     cache's to remove) where the node lists every image it has, and its
+//     "Pulled" events, for the metrics; watched only in the namespaces that
+//     hold pull Jobs.
 //   - pull.go and purge.go: the two operations. pullOp pulls the spec's
 //     images and removes those dropped from it; purgeOp removes them all.
 //   - removal.go: what the two share to remove images: the delete Job of a

@@ -3,7 +3,8 @@ package imagecache
 import (
 	"context"
 	"sort"
-	"time"
+
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -134,7 +135,7 @@ func (c *Controller) followEarlier(ctx context.Context, s *syncCtx, job *batchv1
 		out, err = puller.ReadDelete(c.cfg.Puller, job, c.podOf(job), s.now)
 	} else {
 		pod := c.podOf(job)
-		out, err = puller.Read(c.cfg.Puller, job, pod, c.pullingSince(ctx, pod), s.now)
+		out, err = puller.Read(c.cfg.Puller, job, pod, c.pulling.PullingSince(ctx, pod), s.now)
 	}
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
@@ -258,7 +259,7 @@ func (c *Controller) failedCreates(ctx context.Context, s *syncCtx, namespace st
 		if e.Reason != reasons.FailedCreate || e.InvolvedObject.Kind != "Job" {
 			continue
 		}
-		if old := byJob[e.InvolvedObject.UID]; old == nil || eventTime(e).After(eventTime(old)) {
+		if old := byJob[e.InvolvedObject.UID]; old == nil || pullevents.EventTime(e).After(pullevents.EventTime(old)) {
 			byJob[e.InvolvedObject.UID] = e
 		}
 	}
@@ -285,19 +286,6 @@ func (c *Controller) deleteOrphans(ctx context.Context, key cache.ObjectName, ui
 		}
 	}
 	return nil
-}
-
-// eventTime is when an event last happened, whichever of its times is set.
-func eventTime(e *corev1.Event) time.Time {
-	switch {
-	case !e.LastTimestamp.IsZero():
-		return e.LastTimestamp.Time
-	case e.Series != nil:
-		return e.Series.LastObservedTime.Time
-	case !e.EventTime.IsZero():
-		return e.EventTime.Time
-	}
-	return e.CreationTimestamp.Time
 }
 
 // jobsOf lists the Jobs (pull and delete) of a cache, by its UID.

@@ -101,7 +101,7 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 		if nj.kind == "pull" {
 			// Its pod's events are read when its pulls settle: watch
 			// them from now.
-			c.pulling.start(ctx, nj.job.Namespace)
+			c.pulling.Start(ctx, nj.job.Namespace)
 		}
 		logger.V(2).Info("Created "+nj.kind+" Job", "job", klog.KObj(nj.job), "node", nj.node, "images", nj.images)
 		return nil

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -36,7 +38,7 @@ type pullOp struct {
 	// pullTimes are the pull durations of the pairs this pass settles, and
 	// kubeletPulls what the kubelet's events say of their pulls.
 	pullTimes    []time.Duration
-	kubeletPulls []kubeletPull
+	kubeletPulls []pullevents.Pull
 	// retried counts the pairs whose Jobs this pass ended with a failure
 	// to try again.
 	retried int
@@ -83,13 +85,13 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 	}
 	s := o.s
 	pod := o.c.podOf(job)
-	out, err := puller.Read(o.c.cfg.Puller, job, pod, o.c.pullingSince(ctx, pod), s.now)
+	out, err := puller.Read(o.c.cfg.Puller, job, pod, o.c.pulling.PullingSince(ctx, pod), s.now)
 	own := o.ownershipOf(ctx, job, pod)
-	pulls := o.c.kubeletPulls(ctx, pod, s.now)
+	pulls := o.c.pulling.Pulls(ctx, pod, s.now)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
 		if s.led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
-			o.kubeletPulls = append(o.kubeletPulls, pulls.pulled(i)...)
+			o.kubeletPulls = append(o.kubeletPulls, pulls.Pulled(i)...)
 			if s.plan.Always(node, key) {
 				if m := recordDigest(s.st, s.plan.Display[key], node, containerDigest(pod, i)); m != nil {
 					o.moved = append(o.moved, *m)
@@ -116,7 +118,7 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 		if !retry || out.EndNow {
 			// A pair tried again stays unsettled: its failure counts
 			// in the pass that ends its Job.
-			o.kubeletPulls = append(o.kubeletPulls, pulls.failed(i)...)
+			o.kubeletPulls = append(o.kubeletPulls, pulls.Failed(i)...)
 		}
 		if retry && out.EndNow {
 			o.retried++
@@ -135,7 +137,7 @@ func (o *pullOp) ownershipOf(ctx context.Context, job *batchv1.Job, pod *corev1.
 			return
 		}
 		if pulled == nil {
-			pulled = o.c.pulledHere(ctx, job, pod)
+			pulled = o.c.pulling.PulledHere(ctx, job, pod)
 		}
 		if pulled[puller.ContainerName(i)] {
 			o.s.led.SetOwned(node, key, true)
@@ -295,7 +297,7 @@ func (o *pullOp) pullJob(w *plan.Node, out *jobsToCreate) *newJob {
 	// The Pulling event of an image pulled Always proves it was absent
 	// only where the node lists every image it has, and not that one.
 	var present images.Present
-	whole := listsEveryImage(w.Node, c.cfg.NodeStatusMaxImages)
+	whole := pullevents.ListsEveryImage(w.Node, c.cfg.NodeStatusMaxImages)
 	for _, wi := range w.Images {
 		if s.led.Get(name, wi.Key) != ledger.Unsettled || len(batch) == c.cfg.ImagesPerJob {
 			continue
@@ -324,7 +326,7 @@ func (o *pullOp) pullJob(w *plan.Node, out *jobsToCreate) *newJob {
 		return nil
 	}
 	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.Hostname, Images: batch,
-		Epoch: s.led.Epoch, PullingProvesAbsence: pullingProvesAbsence(w.Node, c.cfg.NodeStatusMaxImages), Attempt: attempt,
+		Epoch: s.led.Epoch, PullingProvesAbsence: pullevents.ProvesAbsence(w.Node, c.cfg.NodeStatusMaxImages), Attempt: attempt,
 		Always: always, PulledAnyway: pulledAnyway, Deadlines: deadlines})
 	if c.expectations.ExpectsCreate(throttle.JobKey(job)) {
 		return nil // created, and not shown by the informer yet
@@ -381,9 +383,9 @@ func (o *pullOp) recorded(before ledger.Reader) {
 		metrics.PullDuration.Observe(d.Seconds())
 	}
 	for _, p := range o.kubeletPulls {
-		metrics.ImagePullSeconds.WithLabelValues(p.result).Observe(p.took.Seconds())
-		if p.bytes > 0 {
-			metrics.PulledBytesTotal.Add(float64(p.bytes))
+		metrics.ImagePullSeconds.WithLabelValues(p.Result).Observe(p.Took.Seconds())
+		if p.Bytes > 0 {
+			metrics.PulledBytesTotal.Add(float64(p.Bytes))
 		}
 	}
 }

@@ -83,7 +83,7 @@ func (o *purgeOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	if err != nil {
 		return
 	}
-	pulled := o.c.pulledHere(ctx, job, o.c.podOf(job))
+	pulled := o.c.pulling.PulledHere(ctx, job, o.c.podOf(job))
 	for i, img := range imgs {
 		key, err := images.Normalize(img)
 		if err == nil && pulled[puller.ContainerName(i)] && s.plan.Wants(node, key) && !s.removedEarlier[node+"\x00"+key] &&

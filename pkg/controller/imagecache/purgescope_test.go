@@ -423,13 +423,13 @@ func TestPullingEventsWatchedWhileJobsRun(t *testing.T) {
 		t.Errorf("events watched before a pull Job was made: %v", f.eventsAsked)
 	}
 	f.sync("web", wCreateJob)
-	if got := f.c.pulling.watching(); !slices.Equal(f.eventsAsked, []string{testNS}) || !slices.Equal(got, []string{testNS}) {
+	if got := f.c.pulling.Watching(); !slices.Equal(f.eventsAsked, []string{testNS}) || !slices.Equal(got, []string{testNS}) {
 		t.Errorf("once the pull Job is made: asked for the events of %v, watching %v; want %s's", f.eventsAsked, got, testNS)
 	}
 	f.completeAll()
 	jobs := f.jobs()
 	f.sync("web", wDeleteJob, wStatus)
-	if got := f.c.pulling.watching(); !slices.Equal(f.eventsAsked, []string{testNS}) || !slices.Equal(got, []string{testNS}) {
+	if got := f.c.pulling.Watching(); !slices.Equal(f.eventsAsked, []string{testNS}) || !slices.Equal(got, []string{testNS}) {
 		t.Fatalf("asked for the events of %v, watching %v; want %s's", f.eventsAsked, got, testNS)
 	}
 	if !ledgers.Load(f.imageCache("web")).Owned("node-a", "docker.io/library/nginx:latest") {
@@ -438,7 +438,7 @@ func TestPullingEventsWatchedWhileJobsRun(t *testing.T) {
 	for _, j := range jobs { // the finished Job's delete, as the informer tells it
 		f.c.jobChanged(&j, true)
 	}
-	if got := f.c.pulling.watching(); len(got) != 0 {
+	if got := f.c.pulling.Watching(); len(got) != 0 {
 		t.Errorf("still watching %v with no pull Job left", got)
 	}
 }

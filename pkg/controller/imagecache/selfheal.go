@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
@@ -65,7 +67,7 @@ func (c *Controller) goneFromNodes(s *syncCtx) (pairs []ledger.Pair, nodes []str
 // current (the node can take a pull: it is Ready, and so reports), or "".
 func (c *Controller) wholeImageList(name string) images.Present {
 	n, err := c.nodeLister.Get(name)
-	if err != nil || c.filter.SkipReason(n) != "" || !listsEveryImage(n, c.cfg.NodeStatusMaxImages) || !reportsImages(n) {
+	if err != nil || c.filter.SkipReason(n) != "" || !pullevents.ListsEveryImage(n, c.cfg.NodeStatusMaxImages) || !reportsImages(n) {
 		return ""
 	}
 	return trim.NodeImages(n)

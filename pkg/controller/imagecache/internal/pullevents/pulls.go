@@ -1,4 +1,4 @@
-package imagecache
+package pullevents
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
-// kubeletPull is what the kubelet's events say of one pull: its result, how
+// Pull is what the kubelet's events say of one pull: its result, how
 // long it took, and the image's size (0: not said).
-type kubeletPull struct {
-	result string
-	took   time.Duration
-	bytes  int64
+type Pull struct {
+	Result string
+	Took   time.Duration
+	Bytes  int64
 }
 
 // pulledMessage is the kubelet's Pulled event for an image it pulled:
@@ -28,69 +28,69 @@ type kubeletPull struct {
 var pulledMessage = regexp.MustCompile(`^Successfully pulled image ".*" in ([0-9][0-9.a-zµ]*)(?: \([^)]*\))?\.?(?: Image size: ([0-9]+) bytes)?`)
 
 // parsePulled reads a Pulled event's message.
-func parsePulled(msg string) (kubeletPull, bool) {
+func parsePulled(msg string) (Pull, bool) {
 	m := pulledMessage.FindStringSubmatch(msg)
 	if m == nil {
-		return kubeletPull{}, false
+		return Pull{}, false
 	}
 	took, err := time.ParseDuration(m[1])
 	if err != nil {
-		return kubeletPull{}, false
+		return Pull{}, false
 	}
-	p := kubeletPull{result: metrics.ResultPulled, took: took}
+	p := Pull{Result: metrics.ResultPulled, Took: took}
 	if m[2] != "" {
-		p.bytes, _ = strconv.ParseInt(m[2], 10, 64)
+		p.Bytes, _ = strconv.ParseInt(m[2], 10, 64)
 	}
 	return p, true
 }
 
-// podPulls reads a pull pod's Pulling and Pulled events, by container,
+// PodPulls reads a pull pod's Pulling and Pulled events, by container,
 // once, when the pass first settles a pair of the pod.
-type podPulls struct {
+type PodPulls struct {
 	load                        func() (pulling, pulled map[string]*corev1.Event)
 	loaded                      bool
 	pullingEvents, pulledEvents map[string]*corev1.Event
 	now                         time.Time
 }
 
-// kubeletPulls returns what reads a pull pod's events for the metrics.
-func (c *Controller) kubeletPulls(ctx context.Context, pod *corev1.Pod, now time.Time) *podPulls {
-	return &podPulls{now: now, load: func() (map[string]*corev1.Event, map[string]*corev1.Event) {
+// Pulls returns what reads a pull pod's events for the metrics.
+func (w *Watches) Pulls(ctx context.Context, pod *corev1.Pod, now time.Time) *PodPulls {
+	return &PodPulls{now: now, load: func() (map[string]*corev1.Event, map[string]*corev1.Event) {
 		if pod == nil {
 			return nil, nil
 		}
-		return c.podEvents(ctx, pod, reasons.Pulling), c.podEvents(ctx, pod, reasons.Pulled)
+		return w.PodEvents(ctx, pod, reasons.Pulling), w.PodEvents(ctx, pod, reasons.Pulled)
 	}}
 }
 
-func (p *podPulls) events() {
+func (p *PodPulls) events() {
 	if !p.loaded {
 		p.loaded = true
 		p.pullingEvents, p.pulledEvents = p.load()
 	}
 }
 
-// pulled is what the Pulled event of the i-th container says of its pull,
+// Pulled is what the Pulled event of the i-th container says of its pull,
 // if the kubelet pulled the image (not when it found it present).
-func (p *podPulls) pulled(i int) []kubeletPull {
+func (p *PodPulls) Pulled(i int) []Pull {
 	p.events()
 	e := p.pulledEvents[puller.ContainerName(i)]
 	if e == nil {
 		return nil
 	}
 	if kp, ok := parsePulled(e.Message); ok {
-		return []kubeletPull{kp}
+		return []Pull{kp}
 	}
 	return nil
 }
 
-// failed is how long the i-th container's pull ran before it failed: from
+// Failed is how long the i-th container's pull ran before it failed: from
 // the kubelet's Pulling event until now, if there is one.
-func (p *podPulls) failed(i int) []kubeletPull {
+func (p *PodPulls) Failed(i int) []Pull {
 	p.events()
 	e := p.pullingEvents[puller.ContainerName(i)]
 	if e == nil || e.FirstTimestamp.IsZero() || p.now.Before(e.FirstTimestamp.Time) {
 		return nil
 	}
-	return []kubeletPull{{result: metrics.ResultFailed, took: p.now.Sub(e.FirstTimestamp.Time)}}
+	return []Pull{{Result: metrics.ResultFailed, Took: p.now.Sub(e.FirstTimestamp.Time)}}
 }

@@ -1,7 +1,18 @@
-package imagecache
+// Package pullevents reads the kubelet's events on the controller's pull
+// pods: its "Pulling" events show that a pull brought an image onto its node
+// (the image is then the cache's to remove), and when each pull began (its
+// deadline counts from then); its "Pulled" events say how long a pull took
+// and how large the image is, for the metrics. The informers run only in the
+// namespaces that hold pull Jobs (Watches).
+//
+// The files: pulling.go, the watches and what the Pulling events prove;
+// pulls.go, what the Pulled events say.
+package pullevents
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,16 +60,16 @@ import (
 // Events are many and the API server keeps no watch cache of them, so the
 // informers are per namespace and reason, and only for the namespaces that
 // hold the controller's pull Jobs: they start when a sync first needs them,
-// and stop once their namespace has no pull Job left (pullingWatches). The
+// and stop once their namespace has no pull Job left (Watches). The
 // events of other namespaces are never listed.
 
 // watchedReasons are the reasons of the kubelet's events on pull pods that
 // the controller watches, an informer each.
 var watchedReasons = []string{reasons.Pulling, reasons.Pulled}
 
-// PullEventsSelector is the field selector of the events informer of one
+// Selector is the field selector of the events informer of one
 // reason of the kubelet's events on pods.
-func PullEventsSelector(reason string) string {
+func Selector(reason string) string {
 	return fields.AndSelectors(fields.OneTermEqualSelector("reason", reason),
 		fields.OneTermEqualSelector("involvedObject.kind", "Pod")).String()
 }
@@ -72,12 +83,12 @@ func indexByInvolvedUID(obj any) ([]string, error) {
 }
 
 // EventsIn makes the informer of the kubelet's events of a reason on pods
-// in one namespace (PullEventsSelector), not started.
+// in one namespace (Selector), not started.
 type EventsIn func(namespace, reason string) cache.SharedIndexInformer
 
-// pullingWatches runs the event informers of the namespaces that hold pull
+// Watches runs the event informers of the namespaces that hold pull
 // Jobs, one per watched reason.
-type pullingWatches struct {
+type Watches struct {
 	newInformer EventsIn
 	mu          sync.Mutex
 	ctx         context.Context // the controller's, once it runs
@@ -94,10 +105,20 @@ type nsWatch struct {
 // a later pass while the Job is there does.
 const syncTimeout = 10 * time.Second
 
+// eventsByObjectIndex indexes the kubelet's events by the UID of the pod
+// they are about.
+const eventsByObjectIndex = "byInvolvedUID"
+
+// New returns the watches, making the informers with newInformer when
+// first needed.
+func New(newInformer EventsIn) *Watches {
+	return &Watches{newInformer: newInformer, byNS: map[string]*nsWatch{}}
+}
+
 // indexer returns the events of a reason of a namespace, starting the
 // namespace's informers if none runs, once it has listed them.
-func (w *pullingWatches) indexer(ctx context.Context, ns, reason string) (cache.Indexer, bool) {
-	nw := w.start(ctx, ns)
+func (w *Watches) indexer(ctx context.Context, ns, reason string) (cache.Indexer, bool) {
+	nw := w.Start(ctx, ns)
 	if nw == nil {
 		return nil, false
 	}
@@ -115,10 +136,10 @@ func (w *pullingWatches) indexer(ctx context.Context, ns, reason string) (cache.
 	return inf.GetIndexer(), true
 }
 
-// start starts the namespace's informers if none runs, and returns them
+// Start starts the namespace's informers if none runs, and returns them
 // (nil if they cannot be made). A pull Job's creation starts them, so that
 // they list and watch before its pod's first event rather than after.
-func (w *pullingWatches) start(ctx context.Context, ns string) *nsWatch {
+func (w *Watches) Start(ctx context.Context, ns string) *nsWatch {
 	w.mu.Lock()
 	nw, ok := w.byNS[ns]
 	if !ok {
@@ -150,10 +171,10 @@ func (w *pullingWatches) start(ctx context.Context, ns string) *nsWatch {
 	return nw
 }
 
-// podEvents returns the events of a reason on a pod, by container name,
+// PodEvents returns the events of a reason on a pod, by container name,
 // from its namespace's informer: no request once it has listed them.
-func (c *Controller) podEvents(ctx context.Context, pod *corev1.Pod, reason string) map[string]*corev1.Event {
-	idx, ok := c.pulling.indexer(ctx, pod.Namespace, reason)
+func (w *Watches) PodEvents(ctx context.Context, pod *corev1.Pod, reason string) map[string]*corev1.Event {
+	idx, ok := w.indexer(ctx, pod.Namespace, reason)
 	if !ok {
 		return nil
 	}
@@ -174,8 +195,8 @@ func (c *Controller) podEvents(ctx context.Context, pod *corev1.Pod, reason stri
 	return out
 }
 
-// release stops the informer of a namespace.
-func (w *pullingWatches) release(ns string) {
+// Release stops the informer of a namespace.
+func (w *Watches) Release(ns string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if nw, ok := w.byNS[ns]; ok {
@@ -184,16 +205,16 @@ func (w *pullingWatches) release(ns string) {
 	}
 }
 
-// watching lists the namespaces whose events are watched, in order.
-func (w *pullingWatches) watching() []string {
+// Watching lists the namespaces whose events are watched, in order.
+func (w *Watches) Watching() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return sortedKeys(w.byNS)
+	return slices.Sorted(maps.Keys(w.byNS))
 }
 
-// run makes the informers started from now on run under ctx, and stops
+// Run makes the informers started from now on run under ctx, and stops
 // them all when it ends.
-func (w *pullingWatches) run(ctx context.Context) {
+func (w *Watches) Run(ctx context.Context) {
 	w.mu.Lock()
 	w.ctx = ctx
 	w.mu.Unlock()
@@ -208,22 +229,7 @@ func (w *pullingWatches) run(ctx context.Context) {
 	}()
 }
 
-// releaseIfIdle stops the events informer of a namespace where none of the
-// controller's pull Jobs is left.
-func (c *Controller) releaseIfIdle(ns string) {
-	objs, err := c.jobIndexer.ByIndex(cache.NamespaceIndex, ns)
-	if err != nil {
-		return
-	}
-	for _, o := range objs {
-		if job, ok := o.(*batchv1.Job); ok && puller.IsPullJob(job) && job.DeletionTimestamp == nil {
-			return
-		}
-	}
-	c.pulling.release(ns)
-}
-
-// pullingProvesAbsence says whether the kubelet's Pulling event for a pull
+// ProvesAbsence says whether the kubelet's Pulling event for a pull
 // pod on the node will prove that the image was not there, given that the
 // node does not list it now: its kubelet is older than 1.33 (it pulls only
 // what it does not have), or the node lists every image it has (fewer than
@@ -232,16 +238,16 @@ func (c *Controller) releaseIfIdle(ns string) {
 // and a node that has just registered may list none yet), so an image a
 // workload pulled just before the Job was made can still be taken as the
 // cache's.
-func pullingProvesAbsence(n *corev1.Node, maxImages int) bool {
+func ProvesAbsence(n *corev1.Node, maxImages int) bool {
 	if v, err := version.ParseGeneric(n.Status.NodeInfo.KubeletVersion); err == nil && v.LessThan(secretPulledImagesSince) {
 		return true
 	}
-	return listsEveryImage(n, maxImages)
+	return ListsEveryImage(n, maxImages)
 }
 
-// listsEveryImage says whether a node lists every image it has: fewer than
+// ListsEveryImage says whether a node lists every image it has: fewer than
 // the kubelets list at most (maxImages; -1: no limit).
-func listsEveryImage(n *corev1.Node, maxImages int) bool {
+func ListsEveryImage(n *corev1.Node, maxImages int) bool {
 	return maxImages < 0 || trim.ListedImages(n) < maxImages
 }
 
@@ -249,20 +255,20 @@ func listsEveryImage(n *corev1.Node, maxImages int) bool {
 // KubeletEnsureSecretPulledImages.
 var secretPulledImagesSince = version.MajorMinor(1, 33)
 
-// pulledHere returns the containers of a pull Job's pod whose image the
+// PulledHere returns the containers of a pull Job's pod whose image the
 // kubelet pulled when it was not on the node, from its namespace's events
 // informer: no request once it has listed them. It returns none for a Job
 // whose Pulling events prove nothing (puller.PullingProvesAbsence), and
 // leaves out the containers of images pulled Always whose events prove
 // nothing either (puller.PulledAnyway).
-func (c *Controller) pulledHere(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) map[string]bool {
+func (w *Watches) PulledHere(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) map[string]bool {
 	if pod == nil || !puller.PullingProvesAbsence(job) {
 		return nil
 	}
 	anyway := puller.PulledAnyway(job)
 	imgs, _ := puller.JobImages(job)
 	pulled := map[string]bool{}
-	for name := range c.podEvents(ctx, pod, reasons.Pulling) {
+	for name := range w.PodEvents(ctx, pod, reasons.Pulling) {
 		pulled[name] = true
 	}
 	for i, img := range imgs {
@@ -273,22 +279,35 @@ func (c *Controller) pulledHere(ctx context.Context, job *batchv1.Job, pod *core
 	return pulled
 }
 
-// pullingSince returns when the kubelet last started pulling the image of
+// PullingSince returns when the kubelet last started pulling the image of
 // each container of a pull pod that runs (its Pulling events), by container
 // name: each image's pull deadline counts from then (puller.Read).
-func (c *Controller) pullingSince(ctx context.Context, pod *corev1.Pod) map[string]time.Time {
+func (w *Watches) PullingSince(ctx context.Context, pod *corev1.Pod) map[string]time.Time {
 	if pod == nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
 	}
-	events := c.podEvents(ctx, pod, reasons.Pulling)
+	events := w.PodEvents(ctx, pod, reasons.Pulling)
 	if len(events) == 0 {
 		return nil
 	}
 	out := make(map[string]time.Time, len(events))
 	for name, e := range events {
-		if t := eventTime(e); !t.IsZero() {
+		if t := EventTime(e); !t.IsZero() {
 			out[name] = t
 		}
 	}
 	return out
+}
+
+// EventTime is when an event last happened, whichever of its times is set.
+func EventTime(e *corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case e.Series != nil:
+		return e.Series.LastObservedTime.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
 }
