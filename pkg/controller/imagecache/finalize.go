@@ -69,23 +69,23 @@ func (c *Controller) setFinalizer(ctx context.Context, s *syncCtx, add bool) err
 // look again, at the deadline: the unpin Jobs' events bring it back before.
 func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache) (time.Duration, error) {
 	s := c.newSyncCtx(key, ic)
-	var err error
-	if _, s.nodes, err = c.listNodes(); err != nil {
+	_, nodes, err := c.listNodes()
+	if err != nil {
 		return 0, err
 	}
-	s.plan = &plan.Plan{Nodes: map[string]*plan.Node{}, Display: map[string]string{}, SpecKeys: map[string]bool{}}
-	s.failures, s.unpinned = failureSet{}, failureSet{}
+	s.planned(nodes, &plan.Plan{Nodes: map[string]*plan.Node{}, Display: map[string]string{}, SpecKeys: map[string]bool{}})
+	s.holdFailures(failureSet{}, failureSet{})
 	s.led.ForgetReplaced(s.nodes)
 	jobs, err := c.jobsOf(ic)
 	if err != nil {
 		return 0, err
 	}
-	s.jobs = jobs
+	s.seen(jobs)
 	for _, job := range jobs {
 		switch {
 		case job.DeletionTimestamp != nil || c.isDeleting(job):
 			if puller.IsActive(job) {
-				s.busy[job.Annotations[puller.AnnotationNode]] = true
+				s.markBusy(job.Annotations[puller.AnnotationNode])
 			}
 		case puller.IsUnpinJob(job):
 			if err := c.readPinJob(ctx, s, job); err != nil {
@@ -178,6 +178,6 @@ func (c *Controller) writeLedger(ctx context.Context, s *syncCtx) error {
 		return fmt.Errorf("writing status: %w", err)
 	}
 	c.wrote(s.key, s.ic, written)
-	s.ic = written
+	s.rewritten(written)
 	return nil
 }

@@ -29,7 +29,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 	if err != nil {
 		return err
 	}
-	s.jobs = jobs
+	s.seen(jobs)
 	// First what earlier delete Jobs may have removed: nothing earlier
 	// brings those images back.
 	for _, job := range jobs {
@@ -40,7 +40,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 	for _, job := range jobs {
 		if job.DeletionTimestamp != nil || c.isDeleting(job) {
 			if puller.IsActive(job) {
-				s.busy[job.Annotations[puller.AnnotationNode]] = true
+				s.markBusy(job.Annotations[puller.AnnotationNode])
 			}
 			continue
 		}
@@ -55,7 +55,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 				// The pass that starts an operation only records its
 				// start; the next one deals with the Jobs before it.
 				if puller.IsActive(job) {
-					s.busy[job.Annotations[puller.AnnotationNode]] = true
+					s.markBusy(job.Annotations[puller.AnnotationNode])
 				}
 				continue
 			}
@@ -115,10 +115,7 @@ func (c *Controller) unsettleRemoved(s *syncCtx, job *batchv1.Job) {
 		if st := s.led.Get(node, key); st == ledger.Pulled || st == ledger.Present {
 			s.led.Set(node, key, ledger.Unsettled)
 		}
-		if s.removedEarlier == nil {
-			s.removedEarlier = map[string]bool{}
-		}
-		s.removedEarlier[node+"\x00"+key] = true
+		s.removedBefore(node, key)
 		if out.Finished && out.Results[i].State == puller.Succeeded {
 			s.led.SetOwned(node, key, false)
 		}
@@ -211,7 +208,7 @@ func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job
 	} else if puller.IsActive(job) && !out.Finished {
 		// Once the outcome is known (the pod is done) the node may get
 		// its next Job before the Job controller marks this one Complete.
-		s.busy[job.Annotations[puller.AnnotationNode]] = true
+		s.markBusy(job.Annotations[puller.AnnotationNode])
 	}
 	s.lookAt(out.CheckAt)
 	return nil
@@ -239,14 +236,13 @@ func (c *Controller) explainNoPod(ctx context.Context, s *syncCtx, job *batchv1.
 // namespace (the cache's, or the controller's for delete Jobs), read with
 // one request the first time a pass needs them.
 func (c *Controller) failedCreates(ctx context.Context, s *syncCtx, namespace string) map[types.UID]*corev1.Event {
-	if got, ok := s.failedCreates[namespace]; ok {
-		return got
-	}
-	if s.failedCreates == nil {
-		s.failedCreates = map[string]map[types.UID]*corev1.Event{}
-	}
+	return s.failedCreatesIn(namespace, func() map[types.UID]*corev1.Event { return c.listFailedCreates(ctx, namespace) })
+}
+
+// listFailedCreates lists the newest FailedCreate event of each Job in a
+// namespace.
+func (c *Controller) listFailedCreates(ctx context.Context, namespace string) map[types.UID]*corev1.Event {
 	byJob := map[types.UID]*corev1.Event{}
-	s.failedCreates[namespace] = byJob
 	events, err := c.kubeClient.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("reason", reasons.FailedCreate).String(),
 	})

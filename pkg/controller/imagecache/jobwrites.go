@@ -217,7 +217,7 @@ func (c *Controller) dropJob(ctx context.Context, s *syncCtx, job *batchv1.Job) 
 	if err := c.deleteJob(ctx, job); err != nil {
 		return err
 	}
-	s.deleted[job.Name] = true
+	s.markDeleted(job.Name)
 	return nil
 }
 

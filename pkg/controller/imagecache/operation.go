@@ -125,25 +125,25 @@ func (c *Controller) startOperation(ctx context.Context, s *syncCtx) time.Durati
 	if len(gone) > 0 {
 		// A refresh for images gone from their nodes pulls them alone:
 		// the rest stays as the latest operation settled it.
-		s.led = s.led.CarryOver(start.Unix())
+		led := s.led.CarryOver(start.Unix())
 		for _, p := range gone {
-			s.led.Set(p.Node, p.Image, ledger.Unsettled)
+			led.Set(p.Node, p.Image, ledger.Unsettled)
 		}
-		s.before = ledger.ReaderOf(s.led.CarryOver(start.Unix()))
+		s.newEpoch(led, ledger.ReaderOf(led.CarryOver(start.Unix())))
 	} else if op == v1alpha2.ImageCacheReasonUpdate && s.ic.Status.Reason != v1alpha2.ImageCacheReasonPurge {
 		// An update pulls only what is new, and tries failed pulls again.
 		// It has an epoch of its own, so it judges only its own Jobs: an
 		// earlier Job's failure (with the pull secret the update fixed, say)
 		// or success (of an image since removed) is not its outcome.
-		s.led = s.led.CarryOver(start.Unix())
-		s.before = ledger.ReaderOf(s.led.CarryOver(start.Unix())) // what it carries over is not newly settled
+		led := s.led.CarryOver(start.Unix())
+		s.newEpoch(led, ledger.ReaderOf(led.CarryOver(start.Unix()))) // what it carries over is not newly settled
 	} else {
 		// Create, Refresh, Purge, and an Update after a purge (the ledger
 		// then records removals): start from no states, knowing still
 		// which images this cache brought onto which nodes.
-		s.led = s.led.Fresh(start.Unix())
+		s.newEpoch(s.led.Fresh(start.Unix()), s.before)
 	}
-	s.started = op
+	s.starts(op)
 	c.recorder.Eventf(s.ic, corev1.EventTypeNormal, reasons.Started, "%s started", op)
 	return 0
 }

@@ -57,7 +57,7 @@ func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Jo
 	if !out.Finished {
 		return nil
 	}
-	s.pinJobsDone = append(s.pinJobsDone, job)
+	s.pinJobRead(job)
 	unpin := puller.IsUnpinJob(job)
 	for i, img := range out.Images {
 		key, err := images.Normalize(img)

@@ -29,17 +29,16 @@ func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
 	if err != nil {
 		return err
 	}
-	s.plan = plan.Compute(s.ic, nodes, c.filter, c.cfg.Puller.PullPolicy == corev1.PullAlways)
-	s.nodes = byName
-	s.op = c.operationFor(s)
+	p := plan.Compute(s.ic, nodes, c.filter, c.cfg.Puller.PullPolicy == corev1.PullAlways)
+	s.planned(byName, p)
+	s.chose(c.operationFor(s))
 	if replaced := s.led.ForgetReplaced(s.nodes); len(replaced) > 0 {
 		klog.FromContext(ctx).Info("Nodes re-created under the same name: warming them again", "nodes", replaced)
 		c.recorder.Eventf(s.ic, corev1.EventTypeNormal, reasons.NodesReplaced,
 			"%d %s re-created under the same name, to be warmed again: %s", len(replaced),
 			message.Plural(len(replaced), "node was", "nodes were"), message.ListSome(replaced, 3))
 	}
-	s.failures = newFailureSet(s.st.Failures, s.plan, s.led)
-	s.unpinned = newUnpinnedSet(s.st.Unpinned, s.led)
+	s.holdFailures(newFailureSet(s.st.Failures, s.plan, s.led), newUnpinnedSet(s.st.Unpinned, s.led))
 	return nil
 }
 

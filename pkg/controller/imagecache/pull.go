@@ -187,7 +187,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 		at, ok := finished[puller.ContainerName(i)]
 		key, err := images.Normalize(img)
 		if !ok || at.Before(s.st.StartTime.Add(-time.Second)) || err != nil || !s.plan.Wants(node, key) ||
-			s.led.Get(node, key) != ledger.Unsettled || s.removedEarlier[node+"\x00"+key] {
+			s.led.Get(node, key) != ledger.Unsettled || s.removedEarlier[pairKey(node, key)] {
 			continue
 		}
 		s.led.Set(node, key, ledger.Pulled)

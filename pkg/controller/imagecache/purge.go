@@ -86,7 +86,7 @@ func (o *purgeOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	pulled := o.c.pulling.PulledHere(ctx, job, o.c.podOf(job))
 	for i, img := range imgs {
 		key, err := images.Normalize(img)
-		if err == nil && pulled[puller.ContainerName(i)] && s.plan.Wants(node, key) && !s.removedEarlier[node+"\x00"+key] &&
+		if err == nil && pulled[puller.ContainerName(i)] && s.plan.Wants(node, key) && !s.removedEarlier[pairKey(node, key)] &&
 			s.led.Get(node, key) == ledger.Unsettled {
 			s.led.SetOwned(node, key, true)
 		}

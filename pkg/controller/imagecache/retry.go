@@ -66,14 +66,7 @@ func (c *Controller) retryLater(s *syncCtx, job *batchv1.Job, node, key string, 
 	if !puller.Transient(r) || deadline.IsZero() || !s.now.Before(deadline) {
 		return false
 	}
-	if s.retries == nil {
-		s.retries = map[string]*pairRetry{}
-	}
-	p := s.retries[pairKey(node, key)]
-	if p == nil {
-		p = &pairRetry{}
-		s.retries[pairKey(node, key)] = p
-	}
+	p := s.retry(node, key)
 	p.attempts++
 	ended := puller.EndedAt(job, s.now)
 	if !ended.Before(p.ended) {
@@ -85,14 +78,6 @@ func (c *Controller) retryLater(s *syncCtx, job *batchv1.Job, node, key string, 
 		p.next = deadline
 	}
 	return true
-}
-
-// lookAt asks the pass to look at the cache again at t (none when zero),
-// unless it looks earlier already.
-func (s *syncCtx) lookAt(t time.Time) {
-	if !t.IsZero() && (s.checkAt.IsZero() || t.Before(s.checkAt)) {
-		s.checkAt = t
-	}
 }
 
 // retrySummary is what the status message says of the pairs to try again.

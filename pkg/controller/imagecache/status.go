@@ -150,7 +150,7 @@ func (c *Controller) patchMetadata(ctx context.Context, s *syncCtx, field string
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	c.wrote(s.key, s.ic, out)
-	s.ic = out
+	s.rewritten(out)
 	return nil
 }
 

@@ -7,15 +7,11 @@ import (
 	"slices"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
@@ -88,53 +84,6 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	return c.nextLook(s, st.complete, todo.throttled), nil
 }
 
-// syncCtx is what one pass of sync works on. Each phase fills in its part:
-// startOperation the status copy and the ledger's reset, makePlan the plan
-// and the operation, readJobs the ledger, the failures and what the Jobs say
-// of the nodes. What the later phases decide they return.
-type syncCtx struct {
-	key cache.ObjectName
-	ic  *v1alpha2.ImageCache
-	// st is the status being computed, a copy of ic's.
-	st  *v1alpha2.ImageCacheStatus
-	now time.Time
-	// started is the operation this pass starts, or "". Its Jobs are
-	// named after its epoch: they are created only once its start is
-	// recorded, by a later pass.
-	started string
-
-	// led is the ledger as this pass leaves it; before is as it was read.
-	led    *ledger.Ledger
-	before ledger.Reader
-	plan   *plan.Plan
-	// nodes holds every node of the cluster, by name.
-	nodes    map[string]*corev1.Node
-	op       operation
-	failures failureSet
-
-	// jobs are the cache's Jobs; deleted names those this pass deleted.
-	jobs    []*batchv1.Job
-	deleted map[string]bool
-	// busy marks the nodes where one of the cache's Jobs runs: they get
-	// no other Job now.
-	busy map[string]bool
-	// checkAt is the earliest time a running Job must be looked at again.
-	checkAt time.Time
-	// failedCreates holds the Job controller's FailedCreate events by
-	// namespace and Job UID, each namespace once read (failedCreates).
-	failedCreates map[string]map[types.UID]*corev1.Event
-	// removedEarlier holds the "node\x00image" pairs of earlier delete Jobs
-	// seen this pass (unsettleRemoved).
-	removedEarlier map[string]bool
-	// retries holds, by pairKey, the unsettled pairs whose pulls failed
-	// for a reason that may pass, to try again (retryLater).
-	retries map[string]*pairRetry
-	// unpinned holds the pins the nodes refused (status.unpinned), and
-	// pinJobsDone the pin and unpin Jobs read to their end this pass.
-	unpinned    failureSet
-	pinJobsDone []*batchv1.Job
-}
-
 // cacheToSync returns the cache behind key, or nil when there is nothing to
 // do: it is gone (its Jobs go with it, by owner reference, and its delete
 // Jobs are deleted), it is being deleted with no pins to take away
@@ -163,16 +112,7 @@ func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1
 }
 
 func (c *Controller) newSyncCtx(key cache.ObjectName, ic *v1alpha2.ImageCache) *syncCtx {
-	return &syncCtx{
-		key:     key,
-		ic:      ic,
-		st:      ic.Status.DeepCopy(),
-		now:     c.clock.Now(),
-		led:     c.ledgers.Load(ic),
-		before:  c.ledgers.Read(ic),
-		deleted: map[string]bool{},
-		busy:    map[string]bool{},
-	}
+	return newPass(key, ic, c.clock.Now(), c.ledgers.Load(ic), c.ledgers.Read(ic))
 }
 
 // nextLook says how soon to look again: when a running Job must be checked,

@@ -5,8 +5,10 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 )
 
 func TestNextLook(t *testing.T) {
@@ -41,8 +43,9 @@ func TestNextLook(t *testing.T) {
 			cfg := testConfig()
 			cfg.RefreshFrequency = tc.refresh
 			c := &Controller{cfg: cfg}
-			s := &syncCtx{now: t0, checkAt: tc.checkAt,
-				st: &v1alpha2.ImageCacheStatus{Reason: tc.reason, CompletionTime: tc.completed}}
+			ic := &v1alpha2.ImageCache{Status: v1alpha2.ImageCacheStatus{Reason: tc.reason, CompletionTime: tc.completed}}
+			s := newPass(cache.ObjectName{}, ic, t0, nil, ledger.Reader{})
+			s.lookAt(tc.checkAt)
 			if got := c.nextLook(s, tc.complete, tc.throttled); got != tc.want {
 				t.Errorf("nextLook = %v, want %v", got, tc.want)
 			}
