@@ -3,6 +3,8 @@ package imagecache
 import (
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -79,7 +81,7 @@ func wasReady(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus) bool {
 
 // failedWhy says why an operation failed: every failure a refusal of its
 // Job by the API server (reasons.JobRejected), or pulls that failed.
-func failedWhy(failures failureSet) string {
+func failedWhy(failures pass.Failures) string {
 	rejected := false
 	for _, m := range failures {
 		for _, nrm := range m {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,8 +45,8 @@ func holdsPins(ic *v1alpha2.ImageCache) bool {
 
 // keepFinalizer adds FinalizerUnpin to a cache that pins before it pins
 // anything, and removes it from one that neither pins nor holds a pin.
-func (c *Controller) keepFinalizer(ctx context.Context, s *syncCtx) error {
-	want, has := c.wantsFinalizer(s.ic), slices.Contains(s.ic.Finalizers, FinalizerUnpin)
+func (c *Controller) keepFinalizer(ctx context.Context, s *pass.Pass) error {
+	want, has := c.wantsFinalizer(s.IC), slices.Contains(s.IC.Finalizers, FinalizerUnpin)
 	if want == has {
 		return nil
 	}
@@ -53,8 +55,8 @@ func (c *Controller) keepFinalizer(ctx context.Context, s *syncCtx) error {
 
 // setFinalizer adds or removes FinalizerUnpin (patchMetadata: no
 // concurrent change of the list is lost).
-func (c *Controller) setFinalizer(ctx context.Context, s *syncCtx, add bool) error {
-	list := slices.DeleteFunc(slices.Clone(s.ic.Finalizers), func(f string) bool { return f == FinalizerUnpin })
+func (c *Controller) setFinalizer(ctx context.Context, s *pass.Pass, add bool) error {
+	list := slices.DeleteFunc(slices.Clone(s.IC.Finalizers), func(f string) bool { return f == FinalizerUnpin })
 	if add {
 		list = append(list, FinalizerUnpin)
 	}
@@ -73,19 +75,19 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	if err != nil {
 		return 0, err
 	}
-	s.planned(nodes, &plan.Plan{Nodes: map[string]*plan.Node{}, Display: map[string]string{}, SpecKeys: map[string]bool{}})
-	s.holdFailures(failureSet{}, failureSet{})
-	s.led.ForgetReplaced(s.nodes)
+	s.Planned(nodes, &plan.Plan{Nodes: map[string]*plan.Node{}, Display: map[string]string{}, SpecKeys: map[string]bool{}})
+	s.HoldFailures(pass.Failures{}, pass.Failures{})
+	s.Led.ForgetReplaced(s.Nodes)
 	jobs, err := c.jobsOf(ic)
 	if err != nil {
 		return 0, err
 	}
-	s.seen(jobs)
+	s.SawJobs(jobs)
 	for _, job := range jobs {
 		switch {
 		case job.DeletionTimestamp != nil || c.isDeleting(job):
 			if puller.IsActive(job) {
-				s.markBusy(job.Annotations[puller.AnnotationNode])
+				s.MarkBusy(job.Annotations[puller.AnnotationNode])
 			}
 		case puller.IsUnpinJob(job):
 			if err := c.readPinJob(ctx, s, job); err != nil {
@@ -98,12 +100,12 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 			}
 		}
 	}
-	var todo jobsToCreate
+	var todo pass.ToCreate
 	c.pinJobs(s, &todo)
-	left := pinnedNodes(s.led, s.nodes)
+	left := pinnedNodes(s.Led, s.Nodes)
 	deadline := ic.DeletionTimestamp.Add(c.unpinTimeout())
-	if len(left) > 0 && s.now.Before(deadline) {
-		if _, err := c.createJobs(ctx, s, todo.jobs); err != nil {
+	if len(left) > 0 && s.Now.Before(deadline) {
+		if _, err := c.createJobs(ctx, s, todo.Jobs); err != nil {
 			return 0, err
 		}
 	}
@@ -113,25 +115,25 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	if err := c.deletePinJobsDone(ctx, s); err != nil {
 		return 0, err
 	}
-	if len(left) > 0 && s.now.Before(deadline) {
-		after := deadline.Sub(s.now)
-		if !s.checkAt.IsZero() {
-			after = min(after, max(s.checkAt.Sub(s.now), 100*time.Millisecond))
+	if len(left) > 0 && s.Now.Before(deadline) {
+		after := deadline.Sub(s.Now)
+		if !s.CheckAt.IsZero() {
+			after = min(after, max(s.CheckAt.Sub(s.Now), 100*time.Millisecond))
 		}
-		if todo.throttled {
+		if todo.Throttled {
 			after = min(after, throttledRetry)
 		}
 		return after, nil
 	}
 	if len(left) > 0 {
 		klog.FromContext(ctx).Info("Giving up unpinning a deleted cache's images", "nodes", left)
-		c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasons.PinsNotReleased,
+		c.recorder.Eventf(s.IC, corev1.EventTypeWarning, reasons.PinsNotReleased,
 			"The cache was deleted %s ago, and its pins on %d %s could not be taken away (%s): the images may stay pinned there; "+
 				"remove the label %s%s with `ctr -n k8s.io images label IMAGE %s%s=` and, where no other pin is left, %s",
 			c.unpinTimeout(), len(left), message.Plural(len(left), "node", "nodes"), message.ListSome(left, 3),
 			cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinned)
 	} else if holdsPins(ic) {
-		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasons.Unpinned, "The deleted cache's pins are taken away from every node")
+		c.recorder.Event(s.IC, corev1.EventTypeNormal, reasons.Unpinned, "The deleted cache's pins are taken away from every node")
 	}
 	if err := c.deleteJobsOf(ctx, s, func(*batchv1.Job) bool { return true }); err != nil {
 		return 0, err
@@ -166,18 +168,18 @@ func pinnedNodes(led *ledger.Ledger, nodes map[string]*corev1.Node) []string {
 }
 
 // writeLedger writes a deleted cache's ledger when its pins changed.
-func (c *Controller) writeLedger(ctx context.Context, s *syncCtx) error {
-	if !c.ledgers.Changed(s.ic, s.led) {
+func (c *Controller) writeLedger(ctx context.Context, s *pass.Pass) error {
+	if !c.ledgers.Changed(s.IC, s.Led) {
 		return nil
 	}
-	updated := s.ic.DeepCopy()
-	c.ledgers.Record(&updated.Status, s.led)
-	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
+	updated := s.IC.DeepCopy()
+	c.ledgers.Record(&updated.Status, s.Led)
+	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: ControllerName})
 	if err != nil {
 		return fmt.Errorf("writing status: %w", err)
 	}
-	c.wrote(s.key, s.ic, written)
-	s.rewritten(written)
+	c.wrote(s.Key, s.IC, written)
+	s.Rewritten(written)
 	return nil
 }

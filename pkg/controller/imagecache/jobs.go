@@ -4,6 +4,8 @@ import (
 	"context"
 	"sort"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -24,23 +26,23 @@ import (
 // readJobs reads the outcomes of the cache's Jobs into the ledger, and
 // deletes the Jobs that the operation does not own, or that were made for an
 // earlier node of the same name.
-func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
-	jobs, err := c.jobsOf(s.ic)
+func (c *Controller) readJobs(ctx context.Context, s *pass.Pass) error {
+	jobs, err := c.jobsOf(s.IC)
 	if err != nil {
 		return err
 	}
-	s.seen(jobs)
+	s.SawJobs(jobs)
 	// First what earlier delete Jobs may have removed: nothing earlier
 	// brings those images back.
 	for _, job := range jobs {
-		if job.DeletionTimestamp == nil && !c.isDeleting(job) && puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.led.Epoch {
+		if job.DeletionTimestamp == nil && !c.isDeleting(job) && puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.Led.Epoch {
 			c.unsettleRemoved(s, job)
 		}
 	}
 	for _, job := range jobs {
 		if job.DeletionTimestamp != nil || c.isDeleting(job) {
 			if puller.IsActive(job) {
-				s.markBusy(job.Annotations[puller.AnnotationNode])
+				s.MarkBusy(job.Annotations[puller.AnnotationNode])
 			}
 			continue
 		}
@@ -50,17 +52,17 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 			}
 			continue
 		}
-		if !s.op.claims(job) || predatesNode(job, s.nodes) {
-			if s.started != "" {
+		if !s.Op.Claims(job) || predatesNode(job, s.Nodes) {
+			if s.Started != "" {
 				// The pass that starts an operation only records its
 				// start; the next one deals with the Jobs before it.
 				if puller.IsActive(job) {
-					s.markBusy(job.Annotations[puller.AnnotationNode])
+					s.MarkBusy(job.Annotations[puller.AnnotationNode])
 				}
 				continue
 			}
-			if puller.JobEpoch(job) < s.led.Epoch && !predatesNode(job, s.nodes) {
-				s.op.readEarlier(ctx, job)
+			if puller.JobEpoch(job) < s.Led.Epoch && !predatesNode(job, s.Nodes) {
+				s.Op.ReadEarlier(ctx, job)
 			}
 			if earlierStillRunning(s, job) {
 				if err := c.followEarlier(ctx, s, job); err != nil {
@@ -73,7 +75,7 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 			}
 			continue
 		}
-		if err := s.op.readJob(ctx, job); err != nil {
+		if err := s.Op.ReadJob(ctx, job); err != nil {
 			return err
 		}
 	}
@@ -85,15 +87,15 @@ func (c *Controller) readJobs(ctx context.Context, s *syncCtx) error {
 // or a removal on a node still there. It is let finish before the node gets
 // the operation's own Job (so a removal never races a pull of the same
 // image), but what it reports is not the operation's.
-func earlierStillRunning(s *syncCtx, job *batchv1.Job) bool {
+func earlierStillRunning(s *pass.Pass, job *batchv1.Job) bool {
 	node := job.Annotations[puller.AnnotationNode]
-	if !puller.IsActive(job) || puller.JobEpoch(job) >= s.led.Epoch || predatesNode(job, s.nodes) {
+	if !puller.IsActive(job) || puller.JobEpoch(job) >= s.Led.Epoch || predatesNode(job, s.Nodes) {
 		return false
 	}
 	if puller.IsDeleteJob(job) {
-		return s.nodes[node] != nil
+		return s.Nodes[node] != nil
 	}
-	return s.plan.Nodes[node] != nil
+	return s.Plan.Nodes[node] != nil
 }
 
 // unsettleRemoved takes back what the ledger carried over for the images of
@@ -101,9 +103,9 @@ func earlierStillRunning(s *syncCtx, job *batchv1.Job) bool {
 // ledger last said so (an image dropped and added back before the removal
 // was recorded), so they are pulled again if wanted. Those it reports
 // removed are no longer this cache's.
-func (c *Controller) unsettleRemoved(s *syncCtx, job *batchv1.Job) {
+func (c *Controller) unsettleRemoved(s *pass.Pass, job *batchv1.Job) {
 	node := job.Annotations[puller.AnnotationNode]
-	out, err := puller.ReadDelete(c.cfg.Puller, job, c.podOf(job), s.now)
+	out, err := puller.ReadDelete(c.cfg.Puller, job, c.podOf(job), s.Now)
 	if err != nil {
 		return
 	}
@@ -112,12 +114,12 @@ func (c *Controller) unsettleRemoved(s *syncCtx, job *batchv1.Job) {
 		if err != nil {
 			continue
 		}
-		if st := s.led.Get(node, key); st == ledger.Pulled || st == ledger.Present {
-			s.led.Set(node, key, ledger.Unsettled)
+		if st := s.Led.Get(node, key); st == ledger.Pulled || st == ledger.Present {
+			s.Led.Set(node, key, ledger.Unsettled)
 		}
-		s.removedBefore(node, key)
+		s.RemovedBefore(node, key)
 		if out.Finished && out.Results[i].State == puller.Succeeded {
-			s.led.SetOwned(node, key, false)
+			s.Led.SetOwned(node, key, false)
 		}
 	}
 }
@@ -125,14 +127,14 @@ func (c *Controller) unsettleRemoved(s *syncCtx, job *batchv1.Job) {
 // followEarlier follows a Job of an earlier operation to its end, as its
 // own operation would have (its deadlines, its start deadline), keeping its
 // node busy meanwhile, and reads nothing of it into the ledger.
-func (c *Controller) followEarlier(ctx context.Context, s *syncCtx, job *batchv1.Job) error {
+func (c *Controller) followEarlier(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
 	var out puller.Outcome
 	var err error
 	if puller.IsDeleteJob(job) {
-		out, err = puller.ReadDelete(c.cfg.Puller, job, c.podOf(job), s.now)
+		out, err = puller.ReadDelete(c.cfg.Puller, job, c.podOf(job), s.Now)
 	} else {
 		pod := c.podOf(job)
-		out, err = puller.Read(c.cfg.Puller, job, pod, c.pulling.PullingSince(ctx, pod), s.now)
+		out, err = puller.Read(c.cfg.Puller, job, pod, c.pulling.PullingSince(ctx, pod), s.Now)
 	}
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
@@ -156,7 +158,7 @@ func predatesNode(job *batchv1.Job, nodes map[string]*corev1.Node) bool {
 // failed (when not nil) of each it failed, before the ledger records it:
 // when failed returns true the pair is to be tried again, and stays
 // unsettled.
-func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1.Job, out puller.Outcome, err error,
+func (c *Controller) recordOutcome(ctx context.Context, s *pass.Pass, job *batchv1.Job, out puller.Outcome, err error,
 	succeeded func(node, key string, i int), failed func(node, key string, i int, r puller.Result) bool) error {
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
@@ -168,25 +170,25 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 	}
 	for i, img := range out.Images {
 		k, err := images.Normalize(img)
-		if err != nil || !s.plan.Wants(node, k) {
+		if err != nil || !s.Plan.Wants(node, k) {
 			continue
 		}
 		switch r := out.Results[i]; r.State {
 		case puller.Succeeded:
 			succeeded(node, k, i)
-			if s.led.Get(node, k) != ledger.Present {
-				s.led.Set(node, k, ledger.Pulled)
+			if s.Led.Get(node, k) != ledger.Present {
+				s.Led.Set(node, k, ledger.Pulled)
 			}
 		case puller.Failed:
 			if failed != nil && failed(node, k, i, r) {
 				continue
 			}
-			s.led.Set(node, k, ledger.Failed)
-			s.failures.add(s.plan.Display[k], node, r.Reason, r.Message)
+			s.Led.Set(node, k, ledger.Failed)
+			s.Failures.Add(s.Plan.Display[k], node, r.Reason, r.Message)
 		case puller.Kept:
 			// A purge's delete Job left it: the runtime knows the image
 			// under a name another cache wants. Kept, and still owned.
-			s.led.Set(node, k, ledger.Present)
+			s.Led.Set(node, k, ledger.Present)
 		}
 	}
 	return nil
@@ -197,7 +199,7 @@ func (c *Controller) recordOutcome(ctx context.Context, s *syncCtx, job *batchv1
 // FailedCreate event; a Job that must end is ended, with its outcome
 // recorded on it; a running one keeps its node busy until its outcome is
 // known; and the sync looks again when the outcome asks to (CheckAt).
-func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job, out *puller.Outcome) error {
+func (c *Controller) followJob(ctx context.Context, s *pass.Pass, job *batchv1.Job, out *puller.Outcome) error {
 	if out.NoPod {
 		c.explainNoPod(ctx, s, job, out)
 	}
@@ -208,9 +210,9 @@ func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job
 	} else if puller.IsActive(job) && !out.Finished {
 		// Once the outcome is known (the pod is done) the node may get
 		// its next Job before the Job controller marks this one Complete.
-		s.markBusy(job.Annotations[puller.AnnotationNode])
+		s.MarkBusy(job.Annotations[puller.AnnotationNode])
 	}
-	s.lookAt(out.CheckAt)
+	s.LookAt(out.CheckAt)
 	return nil
 }
 
@@ -219,7 +221,7 @@ func (c *Controller) followJob(ctx context.Context, s *syncCtx, job *batchv1.Job
 // admission plugin, quota or missing service account that refused the
 // pod). Without such an event, or when events cannot be read, the outcome
 // stays as it is.
-func (c *Controller) explainNoPod(ctx context.Context, s *syncCtx, job *batchv1.Job, out *puller.Outcome) {
+func (c *Controller) explainNoPod(ctx context.Context, s *pass.Pass, job *batchv1.Job, out *puller.Outcome) {
 	e := c.failedCreates(ctx, s, job.Namespace)[job.UID]
 	if e == nil {
 		return
@@ -235,8 +237,8 @@ func (c *Controller) explainNoPod(ctx context.Context, s *syncCtx, job *batchv1.
 // failedCreates returns the newest FailedCreate event of each Job in a
 // namespace (the cache's, or the controller's for delete Jobs), read with
 // one request the first time a pass needs them.
-func (c *Controller) failedCreates(ctx context.Context, s *syncCtx, namespace string) map[types.UID]*corev1.Event {
-	return s.failedCreatesIn(namespace, func() map[types.UID]*corev1.Event { return c.listFailedCreates(ctx, namespace) })
+func (c *Controller) failedCreates(ctx context.Context, s *pass.Pass, namespace string) map[types.UID]*corev1.Event {
+	return s.FailedCreatesIn(namespace, func() map[types.UID]*corev1.Event { return c.listFailedCreates(ctx, namespace) })
 }
 
 // listFailedCreates lists the newest FailedCreate event of each Job in a

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,45 +25,9 @@ import (
 
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/metrics"
-	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
-
-// newJob is a Job a sync decided to create, its throttle slot taken.
-type newJob struct {
-	job    *batchv1.Job
-	kind   string // pull or delete
-	node   string
-	images int
-	// refused settles the Job's pairs as failed when the API server
-	// refuses to create the Job, with its message.
-	refused func(message string)
-	// removals counts the removals of images dropped from the spec that
-	// the Job does or, refused, gives up; pins its pins or unpins.
-	removals int
-	pins     int
-}
-
-// givenUp counts the removals and the pins of the Jobs the API server
-// refused: they are settled, with a failure.
-type givenUp struct{ removals, pins int }
-
-// forNodes calls build for each node of the plan that can take a Job now,
-// in name order, and collects the Jobs it returns.
-func (s *syncCtx) forNodes(build func(w *plan.Node) *newJob) []newJob {
-	var out []newJob
-	for _, name := range sortedKeys(s.plan.Nodes) {
-		w := s.plan.Nodes[name]
-		if w.Skip != "" {
-			continue
-		}
-		if job := build(w); job != nil {
-			out = append(out, *job)
-		}
-	}
-	return out
-}
 
 // maxParallelWrites bounds the Job creates (or deletes) one sync has in
 // flight at once; the client's QPS limit applies on top.
@@ -73,13 +39,13 @@ const maxParallelWrites = 32
 // others go on; any other error (a quota among them) stops the creates and
 // is returned, to be retried with backoff. The slots of the Jobs not created
 // are given back. It returns the removals and pins the refused Jobs gave up.
-func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) (givenUp, error) {
+func (c *Controller) createJobs(ctx context.Context, s *pass.Pass, jobs []pass.NewJob) (pass.GivenUp, error) {
 	logger := klog.FromContext(ctx)
 	created := make([]bool, len(jobs))
 	refusals := make([]error, len(jobs))
 	err := slowStart(len(jobs), func(i int) error {
 		nj := jobs[i]
-		made, err := c.kubeClient.BatchV1().Jobs(nj.job.Namespace).Create(ctx, nj.job, metav1.CreateOptions{FieldManager: ControllerName})
+		made, err := c.kubeClient.BatchV1().Jobs(nj.Job.Namespace).Create(ctx, nj.Job, metav1.CreateOptions{FieldManager: ControllerName})
 		if err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				created[i] = true
@@ -90,25 +56,25 @@ func (c *Controller) createJobs(ctx context.Context, s *syncCtx, jobs []newJob) 
 				return nil
 			}
 			if isQuota(err) {
-				c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasons.QuotaExceeded,
-					"A quota refused the %s Job for node %s; trying again with backoff: %v", nj.kind, nj.node, err)
+				c.recorder.Eventf(s.IC, corev1.EventTypeWarning, reasons.QuotaExceeded,
+					"A quota refused the %s Job for node %s; trying again with backoff: %v", nj.Kind, nj.Node, err)
 			}
-			return fmt.Errorf("creating %s job %s for node %s: %w", nj.kind, nj.job.Name, nj.node, err)
+			return fmt.Errorf("creating %s job %s for node %s: %w", nj.Kind, nj.Job.Name, nj.Node, err)
 		}
 		created[i] = true
 		c.throttle.Created(made)
 		metrics.JobsCreatedTotal.Inc()
-		if nj.kind == "pull" {
+		if nj.Kind == "pull" {
 			// Its pod's events are read when its pulls settle: watch
 			// them from now.
-			c.pulling.Start(ctx, nj.job.Namespace)
+			c.pulling.Start(ctx, nj.Job.Namespace)
 		}
-		logger.V(2).Info("Created "+nj.kind+" Job", "job", klog.KObj(nj.job), "node", nj.node, "images", nj.images)
+		logger.V(2).Info("Created "+nj.Kind+" Job", "job", klog.KObj(nj.Job), "node", nj.Node, "images", nj.Images)
 		return nil
 	})
 	for i, ok := range created {
 		if !ok {
-			c.throttle.Release(throttle.JobKey(jobs[i].job))
+			c.throttle.Release(throttle.JobKey(jobs[i].Job))
 		}
 	}
 	return c.recordRefusals(ctx, s, jobs, refusals), err
@@ -135,34 +101,34 @@ func isQuota(err error) bool {
 // recordRefusals fails the pairs of each refused Job with the API server's
 // message, and says so in a Warning event. It returns the removals and
 // pins the refused Jobs gave up.
-func (c *Controller) recordRefusals(ctx context.Context, s *syncCtx, jobs []newJob, refusals []error) givenUp {
+func (c *Controller) recordRefusals(ctx context.Context, s *pass.Pass, jobs []pass.NewJob, refusals []error) pass.GivenUp {
 	var nodes []string
 	var first error
-	var given givenUp
+	var given pass.GivenUp
 	for i, err := range refusals {
 		if err == nil {
 			continue
 		}
-		jobs[i].refused(err.Error())
-		given.removals += jobs[i].removals
-		given.pins += jobs[i].pins
-		nodes = append(nodes, jobs[i].node)
+		jobs[i].Refused(err.Error())
+		given.Removals += jobs[i].Removals
+		given.Pins += jobs[i].Pins
+		nodes = append(nodes, jobs[i].Node)
 		if first == nil {
 			first = err
 		}
-		klog.FromContext(ctx).Info("The API server refused a Job", "job", klog.KObj(jobs[i].job), "node", jobs[i].node, "err", err)
+		klog.FromContext(ctx).Info("The API server refused a Job", "job", klog.KObj(jobs[i].Job), "node", jobs[i].Node, "err", err)
 	}
 	if len(nodes) == 0 {
 		return given
 	}
-	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasons.JobRejected,
+	c.recorder.Eventf(s.IC, corev1.EventTypeWarning, reasons.JobRejected,
 		"The API server refused the Jobs for %d %s (%s): %v", len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3), first)
 	return given
 }
 
 // deleteFinishedJobs deletes a complete operation's Jobs, unless they are to
 // be kept.
-func (c *Controller) deleteFinishedJobs(ctx context.Context, s *syncCtx, complete bool) error {
+func (c *Controller) deleteFinishedJobs(ctx context.Context, s *pass.Pass, complete bool) error {
 	if !complete || c.cfg.RetainJobs {
 		return nil
 	}
@@ -173,16 +139,16 @@ func (c *Controller) deleteFinishedJobs(ctx context.Context, s *syncCtx, complet
 // outcomes this pass read and wrote to the status, whatever
 // --retain-jobs says: under a quota of Jobs, they are what holds the
 // operation back.
-func (c *Controller) deleteJobsDone(ctx context.Context, s *syncCtx) error {
+func (c *Controller) deleteJobsDone(ctx context.Context, s *pass.Pass) error {
 	return c.deleteJobsOf(ctx, s, func(job *batchv1.Job) bool { return !puller.IsActive(job) })
 }
 
 // deleteJobsOf deletes the cache's Jobs that pick selects, but those
 // deleted or being deleted.
-func (c *Controller) deleteJobsOf(ctx context.Context, s *syncCtx, pick func(*batchv1.Job) bool) error {
+func (c *Controller) deleteJobsOf(ctx context.Context, s *pass.Pass, pick func(*batchv1.Job) bool) error {
 	var jobs []*batchv1.Job
-	for _, job := range s.jobs {
-		if job.DeletionTimestamp == nil && !s.deleted[job.Name] && !c.isDeleting(job) && pick(job) {
+	for _, job := range s.Jobs {
+		if job.DeletionTimestamp == nil && !s.Deleted[job.Name] && !c.isDeleting(job) && pick(job) {
 			jobs = append(jobs, job)
 		}
 	}
@@ -213,11 +179,11 @@ func slowStart(n int, fn func(i int) error) error {
 }
 
 // dropJob deletes a Job in the middle of a sync, which then leaves it alone.
-func (c *Controller) dropJob(ctx context.Context, s *syncCtx, job *batchv1.Job) error {
+func (c *Controller) dropJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
 	if err := c.deleteJob(ctx, job); err != nil {
 		return err
 	}
-	s.markDeleted(job.Name)
+	s.MarkDeleted(job.Name)
 	return nil
 }
 

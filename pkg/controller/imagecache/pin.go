@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -33,20 +35,20 @@ import (
 // still has pinned there: it waits for the unpin.
 
 // pinning says whether the cache wants its images pinned now.
-func (c *Controller) pinning(s *syncCtx) bool {
-	return c.cfg.Pinning && s.ic.Spec.Pin && s.op != nil && s.op.pulls() && s.ic.DeletionTimestamp == nil
+func (c *Controller) pinning(s *pass.Pass) bool {
+	return c.cfg.Pinning && s.IC.Spec.Pin && s.Op != nil && s.Op.Pulls() && s.IC.DeletionTimestamp == nil
 }
 
 // readPinJob reads a pin or unpin Job into the ledger's pins, and marks it
 // to be deleted once the status records it. A pin the node refused (an
 // image gone from it among them) is tried again in the next operation; an
 // unpin that failed is given up, with a failure.
-func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Job) error {
+func (c *Controller) readPinJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
 	node := job.Annotations[puller.AnnotationNode]
-	if s.nodes[node] == nil || predatesNode(job, s.nodes) {
+	if s.Nodes[node] == nil || predatesNode(job, s.Nodes) {
 		return c.dropJob(ctx, s, job)
 	}
-	out, err := puller.ReadPin(c.cfg.Puller, job, c.podOf(job), s.now)
+	out, err := puller.ReadPin(c.cfg.Puller, job, c.podOf(job), s.Now)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 		return c.dropJob(ctx, s, job)
@@ -57,7 +59,7 @@ func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Jo
 	if !out.Finished {
 		return nil
 	}
-	s.pinJobRead(job)
+	s.PinJobRead(job)
 	unpin := puller.IsUnpinJob(job)
 	for i, img := range out.Images {
 		key, err := images.Normalize(img)
@@ -67,15 +69,15 @@ func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Jo
 		r := out.Results[i]
 		switch {
 		case unpin && r.State == puller.Succeeded:
-			s.led.SetPin(node, key, ledger.NotPinned)
+			s.Led.SetPin(node, key, ledger.NotPinned)
 			metrics.PinsTotal.WithLabelValues(metrics.PinUnpinned).Inc()
 		case unpin:
-			if s.led.Pin(node, key).Held() {
-				s.led.SetPin(node, key, ledger.NotPinned)
-				s.failures.add(img, node, reasons.UnpinFailed, "the image may stay pinned on this node: "+r.Reason+": "+r.Message)
+			if s.Led.Pin(node, key).Held() {
+				s.Led.SetPin(node, key, ledger.NotPinned)
+				s.Failures.Add(img, node, reasons.UnpinFailed, "the image may stay pinned on this node: "+r.Reason+": "+r.Message)
 			}
 		case r.State == puller.Succeeded:
-			s.led.SetPin(node, key, ledger.Pinned)
+			s.Led.SetPin(node, key, ledger.Pinned)
 			metrics.PinsTotal.WithLabelValues(metrics.PinPinned).Inc()
 		case r.Reason == puller.ReasonImageGone:
 			// Collected before the pin, or removed by someone: the
@@ -83,62 +85,54 @@ func (c *Controller) readPinJob(ctx context.Context, s *syncCtx, job *batchv1.Jo
 			metrics.ImagesGoneTotal.Inc()
 			fallthrough
 		default:
-			s.led.SetPin(node, key, ledger.PinRefused)
-			s.unpinned.add(s.displayOf(key, img), node, r.Reason, r.Message)
+			s.Led.SetPin(node, key, ledger.PinRefused)
+			s.Unpinned.Add(s.DisplayOf(key, img), node, r.Reason, r.Message)
 			metrics.PinsTotal.WithLabelValues(metrics.PinRefused).Inc()
 		}
 	}
 	return nil
 }
 
-// displayOf is how the status spells an image: as the spec does, or as given.
-func (s *syncCtx) displayOf(key, fallback string) string {
-	if d, ok := s.plan.Display[key]; ok {
-		return d
-	}
-	return fallback
-}
-
 // pinJobs returns the pin and unpin Jobs to create now, for the nodes that
 // no other Job of the cache holds, and counts the pins and unpins still to
 // do, which keep the operation under way.
-func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
+func (c *Controller) pinJobs(s *pass.Pass, todo *pass.ToCreate) {
 	pin := c.pinning(s)
 	planned := map[string]bool{}
-	for _, j := range todo.jobs {
-		planned[j.node] = true
+	for _, j := range todo.Jobs {
+		planned[j.Node] = true
 	}
 	nodes := map[string]bool{}
-	for _, n := range s.led.PinNodes() {
+	for _, n := range s.Led.PinNodes() {
 		nodes[n] = true
 	}
 	if pin {
-		for n := range s.plan.Nodes {
+		for n := range s.Plan.Nodes {
 			nodes[n] = true
 		}
 	}
 	for _, name := range sortedKeys(nodes) {
-		n := s.nodes[name]
+		n := s.Nodes[name]
 		if n == nil {
 			// The node is gone, and its pins with it.
-			for _, key := range s.led.PinsOn(name) {
-				s.led.SetPin(name, key, ledger.NotPinned)
+			for _, key := range s.Led.PinsOn(name) {
+				s.Led.SetPin(name, key, ledger.NotPinned)
 			}
 			continue
 		}
 		var unpins, pins []string
-		for _, key := range s.led.PinsOn(name) {
-			wanted := pin && s.plan.Wants(name, key)
-			switch st := s.led.Pin(name, key); {
+		for _, key := range s.Led.PinsOn(name) {
+			wanted := pin && s.Plan.Wants(name, key)
+			switch st := s.Led.Pin(name, key); {
 			case st.Held() && !wanted:
 				unpins = append(unpins, key)
 			case st == ledger.PinRefused && !wanted:
-				s.led.SetPin(name, key, ledger.NotPinned)
+				s.Led.SetPin(name, key, ledger.NotPinned)
 			}
 		}
-		if w := s.plan.Nodes[name]; pin && w != nil && w.Skip == "" && nodeSettled(s, w) {
+		if w := s.Plan.Nodes[name]; pin && w != nil && w.Skip == "" && nodeSettled(s, w) {
 			for _, wi := range w.Images {
-				if st, pin := s.led.Get(name, wi.Key), s.led.Pin(name, wi.Key); (st == ledger.Pulled || st == ledger.Present) &&
+				if st, pin := s.Led.Get(name, wi.Key), s.Led.Pin(name, wi.Key); (st == ledger.Pulled || st == ledger.Present) &&
 					(pin == ledger.NotPinned || pin == ledger.PinStale) {
 					pins = append(pins, wi.Key)
 				}
@@ -152,21 +146,21 @@ func (c *Controller) pinJobs(s *syncCtx, todo *jobsToCreate) {
 			// not hold the operation meanwhile.
 			continue
 		}
-		todo.pins += len(unpins) + len(pins)
+		todo.Pins += len(unpins) + len(pins)
 		if len(unpins) > 0 {
 			c.pinJob(s, todo, n, unpins, true, planned[name])
 		} else if !c.refuseUnsupported(s, n, pins) {
 			c.pinJob(s, todo, n, pins, false, planned[name])
 		} else {
-			todo.pins -= len(pins)
+			todo.Pins -= len(pins)
 		}
 	}
 }
 
 // nodeSettled says whether a node's pulls of the operation are all settled.
-func nodeSettled(s *syncCtx, w *plan.Node) bool {
+func nodeSettled(s *pass.Pass, w *plan.Node) bool {
 	for _, wi := range w.Images {
-		if s.led.Get(w.Node.Name, wi.Key) == ledger.Unsettled {
+		if s.Led.Get(w.Node.Name, wi.Key) == ledger.Unsettled {
 			return false
 		}
 	}
@@ -175,14 +169,14 @@ func nodeSettled(s *syncCtx, w *plan.Node) bool {
 
 // refuseUnsupported settles as refused the pins of a node whose runtime
 // cannot pin images (not containerd), with no Job, and says so.
-func (c *Controller) refuseUnsupported(s *syncCtx, n *corev1.Node, keys []string) bool {
+func (c *Controller) refuseUnsupported(s *pass.Pass, n *corev1.Node, keys []string) bool {
 	runtime := n.Status.NodeInfo.ContainerRuntimeVersion
 	if c.cfg.CRISocketPath != "" || strings.HasPrefix(runtime, "containerd://") {
 		return false
 	}
 	for _, key := range keys {
-		s.led.SetPin(n.Name, key, ledger.PinRefused)
-		s.unpinned.add(s.displayOf(key, key), n.Name, puller.ReasonPinUnsupported,
+		s.Led.SetPin(n.Name, key, ledger.PinRefused)
+		s.Unpinned.Add(s.DisplayOf(key, key), n.Name, puller.ReasonPinUnsupported,
 			fmt.Sprintf("the node's runtime %q cannot pin images: only containerd's can; the image is cached, not pinned", runtime))
 	}
 	return true
@@ -190,8 +184,8 @@ func (c *Controller) refuseUnsupported(s *syncCtx, n *corev1.Node, keys []string
 
 // pinJob adds the Job that pins (or unpins) images on a node to todo,
 // unless the node must wait or the throttle has no slot.
-func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys []string, unpin, planned bool) {
-	if planned || todo.hold(s, n.Name) {
+func (c *Controller) pinJob(s *pass.Pass, todo *pass.ToCreate, n *corev1.Node, keys []string, unpin, planned bool) {
+	if planned || todo.Hold(s, n.Name) {
 		return
 	}
 	socket := c.cfg.CRISocketPath
@@ -204,27 +198,27 @@ func (c *Controller) pinJob(s *syncCtx, todo *jobsToCreate, n *corev1.Node, keys
 		}
 	}
 	batch := keys[:min(len(keys), maxImagesPerDeleteJob)]
-	job := puller.NewPinJob(c.cfg.Puller, puller.PinBatch{Cache: s.ic, NodeName: n.Name, Hostname: n.Labels[puller.HostnameLabel],
-		Images: batch, Epoch: s.led.Epoch, Unpin: unpin, Socket: socket, BudgetPercent: c.cfg.PinBudgetPercent, Root: c.cfg.ContainerdRoot})
+	job := puller.NewPinJob(c.cfg.Puller, puller.PinBatch{Cache: s.IC, NodeName: n.Name, Hostname: n.Labels[puller.HostnameLabel],
+		Images: batch, Epoch: s.Led.Epoch, Unpin: unpin, Socket: socket, BudgetPercent: c.cfg.PinBudgetPercent, Root: c.cfg.ContainerdRoot})
 	if c.expectations.ExpectsCreate(throttle.JobKey(job)) {
 		return // created, and not shown by the informer yet
 	}
-	if !c.throttle.TryAcquire(throttle.JobKey(job), s.key) {
-		todo.throttled = true
+	if !c.throttle.TryAcquire(throttle.JobKey(job), s.Key) {
+		todo.Throttled = true
 		return
 	}
 	kind := "pin"
 	if unpin {
 		kind = "unpin"
 	}
-	todo.jobs = append(todo.jobs, newJob{job: job, kind: kind, node: n.Name, images: len(batch), pins: len(batch), refused: func(message string) {
+	todo.Jobs = append(todo.Jobs, pass.NewJob{Job: job, Kind: kind, Node: n.Name, Images: len(batch), Pins: len(batch), Refused: func(message string) {
 		for _, key := range batch {
 			if unpin {
-				s.led.SetPin(n.Name, key, ledger.NotPinned)
-				s.failures.add(s.displayOf(key, key), n.Name, reasons.UnpinFailed, "the image may stay pinned on this node: "+message)
+				s.Led.SetPin(n.Name, key, ledger.NotPinned)
+				s.Failures.Add(s.DisplayOf(key, key), n.Name, reasons.UnpinFailed, "the image may stay pinned on this node: "+message)
 			} else {
-				s.led.SetPin(n.Name, key, ledger.PinRefused)
-				s.unpinned.add(s.displayOf(key, key), n.Name, reasons.JobRejected, message)
+				s.Led.SetPin(n.Name, key, ledger.PinRefused)
+				s.Unpinned.Add(s.DisplayOf(key, key), n.Name, reasons.JobRejected, message)
 			}
 		}
 	}})
@@ -235,9 +229,9 @@ const containerdSocket = "/run/containerd/containerd.sock"
 
 // pinnedAmong says whether the cache has one of the picked images of a
 // removal pinned on its node: the delete Job waits for the unpin.
-func pinnedAmong(s *syncCtx, r removal) bool {
+func pinnedAmong(s *pass.Pass, r removal) bool {
 	for _, wi := range r.want.Images {
-		if r.pick(wi.Key) && s.led.Pin(r.want.Node.Name, wi.Key).Held() {
+		if r.pick(wi.Key) && s.Led.Pin(r.want.Node.Name, wi.Key).Held() {
 			return true
 		}
 	}
@@ -246,8 +240,8 @@ func pinnedAmong(s *syncCtx, r removal) bool {
 
 // newUnpinnedSet starts from the refused pins in status that the ledger
 // still has refused.
-func newUnpinnedSet(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) failureSet {
-	f := failureSet{}
+func newUnpinnedSet(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) pass.Failures {
+	f := pass.Failures{}
 	for img, list := range prev {
 		key, err := images.Normalize(img)
 		if err != nil {
@@ -255,7 +249,7 @@ func newUnpinnedSet(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.
 		}
 		for _, nrm := range list {
 			if led.Pin(nrm.Node, key) == ledger.PinRefused {
-				f.add(img, nrm.Node, nrm.Reason, nrm.Message)
+				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
 			}
 		}
 	}
@@ -264,9 +258,9 @@ func newUnpinnedSet(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.
 
 // deletePinJobsDone deletes the pin and unpin Jobs whose outcomes the
 // status now records: a pin is done again rather than read twice.
-func (c *Controller) deletePinJobsDone(ctx context.Context, s *syncCtx) error {
+func (c *Controller) deletePinJobsDone(ctx context.Context, s *pass.Pass) error {
 	done := map[string]bool{}
-	for _, job := range s.pinJobsDone {
+	for _, job := range s.PinJobsDone {
 		done[job.Name] = true
 	}
 	return c.deleteJobsOf(ctx, s, func(job *batchv1.Job) bool { return done[job.Name] })

@@ -3,6 +3,8 @@ package imagecache
 import (
 	"context"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
@@ -24,21 +26,21 @@ const (
 // makePlan works out what this pass works on: the desired pulls of the spec
 // on the nodes of now, the operation under way, the ledger trimmed to the
 // pairs the operation still cares about, and the failures that still hold.
-func (c *Controller) makePlan(ctx context.Context, s *syncCtx) error {
+func (c *Controller) makePlan(ctx context.Context, s *pass.Pass) error {
 	nodes, byName, err := c.listNodes()
 	if err != nil {
 		return err
 	}
-	p := plan.Compute(s.ic, nodes, c.filter, c.cfg.Puller.PullPolicy == corev1.PullAlways)
-	s.planned(byName, p)
-	s.chose(c.operationFor(s))
-	if replaced := s.led.ForgetReplaced(s.nodes); len(replaced) > 0 {
+	p := plan.Compute(s.IC, nodes, c.filter, c.cfg.Puller.PullPolicy == corev1.PullAlways)
+	s.Planned(byName, p)
+	s.Chose(c.operationFor(s))
+	if replaced := s.Led.ForgetReplaced(s.Nodes); len(replaced) > 0 {
 		klog.FromContext(ctx).Info("Nodes re-created under the same name: warming them again", "nodes", replaced)
-		c.recorder.Eventf(s.ic, corev1.EventTypeNormal, reasons.NodesReplaced,
+		c.recorder.Eventf(s.IC, corev1.EventTypeNormal, reasons.NodesReplaced,
 			"%d %s re-created under the same name, to be warmed again: %s", len(replaced),
 			message.Plural(len(replaced), "node was", "nodes were"), message.ListSome(replaced, 3))
 	}
-	s.holdFailures(newFailureSet(s.st.Failures, s.plan, s.led), newUnpinnedSet(s.st.Unpinned, s.led))
+	s.HoldFailures(newFailureSet(s.St.Failures, s.Plan, s.Led), newUnpinnedSet(s.St.Unpinned, s.Led))
 	return nil
 }
 

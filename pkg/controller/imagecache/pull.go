@@ -5,6 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
@@ -32,7 +34,7 @@ import (
 // their removal is done.
 type pullOp struct {
 	c *Controller
-	s *syncCtx
+	s *pass.Pass
 	// others says what the other ImageCaches want on a node.
 	others *otherCaches
 	// pullTimes are the pull durations of the pairs this pass settles, and
@@ -48,9 +50,9 @@ type pullOp struct {
 
 // newPullOp keeps of the ledger the pairs the plan wants, and the images
 // dropped from the spec that are still to be removed.
-func newPullOp(c *Controller, s *syncCtx) *pullOp {
-	o := &pullOp{c: c, s: s, others: c.otherCaches(s.ic)}
-	s.led.KeepOnly(func(node, key string) bool { return s.plan.Wants(node, key) || o.toRemove(node, key) })
+func newPullOp(c *Controller, s *pass.Pass) *pullOp {
+	o := &pullOp{c: c, s: s, others: c.otherCaches(s.IC)}
+	s.Led.KeepOnly(func(node, key string) bool { return s.Plan.Wants(node, key) || o.toRemove(node, key) })
 	return o
 }
 
@@ -62,44 +64,44 @@ func (o *pullOp) toRemove(node, key string) bool {
 		return false
 	}
 	s := o.s
-	n := s.nodes[node]
-	return s.led.Owned(node, key) && !s.plan.SpecKeys[key] && n != nil && o.others.wants(n, key) == ""
+	n := s.Nodes[node]
+	return s.Led.Owned(node, key) && !s.Plan.SpecKeys[key] && n != nil && o.others.wants(n, key) == ""
 }
 
-// claims takes the pull Jobs of this epoch for nodes in the plan, and the
+// Claims takes the pull Jobs of this epoch for nodes in the plan, and the
 // delete Jobs of this epoch (removals) for nodes still there.
-func (o *pullOp) claims(job *batchv1.Job) bool {
+func (o *pullOp) Claims(job *batchv1.Job) bool {
 	node := job.Annotations[puller.AnnotationNode]
-	if puller.JobEpoch(job) != o.s.led.Epoch {
+	if puller.JobEpoch(job) != o.s.Led.Epoch {
 		return false
 	}
 	if puller.IsDeleteJob(job) {
-		return o.s.nodes[node] != nil
+		return o.s.Nodes[node] != nil
 	}
-	return o.s.plan.Nodes[node] != nil
+	return o.s.Plan.Nodes[node] != nil
 }
 
-func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
+func (o *pullOp) ReadJob(ctx context.Context, job *batchv1.Job) error {
 	if puller.IsDeleteJob(job) {
 		return o.readRemoval(ctx, job)
 	}
 	s := o.s
 	pod := o.c.podOf(job)
-	out, err := puller.Read(o.c.cfg.Puller, job, pod, o.c.pulling.PullingSince(ctx, pod), s.now)
+	out, err := puller.Read(o.c.cfg.Puller, job, pod, o.c.pulling.PullingSince(ctx, pod), s.Now)
 	own := o.ownershipOf(ctx, job, pod)
-	pulls := o.c.pulling.Pulls(ctx, pod, s.now)
+	pulls := o.c.pulling.Pulls(ctx, pod, s.Now)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
-		if s.led.Get(node, key) == ledger.Unsettled {
-			o.pullTimes = append(o.pullTimes, s.now.Sub(job.CreationTimestamp.Time))
+		if s.Led.Get(node, key) == ledger.Unsettled {
+			o.pullTimes = append(o.pullTimes, s.Now.Sub(job.CreationTimestamp.Time))
 			o.kubeletPulls = append(o.kubeletPulls, pulls.Pulled(i)...)
-			if s.plan.Always(node, key) {
-				if m := recordDigest(s.st, s.plan.Display[key], node, containerDigest(pod, i)); m != nil {
+			if s.Plan.Always(node, key) {
+				if m := recordDigest(s.St, s.Plan.Display[key], node, containerDigest(pod, i)); m != nil {
 					o.moved = append(o.moved, *m)
 				}
-				if s.led.Pin(node, key) == ledger.Pinned {
+				if s.Led.Pin(node, key) == ledger.Pinned {
 					// The pull may have moved the tag, and containerd
 					// then drops the record's labels: pin it again.
-					s.led.SetPin(node, key, ledger.PinStale)
+					s.Led.SetPin(node, key, ledger.PinStale)
 				}
 			}
 		}
@@ -107,7 +109,7 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 		// settled.
 		own(node, key, i)
 	}, func(node, key string, i int, r puller.Result) bool {
-		switch s.led.Get(node, key) {
+		switch s.Led.Get(node, key) {
 		case ledger.Pulled, ledger.Present:
 			// A later try of a pair that failed did it.
 			return true
@@ -133,19 +135,19 @@ func (o *pullOp) readJob(ctx context.Context, job *batchv1.Job) error {
 func (o *pullOp) ownershipOf(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) func(node, key string, i int) {
 	var pulled map[string]bool
 	return func(node, key string, i int) {
-		if o.s.led.Owned(node, key) {
+		if o.s.Led.Owned(node, key) {
 			return
 		}
 		if pulled == nil {
 			pulled = o.c.pulling.PulledHere(ctx, job, pod)
 		}
 		if pulled[puller.ContainerName(i)] {
-			o.s.led.SetOwned(node, key, true)
+			o.s.Led.SetOwned(node, key, true)
 		}
 	}
 }
 
-// readEarlier takes from a pull Job of an earlier operation the images it
+// ReadEarlier takes from a pull Job of an earlier operation the images it
 // pulled once this operation was due: they are on the node, whatever that
 // operation asked for. "Due" is from a second before the start, the most an
 // operation waits to start (epochs are seconds apart), in which the earlier
@@ -155,10 +157,10 @@ func (o *pullOp) ownershipOf(ctx context.Context, job *batchv1.Job, pod *corev1.
 // record it, and nothing an earlier delete Job may have removed. Of a pod
 // that Succeeded the cache keeps no container: its images count if the pod
 // started once this operation was due.
-func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
+func (o *pullOp) ReadEarlier(ctx context.Context, job *batchv1.Job) {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
-	if puller.IsDeleteJob(job) || s.st.StartTime == nil || s.plan.Nodes[node] == nil {
+	if puller.IsDeleteJob(job) || s.St.StartTime == nil || s.Plan.Nodes[node] == nil {
 		return
 	}
 	pod := o.c.podOf(job)
@@ -186,11 +188,11 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	for i, img := range imgs {
 		at, ok := finished[puller.ContainerName(i)]
 		key, err := images.Normalize(img)
-		if !ok || at.Before(s.st.StartTime.Add(-time.Second)) || err != nil || !s.plan.Wants(node, key) ||
-			s.led.Get(node, key) != ledger.Unsettled || s.removedEarlier[pairKey(node, key)] {
+		if !ok || at.Before(s.St.StartTime.Add(-time.Second)) || err != nil || !s.Plan.Wants(node, key) ||
+			s.Led.Get(node, key) != ledger.Unsettled || s.RemovedEarlier[pass.PairKey(node, key)] {
 			continue
 		}
-		s.led.Set(node, key, ledger.Pulled)
+		s.Led.Set(node, key, ledger.Pulled)
 		own(node, key, i)
 	}
 }
@@ -201,7 +203,7 @@ func (o *pullOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
-	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
+	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.Now)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 		return o.c.dropJob(ctx, s, job)
@@ -215,36 +217,36 @@ func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 		}
 		// Removed, failed, or kept for another name of the same image:
 		// either way no longer this cache's to remove.
-		s.led.Set(node, img, ledger.Unsettled)
-		s.led.SetOwned(node, img, false)
+		s.Led.Set(node, img, ledger.Unsettled)
+		s.Led.SetOwned(node, img, false)
 		if out.Results[i].State == puller.Kept {
 			continue
 		}
-		s.led.RemovedAt = s.now.Unix()
+		s.Led.RemovedAt = s.Now.Unix()
 		if r := out.Results[i]; r.State == puller.Failed {
-			s.failures.add(img, node, r.Reason, r.Message)
+			s.Failures.Add(img, node, r.Reason, r.Message)
 		}
 	}
 	return nil
 }
 
-// settle takes as present the images the nodes already report, and gives
+// Settle takes as present the images the nodes already report, and gives
 // up the removals on nodes whose runtime cannot be reached.
-func (o *pullOp) settle() {
+func (o *pullOp) Settle() {
 	c, s := o.c, o.s
 	// Right after this cache removed images, a node may still report
 	// them: they are pulled, not taken as present. An image pulled Always
 	// is pulled where the node has it too.
-	trust := s.now.Unix() >= s.led.RemovedAt+nodeImagesLag
-	for name, w := range s.plan.Nodes {
+	trust := s.Now.Unix() >= s.Led.RemovedAt+nodeImagesLag
+	for name, w := range s.Plan.Nodes {
 		// A node where one of the cache's Jobs runs lists what the Job
 		// pulls once it has it: the Job's outcome settles those.
-		if w.Skip != "" || !trust || s.busy[name] {
+		if w.Skip != "" || !trust || s.Busy[name] {
 			continue
 		}
 		var present images.Present
 		for _, wi := range w.Images {
-			if wi.Always || s.led.Get(name, wi.Key) != ledger.Unsettled {
+			if wi.Always || s.Led.Get(name, wi.Key) != ledger.Unsettled {
 				continue
 			}
 			if present == "" {
@@ -252,13 +254,13 @@ func (o *pullOp) settle() {
 			}
 			switch {
 			case !present.Has(wi.Key):
-			case s.retries[pairKey(name, wi.Key)] != nil:
+			case s.Retries[pass.PairKey(name, wi.Key)] != nil:
 				// A try the controller ended brought it after all (the
 				// runtime finishes a pull whose pod went): pulled, but
 				// not shown to be the cache's.
-				s.led.Set(name, wi.Key, ledger.Pulled)
+				s.Led.Set(name, wi.Key, ledger.Pulled)
 			default:
-				s.led.Set(name, wi.Key, ledger.Present)
+				s.Led.Set(name, wi.Key, ledger.Present)
 			}
 		}
 	}
@@ -267,18 +269,18 @@ func (o *pullOp) settle() {
 	}
 }
 
-// jobs returns a pull Job for each node with images left to pull, then the
+// Jobs returns a pull Job for each node with images left to pull, then the
 // delete Jobs of the removals.
-func (o *pullOp) jobs() jobsToCreate {
-	var out jobsToCreate
-	out.jobs = o.s.forNodes(func(w *plan.Node) *newJob { return o.pullJob(w, &out) })
+func (o *pullOp) Jobs() pass.ToCreate {
+	var out pass.ToCreate
+	out.Jobs = o.s.ForNodes(func(w *plan.Node) *pass.NewJob { return o.pullJob(w, &out) })
 	for _, t := range o.removals() {
-		out.removals += len(t.want.Images)
-		job, throttled := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.Node.Name))
-		out.throttled = out.throttled || throttled
+		out.Removals += len(t.want.Images)
+		job, throttled := o.c.deleteJobFor(o.s, t, out.Hold(o.s, t.want.Node.Name))
+		out.Throttled = out.Throttled || throttled
 		if job != nil {
-			job.removals = len(t.want.Images)
-			out.jobs = append(out.jobs, *job)
+			job.Removals = len(t.want.Images)
+			out.Jobs = append(out.Jobs, *job)
 		}
 	}
 	return out
@@ -287,7 +289,7 @@ func (o *pullOp) jobs() jobsToCreate {
 // pullJob returns the Job that pulls the next batch of a node's images left
 // to pull, or nil; out says whether the node must wait, and is told when the
 // cache waits for a slot.
-func (o *pullOp) pullJob(w *plan.Node, out *jobsToCreate) *newJob {
+func (o *pullOp) pullJob(w *plan.Node, out *pass.ToCreate) *pass.NewJob {
 	c, s, name := o.c, o.s, w.Node.Name
 	var batch, pulledAnyway []string
 	var always []bool
@@ -299,15 +301,15 @@ func (o *pullOp) pullJob(w *plan.Node, out *jobsToCreate) *newJob {
 	var present images.Present
 	whole := pullevents.ListsEveryImage(w.Node, c.cfg.NodeStatusMaxImages)
 	for _, wi := range w.Images {
-		if s.led.Get(name, wi.Key) != ledger.Unsettled || len(batch) == c.cfg.ImagesPerJob {
+		if s.Led.Get(name, wi.Key) != ledger.Unsettled || len(batch) == c.cfg.ImagesPerJob {
 			continue
 		}
-		if r := s.retries[pairKey(name, wi.Key)]; r != nil {
-			if s.now.Before(r.next) {
-				s.lookAt(r.next)
+		if r := s.Retries[pass.PairKey(name, wi.Key)]; r != nil {
+			if s.Now.Before(r.Next) {
+				s.LookAt(r.Next)
 				continue
 			}
-			attempt = max(attempt, r.attempts)
+			attempt = max(attempt, r.Attempts)
 		}
 		batch = append(batch, wi.Image)
 		always = append(always, wi.Always)
@@ -322,23 +324,23 @@ func (o *pullOp) pullJob(w *plan.Node, out *jobsToCreate) *newJob {
 			}
 		}
 	}
-	if len(batch) == 0 || out.hold(s, name) {
+	if len(batch) == 0 || out.Hold(s, name) {
 		return nil
 	}
-	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.ic, NodeName: name, Hostname: w.Hostname, Images: batch,
-		Epoch: s.led.Epoch, PullingProvesAbsence: pullevents.ProvesAbsence(w.Node, c.cfg.NodeStatusMaxImages), Attempt: attempt,
+	job := puller.NewPullJob(c.cfg.Puller, puller.Batch{Cache: s.IC, NodeName: name, Hostname: w.Hostname, Images: batch,
+		Epoch: s.Led.Epoch, PullingProvesAbsence: pullevents.ProvesAbsence(w.Node, c.cfg.NodeStatusMaxImages), Attempt: attempt,
 		Always: always, PulledAnyway: pulledAnyway, Deadlines: deadlines})
 	if c.expectations.ExpectsCreate(throttle.JobKey(job)) {
 		return nil // created, and not shown by the informer yet
 	}
-	if !c.throttle.TryAcquire(throttle.JobKey(job), s.key) {
-		out.throttled = true
+	if !c.throttle.TryAcquire(throttle.JobKey(job), s.Key) {
+		out.Throttled = true
 		return nil
 	}
-	return &newJob{job: job, kind: "pull", node: name, images: len(batch), refused: func(message string) {
+	return &pass.NewJob{Job: job, Kind: "pull", Node: name, Images: len(batch), Refused: func(message string) {
 		for _, wi := range picked {
-			s.led.Set(name, wi.Key, ledger.Failed)
-			s.failures.add(wi.Image, name, reasons.JobRejected, message)
+			s.Led.Set(name, wi.Key, ledger.Failed)
+			s.Failures.Add(wi.Image, name, reasons.JobRejected, message)
 		}
 	}}
 }
@@ -349,9 +351,9 @@ func (o *pullOp) pullJob(w *plan.Node, out *jobsToCreate) *newJob {
 func (o *pullOp) removals() []removal {
 	s := o.s
 	var out []removal
-	for _, name := range s.led.OwnedNodes() {
+	for _, name := range s.Led.OwnedNodes() {
 		var imgs []plan.Image
-		for _, k := range s.led.OwnedOn(name) {
+		for _, k := range s.Led.OwnedOn(name) {
 			if o.toRemove(name, k) {
 				imgs = append(imgs, plan.Image{Image: k, Key: k})
 			}
@@ -359,7 +361,7 @@ func (o *pullOp) removals() []removal {
 		if len(imgs) == 0 {
 			continue
 		}
-		n := s.nodes[name]
+		n := s.Nodes[name]
 		if o.c.filter.SkipReason(n) != "" {
 			continue
 		}
@@ -369,16 +371,16 @@ func (o *pullOp) removals() []removal {
 	return out
 }
 
-func (o *pullOp) pulls() bool { return true }
+func (o *pullOp) Pulls() bool { return true }
 
-// kept: a pull leaves nothing on purpose.
-func (o *pullOp) kept() (failureSet, map[string]int) { return nil, nil }
+// Kept: a pull leaves nothing on purpose.
+func (o *pullOp) Kept() (pass.Failures, map[string]int) { return nil, nil }
 
-// recorded counts the pairs this pass settled, and their pull times.
-func (o *pullOp) recorded(before ledger.Reader) {
-	countSettled(before, o.s.led)
+// Recorded counts the pairs this pass settled, and their pull times.
+func (o *pullOp) Recorded(before ledger.Reader) {
+	countSettled(before, o.s.Led)
 	metrics.PullRetriesTotal.Add(float64(o.retried))
-	o.c.movedEvents(o.s.ic, o.moved)
+	o.c.movedEvents(o.s.IC, o.moved)
 	for _, d := range o.pullTimes {
 		metrics.PullDuration.Observe(d.Seconds())
 	}

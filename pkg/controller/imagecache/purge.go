@@ -3,6 +3,8 @@ package imagecache
 import (
 	"context"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -20,7 +22,7 @@ import (
 // "pulled" means removed (or found absent), and "present" kept.
 type purgeOp struct {
 	c *Controller
-	s *syncCtx
+	s *pass.Pass
 	// others says what the other ImageCaches want on a node.
 	others *otherCaches
 }
@@ -33,18 +35,18 @@ type purgeOp struct {
 // refreshed or edited. The ledger keeps only the pairs the plan wants. It
 // lets the earlier Jobs still running finish before it removes anything on
 // their node, and takes what their pulls brought (readEarlier).
-func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
-	o := &purgeOp{c: c, s: s, others: c.otherCaches(s.ic)}
-	if s.st.StartTime != nil {
-		ended := s.st.CompletionTime != nil && s.st.Status != v1alpha2.ImageCacheActionStatusProcessing
-		for name, w := range s.plan.Nodes {
-			if w.Node.CreationTimestamp.After(s.st.StartTime.Time) {
-				delete(s.plan.Nodes, name)
+func newPurgeOp(c *Controller, s *pass.Pass) *purgeOp {
+	o := &purgeOp{c: c, s: s, others: c.otherCaches(s.IC)}
+	if s.St.StartTime != nil {
+		ended := s.St.CompletionTime != nil && s.St.Status != v1alpha2.ImageCacheActionStatusProcessing
+		for name, w := range s.Plan.Nodes {
+			if w.Node.CreationTimestamp.After(s.St.StartTime.Time) {
+				delete(s.Plan.Nodes, name)
 				continue
 			}
 			if ended && w.Skip == "" {
 				for _, wi := range w.Images {
-					if s.led.Get(name, wi.Key) == ledger.Unsettled {
+					if s.Led.Get(name, wi.Key) == ledger.Unsettled {
 						w.Skip = reasons.PurgeEnded
 						break
 					}
@@ -52,31 +54,31 @@ func newPurgeOp(c *Controller, s *syncCtx) *purgeOp {
 			}
 		}
 	}
-	if plan.TooLarge(s.plan, s.led) != "" {
+	if plan.TooLarge(s.Plan, s.Led) != "" {
 		// A cache too large to record every pair still purges what it
 		// pulled: the purge works on the owned pairs only.
-		for name, w := range s.plan.Nodes {
+		for name, w := range s.Plan.Nodes {
 			var owned []plan.Image
 			for _, wi := range w.Images {
-				if s.led.Owned(name, wi.Key) {
+				if s.Led.Owned(name, wi.Key) {
 					owned = append(owned, wi)
 				}
 			}
 			w.Images = owned
 		}
 	}
-	s.led.KeepOnly(s.plan.Wants)
+	s.Led.KeepOnly(s.Plan.Wants)
 	return o
 }
 
-// readEarlier takes from a pull Job of an earlier operation (a create the
+// ReadEarlier takes from a pull Job of an earlier operation (a create the
 // purge pre-empted, say) the images the kubelet pulled for it: they are the
 // cache's, and the purge removes them. Nothing an earlier delete Job may
 // have removed since counts.
-func (o *purgeOp) readEarlier(ctx context.Context, job *batchv1.Job) {
+func (o *purgeOp) ReadEarlier(ctx context.Context, job *batchv1.Job) {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
-	if puller.IsDeleteJob(job) || s.plan.Nodes[node] == nil {
+	if puller.IsDeleteJob(job) || s.Plan.Nodes[node] == nil {
 		return
 	}
 	imgs, err := puller.JobImages(job)
@@ -86,44 +88,44 @@ func (o *purgeOp) readEarlier(ctx context.Context, job *batchv1.Job) {
 	pulled := o.c.pulling.PulledHere(ctx, job, o.c.podOf(job))
 	for i, img := range imgs {
 		key, err := images.Normalize(img)
-		if err == nil && pulled[puller.ContainerName(i)] && s.plan.Wants(node, key) && !s.removedEarlier[pairKey(node, key)] &&
-			s.led.Get(node, key) == ledger.Unsettled {
-			s.led.SetOwned(node, key, true)
+		if err == nil && pulled[puller.ContainerName(i)] && s.Plan.Wants(node, key) && !s.RemovedEarlier[pass.PairKey(node, key)] &&
+			s.Led.Get(node, key) == ledger.Unsettled {
+			s.Led.SetOwned(node, key, true)
 		}
 	}
 }
 
-// claims takes the delete Jobs of this epoch for nodes in the plan.
-func (o *purgeOp) claims(job *batchv1.Job) bool {
-	return puller.IsDeleteJob(job) && puller.JobEpoch(job) == o.s.led.Epoch &&
-		o.s.plan.Nodes[job.Annotations[puller.AnnotationNode]] != nil
+// Claims takes the delete Jobs of this epoch for nodes in the plan.
+func (o *purgeOp) Claims(job *batchv1.Job) bool {
+	return puller.IsDeleteJob(job) && puller.JobEpoch(job) == o.s.Led.Epoch &&
+		o.s.Plan.Nodes[job.Annotations[puller.AnnotationNode]] != nil
 }
 
-func (o *purgeOp) readJob(ctx context.Context, job *batchv1.Job) error {
+func (o *purgeOp) ReadJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
-	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.now)
+	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.Now)
 	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, _ int) {
-		if s.led.Get(node, key) == ledger.Unsettled {
+		if s.Led.Get(node, key) == ledger.Unsettled {
 			// A node's image list lags the removal.
-			s.led.RemovedAt = s.now.Unix()
+			s.Led.RemovedAt = s.Now.Unix()
 		}
-		s.led.SetOwned(node, key, false)
+		s.Led.SetOwned(node, key, false)
 	}, nil)
 }
 
-// settle settles as kept the pairs the purge must leave, and as failed
+// Settle settles as kept the pairs the purge must leave, and as failed
 // those on nodes whose runtime cannot be reached.
-func (o *purgeOp) settle() {
+func (o *purgeOp) Settle() {
 	s := o.s
-	for name, w := range s.plan.Nodes {
+	for name, w := range s.Plan.Nodes {
 		// On a node where an earlier pull still runs, what the cache
 		// owns is not known until it ends (readEarlier).
-		if w.Skip != "" || s.busy[name] {
+		if w.Skip != "" || s.Busy[name] {
 			continue
 		}
 		for _, wi := range w.Images {
-			if why, _ := o.keptBecause(w.Node, wi.Key); why != "" && s.led.Get(name, wi.Key) == ledger.Unsettled {
-				s.led.Set(name, wi.Key, ledger.Present)
+			if why, _ := o.keptBecause(w.Node, wi.Key); why != "" && s.Led.Get(name, wi.Key) == ledger.Unsettled {
+				s.Led.Set(name, wi.Key, ledger.Present)
 			}
 		}
 	}
@@ -132,14 +134,14 @@ func (o *purgeOp) settle() {
 	}
 }
 
-// jobs returns a delete Job for each node with images left to remove.
-func (o *purgeOp) jobs() jobsToCreate {
-	var out jobsToCreate
+// Jobs returns a delete Job for each node with images left to remove.
+func (o *purgeOp) Jobs() pass.ToCreate {
+	var out pass.ToCreate
 	for _, t := range o.removals() {
-		job, throttled := o.c.deleteJobFor(o.s, t, out.hold(o.s, t.want.Node.Name))
-		out.throttled = out.throttled || throttled
+		job, throttled := o.c.deleteJobFor(o.s, t, out.Hold(o.s, t.want.Node.Name))
+		out.Throttled = out.Throttled || throttled
 		if job != nil {
-			out.jobs = append(out.jobs, *job)
+			out.Jobs = append(out.Jobs, *job)
 		}
 	}
 	return out
@@ -150,9 +152,9 @@ func (o *purgeOp) jobs() jobsToCreate {
 func (o *purgeOp) removals() []removal {
 	s := o.s
 	var out []removal
-	for _, name := range sortedKeys(s.plan.Nodes) {
-		if w := s.plan.Nodes[name]; w.Skip == "" {
-			out = append(out, removal{want: w, pick: func(k string) bool { return s.led.Get(name, k) == ledger.Unsettled },
+	for _, name := range sortedKeys(s.Plan.Nodes) {
+		if w := s.Plan.Nodes[name]; w.Skip == "" {
+			out = append(out, removal{want: w, pick: func(k string) bool { return s.Led.Get(name, k) == ledger.Unsettled },
 				keep: func() []string { return o.others.on(w.Node) }})
 		}
 	}
@@ -166,7 +168,7 @@ func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message strin
 	if o.c.cfg.NoRemoval {
 		return reasons.RemovalDisabled, "image removal is off (--image-removal=false): the controller removes no image"
 	}
-	if !o.s.led.Owned(n.Name, key) {
+	if !o.s.Led.Owned(n.Name, key) {
 		return reasons.NotPulledByThisCache,
 			"this cache's own pull did not bring it onto this node: it was there before, or that could not be shown"
 	}
@@ -176,27 +178,27 @@ func (o *purgeOp) keptBecause(n *corev1.Node, key string) (reason, message strin
 	return "", ""
 }
 
-func (o *purgeOp) pulls() bool { return false }
+func (o *purgeOp) Pulls() bool { return false }
 
-// recorded: a purge's removals are counted by no metric.
-func (o *purgeOp) recorded(ledger.Reader) {}
+// Recorded: a purge's removals are counted by no metric.
+func (o *purgeOp) Recorded(ledger.Reader) {}
 
-// kept lists the pairs the purge left (settled as present), with why, for
-// status.kept, and counts them by reason.
-func (o *purgeOp) kept() (failureSet, map[string]int) {
+// Kept lists the pairs the purge left (settled as present), with why, for
+// status.Kept, and counts them by reason.
+func (o *purgeOp) Kept() (pass.Failures, map[string]int) {
 	s := o.s
-	set, byReason := failureSet{}, map[string]int{}
-	for _, name := range sortedKeys(s.plan.Nodes) {
-		w := s.plan.Nodes[name]
+	set, byReason := pass.Failures{}, map[string]int{}
+	for _, name := range sortedKeys(s.Plan.Nodes) {
+		w := s.Plan.Nodes[name]
 		for _, wi := range w.Images {
-			if s.led.Get(name, wi.Key) != ledger.Present {
+			if s.Led.Get(name, wi.Key) != ledger.Present {
 				continue
 			}
 			why, msg := o.keptBecause(w.Node, wi.Key)
 			if why == "" { // kept for another name of the image, or a cache that no longer wants it
 				why, msg = reasons.WantedByOtherCache, "another ImageCache wants it on this node under another name, or wanted it"
 			}
-			set.add(wi.Image, name, why, msg)
+			set.Add(wi.Image, name, why, msg)
 			byReason[why]++
 		}
 	}

@@ -1,6 +1,7 @@
 package imagecache
 
 import (
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
@@ -33,9 +34,9 @@ func (c *Controller) socketFor(r removal) (string, error) {
 // whose runtime socket is unknown, unless the node waits for a Job of the
 // cache or the operation has just started: a purge's as failed, a removal's
 // as given up (the image stays, and is no longer this cache's).
-func (c *Controller) giveUpUnreachable(s *syncCtx, r removal) {
+func (c *Controller) giveUpUnreachable(s *pass.Pass, r removal) {
 	name := r.want.Node.Name
-	if s.busy[name] || s.started != "" {
+	if s.Busy[name] || s.Started != "" {
 		return
 	}
 	socket, err := c.socketFor(r)
@@ -46,21 +47,21 @@ func (c *Controller) giveUpUnreachable(s *syncCtx, r removal) {
 }
 
 // giveUp settles the picked pairs of a removal with a failure.
-func giveUp(s *syncCtx, r removal, reason, message string) {
+func giveUp(s *pass.Pass, r removal, reason, message string) {
 	name := r.want.Node.Name
 	for _, wi := range r.want.Images {
 		if !r.pick(wi.Key) {
 			continue
 		}
-		if s.led.Get(name, wi.Key) == ledger.Unsettled {
-			s.led.Set(name, wi.Key, ledger.Failed) // a purge: failed
+		if s.Led.Get(name, wi.Key) == ledger.Unsettled {
+			s.Led.Set(name, wi.Key, ledger.Failed) // a purge: failed
 		} else {
 			// A removal: given up. The image stays, and is no longer
 			// this cache's to remove, so the operation ends.
-			s.led.Set(name, wi.Key, ledger.Unsettled)
-			s.led.SetOwned(name, wi.Key, false)
+			s.Led.Set(name, wi.Key, ledger.Unsettled)
+			s.Led.SetOwned(name, wi.Key, false)
 		}
-		s.failures.add(wi.Image, name, reason, message)
+		s.Failures.Add(wi.Image, name, reason, message)
 	}
 }
 
@@ -68,7 +69,7 @@ func giveUp(s *syncCtx, r removal, reason, message string) {
 // (hold), its runtime socket is unknown (giveUpUnreachable settled it), or
 // the throttle has no slot (throttled). It returns the Job to create, its
 // throttle slot taken, or nil.
-func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) (job *newJob, throttled bool) {
+func (c *Controller) deleteJobFor(s *pass.Pass, r removal, hold bool) (job *pass.NewJob, throttled bool) {
 	name := r.want.Node.Name
 	var batch []string
 	for _, wi := range r.want.Images {
@@ -83,11 +84,11 @@ func (c *Controller) deleteJobFor(s *syncCtx, r removal, hold bool) (job *newJob
 	if err != nil {
 		return nil, false
 	}
-	dj := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.ic, NodeName: name, Hostname: r.want.Hostname,
-		Images: batch, Epoch: s.led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork, Keep: r.keep()})
-	if !c.throttle.TryAcquire(throttle.JobKey(dj), s.key) {
+	dj := puller.NewDeleteJob(c.cfg.Puller, puller.DeleteBatch{Cache: s.IC, NodeName: name, Hostname: r.want.Hostname,
+		Images: batch, Epoch: s.Led.Epoch, Socket: socket, HostNetwork: c.cfg.DeleteJobHostNetwork, Keep: r.keep()})
+	if !c.throttle.TryAcquire(throttle.JobKey(dj), s.Key) {
 		return nil, true
 	}
-	return &newJob{job: dj, kind: "delete", node: name, images: len(batch),
-		refused: func(message string) { giveUp(s, r, reasons.JobRejected, message) }}, false
+	return &pass.NewJob{Job: dj, Kind: "delete", Node: name, Images: len(batch),
+		Refused: func(message string) { giveUp(s, r, reasons.JobRejected, message) }}, false
 }

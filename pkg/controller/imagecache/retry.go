@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	batchv1 "k8s.io/api/batch/v1"
 
 	"kubefledged.io/kube-fledged/pkg/ledger"
@@ -28,18 +30,6 @@ import (
 // failed try doubles it, up to --pull-retry-max-backoff.
 const firstRetryWait = 10 * time.Second
 
-// pairRetry is what the failed tries of one (node, image) pair say.
-type pairRetry struct {
-	// attempts is the number of failed tries, next when to try again.
-	attempts int
-	next     time.Time
-	// reason and message are the latest failure's.
-	reason, message string
-	ended           time.Time
-}
-
-func pairKey(node, key string) string { return node + "\x00" + key }
-
 // retryBackoff is the wait after the n-th failed try (n >= 1).
 func retryBackoff(n int, most time.Duration) time.Duration {
 	d := firstRetryWait
@@ -51,31 +41,31 @@ func retryBackoff(n int, most time.Duration) time.Duration {
 
 // retryDeadline is when the operation stops trying failed pulls again
 // (zero when it never does).
-func (c *Controller) retryDeadline(s *syncCtx) time.Time {
-	if c.cfg.PullRetryDeadline <= 0 || s.st.StartTime == nil {
+func (c *Controller) retryDeadline(s *pass.Pass) time.Time {
+	if c.cfg.PullRetryDeadline <= 0 || s.St.StartTime == nil {
 		return time.Time{}
 	}
-	return s.st.StartTime.Add(c.cfg.PullRetryDeadline)
+	return s.St.StartTime.Add(c.cfg.PullRetryDeadline)
 }
 
 // retryLater says whether the failure r of a pair, which job reports, is to
 // be tried again rather than recorded: it may pass, and the operation still
 // retries. It then counts the try in s.retries.
-func (c *Controller) retryLater(s *syncCtx, job *batchv1.Job, node, key string, r puller.Result) bool {
+func (c *Controller) retryLater(s *pass.Pass, job *batchv1.Job, node, key string, r puller.Result) bool {
 	deadline := c.retryDeadline(s)
-	if !puller.Transient(r) || deadline.IsZero() || !s.now.Before(deadline) {
+	if !puller.Transient(r) || deadline.IsZero() || !s.Now.Before(deadline) {
 		return false
 	}
-	p := s.retry(node, key)
-	p.attempts++
-	ended := puller.EndedAt(job, s.now)
-	if !ended.Before(p.ended) {
-		p.ended, p.reason, p.message = ended, r.Reason, r.Message
+	p := s.Retry(node, key)
+	p.Attempts++
+	ended := puller.EndedAt(job, s.Now)
+	if !ended.Before(p.Ended) {
+		p.Ended, p.Reason, p.Message = ended, r.Reason, r.Message
 	}
-	p.next = p.ended.Add(retryBackoff(p.attempts, c.cfg.PullRetryMaxBackoff))
-	if p.next.After(deadline) {
+	p.Next = p.Ended.Add(retryBackoff(p.Attempts, c.cfg.PullRetryMaxBackoff))
+	if p.Next.After(deadline) {
 		// Then its failure is recorded.
-		p.next = deadline
+		p.Next = deadline
 	}
 	return true
 }
@@ -94,29 +84,29 @@ type retrySummary struct {
 // nodes that can take a pull now. Of each reason it keeps the message of
 // the first pair in (node, image) order, without sorting them all: a
 // registry down under a large cache has a pair per node and image.
-func summarizeRetries(s *syncCtx) retrySummary {
+func summarizeRetries(s *pass.Pass) retrySummary {
 	var out retrySummary
 	byReason := map[string]int{}
 	first := map[string]string{} // reason -> its first pair
 	nodes := map[string]bool{}
-	for name, p := range s.retries {
+	for name, p := range s.Retries {
 		node, key, _ := strings.Cut(name, "\x00")
-		if w := s.plan.Nodes[node]; w == nil || w.Skip != "" || s.led.Get(node, key) != ledger.Unsettled {
+		if w := s.Plan.Nodes[node]; w == nil || w.Skip != "" || s.Led.Get(node, key) != ledger.Unsettled {
 			continue
 		}
 		out.pairs++
 		nodes[node] = true
-		byReason[p.reason]++
-		if f, ok := first[p.reason]; !ok || name < f {
-			first[p.reason] = name
+		byReason[p.Reason]++
+		if f, ok := first[p.Reason]; !ok || name < f {
+			first[p.Reason] = name
 		}
-		if out.next.IsZero() || p.next.Before(out.next) {
-			out.next = p.next
+		if out.next.IsZero() || p.Next.Before(out.next) {
+			out.next = p.Next
 		}
 	}
 	messages := map[string]string{}
 	for reason, name := range first {
-		messages[reason] = s.retries[name].message
+		messages[reason] = s.Retries[name].Message
 	}
 	out.nodes = sortedKeys(nodes)
 	reasons := sortedKeys(byReason)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,15 +36,15 @@ const imageListLag = time.Minute
 // goneFromNodes lists the pairs the latest operation settled (pulled, or
 // present) whose image the node's list no longer has, where the list is
 // whole, and names their nodes.
-func (c *Controller) goneFromNodes(s *syncCtx) (pairs []ledger.Pair, nodes []string) {
-	st := s.st
+func (c *Controller) goneFromNodes(s *pass.Pass) (pairs []ledger.Pair, nodes []string) {
+	st := s.St
 	if st.CompletionTime == nil || st.Status == v1alpha2.ImageCacheActionStatusProcessing || !refreshable(st) ||
-		plan.RefusedTooLarge(s.ic) || s.ic.Generation != st.ObservedGeneration {
+		plan.RefusedTooLarge(s.IC) || s.IC.Generation != st.ObservedGeneration {
 		return nil, nil
 	}
 	lists := map[string]images.Present{}
 	seen := map[string]bool{}
-	for pair, state := range s.led.Settled() {
+	for pair, state := range s.Led.Settled() {
 		if state != ledger.Pulled && state != ledger.Present {
 			continue
 		}
@@ -80,19 +82,19 @@ func reportsImages(n *corev1.Node) bool { return trim.ListedImages(n) > 0 }
 // refreshForGone starts a refresh when images the cache settled are gone
 // from their nodes, and says so; the refresh pulls those pairs only. While
 // the lists may still lag the operation, it says when to look again.
-func (c *Controller) refreshForGone(ctx context.Context, s *syncCtx) (string, []ledger.Pair, time.Duration) {
+func (c *Controller) refreshForGone(ctx context.Context, s *pass.Pass) (string, []ledger.Pair, time.Duration) {
 	gone, nodes := c.goneFromNodes(s)
 	pairs := len(gone)
 	if pairs == 0 {
 		return "", nil, 0
 	}
-	if settled := s.st.CompletionTime.Add(imageListLag); s.now.Before(settled) {
+	if settled := s.St.CompletionTime.Add(imageListLag); s.Now.Before(settled) {
 		// No node event may come after the lists catch up.
-		return "", nil, settled.Sub(s.now)
+		return "", nil, settled.Sub(s.Now)
 	}
 	metrics.ImagesGoneTotal.Add(float64(pairs))
 	klog.FromContext(ctx).Info("Cached images are gone from their nodes: refreshing", "pairs", pairs, "nodes", len(nodes))
-	c.recorder.Eventf(s.ic, corev1.EventTypeWarning, reasons.ImagesGone,
+	c.recorder.Eventf(s.IC, corev1.EventTypeWarning, reasons.ImagesGone,
 		"%d cached %s gone from %d %s (%s): the kubelet's image garbage collection, or someone, removed them; refreshing now to pull them again (spec.pin keeps them)",
 		pairs, message.Plural(pairs, "image is", "images are"), len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3))
 	return v1alpha2.ImageCacheReasonRefresh, gone, 0

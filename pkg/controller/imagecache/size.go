@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"sort"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
@@ -29,12 +31,12 @@ const (
 // The ledger is bounded apart: a cache whose ledger would pass
 // plan.MaxLedgerBytes is refused (plan.TooLarge, refuseTooLarge).
 
-// render returns the failures to list in status, and the count of those
+// Render returns the failures to list in status, and the count of those
 // left out, per image. It lists at most MaxFailuresPerImage per image and
 // MaxFailures in all, taking them in turn from each image (by node name),
 // so that every failing image shows some. failedTotal is each image's
 // number of failed pulls, which may exceed what the set holds.
-func (f failureSet) render(failedTotal map[string]int) (map[string]v1alpha2.NodeReasonMessageList, map[string]int32) {
+func renderFailures(f pass.Failures, failedTotal map[string]int) (map[string]v1alpha2.NodeReasonMessageList, map[string]int32) {
 	if len(f) == 0 {
 		return nil, nil
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,13 +21,13 @@ import (
 )
 
 // failingSet is a failure set of images × nodes, each with a long message.
-func failingSet(images, nodes int) (failureSet, map[string]int) {
-	f := failureSet{}
+func failingSet(images, nodes int) (pass.Failures, map[string]int) {
+	f := pass.Failures{}
 	total := map[string]int{}
 	for i := range images {
 		img := fmt.Sprintf("registry.example/team/app-%03d:v1", i)
 		for n := range nodes {
-			f.add(img, fmt.Sprintf("node-%05d", n), "ErrImagePull", strings.Repeat("x", 400)+" not found")
+			f.Add(img, fmt.Sprintf("node-%05d", n), "ErrImagePull", strings.Repeat("x", 400)+" not found")
 		}
 		total[img] = nodes
 	}
@@ -42,7 +44,7 @@ func TestFailuresAreBoundedInAll(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%dx%d", tc.images, tc.nodes), func(t *testing.T) {
 			f, total := failingSet(tc.images, tc.nodes)
-			out, omitted := f.render(total)
+			out, omitted := renderFailures(f, total)
 			listed, left := 0, 0
 			for img, list := range out {
 				if len(list) != tc.perImage {
@@ -70,7 +72,7 @@ func TestFitStatusDegrades(t *testing.T) {
 	for n := range 9000 {
 		st.Ledger.Nodes[fmt.Sprintf("node-%05d", n)] = strings.Repeat("A", 60)
 	}
-	st.Failures, st.OmittedFailures = f.render(total)
+	st.Failures, st.OmittedFailures = renderFailures(f, total)
 	if statusSize(st) <= statusBudget {
 		t.Fatalf("the test status is only %d bytes", statusSize(st))
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,40 +39,40 @@ type computedStatus struct {
 
 // computeStatus works out the status from the plan, the ledger, the
 // failures and the removals still to do, on the pass's copy of the status.
-func (c *Controller) computeStatus(s *syncCtx, removals, pins int) computedStatus {
-	counts := countPulls(s.plan, s.led)
+func (c *Controller) computeStatus(s *pass.Pass, removals, pins int) computedStatus {
+	counts := countPulls(s.Plan, s.Led)
 	counts.removals = removals
 	counts.pins = pins
 	counts.retry = summarizeRetries(s)
-	if s.op.pulls() {
-		pruneDigests(s.st, s.plan)
+	if s.Op.Pulls() {
+		pruneDigests(s.St, s.Plan)
 	}
-	counts.moved = movedCount(s.st)
-	kept, keptBy := s.op.kept()
+	counts.moved = movedCount(s.St)
+	kept, keptBy := s.Op.Kept()
 	counts.keptBy = keptBy
-	keptLists, _ := kept.render(nil)
-	s.st.Kept = keptOnNodes(keptLists)
-	s.st.Unpinned, _ = s.unpinned.render(nil)
-	if len(s.st.Unpinned) == 0 {
-		s.st.Unpinned = nil
+	keptLists, _ := renderFailures(kept, nil)
+	s.St.Kept = keptOnNodes(keptLists)
+	s.St.Unpinned, _ = renderFailures(s.Unpinned, nil)
+	if len(s.St.Unpinned) == 0 {
+		s.St.Unpinned = nil
 	}
-	c.ledgers.Record(s.st, s.led)
-	trimmed := fillStatus(s.ic, s.st, s.plan, s.failures, counts, s.now)
-	return computedStatus{status: s.st, complete: counts.Pending == 0 && removals == 0 && pins == 0, trimmed: trimmed}
+	c.ledgers.Record(s.St, s.Led)
+	trimmed := fillStatus(s.IC, s.St, s.Plan, s.Failures, counts, s.Now)
+	return computedStatus{status: s.St, complete: counts.Pending == 0 && removals == 0 && pins == 0, trimmed: trimmed}
 }
 
 // writeStatus writes the computed status when it changed. When the
 // operation is complete and was asked for with an annotation, it first
 // removes the annotation, so that a crash after this point cannot start the
 // operation again.
-func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedStatus) error {
+func (c *Controller) writeStatus(ctx context.Context, s *pass.Pass, out computedStatus) error {
 	st := out.status
 	var consumed []string
-	if annotation, ok := requestAnnotation[st.Reason]; ok && out.complete && hasAnnotation(s.ic, annotation) {
+	if annotation, ok := requestAnnotation[st.Reason]; ok && out.complete && hasAnnotation(s.IC, annotation) {
 		consumed = append(consumed, annotation)
 	}
 	// A refresh asked together with a purge is the purge's to consume.
-	ignored := st.Reason == v1alpha2.ImageCacheReasonPurge && hasAnnotation(s.ic, v1alpha2.AnnotationRefresh)
+	ignored := st.Reason == v1alpha2.ImageCacheReasonPurge && hasAnnotation(s.IC, v1alpha2.AnnotationRefresh)
 	if ignored {
 		consumed = append(consumed, v1alpha2.AnnotationRefresh)
 	}
@@ -78,19 +80,19 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedSt
 		return err
 	}
 	if ignored {
-		c.recorder.Event(s.ic, corev1.EventTypeNormal, reasons.RefreshIgnored,
+		c.recorder.Event(s.IC, corev1.EventTypeNormal, reasons.RefreshIgnored,
 			"A purge was asked too: the purge runs, and the refresh annotation is removed")
 	}
-	if equality.Semantic.DeepEqual(s.ic.Status, *st) {
+	if equality.Semantic.DeepEqual(s.IC.Status, *st) {
 		return nil
 	}
 	if out.trimmed {
-		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasons.StatusTrimmed, "The status would not fit in one object: "+
+		c.recorder.Event(s.IC, corev1.EventTypeWarning, reasons.StatusTrimmed, "The status would not fit in one object: "+
 			"failure messages were shortened and some failures left out (counted in status.omittedFailures)")
 	}
-	updated := s.ic.DeepCopy()
+	updated := s.IC.DeepCopy()
 	updated.Status = *st
-	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
+	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: ControllerName})
 	if err != nil && isTooLarge(err) && (len(st.Failures) > 0 || len(st.Kept) > 0 || len(st.Unpinned) > 0) {
 		// The estimate and the budget should keep this from happening;
@@ -98,30 +100,30 @@ func (c *Controller) writeStatus(ctx context.Context, s *syncCtx, out computedSt
 		// status goes without its lists (counted in omittedFailures)
 		// rather than failing every write.
 		dropLists(st)
-		c.recorder.Event(s.ic, corev1.EventTypeWarning, reasons.StatusTrimmed, "The API server refused the status as too "+
+		c.recorder.Event(s.IC, corev1.EventTypeWarning, reasons.StatusTrimmed, "The API server refused the status as too "+
 			"large: it is written without its failures and kept images (counted in status.omittedFailures): "+err.Error())
 		updated.Status = *st
-		written, err = c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
+		written, err = c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
 			metav1.UpdateOptions{FieldManager: ControllerName})
 	}
 	if err != nil {
 		return fmt.Errorf("writing status: %w", err)
 	}
-	c.wrote(s.key, s.ic, written)
-	c.recordTransition(s.ic, st)
+	c.wrote(s.Key, s.IC, written)
+	c.recordTransition(s.IC, st)
 	// Count what this write settled, now that it is recorded.
-	before := s.before
-	if before.Epoch() != s.led.Epoch {
+	before := s.Before
+	if before.Epoch() != s.Led.Epoch {
 		before = ledger.Reader{}
 	}
-	s.op.recorded(before)
+	s.Op.Recorded(before)
 	return nil
 }
 
 // consumeAnnotations removes the annotations that asked for operations, in
 // one patch (nothing when none is given), before the status that records
 // their outcome is written: a crash after it cannot start them again.
-func (c *Controller) consumeAnnotations(ctx context.Context, s *syncCtx, keys ...string) error {
+func (c *Controller) consumeAnnotations(ctx context.Context, s *pass.Pass, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -136,31 +138,28 @@ func (c *Controller) consumeAnnotations(ctx context.Context, s *syncCtx, keys ..
 // that carries the cache's resource version, so that no concurrent change
 // is lost (a conflict is retried with the sync); s.ic becomes the written
 // cache. what says what the patch does, for its error.
-func (c *Controller) patchMetadata(ctx context.Context, s *syncCtx, field string, value any, what string) error {
+func (c *Controller) patchMetadata(ctx context.Context, s *pass.Pass, field string, value any, what string) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		field:             value,
-		"resourceVersion": s.ic.ResourceVersion,
+		"resourceVersion": s.IC.ResourceVersion,
 	}})
 	if err != nil {
 		return err
 	}
-	out, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).Patch(ctx, s.ic.Name, types.MergePatchType, patch,
+	out, err := c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).Patch(ctx, s.IC.Name, types.MergePatchType, patch,
 		metav1.PatchOptions{FieldManager: ControllerName})
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	c.wrote(s.key, s.ic, out)
-	s.rewritten(out)
+	c.wrote(s.Key, s.IC, out)
+	s.Rewritten(out)
 	return nil
 }
 
-// failureSet collects per-node failures by image (as the spec spells it).
-type failureSet map[string]map[string]v1alpha2.NodeReasonMessage
-
 // newFailureSet starts from the failures already in status that still hold
 // (the ledger still has the pair failed), and the images the normaliser refuses.
-func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan, led *ledger.Ledger) failureSet {
-	f := failureSet{}
+func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan, led *ledger.Ledger) pass.Failures {
+	f := pass.Failures{}
 	for img, list := range prev {
 		key, err := images.Normalize(img)
 		if err != nil {
@@ -170,31 +169,22 @@ func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan,
 			// A failed removal of an image dropped from the spec: kept
 			// until the next operation starts.
 			for _, nrm := range list {
-				f.add(img, nrm.Node, nrm.Reason, nrm.Message)
+				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
 			}
 			continue
 		}
 		for _, nrm := range list {
 			if led.Get(nrm.Node, key) == ledger.Failed && p.Wants(nrm.Node, key) {
-				f.add(p.Display[key], nrm.Node, nrm.Reason, nrm.Message)
+				f.Add(p.Display[key], nrm.Node, nrm.Reason, nrm.Message)
 			}
 		}
 	}
 	for img, nodes := range p.InvalidNodes {
 		for _, n := range nodes {
-			f.add(img, n, reasons.InvalidImageName, p.Invalid[img])
+			f.Add(img, n, reasons.InvalidImageName, p.Invalid[img])
 		}
 	}
 	return f
-}
-
-func (f failureSet) add(image, node, reason, message string) {
-	m := f[image]
-	if m == nil {
-		m = map[string]v1alpha2.NodeReasonMessage{}
-		f[image] = m
-	}
-	m[node] = v1alpha2.NodeReasonMessage{Node: node, Reason: reason, Message: message}
 }
 
 // pullCounts is PullCounts plus the failed pulls by image.
@@ -265,11 +255,11 @@ func countPulls(p *plan.Plan, led *ledger.Ledger) pullCounts {
 // fillStatus writes the computed state into st. It returns whether
 // failures had to be left out for the status to fit (fitStatus).
 func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan.Plan,
-	failures failureSet, counts pullCounts, now time.Time) bool {
+	failures pass.Failures, counts pullCounts, now time.Time) bool {
 	before, beforeMessage := st.Pulls, st.Message
 	st.Pulls = counts.PullCounts
 	st.NodesMatched = int32(len(p.Nodes))
-	st.Failures, st.OmittedFailures = failures.render(counts.failedByImage)
+	st.Failures, st.OmittedFailures = renderFailures(failures, counts.failedByImage)
 	trimmed := fitStatus(st)
 	counts.omitted = omittedTotal(st)
 	if counts.Pending == 0 && counts.removals == 0 && counts.pins == 0 {
@@ -309,8 +299,8 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan.
 // refuseTooLarge ends the operation of a cache that asks for more than one
 // object can record (why says so): its running Jobs are deleted, and its
 // status says Failed, with why, keeping what it had recorded.
-func (c *Controller) refuseTooLarge(ctx context.Context, s *syncCtx, why string) error {
-	jobs, err := c.jobsOf(s.ic)
+func (c *Controller) refuseTooLarge(ctx context.Context, s *pass.Pass, why string) error {
+	jobs, err := c.jobsOf(s.IC)
 	if err != nil {
 		return err
 	}
@@ -321,39 +311,39 @@ func (c *Controller) refuseTooLarge(ctx context.Context, s *syncCtx, why string)
 			}
 		}
 	}
-	st := s.st
+	st := s.St
 	// The operation asked for ends here, refused: its annotation goes.
-	if annotation, ok := requestAnnotation[st.Reason]; ok && hasAnnotation(s.ic, annotation) {
+	if annotation, ok := requestAnnotation[st.Reason]; ok && hasAnnotation(s.IC, annotation) {
 		if err := c.consumeAnnotations(ctx, s, annotation); err != nil {
 			return err
 		}
 	}
 	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.CompletionTime == nil {
-		st.CompletionTime = ptr.To(metav1.NewTime(s.now))
+		st.CompletionTime = ptr.To(metav1.NewTime(s.Now))
 	}
 	st.Status = v1alpha2.ImageCacheActionStatusFailed
 	st.Message = why
-	st.NodesMatched = int32(len(s.plan.Nodes))
-	setConditions(s.ic, st, reasons.TooLarge, s.now)
-	if equality.Semantic.DeepEqual(s.ic.Status, *st) {
+	st.NodesMatched = int32(len(s.Plan.Nodes))
+	setConditions(s.IC, st, reasons.TooLarge, s.Now)
+	if equality.Semantic.DeepEqual(s.IC.Status, *st) {
 		return nil
 	}
-	updated := s.ic.DeepCopy()
+	updated := s.IC.DeepCopy()
 	updated.Status = *st
-	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.ic.Namespace).UpdateStatus(ctx, updated,
+	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: ControllerName})
 	if err != nil {
 		return fmt.Errorf("writing status: %w", err)
 	}
-	c.wrote(s.key, s.ic, written)
-	c.recorder.Event(s.ic, corev1.EventTypeWarning, reasons.TooLarge, why)
+	c.wrote(s.Key, s.IC, written)
+	c.recorder.Event(s.IC, corev1.EventTypeWarning, reasons.TooLarge, why)
 	return nil
 }
 
 // setJobsRejected sets the JobsRejected condition: True while failures of
 // the latest operation are refusals of its Jobs by the API server, False once
 // none is (it is left out until the first refusal).
-func setJobsRejected(st *v1alpha2.ImageCacheStatus, failures failureSet, generation int64, now time.Time) {
+func setJobsRejected(st *v1alpha2.ImageCacheStatus, failures pass.Failures, generation int64, now time.Time) {
 	nodes := map[string]string{} // node -> the refusal's message
 	for _, m := range failures {
 		for node, nrm := range m {

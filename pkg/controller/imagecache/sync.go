@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -46,22 +48,22 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	if err := c.makePlan(ctx, s); err != nil {
 		return 0, err
 	}
-	if why := plan.TooLarge(s.plan, s.led); why != "" {
+	if why := plan.TooLarge(s.Plan, s.Led); why != "" {
 		outcome = reasons.TooLarge
 		return 0, c.refuseTooLarge(ctx, s, why)
 	}
 	if err := c.readJobs(ctx, s); err != nil {
 		return 0, err
 	}
-	s.op.settle()
-	c.throttle.Unwait(s.key) // it asks anew for the slots it needs
-	todo := s.op.jobs()
+	s.Op.Settle()
+	c.throttle.Unwait(s.Key) // it asks anew for the slots it needs
+	todo := s.Op.Jobs()
 	c.pinJobs(s, &todo)
 	// A create that fails for a reason a retry may fix stops the creates,
 	// and the sync is retried with backoff; what this pass settled (the
 	// refused Jobs' failures among it) is written first all the same.
-	given, createErr := c.createJobs(ctx, s, todo.jobs)
-	st := c.computeStatus(s, todo.removals-given.removals, todo.pins-given.pins)
+	given, createErr := c.createJobs(ctx, s, todo.Jobs)
+	st := c.computeStatus(s, todo.Removals-given.Removals, todo.Pins-given.Pins)
 	outcome = st.status.Reason + " " + string(st.status.Status)
 	if err := c.writeStatus(ctx, s, st); err != nil {
 		return 0, errors.Join(createErr, err)
@@ -81,7 +83,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	if err := c.deleteFinishedJobs(ctx, s, st.complete); err != nil {
 		return 0, err
 	}
-	return c.nextLook(s, st.complete, todo.throttled), nil
+	return c.nextLook(s, st.complete, todo.Throttled), nil
 }
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to
@@ -111,24 +113,24 @@ func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1
 	return ic, nil
 }
 
-func (c *Controller) newSyncCtx(key cache.ObjectName, ic *v1alpha2.ImageCache) *syncCtx {
-	return newPass(key, ic, c.clock.Now(), c.ledgers.Load(ic), c.ledgers.Read(ic))
+func (c *Controller) newSyncCtx(key cache.ObjectName, ic *v1alpha2.ImageCache) *pass.Pass {
+	return pass.NewPass(key, ic, c.clock.Now(), c.ledgers.Load(ic), c.ledgers.Read(ic))
 }
 
 // nextLook says how soon to look again: when a running Job must be checked,
 // when a Job slot may be free, or when the next periodic refresh is due. Once
 // an operation's start is recorded, the informer's update event brings the
 // cache back for its Jobs.
-func (c *Controller) nextLook(s *syncCtx, complete, throttled bool) time.Duration {
+func (c *Controller) nextLook(s *pass.Pass, complete, throttled bool) time.Duration {
 	var after time.Duration
-	if !s.checkAt.IsZero() {
-		after = max(s.checkAt.Sub(s.now), 100*time.Millisecond)
+	if !s.CheckAt.IsZero() {
+		after = max(s.CheckAt.Sub(s.Now), 100*time.Millisecond)
 	}
 	if throttled {
 		after = minPositive(after, throttledRetry)
 	}
-	if complete && c.cfg.RefreshFrequency > 0 && s.st.CompletionTime != nil && refreshable(s.st) {
-		after = minPositive(after, max(s.st.CompletionTime.Add(c.cfg.RefreshFrequency).Sub(s.now), time.Second))
+	if complete && c.cfg.RefreshFrequency > 0 && s.St.CompletionTime != nil && refreshable(s.St) {
+		after = minPositive(after, max(s.St.CompletionTime.Add(c.cfg.RefreshFrequency).Sub(s.Now), time.Second))
 	}
 	return after
 }

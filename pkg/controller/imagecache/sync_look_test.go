@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -44,8 +46,8 @@ func TestNextLook(t *testing.T) {
 			cfg.RefreshFrequency = tc.refresh
 			c := &Controller{cfg: cfg}
 			ic := &v1alpha2.ImageCache{Status: v1alpha2.ImageCacheStatus{Reason: tc.reason, CompletionTime: tc.completed}}
-			s := newPass(cache.ObjectName{}, ic, t0, nil, ledger.Reader{})
-			s.lookAt(tc.checkAt)
+			s := pass.NewPass(cache.ObjectName{}, ic, t0, nil, ledger.Reader{})
+			s.LookAt(tc.checkAt)
 			if got := c.nextLook(s, tc.complete, tc.throttled); got != tc.want {
 				t.Errorf("nextLook = %v, want %v", got, tc.want)
 			}
