@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
@@ -133,7 +135,9 @@ type Controller struct {
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	recorder record.EventRecorder
 	throttle *throttle.Throttle
-	clock    clock.Clock
+	// writer creates, ends and deletes the Jobs.
+	writer *jobwrite.Writer
+	clock  clock.Clock
 
 	// expectations holds what this process wrote that the informers do
 	// not show yet: the Jobs it created (counted by the throttle) and
@@ -176,6 +180,7 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	}
 	c.expectations = expectations.New(throttle.ExpectationTTL, clk.Now)
 	c.throttle = throttle.New(cfg.MaxInFlightJobs, c.expectations, clk.Now)
+	c.writer = jobwrite.New(kubeClient, recorder, c.throttle, c.expectations, c.pulling, clk)
 	if err := jobInformer.Informer().AddIndexers(cache.Indexers{jobsByCacheIndex: indexByLabel(puller.LabelCacheUID),
 		deleteJobsByCacheIndex: indexByCacheKey}); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)

@@ -85,7 +85,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	s.SawJobs(jobs)
 	for _, job := range jobs {
 		switch {
-		case job.DeletionTimestamp != nil || c.isDeleting(job):
+		case job.DeletionTimestamp != nil || c.writer.IsDeleting(job):
 			if puller.IsActive(job) {
 				s.MarkBusy(job.Annotations[puller.AnnotationNode])
 			}
@@ -95,7 +95,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 			}
 		default:
 			// Its pulls, removals and pins are moot now.
-			if err := c.dropJob(ctx, s, job); err != nil {
+			if err := c.writer.Drop(ctx, s, job); err != nil {
 				return 0, err
 			}
 		}
@@ -105,7 +105,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	left := pinnedNodes(s.Led, s.Nodes)
 	deadline := ic.DeletionTimestamp.Add(c.unpinTimeout())
 	if len(left) > 0 && s.Now.Before(deadline) {
-		if _, err := c.createJobs(ctx, s, todo.Jobs); err != nil {
+		if _, err := c.writer.Create(ctx, s, todo.Jobs); err != nil {
 			return 0, err
 		}
 	}
@@ -135,7 +135,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	} else if holdsPins(ic) {
 		c.recorder.Event(s.IC, corev1.EventTypeNormal, reasons.Unpinned, "The deleted cache's pins are taken away from every node")
 	}
-	if err := c.deleteJobsOf(ctx, s, func(*batchv1.Job) bool { return true }); err != nil {
+	if err := c.writer.DeleteOf(ctx, s, func(*batchv1.Job) bool { return true }); err != nil {
 		return 0, err
 	}
 	return 0, c.setFinalizer(ctx, s, false)

@@ -35,12 +35,12 @@ func (c *Controller) readJobs(ctx context.Context, s *pass.Pass) error {
 	// First what earlier delete Jobs may have removed: nothing earlier
 	// brings those images back.
 	for _, job := range jobs {
-		if job.DeletionTimestamp == nil && !c.isDeleting(job) && puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.Led.Epoch {
+		if job.DeletionTimestamp == nil && !c.writer.IsDeleting(job) && puller.IsDeleteJob(job) && puller.JobEpoch(job) < s.Led.Epoch {
 			c.unsettleRemoved(s, job)
 		}
 	}
 	for _, job := range jobs {
-		if job.DeletionTimestamp != nil || c.isDeleting(job) {
+		if job.DeletionTimestamp != nil || c.writer.IsDeleting(job) {
 			if puller.IsActive(job) {
 				s.MarkBusy(job.Annotations[puller.AnnotationNode])
 			}
@@ -70,7 +70,7 @@ func (c *Controller) readJobs(ctx context.Context, s *pass.Pass) error {
 				}
 				continue
 			}
-			if err := c.dropJob(ctx, s, job); err != nil {
+			if err := c.writer.Drop(ctx, s, job); err != nil {
 				return err
 			}
 			continue
@@ -138,7 +138,7 @@ func (c *Controller) followEarlier(ctx context.Context, s *pass.Pass, job *batch
 	}
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
-		return c.dropJob(ctx, s, job)
+		return c.writer.Drop(ctx, s, job)
 	}
 	return c.followJob(ctx, s, job, &out)
 }
@@ -162,7 +162,7 @@ func (c *Controller) recordOutcome(ctx context.Context, s *pass.Pass, job *batch
 	succeeded func(node, key string, i int), failed func(node, key string, i int, r puller.Result) bool) error {
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
-		return c.dropJob(ctx, s, job)
+		return c.writer.Drop(ctx, s, job)
 	}
 	node := job.Annotations[puller.AnnotationNode]
 	if err := c.followJob(ctx, s, job, &out); err != nil {
@@ -204,7 +204,7 @@ func (c *Controller) followJob(ctx context.Context, s *pass.Pass, job *batchv1.J
 		c.explainNoPod(ctx, s, job, out)
 	}
 	if out.EndNow {
-		if err := c.endJob(ctx, job, *out); err != nil {
+		if err := c.writer.End(ctx, job, *out); err != nil {
 			return err
 		}
 	} else if puller.IsActive(job) && !out.Finished {
@@ -275,11 +275,11 @@ func (c *Controller) deleteOrphans(ctx context.Context, key cache.ObjectName, ui
 	}
 	for _, o := range objs {
 		job, ok := o.(*batchv1.Job)
-		if !ok || (uid != "" && job.Labels[puller.LabelCacheUID] == string(uid)) || job.DeletionTimestamp != nil || c.isDeleting(job) {
+		if !ok || (uid != "" && job.Labels[puller.LabelCacheUID] == string(uid)) || job.DeletionTimestamp != nil || c.writer.IsDeleting(job) {
 			continue
 		}
 		klog.FromContext(ctx).V(2).Info("Deleting a delete Job whose cache is gone", "job", klog.KObj(job))
-		if err := c.deleteJob(ctx, job); err != nil {
+		if err := c.writer.Delete(ctx, job); err != nil {
 			return err
 		}
 	}

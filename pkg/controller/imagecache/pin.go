@@ -46,12 +46,12 @@ func (c *Controller) pinning(s *pass.Pass) bool {
 func (c *Controller) readPinJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
 	node := job.Annotations[puller.AnnotationNode]
 	if s.Nodes[node] == nil || predatesNode(job, s.Nodes) {
-		return c.dropJob(ctx, s, job)
+		return c.writer.Drop(ctx, s, job)
 	}
 	out, err := puller.ReadPin(c.cfg.Puller, job, c.podOf(job), s.Now)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
-		return c.dropJob(ctx, s, job)
+		return c.writer.Drop(ctx, s, job)
 	}
 	if err := c.followJob(ctx, s, job, &out); err != nil {
 		return err
@@ -263,5 +263,5 @@ func (c *Controller) deletePinJobsDone(ctx context.Context, s *pass.Pass) error 
 	for _, job := range s.PinJobsDone {
 		done[job.Name] = true
 	}
-	return c.deleteJobsOf(ctx, s, func(job *batchv1.Job) bool { return done[job.Name] })
+	return c.writer.DeleteOf(ctx, s, func(job *batchv1.Job) bool { return done[job.Name] })
 }

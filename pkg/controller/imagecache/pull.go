@@ -206,7 +206,7 @@ func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.Now)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
-		return o.c.dropJob(ctx, s, job)
+		return o.c.writer.Drop(ctx, s, job)
 	}
 	if err := o.c.followJob(ctx, s, job, &out); err != nil || !out.Finished {
 		return err

@@ -305,8 +305,8 @@ func (c *Controller) refuseTooLarge(ctx context.Context, s *pass.Pass, why strin
 		return err
 	}
 	for _, job := range jobs {
-		if job.DeletionTimestamp == nil && puller.IsActive(job) && !c.isDeleting(job) {
-			if err := c.deleteJob(ctx, job); err != nil {
+		if job.DeletionTimestamp == nil && puller.IsActive(job) && !c.writer.IsDeleting(job) {
+			if err := c.writer.Delete(ctx, job); err != nil {
 				return err
 			}
 		}

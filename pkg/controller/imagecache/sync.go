@@ -7,8 +7,11 @@ import (
 	"slices"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 
+	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -62,18 +65,18 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	// A create that fails for a reason a retry may fix stops the creates,
 	// and the sync is retried with backoff; what this pass settled (the
 	// refused Jobs' failures among it) is written first all the same.
-	given, createErr := c.createJobs(ctx, s, todo.Jobs)
+	given, createErr := c.writer.Create(ctx, s, todo.Jobs)
 	st := c.computeStatus(s, todo.Removals-given.Removals, todo.Pins-given.Pins)
 	outcome = st.status.Reason + " " + string(st.status.Status)
 	if err := c.writeStatus(ctx, s, st); err != nil {
 		return 0, errors.Join(createErr, err)
 	}
 	if createErr != nil {
-		if isQuota(createErr) {
+		if jobwrite.IsQuota(createErr) {
 			// The cache's own finished Jobs count against the quota
 			// until the operation completes: their outcomes are now in
 			// the status, so they go, to make room.
-			createErr = errors.Join(createErr, c.deleteJobsDone(ctx, s))
+			createErr = errors.Join(createErr, c.writer.DeleteDone(ctx, s))
 		}
 		return 0, createErr
 	}
@@ -152,3 +155,12 @@ func minPositive(a, b time.Duration) time.Duration {
 
 // sortedKeys lists a map's keys in order.
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// deleteFinishedJobs deletes a complete operation's Jobs, unless they are to
+// be kept.
+func (c *Controller) deleteFinishedJobs(ctx context.Context, s *pass.Pass, complete bool) error {
+	if !complete || c.cfg.RetainJobs {
+		return nil
+	}
+	return c.writer.DeleteOf(ctx, s, func(*batchv1.Job) bool { return true })
+}
