@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
@@ -46,12 +48,6 @@ import (
 const ControllerName = version.Name
 
 const (
-	jobsByCacheIndex = "byCacheUID"
-	// deleteJobsByCacheIndex indexes the delete Jobs, which run in the
-	// controller's namespace with no owner reference, by their cache's
-	// namespace/name: once the cache is gone, they are found by its key.
-	deleteJobsByCacheIndex = "byCacheKey"
-	podsByJobIndex         = "byJobUID"
 	// throttledRetry is how soon a cache waiting for a free Job slot looks
 	// again, should no slot-freeing event wake it first.
 	throttledRetry = 5 * time.Second
@@ -135,8 +131,9 @@ type Controller struct {
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	recorder record.EventRecorder
 	throttle *throttle.Throttle
-	// writer creates, ends and deletes the Jobs.
+	// writer creates, ends and deletes the Jobs; reader reads them.
 	writer *jobwrite.Writer
+	reader *jobread.Reader
 	clock  clock.Clock
 
 	// expectations holds what this process wrote that the informers do
@@ -181,11 +178,11 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	c.expectations = expectations.New(throttle.ExpectationTTL, clk.Now)
 	c.throttle = throttle.New(cfg.MaxInFlightJobs, c.expectations, clk.Now)
 	c.writer = jobwrite.New(kubeClient, recorder, c.throttle, c.expectations, c.pulling, clk)
-	if err := jobInformer.Informer().AddIndexers(cache.Indexers{jobsByCacheIndex: indexByLabel(puller.LabelCacheUID),
-		deleteJobsByCacheIndex: indexByCacheKey}); err != nil {
+	c.reader = jobread.New(c.jobIndexer, c.podIndexer, cfg.Puller, kubeClient, c.pulling, c.writer)
+	if err := jobInformer.Informer().AddIndexers(jobread.JobIndexers()); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)
 	}
-	if err := podInformer.Informer().AddIndexers(cache.Indexers{podsByJobIndex: indexByControllerUID}); err != nil {
+	if err := podInformer.Informer().AddIndexers(jobread.PodIndexers()); err != nil {
 		return nil, fmt.Errorf("adding the pod index: %w", err)
 	}
 	logger := klog.FromContext(ctx)
@@ -232,52 +229,6 @@ func PullEventsSelector(reason string) string { return pullevents.Selector(reaso
 // limit their informers.
 func ManagedSelector() string {
 	return labels.Set{puller.LabelManagedBy: puller.ManagedByValue}.String()
-}
-
-func indexByLabel(label string) cache.IndexFunc {
-	return func(obj any) ([]string, error) {
-		m, err := metaOf(obj)
-		if err != nil {
-			return nil, err
-		}
-		if v := m.GetLabels()[label]; v != "" {
-			return []string{v}, nil
-		}
-		return nil, nil
-	}
-}
-
-// indexByCacheKey indexes the Jobs that name their cache's namespace (those
-// that cannot be owned by it) by the cache's namespace/name.
-func indexByCacheKey(obj any) ([]string, error) {
-	job, ok := obj.(*batchv1.Job)
-	if !ok || job.Annotations[puller.AnnotationCacheNamespace] == "" {
-		return nil, nil
-	}
-	ns, name := puller.CacheOf(job)
-	return []string{cache.ObjectName{Namespace: ns, Name: name}.String()}, nil
-}
-
-func indexByControllerUID(obj any) ([]string, error) {
-	m, err := metaOf(obj)
-	if err != nil {
-		return nil, err
-	}
-	if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
-		return []string{string(ref.UID)}, nil
-	}
-	return nil, nil
-}
-
-func metaOf(obj any) (metav1.Object, error) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	m, ok := obj.(metav1.Object)
-	if !ok {
-		return nil, fmt.Errorf("unexpected object of type %T", obj)
-	}
-	return m, nil
 }
 
 func (c *Controller) enqueue(obj any) {

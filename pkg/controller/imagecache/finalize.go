@@ -78,7 +78,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	s.Planned(nodes, &plan.Plan{Nodes: map[string]*plan.Node{}, Display: map[string]string{}, SpecKeys: map[string]bool{}})
 	s.HoldFailures(pass.Failures{}, pass.Failures{})
 	s.Led.ForgetReplaced(s.Nodes)
-	jobs, err := c.jobsOf(ic)
+	jobs, err := c.reader.JobsOf(ic)
 	if err != nil {
 		return 0, err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
@@ -45,15 +47,15 @@ func (c *Controller) pinning(s *pass.Pass) bool {
 // unpin that failed is given up, with a failure.
 func (c *Controller) readPinJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
 	node := job.Annotations[puller.AnnotationNode]
-	if s.Nodes[node] == nil || predatesNode(job, s.Nodes) {
+	if s.Nodes[node] == nil || jobread.PredatesNode(job, s.Nodes) {
 		return c.writer.Drop(ctx, s, job)
 	}
-	out, err := puller.ReadPin(c.cfg.Puller, job, c.podOf(job), s.Now)
+	out, err := puller.ReadPin(c.cfg.Puller, job, c.reader.PodOf(job), s.Now)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 		return c.writer.Drop(ctx, s, job)
 	}
-	if err := c.followJob(ctx, s, job, &out); err != nil {
+	if err := c.reader.Follow(ctx, s, job, &out); err != nil {
 		return err
 	}
 	if !out.Finished {

@@ -86,11 +86,11 @@ func (o *pullOp) ReadJob(ctx context.Context, job *batchv1.Job) error {
 		return o.readRemoval(ctx, job)
 	}
 	s := o.s
-	pod := o.c.podOf(job)
+	pod := o.c.reader.PodOf(job)
 	out, err := puller.Read(o.c.cfg.Puller, job, pod, o.c.pulling.PullingSince(ctx, pod), s.Now)
 	own := o.ownershipOf(ctx, job, pod)
 	pulls := o.c.pulling.Pulls(ctx, pod, s.Now)
-	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, i int) {
+	return o.c.reader.Record(ctx, s, job, out, err, func(node, key string, i int) {
 		if s.Led.Get(node, key) == ledger.Unsettled {
 			o.pullTimes = append(o.pullTimes, s.Now.Sub(job.CreationTimestamp.Time))
 			o.kubeletPulls = append(o.kubeletPulls, pulls.Pulled(i)...)
@@ -163,7 +163,7 @@ func (o *pullOp) ReadEarlier(ctx context.Context, job *batchv1.Job) {
 	if puller.IsDeleteJob(job) || s.St.StartTime == nil || s.Plan.Nodes[node] == nil {
 		return
 	}
-	pod := o.c.podOf(job)
+	pod := o.c.reader.PodOf(job)
 	if pod == nil {
 		return
 	}
@@ -203,12 +203,12 @@ func (o *pullOp) ReadEarlier(ctx context.Context, job *batchv1.Job) {
 func (o *pullOp) readRemoval(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
 	node := job.Annotations[puller.AnnotationNode]
-	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.Now)
+	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.reader.PodOf(job), s.Now)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
 		return o.c.writer.Drop(ctx, s, job)
 	}
-	if err := o.c.followJob(ctx, s, job, &out); err != nil || !out.Finished {
+	if err := o.c.reader.Follow(ctx, s, job, &out); err != nil || !out.Finished {
 		return err
 	}
 	for i, img := range out.Images {

@@ -85,7 +85,7 @@ func (o *purgeOp) ReadEarlier(ctx context.Context, job *batchv1.Job) {
 	if err != nil {
 		return
 	}
-	pulled := o.c.pulling.PulledHere(ctx, job, o.c.podOf(job))
+	pulled := o.c.pulling.PulledHere(ctx, job, o.c.reader.PodOf(job))
 	for i, img := range imgs {
 		key, err := images.Normalize(img)
 		if err == nil && pulled[puller.ContainerName(i)] && s.Plan.Wants(node, key) && !s.RemovedEarlier[pass.PairKey(node, key)] &&
@@ -103,8 +103,8 @@ func (o *purgeOp) Claims(job *batchv1.Job) bool {
 
 func (o *purgeOp) ReadJob(ctx context.Context, job *batchv1.Job) error {
 	s := o.s
-	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.podOf(job), s.Now)
-	return o.c.recordOutcome(ctx, s, job, out, err, func(node, key string, _ int) {
+	out, err := puller.ReadDelete(o.c.cfg.Puller, job, o.c.reader.PodOf(job), s.Now)
+	return o.c.reader.Record(ctx, s, job, out, err, func(node, key string, _ int) {
 		if s.Led.Get(node, key) == ledger.Unsettled {
 			// A node's image list lags the removal.
 			s.Led.RemovedAt = s.Now.Unix()

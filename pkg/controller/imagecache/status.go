@@ -300,7 +300,7 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan.
 // object can record (why says so): its running Jobs are deleted, and its
 // status says Failed, with why, keeping what it had recorded.
 func (c *Controller) refuseTooLarge(ctx context.Context, s *pass.Pass, why string) error {
-	jobs, err := c.jobsOf(s.IC)
+	jobs, err := c.reader.JobsOf(s.IC)
 	if err != nil {
 		return err
 	}

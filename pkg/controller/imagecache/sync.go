@@ -55,7 +55,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 		outcome = reasons.TooLarge
 		return 0, c.refuseTooLarge(ctx, s, why)
 	}
-	if err := c.readJobs(ctx, s); err != nil {
+	if err := c.reader.Read(ctx, s, c.readPinJob); err != nil {
 		return 0, err
 	}
 	s.Op.Settle()
@@ -98,15 +98,15 @@ func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1
 	ic, err := c.icLister.ImageCaches(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
 		c.expectations.ForgetWrites(key)
-		return nil, c.deleteOrphans(ctx, key, "")
+		return nil, c.reader.DeleteOrphans(ctx, key, "")
 	}
 	if err != nil {
 		return nil, err
 	}
 	if ic.DeletionTimestamp != nil && !slices.Contains(ic.Finalizers, FinalizerUnpin) {
-		return nil, c.deleteOrphans(ctx, key, "")
+		return nil, c.reader.DeleteOrphans(ctx, key, "")
 	}
-	if err := c.deleteOrphans(ctx, key, ic.UID); err != nil {
+	if err := c.reader.DeleteOrphans(ctx, key, ic.UID); err != nil {
 		return nil, err
 	}
 	if c.expectations.Outdated(key, ic.ResourceVersion) {
