@@ -122,7 +122,18 @@ func eventsPage(root string) (string, error) {
 			if !ok || (sel.Sel.Name != "Event" && sel.Sel.Name != "Eventf") || len(call.Args) < 4 {
 				return true
 			}
-			if x, ok := sel.X.(*ast.SelectorExpr); !ok || x.Sel.Name != "recorder" {
+			// c.recorder.Event(...), or recorder.Event(...) where it is
+			// passed on.
+			switch x := sel.X.(type) {
+			case *ast.SelectorExpr:
+				if x.Sel.Name != "recorder" {
+					return true
+				}
+			case *ast.Ident:
+				if x.Name != "recorder" {
+					return true
+				}
+			default:
 				return true
 			}
 			reason, ok := str(call.Args[2])

@@ -10,8 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/plan"
-	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // conditions renders the kstatus-read conditions of a cache as
@@ -112,24 +110,4 @@ func TestConditionsThroughACachesLife(t *testing.T) {
 	f.completeAll()
 	f.syncOnly("web", wDeleteJob, wAnnotation, wStatus)
 	expect("purged", "Ready=False/Purged Reconciling=False/Complete Stalled=True/Purged")
-}
-
-// TestConditionsOfARefusedPurge: a purge refused as too large reads
-// TooLarge, as RefusedTooLarge (which the warming controller asks) needs,
-// not Purged.
-func TestConditionsOfARefusedPurge(t *testing.T) {
-	ic := newImageCache("web", withImages("nginx"))
-	ic.Generation = 3
-	st := &v1alpha2.ImageCacheStatus{Status: v1alpha2.ImageCacheActionStatusFailed, Reason: v1alpha2.ImageCacheReasonPurge,
-		Message: "The cache is too large"}
-	setConditions(ic, st, reasons.TooLarge, t0)
-	ic.Status = *st
-	for _, kind := range []string{v1alpha2.ConditionReady, v1alpha2.ConditionStalled} {
-		if c := meta.FindStatusCondition(st.Conditions, kind); c == nil || c.Reason != reasons.TooLarge {
-			t.Errorf("%s: %+v, want reason TooLarge", kind, c)
-		}
-	}
-	if !plan.RefusedTooLarge(ic) {
-		t.Error("RefusedTooLarge says no")
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
@@ -134,6 +136,8 @@ type Controller struct {
 	// writer creates, ends and deletes the Jobs; reader reads them.
 	writer *jobwrite.Writer
 	reader *jobread.Reader
+	// status computes and writes the caches' status.
+	status *status.Writer
 	clock  clock.Clock
 
 	// expectations holds what this process wrote that the informers do
@@ -178,6 +182,7 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	c.expectations = expectations.New(throttle.ExpectationTTL, clk.Now)
 	c.throttle = throttle.New(cfg.MaxInFlightJobs, c.expectations, clk.Now)
 	c.writer = jobwrite.New(kubeClient, recorder, c.throttle, c.expectations, c.pulling, clk)
+	c.status = status.New(client, recorder, c.expectations)
 	c.reader = jobread.New(c.jobIndexer, c.podIndexer, cfg.Puller, kubeClient, c.pulling, c.writer)
 	if err := jobInformer.Informer().AddIndexers(jobread.JobIndexers()); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)

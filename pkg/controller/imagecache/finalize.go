@@ -2,7 +2,6 @@ package imagecache
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -60,7 +58,7 @@ func (c *Controller) setFinalizer(ctx context.Context, s *pass.Pass, add bool) e
 	if add {
 		list = append(list, FinalizerUnpin)
 	}
-	return c.patchMetadata(ctx, s, "finalizers", list, "setting the finalizer "+FinalizerUnpin)
+	return c.status.PatchMetadata(ctx, s, "finalizers", list, "setting the finalizer "+FinalizerUnpin)
 }
 
 // finalize takes a deleted cache's pins away: an unpin Job on each node
@@ -109,7 +107,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 			return 0, err
 		}
 	}
-	if err := c.writeLedger(ctx, s); err != nil {
+	if err := c.status.WriteLedger(ctx, s); err != nil {
 		return 0, err
 	}
 	if err := c.deletePinJobsDone(ctx, s); err != nil {
@@ -165,21 +163,4 @@ func pinnedNodes(led *ledger.Ledger, nodes map[string]*corev1.Node) []string {
 		}
 	}
 	return out
-}
-
-// writeLedger writes a deleted cache's ledger when its pins changed.
-func (c *Controller) writeLedger(ctx context.Context, s *pass.Pass) error {
-	if !c.ledgers.Changed(s.IC, s.Led) {
-		return nil
-	}
-	updated := s.IC.DeepCopy()
-	c.ledgers.Record(&updated.Status, s.Led)
-	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
-		metav1.UpdateOptions{FieldManager: ControllerName})
-	if err != nil {
-		return fmt.Errorf("writing status: %w", err)
-	}
-	c.wrote(s.Key, s.IC, written)
-	s.Rewritten(written)
-	return nil
 }

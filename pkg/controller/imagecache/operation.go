@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,7 +63,7 @@ func (c *Controller) startOperation(ctx context.Context, s *pass.Pass) time.Dura
 	st.ObservedGeneration = s.IC.Generation
 	st.Failures = nil
 	st.OmittedFailures = nil
-	startDigests(st)
+	status.StartDigests(st)
 	if len(gone) > 0 {
 		// A refresh for images gone from their nodes pulls them alone:
 		// the rest stays as the latest operation settled it.
@@ -100,12 +102,12 @@ func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCa
 	switch {
 	case st.StartTime == nil:
 		return v1alpha2.ImageCacheReasonCreate
-	case hasAnnotation(ic, v1alpha2.AnnotationPurge) &&
+	case status.HasAnnotation(ic, v1alpha2.AnnotationPurge) &&
 		!(st.Reason == v1alpha2.ImageCacheReasonPurge && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
 		return v1alpha2.ImageCacheReasonPurge
 	case ic.Generation != st.ObservedGeneration:
 		return v1alpha2.ImageCacheReasonUpdate
-	case hasAnnotation(ic, v1alpha2.AnnotationRefresh) && !hasAnnotation(ic, v1alpha2.AnnotationPurge) &&
+	case status.HasAnnotation(ic, v1alpha2.AnnotationRefresh) && !status.HasAnnotation(ic, v1alpha2.AnnotationPurge) &&
 		!(st.Reason == v1alpha2.ImageCacheReasonRefresh && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
 		return v1alpha2.ImageCacheReasonRefresh
 	case c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil && st.Status != v1alpha2.ImageCacheActionStatusProcessing &&
@@ -119,18 +121,6 @@ func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCa
 // operation: a purged cache stays purged until it is asked for again.
 func refreshable(st *v1alpha2.ImageCacheStatus) bool {
 	return st.Reason != v1alpha2.ImageCacheReasonPurge
-}
-
-// requestAnnotation maps an operation to the annotation that asks for it,
-// which is removed once the operation is done.
-var requestAnnotation = map[string]string{
-	v1alpha2.ImageCacheReasonRefresh: v1alpha2.AnnotationRefresh,
-	v1alpha2.ImageCacheReasonPurge:   v1alpha2.AnnotationPurge,
-}
-
-func hasAnnotation(ic *v1alpha2.ImageCache, key string) bool {
-	_, ok := ic.Annotations[key]
-	return ok
 }
 
 var (

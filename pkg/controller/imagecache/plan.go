@@ -3,6 +3,8 @@ package imagecache
 import (
 	"context"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,7 +42,7 @@ func (c *Controller) makePlan(ctx context.Context, s *pass.Pass) error {
 			"%d %s re-created under the same name, to be warmed again: %s", len(replaced),
 			message.Plural(len(replaced), "node was", "nodes were"), message.ListSome(replaced, 3))
 	}
-	s.HoldFailures(newFailureSet(s.St.Failures, s.Plan, s.Led), newUnpinnedSet(s.St.Unpinned, s.Led))
+	s.HoldFailures(status.NewFailures(s.St.Failures, s.Plan, s.Led), newUnpinnedSet(s.St.Unpinned, s.Led))
 	return nil
 }
 

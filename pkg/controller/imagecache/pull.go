@@ -5,6 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
@@ -45,7 +47,7 @@ type pullOp struct {
 	// to try again.
 	retried int
 	// moved are the pulls this pass settled that found a tag moved.
-	moved []movedImage
+	moved []status.Moved
 }
 
 // newPullOp keeps of the ledger the pairs the plan wants, and the images
@@ -95,7 +97,7 @@ func (o *pullOp) ReadJob(ctx context.Context, job *batchv1.Job) error {
 			o.pullTimes = append(o.pullTimes, s.Now.Sub(job.CreationTimestamp.Time))
 			o.kubeletPulls = append(o.kubeletPulls, pulls.Pulled(i)...)
 			if s.Plan.Always(node, key) {
-				if m := recordDigest(s.St, s.Plan.Display[key], node, containerDigest(pod, i)); m != nil {
+				if m := status.RecordDigest(s.St, s.Plan.Display[key], node, status.ContainerDigest(pod, i)); m != nil {
 					o.moved = append(o.moved, *m)
 				}
 				if s.Led.Pin(node, key) == ledger.Pinned {
@@ -380,7 +382,7 @@ func (o *pullOp) Kept() (pass.Failures, map[string]int) { return nil, nil }
 func (o *pullOp) Recorded(before ledger.Reader) {
 	countSettled(before, o.s.Led)
 	metrics.PullRetriesTotal.Add(float64(o.retried))
-	o.c.movedEvents(o.s.IC, o.moved)
+	status.MovedEvents(o.c.recorder, o.s.IC, o.moved)
 	for _, d := range o.pullTimes {
 		metrics.PullDuration.Observe(d.Seconds())
 	}

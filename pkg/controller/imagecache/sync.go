@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
+	"kubefledged.io/kube-fledged/pkg/puller"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 
@@ -66,9 +67,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	// and the sync is retried with backoff; what this pass settled (the
 	// refused Jobs' failures among it) is written first all the same.
 	given, createErr := c.writer.Create(ctx, s, todo.Jobs)
-	st := c.computeStatus(s, todo.Removals-given.Removals, todo.Pins-given.Pins)
-	outcome = st.status.Reason + " " + string(st.status.Status)
-	if err := c.writeStatus(ctx, s, st); err != nil {
+	st := c.status.Compute(s, todo.Removals-given.Removals, todo.Pins-given.Pins)
+	outcome = st.Status.Reason + " " + string(st.Status.Status)
+	if err := c.status.Write(ctx, s, st); err != nil {
 		return 0, errors.Join(createErr, err)
 	}
 	if createErr != nil {
@@ -83,10 +84,10 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	if err := c.deletePinJobsDone(ctx, s); err != nil {
 		return 0, err
 	}
-	if err := c.deleteFinishedJobs(ctx, s, st.complete); err != nil {
+	if err := c.deleteFinishedJobs(ctx, s, st.Complete); err != nil {
 		return 0, err
 	}
-	return c.nextLook(s, st.complete, todo.Throttled), nil
+	return c.nextLook(s, st.Complete, todo.Throttled), nil
 }
 
 // cacheToSync returns the cache behind key, or nil when there is nothing to
@@ -138,14 +139,6 @@ func (c *Controller) nextLook(s *pass.Pass, complete, throttled bool) time.Durat
 	return after
 }
 
-// wrote records that a write replaced the version of the cache the informer
-// shows, so the next sync waits for the informer to show the write.
-func (c *Controller) wrote(key cache.ObjectName, before, after *v1alpha2.ImageCache) {
-	if after != nil {
-		c.expectations.ExpectWrite(key, before.ResourceVersion, after.ResourceVersion)
-	}
-}
-
 func minPositive(a, b time.Duration) time.Duration {
 	if a <= 0 {
 		return b
@@ -163,4 +156,22 @@ func (c *Controller) deleteFinishedJobs(ctx context.Context, s *pass.Pass, compl
 		return nil
 	}
 	return c.writer.DeleteOf(ctx, s, func(*batchv1.Job) bool { return true })
+}
+
+// refuseTooLarge ends the operation of a cache that asks for more than one
+// object can record (why says so): its running Jobs are deleted, and its
+// status says Failed, with why, keeping what it had recorded.
+func (c *Controller) refuseTooLarge(ctx context.Context, s *pass.Pass, why string) error {
+	jobs, err := c.reader.JobsOf(s.IC)
+	if err != nil {
+		return err
+	}
+	for _, job := range jobs {
+		if job.DeletionTimestamp == nil && puller.IsActive(job) && !c.writer.IsDeleting(job) {
+			if err := c.writer.Delete(ctx, job); err != nil {
+				return err
+			}
+		}
+	}
+	return c.status.Refuse(ctx, s, why)
 }

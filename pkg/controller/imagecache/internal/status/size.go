@@ -1,14 +1,14 @@
-package imagecache
+package status
 
 import (
 	"encoding/json"
 	"sort"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
 
 // The status must fit in one object: etcd takes at most 1.5 MiB per

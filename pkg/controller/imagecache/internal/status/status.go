@@ -1,45 +1,63 @@
-package imagecache
+// Package status computes an ImageCache's status from what a pass settled
+// and writes it, once a pass, when it changed: the counts, the message and
+// the conditions (status.go, conditions.go), the failures kept within one
+// object (size.go), the digests of the images pulled Always (digests.go),
+// the pairs waiting to be tried again (retries.go); and the writes to the
+// cache itself (write.go): its status, its annotations and finalizers, a
+// deleted cache's ledger.
+package status
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/expectations"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/plan"
-	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
 )
 
-// computedStatus is the status a pass works out, and what it says of the
-// operation.
-type computedStatus struct {
-	status *v1alpha2.ImageCacheStatus
-	// complete says the operation has nothing left to do.
-	complete bool
-	// trimmed says the status had to leave out failures to fit.
-	trimmed bool
+// Writer computes and writes the caches' status.
+type Writer struct {
+	client       clientset.Interface
+	recorder     record.EventRecorder
+	expectations *expectations.Expectations
+	ledgers      ledger.Store
 }
 
-// computeStatus works out the status from the plan, the ledger, the
+// New returns the status writer; the expectations hold its writes until the
+// informer shows them.
+func New(client clientset.Interface, recorder record.EventRecorder, exp *expectations.Expectations) *Writer {
+	return &Writer{client: client, recorder: recorder, expectations: exp}
+}
+
+// Computed is the status a pass works out, and what it says of the
+// operation.
+type Computed struct {
+	Status *v1alpha2.ImageCacheStatus
+	// Complete says the operation has nothing left to do.
+	Complete bool
+	// Trimmed says the status had to leave out failures to fit.
+	Trimmed bool
+}
+
+// Compute works out the status from the plan, the ledger, the
 // failures and the removals still to do, on the pass's copy of the status.
-func (c *Controller) computeStatus(s *pass.Pass, removals, pins int) computedStatus {
+func (w *Writer) Compute(s *pass.Pass, removals, pins int) Computed {
 	counts := countPulls(s.Plan, s.Led)
 	counts.removals = removals
 	counts.pins = pins
@@ -56,109 +74,14 @@ func (c *Controller) computeStatus(s *pass.Pass, removals, pins int) computedSta
 	if len(s.St.Unpinned) == 0 {
 		s.St.Unpinned = nil
 	}
-	c.ledgers.Record(s.St, s.Led)
+	w.ledgers.Record(s.St, s.Led)
 	trimmed := fillStatus(s.IC, s.St, s.Plan, s.Failures, counts, s.Now)
-	return computedStatus{status: s.St, complete: counts.Pending == 0 && removals == 0 && pins == 0, trimmed: trimmed}
+	return Computed{Status: s.St, Complete: counts.Pending == 0 && removals == 0 && pins == 0, Trimmed: trimmed}
 }
 
-// writeStatus writes the computed status when it changed. When the
-// operation is complete and was asked for with an annotation, it first
-// removes the annotation, so that a crash after this point cannot start the
-// operation again.
-func (c *Controller) writeStatus(ctx context.Context, s *pass.Pass, out computedStatus) error {
-	st := out.status
-	var consumed []string
-	if annotation, ok := requestAnnotation[st.Reason]; ok && out.complete && hasAnnotation(s.IC, annotation) {
-		consumed = append(consumed, annotation)
-	}
-	// A refresh asked together with a purge is the purge's to consume.
-	ignored := st.Reason == v1alpha2.ImageCacheReasonPurge && hasAnnotation(s.IC, v1alpha2.AnnotationRefresh)
-	if ignored {
-		consumed = append(consumed, v1alpha2.AnnotationRefresh)
-	}
-	if err := c.consumeAnnotations(ctx, s, consumed...); err != nil {
-		return err
-	}
-	if ignored {
-		c.recorder.Event(s.IC, corev1.EventTypeNormal, reasons.RefreshIgnored,
-			"A purge was asked too: the purge runs, and the refresh annotation is removed")
-	}
-	if equality.Semantic.DeepEqual(s.IC.Status, *st) {
-		return nil
-	}
-	if out.trimmed {
-		c.recorder.Event(s.IC, corev1.EventTypeWarning, reasons.StatusTrimmed, "The status would not fit in one object: "+
-			"failure messages were shortened and some failures left out (counted in status.omittedFailures)")
-	}
-	updated := s.IC.DeepCopy()
-	updated.Status = *st
-	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
-		metav1.UpdateOptions{FieldManager: ControllerName})
-	if err != nil && isTooLarge(err) && (len(st.Failures) > 0 || len(st.Kept) > 0 || len(st.Unpinned) > 0) {
-		// The estimate and the budget should keep this from happening;
-		// should the API server refuse the object all the same, the
-		// status goes without its lists (counted in omittedFailures)
-		// rather than failing every write.
-		dropLists(st)
-		c.recorder.Event(s.IC, corev1.EventTypeWarning, reasons.StatusTrimmed, "The API server refused the status as too "+
-			"large: it is written without its failures and kept images (counted in status.omittedFailures): "+err.Error())
-		updated.Status = *st
-		written, err = c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
-			metav1.UpdateOptions{FieldManager: ControllerName})
-	}
-	if err != nil {
-		return fmt.Errorf("writing status: %w", err)
-	}
-	c.wrote(s.Key, s.IC, written)
-	c.recordTransition(s.IC, st)
-	// Count what this write settled, now that it is recorded.
-	before := s.Before
-	if before.Epoch() != s.Led.Epoch {
-		before = ledger.Reader{}
-	}
-	s.Op.Recorded(before)
-	return nil
-}
-
-// consumeAnnotations removes the annotations that asked for operations, in
-// one patch (nothing when none is given), before the status that records
-// their outcome is written: a crash after it cannot start them again.
-func (c *Controller) consumeAnnotations(ctx context.Context, s *pass.Pass, keys ...string) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	remove := map[string]any{}
-	for _, k := range keys {
-		remove[k] = nil
-	}
-	return c.patchMetadata(ctx, s, "annotations", remove, fmt.Sprintf("removing annotations %v", keys))
-}
-
-// patchMetadata sets one field of the cache's metadata with a merge patch
-// that carries the cache's resource version, so that no concurrent change
-// is lost (a conflict is retried with the sync); s.ic becomes the written
-// cache. what says what the patch does, for its error.
-func (c *Controller) patchMetadata(ctx context.Context, s *pass.Pass, field string, value any, what string) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		field:             value,
-		"resourceVersion": s.IC.ResourceVersion,
-	}})
-	if err != nil {
-		return err
-	}
-	out, err := c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).Patch(ctx, s.IC.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: ControllerName})
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	c.wrote(s.Key, s.IC, out)
-	s.Rewritten(out)
-	return nil
-}
-
-// newFailureSet starts from the failures already in status that still hold
+// NewFailures starts from the failures already in status that still hold
 // (the ledger still has the pair failed), and the images the normaliser refuses.
-func newFailureSet(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan, led *ledger.Ledger) pass.Failures {
+func NewFailures(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan, led *ledger.Ledger) pass.Failures {
 	f := pass.Failures{}
 	for img, list := range prev {
 		key, err := images.Normalize(img)
@@ -296,50 +219,6 @@ func fillStatus(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, p *plan.
 	return trimmed
 }
 
-// refuseTooLarge ends the operation of a cache that asks for more than one
-// object can record (why says so): its running Jobs are deleted, and its
-// status says Failed, with why, keeping what it had recorded.
-func (c *Controller) refuseTooLarge(ctx context.Context, s *pass.Pass, why string) error {
-	jobs, err := c.reader.JobsOf(s.IC)
-	if err != nil {
-		return err
-	}
-	for _, job := range jobs {
-		if job.DeletionTimestamp == nil && puller.IsActive(job) && !c.writer.IsDeleting(job) {
-			if err := c.writer.Delete(ctx, job); err != nil {
-				return err
-			}
-		}
-	}
-	st := s.St
-	// The operation asked for ends here, refused: its annotation goes.
-	if annotation, ok := requestAnnotation[st.Reason]; ok && hasAnnotation(s.IC, annotation) {
-		if err := c.consumeAnnotations(ctx, s, annotation); err != nil {
-			return err
-		}
-	}
-	if st.Status != v1alpha2.ImageCacheActionStatusFailed || st.CompletionTime == nil {
-		st.CompletionTime = ptr.To(metav1.NewTime(s.Now))
-	}
-	st.Status = v1alpha2.ImageCacheActionStatusFailed
-	st.Message = why
-	st.NodesMatched = int32(len(s.Plan.Nodes))
-	setConditions(s.IC, st, reasons.TooLarge, s.Now)
-	if equality.Semantic.DeepEqual(s.IC.Status, *st) {
-		return nil
-	}
-	updated := s.IC.DeepCopy()
-	updated.Status = *st
-	written, err := c.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
-		metav1.UpdateOptions{FieldManager: ControllerName})
-	if err != nil {
-		return fmt.Errorf("writing status: %w", err)
-	}
-	c.wrote(s.Key, s.IC, written)
-	c.recorder.Event(s.IC, corev1.EventTypeWarning, reasons.TooLarge, why)
-	return nil
-}
-
 // setJobsRejected sets the JobsRejected condition: True while failures of
 // the latest operation are refusals of its Jobs by the API server, False once
 // none is (it is left out until the first refusal).
@@ -432,37 +311,6 @@ func statusMessage(verb string, c pullCounts, nodes int) string {
 	return b.String()
 }
 
-// recordTransition emits an event when an operation completes.
-func (c *Controller) recordTransition(old *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus) {
-	if old.Status.Status == st.Status && old.Status.Reason == st.Reason && old.Status.StartTime.Equal(st.StartTime) {
-		return
-	}
-	switch st.Status {
-	case v1alpha2.ImageCacheActionStatusSucceeded:
-		c.recorder.Eventf(old, corev1.EventTypeNormal, reasons.Succeeded, "%s succeeded: %s", st.Reason, st.Message)
-	case v1alpha2.ImageCacheActionStatusFailed:
-		c.recorder.Eventf(old, corev1.EventTypeWarning, reasons.Failed, "%s failed: %s", st.Reason, st.Message)
-	}
-}
-
-// isTooLarge says whether the API server refused a write as too large for
-// one object (413, or etcd's own limit passed on as a server error).
-func isTooLarge(err error) bool {
-	return apierrors.IsRequestEntityTooLargeError(err) || strings.Contains(err.Error(), "request is too large")
-}
-
-// dropLists leaves the failures, the kept images and the refused pins out of a
-// status, counting the failures in omittedFailures.
-func dropLists(st *v1alpha2.ImageCacheStatus) {
-	for img, list := range st.Failures {
-		if st.OmittedFailures == nil {
-			st.OmittedFailures = map[string]int32{}
-		}
-		st.OmittedFailures[img] += int32(len(list))
-	}
-	st.Failures, st.Kept, st.Unpinned = nil, nil, nil
-}
-
 // skippedWhy says why nodes were skipped: "not ready", or, for more than one
 // reason, "(2 not ready, 1 cordoned)", the most common first.
 func skippedWhy(by map[string]int) string {
@@ -497,3 +345,6 @@ func keptOnNodes(lists map[string]v1alpha2.NodeReasonMessageList) map[string]v1a
 	}
 	return out
 }
+
+// sortedKeys lists a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

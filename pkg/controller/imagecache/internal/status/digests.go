@@ -1,16 +1,18 @@
-package imagecache
+package status
 
 import (
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
 
 // An image pulled Always (by tag) is brought up to date on every
@@ -26,17 +28,17 @@ const (
 	maxMovedNodes = 10
 )
 
-// startDigests begins an operation's record of digests: each digest is
+// StartDigests begins an operation's record of digests: each digest is
 // the one of before, and none has moved yet.
-func startDigests(st *v1alpha2.ImageCacheStatus) {
+func StartDigests(st *v1alpha2.ImageCacheStatus) {
 	for img, d := range st.Digests {
 		st.Digests[img] = v1alpha2.ImageDigest{Digest: d.Digest, Previous: d.Digest}
 	}
 }
 
-// containerDigest is the digest ("sha256:...") the i-th container of a
+// ContainerDigest is the digest ("sha256:...") the i-th container of a
 // pull pod ran, from its image ID ("repo@sha256:..."), or "".
-func containerDigest(pod *corev1.Pod, i int) string {
+func ContainerDigest(pod *corev1.Pod, i int) string {
 	if pod == nil {
 		return ""
 	}
@@ -56,14 +58,14 @@ func containerDigest(pod *corev1.Pod, i int) string {
 	return ""
 }
 
-// movedImage is a pull that found an image's tag moved.
-type movedImage struct {
+// Moved is a pull that found an image's tag moved.
+type Moved struct {
 	image, node, from, to string
 }
 
-// recordDigest records in the status the digest a pull of an image (as the
+// RecordDigest records in the status the digest a pull of an image (as the
 // spec spells it) got on a node, and returns the move when the tag moved.
-func recordDigest(st *v1alpha2.ImageCacheStatus, image, node, digest string) *movedImage {
+func RecordDigest(st *v1alpha2.ImageCacheStatus, image, node, digest string) *Moved {
 	if digest == "" {
 		return nil
 	}
@@ -75,13 +77,13 @@ func recordDigest(st *v1alpha2.ImageCacheStatus, image, node, digest string) *mo
 		st.Digests = map[string]v1alpha2.ImageDigest{}
 	}
 	d.Digest = digest
-	var moved *movedImage
+	var moved *Moved
 	if d.Previous != "" && digest != d.Previous {
 		d.Moved++
 		if len(d.Nodes) < maxMovedNodes {
 			d.Nodes = append(append([]string(nil), d.Nodes...), node)
 		}
-		moved = &movedImage{image: image, node: node, from: d.Previous, to: digest}
+		moved = &Moved{image: image, node: node, from: d.Previous, to: digest}
 	}
 	st.Digests[image] = d
 	return moved
@@ -117,9 +119,9 @@ func movedCount(st *v1alpha2.ImageCacheStatus) int {
 	return n
 }
 
-// movedEvents says, one event per image, which tags the pass found moved.
-func (c *Controller) movedEvents(ic *v1alpha2.ImageCache, moves []movedImage) {
-	byImage := map[string][]movedImage{}
+// MovedEvents says, one event per image, which tags the pass found moved.
+func MovedEvents(recorder record.EventRecorder, ic *v1alpha2.ImageCache, moves []Moved) {
+	byImage := map[string][]Moved{}
 	for _, m := range moves {
 		byImage[m.image] = append(byImage[m.image], m)
 	}
@@ -131,7 +133,7 @@ func (c *Controller) movedEvents(ic *v1alpha2.ImageCache, moves []movedImage) {
 		}
 		sort.Strings(nodes)
 		last := ms[len(ms)-1]
-		c.recorder.Eventf(ic, corev1.EventTypeNormal, reasons.ImageMoved, "%s moved to %s (was %s) on %d %s: %s",
+		recorder.Eventf(ic, corev1.EventTypeNormal, reasons.ImageMoved, "%s moved to %s (was %s) on %d %s: %s",
 			img, last.to, last.from, len(nodes), message.Plural(len(nodes), "node", "nodes"), message.ListSome(nodes, 3))
 	}
 }
