@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/ops"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
@@ -102,6 +104,13 @@ type Config struct {
 	UnpinTimeout time.Duration
 }
 
+// opsConfig is what the operations need of the configuration.
+func (cfg Config) opsConfig() ops.Config {
+	return ops.Config{Puller: cfg.Puller, ImagesPerJob: cfg.ImagesPerJob, NodeStatusMaxImages: cfg.NodeStatusMaxImages,
+		CRISocketPath: cfg.CRISocketPath, DeleteJobHostNetwork: cfg.DeleteJobHostNetwork, NoRemoval: cfg.NoRemoval,
+		PullRetryDeadline: cfg.PullRetryDeadline, PullRetryMaxBackoff: cfg.PullRetryMaxBackoff, RefreshFrequency: cfg.RefreshFrequency}
+}
+
 // NodeFilter says which nodes the pull pods of this configuration can run
 // on.
 func (cfg Config) NodeFilter() plan.NodeFilter {
@@ -138,7 +147,9 @@ type Controller struct {
 	reader *jobread.Reader
 	// status computes and writes the caches' status.
 	status *status.Writer
-	clock  clock.Clock
+	// ops starts the operations and does their work.
+	ops   *ops.Ops
+	clock clock.Clock
 
 	// expectations holds what this process wrote that the informers do
 	// not show yet: the Jobs it created (counted by the throttle) and
@@ -184,6 +195,8 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	c.writer = jobwrite.New(kubeClient, recorder, c.throttle, c.expectations, c.pulling, clk)
 	c.status = status.New(client, recorder, c.expectations)
 	c.reader = jobread.New(c.jobIndexer, c.podIndexer, cfg.Puller, kubeClient, c.pulling, c.writer)
+	c.ops = ops.New(cfg.opsConfig(), c.filter, c.icLister, c.nodeLister, c.reader, c.writer, c.throttle, c.expectations,
+		c.pulling, recorder)
 	if err := jobInformer.Informer().AddIndexers(jobread.JobIndexers()); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)
 	}

@@ -199,7 +199,7 @@ func (c *Controller) pinJob(s *pass.Pass, todo *pass.ToCreate, n *corev1.Node, k
 			socket = containerdSocket
 		}
 	}
-	batch := keys[:min(len(keys), maxImagesPerDeleteJob)]
+	batch := keys[:min(len(keys), maxImagesPerPinJob)]
 	job := puller.NewPinJob(c.cfg.Puller, puller.PinBatch{Cache: s.IC, NodeName: n.Name, Hostname: n.Labels[puller.HostnameLabel],
 		Images: batch, Epoch: s.Led.Epoch, Unpin: unpin, Socket: socket, BudgetPercent: c.cfg.PinBudgetPercent, Root: c.cfg.ContainerdRoot})
 	if c.expectations.ExpectsCreate(throttle.JobKey(job)) {
@@ -226,19 +226,12 @@ func (c *Controller) pinJob(s *pass.Pass, todo *pass.ToCreate, n *corev1.Node, k
 	}})
 }
 
-// containerdSocket is containerd's socket, its CRI's and its own API's.
-const containerdSocket = "/run/containerd/containerd.sock"
-
-// pinnedAmong says whether the cache has one of the picked images of a
-// removal pinned on its node: the delete Job waits for the unpin.
-func pinnedAmong(s *pass.Pass, r removal) bool {
-	for _, wi := range r.want.Images {
-		if r.pick(wi.Key) && s.Led.Pin(r.want.Node.Name, wi.Key).Held() {
-			return true
-		}
-	}
-	return false
-}
+const (
+	// containerdSocket is containerd's socket, its CRI's and its own API's.
+	containerdSocket = "/run/containerd/containerd.sock"
+	// maxImagesPerPinJob bounds one pin or unpin Job's command line.
+	maxImagesPerPinJob = 100
+)
 
 // newUnpinnedSet starts from the refused pins in status that the ledger
 // still has refused.

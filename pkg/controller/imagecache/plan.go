@@ -16,15 +16,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
-const (
-	// nodeImagesLag (seconds) is how long a node may go on reporting an
-	// image after its removal: the kubelet re-lists images every ~30s and
-	// reports status every ~10s.
-	nodeImagesLag = 120
-	// maxImagesPerDeleteJob bounds one delete Job's command line.
-	maxImagesPerDeleteJob = 100
-)
-
 // makePlan works out what this pass works on: the desired pulls of the spec
 // on the nodes of now, the operation under way, the ledger trimmed to the
 // pairs the operation still cares about, and the failures that still hold.
@@ -35,7 +26,7 @@ func (c *Controller) makePlan(ctx context.Context, s *pass.Pass) error {
 	}
 	p := plan.Compute(s.IC, nodes, c.filter, c.cfg.Puller.PullPolicy == corev1.PullAlways)
 	s.Planned(byName, p)
-	s.Chose(c.operationFor(s))
+	s.Chose(c.ops.For(s))
 	if replaced := s.Led.ForgetReplaced(s.Nodes); len(replaced) > 0 {
 		klog.FromContext(ctx).Info("Nodes re-created under the same name: warming them again", "nodes", replaced)
 		c.recorder.Eventf(s.IC, corev1.EventTypeNormal, reasons.NodesReplaced,

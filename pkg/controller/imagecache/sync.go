@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/ops"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
 	"kubefledged.io/kube-fledged/pkg/puller"
 
@@ -45,7 +47,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	if err := c.keepFinalizer(ctx, s); err != nil {
 		return 0, err
 	}
-	if wait := c.startOperation(ctx, s); wait > 0 {
+	if wait := c.ops.Start(ctx, s); wait > 0 {
 		outcome = "waiting to start"
 		return wait, nil
 	}
@@ -133,7 +135,7 @@ func (c *Controller) nextLook(s *pass.Pass, complete, throttled bool) time.Durat
 	if throttled {
 		after = minPositive(after, throttledRetry)
 	}
-	if complete && c.cfg.RefreshFrequency > 0 && s.St.CompletionTime != nil && refreshable(s.St) {
+	if complete && c.cfg.RefreshFrequency > 0 && s.St.CompletionTime != nil && ops.Refreshable(s.St) {
 		after = minPositive(after, max(s.St.CompletionTime.Add(c.cfg.RefreshFrequency).Sub(s.Now), time.Second))
 	}
 	return after

@@ -1,4 +1,4 @@
-package imagecache
+package ops
 
 import (
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
@@ -23,7 +23,7 @@ type removal struct {
 
 // socketFor returns the runtime socket a delete Job uses on a node: the
 // configured one, or the one of the runtime the node reports.
-func (c *Controller) socketFor(r removal) (string, error) {
+func (c *Ops) socketFor(r removal) (string, error) {
 	if c.cfg.CRISocketPath != "" {
 		return c.cfg.CRISocketPath, nil
 	}
@@ -34,7 +34,7 @@ func (c *Controller) socketFor(r removal) (string, error) {
 // whose runtime socket is unknown, unless the node waits for a Job of the
 // cache or the operation has just started: a purge's as failed, a removal's
 // as given up (the image stays, and is no longer this cache's).
-func (c *Controller) giveUpUnreachable(s *pass.Pass, r removal) {
+func (c *Ops) giveUpUnreachable(s *pass.Pass, r removal) {
 	name := r.want.Node.Name
 	if s.Busy[name] || s.Started != "" {
 		return
@@ -69,7 +69,7 @@ func giveUp(s *pass.Pass, r removal, reason, message string) {
 // (hold), its runtime socket is unknown (giveUpUnreachable settled it), or
 // the throttle has no slot (throttled). It returns the Job to create, its
 // throttle slot taken, or nil.
-func (c *Controller) deleteJobFor(s *pass.Pass, r removal, hold bool) (job *pass.NewJob, throttled bool) {
+func (c *Ops) deleteJobFor(s *pass.Pass, r removal, hold bool) (job *pass.NewJob, throttled bool) {
 	name := r.want.Node.Name
 	var batch []string
 	for _, wi := range r.want.Images {
@@ -91,4 +91,15 @@ func (c *Controller) deleteJobFor(s *pass.Pass, r removal, hold bool) (job *pass
 	}
 	return &pass.NewJob{Job: dj, Kind: "delete", Node: name, Images: len(batch),
 		Refused: func(message string) { giveUp(s, r, reasons.JobRejected, message) }}, false
+}
+
+// pinnedAmong says whether the cache has one of the picked images of a
+// removal pinned on its node: the delete Job waits for the unpin.
+func pinnedAmong(s *pass.Pass, r removal) bool {
+	for _, wi := range r.want.Images {
+		if r.pick(wi.Key) && s.Led.Pin(r.want.Node.Name, wi.Key).Held() {
+			return true
+		}
+	}
+	return false
 }

@@ -1,4 +1,4 @@
-package imagecache
+package ops
 
 import (
 	"fmt"

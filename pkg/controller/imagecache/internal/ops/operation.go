@@ -1,37 +1,101 @@
-package imagecache
+// Package ops is the work of the ImageCache controller's two operations on
+// the nodes, behind the pass.Operation interface: which operation starts
+// when (operation.go: create, update, refresh, purge, and a refresh for
+// images gone from their nodes, selfheal.go), the pull (pull.go: the
+// spec's images pulled, those dropped from it removed), the purge
+// (purge.go: the cache's images removed), what the two share to remove
+// images (removal.go) and what the other caches want (others.go), and the
+// failed pulls tried again (retry.go).
+package ops
 
 import (
 	"context"
 	"time"
 
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
+	corelisters "k8s.io/client-go/listers/core/v1"
 
+	"kubefledged.io/kube-fledged/pkg/controller/expectations"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/plan"
+	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/ledger"
-	"kubefledged.io/kube-fledged/pkg/reasons"
+	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
 )
 
-// operationFor returns the operation that the status says is under way,
+// Config is what the operations need of the controller's flags.
+type Config struct {
+	Puller               puller.Config
+	ImagesPerJob         int
+	NodeStatusMaxImages  int
+	CRISocketPath        string
+	DeleteJobHostNetwork bool
+	NoRemoval            bool
+	PullRetryDeadline    time.Duration
+	PullRetryMaxBackoff  time.Duration
+	RefreshFrequency     time.Duration
+}
+
+// Ops starts the operations and builds the one under way for a pass, with
+// what they need.
+type Ops struct {
+	cfg          Config
+	filter       plan.NodeFilter
+	icLister     iclisters.ImageCacheLister
+	nodeLister   corelisters.NodeLister
+	reader       *jobread.Reader
+	writer       *jobwrite.Writer
+	throttle     *throttle.Throttle
+	expectations *expectations.Expectations
+	pulling      *pullevents.Watches
+	recorder     record.EventRecorder
+}
+
+// New returns the operations' work, over the caches and nodes the listers
+// show and the Jobs reader and writer read and write.
+func New(cfg Config, filter plan.NodeFilter, caches iclisters.ImageCacheLister, nodes corelisters.NodeLister,
+	reader *jobread.Reader, writer *jobwrite.Writer, th *throttle.Throttle, exp *expectations.Expectations,
+	pulling *pullevents.Watches, recorder record.EventRecorder) *Ops {
+	return &Ops{cfg: cfg, filter: filter, icLister: caches, nodeLister: nodes, reader: reader, writer: writer, throttle: th,
+		expectations: exp, pulling: pulling, recorder: recorder}
+}
+
+const (
+	// nodeImagesLag (seconds) is how long a node may go on reporting an
+	// image after its removal: the kubelet re-lists images every ~30s and
+	// reports status every ~10s.
+	nodeImagesLag = 120
+	// maxImagesPerDeleteJob bounds one delete Job's command line.
+	maxImagesPerDeleteJob = 100
+)
+
+// For returns the operation that the status says is under way,
 // the plan and the ledger narrowed to what it works on.
-func (c *Controller) operationFor(s *pass.Pass) pass.Operation {
+func (c *Ops) For(s *pass.Pass) pass.Operation {
 	if s.St.Reason == v1alpha2.ImageCacheReasonPurge {
 		return newPurgeOp(c, s)
 	}
 	return newPullOp(c, s)
 }
 
-// startOperation starts a new operation when one is due: it records the
+// Start starts a new operation when one is due: it records the
 // operation's start in the status copy and sets the ledger to what the
 // operation builds on. It returns a wait when the operation cannot start
 // yet: an operation's epoch (and so its Jobs' names) must be later than the
 // last one's, to the second.
-func (c *Controller) startOperation(ctx context.Context, s *pass.Pass) time.Duration {
+func (c *Ops) Start(ctx context.Context, s *pass.Pass) time.Duration {
 	op := c.nextOperation(s.IC, s.St, s.Now)
 	var gone []ledger.Pair
 	if op == "" {
@@ -98,7 +162,7 @@ const maxStartAhead = 2 * time.Second
 // nextOperation says which operation starts now, or "". A purge asked
 // together with a refresh wins: the refresh is not started in its middle or
 // after it (the purge consumes its annotation).
-func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, now time.Time) string {
+func (c *Ops) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus, now time.Time) string {
 	switch {
 	case st.StartTime == nil:
 		return v1alpha2.ImageCacheReasonCreate
@@ -111,15 +175,15 @@ func (c *Controller) nextOperation(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCa
 		!(st.Reason == v1alpha2.ImageCacheReasonRefresh && st.Status == v1alpha2.ImageCacheActionStatusProcessing):
 		return v1alpha2.ImageCacheReasonRefresh
 	case c.cfg.RefreshFrequency > 0 && st.CompletionTime != nil && st.Status != v1alpha2.ImageCacheActionStatusProcessing &&
-		refreshable(st) && !now.Before(st.CompletionTime.Add(c.cfg.RefreshFrequency)):
+		Refreshable(st) && !now.Before(st.CompletionTime.Add(c.cfg.RefreshFrequency)):
 		return v1alpha2.ImageCacheReasonRefresh
 	}
 	return ""
 }
 
-// refreshable says whether the periodic refresh applies after the latest
+// Refreshable says whether the periodic refresh applies after the latest
 // operation: a purged cache stays purged until it is asked for again.
-func refreshable(st *v1alpha2.ImageCacheStatus) bool {
+func Refreshable(st *v1alpha2.ImageCacheStatus) bool {
 	return st.Reason != v1alpha2.ImageCacheReasonPurge
 }
 

@@ -1,19 +1,19 @@
-package imagecache
+package ops
 
 import (
 	"context"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
 
 // purgeOp is the work of ImageCachePurge: delete Jobs remove the spec's
@@ -21,7 +21,7 @@ import (
 // brought there (owned) and no other cache wants there. In its ledger,
 // "pulled" means removed (or found absent), and "present" kept.
 type purgeOp struct {
-	c *Controller
+	c *Ops
 	s *pass.Pass
 	// others says what the other ImageCaches want on a node.
 	others *otherCaches
@@ -35,7 +35,7 @@ type purgeOp struct {
 // refreshed or edited. The ledger keeps only the pairs the plan wants. It
 // lets the earlier Jobs still running finish before it removes anything on
 // their node, and takes what their pulls brought (readEarlier).
-func newPurgeOp(c *Controller, s *pass.Pass) *purgeOp {
+func newPurgeOp(c *Ops, s *pass.Pass) *purgeOp {
 	o := &purgeOp{c: c, s: s, others: c.otherCaches(s.IC)}
 	if s.St.StartTime != nil {
 		ended := s.St.CompletionTime != nil && s.St.Status != v1alpha2.ImageCacheActionStatusProcessing

@@ -1,13 +1,12 @@
-package imagecache
+package ops
 
 import (
 	"time"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/puller"
 
 	batchv1 "k8s.io/api/batch/v1"
-
-	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // A pull that fails for a reason that may pass (puller.Transient: a
@@ -36,7 +35,7 @@ func retryBackoff(n int, most time.Duration) time.Duration {
 
 // retryDeadline is when the operation stops trying failed pulls again
 // (zero when it never does).
-func (c *Controller) retryDeadline(s *pass.Pass) time.Time {
+func (c *Ops) retryDeadline(s *pass.Pass) time.Time {
 	if c.cfg.PullRetryDeadline <= 0 || s.St.StartTime == nil {
 		return time.Time{}
 	}
@@ -46,7 +45,7 @@ func (c *Controller) retryDeadline(s *pass.Pass) time.Time {
 // retryLater says whether the failure r of a pair, which job reports, is to
 // be tried again rather than recorded: it may pass, and the operation still
 // retries. It then counts the try in s.retries.
-func (c *Controller) retryLater(s *pass.Pass, job *batchv1.Job, node, key string, r puller.Result) bool {
+func (c *Ops) retryLater(s *pass.Pass, job *batchv1.Job, node, key string, r puller.Result) bool {
 	deadline := c.retryDeadline(s)
 	if !puller.Transient(r) || deadline.IsZero() || !s.Now.Before(deadline) {
 		return false

@@ -1,17 +1,11 @@
-package imagecache
+package ops
 
 import (
 	"context"
 	"time"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
-
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
@@ -19,6 +13,11 @@ import (
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/trim"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
 
 // An image a cache settled on a node can leave it: the kubelet's image
@@ -36,9 +35,9 @@ const imageListLag = time.Minute
 // goneFromNodes lists the pairs the latest operation settled (pulled, or
 // present) whose image the node's list no longer has, where the list is
 // whole, and names their nodes.
-func (c *Controller) goneFromNodes(s *pass.Pass) (pairs []ledger.Pair, nodes []string) {
+func (c *Ops) goneFromNodes(s *pass.Pass) (pairs []ledger.Pair, nodes []string) {
 	st := s.St
-	if st.CompletionTime == nil || st.Status == v1alpha2.ImageCacheActionStatusProcessing || !refreshable(st) ||
+	if st.CompletionTime == nil || st.Status == v1alpha2.ImageCacheActionStatusProcessing || !Refreshable(st) ||
 		plan.RefusedTooLarge(s.IC) || s.IC.Generation != st.ObservedGeneration {
 		return nil, nil
 	}
@@ -67,7 +66,7 @@ func (c *Controller) goneFromNodes(s *pass.Pass) (pairs []ledger.Pair, nodes []s
 
 // wholeImageList is the images a node lists when the list is whole and
 // current (the node can take a pull: it is Ready, and so reports), or "".
-func (c *Controller) wholeImageList(name string) images.Present {
+func (c *Ops) wholeImageList(name string) images.Present {
 	n, err := c.nodeLister.Get(name)
 	if err != nil || c.filter.SkipReason(n) != "" || !pullevents.ListsEveryImage(n, c.cfg.NodeStatusMaxImages) || !reportsImages(n) {
 		return ""
@@ -82,7 +81,7 @@ func reportsImages(n *corev1.Node) bool { return trim.ListedImages(n) > 0 }
 // refreshForGone starts a refresh when images the cache settled are gone
 // from their nodes, and says so; the refresh pulls those pairs only. While
 // the lists may still lag the operation, it says when to look again.
-func (c *Controller) refreshForGone(ctx context.Context, s *pass.Pass) (string, []ledger.Pair, time.Duration) {
+func (c *Ops) refreshForGone(ctx context.Context, s *pass.Pass) (string, []ledger.Pair, time.Duration) {
 	gone, nodes := c.goneFromNodes(s)
 	pairs := len(gone)
 	if pairs == 0 {
