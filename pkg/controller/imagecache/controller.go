@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pins"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/ops"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
@@ -51,11 +53,10 @@ import (
 // ControllerName names the queue, the field manager and the event source.
 const ControllerName = version.Name
 
-const (
-	// throttledRetry is how soon a cache waiting for a free Job slot looks
-	// again, should no slot-freeing event wake it first.
-	throttledRetry = 5 * time.Second
-)
+// FinalizerUnpin holds a cache that pins images, once deleted, until its
+// pins are taken away from every node (or the nodes are gone, or
+// Config.UnpinTimeout has passed).
+const FinalizerUnpin = pins.Finalizer
 
 // Config is the controller's behaviour, from its flags.
 type Config struct {
@@ -111,6 +112,12 @@ func (cfg Config) opsConfig() ops.Config {
 		PullRetryDeadline: cfg.PullRetryDeadline, PullRetryMaxBackoff: cfg.PullRetryMaxBackoff, RefreshFrequency: cfg.RefreshFrequency}
 }
 
+// pinsConfig is what the pins need of the configuration.
+func (cfg Config) pinsConfig() pins.Config {
+	return pins.Config{Puller: cfg.Puller, Pinning: cfg.Pinning, CRISocketPath: cfg.CRISocketPath,
+		PinBudgetPercent: cfg.PinBudgetPercent, ContainerdRoot: cfg.ContainerdRoot, UnpinTimeout: cfg.UnpinTimeout}
+}
+
 // NodeFilter says which nodes the pull pods of this configuration can run
 // on.
 func (cfg Config) NodeFilter() plan.NodeFilter {
@@ -147,8 +154,10 @@ type Controller struct {
 	reader *jobread.Reader
 	// status computes and writes the caches' status.
 	status *status.Writer
-	// ops starts the operations and does their work.
+	// ops starts the operations and does their work; pins pins and
+	// unpins the images, and holds a deleted cache until its pins are gone.
 	ops   *ops.Ops
+	pins  *pins.Pins
 	clock clock.Clock
 
 	// expectations holds what this process wrote that the informers do
@@ -197,6 +206,7 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	c.reader = jobread.New(c.jobIndexer, c.podIndexer, cfg.Puller, kubeClient, c.pulling, c.writer)
 	c.ops = ops.New(cfg.opsConfig(), c.filter, c.icLister, c.nodeLister, c.reader, c.writer, c.throttle, c.expectations,
 		c.pulling, recorder)
+	c.pins = pins.New(cfg.pinsConfig(), c.filter, c.nodeLister, c.reader, c.writer, c.status, c.throttle, c.expectations, recorder, clk)
 	if err := jobInformer.Informer().AddIndexers(jobread.JobIndexers()); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pins"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
@@ -391,9 +392,9 @@ func TestDeletedCacheUnpins(t *testing.T) {
 	t.Run("a node that does not answer", func(t *testing.T) {
 		f := setup(t)
 		_, after := f.sync("web", times(wCreateJob, 2), wStatus)
-		if after != defaultUnpinTimeout {
+		if after != pins.DefaultUnpinTimeout {
 			// The unpin Jobs' events bring it back before: no polling.
-			t.Errorf("look again after %v, want at the unpin timeout, %v", after, defaultUnpinTimeout)
+			t.Errorf("look again after %v, want at the unpin timeout, %v", after, pins.DefaultUnpinTimeout)
 		}
 		for _, j := range f.pinJobsOf() {
 			if j.Annotations[puller.AnnotationNode] == "node-a" {
@@ -404,7 +405,7 @@ func TestDeletedCacheUnpins(t *testing.T) {
 		if got := f.imageCache("web").Finalizers; len(got) != 1 {
 			t.Fatalf("the finalizer went while node-b holds a pin: %v", got)
 		}
-		f.clock.Step(defaultUnpinTimeout)
+		f.clock.Step(pins.DefaultUnpinTimeout)
 		f.sync("web", wDeleteJob, wAnnotation)
 		if got := f.imageCache("web").Finalizers; len(got) != 0 {
 			t.Errorf("finalizers past the unpin timeout: %v", got)

@@ -3,6 +3,8 @@ package imagecache
 import (
 	"context"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pins"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
@@ -33,7 +35,7 @@ func (c *Controller) makePlan(ctx context.Context, s *pass.Pass) error {
 			"%d %s re-created under the same name, to be warmed again: %s", len(replaced),
 			message.Plural(len(replaced), "node was", "nodes were"), message.ListSome(replaced, 3))
 	}
-	s.HoldFailures(status.NewFailures(s.St.Failures, s.Plan, s.Led), newUnpinnedSet(s.St.Unpinned, s.Led))
+	s.HoldFailures(status.NewFailures(s.St.Failures, s.Plan, s.Led), pins.NewUnpinned(s.St.Unpinned, s.Led))
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/ops"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
@@ -41,10 +43,10 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	}
 	if ic.DeletionTimestamp != nil {
 		outcome = "finalizing"
-		return c.finalize(ctx, key, ic)
+		return c.pins.Finalize(ctx, key, ic)
 	}
 	s := c.newSyncCtx(key, ic)
-	if err := c.keepFinalizer(ctx, s); err != nil {
+	if err := c.pins.KeepFinalizer(ctx, s); err != nil {
 		return 0, err
 	}
 	if wait := c.ops.Start(ctx, s); wait > 0 {
@@ -58,13 +60,13 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 		outcome = reasons.TooLarge
 		return 0, c.refuseTooLarge(ctx, s, why)
 	}
-	if err := c.reader.Read(ctx, s, c.readPinJob); err != nil {
+	if err := c.reader.Read(ctx, s, c.pins.ReadJob); err != nil {
 		return 0, err
 	}
 	s.Op.Settle()
 	c.throttle.Unwait(s.Key) // it asks anew for the slots it needs
 	todo := s.Op.Jobs()
-	c.pinJobs(s, &todo)
+	c.pins.Jobs(s, &todo)
 	// A create that fails for a reason a retry may fix stops the creates,
 	// and the sync is retried with backoff; what this pass settled (the
 	// refused Jobs' failures among it) is written first all the same.
@@ -83,7 +85,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 		}
 		return 0, createErr
 	}
-	if err := c.deletePinJobsDone(ctx, s); err != nil {
+	if err := c.pins.DeleteDone(ctx, s); err != nil {
 		return 0, err
 	}
 	if err := c.deleteFinishedJobs(ctx, s, st.Complete); err != nil {
@@ -133,7 +135,7 @@ func (c *Controller) nextLook(s *pass.Pass, complete, throttled bool) time.Durat
 		after = max(s.CheckAt.Sub(s.Now), 100*time.Millisecond)
 	}
 	if throttled {
-		after = minPositive(after, throttledRetry)
+		after = minPositive(after, throttle.ThrottledRetry)
 	}
 	if complete && c.cfg.RefreshFrequency > 0 && s.St.CompletionTime != nil && ops.Refreshable(s.St) {
 		after = minPositive(after, max(s.St.CompletionTime.Add(c.cfg.RefreshFrequency).Sub(s.Now), time.Second))

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,7 +30,7 @@ func TestNextLook(t *testing.T) {
 		{name: "nothing to wait for", want: 0},
 		{name: "a running Job's deadline", checkAt: t0.Add(42 * time.Second), want: 42 * time.Second},
 		{name: "a deadline passed: soon, not at once", checkAt: t0.Add(-time.Minute), want: 100 * time.Millisecond},
-		{name: "waiting for a slot", throttled: true, want: throttledRetry},
+		{name: "waiting for a slot", throttled: true, want: throttle.ThrottledRetry},
 		{name: "a slot, or a deadline sooner", throttled: true, checkAt: t0.Add(2 * time.Second), want: 2 * time.Second},
 		{name: "complete: the next refresh", complete: true, reason: v1alpha2.ImageCacheReasonCreate,
 			completed: completed(5 * time.Minute), refresh: 15 * time.Minute, want: 10 * time.Minute},

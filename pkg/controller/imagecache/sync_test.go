@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+
 	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -429,7 +431,7 @@ func TestMaxInFlightJobs(t *testing.T) {
 		if active > 2 {
 			t.Fatalf("round %d: %d active Jobs, max 2", round, active)
 		}
-		if active == 2 && after != throttledRetry && after > throttledRetry {
+		if active == 2 && after != throttle.ThrottledRetry && after > throttle.ThrottledRetry {
 			t.Errorf("round %d: throttled but requeued after %v", round, after)
 		}
 		f.completeAll()

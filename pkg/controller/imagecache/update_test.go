@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+
 	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -231,8 +233,8 @@ func TestRemovalWaitingForASlotLooksAgain(t *testing.T) {
 	if len(createdJobs(writes)) != 0 {
 		t.Fatalf("a delete Job with no slot free: %s", describe(writes))
 	}
-	if after != throttledRetry {
-		t.Errorf("the removal waiting for a slot looks again after %v, want %v", after, throttledRetry)
+	if after != throttle.ThrottledRetry {
+		t.Errorf("the removal waiting for a slot looks again after %v, want %v", after, throttle.ThrottledRetry)
 	}
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusProcessing {
 		t.Errorf("status %s %q", st.Status, st.Message)

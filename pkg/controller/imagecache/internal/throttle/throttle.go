@@ -17,6 +17,10 @@ import (
 // that asked for a slot in vain counts as waiting.
 const ExpectationTTL = time.Minute
 
+// ThrottledRetry is how soon a cache waiting for a free Job slot looks
+// again, should no slot-freeing event wake it first.
+const ThrottledRetry = 5 * time.Second
+
 // Throttle keeps the number of active Jobs across the cluster at or below a
 // maximum. It counts the active Jobs the informer shows, by UID, plus the
 // Jobs this process created (or is creating) that the informer does not show

@@ -1,21 +1,26 @@
-package imagecache
+// Package pins keeps the images of a cache with spec.pin on its nodes
+// against the kubelet's image garbage collection, and takes its pins away:
+// the pin and unpin Jobs of a node read into the ledger's pins (pin.go),
+// and the finalizer that holds a deleted cache until its pins are gone
+// (finalize.go).
+package pins
 
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
+	corelisters "k8s.io/client-go/listers/core/v1"
+
+	"kubefledged.io/kube-fledged/pkg/controller/expectations"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
-
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
-
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
@@ -23,7 +28,48 @@ import (
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
+
+// Config is what the pins need of the controller's flags.
+type Config struct {
+	Puller           puller.Config
+	Pinning          bool
+	CRISocketPath    string
+	PinBudgetPercent int
+	ContainerdRoot   string
+	UnpinTimeout     time.Duration
+}
+
+// Pins pins and unpins a cache's images, with what it needs.
+type Pins struct {
+	cfg          Config
+	filter       plan.NodeFilter
+	nodeLister   corelisters.NodeLister
+	reader       *jobread.Reader
+	writer       *jobwrite.Writer
+	status       *status.Writer
+	throttle     *throttle.Throttle
+	expectations *expectations.Expectations
+	recorder     record.EventRecorder
+	clock        clock.Clock
+	ledgers      ledger.Store
+}
+
+// New returns the pins' work, over the nodes the lister shows and the Jobs
+// the reader and writer read and write.
+func New(cfg Config, filter plan.NodeFilter, nodes corelisters.NodeLister, reader *jobread.Reader, writer *jobwrite.Writer,
+	st *status.Writer, th *throttle.Throttle, exp *expectations.Expectations, recorder record.EventRecorder, clk clock.Clock) *Pins {
+	return &Pins{cfg: cfg, filter: filter, nodeLister: nodes, reader: reader, writer: writer, status: st, throttle: th,
+		expectations: exp, recorder: recorder, clock: clk}
+}
 
 // Pinning (spec.pin) keeps a cache's images on its nodes against the
 // kubelet's image garbage collection. Once a node's pulls settle, a pin Job
@@ -37,15 +83,15 @@ import (
 // still has pinned there: it waits for the unpin.
 
 // pinning says whether the cache wants its images pinned now.
-func (c *Controller) pinning(s *pass.Pass) bool {
+func (c *Pins) pinning(s *pass.Pass) bool {
 	return c.cfg.Pinning && s.IC.Spec.Pin && s.Op != nil && s.Op.Pulls() && s.IC.DeletionTimestamp == nil
 }
 
-// readPinJob reads a pin or unpin Job into the ledger's pins, and marks it
+// ReadJob reads a pin or unpin Job into the ledger's pins, and marks it
 // to be deleted once the status records it. A pin the node refused (an
 // image gone from it among them) is tried again in the next operation; an
 // unpin that failed is given up, with a failure.
-func (c *Controller) readPinJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
+func (c *Pins) ReadJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
 	node := job.Annotations[puller.AnnotationNode]
 	if s.Nodes[node] == nil || jobread.PredatesNode(job, s.Nodes) {
 		return c.writer.Drop(ctx, s, job)
@@ -95,10 +141,10 @@ func (c *Controller) readPinJob(ctx context.Context, s *pass.Pass, job *batchv1.
 	return nil
 }
 
-// pinJobs returns the pin and unpin Jobs to create now, for the nodes that
+// Jobs returns the pin and unpin Jobs to create now, for the nodes that
 // no other Job of the cache holds, and counts the pins and unpins still to
 // do, which keep the operation under way.
-func (c *Controller) pinJobs(s *pass.Pass, todo *pass.ToCreate) {
+func (c *Pins) Jobs(s *pass.Pass, todo *pass.ToCreate) {
 	pin := c.pinning(s)
 	planned := map[string]bool{}
 	for _, j := range todo.Jobs {
@@ -113,7 +159,7 @@ func (c *Controller) pinJobs(s *pass.Pass, todo *pass.ToCreate) {
 			nodes[n] = true
 		}
 	}
-	for _, name := range sortedKeys(nodes) {
+	for _, name := range slices.Sorted(maps.Keys(nodes)) {
 		n := s.Nodes[name]
 		if n == nil {
 			// The node is gone, and its pins with it.
@@ -171,7 +217,7 @@ func nodeSettled(s *pass.Pass, w *plan.Node) bool {
 
 // refuseUnsupported settles as refused the pins of a node whose runtime
 // cannot pin images (not containerd), with no Job, and says so.
-func (c *Controller) refuseUnsupported(s *pass.Pass, n *corev1.Node, keys []string) bool {
+func (c *Pins) refuseUnsupported(s *pass.Pass, n *corev1.Node, keys []string) bool {
 	runtime := n.Status.NodeInfo.ContainerRuntimeVersion
 	if c.cfg.CRISocketPath != "" || strings.HasPrefix(runtime, "containerd://") {
 		return false
@@ -186,7 +232,7 @@ func (c *Controller) refuseUnsupported(s *pass.Pass, n *corev1.Node, keys []stri
 
 // pinJob adds the Job that pins (or unpins) images on a node to todo,
 // unless the node must wait or the throttle has no slot.
-func (c *Controller) pinJob(s *pass.Pass, todo *pass.ToCreate, n *corev1.Node, keys []string, unpin, planned bool) {
+func (c *Pins) pinJob(s *pass.Pass, todo *pass.ToCreate, n *corev1.Node, keys []string, unpin, planned bool) {
 	if planned || todo.Hold(s, n.Name) {
 		return
 	}
@@ -233,9 +279,9 @@ const (
 	maxImagesPerPinJob = 100
 )
 
-// newUnpinnedSet starts from the refused pins in status that the ledger
+// NewUnpinned starts from the refused pins in status that the ledger
 // still has refused.
-func newUnpinnedSet(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) pass.Failures {
+func NewUnpinned(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) pass.Failures {
 	f := pass.Failures{}
 	for img, list := range prev {
 		key, err := images.Normalize(img)
@@ -251,9 +297,9 @@ func newUnpinnedSet(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.
 	return f
 }
 
-// deletePinJobsDone deletes the pin and unpin Jobs whose outcomes the
+// DeleteDone deletes the pin and unpin Jobs whose outcomes the
 // status now records: a pin is done again rather than read twice.
-func (c *Controller) deletePinJobsDone(ctx context.Context, s *pass.Pass) error {
+func (c *Pins) DeleteDone(ctx context.Context, s *pass.Pass) error {
 	done := map[string]bool{}
 	for _, job := range s.PinJobsDone {
 		done[job.Name] = true

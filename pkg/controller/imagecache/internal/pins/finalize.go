@@ -1,4 +1,4 @@
-package imagecache
+package pins
 
 import (
 	"context"
@@ -6,33 +6,35 @@ import (
 	"time"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/klog/v2"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
 
-// FinalizerUnpin holds a cache that pins images, once deleted, until its
+// Finalizer holds a cache that pins images, once deleted, until its
 // pins are taken away from every node (or the nodes are gone, or
 // Config.UnpinTimeout has passed).
-const FinalizerUnpin = "kubefledged.io/unpin"
+const Finalizer = "kubefledged.io/unpin"
 
-// defaultUnpinTimeout is how long a deleted cache waits for its pins to go
+// DefaultUnpinTimeout is how long a deleted cache waits for its pins to go
 // unless Config.UnpinTimeout says.
-const defaultUnpinTimeout = 10 * time.Minute
+const DefaultUnpinTimeout = 10 * time.Minute
 
-// wantsFinalizer says whether a cache must carry FinalizerUnpin: it pins,
+// wantsFinalizer says whether a cache must carry Finalizer: it pins,
 // or holds pins.
-func (c *Controller) wantsFinalizer(ic *v1alpha2.ImageCache) bool {
+func (c *Pins) wantsFinalizer(ic *v1alpha2.ImageCache) bool {
 	return (c.cfg.Pinning && ic.Spec.Pin) || holdsPins(ic)
 }
 
@@ -41,35 +43,35 @@ func holdsPins(ic *v1alpha2.ImageCache) bool {
 	return ledger.Store{}.HoldsPins(ic)
 }
 
-// keepFinalizer adds FinalizerUnpin to a cache that pins before it pins
+// KeepFinalizer adds Finalizer to a cache that pins before it pins
 // anything, and removes it from one that neither pins nor holds a pin.
-func (c *Controller) keepFinalizer(ctx context.Context, s *pass.Pass) error {
-	want, has := c.wantsFinalizer(s.IC), slices.Contains(s.IC.Finalizers, FinalizerUnpin)
+func (c *Pins) KeepFinalizer(ctx context.Context, s *pass.Pass) error {
+	want, has := c.wantsFinalizer(s.IC), slices.Contains(s.IC.Finalizers, Finalizer)
 	if want == has {
 		return nil
 	}
 	return c.setFinalizer(ctx, s, want)
 }
 
-// setFinalizer adds or removes FinalizerUnpin (patchMetadata: no
+// setFinalizer adds or removes Finalizer (patchMetadata: no
 // concurrent change of the list is lost).
-func (c *Controller) setFinalizer(ctx context.Context, s *pass.Pass, add bool) error {
-	list := slices.DeleteFunc(slices.Clone(s.IC.Finalizers), func(f string) bool { return f == FinalizerUnpin })
+func (c *Pins) setFinalizer(ctx context.Context, s *pass.Pass, add bool) error {
+	list := slices.DeleteFunc(slices.Clone(s.IC.Finalizers), func(f string) bool { return f == Finalizer })
 	if add {
-		list = append(list, FinalizerUnpin)
+		list = append(list, Finalizer)
 	}
-	return c.status.PatchMetadata(ctx, s, "finalizers", list, "setting the finalizer "+FinalizerUnpin)
+	return c.status.PatchMetadata(ctx, s, "finalizers", list, "setting the finalizer "+Finalizer)
 }
 
-// finalize takes a deleted cache's pins away: an unpin Job on each node
+// Finalize takes a deleted cache's pins away: an unpin Job on each node
 // where it holds one; a node that is gone holds none. Once none is left,
 // or the wait passed Config.UnpinTimeout from the deletion (a node that
 // cannot be reached, a runtime that does not answer: a Warning event names
 // them), the finalizer goes, and the cache with it. It returns how soon to
 // look again, at the deadline: the unpin Jobs' events bring it back before.
-func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache) (time.Duration, error) {
-	s := c.newSyncCtx(key, ic)
-	_, nodes, err := c.listNodes()
+func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache) (time.Duration, error) {
+	s := pass.NewPass(key, ic, c.clock.Now(), c.ledgers.Load(ic), c.ledgers.Read(ic))
+	nodes, err := c.listNodes()
 	if err != nil {
 		return 0, err
 	}
@@ -88,7 +90,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 				s.MarkBusy(job.Annotations[puller.AnnotationNode])
 			}
 		case puller.IsUnpinJob(job):
-			if err := c.readPinJob(ctx, s, job); err != nil {
+			if err := c.ReadJob(ctx, s, job); err != nil {
 				return 0, err
 			}
 		default:
@@ -99,7 +101,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 		}
 	}
 	var todo pass.ToCreate
-	c.pinJobs(s, &todo)
+	c.Jobs(s, &todo)
 	left := pinnedNodes(s.Led, s.Nodes)
 	deadline := ic.DeletionTimestamp.Add(c.unpinTimeout())
 	if len(left) > 0 && s.Now.Before(deadline) {
@@ -110,7 +112,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 	if err := c.status.WriteLedger(ctx, s); err != nil {
 		return 0, err
 	}
-	if err := c.deletePinJobsDone(ctx, s); err != nil {
+	if err := c.DeleteDone(ctx, s); err != nil {
 		return 0, err
 	}
 	if len(left) > 0 && s.Now.Before(deadline) {
@@ -119,7 +121,7 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 			after = min(after, max(s.CheckAt.Sub(s.Now), 100*time.Millisecond))
 		}
 		if todo.Throttled {
-			after = min(after, throttledRetry)
+			after = min(after, throttle.ThrottledRetry)
 		}
 		return after, nil
 	}
@@ -140,11 +142,11 @@ func (c *Controller) finalize(ctx context.Context, key cache.ObjectName, ic *v1a
 }
 
 // unpinTimeout is how long a deleted cache waits for its pins to go.
-func (c *Controller) unpinTimeout() time.Duration {
+func (c *Pins) unpinTimeout() time.Duration {
 	if c.cfg.UnpinTimeout > 0 {
 		return c.cfg.UnpinTimeout
 	}
-	return defaultUnpinTimeout
+	return DefaultUnpinTimeout
 }
 
 // pinnedNodes lists, in order, the nodes still there where the ledger
@@ -163,4 +165,17 @@ func pinnedNodes(led *ledger.Ledger, nodes map[string]*corev1.Node) []string {
 		}
 	}
 	return out
+}
+
+// listNodes lists the cluster's nodes from the informer, by name.
+func (c *Pins) listNodes() (map[string]*corev1.Node, error) {
+	nodes, err := c.nodeLister.List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]*corev1.Node, len(nodes))
+	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+	return byName, nil
 }
