@@ -4,11 +4,10 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
 
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
-
-	"k8s.io/klog/v2"
 )
 
 // networkNotReadyTaints are the taints of a node that is Ready before its

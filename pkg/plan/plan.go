@@ -16,12 +16,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/puller"
-
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Image is an image as the spec spells it, and its normalised key;

@@ -7,20 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pins"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/ops"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
-
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -44,6 +30,13 @@ import (
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/expectations"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/ops"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pins"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"

@@ -3,16 +3,13 @@ package imagecache
 import (
 	"context"
 
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pins"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pins"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/reasons"

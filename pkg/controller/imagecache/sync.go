@@ -7,22 +7,18 @@ import (
 	"slices"
 	"time"
 
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/ops"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
-	"kubefledged.io/kube-fledged/pkg/puller"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
 	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/ops"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 	"kubefledged.io/kube-fledged/pkg/plan"
+	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 

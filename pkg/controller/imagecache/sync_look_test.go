@@ -4,14 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
-
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 )
 

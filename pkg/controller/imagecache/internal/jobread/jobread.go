@@ -10,14 +10,6 @@ import (
 	"fmt"
 	"sort"
 
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
-	"kubefledged.io/kube-fledged/pkg/images"
-	"kubefledged.io/kube-fledged/pkg/ledger"
-	"kubefledged.io/kube-fledged/pkg/puller"
-	"kubefledged.io/kube-fledged/pkg/reasons"
-
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +20,13 @@ import (
 	"k8s.io/klog/v2"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
+	"kubefledged.io/kube-fledged/pkg/images"
+	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // Reader reads the cache's Jobs, from the informers' indexes.

@@ -14,16 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"kubefledged.io/kube-fledged/pkg/controller/expectations"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
-	"kubefledged.io/kube-fledged/pkg/message"
-	"kubefledged.io/kube-fledged/pkg/metrics"
-	"kubefledged.io/kube-fledged/pkg/puller"
-	"kubefledged.io/kube-fledged/pkg/reasons"
-	"kubefledged.io/kube-fledged/pkg/version"
-
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,6 +24,16 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
+
+	"kubefledged.io/kube-fledged/pkg/controller/expectations"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
+	"kubefledged.io/kube-fledged/pkg/message"
+	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 // maxParallelWrites bounds the Job creates (or deletes) one sync has in

@@ -12,8 +12,14 @@ import (
 	"context"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/expectations"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobread"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
@@ -25,14 +31,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/record"
-	"k8s.io/klog/v2"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
 )
 
 // Config is what the operations need of the controller's flags.

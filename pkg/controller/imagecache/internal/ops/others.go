@@ -5,12 +5,11 @@ import (
 	"slices"
 	"sort"
 
-	"kubefledged.io/kube-fledged/pkg/images"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
 )
 
 // otherCaches answers what the other ImageCaches want on a node, so that

@@ -4,6 +4,10 @@ import (
 	"context"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
@@ -15,10 +19,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/trim"
-
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
 )
 
 // pullOp is the work of ImageCacheCreate, ImageCacheUpdate and

@@ -3,10 +3,10 @@ package ops
 import (
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
+
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 	"kubefledged.io/kube-fledged/pkg/puller"
-
-	batchv1 "k8s.io/api/batch/v1"
 )
 
 // A pull that fails for a reason that may pass (puller.Transient: a

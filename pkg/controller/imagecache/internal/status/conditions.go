@@ -3,13 +3,12 @@ package status
 import (
 	"time"
 
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-	"kubefledged.io/kube-fledged/pkg/reasons"
-
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // setConditions sets Ready, Reconciling, Stalled and Progressing from the

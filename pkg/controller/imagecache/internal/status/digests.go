@@ -4,15 +4,14 @@ import (
 	"sort"
 	"strings"
 
-	"kubefledged.io/kube-fledged/pkg/message"
-	"kubefledged.io/kube-fledged/pkg/plan"
-	"kubefledged.io/kube-fledged/pkg/puller"
-	"kubefledged.io/kube-fledged/pkg/reasons"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/message"
+	"kubefledged.io/kube-fledged/pkg/plan"
+	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // An image pulled Always (by tag) is brought up to date on every

@@ -15,6 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
 	"kubefledged.io/kube-fledged/pkg/controller/expectations"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 	"kubefledged.io/kube-fledged/pkg/images"
@@ -22,13 +28,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/message"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/reasons"
-
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/record"
-
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	clientset "kubefledged.io/kube-fledged/pkg/client/clientset/versioned"
 )
 
 // Writer computes and writes the caches' status.

@@ -6,11 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
-	"kubefledged.io/kube-fledged/pkg/ledger"
-	"kubefledged.io/kube-fledged/pkg/reasons"
-	"kubefledged.io/kube-fledged/pkg/version"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,6 +15,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/reasons"
+	"kubefledged.io/kube-fledged/pkg/version"
 )
 
 // Write writes the computed status when it changed. When the
