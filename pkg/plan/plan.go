@@ -57,6 +57,7 @@ type Plan struct {
 	Pin bool
 }
 
+// Wants says whether the plan wants an image (normalised) on a node.
 func (p *Plan) Wants(node, key string) bool { return p.Wanted(node, key) != nil }
 
 // Always says whether the plan pulls an image (normalised) Always on a node.
@@ -65,9 +66,17 @@ func (p *Plan) Always(node, key string) bool {
 	return wi != nil && wi.Always
 }
 
+// Node is what the plan wants on a node, or nil; a nil plan wants nothing.
+func (p *Plan) Node(name string) *Node {
+	if p == nil {
+		return nil
+	}
+	return p.Nodes[name]
+}
+
 // Wanted is an image (normalised) the plan wants on a node, or nil.
 func (p *Plan) Wanted(node, key string) *Image {
-	w := p.Nodes[node]
+	w := p.Node(node)
 	if w == nil {
 		return nil
 	}

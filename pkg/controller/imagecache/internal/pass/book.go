@@ -56,5 +56,5 @@ func (b *Book) RemovedBefore(node, key string) {
 }
 
 func newBook(st *v1alpha2.ImageCacheStatus, led *ledger.Ledger, before ledger.Reader) Book {
-	return Book{St: st, Led: led, Before: before}
+	return Book{St: st, Led: led, Before: before, Failures: Failures{}, Unpinned: Failures{}}
 }

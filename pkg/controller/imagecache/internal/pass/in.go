@@ -23,14 +23,20 @@ type In struct {
 	Started string
 	// Nodes holds every node of the cluster, by name.
 	Nodes map[string]*corev1.Node
-	Plan  *plan.Plan
-	Op    Operation
+	// Plan is what the cache wants on them, and Op the operation that
+	// works on it; a deleted cache's pass has neither (SawNodes).
+	Plan *plan.Plan
+	Op   Operation
 }
 
 // Planned records the nodes, and the plan of the spec on them.
 func (in *In) Planned(nodes map[string]*corev1.Node, p *plan.Plan) {
 	in.Nodes, in.Plan = nodes, p
 }
+
+// SawNodes records the nodes of a pass that has no plan: a deleted cache's,
+// which wants nothing.
+func (in *In) SawNodes(nodes map[string]*corev1.Node) { in.Nodes = nodes }
 
 // Chose records the operation that works on the plan.
 func (in *In) Chose(op Operation) { in.Op = op }

@@ -169,6 +169,9 @@ func (f Failures) Add(image, node, reason, message string) {
 
 // DisplayOf is how the status spells an image: as the spec does, or as given.
 func (s *Pass) DisplayOf(key, fallback string) string {
+	if s.Plan == nil {
+		return fallback
+	}
 	if d, ok := s.Plan.Display[key]; ok {
 		return d
 	}

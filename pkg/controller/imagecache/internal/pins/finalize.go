@@ -17,7 +17,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/message"
-	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
@@ -74,8 +73,9 @@ func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.
 	if err != nil {
 		return 0, err
 	}
-	s.Planned(nodes, &plan.Plan{Nodes: map[string]*plan.Node{}, Display: map[string]string{}, SpecKeys: map[string]bool{}})
-	s.HoldFailures(pass.Failures{}, pass.Failures{})
+	// A deleted cache wants nothing: its pass has the nodes, and no plan
+	// nor operation.
+	s.SawNodes(nodes)
 	s.Led.ForgetReplaced(s.Nodes)
 	jobs, err := c.reader.JobsOf(ic)
 	if err != nil {

@@ -176,7 +176,7 @@ func (c *Pins) Jobs(s *pass.Pass, todo *pass.ToCreate) {
 				s.Led.SetPin(name, key, ledger.NotPinned)
 			}
 		}
-		if w := s.Plan.Nodes[name]; pin && w != nil && w.Skip == "" && nodeSettled(s, w) {
+		if w := s.Plan.Node(name); pin && w != nil && w.Skip == "" && nodeSettled(s, w) {
 			for _, wi := range w.Images {
 				if st, pin := s.Led.Get(name, wi.Key), s.Led.Pin(name, wi.Key); (st == ledger.Pulled || st == ledger.Present) &&
 					(pin == ledger.NotPinned || pin == ledger.PinStale) {
