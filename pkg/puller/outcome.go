@@ -117,113 +117,149 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, pulling map[string]time
 	if done || err != nil {
 		return out, err
 	}
-	images := out.Images
-	deadlines := ImageDeadlines(cfg, job, images)
 	if jobCondition(job, batchv1.JobComplete) != nil || podSucceeded(pod) {
-		for i := range out.Results {
-			out.Results[i] = Result{State: Succeeded}
-		}
-		out.Finished = true
-		return out, nil
+		return succeededAll(out), nil
 	}
-
-	// Per container, from the pod.
-	lastProgress := job.CreationTimestamp.Time
-	if job.Status.StartTime != nil {
-		lastProgress = job.Status.StartTime.Time
-	}
-	started := lastProgress
-	deadline := started.Add(sum(deadlines))
-	// ownCheck is the earliest own deadline of an image still pulling.
-	var ownCheck time.Time
-	failing := map[int]bool{}
-	// stuck counts the containers whose pull failed for good, and late
-	// those past their own deadline: the pod does not end by itself.
-	pending, stuck, late := 0, 0, 0
-	if pod != nil {
-		if pod.Status.StartTime != nil && pod.Status.StartTime.After(lastProgress) {
-			lastProgress = pod.Status.StartTime.Time
-		}
-		byName := map[string]corev1.ContainerStatus{}
-		for _, cs := range pod.Status.ContainerStatuses {
-			byName[cs.Name] = cs
-		}
-		for i := range images {
-			cs, ok := byName[ContainerName(i)]
-			switch {
-			case ok && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
-				out.Results[i] = Result{State: Succeeded}
-				if t := cs.State.Terminated.FinishedAt.Time; t.After(lastProgress) {
-					lastProgress = t
-				}
-			case ok && cs.State.Terminated != nil:
-				t := cs.State.Terminated
-				out.Results[i] = Result{State: Failed, Reason: nonEmpty(t.Reason, "Error"),
-					Message: fmt.Sprintf("helper exited with code %d: %s", t.ExitCode, t.Message)}
-			case ok && cs.State.Waiting != nil && pullErrorReasons[cs.State.Waiting.Reason]:
-				w := cs.State.Waiting
-				if reason, ok := PermanentPullFailure(w.Reason, w.Message); ok {
-					// Asking again will not mend it: failed now.
-					out.Results[i] = Result{State: Failed, Reason: reason, Message: w.Message}
-					stuck++
-					break
-				}
-				failing[i] = true
-				out.Results[i] = Result{State: Pending, Reason: w.Reason, Message: w.Message}
-			default:
-				since, ok := pulling[ContainerName(i)]
-				if !ok || since.Before(job.CreationTimestamp.Time) {
-					pending++
-					break
-				}
-				own := since.Add(deadlines[i])
-				if !now.Before(own) {
-					out.Results[i] = Result{State: Failed, Reason: "DeadlineExceeded",
-						Message: fmt.Sprintf("image not pulled within %s of the kubelet starting to pull it, at %s", deadlines[i],
-							since.UTC().Format(time.RFC3339))}
-					late++
-					break
-				}
-				pending++
-				if own.After(deadline) {
-					deadline = own
-				}
-				if ownCheck.IsZero() || own.Before(ownCheck) {
-					ownCheck = own
-				}
-			}
-		}
-	} else {
-		pending = len(images)
-	}
-
+	p := readContainers(job, pod, pulling, ImageDeadlines(cfg, job, out.Images), now, &out)
 	if c := jobCondition(job, batchv1.JobFailed); c != nil {
-		// The Job ended (deadline, or the pod failed). Whatever did not
-		// succeed failed, with the kubelet's reason where it gave one, or
-		// why the pod never got going.
-		cause := jobFailure(c, pod)
-		for i := range out.Results {
-			if out.Results[i].State == Succeeded || out.Results[i].State == Failed {
-				continue
-			}
-			if failing[i] {
-				out.Results[i].State = Failed
-				continue
-			}
-			out.Results[i] = cause
-		}
-		out.Finished = true
-		return out, nil
+		return failedJob(out, jobFailure(c, pod), p.failing), nil
 	}
 	if checkStart(cfg, job, pod, now, &out) {
 		return out, nil
 	}
 	startAt := out.CheckAt
+	p.decide(cfg, pod, now, &out)
+	if !out.Finished && !startAt.IsZero() && startAt.Before(out.CheckAt) {
+		out.CheckAt = startAt
+	}
+	return out, nil
+}
 
+// succeededAll is the outcome of a Job that completed: every image pulled.
+func succeededAll(out Outcome) Outcome {
+	for i := range out.Results {
+		out.Results[i] = Result{State: Succeeded}
+	}
+	out.Finished = true
+	return out
+}
+
+// progress is what a pull Job's containers say of its pulls.
+type progress struct {
+	// started is when the Job started, lastProgress when its latest image
+	// finished (or its pod started); deadline is the Job's own deadline,
+	// and ownCheck the earliest own deadline of an image still pulling.
+	started, lastProgress, deadline, ownCheck time.Time
+	// failing holds the images whose pull fails for a reason that may
+	// pass; pending counts those still pulling, stuck those whose pull
+	// failed for good, and late those past their own deadline: the pod
+	// does not end by itself.
+	failing              map[int]bool
+	pending, stuck, late int
+}
+
+// readContainers reads each image's result from its container in the pod
+// (out.Results), and what they say of the Job's progress.
+func readContainers(job *batchv1.Job, pod *corev1.Pod, pulling map[string]time.Time, deadlines []time.Duration,
+	now time.Time, out *Outcome) progress {
+	p := progress{lastProgress: job.CreationTimestamp.Time, failing: map[int]bool{}}
+	if job.Status.StartTime != nil {
+		p.lastProgress = job.Status.StartTime.Time
+	}
+	p.started = p.lastProgress
+	p.deadline = p.started.Add(sum(deadlines))
+	if pod == nil {
+		p.pending = len(out.Images)
+		return p
+	}
+	if pod.Status.StartTime != nil && pod.Status.StartTime.After(p.lastProgress) {
+		p.lastProgress = pod.Status.StartTime.Time
+	}
+	byName := map[string]corev1.ContainerStatus{}
+	for _, cs := range pod.Status.ContainerStatuses {
+		byName[cs.Name] = cs
+	}
+	for i := range out.Images {
+		cs, ok := byName[ContainerName(i)]
+		switch {
+		case ok && cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+			out.Results[i] = Result{State: Succeeded}
+			if t := cs.State.Terminated.FinishedAt.Time; t.After(p.lastProgress) {
+				p.lastProgress = t
+			}
+		case ok && cs.State.Terminated != nil:
+			t := cs.State.Terminated
+			out.Results[i] = Result{State: Failed, Reason: nonEmpty(t.Reason, "Error"),
+				Message: fmt.Sprintf("helper exited with code %d: %s", t.ExitCode, t.Message)}
+		case ok && cs.State.Waiting != nil && pullErrorReasons[cs.State.Waiting.Reason]:
+			w := cs.State.Waiting
+			if reason, ok := PermanentPullFailure(w.Reason, w.Message); ok {
+				// Asking again will not mend it: failed now.
+				out.Results[i] = Result{State: Failed, Reason: reason, Message: w.Message}
+				p.stuck++
+				break
+			}
+			p.failing[i] = true
+			out.Results[i] = Result{State: Pending, Reason: w.Reason, Message: w.Message}
+		default:
+			p.stillPulling(i, job, pulling, deadlines[i], now, out)
+		}
+	}
+	return p
+}
+
+// stillPulling reads an image whose container neither ended nor failed to
+// pull: past its own deadline (from when the kubelet started to pull it)
+// it failed; else it is pending.
+func (p *progress) stillPulling(i int, job *batchv1.Job, pulling map[string]time.Time, deadline time.Duration, now time.Time,
+	out *Outcome) {
+	since, ok := pulling[ContainerName(i)]
+	if !ok || since.Before(job.CreationTimestamp.Time) {
+		p.pending++
+		return
+	}
+	own := since.Add(deadline)
+	if !now.Before(own) {
+		out.Results[i] = Result{State: Failed, Reason: "DeadlineExceeded",
+			Message: fmt.Sprintf("image not pulled within %s of the kubelet starting to pull it, at %s", deadline,
+				since.UTC().Format(time.RFC3339))}
+		p.late++
+		return
+	}
+	p.pending++
+	if own.After(p.deadline) {
+		p.deadline = own
+	}
+	if p.ownCheck.IsZero() || own.Before(p.ownCheck) {
+		p.ownCheck = own
+	}
+}
+
+// failedJob is the outcome of a Job that ended (its deadline, or its pod
+// failed): whatever did not succeed failed, with the kubelet's reason
+// where it gave one, or why the pod never got going (cause).
+func failedJob(out Outcome, cause Result, failing map[int]bool) Outcome {
+	for i := range out.Results {
+		if out.Results[i].State == Succeeded || out.Results[i].State == Failed {
+			continue
+		}
+		if failing[i] {
+			out.Results[i].State = Failed
+			continue
+		}
+		out.Results[i] = cause
+	}
+	out.Finished = true
+	return out
+}
+
+// decide says, of a Job that runs, whether to end it now and with what,
+// or when to look again.
+func (p *progress) decide(cfg Config, pod *corev1.Pod, now time.Time, out *Outcome) {
 	switch {
-	case !now.Before(deadline) && !podStarted(pod, true):
+	case !now.Before(p.deadline) && !podStarted(pod, true):
 		// Our own deadline, and the pod never got going: say why.
-		why := whyNotStarted(pod, deadline.Sub(started))
+		why := whyNotStarted(pod, p.deadline.Sub(p.started))
 		for i := range out.Results {
 			if out.Results[i].State != Succeeded {
 				out.Results[i] = why
@@ -232,51 +268,47 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, pulling map[string]time
 		out.NoPod = pod == nil
 		out.EndNow = true
 		out.Finished = true
-	case !now.Before(deadline):
+	case !now.Before(p.deadline):
 		// Our own deadline, before the Job's: record while the pod is there.
 		for i := range out.Results {
 			if out.Results[i].State == Pending {
 				if out.Results[i].Reason == "" {
 					out.Results[i].Reason = "DeadlineExceeded"
-					out.Results[i].Message = fmt.Sprintf("image not pulled within %s of the Job's start", deadline.Sub(started).Round(time.Second))
+					out.Results[i].Message = fmt.Sprintf("image not pulled within %s of the Job's start", p.deadline.Sub(p.started).Round(time.Second))
 				}
 				out.Results[i].State = Failed
 			}
 		}
 		out.EndNow = true
 		out.Finished = true
-	case pending == 0 && len(failing) > 0 && (cfg.RetryTransient || !now.Before(lastProgress.Add(cfg.PullDeadline))):
+	case p.pending == 0 && len(p.failing) > 0 && (cfg.RetryTransient || !now.Before(p.lastProgress.Add(cfg.PullDeadline))):
 		// Only failing pulls are left, and the controller tries them
 		// again itself, or they have had a full pull deadline since the
 		// last image finished: do not wait for the rest of the batch's
 		// deadline.
-		for i := range failing {
+		for i := range p.failing {
 			out.Results[i].State = Failed
 		}
 		out.EndNow = true
 		out.Finished = true
-	case pending == 0 && len(failing) > 0:
-		out.CheckAt = lastProgress.Add(cfg.PullDeadline)
-	case pending == 0 && stuck+late > 0:
+	case p.pending == 0 && len(p.failing) > 0:
+		out.CheckAt = p.lastProgress.Add(cfg.PullDeadline)
+	case p.pending == 0 && p.stuck+p.late > 0:
 		// The rest is settled, and the pulls that failed for good, or
 		// ran out of time, keep the pod from ending: end it now.
 		out.EndNow = true
 		out.Finished = true
 	default:
-		out.CheckAt = deadline
-		if !ownCheck.IsZero() && ownCheck.Before(out.CheckAt) {
-			out.CheckAt = ownCheck
+		out.CheckAt = p.deadline
+		if !p.ownCheck.IsZero() && p.ownCheck.Before(out.CheckAt) {
+			out.CheckAt = p.ownCheck
 		}
 	}
-	if !out.Finished && pending == 0 && len(failing) == 0 {
+	if !out.Finished && p.pending == 0 && len(p.failing) == 0 {
 		// Every image succeeded; the Job will be Complete shortly.
 		out.Finished = true
 		out.CheckAt = time.Time{}
 	}
-	if !out.Finished && !startAt.IsZero() && startAt.Before(out.CheckAt) {
-		out.CheckAt = startAt
-	}
-	return out, nil
 }
 
 // jobFailure is the failure of the images a failed Job did not settle: the
