@@ -12,21 +12,21 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/uuid"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
-
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	kubeinformers "k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -155,112 +155,180 @@ var ErrLeadershipLost = errors.New("leadership lost")
 func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	logger := klog.FromContext(ctx)
 	metrics.Register()
+	tuneRuntime(logger)
+	w, err := wire(ctx, o, cfg)
+	if err != nil {
+		return err
+	}
+	defer w.broadcaster.Shutdown()
+	// leading is true while this process runs the controllers: its
+	// metrics say so, and only then serve the per-cache series.
+	var leading atomic.Bool
+	unregister, err := w.registerMetrics(o, &leading)
+	if err != nil {
+		return err
+	}
+	defer unregister()
+	synced := w.startInformers(ctx)
+	defer w.stopInformers()
+	var watchdog *leaderelection.HealthzAdaptor
+	if o.LeaderElect {
+		watchdog = leaderelection.NewLeaderHealthzAdaptor(o.LeaderElectRenewDeadline + 5*time.Second)
+	}
+	servers, err := startServers(ctx, o, synced, watchdog)
+	if err != nil {
+		return err
+	}
+	defer servers.shutdown()
+	logger.Info("Controller starting", "helperImage", o.HelperImage, "imagesPerJob", o.ImagesPerJob,
+		"maxInFlightJobs", o.MaxInFlightJobs, "pullDeadline", o.ImagePullDeadline.String(), "startDeadline", o.JobStartDeadline.String(),
+		"refresh", o.ImageCacheRefreshPeriod.String(), "workers", o.Workers, "leaderElect", o.LeaderElect)
+	run := w.leading(&leading)
+	if !o.LeaderElect {
+		return run(ctx)
+	}
+	return lead(ctx, o, w.kube, w.recorder, watchdog, run)
+}
+
+// tuneRuntime sets Go's memory limit from the container's, and the
+// collector's target when GOGC is unset.
+func tuneRuntime(logger klog.Logger) {
 	if soft := setMemoryLimit(); soft > 0 {
 		logger.Info("Go memory limit set from the container's", "limitBytes", soft)
 	}
 	if gc := setGCPercent(); gc > 0 {
 		logger.V(2).Info("Go collector's target set (GOGC unset)", "percent", gc)
 	}
+}
+
+// wiring is the controller's parts: its clients, informers, event recorder
+// and controllers.
+type wiring struct {
+	kube                        kubernetes.Interface
+	kubeFactory, managedFactory kubeinformers.SharedInformerFactory
+	icFactory                   icinformers.SharedInformerFactory
+	icInformer                  icinformersv1.ImageCacheInformer
+	broadcaster                 record.EventBroadcaster
+	recorder                    record.EventRecorder
+	ctrl                        *imagecache.Controller
+	run                         func(context.Context) error
+}
+
+// wire builds the clients, the informers, the event recorder and the
+// controllers.
+func wire(ctx context.Context, o *options.Options, cfg *rest.Config) (*wiring, error) {
 	// client-go's generated clients already ask for core types in protobuf
 	// (ImageCaches, a CRD, come as JSON), and list them as a watch stream
 	// (WatchListClient), one object at a time through trim.ForCache.
 	kubeClient, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("building the Kubernetes client: %w", err)
+		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
 	client, err := clientset.NewForConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("building the ImageCache client: %w", err)
+		return nil, fmt.Errorf("building the ImageCache client: %w", err)
 	}
-	kubeFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithTransform(trim.ForCache))
-	managedFactory := kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
-		kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = imagecache.ManagedSelector() }),
-		kubeinformers.WithTransform(trim.ForCache))
-	icFactory := icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(trim.ForCache))
-	// The kubelet's "Pulling" events, which show which images a pull pod
-	// brought onto its node (those a purge may remove), and its "Pulled"
-	// events, which say how long a pull took and how large the image is:
-	// one informer per reason and namespace that holds pull Jobs, made when
-	// the controller needs it.
-	pullingEvents := func(ns, reason string) cache.SharedIndexInformer {
+	w := &wiring{kube: kubeClient,
+		kubeFactory: kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithTransform(trim.ForCache)),
+		managedFactory: kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync,
+			kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = imagecache.ManagedSelector() }),
+			kubeinformers.WithTransform(trim.ForCache)),
+		icFactory: icinformers.NewSharedInformerFactoryWithOptions(client, resync, icinformers.WithTransform(trim.ForCache)),
+	}
+	w.icInformer = w.icFactory.Kubefledged().V1alpha2().ImageCaches()
+	w.broadcaster = record.NewBroadcaster(record.WithContext(ctx))
+	w.broadcaster.StartStructuredLogging(3)
+	w.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kubeClient.CoreV1().Events("")})
+	w.recorder = w.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: imagecache.ControllerName})
+	nodes := w.kubeFactory.Core().V1().Nodes()
+	w.ctrl, err = imagecache.New(ctx, ControllerConfig(o), kubeClient, client, w.icInformer, nodes,
+		w.managedFactory.Batch().V1().Jobs(), w.managedFactory.Core().V1().Pods(), pullEventsIn(kubeClient), w.recorder, clock.RealClock{})
+	if err == nil {
+		w.run, err = controllersRunner(o, w.ctrl, kubeClient, w.icInformer, nodes, w.recorder)
+	}
+	if err != nil {
+		w.broadcaster.Shutdown()
+		return nil, err
+	}
+	return w, nil
+}
+
+// pullEventsIn makes the informers of the kubelet's "Pulling" events,
+// which show which images a pull pod brought onto its node (those a purge
+// may remove), and of its "Pulled" events, which say how long a pull took
+// and how large the image is: one informer per reason and namespace that
+// holds pull Jobs, made when the controller needs it.
+func pullEventsIn(kubeClient kubernetes.Interface) imagecache.EventsIn {
+	return func(ns, reason string) cache.SharedIndexInformer {
 		return kubeinformers.NewSharedInformerFactoryWithOptions(kubeClient, resync, kubeinformers.WithNamespace(ns),
 			kubeinformers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = imagecache.PullEventsSelector(reason) }),
 			kubeinformers.WithTransform(trim.ForCache)).Core().V1().Events().Informer()
 	}
+}
 
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartStructuredLogging(3)
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kubeClient.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: imagecache.ControllerName})
+// registerMetrics registers the collectors that read the controller's
+// state, and returns what unregisters them.
+func (w *wiring) registerMetrics(o *options.Options, leading *atomic.Bool) (func(), error) {
+	var done []prometheus.Collector
+	unregister := func() {
+		for _, c := range done {
+			metrics.Registry.Unregister(c)
+		}
+	}
+	for _, c := range RuntimeCollectors(w.ctrl.InFlightJobs, o.MaxInFlightJobs, w.icInformer.Lister(), leading.Load, w.ctrl.SlotsByCache) {
+		if err := metrics.Registry.Register(c); err != nil {
+			unregister()
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	return unregister, nil
+}
 
-	icInformer := icFactory.Kubefledged().V1alpha2().ImageCaches()
-	ctrl, err := imagecache.New(ctx, ControllerConfig(o), kubeClient, client,
-		icInformer, kubeFactory.Core().V1().Nodes(),
-		managedFactory.Batch().V1().Jobs(), managedFactory.Core().V1().Pods(), pullingEvents,
-		recorder, clock.RealClock{})
-	if err != nil {
-		return err
-	}
-	run, err := controllersRunner(o, ctrl, kubeClient, icInformer, kubeFactory.Core().V1().Nodes(), recorder)
-	if err != nil {
-		return err
-	}
-	// leading is true while this process runs the controllers: its
-	// metrics say so, and only then serve the per-cache series.
-	var leading atomic.Bool
-	runControllers := func(ctx context.Context) error {
+// startInformers starts every informer: every replica keeps its caches
+// warm, so a new leader starts at once. What it returns turns true once
+// they have all synced.
+func (w *wiring) startInformers(ctx context.Context) *atomic.Bool {
+	w.kubeFactory.Start(ctx.Done())
+	w.managedFactory.Start(ctx.Done())
+	w.icFactory.Start(ctx.Done())
+	var synced atomic.Bool
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), w.kubeFactory.Core().V1().Nodes().Informer().HasSynced,
+			w.managedFactory.Batch().V1().Jobs().Informer().HasSynced, w.managedFactory.Core().V1().Pods().Informer().HasSynced,
+			w.icInformer.Informer().HasSynced) {
+			synced.Store(true)
+		}
+	}()
+	return &synced
+}
+
+// stopInformers stops the informers and waits for them.
+func (w *wiring) stopInformers() {
+	w.kubeFactory.Shutdown()
+	w.managedFactory.Shutdown()
+	w.icFactory.Shutdown()
+}
+
+// leading returns what runs the controllers while this process leads, and
+// says so (leading, and the leader metric).
+func (w *wiring) leading(leading *atomic.Bool) func(context.Context) error {
+	return func(ctx context.Context) error {
 		leading.Store(true)
 		metrics.Leader.Set(1)
 		defer func() {
 			leading.Store(false)
 			metrics.Leader.Set(0)
 		}()
-		return run(ctx)
+		return w.run(ctx)
 	}
-	for _, c := range RuntimeCollectors(ctrl.InFlightJobs, o.MaxInFlightJobs, icInformer.Lister(), leading.Load, ctrl.SlotsByCache) {
-		if err := metrics.Registry.Register(c); err != nil {
-			return fmt.Errorf("registering metrics: %w", err)
-		}
-		defer metrics.Registry.Unregister(c)
-	}
+}
 
-	// Every replica keeps its caches warm, so a new leader starts at once.
-	kubeFactory.Start(ctx.Done())
-	managedFactory.Start(ctx.Done())
-	icFactory.Start(ctx.Done())
-	defer func() {
-		kubeFactory.Shutdown()
-		managedFactory.Shutdown()
-		icFactory.Shutdown()
-	}()
-	var synced atomic.Bool
-	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), kubeFactory.Core().V1().Nodes().Informer().HasSynced,
-			managedFactory.Batch().V1().Jobs().Informer().HasSynced, managedFactory.Core().V1().Pods().Informer().HasSynced,
-			icInformer.Informer().HasSynced) {
-			synced.Store(true)
-		}
-	}()
-
-	var elector *leaderelection.LeaderElector
-	var watchdog *leaderelection.HealthzAdaptor
-	if o.LeaderElect {
-		watchdog = leaderelection.NewLeaderHealthzAdaptor(o.LeaderElectRenewDeadline + 5*time.Second)
-	}
-	servers, err := startServers(ctx, o, &synced, watchdog)
-	if err != nil {
-		return err
-	}
-	defer servers.shutdown()
-
-	logger.Info("Controller starting", "helperImage", o.HelperImage, "imagesPerJob", o.ImagesPerJob,
-		"maxInFlightJobs", o.MaxInFlightJobs, "pullDeadline", o.ImagePullDeadline.String(), "startDeadline", o.JobStartDeadline.String(),
-		"refresh", o.ImageCacheRefreshPeriod.String(), "workers", o.Workers, "leaderElect", o.LeaderElect)
-	if !o.LeaderElect {
-		return runControllers(ctx)
-	}
-
+// lead runs the controllers (run) while this process holds the lease,
+// until ctx is done or the lease is lost (ErrLeadershipLost).
+func lead(ctx context.Context, o *options.Options, kubeClient kubernetes.Interface, recorder record.EventRecorder,
+	watchdog *leaderelection.HealthzAdaptor, run func(context.Context) error) error {
+	logger := klog.FromContext(ctx)
 	id, err := os.Hostname()
 	if err != nil {
 		return fmt.Errorf("reading the hostname for the leader election identity: %w", err)
@@ -273,7 +341,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	}
 	var runErr error
 	var ran sync.WaitGroup
-	elector, err = leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		Name:            imagecache.ControllerName,
 		LeaseDuration:   o.LeaderElectLeaseDuration,
@@ -286,7 +354,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 				ran.Add(1)
 				defer ran.Done()
 				logger.Info("Started leading", "identity", id, "lease", o.LeaderElectResourceNamespace+"/"+o.LeaderElectResourceName)
-				runErr = runControllers(lctx)
+				runErr = run(lctx)
 			},
 			OnStoppedLeading: func() { logger.Info("Stopped leading", "identity", id) },
 			OnNewLeader: func(identity string) {
