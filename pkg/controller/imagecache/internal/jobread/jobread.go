@@ -7,26 +7,19 @@ package jobread
 
 import (
 	"context"
-	"fmt"
-	"sort"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
-	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/jobwrite"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pullevents"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
-	"kubefledged.io/kube-fledged/pkg/reasons"
 )
 
 // Reader reads the cache's Jobs, from the informers' indexes.
@@ -235,187 +228,4 @@ func (r *Reader) Record(ctx context.Context, s *pass.Pass, job *batchv1.Job, out
 		}
 	}
 	return nil
-}
-
-// Follow does what a Job's outcome asks of the sync, before its results
-// are read: a Job that failed without a pod gets the reason from its
-// FailedCreate event; a Job that must end is ended, with its outcome
-// recorded on it; a running one keeps its node busy until its outcome is
-// known; and the sync looks again when the outcome asks to (CheckAt).
-func (r *Reader) Follow(ctx context.Context, s *pass.Pass, job *batchv1.Job, out *puller.Outcome) error {
-	if out.NoPod {
-		r.explainNoPod(ctx, s, job, out)
-	}
-	if out.EndNow {
-		if err := r.writer.End(ctx, job, *out); err != nil {
-			return err
-		}
-	} else if puller.IsActive(job) && !out.Finished {
-		// Once the outcome is known (the pod is done) the node may get
-		// its next Job before the Job controller marks this one Complete.
-		s.MarkBusy(job.Annotations[puller.AnnotationNode])
-	}
-	s.LookAt(out.CheckAt)
-	return nil
-}
-
-// explainNoPod replaces the reason of a Job that made no pod with the one
-// the Job controller gave in its newest FailedCreate event on the Job (the
-// admission plugin, quota or missing service account that refused the
-// pod). Without such an event, or when events cannot be read, the outcome
-// stays as it is.
-func (r *Reader) explainNoPod(ctx context.Context, s *pass.Pass, job *batchv1.Job, out *puller.Outcome) {
-	e := r.failedCreates(ctx, s, job.Namespace)[job.UID]
-	if e == nil {
-		return
-	}
-	for i, r := range out.Results {
-		if r.State == puller.Failed && r.Reason == puller.ReasonPodNotCreated {
-			out.Results[i].Reason = reasons.FailedCreate
-			out.Results[i].Message = e.Message
-		}
-	}
-}
-
-// failedCreates returns the newest FailedCreate event of each Job in a
-// namespace (the cache's, or the controller's for delete Jobs), read with
-// one request the first time a pass needs them.
-func (r *Reader) failedCreates(ctx context.Context, s *pass.Pass, namespace string) map[types.UID]*corev1.Event {
-	return s.FailedCreatesIn(namespace, func() map[types.UID]*corev1.Event { return r.listFailedCreates(ctx, namespace) })
-}
-
-// listFailedCreates lists the newest FailedCreate event of each Job in a
-// namespace.
-func (r *Reader) listFailedCreates(ctx context.Context, namespace string) map[types.UID]*corev1.Event {
-	byJob := map[types.UID]*corev1.Event{}
-	events, err := r.kube.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("reason", reasons.FailedCreate).String(),
-	})
-	if err != nil {
-		klog.FromContext(ctx).Info("Cannot read why Jobs made no pod", "namespace", namespace, "err", err)
-		return byJob
-	}
-	for i := range events.Items {
-		e := &events.Items[i]
-		if e.Reason != reasons.FailedCreate || e.InvolvedObject.Kind != "Job" {
-			continue
-		}
-		if old := byJob[e.InvolvedObject.UID]; old == nil || pullevents.EventTime(e).After(pullevents.EventTime(old)) {
-			byJob[e.InvolvedObject.UID] = e
-		}
-	}
-	return byJob
-}
-
-// DeleteOrphans deletes the delete Jobs of the cache at key that belong to
-// no cache there now: all of them when it is gone or being deleted (uid
-// ""), else those of an earlier cache of the same name. Owner references do
-// that for the Jobs in the cache's namespace; these run in the controller's.
-func (r *Reader) DeleteOrphans(ctx context.Context, key cache.ObjectName, uid types.UID) error {
-	objs, err := r.jobs.ByIndex(deleteJobsByCacheIndex, key.String())
-	if err != nil {
-		return err
-	}
-	for _, o := range objs {
-		job, ok := o.(*batchv1.Job)
-		if !ok || (uid != "" && job.Labels[puller.LabelCacheUID] == string(uid)) || job.DeletionTimestamp != nil || r.writer.IsDeleting(job) {
-			continue
-		}
-		klog.FromContext(ctx).V(2).Info("Deleting a delete Job whose cache is gone", "job", klog.KObj(job))
-		if err := r.writer.Delete(ctx, job); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// JobsOf lists the Jobs (pull and delete) of a cache, by its UID.
-func (r *Reader) JobsOf(ic *v1alpha2.ImageCache) ([]*batchv1.Job, error) {
-	objs, err := r.jobs.ByIndex(jobsByCacheIndex, string(ic.UID))
-	if err != nil {
-		return nil, err
-	}
-	jobs := make([]*batchv1.Job, 0, len(objs))
-	for _, o := range objs {
-		job, ok := o.(*batchv1.Job)
-		if !ok {
-			continue
-		}
-		if ns, name := puller.CacheOf(job); ns != ic.Namespace || name != ic.Name {
-			continue
-		}
-		owned := job.Namespace == ic.Namespace && metav1.IsControlledBy(job, ic)
-		// A delete or pin Job runs in the controller's namespace, and names its cache.
-		named := job.Namespace == r.cfg.DeleteNamespace && job.Annotations[puller.AnnotationCacheNamespace] != ""
-		if owned || named {
-			jobs = append(jobs, job)
-		}
-	}
-	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Name < jobs[j].Name })
-	return jobs, nil
-}
-
-// PodOf returns the newest pod of a Job, or nil.
-func (r *Reader) PodOf(job *batchv1.Job) *corev1.Pod {
-	objs, err := r.pods.ByIndex(podsByJobIndex, string(job.UID))
-	if err != nil {
-		return nil
-	}
-	var newest *corev1.Pod
-	for _, o := range objs {
-		pod, ok := o.(*corev1.Pod)
-		if !ok {
-			continue
-		}
-		if newest == nil || pod.CreationTimestamp.After(newest.CreationTimestamp.Time) {
-			newest = pod
-		}
-	}
-	return newest
-}
-
-func indexByLabel(label string) cache.IndexFunc {
-	return func(obj any) ([]string, error) {
-		m, err := metaOf(obj)
-		if err != nil {
-			return nil, err
-		}
-		if v := m.GetLabels()[label]; v != "" {
-			return []string{v}, nil
-		}
-		return nil, nil
-	}
-}
-
-// indexByCacheKey indexes the Jobs that name their cache's namespace (those
-// that cannot be owned by it) by the cache's namespace/name.
-func indexByCacheKey(obj any) ([]string, error) {
-	job, ok := obj.(*batchv1.Job)
-	if !ok || job.Annotations[puller.AnnotationCacheNamespace] == "" {
-		return nil, nil
-	}
-	ns, name := puller.CacheOf(job)
-	return []string{cache.ObjectName{Namespace: ns, Name: name}.String()}, nil
-}
-
-func indexByControllerUID(obj any) ([]string, error) {
-	m, err := metaOf(obj)
-	if err != nil {
-		return nil, err
-	}
-	if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
-		return []string{string(ref.UID)}, nil
-	}
-	return nil, nil
-}
-
-func metaOf(obj any) (metav1.Object, error) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	m, ok := obj.(metav1.Object)
-	if !ok {
-		return nil, fmt.Errorf("unexpected object of type %T", obj)
-	}
-	return m, nil
 }

@@ -1,0 +1,137 @@
+// Package pinner is the logic of the fledged-cri pin and unpin commands,
+// which the pin Jobs run on a node to keep cached images from the kubelet's
+// image garbage collection.
+//
+// containerd's CRI reports an image as pinned when one of its records carries
+// the label io.cri-containerd.pinned=pinned, and the kubelet never collects a
+// pinned image. The commands set and clear that label through containerd's
+// own image API (namespace k8s.io), on the same socket as its CRI. Beside it,
+// each cache that pins an image leaves a label of its own,
+// kubefledged.io/pinned-by.<cache UID>, so that a cache unpins only what it
+// pinned: the pin label goes with the last of these, and never from an image
+// that was pinned before any cache pinned it (the sandbox image, an
+// operator's own pin), which kubefledged.io/pin-predates marks.
+package pinner
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+
+	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/remover"
+)
+
+// unpin removes the cache's pin from an image.
+func (p *pinner) unpin(ctx context.Context, image string) remover.Result {
+	recs, err := p.records(ctx, image)
+	if err != nil {
+		return failed(err)
+	}
+	if len(recs) == 0 {
+		return remover.Result{Outcome: cri.AlreadyAbsent, Message: "the image is not on this node"}
+	}
+	var still []string
+	released := false
+	for _, rec := range recs {
+		was := rec.GetLabels()[cri.LabelPinned] == cri.PinnedValue
+		why, err := p.unpinRecord(ctx, rec)
+		if err != nil {
+			return failed(err)
+		}
+		if why != "" {
+			still = append(still, why)
+		}
+		released = released || was && rec.GetLabels()[cri.LabelPinned] != cri.PinnedValue
+	}
+	if len(still) > 0 {
+		return remover.Result{Outcome: cri.Unpinned, Message: "it stays pinned: " + strings.Join(dedupe(still), "; ")}
+	}
+	if released {
+		// Unpinned means the kubelet may collect it: the CRI, which
+		// learns of the label by an event, says so too.
+		if err := p.awaitReported(ctx, image, false); err != nil {
+			return failed(err)
+		}
+	}
+	return remover.Result{Outcome: cri.Unpinned}
+}
+
+// unpinRecord removes the cache's label from a record, and the pin with the
+// last cache's unless it predates them. It says why the record stays
+// pinned, or "".
+func (p *pinner) unpinRecord(ctx context.Context, rec *imagesapi.Image) (string, error) {
+	labels := rec.GetLabels()
+	changes := map[string]string{}
+	if _, ok := labels[p.pinnedByKey()]; ok {
+		changes[p.pinnedByKey()] = ""
+	}
+	var others []string
+	for _, k := range pinnedBy(labels) {
+		if k != p.pinnedByKey() {
+			others = append(others, labels[k])
+		}
+	}
+	why := ""
+	switch {
+	case len(others) > 0:
+		why = "pinned for ImageCache " + strings.Join(others, ", ")
+	case labels[cri.LabelPinPredates] != "":
+		why = "it was pinned before a cache pinned it"
+		changes[cri.LabelPinPredates] = ""
+	case labels[cri.LabelPinned] == cri.PinnedValue && len(changes) > 0:
+		changes[cri.LabelPinned] = ""
+	case labels[cri.LabelPinned] == cri.PinnedValue:
+		why = "pinned by something other than kube-fledged"
+	}
+	return why, p.relabel(ctx, rec, changes)
+}
+
+// pinnedBy lists, in order, the label keys of the caches that pinned a record.
+func pinnedBy(labels map[string]string) []string {
+	var out []string
+	for k := range labels {
+		if strings.HasPrefix(k, cri.LabelPinnedByPrefix) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func failed(err error) remover.Result {
+	return remover.Result{Outcome: cri.Failed, Message: err.Error()}
+}
+
+func dedupe(in []string) []string {
+	sort.Strings(in)
+	out := in[:0]
+	for i, s := range in {
+		if i == 0 || s != in[i-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// FormatBytes writes a size in bytes for people: "2.1 GiB", "340 MiB".
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	suffix := "KMGTP"[exp : exp+1]
+	if v >= 100 {
+		return fmt.Sprintf("%.0f %siB", v, suffix)
+	}
+	return fmt.Sprintf("%.1f %siB", v, suffix)
+}
