@@ -53,7 +53,7 @@ type Plan struct {
 	Display map[string]string
 	// SpecKeys holds every normalised image of the spec.
 	SpecKeys map[string]bool
-	// Pin is the spec's Pin: the ledger records pins too.
+	// Pin is the spec's pin: the ledger records pins too.
 	Pin bool
 }
 

@@ -59,7 +59,7 @@ func WantsPulls(ic *v1alpha2.ImageCache) bool {
 }
 
 // RefusedTooLarge says whether a cache was refused as too large for its
-// status (refuseTooLarge): it pulls nothing until its spec changes.
+// status (the controller refuses one TooLarge): it pulls nothing until its spec changes.
 func RefusedTooLarge(ic *v1alpha2.ImageCache) bool {
 	ready := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady)
 	return ready != nil && ready.Reason == reasons.TooLarge && ready.ObservedGeneration == ic.Generation

@@ -50,7 +50,7 @@ func LedgerSize(p *Plan, led *ledger.Ledger) int {
 	return size
 }
 
-// tooLarge says why a plan is more than one object can record, or "".
+// TooLarge says why a plan is more than one object can record, or "".
 func TooLarge(p *Plan, led *ledger.Ledger) string {
 	size := LedgerSize(p, led)
 	if size <= MaxLedgerBytes {

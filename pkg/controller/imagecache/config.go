@@ -31,7 +31,7 @@ type Config struct {
 	HelperArchitectures []string
 	// NodeStatusMaxImages is the most images the kubelets list in a node's
 	// status (their nodeStatusMaxImages; -1: all). A node that lists fewer
-	// lists every image it has (pullingProvesAbsence).
+	// lists every image it has (pullevents.ProvesAbsence).
 	NodeStatusMaxImages int
 	// PullRetryDeadline is how long after its operation starts a pull
 	// that failed for a reason that may pass is tried again (0: never),

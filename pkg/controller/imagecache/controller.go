@@ -64,7 +64,7 @@ type Controller struct {
 	jobIndexer cache.Indexer
 	podIndexer cache.Indexer
 	// pulling runs the informers of the kubelet's "Pulling" events in the
-	// namespaces that hold pull Jobs (pulledHere).
+	// namespaces that hold pull Jobs (pullevents.Watches.PulledHere).
 	pulling *pullevents.Watches
 	synced  []cache.InformerSynced
 

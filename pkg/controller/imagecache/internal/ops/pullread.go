@@ -68,7 +68,7 @@ func (o *pullOp) ReadJob(ctx context.Context, job *batchv1.Job) error {
 }
 
 // ownershipOf returns what marks a pair of a pull Job's pod owned, when the
-// kubelet reports pulling the image of its i-th container (pulledHere, read
+// kubelet reports pulling the image of its i-th container (PulledHere, read
 // once, when first needed).
 func (o *pullOp) ownershipOf(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) func(node, key string, i int) {
 	var pulled map[string]bool

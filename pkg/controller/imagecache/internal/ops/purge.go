@@ -183,7 +183,7 @@ func (o *purgeOp) Pulls() bool { return false }
 func (o *purgeOp) Recorded(ledger.Reader) {}
 
 // Kept lists the pairs the purge left (settled as present), with why, for
-// status.Kept, and counts them by reason.
+// status.kept, and counts them by reason.
 func (o *purgeOp) Kept() (pass.Failures, map[string]int) {
 	s := o.s
 	set, byReason := pass.Failures{}, map[string]int{}

@@ -17,7 +17,7 @@ import (
 // completes, so a restarted controller picks the backoff up where it was:
 // the n-th failed try of a pair waits retryBackoff(n) from the end of its
 // Job, and the Job of the next try is named after n (puller.Batch.Attempt).
-// Under a quota of Jobs the finished ones go early (deleteJobsDone): the
+// Under a quota of Jobs the finished ones go early (jobwrite.Writer.DeleteDone): the
 // count then starts again, and the waits are shorter.
 
 // firstRetryWait is the wait after a pair's first failed try; each further

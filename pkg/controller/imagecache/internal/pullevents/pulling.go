@@ -47,15 +47,15 @@ import (
 // AlwaysVerify, when it did not pull the image itself). The controller makes
 // a Job only for images the node does not list, so the event proves the
 // image absent where the node lists every image it has: fewer than the
-// kubelet lists at most (pullingProvesAbsence). The Job says which it is
+// kubelet lists at most (ProvesAbsence). The Job says which it is
 // (puller.AnnotationOwnership), as decided when it was made. Where the
 // event is missing (the kubelet's recorder lets about 25 events per pod
 // through in a burst, so a pod of many images loses some), the pair is not
 // owned: the image stays on the node, which is safe.
 //
 // The kubelet's "Pulled" event says how long a pull took and how large the
-// image is; the metrics take both from it (kubeletPulls, in
-// pullmetrics.go), best-effort too.
+// image is; the metrics take both from it (Watches.Pulls, in
+// pulls.go), best-effort too.
 //
 // Events are many and the API server keeps no watch cache of them, so the
 // informers are per namespace and reason, and only for the namespaces that

@@ -28,9 +28,9 @@ const (
 )
 
 // The ledger is bounded apart: a cache whose ledger would pass
-// plan.MaxLedgerBytes is refused (plan.TooLarge, refuseTooLarge).
+// plan.MaxLedgerBytes is refused (plan.TooLarge, Refuse).
 
-// Render returns the failures to list in status, and the count of those
+// renderFailures returns the failures to list in status, and the count of those
 // left out, per image. It lists at most MaxFailuresPerImage per image and
 // MaxFailures in all, taking them in turn from each image (by node name),
 // so that every failing image shows some. failedTotal is each image's

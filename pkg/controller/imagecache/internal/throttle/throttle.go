@@ -120,7 +120,7 @@ func (t *Throttle) PodFinished(jobUID types.UID) []cache.ObjectName {
 	return t.free(jobUID)
 }
 
-// Created records the UID the API server gave a Job this process Created,
+// Created records the UID the API server gave a Job this process created,
 // unless the informer already showed it.
 func (t *Throttle) Created(job *batchv1.Job) { t.exp.Created(JobKey(job), job.UID) }
 
