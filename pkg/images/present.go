@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Present is a compact set of normalised image names: the sorted 64-bit
@@ -33,8 +34,11 @@ func NewPresent(names []string) Present {
 }
 
 // Has reports whether the set holds a normalised name (a key from Normalize).
+// A name with both a tag and a digest is looked for by its digest, as the
+// runtime knows it (Keys): the pull fetches the digest, and the tag is not
+// kept beside it.
 func (p Present) Has(key string) bool {
-	h := hashKey(key)
+	h := hashKey(digestOnly(key))
 	n := len(p) / 8
 	i := sort.Search(n, func(i int) bool { return p.at(i) >= h })
 	return i < n && p.at(i) == h
@@ -49,4 +53,18 @@ func hashKey(key string) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(key))
 	return h.Sum64()
+}
+
+// digestOnly is a normalised name without its tag when it has a digest
+// too ("name:tag@digest" is "name@digest"), else the name itself.
+func digestOnly(key string) string {
+	at := strings.IndexByte(key, '@')
+	if at < 0 {
+		return key
+	}
+	name := key[:at]
+	if colon := strings.LastIndexByte(name, ':'); colon > strings.LastIndexByte(name, '/') {
+		return name[:colon] + key[at:]
+	}
+	return key
 }

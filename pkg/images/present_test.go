@@ -1,6 +1,9 @@
 package images
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestPresentMatchesNormalisedNames(t *testing.T) {
 	p := NewPresent([]string{
@@ -39,3 +42,29 @@ func TestPresentMatchesNormalisedNames(t *testing.T) {
 }
 
 const sixtyFourHex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// TestPresentHasAnImageByTagAndDigest: an image the spec names by both a tag
+// and a digest is known to the runtime, and listed by the kubelet, by its
+// digest (the tag is dropped when the digest is there: the pull fetches the
+// digest), so that is what the node's list is asked for.
+func TestPresentHasAnImageByTagAndDigest(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("d", 64)
+	key, err := Normalize("registry.example:5000/team/app:v1@" + digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		listed []string
+		want   bool
+	}{
+		{"the digest and the tag listed", []string{"registry.example:5000/team/app@" + digest, "registry.example:5000/team/app:v1"}, true},
+		{"the digest listed alone", []string{"registry.example:5000/team/app@" + digest}, true},
+		{"the tag listed alone", []string{"registry.example:5000/team/app:v1"}, false},
+		{"another digest listed", []string{"registry.example:5000/team/app@sha256:" + strings.Repeat("e", 64)}, false},
+	} {
+		if got := NewPresent(tc.listed).Has(key); got != tc.want {
+			t.Errorf("%s: Has(%s) = %v, want %v", tc.name, key, got, tc.want)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package imagecache
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +76,29 @@ func TestImageGoneIsPulledAgain(t *testing.T) {
 	f.sync("web", wStatus, wDeleteJob)
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 3 {
 		t.Errorf("after the pull: %s %+v", st.Status, st.Pulls)
+	}
+}
+
+// TestAnImageByTagAndDigestIsFoundOnItsNode: an image the spec names by a
+// tag and a digest is listed by the kubelet by its digest (and the tag, when
+// pulled by it too). It is already present there: no Job; and the refresh
+// for images gone never starts for it, however long the cache waits.
+func TestAnImageByTagAndDigestIsFoundOnItsNode(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("d", 64)
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("registry.example/app:v1@"+digest))},
+		newNode("node-a", withNodeImages("registry.example/app@"+digest, "registry.example/app:v1")),
+		newNode("node-b", withNodeImages("registry.example/app@"+digest)))
+	f.syncStarted("web")
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.AlreadyPresent != 2 {
+		t.Fatalf("with the image on both nodes: %s %+v; want Succeeded, both already present", st.Status, st.Pulls)
+	}
+	for range 5 {
+		f.clock.Step(time.Minute)
+		if writes, _ := f.sync("web"); len(writes) != 0 {
+			t.Fatalf("%v after Succeeded: %s; want nothing", f.clock.Since(t0), describe(writes))
+		}
+	}
+	if evs := f.events(); slices.ContainsFunc(evs, func(e string) bool { return strings.Contains(e, reasons.ImagesGone) }) {
+		t.Errorf("events %q; want no %s", evs, reasons.ImagesGone)
 	}
 }
