@@ -296,5 +296,23 @@ func (l *Ledger) CarryOver(epoch int64) *Ledger {
 	return out
 }
 
+// Continue starts a ledger for a new operation that goes on from this one:
+// every state carried over as it is, failures too (which CarryOver drops,
+// to try them again).
+func (l *Ledger) Continue(epoch int64) *Ledger {
+	out := l.CarryOver(epoch)
+	for node, m := range l.states {
+		for img, s := range m {
+			if s == Failed {
+				out.Set(node, img, s)
+			}
+		}
+		if t, ok := l.tags[node]; ok && len(out.states[node]) > 0 {
+			out.tags[node] = t
+		}
+	}
+	return out
+}
+
 // sortedKeys lists a map's keys in order.
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -17,7 +17,7 @@ import (
 )
 
 // What a new operation starts from.
-func TestFreshAndCarryOver(t *testing.T) {
+func TestFreshCarryOverAndContinue(t *testing.T) {
 	before := newLedger(10, removedAt(9),
 		state("n1", imgA, Pulled), state("n1", imgB, Failed), state("n1", imgC, Present), tag("n1", "t1"),
 		state("n2", imgA, Failed), tag("n2", "t2"),
@@ -37,6 +37,12 @@ func TestFreshAndCarryOver(t *testing.T) {
 		want: contents{Epoch: 20, RemovedAt: 9,
 			States: map[string]map[string]State{"n1": {imgA: Pulled, imgC: Present}},
 			Tags:   map[string]string{"n1": "t1", "n3": "t3"}, Owned: map[string]map[string]bool{"n3": {imgA: true}}},
+	}, {
+		name: "continue keeps every state, the failures too",
+		op:   func(l *Ledger) *Ledger { return l.Continue(20) },
+		want: contents{Epoch: 20, RemovedAt: 9,
+			States: map[string]map[string]State{"n1": {imgA: Pulled, imgB: Failed, imgC: Present}, "n2": {imgA: Failed}},
+			Tags:   map[string]string{"n1": "t1", "n2": "t2", "n3": "t3"}, Owned: map[string]map[string]bool{"n3": {imgA: true}}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, contentsOf(tc.op(before))); diff != "" {

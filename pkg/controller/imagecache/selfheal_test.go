@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -100,5 +101,53 @@ func TestAnImageByTagAndDigestIsFoundOnItsNode(t *testing.T) {
 	}
 	if evs := f.events(); slices.ContainsFunc(evs, func(e string) bool { return strings.Contains(e, reasons.ImagesGone) }) {
 		t.Errorf("events %q; want no %s", evs, reasons.ImagesGone)
+	}
+}
+
+// TestRefreshForGoneImagesKeepsTheFailures: the refresh for an image gone
+// from its node pulls that pair alone: a pair that failed elsewhere (a tag
+// that does not exist) is not tried again, and its failure stays listed in
+// status.failures throughout.
+func TestRefreshForGoneImagesKeepsTheFailures(t *testing.T) {
+	const good, bad = "registry.example/a:v1", "registry.example/a:no-such-tag"
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages(good, bad))},
+		newNode("node-a"))
+	f.syncStarted("web", wCreateJob)
+	job := f.jobs()[0]
+	msg := `rpc error: code = NotFound desc = failed to pull and unpack image "` + bad + `": not found`
+	states := map[string]corev1.ContainerState{}
+	for i, img := range jobImages(t, &job) {
+		if img == bad {
+			states[puller.ContainerName(i)] = waiting("ErrImagePull", msg)
+		} else {
+			states[puller.ContainerName(i)] = terminatedOK(t0.Add(2 * time.Second))
+		}
+	}
+	f.podWith(job, states)
+	f.pulledBy(job, good)
+	f.clock.Step(3 * time.Second)
+	f.sync("web", wDeleteJob, wPatchJob, wStatus)
+	failed := map[string]v1alpha2.NodeReasonMessageList{bad: {{Node: "node-a", Reason: puller.ReasonImageNotFound, Message: msg}}}
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusFailed || !cmp.Equal(failed, st.Failures) {
+		t.Fatalf("after the pull: %s, failures %v", st.Status, st.Failures)
+	}
+	f.listImages("node-a", good, "registry.example/base:v1")
+
+	f.clock.Step(2 * time.Minute)
+	f.listImages("node-a", "registry.example/base:v1") // collected
+	f.sync("web", wStatus)
+	st := f.imageCache("web").Status
+	if st.Reason != v1alpha2.ImageCacheReasonRefresh || !cmp.Equal(failed, st.Failures) {
+		t.Fatalf("the refresh for the gone image: %s, failures %v; want the failure kept", st.Reason, st.Failures)
+	}
+	writes, _ := f.sync("web", wCreateJob)
+	if jobs := createdJobs(writes); len(jobs) != 1 || !slices.Equal(jobImages(t, jobs[0]), []string{good}) {
+		t.Fatalf("the refresh's Jobs: %s; want one pulling %s alone", describe(writes), good)
+	}
+	f.completeAll()
+	f.sync("web", wStatus, wDeleteJob)
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusFailed || !cmp.Equal(failed, st.Failures) ||
+		st.Pulls.Succeeded != 1 || st.Pulls.Failed != 1 {
+		t.Errorf("after the refresh: %s %+v, failures %v", st.Status, st.Pulls, st.Failures)
 	}
 }

@@ -123,17 +123,21 @@ func (c *Ops) Start(ctx context.Context, s *pass.Pass) time.Duration {
 	st.StartTime = &start
 	st.CompletionTime = nil
 	st.ObservedGeneration = s.IC.Generation
-	st.Failures = nil
-	st.OmittedFailures = nil
+	if len(gone) == 0 {
+		// The operation records failures of its own.
+		st.Failures = nil
+		st.OmittedFailures = nil
+	}
 	status.StartDigests(st)
 	if len(gone) > 0 {
 		// A refresh for images gone from their nodes pulls them alone:
-		// the rest stays as the latest operation settled it.
-		led := s.Led.CarryOver(start.Unix())
+		// the rest stays as the latest operation settled it, its
+		// failures with it (they are not tried again).
+		led := s.Led.Continue(start.Unix())
 		for _, p := range gone {
 			led.Set(p.Node, p.Image, ledger.Unsettled)
 		}
-		s.NewEpoch(led, ledger.ReaderOf(led.CarryOver(start.Unix())))
+		s.NewEpoch(led, ledger.ReaderOf(led.Continue(start.Unix())))
 	} else if op == v1alpha2.ImageCacheReasonUpdate && s.IC.Status.Reason != v1alpha2.ImageCacheReasonPurge {
 		// An update pulls only what is new, and tries failed pulls again.
 		// It has an epoch of its own, so it judges only its own Jobs: an
