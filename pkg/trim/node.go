@@ -12,6 +12,15 @@ import (
 // images in compact form. It cannot start an image reference.
 const presentPrefix = "#kube-fledged-present:"
 
+// namesCut is the second name of the compact entry of a node whose list
+// may leave names out: the kubelet lists at most maxNamesPerImage names of
+// an image (its MaxNamesPerImageInNodeStatus), so an image listed with that
+// many may have more, among them the one looked for.
+const (
+	namesCut         = "#kube-fledged-names-cut"
+	maxNamesPerImage = 5
+)
+
 // Node returns what the controller reads of a Node, for the informer's
 // cache: its name, UID, creation and deletion time, labels, taints, whether
 // it is cordoned, the Ready
@@ -43,8 +52,11 @@ func Node(n *corev1.Node) *corev1.Node {
 			out.Status.Images = n.Status.Images
 		} else {
 			// The compact entry's size is the number of images listed.
-			out.Status.Images = []corev1.ContainerImage{{Names: []string{presentPrefix + string(presentOfList(n.Status.Images))},
-				SizeBytes: int64(len(n.Status.Images))}}
+			names := []string{presentPrefix + string(presentOfList(n.Status.Images))}
+			if namesMayBeCut(n.Status.Images) {
+				names = append(names, namesCut)
+			}
+			out.Status.Images = []corev1.ContainerImage{{Names: names, SizeBytes: int64(len(n.Status.Images))}}
 		}
 	}
 	return out
@@ -71,8 +83,27 @@ func ListedImages(n *corev1.Node) int {
 	return len(n.Status.Images)
 }
 
+// NamesCut says whether the node's list may leave out names of its images
+// (an image listed with as many names as the kubelet lists): then a name's
+// absence from it proves nothing.
+func NamesCut(n *corev1.Node) bool {
+	if _, ok := compactImages(n); ok {
+		return len(n.Status.Images[0].Names) > 1 && n.Status.Images[0].Names[1] == namesCut
+	}
+	return namesMayBeCut(n.Status.Images)
+}
+
+func namesMayBeCut(list []corev1.ContainerImage) bool {
+	for _, ci := range list {
+		if len(ci.Names) >= maxNamesPerImage {
+			return true
+		}
+	}
+	return false
+}
+
 func compactImages(n *corev1.Node) (images.Present, bool) {
-	if len(n.Status.Images) != 1 || len(n.Status.Images[0].Names) != 1 {
+	if len(n.Status.Images) != 1 || len(n.Status.Images[0].Names) == 0 || len(n.Status.Images[0].Names) > 2 {
 		return "", false
 	}
 	p, ok := strings.CutPrefix(n.Status.Images[0].Names[0], presentPrefix)

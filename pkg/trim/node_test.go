@@ -1,6 +1,7 @@
 package trim
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -52,5 +53,37 @@ func TestNodePresentReadsUntrimmedNodes(t *testing.T) {
 	key, _ := images.Normalize("docker.io/library/nginx:1.25")
 	if !NodeImages(n).Has(key) || !NodeImages(Node(n)).Has(key) {
 		t.Error("nginx:1.25 not found in the node's images")
+	}
+}
+
+// TestNamesCut: a node that lists an image with as many names as the
+// kubelet lists (five) may leave out the one looked for; trimmed or not, it
+// says so.
+func TestNamesCut(t *testing.T) {
+	five := corev1.ContainerImage{Names: []string{"r/a@sha256:" + strings.Repeat("a", 64), "r/a:1", "r/a:2", "r/a:3", "r/a:4"}}
+	four := corev1.ContainerImage{Names: []string{"r/b@sha256:" + strings.Repeat("b", 64), "r/b:1", "r/b:2", "r/b:3"}}
+	for _, tc := range []struct {
+		name string
+		list []corev1.ContainerImage
+		want bool
+	}{
+		{"four names at most", []corev1.ContainerImage{four}, false},
+		{"an image with five names", []corev1.ContainerImage{four, five}, true},
+		{"no images", nil, false},
+	} {
+		n := &corev1.Node{Status: corev1.NodeStatus{Images: tc.list}}
+		trimmed := Node(n)
+		if got := NamesCut(n); got != tc.want {
+			t.Errorf("%s: untrimmed NamesCut = %v, want %v", tc.name, got, tc.want)
+		}
+		if got := NamesCut(trimmed); got != tc.want {
+			t.Errorf("%s: trimmed NamesCut = %v, want %v", tc.name, got, tc.want)
+		}
+		if got, want := ListedImages(trimmed), len(tc.list); got != want {
+			t.Errorf("%s: %d images listed, want %d", tc.name, got, want)
+		}
+		if len(tc.list) > 0 && !NodeImages(trimmed).Has("docker.io/r/b:1") {
+			t.Errorf("%s: the trimmed node lost its images", tc.name)
+		}
 	}
 }

@@ -151,3 +151,42 @@ func TestRefreshForGoneImagesKeepsTheFailures(t *testing.T) {
 		t.Errorf("after the refresh: %s %+v, failures %v", st.Status, st.Pulls, st.Failures)
 	}
 }
+
+// TestAnImageWithFiveNamesMayLackTheCachedTag: the kubelet lists at most
+// five names of an image: an image with more may be listed without the
+// cached tag, though the node has it. Such a list is not whole: the tag's
+// absence from it proves nothing, so no refresh starts for it, however long
+// the cache waits.
+func TestAnImageWithFiveNamesMayLackTheCachedTag(t *testing.T) {
+	const img = "registry.example/app:v1"
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages(img))}, newNode("node-a"))
+	f.syncStarted("web", wCreateJob)
+	f.completeAll()
+	f.sync("web", wStatus, wDeleteJob)
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
+		t.Fatalf("after the pull: %s", st.Status)
+	}
+	// The node has the image under six names; the kubelet lists five, not
+	// the cached tag.
+	n, err := f.kube.CoreV1().Nodes().Get(f.ctx, "node-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.example/app@sha256:" + strings.Repeat("d", 64),
+		"registry.example/app:v0", "registry.example/app:v2", "registry.example/app:stable", "registry.example/app:prod"}},
+		{Names: []string{"registry.example/base:v1"}}}
+	if _, err := f.kube.CoreV1().Nodes().UpdateStatus(f.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp()
+	f.clearActions()
+	for range 5 {
+		f.clock.Step(time.Minute)
+		if writes, _ := f.sync("web"); len(writes) != 0 {
+			t.Fatalf("%v after Succeeded: %s; want nothing", f.clock.Since(t0), describe(writes))
+		}
+	}
+	if evs := f.events(); slices.ContainsFunc(evs, func(e string) bool { return strings.Contains(e, reasons.ImagesGone) }) {
+		t.Errorf("events %q; want no %s", evs, reasons.ImagesGone)
+	}
+}

@@ -245,10 +245,12 @@ func ProvesAbsence(n *corev1.Node, maxImages int) bool {
 	return ListsEveryImage(n, maxImages)
 }
 
-// ListsEveryImage says whether a node lists every image it has: fewer than
-// the kubelets list at most (maxImages; -1: no limit).
+// ListsEveryImage says whether a node lists every image it has, under every
+// name, so that a name's absence from the list proves the image absent:
+// fewer images than the kubelets list at most (maxImages; -1: no limit),
+// and none with as many names as they list (trim.NamesCut).
 func ListsEveryImage(n *corev1.Node, maxImages int) bool {
-	return maxImages < 0 || trim.ListedImages(n) < maxImages
+	return (maxImages < 0 || trim.ListedImages(n) < maxImages) && !trim.NamesCut(n)
 }
 
 // secretPulledImagesSince is the first kubelet version with the feature
