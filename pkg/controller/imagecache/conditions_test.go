@@ -55,7 +55,7 @@ func TestConditionsThroughACachesLife(t *testing.T) {
 
 	f.annotate("web", v1alpha2.AnnotationRefresh)
 	f.clock.Step(2 * time.Second)
-	f.sync("web", wStatus)
+	f.sync("web", wAnnotation, wStatus) // the refresh starts, and takes its annotation
 	expect("refreshing", "Ready=True/Cached Reconciling=True/ImageCacheRefresh Stalled=False/ImageCacheRefresh")
 	f.sync("web", wCreateJob)
 	f.completeAll()

@@ -150,7 +150,7 @@ func TestAnEarlierJobOfAnAlwaysImageCounts(t *testing.T) {
 	job := createdJobs(writes)[0]
 	f.annotate("web", v1alpha2.AnnotationRefresh)
 	f.clock.Step(2 * time.Second)
-	f.sync("web", wStatus) // the refresh starts; the create's Job runs on
+	f.sync("web", wAnnotation, wStatus) // the refresh starts, and takes its annotation; the create's Job runs on
 	f.clock.Step(time.Second)
 	f.pulledDigests(job, map[string]string{"registry.local/app:latest": "sha256:" + strings.Repeat("a", 64)})
 	writes, _ = f.syncOnly("web", wDeleteJob, wAnnotation, wStatus)

@@ -91,7 +91,7 @@ func compactWrites(list []string) []string {
 // against want.
 func (f *fixture) syncStarted(name string, want ...string) ([]core.Action, time.Duration) {
 	f.t.Helper()
-	writes, after := f.sync(name, wStatus)
+	writes, after := f.sync(name, f.startWrites(name)...)
 	if st := statusUpdates(writes); len(st) == 1 && st[0].Status.Status == v1alpha2.ImageCacheActionStatusProcessing && after != 0 {
 		f.t.Errorf("after starting an operation: requeue after %v, want none (the informer's update event brings it back)", after)
 	}
@@ -102,8 +102,22 @@ func (f *fixture) syncStarted(name string, want ...string) ([]core.Action, time.
 // syncOnly checks it.
 func (f *fixture) syncStartedOnly(name string, kinds ...string) ([]core.Action, time.Duration) {
 	f.t.Helper()
-	f.sync(name, wStatus)
+	f.sync(name, f.startWrites(name)...)
 	return f.syncOnly(name, kinds...)
+}
+
+// startWrites are the writes of the pass that starts an operation: its
+// status, and, for a refresh its annotation asked for, the annotation taken
+// by it (status.TakeRequest).
+func (f *fixture) startWrites(name string) []string {
+	ic := f.imageCache(name)
+	value, refresh := ic.Annotations[v1alpha2.AnnotationRefresh]
+	_, purge := ic.Annotations[v1alpha2.AnnotationPurge]
+	if refresh && !purge && ic.Status.StartTime != nil && ic.Generation == ic.Status.ObservedGeneration &&
+		!strings.HasPrefix(value, "taken by") {
+		return []string{wAnnotation, wStatus}
+	}
+	return []string{wStatus}
 }
 
 // events returns the events recorded since the last call.

@@ -56,6 +56,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 		outcome = reasons.TooLarge
 		return 0, c.refuseTooLarge(ctx, s, why)
 	}
+	if err := c.status.TakeRequest(ctx, s); err != nil {
+		return 0, err
+	}
 	if err := c.reader.Read(ctx, s, c.pins.ReadJob); err != nil {
 		return 0, err
 	}

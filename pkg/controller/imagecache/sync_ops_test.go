@@ -299,8 +299,45 @@ func TestRemovedImagesAreNotTakenAsPresent(t *testing.T) {
 	// Long after, the node's list is trusted again.
 	f.clock.Step(time.Hour)
 	annotate(v1alpha2.AnnotationRefresh)
-	writes, _ = f.sync("web", wAnnotation, wStatus) // starts and, with nothing to pull, completes
+	writes, _ = f.sync("web", times(wAnnotation, 2), wStatus) // starts (its annotation taken) and, with nothing to pull, completes (consumed)
 	if len(createdJobs(writes)) != 0 || f.imageCache("web").Status.Pulls.AlreadyPresent != 1 {
 		t.Errorf("long after the purge: %s, %+v", describe(writes), f.imageCache("web").Status.Pulls)
+	}
+}
+
+// TestRefreshAskedAgainWhileOneRuns: a refresh asked while another runs
+// (the annotation set anew, as kubectl fledged refresh does) is not answered
+// by the one that runs, which began before it was asked: that one leaves the
+// annotation when it completes, and a new refresh runs, which consumes it.
+// So refresh --wait follows a refresh that began after it asked.
+func TestRefreshAskedAgainWhileOneRuns(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
+	f.syncStarted("web", wCreateJob)
+	f.completeAll()
+	f.sync("web", wDeleteJob, wStatus)
+	f.annotate("web", v1alpha2.AnnotationRefresh)
+	f.clock.Step(2 * time.Second)
+	f.syncStarted("web", wCreateJob)
+	first := f.imageCache("web").Status.StartTime
+	// Asked again while it runs.
+	f.edit("web", func(ic *v1alpha2.ImageCache) { ic.Annotations[v1alpha2.AnnotationRefresh] = "" })
+	f.completeAll()
+	f.sync("web", wDeleteJob, wStatus)
+	ic := f.imageCache("web")
+	if _, asked := ic.Annotations[v1alpha2.AnnotationRefresh]; !asked {
+		t.Fatalf("the refresh that began at %s consumed the request made after it began", first.UTC().Format(time.RFC3339))
+	}
+	f.clock.Step(2 * time.Second)
+	f.syncStarted("web", wCreateJob)
+	if st := f.imageCache("web").Status; st.Reason != v1alpha2.ImageCacheReasonRefresh || !st.StartTime.After(first.Time) {
+		t.Fatalf("after the first refresh: %s started at %v; want a new refresh", st.Reason, st.StartTime)
+	}
+	f.completeAll()
+	f.sync("web", wDeleteJob, wAnnotation, wStatus)
+	if _, asked := f.imageCache("web").Annotations[v1alpha2.AnnotationRefresh]; asked {
+		t.Error("the refresh that answered the request left its annotation")
+	}
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Errorf("after the second refresh: %s; want nothing", describe(writes))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -28,7 +29,7 @@ import (
 func (w *Writer) Write(ctx context.Context, s *pass.Pass, out Computed) error {
 	st := out.Status
 	var consumed []string
-	if annotation, ok := RequestAnnotation[st.Reason]; ok && out.Complete && HasAnnotation(s.IC, annotation) {
+	if annotation, ok := RequestAnnotation[st.Reason]; ok && out.Complete && HasAnnotation(s.IC, annotation) && answered(s.IC, st) {
 		consumed = append(consumed, annotation)
 	}
 	// A refresh asked together with a purge is the purge's to consume.
@@ -215,4 +216,34 @@ var RequestAnnotation = map[string]string{
 func HasAnnotation(ic *v1alpha2.ImageCache, key string) bool {
 	_, ok := ic.Annotations[key]
 	return ok
+}
+
+// TakeRequest marks the refresh annotation, when a refresh it asked for
+// starts in this pass, as taken by that refresh: its value becomes the
+// refresh's start. The refresh consumes it once done (Write) only if it is
+// still so marked: a refresh asked anew while one runs (the annotation set
+// again) is not answered by that one, and runs after it; kubectl fledged
+// refresh --wait follows the one it asked for.
+func (w *Writer) TakeRequest(ctx context.Context, s *pass.Pass) error {
+	const annotation = v1alpha2.AnnotationRefresh
+	if s.Started != v1alpha2.ImageCacheReasonRefresh || !HasAnnotation(s.IC, annotation) || s.St.StartTime == nil {
+		return nil
+	}
+	return w.PatchMetadata(ctx, s, "annotations", map[string]any{annotation: takenBy(s.St.StartTime)},
+		"taking the refresh request")
+}
+
+// takenBy is the value of the refresh annotation a refresh took.
+func takenBy(start *metav1.Time) string {
+	return "taken by the refresh started at " + start.UTC().Format(time.RFC3339)
+}
+
+// answered says whether the operation the status records answers the
+// request its annotation holds: a refresh, the one it took (TakeRequest);
+// any other operation, any request.
+func answered(ic *v1alpha2.ImageCache, st *v1alpha2.ImageCacheStatus) bool {
+	if st.Reason != v1alpha2.ImageCacheReasonRefresh {
+		return true
+	}
+	return st.StartTime != nil && ic.Annotations[v1alpha2.AnnotationRefresh] == takenBy(st.StartTime)
 }
