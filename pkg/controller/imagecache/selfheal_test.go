@@ -93,15 +93,7 @@ func TestAnImageByTagAndDigestIsFoundOnItsNode(t *testing.T) {
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.AlreadyPresent != 2 {
 		t.Fatalf("with the image on both nodes: %s %+v; want Succeeded, both already present", st.Status, st.Pulls)
 	}
-	for range 5 {
-		f.clock.Step(time.Minute)
-		if writes, _ := f.sync("web"); len(writes) != 0 {
-			t.Fatalf("%v after Succeeded: %s; want nothing", f.clock.Since(t0), describe(writes))
-		}
-	}
-	if evs := f.events(); slices.ContainsFunc(evs, func(e string) bool { return strings.Contains(e, reasons.ImagesGone) }) {
-		t.Errorf("events %q; want no %s", evs, reasons.ImagesGone)
-	}
+	f.expectQuiet("web", 5)
 }
 
 // TestRefreshForGoneImagesKeepsTheFailures: the refresh for an image gone
@@ -180,13 +172,20 @@ func TestAnImageWithFiveNamesMayLackTheCachedTag(t *testing.T) {
 	}
 	f.catchUp()
 	f.clearActions()
-	for range 5 {
+	f.expectQuiet("web", 5)
+}
+
+// expectQuiet checks that a settled cache, synced once a minute for some
+// minutes, writes nothing and starts no refresh for images gone.
+func (f *fixture) expectQuiet(name string, minutes int) {
+	f.t.Helper()
+	for range minutes {
 		f.clock.Step(time.Minute)
-		if writes, _ := f.sync("web"); len(writes) != 0 {
-			t.Fatalf("%v after Succeeded: %s; want nothing", f.clock.Since(t0), describe(writes))
+		if writes, _ := f.sync(name); len(writes) != 0 {
+			f.t.Fatalf("%v after Succeeded: %s; want nothing", f.clock.Since(t0), describe(writes))
 		}
 	}
 	if evs := f.events(); slices.ContainsFunc(evs, func(e string) bool { return strings.Contains(e, reasons.ImagesGone) }) {
-		t.Errorf("events %q; want no %s", evs, reasons.ImagesGone)
+		f.t.Errorf("events %q; want no %s", evs, reasons.ImagesGone)
 	}
 }
