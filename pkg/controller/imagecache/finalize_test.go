@@ -124,6 +124,28 @@ func TestDeletedCacheUnpins(t *testing.T) {
 		}
 		f.expectEvent("Warning " + reasons.PinsNotReleased)
 	})
+	t.Run("past the unpin timeout no Job slot is kept", func(t *testing.T) {
+		f := setup(t)
+		f.sync("web", times(wCreateJob, 2), wStatus)
+		// node-b's unpin Job goes (someone deleted it), and the unpin
+		// timeout passes before another is made.
+		for _, j := range f.pinJobsOf() {
+			if j.Annotations[puller.AnnotationNode] == "node-b" {
+				if err := f.kube.BatchV1().Jobs(j.Namespace).Delete(f.ctx, j.Name, metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		f.catchUp()
+		f.clock.Step(pins.DefaultUnpinTimeout)
+		f.sync("web", wDeleteJob, wAnnotation)
+		if got := f.imageCache("web").Finalizers; len(got) != 0 {
+			t.Fatalf("finalizers past the unpin timeout: %v", got)
+		}
+		if n, _ := f.c.expectations.PendingCreates(); n != 0 {
+			t.Errorf("%d Job slots held after the finalizer gave up, for Jobs it did not create; want none", n)
+		}
+	})
 }
 
 // TestPinAgainAfterAnAlwaysPull: a refresh pulls an image of pullPolicy

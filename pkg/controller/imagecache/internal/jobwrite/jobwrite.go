@@ -105,6 +105,14 @@ func (w *Writer) Create(ctx context.Context, s *pass.Pass, jobs []pass.NewJob) (
 	return w.recordRefusals(ctx, s, jobs, refusals), err
 }
 
+// Release gives back the throttle slots of Jobs a pass decided to create,
+// and does not.
+func (w *Writer) Release(jobs []pass.NewJob) {
+	for _, j := range jobs {
+		w.throttle.Release(throttle.JobKey(j.Job))
+	}
+}
+
 // isRefusal says whether the API server said no to a create for a reason
 // that a retry of the same request would meet again: an admission plugin,
 // webhook or policy (403 Forbidden), or a Job it finds invalid (422, 400).

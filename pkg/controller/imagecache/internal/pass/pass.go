@@ -47,7 +47,7 @@ func NewPass(key cache.ObjectName, ic *v1alpha2.ImageCache, now time.Time, led *
 // NewJob is a Job a sync decided to create, its throttle slot taken.
 type NewJob struct {
 	Job    *batchv1.Job
-	Kind   string // pull or delete
+	Kind   string // pull, delete, pin or unpin
 	Node   string
 	Images int
 	// Refused settles the Job's pairs as failed when the API server

@@ -107,6 +107,10 @@ func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.
 		if _, err := c.writer.Create(ctx, s, todo.Jobs); err != nil {
 			return 0, err
 		}
+	} else {
+		// Past the deadline, or nothing left: the Jobs are not made,
+		// and their slots go back at once.
+		c.writer.Release(todo.Jobs)
 	}
 	if err := c.status.WriteLedger(ctx, s); err != nil {
 		return 0, err
