@@ -36,7 +36,7 @@ type Config struct {
 	// PullRetryDeadline is how long after its operation starts a pull
 	// that failed for a reason that may pass is tried again (0: never),
 	// and PullRetryMaxBackoff the longest wait between two tries
-	// (retry.go).
+	// (internal/ops).
 	PullRetryDeadline   time.Duration
 	PullRetryMaxBackoff time.Duration
 	// Pinning lets caches pin their images (spec.pin); off, the pins the

@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	c.reader = jobread.New(c.jobIndexer, c.podIndexer, cfg.Puller, kubeClient, c.pulling, c.writer)
 	c.ops = ops.New(cfg.opsConfig(), c.filter, c.icLister, c.nodeLister, c.reader, c.writer, c.throttle, c.expectations,
 		c.pulling, recorder)
-	c.pins = pins.New(cfg.pinsConfig(), c.filter, c.nodeLister, c.reader, c.writer, c.status, c.throttle, c.expectations, recorder, clk)
+	c.pins = pins.New(cfg.pinsConfig(), c.filter, c.reader, c.writer, c.status, c.throttle, c.expectations, recorder, clk)
 	if err := jobInformer.Informer().AddIndexers(jobread.JobIndexers()); err != nil {
 		return nil, fmt.Errorf("adding the job index: %w", err)
 	}

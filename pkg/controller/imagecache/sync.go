@@ -3,7 +3,6 @@ package imagecache
 import (
 	"context"
 	"errors"
-	"maps"
 	"slices"
 	"time"
 
@@ -39,9 +38,13 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	}
 	if ic.DeletionTimestamp != nil {
 		outcome = "finalizing"
-		return c.pins.Finalize(ctx, key, ic)
+		_, nodes, err := c.listNodes()
+		if err != nil {
+			return 0, err
+		}
+		return c.pins.Finalize(ctx, key, ic, nodes)
 	}
-	s := c.newSyncCtx(key, ic)
+	s := c.newPass(key, ic)
 	if err := c.pins.KeepFinalizer(ctx, s); err != nil {
 		return 0, err
 	}
@@ -120,7 +123,8 @@ func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1
 	return ic, nil
 }
 
-func (c *Controller) newSyncCtx(key cache.ObjectName, ic *v1alpha2.ImageCache) *pass.Pass {
+// newPass starts a pass over a cache, as the informer shows it now.
+func (c *Controller) newPass(key cache.ObjectName, ic *v1alpha2.ImageCache) *pass.Pass {
 	return pass.NewPass(key, ic, c.clock.Now(), c.ledgers.Load(ic), c.ledgers.Read(ic))
 }
 
@@ -148,9 +152,6 @@ func minPositive(a, b time.Duration) time.Duration {
 	}
 	return min(a, b)
 }
-
-// sortedKeys lists a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // deleteFinishedJobs deletes a complete operation's Jobs, unless they are to
 // be kept.

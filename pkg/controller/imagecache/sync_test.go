@@ -1,6 +1,8 @@
 package imagecache
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -369,7 +371,7 @@ func TestAlreadyPresent(t *testing.T) {
 		"a ':latest' image":  {testConfig(), []string{"redis:latest", digest}, ""},
 		"the flag, an entry": {alwaysFlag, []string{"redis:7"}, v1alpha2.PullIfNotPresent},
 	}
-	for _, name := range sortedKeys(cases) { // in order: each fixture's trace is numbered
+	for _, name := range slices.Sorted(maps.Keys(cases)) { // in order: each fixture's trace is numbered
 		tc := cases[name]
 		ic := newImageCache("web", withImages(tc.images...))
 		ic.Spec.CacheSpec[0].PullPolicy = tc.entry

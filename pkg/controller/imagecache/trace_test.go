@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	core "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 )
 
 // The golden traces prove a refactor leaves the controller's behaviour as
@@ -151,15 +152,13 @@ func (tr *trace) describe(a core.Action) string {
 			name := tr.jobNames[*p.UID]
 			tr.mu.Unlock()
 			if name != "" {
-				opts.Preconditions = &metav1.Preconditions{UID: ptrTo(types.UID("uid of " + name)), ResourceVersion: p.ResourceVersion}
+				opts.Preconditions = &metav1.Preconditions{UID: ptr.To(types.UID("uid of " + name)), ResourceVersion: p.ResourceVersion}
 			}
 		}
 		return fmt.Sprintf("%s/%s %s", what, a.GetName(), object(opts))
 	}
 	return what
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // object is an object as one line of JSON, or, when long, its size and hash.
 func object(o any) string {

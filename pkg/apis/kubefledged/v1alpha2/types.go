@@ -209,8 +209,10 @@ const (
 	ConditionJobsRejected = "JobsRejected"
 )
 
-// Annotations a user sets to ask for an operation. The controller removes
-// them when the operation is done.
+// Annotations a user sets to ask for an operation, whatever their value.
+// The controller removes them when the operation is done. A refresh the
+// annotation asks for sets its value to say so ("taken by the refresh
+// started at ..."); set anew while that refresh runs, it asks for another.
 const (
 	AnnotationRefresh = "kubefledged.io/refresh-imagecache"
 	AnnotationPurge   = "kubefledged.io/purge-imagecache"

@@ -7,7 +7,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -33,12 +32,7 @@ const DefaultUnpinTimeout = 10 * time.Minute
 // wantsFinalizer says whether a cache must carry Finalizer: it pins,
 // or holds pins.
 func (c *Pins) wantsFinalizer(ic *v1alpha2.ImageCache) bool {
-	return (c.cfg.Pinning && ic.Spec.Pin) || holdsPins(ic)
-}
-
-// holdsPins says whether the cache's status records pins.
-func holdsPins(ic *v1alpha2.ImageCache) bool {
-	return ledger.Store{}.HoldsPins(ic)
+	return (c.cfg.Pinning && ic.Spec.Pin) || c.ledgers.HoldsPins(ic)
 }
 
 // KeepFinalizer adds Finalizer to a cache that pins before it pins
@@ -67,12 +61,9 @@ func (c *Pins) setFinalizer(ctx context.Context, s *pass.Pass, add bool) error {
 // cannot be reached, a runtime that does not answer: a Warning event names
 // them), the finalizer goes, and the cache with it. It returns how soon to
 // look again, at the deadline: the unpin Jobs' events bring it back before.
-func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache) (time.Duration, error) {
+func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache,
+	nodes map[string]*corev1.Node) (time.Duration, error) {
 	s := pass.NewPass(key, ic, c.clock.Now(), c.ledgers.Load(ic), c.ledgers.Read(ic))
-	nodes, err := c.listNodes()
-	if err != nil {
-		return 0, err
-	}
 	// A deleted cache wants nothing: its pass has the nodes, and no plan
 	// nor operation.
 	s.SawNodes(nodes)
@@ -135,7 +126,7 @@ func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.
 				"remove the label %s%s with `ctr -n k8s.io images label IMAGE %s%s=` and, where no other pin is left, %s",
 			c.unpinTimeout(), len(left), message.Plural(len(left), "node", "nodes"), message.ListSome(left, 3),
 			cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinned)
-	} else if holdsPins(ic) {
+	} else if c.ledgers.HoldsPins(ic) {
 		c.recorder.Event(s.IC, corev1.EventTypeNormal, reasons.Unpinned, "The deleted cache's pins are taken away from every node")
 	}
 	if err := c.writer.DeleteOf(ctx, s, func(*batchv1.Job) bool { return true }); err != nil {
@@ -168,17 +159,4 @@ func pinnedNodes(led *ledger.Ledger, nodes map[string]*corev1.Node) []string {
 		}
 	}
 	return out
-}
-
-// listNodes lists the cluster's nodes from the informer, by name.
-func (c *Pins) listNodes() (map[string]*corev1.Node, error) {
-	nodes, err := c.nodeLister.List(labels.Everything())
-	if err != nil {
-		return nil, err
-	}
-	byName := make(map[string]*corev1.Node, len(nodes))
-	for _, n := range nodes {
-		byName[n.Name] = n
-	}
-	return byName, nil
 }

@@ -15,7 +15,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -50,7 +49,6 @@ type Config struct {
 type Pins struct {
 	cfg          Config
 	filter       plan.NodeFilter
-	nodeLister   corelisters.NodeLister
 	reader       *jobread.Reader
 	writer       *jobwrite.Writer
 	status       *status.Writer
@@ -61,11 +59,11 @@ type Pins struct {
 	ledgers      ledger.Store
 }
 
-// New returns the pins' work, over the nodes the lister shows and the Jobs
-// the reader and writer read and write.
-func New(cfg Config, filter plan.NodeFilter, nodes corelisters.NodeLister, reader *jobread.Reader, writer *jobwrite.Writer,
+// New returns the pins' work, over the Jobs the reader and writer read and
+// write.
+func New(cfg Config, filter plan.NodeFilter, reader *jobread.Reader, writer *jobwrite.Writer,
 	st *status.Writer, th *throttle.Throttle, exp *expectations.Expectations, recorder record.EventRecorder, clk clock.Clock) *Pins {
-	return &Pins{cfg: cfg, filter: filter, nodeLister: nodes, reader: reader, writer: writer, status: st, throttle: th,
+	return &Pins{cfg: cfg, filter: filter, reader: reader, writer: writer, status: st, throttle: th,
 		expectations: exp, recorder: recorder, clock: clk}
 }
 
