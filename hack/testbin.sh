@@ -3,7 +3,8 @@
 # work tree, keyed by version:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
 #   kubelet, kube-proxy, kwok (and kwok's stage manifests), containerd (with
-#   its runc shim and ctr; runc itself is Debian's), promtool.
+#   its runc shim and ctr; runc itself is Debian's), the LTS containerd (the
+#   same three, in the bin folder's containerd-MAJOR.MINOR), promtool.
 # A component whose binaries are already in the cache is not rebuilt.
 #
 # Usage: hack/testbin.sh            build what is missing, print the bin folder
@@ -185,21 +186,25 @@ kwok_build() {
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
 
+# build_containerd VERSION: containerd at VERSION, with its runc shim and
+# ctr, into testbin/containerd-VERSION.
 build_containerd() {
-  local out="${CACHE_ROOT}/testbin/containerd-${CONTAINERD_VERSION}"
+  local out="${CACHE_ROOT}/testbin/containerd-$1"
   if [[ -x "${out}/containerd" && -x "${out}/containerd-shim-runc-v2" && -x "${out}/ctr" ]]; then
-    log "containerd ${CONTAINERD_VERSION}: cached"; return
+    log "containerd $1: cached"; return
   fi
-  step "containerd ${CONTAINERD_VERSION}" "~4-5 min" containerd_build
+  CONTAINERD_BUILD="$1"
+  step "containerd $1" "~4-5 min" containerd_build
 }
 
 containerd_build() {
-  local out="${CACHE_ROOT}/testbin/containerd-${CONTAINERD_VERSION}"
+  local version="${CONTAINERD_BUILD}"
+  local out="${CACHE_ROOT}/testbin/containerd-${version}"
   local pkg=github.com/containerd/containerd/v2
   # Static, without the snapshotters that need cgo (btrfs, devmapper, zfs);
   # the version as containerd's own release builds stamp it.
-  GO_BUILD_TAGS="no_btrfs no_devmapper no_zfs" module_build containerd "${pkg}" "${CONTAINERD_VERSION}" \
-    "-s -w -X ${pkg}/version.Version=${CONTAINERD_VERSION} -X ${pkg}/version.Package=${pkg}" \
+  GO_BUILD_TAGS="no_btrfs no_devmapper no_zfs" module_build containerd "${pkg}" "${version}" \
+    "-s -w -X ${pkg}/version.Version=${version} -X ${pkg}/version.Package=${pkg}" \
     "${pkg}/cmd/containerd" "${pkg}/cmd/containerd-shim-runc-v2" "${pkg}/cmd/ctr" || return 1
   rm -rf "${out}" && mv "${out}.tmp" "${out}"
 }
@@ -225,7 +230,8 @@ started=${SECONDS}
 build_etcd
 build_kwok
 build_kubernetes "${KUBE_VERSION}" "${KUBE_STAGING_VERSION}" "${KUBE_CMDS[@]}"
-build_containerd
+build_containerd "${CONTAINERD_VERSION}"
+build_containerd "${CONTAINERD_LTS_VERSION}"
 build_promtool
 
 mkdir -p "${BIN_DIR}"
@@ -236,6 +242,18 @@ ln -sfn "${CACHE_ROOT}/testbin/kwok-${KWOK_VERSION}/stage" "${BIN_DIR}/kwok-stag
 ln -sf "${CACHE_ROOT}/testbin/prometheus-${PROMETHEUS_VERSION}/promtool" "${BIN_DIR}/promtool"
 for c in containerd containerd-shim-runc-v2 ctr; do
   ln -sf "${CACHE_ROOT}/testbin/containerd-${CONTAINERD_VERSION}/${c}" "${BIN_DIR}/${c}"
+done
+# The LTS containerd in a folder of its own, named by its minor version
+# (containerd-2.3): its shim must keep the name containerd-shim-runc-v2, and
+# the CRI tests name the build after the folder. A folder left by an older
+# LTS is removed, so that the tests do not run a containerd no longer pinned.
+LTS_MINOR="${CONTAINERD_LTS_VERSION#v}"; LTS_MINOR="${LTS_MINOR%.*}"
+for d in "${BIN_DIR}"/containerd-*/; do
+  [[ -d "${d}" && "${d}" != "${BIN_DIR}/containerd-${LTS_MINOR}/" ]] && rm -rf "${d}"
+done
+mkdir -p "${BIN_DIR}/containerd-${LTS_MINOR}"
+for c in containerd containerd-shim-runc-v2 ctr; do
+  ln -sf "${CACHE_ROOT}/testbin/containerd-${CONTAINERD_LTS_VERSION}/${c}" "${BIN_DIR}/containerd-${LTS_MINOR}/${c}"
 done
 if ((OLDEST)); then
   build_kubernetes "${KUBE_OLDEST_VERSION}" "${KUBE_OLDEST_STAGING_VERSION}" "${KUBE_OLDEST_CMDS[@]}"

@@ -9,34 +9,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/crane"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/test/framework"
 )
 
-// eachContainerd runs test against each containerd the test bed has: the
-// containerd 2 it builds, and Debian's containerd 1.x where installed.
-func eachContainerd(t *testing.T, test func(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd)) {
-	framework.RequireRegistry(t)
-	for _, build := range framework.Containerds(t) {
-		t.Run(build.Name, func(t *testing.T) {
-			ctx, reg, ctd := startRuntime(t, build)
-			test(t, ctx, reg, ctd)
-		})
-	}
+func TestRemoverAgainstContainerd(t *testing.T) {
+	framework.EachContainerd(t, removerAgainstContainerd)
 }
-
-func TestRemoverAgainstContainerd(t *testing.T) { eachContainerd(t, removerAgainstContainerd) }
 
 func removerAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd) {
 	// A small image, pushed without Docker.
-	img := smallImage(t, "hello.txt", "kube-fledged test image\n")
+	img := framework.SmallImage(t, "hello.txt", "kube-fledged test image\n")
 	image := reg.Host + "/test/small:v1"
 	if err := crane.Push(img, image, crane.Insecure); err != nil {
 		t.Fatalf("pushing %s: %v", image, err)
@@ -108,11 +94,11 @@ func removerAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.
 // both. Told to keep the other name (--keep), the remover leaves the image
 // and says so; without it, both names go.
 func TestRemoverKeepsAnImageWantedUnderAnotherName(t *testing.T) {
-	eachContainerd(t, removerKeepsAnImageWantedUnderAnotherName)
+	framework.EachContainerd(t, removerKeepsAnImageWantedUnderAnotherName)
 }
 
 func removerKeepsAnImageWantedUnderAnotherName(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd) {
-	img := smallImage(t, "shared.txt", "one image, two names\n")
+	img := framework.SmallImage(t, "shared.txt", "one image, two names\n")
 	a, b := reg.Host+"/team-a/shared:v1", reg.Host+"/mirror/shared:v1"
 	for _, name := range []string{a, b} {
 		if err := crane.Push(img, name, crane.Insecure); err != nil {
@@ -154,44 +140,6 @@ func removerKeepsAnImageWantedUnderAnotherName(t *testing.T, ctx context.Context
 	if got, err := client.ImageStatus(ctx, b); err != nil || got != nil {
 		t.Errorf("%s after removing %s: %v, err %v; the runtime removes the image, with every name", b, a, got, err)
 	}
-}
-
-// startRuntime starts a local registry and a containerd that pulls from it,
-// both stopped when the test ends, and returns a context for the test.
-func startRuntime(t *testing.T, build framework.ContainerdBuild) (context.Context, *framework.Registry, *framework.Containerd) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
-	reg, err := framework.StartRegistry(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Stop)
-	ctd, err := framework.StartContainerd(ctx, build, reg.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(ctd.LogTail(30))
-		}
-		ctd.Stop()
-	})
-	return ctx, reg, ctd
-}
-
-// smallImage is an image of one small file, made without Docker.
-func smallImage(t *testing.T, name, content string) v1.Image {
-	t.Helper()
-	layer, err := crane.Layer(map[string][]byte{name: []byte(content)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
 }
 
 // buildRemover builds the fledged-cri command the delete Jobs run.

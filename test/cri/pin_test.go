@@ -32,13 +32,13 @@ import (
 // unpins it; a pin an operator set before stays when the caches' go; an
 // image not on the node is reported absent. A containerd whose CRI does not
 // report the label is reported unsupported, and keeps no label of it.
-func TestPinAgainstContainerd(t *testing.T) { eachContainerd(t, pinAgainstContainerd) }
+func TestPinAgainstContainerd(t *testing.T) { framework.EachContainerd(t, pinAgainstContainerd) }
 
 func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd) {
 	ours := reg.Host + "/test/pinned:v1"
 	operators := reg.Host + "/test/operator-pinned:v1"
-	client := pushAndPull(t, ctx, ctd, map[string]v1.Image{
-		ours: smallImage(t, "f.txt", "pinned by caches\n"), operators: smallImage(t, "f.txt", "pinned by an operator\n")})
+	client := framework.PushAndPull(t, ctx, ctd, map[string]v1.Image{
+		ours: framework.SmallImage(t, "f.txt", "pinned by caches\n"), operators: framework.SmallImage(t, "f.txt", "pinned by an operator\n")})
 	bin := buildRemover(t)
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	run := func(args ...string) string {
@@ -123,7 +123,7 @@ func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Regi
 	// them (so the controller pins again after a pull that may have moved
 	// it): neither image is pinned until the tag is pinned again.
 	moving := reg.Host + "/test/moving:stable"
-	if err := crane.Push(smallImage(t, "f.txt", "first\n"), moving, crane.Insecure); err != nil {
+	if err := crane.Push(framework.SmallImage(t, "f.txt", "first\n"), moving, crane.Insecure); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := client.PullImage(ctx, moving); err != nil {
@@ -133,7 +133,7 @@ func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Regi
 	if out := run("pin", "--cache", "uid-a", "--cache-name", "team/a", moving); out != "pinned: "+moving {
 		t.Fatalf("pin of %s: %q", moving, out)
 	}
-	if err := crane.Push(smallImage(t, "f.txt", "second\n"), moving, crane.Insecure); err != nil {
+	if err := crane.Push(framework.SmallImage(t, "f.txt", "second\n"), moving, crane.Insecure); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := client.PullImage(ctx, moving); err != nil {
@@ -163,7 +163,9 @@ func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Regi
 // TestPinBudgetAgainstContainerd: an image that would take the node's pinned
 // images past the budget (a share of the image filesystem, here a 1 MiB
 // tmpfs) is refused with the sizes, and stays, unpinned; a smaller one fits.
-func TestPinBudgetAgainstContainerd(t *testing.T) { eachContainerd(t, pinBudgetAgainstContainerd) }
+func TestPinBudgetAgainstContainerd(t *testing.T) {
+	framework.EachContainerd(t, pinBudgetAgainstContainerd)
+}
 
 func pinBudgetAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Registry, ctd *framework.Containerd) {
 	root := t.TempDir()
@@ -181,11 +183,11 @@ func pinBudgetAgainstContainerd(t *testing.T, ctx context.Context, reg *framewor
 	if err != nil {
 		t.Fatal(err)
 	}
-	bigImg, err := mutate.AppendLayers(smallImage(t, "f.txt", "big\n"), layer)
+	bigImg, err := mutate.AppendLayers(framework.SmallImage(t, "f.txt", "big\n"), layer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := pushAndPull(t, ctx, ctd, map[string]v1.Image{big: bigImg, small: smallImage(t, "f.txt", "small\n")})
+	client := framework.PushAndPull(t, ctx, ctd, map[string]v1.Image{big: bigImg, small: framework.SmallImage(t, "f.txt", "small\n")})
 	bin := buildRemover(t)
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	out, err := exec.Command(bin, "pin", "--socket", ctd.Socket, "--termination-log", termLog,
@@ -280,24 +282,4 @@ func statusOf(t *testing.T, ctx context.Context, client *cri.Client, image strin
 		t.Fatalf("status of %s: %v, err %v", image, st, err)
 	}
 	return st
-}
-
-// pushAndPull pushes each image under its name, and pulls it through the
-// runtime's CRI, whose client it returns (closed when the test ends).
-func pushAndPull(t *testing.T, ctx context.Context, ctd *framework.Containerd, imgs map[string]v1.Image) *cri.Client {
-	t.Helper()
-	client, err := cri.Dial(ctx, ctd.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
-	for name, img := range imgs {
-		if err := crane.Push(img, name, crane.Insecure); err != nil {
-			t.Fatalf("pushing %s: %v", name, err)
-		}
-		if _, err := client.PullImage(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return client
 }

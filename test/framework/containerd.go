@@ -21,7 +21,9 @@ const DebianContainerd = "/usr/bin/containerd"
 // ContainerdBuild is one containerd the tests can run.
 type ContainerdBuild struct {
 	// Name says which: "containerd-2" (hack/testbin.sh builds it from its
-	// Go module) or "containerd-1" (Debian's).
+	// Go module), "containerd-2.3" and the like (the long-term-support
+	// line it also builds, named by its folder in the bin folder) or
+	// "containerd-1" (Debian's).
 	Name string
 	// Binary is containerd's path; its runc shim is beside it.
 	Binary string
@@ -30,8 +32,9 @@ type ContainerdBuild struct {
 }
 
 // Containerds returns the containerds to run the CRI tests against: the
-// test bed's containerd 2 always (t fails if it is missing), and Debian's
-// containerd 1.x when installed. It skips t without root.
+// test bed's containerd 2 and its long-term-support containerd 2.x always
+// (t fails if either is missing), and Debian's containerd 1.x when
+// installed. It skips t without root.
 func Containerds(t testing.TB) []ContainerdBuild {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -45,6 +48,13 @@ func Containerds(t testing.TB) []ContainerdBuild {
 	if _, err := os.Stat(builds[0].Binary); err != nil {
 		t.Fatalf("containerd 2 missing in %s: run hack/testbin.sh (make test does)", dir)
 	}
+	// hack/testbin.sh links the LTS containerd, with its own shim, into a
+	// folder named by its version, the one folder of that name it leaves.
+	lts, err := filepath.Glob(filepath.Join(dir, "containerd-2.*", "containerd"))
+	if err != nil || len(lts) != 1 {
+		t.Fatalf("want one LTS containerd in %s/containerd-2.*, found %v (%v): run hack/testbin.sh (make test does)", dir, lts, err)
+	}
+	builds = append(builds, ContainerdBuild{Name: filepath.Base(filepath.Dir(lts[0])), Binary: lts[0], Major: 2})
 	if _, err := os.Stat(DebianContainerd); err == nil {
 		builds = append(builds, ContainerdBuild{Name: "containerd-1", Binary: DebianContainerd, Major: 1})
 	}
