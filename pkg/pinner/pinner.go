@@ -142,10 +142,6 @@ type pinner struct {
 	pinnedBytes int64
 }
 
-// reportWait bounds the wait for the CRI to report a pin set through
-// containerd's API (it learns of it by an event).
-const reportWait = 10 * time.Second
-
 func dial(ctx context.Context, socket string) (*pinner, error) {
 	client, err := cri.Dial(ctx, socket)
 	if err != nil {
@@ -260,50 +256,13 @@ func (p *pinner) pin(ctx context.Context, image string) remover.Result {
 	}
 	if !st.GetPinned() {
 		if err := p.awaitReported(ctx, image, true); err != nil {
-			// The CRI does not read the label: take the pin back, so
-			// that nothing claims it.
-			for _, rec := range recs {
-				_, _ = p.unpinRecord(ctx, rec)
-			}
-			return remover.Result{Outcome: cri.Unsupported, Message: err.Error()}
+			return p.rollback(ctx, recs, err)
 		}
 		if p.pinnedBytes >= 0 {
 			p.pinnedBytes += size
 		}
 	}
 	return remover.Result{Outcome: cri.Pinned}
-}
-
-// awaitReported waits for the CRI to report the image pinned, or not.
-func (p *pinner) awaitReported(ctx context.Context, image string, pinned bool) error {
-	deadline := time.Now().Add(reportWait)
-	for {
-		st, err := p.cri.ImageStatus(ctx, image)
-		if err != nil {
-			return err
-		}
-		if st == nil {
-			if !pinned {
-				return nil
-			}
-			return fmt.Errorf("%s left the node while it was pinned", image)
-		}
-		if st.GetPinned() == pinned {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if !pinned {
-				return fmt.Errorf("%s still reports %s pinned %s after its label %s went", p.cri.Runtime(), image, reportWait, cri.LabelPinned)
-			}
-			return fmt.Errorf("%w: %s took the label %s=%s, but its CRI does not report the image pinned after %s: the kubelet would collect it",
-				errUnsupported, p.cri.Runtime(), cri.LabelPinned, cri.PinnedValue, reportWait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // overBudget says why pinning size more bytes would take the node's pinned
