@@ -2,6 +2,7 @@ package pinner
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
@@ -57,4 +58,35 @@ func reportsPinned(t *testing.T, ctx context.Context, p *pinner, image string) b
 		t.Fatalf("the CRI's status of %s: %v, err %v", image, st, err)
 	}
 	return st.GetPinned()
+}
+
+// mustRecords is p.records, which must succeed with one record at least.
+func mustRecords(t *testing.T, ctx context.Context, p *pinner, image string) []*imagesapi.Image {
+	t.Helper()
+	recs, err := p.records(ctx, image)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("records of %s: %v, err %v", image, recs, err)
+	}
+	return recs
+}
+
+func equal(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// skipWithoutReportedPins skips t on containerd 1.6, whose CRI does not
+// report pins (a pin there is unsupported).
+func skipWithoutReportedPins(t *testing.T, p *pinner) {
+	t.Helper()
+	if strings.HasPrefix(p.cri.Runtime(), "containerd://1.6") {
+		t.Skipf("%s's CRI does not report pins", p.cri.Runtime())
+	}
 }

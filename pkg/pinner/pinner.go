@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/images"
@@ -230,6 +231,12 @@ func (p *pinner) pin(ctx context.Context, image string) remover.Result {
 	if len(recs) == 0 {
 		return failed(fmt.Errorf("the runtime reports %s, but containerd has no record of that name", image))
 	}
+	return p.pinRecords(ctx, image, st, recs)
+}
+
+// pinRecords pins an image from what pin read of it: the CRI's status and
+// containerd's records.
+func (p *pinner) pinRecords(ctx context.Context, image string, st *runtimeapi.Image, recs []*imagesapi.Image) remover.Result {
 	size := int64(st.GetSize())
 	if !st.GetPinned() {
 		if refusal, err := p.overBudget(ctx, size); err != nil {
@@ -254,13 +261,19 @@ func (p *pinner) pin(ctx context.Context, image string) remover.Result {
 			return failed(err)
 		}
 	}
-	if !st.GetPinned() {
+	// The pin label read there may have gone since, with another
+	// cache's unpin.
+	_, restored, err := p.restorePins(ctx, image)
+	if err != nil {
+		return failed(err)
+	}
+	if !st.GetPinned() || restored {
 		if err := p.awaitReported(ctx, image, true); err != nil {
 			return p.rollback(ctx, recs, err)
 		}
-		if p.pinnedBytes >= 0 {
-			p.pinnedBytes += size
-		}
+	}
+	if !st.GetPinned() && p.pinnedBytes >= 0 {
+		p.pinnedBytes += size
 	}
 	return remover.Result{Outcome: cri.Pinned}
 }

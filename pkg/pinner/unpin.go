@@ -34,6 +34,11 @@ func (p *pinner) unpin(ctx context.Context, image string) remover.Result {
 	if len(recs) == 0 {
 		return remover.Result{Outcome: cri.AlreadyAbsent, Message: "the image is not on this node"}
 	}
+	return p.unpinRecords(ctx, image, recs)
+}
+
+// unpinRecords unpins an image from the records unpin read of it.
+func (p *pinner) unpinRecords(ctx context.Context, image string, recs []*imagesapi.Image) remover.Result {
 	var still []string
 	released := false
 	for _, rec := range recs {
@@ -46,6 +51,19 @@ func (p *pinner) unpin(ctx context.Context, image string) remover.Result {
 			still = append(still, why)
 		}
 		released = released || was && rec.GetLabels()[cri.LabelPinned] != cri.PinnedValue
+	}
+	if released {
+		// Another cache may have pinned the image since the records
+		// were read: its pin keeps the image pinned.
+		again, restored, err := p.restorePins(ctx, image)
+		if err != nil {
+			return failed(err)
+		}
+		for _, rec := range again {
+			if why := p.keptFor(rec.GetLabels()); restored && why != "" {
+				still = append(still, why)
+			}
+		}
 	}
 	if len(still) > 0 {
 		return remover.Result{Outcome: cri.Unpinned, Message: "it stays pinned: " + strings.Join(dedupe(still), "; ")}
@@ -69,25 +87,43 @@ func (p *pinner) unpinRecord(ctx context.Context, rec *imagesapi.Image) (string,
 	if _, ok := labels[p.pinnedByKey()]; ok {
 		changes[p.pinnedByKey()] = ""
 	}
-	var others []string
-	for _, k := range pinnedBy(labels) {
-		if k != p.pinnedByKey() {
-			others = append(others, labels[k])
-		}
-	}
-	why := ""
+	why := p.keptFor(labels)
 	switch {
-	case len(others) > 0:
-		why = "pinned for ImageCache " + strings.Join(others, ", ")
-	case labels[cri.LabelPinPredates] != "":
-		why = "it was pinned before a cache pinned it"
+	case why != "" && len(p.otherCaches(labels)) == 0:
+		// A pin that predates the caches' stays; its mark goes with
+		// the last cache's.
 		changes[cri.LabelPinPredates] = ""
+	case why != "":
 	case labels[cri.LabelPinned] == cri.PinnedValue && len(changes) > 0:
 		changes[cri.LabelPinned] = ""
 	case labels[cri.LabelPinned] == cri.PinnedValue:
 		why = "pinned by something other than kube-fledged"
 	}
 	return why, p.relabel(ctx, rec, changes)
+}
+
+// otherCaches lists the caches other than this one that pinned a record
+// (their namespace/name).
+func (p *pinner) otherCaches(labels map[string]string) []string {
+	var others []string
+	for _, k := range pinnedBy(labels) {
+		if k != p.pinnedByKey() {
+			others = append(others, labels[k])
+		}
+	}
+	return others
+}
+
+// keptFor says what keeps a record pinned besides this cache: other
+// caches, or a pin that predates the caches'; "" when nothing does.
+func (p *pinner) keptFor(labels map[string]string) string {
+	if others := p.otherCaches(labels); len(others) > 0 {
+		return "pinned for ImageCache " + strings.Join(others, ", ")
+	}
+	if labels[cri.LabelPinPredates] != "" {
+		return "it was pinned before a cache pinned it"
+	}
+	return ""
 }
 
 // pinnedBy lists, in order, the label keys of the caches that pinned a record.
