@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	"google.golang.org/grpc/metadata"
 
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/remover"
@@ -69,6 +70,15 @@ func (p *pinner) unpinRecords(ctx context.Context, image string, recs []*imagesa
 		return remover.Result{Outcome: cri.Unpinned, Message: "it stays pinned: " + strings.Join(dedupe(still), "; ")}
 	}
 	if released {
+		// The CRI reports the image pinned while any of its names is:
+		// pinned under another name, it never reports it unpinned.
+		others, err := p.pinnedElsewhere(ctx, recs)
+		if err != nil {
+			return failed(err)
+		}
+		if len(others) > 0 {
+			return remover.Result{Outcome: cri.Unpinned, Message: "it stays pinned: pinned under another name, " + strings.Join(others, ", ")}
+		}
 		// Unpinned means the kubelet may collect it: the CRI, which
 		// learns of the label by an event, says so too.
 		if err := p.awaitReported(ctx, image, false); err != nil {
@@ -76,6 +86,35 @@ func (p *pinner) unpinRecords(ctx context.Context, image string, recs []*imagesa
 		}
 	}
 	return remover.Result{Outcome: cri.Unpinned}
+}
+
+// pinnedElsewhere names, in order, the other records of the content of recs
+// (the same target) that carry the pin label: an operator's pin of another
+// tag, another cache's pin of a digest.
+func (p *pinner) pinnedElsewhere(ctx context.Context, recs []*imagesapi.Image) ([]string, error) {
+	ours := map[string]bool{}
+	var filters []string // containerd lists the images that match any
+	for _, rec := range recs {
+		ours[rec.GetName()] = true
+		if d := rec.GetTarget().GetDigest(); d != "" {
+			filters = append(filters, "target.digest=="+d)
+		}
+	}
+	if len(filters) == 0 {
+		return nil, nil // no filter would list every image
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", containerdNamespace)
+	resp, err := p.store.List(ctx, &imagesapi.ListImagesRequest{Filters: filters})
+	if err != nil {
+		return nil, fmt.Errorf("listing containerd's records of %s's content: %w", recs[0].GetName(), err)
+	}
+	var names []string
+	for _, img := range resp.GetImages() {
+		if !ours[img.GetName()] && img.GetLabels()[cri.LabelPinned] == cri.PinnedValue {
+			names = append(names, img.GetName())
+		}
+	}
+	return dedupe(names), nil
 }
 
 // unpinRecord removes the cache's label from a record, and the pin with the
