@@ -42,7 +42,9 @@ type pairView struct {
 	Message string `json:"message,omitempty"`
 	// Owned: the cache's own pull brought the image onto the node.
 	Owned bool `json:"owned,omitempty"`
-	// Pin is "pinned", or "refused" with PinReason, for a pinning cache.
+	// Pin is "pinned", or "refused" or "unsure" (a pin that may be set,
+	// held until an unpin takes it away) with PinReason, for a pinning
+	// cache.
 	Pin       string `json:"pin,omitempty"`
 	PinReason string `json:"pinReason,omitempty"`
 }
@@ -121,11 +123,13 @@ func (x *statusIndex) pairOf(node string, w plan.Wanted, rec *ledger.NodeRecord,
 			}
 		}
 	}
-	switch s := rec.Pins[w.Key]; {
-	case s.Held():
+	switch s := rec.Pins[w.Key]; s {
+	case ledger.Pinned:
 		p.Pin = "pinned"
-	case s == ledger.PinRefused:
-		p.Pin = "refused"
+	case ledger.PinUnsure, ledger.PinRefused:
+		// Unsure: a pin that may be set, the cache's until an unpin
+		// takes it away.
+		p.Pin = s.String()
 		if u, ok := x.unpinned[w.Image][node]; ok {
 			p.PinReason = u.Reason
 		}

@@ -71,11 +71,14 @@ const (
 	// that cannot pin, a failure); status.unpinned says why. It is tried
 	// again in the next operation.
 	PinRefused
-	// PinStale: the cache pinned the image there, and has pulled its tag
-	// again since: containerd drops a record's labels when a pull moves
-	// its tag, so the pin is set again. Until then it counts as the
-	// cache's pin, to take away.
-	PinStale
+	// PinUnsure: the cache may hold a pin there, and no unpin confirmed it
+	// gone: it pinned the image and has pulled its tag again since (a pull
+	// that moves a tag may drop the record's labels), a pin Job's outcome is
+	// not known (it runs, or was interrupted, or its pod went unread), the
+	// node was registered again under the same name (its disk kept the
+	// labels), or an unpin failed. It counts as held, to take away where the
+	// cache no longer wants it, and is pinned again where it does.
+	PinUnsure
 )
 
 func (s PinState) String() string {
@@ -84,8 +87,8 @@ func (s PinState) String() string {
 		return "pinned"
 	case PinRefused:
 		return "refused"
-	case PinStale:
-		return "stale"
+	case PinUnsure:
+		return "unsure"
 	}
 	return "not pinned"
 }
@@ -98,7 +101,7 @@ func New(epoch int64) *Ledger {
 
 // Held says whether the cache holds a pin there, to take away when it no
 // longer wants it.
-func (s PinState) Held() bool { return s == Pinned || s == PinStale }
+func (s PinState) Held() bool { return s == Pinned || s == PinUnsure }
 
 // Pin returns the cache's pin state of an image on a node.
 func (l *Ledger) Pin(node, image string) PinState { return l.pins[node][image] }
@@ -202,7 +205,9 @@ func UIDTag(n *corev1.Node) string {
 // ForgetReplaced drops the entries of every node that was re-created under
 // the same name since they were recorded (its UID tag changed), so that the
 // new node is warmed again, and tags every node's entries with its node of
-// now. It returns the names of the nodes it forgot.
+// now. A replaced node's pins stay, unsure: a node registered again keeps
+// its disk, and the labels on it, until an unpin says otherwise. It returns
+// the names of the nodes it forgot.
 func (l *Ledger) ForgetReplaced(nodes map[string]*corev1.Node) []string {
 	var replaced []string
 	for name, old := range l.tags {
@@ -216,7 +221,7 @@ func (l *Ledger) ForgetReplaced(nodes map[string]*corev1.Node) []string {
 		if tag := UIDTag(n); old != "" && tag != "" && old != tag {
 			delete(l.states, name)
 			delete(l.owned, name)
-			delete(l.pins, name)
+			l.DoubtPins(name)
 			replaced = append(replaced, name)
 		}
 	}
@@ -228,6 +233,21 @@ func (l *Ledger) ForgetReplaced(nodes map[string]*corev1.Node) []string {
 	sort.Strings(replaced)
 	return replaced
 }
+
+// DoubtPins makes the pins the cache holds on a node unsure, and forgets
+// those the node refused.
+func (l *Ledger) DoubtPins(node string) {
+	for img, s := range l.pins[node] {
+		if s.Held() {
+			l.SetPin(node, img, PinUnsure)
+		} else {
+			l.SetPin(node, img, NotPinned)
+		}
+	}
+}
+
+// NodeCount is the number of nodes the ledger has an entry for.
+func (l *Ledger) NodeCount() int { return len(l.nodes()) }
 
 // KeepOnly drops every entry, state and ownership, that is not a wanted
 // (node, image) pair. Pins stay: only taking a pin away ends its record.

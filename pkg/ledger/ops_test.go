@@ -260,14 +260,15 @@ func splitLines(s string) []string {
 // TestPins: pins round-trip through the status form, on nodes with states
 // and on nodes with pins only; they outlive KeepOnly (only taking a pin
 // away ends its record) and a fresh operation, which drops the refused ones
-// to try them again; a replaced node's pins go with it.
+// to try them again; a replaced node's pins stay, unsure (its disk may have
+// kept them).
 func TestPins(t *testing.T) {
 	l := New(100)
 	l.Set("n1", imgA, Pulled)
 	l.SetPin("n1", imgA, Pinned)
 	l.SetPin("n1", imgB, PinRefused)
 	l.SetPin("n2", imgC, Pinned) // a node with pins only
-	l.SetPin("n2", imgD, PinStale)
+	l.SetPin("n2", imgD, PinUnsure)
 	node := func(name, uid string) *corev1.Node {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}}
 	}
@@ -281,7 +282,7 @@ func TestPins(t *testing.T) {
 	for _, c := range []struct {
 		node, image string
 		want        PinState
-	}{{"n1", imgA, Pinned}, {"n1", imgB, PinRefused}, {"n2", imgC, Pinned}, {"n2", imgD, PinStale}, {"n2", imgA, NotPinned}} {
+	}{{"n1", imgA, Pinned}, {"n1", imgB, PinRefused}, {"n2", imgC, Pinned}, {"n2", imgD, PinUnsure}, {"n2", imgA, NotPinned}} {
 		if s := got.Pin(c.node, c.image); s != c.want {
 			t.Errorf("decoded pin of %s on %s: %v, want %v", c.image, c.node, s, c.want)
 		}
@@ -295,16 +296,18 @@ func TestPins(t *testing.T) {
 		t.Errorf("KeepOnly dropped pins: %v", got.pins)
 	}
 	fresh := got.Fresh(200)
-	if fresh.Pin("n1", imgA) != Pinned || fresh.Pin("n1", imgB) != NotPinned || fresh.Pin("n2", imgC) != Pinned || fresh.Pin("n2", imgD) != PinStale {
-		t.Errorf("fresh ledger's pins: %v; want those held (pinned, stale), not the refused", fresh.pins)
+	if fresh.Pin("n1", imgA) != Pinned || fresh.Pin("n1", imgB) != NotPinned || fresh.Pin("n2", imgC) != Pinned || fresh.Pin("n2", imgD) != PinUnsure {
+		t.Errorf("fresh ledger's pins: %v; want those held (pinned, unsure), not the refused", fresh.pins)
 	}
 	if fresh.Tag("n2") != "22222222" {
 		t.Errorf("fresh ledger lost the tag of a node with pins only")
 	}
 	fresh.ForgetReplaced(map[string]*corev1.Node{"n1": node("n1", "11111111-x"), "n2": node("n2", "33333333-x")})
-	if fresh.Pin("n2", imgC) != NotPinned || fresh.Pin("n1", imgA) != Pinned {
-		t.Errorf("after n2 was replaced: %v; want n2's pins gone, n1's kept", fresh.pins)
+	if fresh.Pin("n2", imgC) != PinUnsure || fresh.Pin("n2", imgD) != PinUnsure || fresh.Pin("n1", imgA) != Pinned {
+		t.Errorf("after n2 was replaced: %v; want n2's pins unsure, n1's kept", fresh.pins)
 	}
+	fresh.SetPin("n2", imgC, NotPinned)
+	fresh.SetPin("n2", imgD, NotPinned)
 	fresh.SetPin("n1", imgA, NotPinned)
 	if e := fresh.Encode(); len(e.Pins) != 0 || e.Pins != nil {
 		t.Errorf("no pins left, encoded %v", e.Pins)

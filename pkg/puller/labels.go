@@ -33,6 +33,9 @@ const (
 	// AnnotationEndedAt holds when the controller ended the Job (RFC 3339):
 	// a retry of its failed pulls waits from then (EndedAt).
 	AnnotationEndedAt = "kubefledged.io/ended-at"
+	// AnnotationAttempt is the try a pin or unpin Job is, after the
+	// first (PinBatch.Attempt).
+	AnnotationAttempt = "kubefledged.io/attempt"
 
 	// AnnotationOwnership, on a pull Job, says whether the kubelet's Pulling
 	// event for one of its containers proves that the pull brought the

@@ -54,7 +54,8 @@ type PinBatch struct {
 	BudgetPercent int
 	Root          string
 	// Attempt tells apart the Jobs of the same images on the same node in
-	// one epoch (a pin, its unpin, a pin again).
+	// one epoch (a pin, its unpin, a pin again, an unpin tried again);
+	// AnnotationAttempt records it.
 	Attempt int
 }
 
@@ -92,7 +93,7 @@ func NewPinJob(cfg Config, b PinBatch) *batchv1.Job {
 		mounts = append(mounts, hostMount{"image-fs", b.Root, imageFSInPod, corev1.HostPathDirectory})
 	}
 	args = append(args, b.Images...)
-	return nodeJob{
+	job := nodeJob{
 		name:      jobName(b.Cache.Name, string(b.Cache.UID), verb+"\x00"+b.NodeName, b.Epoch, b.Attempt, b.Images),
 		namespace: cfg.DeleteNamespace,
 		account:   cfg.DeleteServiceAccountName,
@@ -104,6 +105,20 @@ func NewPinJob(cfg Config, b PinBatch) *batchv1.Job {
 		epoch:     b.Epoch,
 		deadline:  deadline,
 	}.build(cfg, criPod(cfg, verb+"-images", args, false, mounts...))
+	if b.Attempt > 0 {
+		job.Annotations[AnnotationAttempt] = strconv.Itoa(b.Attempt)
+	}
+	return job
+}
+
+// PinAttempt is the try a pin or unpin Job is (PinBatch.Attempt): 0 for
+// the first, or when its annotation does not read.
+func PinAttempt(job *batchv1.Job) int {
+	n, err := strconv.Atoi(job.Annotations[AnnotationAttempt])
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // ReadPin works out each image's outcome from a pin or unpin Job and its

@@ -66,7 +66,8 @@ func (cfg Config) opsConfig() ops.Config {
 // pinsConfig is what the pins need of the configuration.
 func (cfg Config) pinsConfig() pins.Config {
 	return pins.Config{Puller: cfg.Puller, Pinning: cfg.Pinning, CRISocketPath: cfg.CRISocketPath,
-		PinBudgetPercent: cfg.PinBudgetPercent, ContainerdRoot: cfg.ContainerdRoot, UnpinTimeout: cfg.UnpinTimeout}
+		PinBudgetPercent: cfg.PinBudgetPercent, ContainerdRoot: cfg.ContainerdRoot, UnpinTimeout: cfg.UnpinTimeout,
+		MaxInFlightJobs: cfg.MaxInFlightJobs}
 }
 
 // NodeFilter says which nodes the pull pods of this configuration can run

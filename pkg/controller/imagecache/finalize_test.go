@@ -172,8 +172,8 @@ func TestPinAgainAfterAnAlwaysPull(t *testing.T) {
 	if len(jobs) != 1 || !puller.IsPinJob(jobs[0]) || puller.IsUnpinJob(jobs[0]) {
 		t.Fatalf("after the Always pull: %s; want the pin again", describe(writes))
 	}
-	if s := f.pinState("web", "node-a", img); s != ledger.PinStale {
-		t.Errorf("pin before it is set again: %v, want %v", s, ledger.PinStale)
+	if s := f.pinState("web", "node-a", img); s != ledger.PinUnsure {
+		t.Errorf("pin before it is set again: %v, want %v", s, ledger.PinUnsure)
 	}
 	f.finishPinJob(f.pinJobsOf()[0], "outcomes p")
 	f.syncOnly("web", wStatus, wDeleteJob, wAnnotation)

@@ -154,12 +154,12 @@ func minPositive(a, b time.Duration) time.Duration {
 }
 
 // deleteFinishedJobs deletes a complete operation's Jobs, unless they are to
-// be kept.
+// be kept (and the failed unpins, which count their tries).
 func (c *Controller) deleteFinishedJobs(ctx context.Context, s *pass.Pass, complete bool) error {
 	if !complete || c.cfg.RetainJobs {
 		return nil
 	}
-	return c.writer.DeleteOf(ctx, s, func(*batchv1.Job) bool { return true })
+	return c.writer.DeleteOf(ctx, s, func(job *batchv1.Job) bool { return !s.Kept(job) })
 }
 
 // refuseTooLarge ends the operation of a cache that asks for more than one

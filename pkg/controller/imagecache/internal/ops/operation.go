@@ -125,8 +125,7 @@ func (c *Ops) Start(ctx context.Context, s *pass.Pass) time.Duration {
 	st.ObservedGeneration = s.IC.Generation
 	if len(gone) == 0 {
 		// The operation records failures of its own.
-		st.Failures = nil
-		st.OmittedFailures = nil
+		status.StartFailures(st, s.Led)
 	}
 	status.StartDigests(st)
 	if len(gone) > 0 {

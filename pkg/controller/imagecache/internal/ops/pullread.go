@@ -39,7 +39,7 @@ func (o *pullOp) ReadJob(ctx context.Context, job *batchv1.Job) error {
 				if s.Led.Pin(node, key) == ledger.Pinned {
 					// The pull may have moved the tag, and containerd
 					// then drops the record's labels: pin it again.
-					s.Led.SetPin(node, key, ledger.PinStale)
+					s.Led.SetPin(node, key, ledger.PinUnsure)
 				}
 			}
 		}

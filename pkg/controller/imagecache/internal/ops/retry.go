@@ -15,23 +15,10 @@ import (
 // operation's start passes; the operation goes on meanwhile. What a pair's
 // tries were is read from the operation's Jobs, which stay until it
 // completes, so a restarted controller picks the backoff up where it was:
-// the n-th failed try of a pair waits retryBackoff(n) from the end of its
+// the n-th failed try of a pair waits its backoff (pass.PairRetry.Failed) from the end of its
 // Job, and the Job of the next try is named after n (puller.Batch.Attempt).
 // Under a quota of Jobs the finished ones go early (jobwrite.Writer.DeleteDone): the
 // count then starts again, and the waits are shorter.
-
-// firstRetryWait is the wait after a pair's first failed try; each further
-// failed try doubles it, up to --pull-retry-max-backoff.
-const firstRetryWait = 10 * time.Second
-
-// retryBackoff is the wait after the n-th failed try (n >= 1).
-func retryBackoff(n int, most time.Duration) time.Duration {
-	d := firstRetryWait
-	for i := 1; i < n && d < most; i++ {
-		d *= 2
-	}
-	return min(d, most)
-}
 
 // retryDeadline is when the operation stops trying failed pulls again
 // (zero when it never does).
@@ -51,12 +38,7 @@ func (c *Ops) retryLater(s *pass.Pass, job *batchv1.Job, node, key string, r pul
 		return false
 	}
 	p := s.Retry(node, key)
-	p.Attempts++
-	ended := puller.EndedAt(job, s.Now)
-	if !ended.Before(p.Ended) {
-		p.Ended, p.Reason, p.Message = ended, r.Reason, r.Message
-	}
-	p.Next = p.Ended.Add(retryBackoff(p.Attempts, c.cfg.PullRetryMaxBackoff))
+	p.Failed(puller.EndedAt(job, s.Now), r.Reason, r.Message, c.cfg.PullRetryMaxBackoff)
 	if p.Next.After(deadline) {
 		// Then its failure is recorded.
 		p.Next = deadline

@@ -19,6 +19,8 @@ type Book struct {
 	// Retries holds, by PairKey, the unsettled pairs whose pulls failed
 	// for a reason that may pass, to try again.
 	Retries map[string]*PairRetry
+	// UnpinRetries holds, by node, the failed tries of its unpins.
+	UnpinRetries map[string]*PairRetry
 	// RemovedEarlier holds the PairKeys of the images earlier delete Jobs
 	// remove, seen this pass.
 	RemovedEarlier map[string]bool
@@ -42,6 +44,20 @@ func (b *Book) Retry(node, key string) *PairRetry {
 	if p == nil {
 		p = &PairRetry{}
 		b.Retries[PairKey(node, key)] = p
+	}
+	return p
+}
+
+// UnpinRetry returns the record of a node's failed unpins, made on first
+// ask.
+func (b *Book) UnpinRetry(node string) *PairRetry {
+	if b.UnpinRetries == nil {
+		b.UnpinRetries = map[string]*PairRetry{}
+	}
+	p := b.UnpinRetries[node]
+	if p == nil {
+		p = &PairRetry{}
+		b.UnpinRetries[node] = p
 	}
 	return p
 }

@@ -150,12 +150,38 @@ type PairRetry struct {
 	Ended           time.Time
 }
 
+// Failed counts a failed try that ended at ended, and sets when to try
+// again: firstRetryWait after the first, doubling with each further try up
+// to most. The latest failure's reason and message are kept.
+func (p *PairRetry) Failed(ended time.Time, reason, message string, most time.Duration) {
+	p.Attempts++
+	if !ended.Before(p.Ended) {
+		p.Ended, p.Reason, p.Message = ended, reason, message
+	}
+	wait := firstRetryWait
+	for i := 1; i < p.Attempts && wait < most; i++ {
+		wait *= 2
+	}
+	p.Next = p.Ended.Add(min(wait, most))
+}
+
+// firstRetryWait is the wait after a first failed try.
+const firstRetryWait = 10 * time.Second
+
 // PairKey is the key of a (node, image) pair in Retries and
 // RemovedEarlier.
 func PairKey(node, key string) string { return node + "\x00" + key }
 
 // Failures collects per-node failures by image (as the spec spells it).
 type Failures map[string]map[string]v1alpha2.NodeReasonMessage
+
+// Drop forgets an image's failure on a node.
+func (f Failures) Drop(image, node string) {
+	delete(f[image], node)
+	if len(f[image]) == 0 {
+		delete(f, image)
+	}
+}
 
 // Add records why an image failed on a node.
 func (f Failures) Add(image, node, reason, message string) {

@@ -1,9 +1,13 @@
 package pass
 
 import (
+	"slices"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
 // Seen is what the cache's Jobs say.
@@ -19,6 +23,9 @@ type Seen struct {
 	FailedCreates map[string]map[types.UID]*corev1.Event
 	// PinJobsDone are the pin and unpin Jobs read to their end this pass.
 	PinJobsDone []*batchv1.Job
+	// FailedUnpins are, by node, the failed unpin Jobs kept to count the
+	// tries until the next try replaces them.
+	FailedUnpins map[string][]*batchv1.Job
 }
 
 // SawJobs records the cache's Jobs.
@@ -32,6 +39,21 @@ func (j *Seen) MarkDeleted(name string) { j.Deleted[name] = true }
 
 // PinJobRead records a pin or unpin Job read to its end.
 func (j *Seen) PinJobRead(job *batchv1.Job) { j.PinJobsDone = append(j.PinJobsDone, job) }
+
+// KeepFailedUnpin records a failed unpin Job that stays until the node's
+// next unpin.
+func (j *Seen) KeepFailedUnpin(node string, job *batchv1.Job) {
+	if j.FailedUnpins == nil {
+		j.FailedUnpins = map[string][]*batchv1.Job{}
+	}
+	j.FailedUnpins[node] = append(j.FailedUnpins[node], job)
+}
+
+// Kept says whether a Job stays when the finished Jobs go: a failed unpin
+// that counts the tries.
+func (j *Seen) Kept(job *batchv1.Job) bool {
+	return slices.Contains(j.FailedUnpins[job.Annotations[puller.AnnotationNode]], job)
+}
 
 // FailedCreatesIn returns the FailedCreate events of a namespace's Jobs,
 // read with list the first time the pass asks.

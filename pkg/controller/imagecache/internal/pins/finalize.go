@@ -12,6 +12,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/ledger"
@@ -21,8 +22,8 @@ import (
 )
 
 // Finalizer holds a cache that pins images, once deleted, until its
-// pins are taken away from every node (or the nodes are gone, or
-// Config.UnpinTimeout has passed).
+// pins are taken away from every node (or the nodes are gone, or its
+// deadline has passed: unpinDeadline).
 const Finalizer = "kubefledged.io/unpin"
 
 // DefaultUnpinTimeout is how long a deleted cache waits for its pins to go
@@ -56,10 +57,12 @@ func (c *Pins) setFinalizer(ctx context.Context, s *pass.Pass, add bool) error {
 }
 
 // Finalize takes a deleted cache's pins away: an unpin Job on each node
-// where it holds one; a node that is gone holds none. Once none is left,
-// or the wait passed Config.UnpinTimeout from the deletion (a node that
-// cannot be reached, a runtime that does not answer: a Warning event names
-// them), the finalizer goes, and the cache with it. It returns how soon to
+// where it holds one, or may (a pin Job that runs is let go first), tried
+// again with backoff where it fails; a node that is gone holds none. Once
+// every node still there confirmed its unpins, or the wait passed the
+// deadline (unpinDeadline: a node that cannot be reached, a runtime that
+// does not answer; a Warning event names them), the finalizer goes, and the
+// cache with it. It returns how soon to
 // look again, at the deadline: the unpin Jobs' events bring it back before.
 func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache,
 	nodes map[string]*corev1.Node) (time.Duration, error) {
@@ -73,18 +76,26 @@ func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.
 		return 0, err
 	}
 	s.SawJobs(jobs)
+	s.HoldFailures(status.UnpinFailures(ic.Status.Failures, s.Led), pass.Failures{})
 	for _, job := range jobs {
 		switch {
 		case job.DeletionTimestamp != nil || c.writer.IsDeleting(job):
 			if puller.IsActive(job) {
 				s.MarkBusy(job.Annotations[puller.AnnotationNode])
 			}
-		case puller.IsUnpinJob(job):
+		case puller.IsUnpinJob(job) || puller.IsPinJob(job) && !puller.IsActive(job):
+			// An unpin goes on; a pin that ended says what it set.
 			if err := c.ReadJob(ctx, s, job); err != nil {
 				return 0, err
 			}
+		case puller.IsPinJob(job):
+			// A pin that runs may set its pins before it goes: they
+			// are held, to take away once it has gone.
+			if err := c.drop(ctx, s, job); err != nil {
+				return 0, err
+			}
 		default:
-			// Its pulls, removals and pins are moot now.
+			// Its pulls and removals are moot now.
 			if err := c.writer.Drop(ctx, s, job); err != nil {
 				return 0, err
 			}
@@ -93,7 +104,7 @@ func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.
 	var todo pass.ToCreate
 	c.Jobs(s, &todo)
 	left := pinnedNodes(s.Led, s.Nodes)
-	deadline := ic.DeletionTimestamp.Add(c.unpinTimeout())
+	deadline := c.unpinDeadline(ic, s.Led)
 	if len(left) > 0 && s.Now.Before(deadline) {
 		if _, err := c.writer.Create(ctx, s, todo.Jobs); err != nil {
 			return 0, err
@@ -124,7 +135,7 @@ func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.
 		c.recorder.Eventf(s.IC, corev1.EventTypeWarning, reasons.PinsNotReleased,
 			"The cache was deleted %s ago, and its pins on %d %s could not be taken away (%s): the images may stay pinned there; "+
 				"remove the label %s%s with `ctr -n k8s.io images label IMAGE %s%s=` and, where no other pin is left, %s",
-			c.unpinTimeout(), len(left), message.Plural(len(left), "node", "nodes"), message.ListSome(left, 3),
+			deadline.Sub(ic.DeletionTimestamp.Time), len(left), message.Plural(len(left), "node", "nodes"), message.ListSome(left, 3),
 			cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinnedByPrefix, ic.UID, cri.LabelPinned)
 	} else if c.ledgers.HoldsPins(ic) {
 		c.recorder.Event(s.IC, corev1.EventTypeNormal, reasons.Unpinned, "The deleted cache's pins are taken away from every node")
@@ -135,12 +146,21 @@ func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.
 	return 0, c.setFinalizer(ctx, s, false)
 }
 
-// unpinTimeout is how long a deleted cache waits for its pins to go.
-func (c *Pins) unpinTimeout() time.Duration {
-	if c.cfg.UnpinTimeout > 0 {
-		return c.cfg.UnpinTimeout
+// unpinDeadline is when a deleted cache stops waiting for its pins to go:
+// Config.UnpinTimeout after its deletion, and UnpinWave more for each wave
+// of unpin Jobs past the first that its nodes take, the most Jobs in flight
+// at once (--max-in-flight-jobs). The ledger's nodes, which unpins do not
+// take away, count them: the deadline stays where it was as they go.
+func (c *Pins) unpinDeadline(ic *v1alpha2.ImageCache, led *ledger.Ledger) time.Time {
+	timeout := c.cfg.UnpinTimeout
+	if timeout <= 0 {
+		timeout = DefaultUnpinTimeout
 	}
-	return DefaultUnpinTimeout
+	if wave := c.cfg.MaxInFlightJobs; wave > 0 {
+		waves := (led.NodeCount() + wave - 1) / wave
+		timeout += time.Duration(max(waves-1, 0)) * UnpinWave
+	}
+	return ic.DeletionTimestamp.Add(timeout)
 }
 
 // pinnedNodes lists, in order, the nodes still there where the ledger
@@ -160,3 +180,8 @@ func pinnedNodes(led *ledger.Ledger, nodes map[string]*corev1.Node) []string {
 	}
 	return out
 }
+
+// UnpinWave is the time a deleted cache's deadline gives each wave of its
+// unpin Jobs past the first: an unpin pod starts and ends in seconds, and a
+// wave waits for its slowest node.
+const UnpinWave = 30 * time.Second

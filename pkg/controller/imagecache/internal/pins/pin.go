@@ -7,14 +7,9 @@ package pins
 
 import (
 	"context"
-	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -26,7 +21,6 @@ import (
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
-	"kubefledged.io/kube-fledged/pkg/cri"
 	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/metrics"
@@ -43,6 +37,9 @@ type Config struct {
 	PinBudgetPercent int
 	ContainerdRoot   string
 	UnpinTimeout     time.Duration
+	// MaxInFlightJobs is the most Jobs in flight at once: a deleted
+	// cache's unpins on more nodes take more waves (unpinDeadline).
+	MaxInFlightJobs int
 }
 
 // Pins pins and unpins a cache's images, with what it needs.
@@ -83,19 +80,25 @@ func (c *Pins) pinning(s *pass.Pass) bool {
 	return c.cfg.Pinning && s.IC.Spec.Pin && s.Op != nil && s.Op.Pulls() && s.IC.DeletionTimestamp == nil
 }
 
-// ReadJob reads a pin or unpin Job into the ledger's pins, and marks it
-// to be deleted once the status records it. A pin the node refused (an
-// image gone from it among them) is tried again in the next operation; an
-// unpin that failed is given up, with a failure.
+// ReadJob reads a pin or unpin Job into the ledger's pins. A pin lives as
+// a resource holding a finalizer does: one that may be set counts as held
+// until an unpin confirms it gone. So a pin the node refused for sure (the
+// image gone, the budget, a runtime that cannot pin) is recorded refused,
+// and tried again in the next operation; a pin whose outcome is not known
+// (its pod gone unread, killed part-way, a failure) is held, unsure, and
+// listed in status.unpinned; an unpin that failed leaves the pin held, with
+// an UnpinFailed failure, and its Job stays to count the tries until the
+// next one, after a backoff (Jobs). The other Jobs read to their end are
+// deleted once the status records them.
 func (c *Pins) ReadJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
 	node := job.Annotations[puller.AnnotationNode]
 	if s.Nodes[node] == nil || jobread.PredatesNode(job, s.Nodes) {
-		return c.writer.Drop(ctx, s, job)
+		return c.drop(ctx, s, job)
 	}
 	out, err := puller.ReadPin(c.cfg.Puller, job, c.reader.PodOf(job), s.Now)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Unreadable Job, deleting it", "job", klog.KObj(job))
-		return c.writer.Drop(ctx, s, job)
+		return c.drop(ctx, s, job)
 	}
 	if err := c.reader.Follow(ctx, s, job, &out); err != nil {
 		return err
@@ -103,23 +106,17 @@ func (c *Pins) ReadJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) erro
 	if !out.Finished {
 		return nil
 	}
+	if puller.IsUnpinJob(job) {
+		c.readUnpin(s, job, node, out)
+		return nil
+	}
 	s.PinJobRead(job)
-	unpin := puller.IsUnpinJob(job)
 	for i, img := range out.Images {
 		key, err := images.Normalize(img)
 		if err != nil {
 			continue
 		}
-		r := out.Results[i]
-		switch {
-		case unpin && r.State == puller.Succeeded:
-			s.Led.SetPin(node, key, ledger.NotPinned)
-			metrics.PinsTotal.WithLabelValues(metrics.PinUnpinned).Inc()
-		case unpin:
-			if s.Led.Pin(node, key).Held() {
-				s.Led.SetPin(node, key, ledger.NotPinned)
-				s.Failures.Add(img, node, reasons.UnpinFailed, "the image may stay pinned on this node: "+r.Reason+": "+r.Message)
-			}
+		switch r := out.Results[i]; {
 		case r.State == puller.Succeeded:
 			s.Led.SetPin(node, key, ledger.Pinned)
 			metrics.PinsTotal.WithLabelValues(metrics.PinPinned).Inc()
@@ -128,155 +125,93 @@ func (c *Pins) ReadJob(ctx context.Context, s *pass.Pass, job *batchv1.Job) erro
 			// next operation pulls it again.
 			metrics.ImagesGoneTotal.Inc()
 			fallthrough
-		default:
+		case r.Reason == puller.ReasonPinBudgetExceeded || r.Reason == puller.ReasonPinUnsupported:
 			s.Led.SetPin(node, key, ledger.PinRefused)
 			s.Unpinned.Add(s.DisplayOf(key, img), node, r.Reason, r.Message)
+			metrics.PinsTotal.WithLabelValues(metrics.PinRefused).Inc()
+		default:
+			s.Led.SetPin(node, key, ledger.PinUnsure)
+			s.Unpinned.Add(s.DisplayOf(key, img), node, r.Reason, r.Message+"; "+mayBeSet)
 			metrics.PinsTotal.WithLabelValues(metrics.PinRefused).Inc()
 		}
 	}
 	return nil
 }
 
-// Jobs returns the pin and unpin Jobs to create now, for the nodes that
-// no other Job of the cache holds, and counts the pins and unpins still to
-// do, which keep the operation under way.
-func (c *Pins) Jobs(s *pass.Pass, todo *pass.ToCreate) {
-	pin := c.pinning(s)
-	planned := map[string]bool{}
-	for _, j := range todo.Jobs {
-		planned[j.Node] = true
-	}
-	nodes := map[string]bool{}
-	for _, n := range s.Led.PinNodes() {
-		nodes[n] = true
-	}
-	if pin {
-		for n := range s.Plan.Nodes {
-			nodes[n] = true
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(nodes)) {
-		n := s.Nodes[name]
-		if n == nil {
-			// The node is gone, and its pins with it.
-			for _, key := range s.Led.PinsOn(name) {
-				s.Led.SetPin(name, key, ledger.NotPinned)
-			}
+// mayBeSet ends the message of a pin of unknown outcome.
+const mayBeSet = "the pin may be set: the cache counts it as its own until an unpin takes it away"
+
+// readUnpin reads an unpin Job to its end: the pins it took away go; a pin
+// it did not keeps its failure, and the Job stays to count the node's
+// tries.
+func (c *Pins) readUnpin(s *pass.Pass, job *batchv1.Job, node string, out puller.Outcome) {
+	failed := false
+	for i, img := range out.Images {
+		key, err := images.Normalize(img)
+		if err != nil {
 			continue
 		}
-		var unpins, pins []string
-		for _, key := range s.Led.PinsOn(name) {
-			wanted := pin && s.Plan.Wants(name, key)
-			switch st := s.Led.Pin(name, key); {
-			case st.Held() && !wanted:
-				unpins = append(unpins, key)
-			case st == ledger.PinRefused && !wanted:
-				s.Led.SetPin(name, key, ledger.NotPinned)
+		r, held := out.Results[i], s.Led.Pin(node, key).Held()
+		display := s.DisplayOf(key, img)
+		switch {
+		case r.State == puller.Succeeded:
+			if held {
+				// A kept Job is read again: counted once.
+				s.Led.SetPin(node, key, ledger.NotPinned)
+				metrics.PinsTotal.WithLabelValues(metrics.PinUnpinned).Inc()
 			}
-		}
-		if w := s.Plan.Node(name); pin && w != nil && w.Skip == "" && nodeSettled(s, w) {
-			for _, wi := range w.Images {
-				if st, pin := s.Led.Get(name, wi.Key), s.Led.Pin(name, wi.Key); (st == ledger.Pulled || st == ledger.Present) &&
-					(pin == ledger.NotPinned || pin == ledger.PinStale) {
-					pins = append(pins, wi.Key)
-				}
-			}
-		}
-		if len(unpins) == 0 && len(pins) == 0 {
-			continue
-		}
-		if reason := c.filter.SkipReason(n); reason != "" && len(pins) == 0 {
-			// An unpin waits for the node to take a pod again; it does
-			// not hold the operation meanwhile.
-			continue
-		}
-		todo.Pins += len(unpins) + len(pins)
-		if len(unpins) > 0 {
-			c.pinJob(s, todo, n, unpins, true, planned[name])
-		} else if !c.refuseUnsupported(s, n, pins) {
-			c.pinJob(s, todo, n, pins, false, planned[name])
-		} else {
-			todo.Pins -= len(pins)
+			s.Failures.Drop(display, node)
+		case held:
+			failed = true
+			s.Failures.Add(display, node, reasons.UnpinFailed, "the image stays pinned on this node, and the unpin is tried again: "+
+				r.Reason+": "+r.Message)
 		}
 	}
-}
-
-// nodeSettled says whether a node's pulls of the operation are all settled.
-func nodeSettled(s *pass.Pass, w *plan.Node) bool {
-	for _, wi := range w.Images {
-		if s.Led.Get(w.Node.Name, wi.Key) == ledger.Unsettled {
-			return false
-		}
-	}
-	return true
-}
-
-// refuseUnsupported settles as refused the pins of a node whose runtime
-// cannot pin images (not containerd), with no Job, and says so.
-func (c *Pins) refuseUnsupported(s *pass.Pass, n *corev1.Node, keys []string) bool {
-	runtime := n.Status.NodeInfo.ContainerRuntimeVersion
-	if c.cfg.CRISocketPath != "" || strings.HasPrefix(runtime, "containerd://") {
-		return false
-	}
-	for _, key := range keys {
-		s.Led.SetPin(n.Name, key, ledger.PinRefused)
-		s.Unpinned.Add(s.DisplayOf(key, key), n.Name, puller.ReasonPinUnsupported,
-			fmt.Sprintf("the node's runtime %q cannot pin images: only containerd's can; the image is cached, not pinned", runtime))
-	}
-	return true
-}
-
-// pinJob adds the Job that pins (or unpins) images on a node to todo,
-// unless the node must wait or the throttle has no slot.
-func (c *Pins) pinJob(s *pass.Pass, todo *pass.ToCreate, n *corev1.Node, keys []string, unpin, planned bool) {
-	if planned || todo.Hold(s, n.Name) {
+	if !failed {
+		s.PinJobRead(job)
 		return
 	}
-	socket := c.cfg.CRISocketPath
-	if socket == "" {
-		// containerd's socket, or k3s's own; an unpin may meet a node
-		// that no longer says: containerd's.
-		var err error
-		if socket, err = cri.SocketForRuntime(n.Status.NodeInfo.ContainerRuntimeVersion); err != nil {
-			socket = containerdSocket
-		}
-	}
-	batch := keys[:min(len(keys), maxImagesPerPinJob)]
-	job := puller.NewPinJob(c.cfg.Puller, puller.PinBatch{Cache: s.IC, NodeName: n.Name, Hostname: n.Labels[puller.HostnameLabel],
-		Images: batch, Epoch: s.Led.Epoch, Unpin: unpin, Socket: socket, BudgetPercent: c.cfg.PinBudgetPercent, Root: c.cfg.ContainerdRoot})
-	if c.expectations.ExpectsCreate(throttle.JobKey(job)) {
-		return // created, and not shown by the informer yet
-	}
-	if !c.throttle.TryAcquire(throttle.JobKey(job), s.Key) {
-		todo.Throttled = true
-		return
-	}
-	kind := "pin"
-	if unpin {
-		kind = "unpin"
-	}
-	todo.Jobs = append(todo.Jobs, pass.NewJob{Job: job, Kind: kind, Node: n.Name, Images: len(batch), Pins: len(batch), Refused: func(message string) {
-		for _, key := range batch {
-			if unpin {
-				s.Led.SetPin(n.Name, key, ledger.NotPinned)
-				s.Failures.Add(s.DisplayOf(key, key), n.Name, reasons.UnpinFailed, "the image may stay pinned on this node: "+message)
-			} else {
-				s.Led.SetPin(n.Name, key, ledger.PinRefused)
-				s.Unpinned.Add(s.DisplayOf(key, key), n.Name, reasons.JobRejected, message)
-			}
-		}
-	}})
+	s.KeepFailedUnpin(node, job)
+	// The earlier tries' Jobs went: the count goes on from this one's.
+	p := s.UnpinRetry(node)
+	p.Attempts = max(p.Attempts, puller.PinAttempt(job))
+	p.Failed(puller.EndedAt(job, s.Now), reasons.UnpinFailed, "", maxUnpinBackoff)
 }
 
-const (
-	// containerdSocket is containerd's socket, its CRI's and its own API's.
-	containerdSocket = "/run/containerd/containerd.sock"
-	// maxImagesPerPinJob bounds one pin or unpin Job's command line.
-	maxImagesPerPinJob = 100
-)
+// maxUnpinBackoff bounds the wait before an unpin is tried again.
+const maxUnpinBackoff = 5 * time.Minute
 
-// NewUnpinned starts from the refused pins in status that the ledger
-// still has refused.
+// drop deletes a pin or unpin Job unread: the pins a pin Job may have set
+// are held, unsure, to take away.
+func (c *Pins) drop(ctx context.Context, s *pass.Pass, job *batchv1.Job) error {
+	if !puller.IsUnpinJob(job) {
+		doubt(s, job)
+	}
+	if puller.IsActive(job) {
+		// Its pod may still be labelling: no unpin in the same pass.
+		s.MarkBusy(job.Annotations[puller.AnnotationNode])
+	}
+	return c.writer.Drop(ctx, s, job)
+}
+
+// doubt holds, unsure, the pins a pin Job may have set, where the cache
+// did not hold them already.
+func doubt(s *pass.Pass, job *batchv1.Job) {
+	imgs, err := puller.JobImages(job)
+	if err != nil {
+		return
+	}
+	node := job.Annotations[puller.AnnotationNode]
+	for _, img := range imgs {
+		if key, err := images.Normalize(img); err == nil && !s.Led.Pin(node, key).Held() {
+			s.Led.SetPin(node, key, ledger.PinUnsure)
+		}
+	}
+}
+
+// NewUnpinned starts from the pins in status.unpinned that the ledger
+// still has refused, or unsure (a pin of unknown outcome, not pinned again
+// before the next operation).
 func NewUnpinned(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) pass.Failures {
 	f := pass.Failures{}
 	for img, list := range prev {
@@ -285,7 +220,7 @@ func NewUnpinned(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Led
 			continue
 		}
 		for _, nrm := range list {
-			if led.Pin(nrm.Node, key) == ledger.PinRefused {
+			if st := led.Pin(nrm.Node, key); st == ledger.PinRefused || st == ledger.PinUnsure {
 				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
 			}
 		}

@@ -79,24 +79,23 @@ func (w *Writer) Compute(s *pass.Pass, removals, pins int) Computed {
 }
 
 // NewFailures starts from the failures already in status that still hold
-// (the ledger still has the pair failed), and the images the normaliser refuses.
+// (the ledger still has the pair failed; a failed unpin, the pin held), and
+// the images the normaliser refuses.
 func NewFailures(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan, led *ledger.Ledger) pass.Failures {
-	f := pass.Failures{}
+	f := UnpinFailures(prev, led)
 	for img, list := range prev {
 		key, err := images.Normalize(img)
 		if err != nil {
 			continue // invalid images are recomputed below
 		}
-		if !p.SpecKeys[key] && key == img {
-			// A failed removal of an image dropped from the spec: kept
-			// until the next operation starts.
-			for _, nrm := range list {
-				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
-			}
-			continue
-		}
 		for _, nrm := range list {
-			if led.Get(nrm.Node, key) == ledger.Failed && p.Wants(nrm.Node, key) {
+			switch {
+			case nrm.Reason == reasons.UnpinFailed:
+			case !p.SpecKeys[key] && key == img:
+				// A failed removal of an image dropped from the spec:
+				// kept until the next operation starts.
+				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
+			case led.Get(nrm.Node, key) == ledger.Failed && p.Wants(nrm.Node, key):
 				f.Add(p.Display[key], nrm.Node, nrm.Reason, nrm.Message)
 			}
 		}
@@ -107,6 +106,34 @@ func NewFailures(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan, l
 		}
 	}
 	return f
+}
+
+// UnpinFailures keeps, of the failures in status, the failed unpins of
+// pins the ledger still holds: they stay until an unpin takes the pin
+// away, through operations and past the cache's deletion.
+func UnpinFailures(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) pass.Failures {
+	f := pass.Failures{}
+	for img, list := range prev {
+		key, err := images.Normalize(img)
+		if err != nil {
+			continue
+		}
+		for _, nrm := range list {
+			if nrm.Reason == reasons.UnpinFailed && led.Pin(nrm.Node, key).Held() {
+				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
+			}
+		}
+	}
+	return f
+}
+
+// StartFailures clears the failures of a status whose operation starts
+// but its failed unpins of pins still held, and its refused pins (the new
+// operation tries them again).
+func StartFailures(st *v1alpha2.ImageCacheStatus, led *ledger.Ledger) {
+	st.Failures, _ = renderFailures(UnpinFailures(st.Failures, led), nil)
+	st.OmittedFailures = nil
+	st.Unpinned = nil
 }
 
 // pullCounts is PullCounts plus the failed pulls by image.

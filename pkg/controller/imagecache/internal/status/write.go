@@ -189,13 +189,32 @@ func (w *Writer) wrote(key cache.ObjectName, before, after *v1alpha2.ImageCache)
 	}
 }
 
-// WriteLedger writes a deleted cache's ledger when its pins changed.
+// WriteLedger writes a deleted cache's ledger and its failed unpins
+// (status.failures keeps the others as they were) when they changed.
 func (w *Writer) WriteLedger(ctx context.Context, s *pass.Pass) error {
-	if !w.ledgers.Changed(s.IC, s.Led) {
+	failures := pass.Failures{}
+	for img, list := range s.IC.Status.Failures {
+		for _, nrm := range list {
+			if nrm.Reason != reasons.UnpinFailed {
+				failures.Add(img, nrm.Node, nrm.Reason, nrm.Message)
+			}
+		}
+	}
+	for img, m := range s.Failures { // the unpins' (Finalize)
+		for node, nrm := range m {
+			failures.Add(img, node, nrm.Reason, nrm.Message)
+		}
+	}
+	rendered, _ := renderFailures(failures, nil)
+	if len(rendered) == 0 {
+		rendered = nil
+	}
+	if !w.ledgers.Changed(s.IC, s.Led) && equality.Semantic.DeepEqual(rendered, s.IC.Status.Failures) {
 		return nil
 	}
 	updated := s.IC.DeepCopy()
 	w.ledgers.Record(&updated.Status, s.Led)
+	updated.Status.Failures = rendered
 	written, err := w.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: version.Name})
 	if err != nil {
