@@ -119,38 +119,6 @@ func pinAgainstContainerd(t *testing.T, ctx context.Context, reg *framework.Regi
 		t.Errorf("unpin by a cache that did not pin it: %q, CRI pinned %v", out, pinned(operators))
 	}
 
-	// A pull that moves a tag drops its record's labels, the pin's among
-	// them (so the controller pins again after a pull that may have moved
-	// it): neither image is pinned until the tag is pinned again.
-	moving := reg.Host + "/test/moving:stable"
-	if err := crane.Push(framework.SmallImage(t, "f.txt", "first\n"), moving, crane.Insecure); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.PullImage(ctx, moving); err != nil {
-		t.Fatal(err)
-	}
-	first := statusOf(t, ctx, client, moving)
-	if out := run("pin", "--cache", "uid-a", "--cache-name", "team/a", moving); out != "pinned: "+moving {
-		t.Fatalf("pin of %s: %q", moving, out)
-	}
-	if err := crane.Push(framework.SmallImage(t, "f.txt", "second\n"), moving, crane.Insecure); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.PullImage(ctx, moving); err != nil {
-		t.Fatal(err)
-	}
-	second := statusOf(t, ctx, client, moving)
-	if second.GetId() == first.GetId() || second.GetPinned() {
-		t.Errorf("after the tag moved: image %s pinned %v, labels %v; want a new image, its pin gone with the labels",
-			second.GetId(), second.GetPinned(), labelsOf(t, ctx, ctd.Socket, moving))
-	}
-	if old, err := client.ImageStatus(ctx, first.GetId()); err != nil || old == nil || old.GetPinned() {
-		t.Errorf("the image the tag left: %v, err %v; want it there, unpinned", old, err)
-	}
-	if out := run("pin", "--cache", "uid-a", "--cache-name", "team/a", moving); out != "pinned: "+moving || !statusOf(t, ctx, client, moving).GetPinned() {
-		t.Errorf("pinned again after the move: %q", out)
-	}
-
 	absent := reg.Host + "/test/never-pulled:v1"
 	if out := run("pin", "--cache", "uid-a", absent); out != "already absent: "+absent+": the image is not on this node" {
 		t.Errorf("pin of an absent image: %q", out)
