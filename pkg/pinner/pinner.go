@@ -11,6 +11,13 @@
 // pinned: the pin label goes with the last of these, and never from an image
 // that was pinned before any cache pinned it (the sandbox image, an
 // operator's own pin), which kubefledged.io/pin-predates marks.
+//
+// The files, in the order a command goes through them: pinner.go (the
+// command, reading the records, a pin's labels and budget), unpin.go (an
+// unpin's labels, and the names that keep the image pinned), restore.go (the
+// pin label put back after a write that raced another cache's), report.go
+// (the wait for the CRI to report the pin, and the rollback of a pin it
+// does not report).
 package pinner
 
 import (

@@ -1,16 +1,3 @@
-// Package pinner is the logic of the fledged-cri pin and unpin commands,
-// which the pin Jobs run on a node to keep cached images from the kubelet's
-// image garbage collection.
-//
-// containerd's CRI reports an image as pinned when one of its records carries
-// the label io.cri-containerd.pinned=pinned, and the kubelet never collects a
-// pinned image. The commands set and clear that label through containerd's
-// own image API (namespace k8s.io), on the same socket as its CRI. Beside it,
-// each cache that pins an image leaves a label of its own,
-// kubefledged.io/pinned-by.<cache UID>, so that a cache unpins only what it
-// pinned: the pin label goes with the last of these, and never from an image
-// that was pinned before any cache pinned it (the sandbox image, an
-// operator's own pin), which kubefledged.io/pin-predates marks.
 package pinner
 
 import (
