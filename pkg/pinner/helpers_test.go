@@ -70,18 +70,6 @@ func mustRecords(t *testing.T, ctx context.Context, p *pinner, image string) []*
 	return recs
 }
 
-func equal(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 // skipWithoutReportedPins skips t on containerd 1.6, whose CRI does not
 // report pins (a pin there is unsupported).
 func skipWithoutReportedPins(t *testing.T, p *pinner) {

@@ -2,6 +2,7 @@ package pinner
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -66,7 +67,7 @@ func TestConcurrentPinAndUnpinKeepThePin(t *testing.T) {
 					t.Errorf("the last write's outcome: %+v, want %+v", got, tc.want)
 				}
 				want := map[string]string{cri.LabelPinned: cri.PinnedValue, cri.LabelPinnedByPrefix + "uid-b": "team/b"}
-				if got := pinLabels(labelsOf(t, ctx, a, image)); !equal(got, want) {
+				if got := pinLabels(labelsOf(t, ctx, a, image)); !maps.Equal(got, want) {
 					t.Errorf("labels at the end: %v, want %v", got, want)
 				}
 				// The CRI learns of a label by an event.

@@ -2,6 +2,7 @@ package pinner
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -69,7 +70,7 @@ func TestUnpinOfAnImagePinnedUnderAnotherName(t *testing.T) {
 				if l := pinLabels(labelsOf(t, ctx, a, ours)); len(l) != 0 {
 					t.Errorf("%s's labels after its unpin: %v; want none of the pins'", ours, l)
 				}
-				if l := pinLabels(labelsOf(t, ctx, a, other)); !equal(l, tc.want) {
+				if l := pinLabels(labelsOf(t, ctx, a, other)); !maps.Equal(l, tc.want) {
 					t.Errorf("%s's labels after the unpin of %s: %v, want %v", other, ours, l, tc.want)
 				}
 				if !reportsPinned(t, ctx, a, other) {

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func pullResetsTheLabels(t *testing.T, ctx context.Context, reg *framework.Regis
 		if _, err := client.PullImage(ctx, tag); err != nil {
 			t.Fatal(err)
 		}
-		if got := labelsOf(t, ctx, ctd.Socket, tag); !equalLabels(got, criOwn) {
+		if got := labelsOf(t, ctx, ctd.Socket, tag); !maps.Equal(got, criOwn) {
 			t.Errorf("%s: the labels of %s are %v, want the CRI's own alone, %v", what, tag, got, criOwn)
 		}
 		if st := statusOf(t, ctx, client, tag); st.GetPinned() {
@@ -75,16 +76,4 @@ func pullResetsTheLabels(t *testing.T, ctx context.Context, reg *framework.Regis
 	if old, err := client.ImageStatus(ctx, first.GetId()); err != nil || old == nil || old.GetPinned() {
 		t.Errorf("the image the tag left: %v, err %v; want it there, unpinned", old, err)
 	}
-}
-
-func equalLabels(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

@@ -53,6 +53,19 @@ func (f *fixture) onlyPinJob(unpin bool) batchv1.Job {
 	return jobs[0]
 }
 
+// pinJobRunning returns a fixture whose cache web pulled its image on
+// node-a, and whose pin Job runs there.
+func pinJobRunning(t *testing.T, img string) *fixture {
+	t.Helper()
+	web := newImageCache("web", withPin, withImages(img))
+	f := newFixture(t, pinConfig(), []*v1alpha2.ImageCache{web}, newNode("node-a", withRuntime(ctd)))
+	f.syncStarted("web", wCreateJob)
+	f.completeAll()
+	f.sync("web", wCreateJob, wStatus)
+	f.onlyPinJob(false)
+	return f
+}
+
 func (f *fixture) hasFinalizer(name string) bool {
 	return slices.Contains(f.imageCache(name).Finalizers, FinalizerUnpin)
 }
@@ -165,11 +178,7 @@ func TestPinOfUnknownOutcomeIsHeld(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			web := newImageCache("web", withPin, withImages(img))
-			f := newFixture(t, pinConfig(), []*v1alpha2.ImageCache{web}, newNode("node-a", withRuntime(ctd)))
-			f.syncStarted("web", wCreateJob)
-			f.completeAll()
-			f.sync("web", wCreateJob, wStatus)
+			f := pinJobRunning(t, img)
 			end(f, f.onlyPinJob(false))
 			f.syncOnly("web", wStatus, wDeleteJob)
 			if s := f.pinState("web", "node-a", img); !s.Held() {
@@ -194,12 +203,7 @@ func TestPinOfUnknownOutcomeIsHeld(t *testing.T) {
 // takes the pin away after that Job, which may have set it.
 func TestCacheDeletedWhilePinning(t *testing.T) {
 	const img = "registry.example/a:v1"
-	web := newImageCache("web", withPin, withImages(img))
-	f := newFixture(t, pinConfig(), []*v1alpha2.ImageCache{web}, newNode("node-a", withRuntime(ctd)))
-	f.syncStarted("web", wCreateJob)
-	f.completeAll()
-	f.sync("web", wCreateJob, wStatus)
-	f.onlyPinJob(false)
+	f := pinJobRunning(t, img)
 	f.deleteCache("web")
 	f.syncOnly("web", wDeleteJob, wStatus)
 	if !f.hasFinalizer("web") {
@@ -221,12 +225,7 @@ func TestCacheDeletedWhilePinning(t *testing.T) {
 // right after still unpins.
 func TestPinTurnedOffWhilePinning(t *testing.T) {
 	const img = "registry.example/a:v1"
-	web := newImageCache("web", withPin, withImages(img))
-	f := newFixture(t, pinConfig(), []*v1alpha2.ImageCache{web}, newNode("node-a", withRuntime(ctd)))
-	f.syncStarted("web", wCreateJob)
-	f.completeAll()
-	f.sync("web", wCreateJob, wStatus)
-	f.onlyPinJob(false)
+	f := pinJobRunning(t, img)
 	f.edit("web", func(ic *v1alpha2.ImageCache) { ic.Spec.Pin = false; ic.Generation = 2 })
 	f.clock.Step(time.Second)
 	for range 3 {

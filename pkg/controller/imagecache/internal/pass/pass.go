@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/images"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/plan"
 )
@@ -174,6 +175,26 @@ func PairKey(node, key string) string { return node + "\x00" + key }
 
 // Failures collects per-node failures by image (as the spec spells it).
 type Failures map[string]map[string]v1alpha2.NodeReasonMessage
+
+// PinFailures keeps, of a status's list of failures by image, those whose
+// pair's pin in the ledger keep says to keep (an entry's image normalised
+// as the ledger keys it).
+func PinFailures(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger,
+	keep func(nrm v1alpha2.NodeReasonMessage, pin ledger.PinState) bool) Failures {
+	f := Failures{}
+	for img, list := range prev {
+		key, err := images.Normalize(img)
+		if err != nil {
+			continue
+		}
+		for _, nrm := range list {
+			if keep(nrm, led.Pin(nrm.Node, key)) {
+				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
+			}
+		}
+	}
+	return f
+}
 
 // Drop forgets an image's failure on a node.
 func (f Failures) Drop(image, node string) {

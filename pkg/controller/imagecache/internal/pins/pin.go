@@ -213,19 +213,9 @@ func doubt(s *pass.Pass, job *batchv1.Job) {
 // still has refused, or unsure (a pin of unknown outcome, not pinned again
 // before the next operation).
 func NewUnpinned(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) pass.Failures {
-	f := pass.Failures{}
-	for img, list := range prev {
-		key, err := images.Normalize(img)
-		if err != nil {
-			continue
-		}
-		for _, nrm := range list {
-			if st := led.Pin(nrm.Node, key); st == ledger.PinRefused || st == ledger.PinUnsure {
-				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
-			}
-		}
-	}
-	return f
+	return pass.PinFailures(prev, led, func(_ v1alpha2.NodeReasonMessage, pin ledger.PinState) bool {
+		return pin == ledger.PinRefused || pin == ledger.PinUnsure
+	})
 }
 
 // DeleteDone deletes the pin and unpin Jobs whose outcomes the

@@ -112,19 +112,9 @@ func NewFailures(prev map[string]v1alpha2.NodeReasonMessageList, p *plan.Plan, l
 // pins the ledger still holds: they stay until an unpin takes the pin
 // away, through operations and past the cache's deletion.
 func UnpinFailures(prev map[string]v1alpha2.NodeReasonMessageList, led *ledger.Ledger) pass.Failures {
-	f := pass.Failures{}
-	for img, list := range prev {
-		key, err := images.Normalize(img)
-		if err != nil {
-			continue
-		}
-		for _, nrm := range list {
-			if nrm.Reason == reasons.UnpinFailed && led.Pin(nrm.Node, key).Held() {
-				f.Add(img, nrm.Node, nrm.Reason, nrm.Message)
-			}
-		}
-	}
-	return f
+	return pass.PinFailures(prev, led, func(nrm v1alpha2.NodeReasonMessage, pin ledger.PinState) bool {
+		return nrm.Reason == reasons.UnpinFailed && pin.Held()
+	})
 }
 
 // StartFailures clears the failures of a status whose operation starts
