@@ -77,7 +77,7 @@ real_node_phase() {
   # helm, for the tests that install the chart.
   KUBE_FLEDGED_HELM="$(bash hack/helm.sh)"
   export KUBE_FLEDGED_HELM
-  go test -tags e2e -count=1 -timeout 20m -run '^TestRealNode' ${E2E_FLAGS:-} ./test/e2e/ "$@"
+  go test -tags e2e -count=1 -timeout 35m -run '^TestRealNode' ${E2E_FLAGS:-} ./test/e2e/ "$@"
 }
 
 # The subset run on the oldest Kubernetes the chart claims.
