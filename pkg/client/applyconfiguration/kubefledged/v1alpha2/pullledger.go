@@ -46,10 +46,11 @@ type PullLedgerApplyConfiguration struct {
 	// may remove from it.
 	Nodes map[string]string `json:"nodes,omitempty"`
 	// Pins maps a node name to the cache's pins there: two bits per image
-	// in the order of Images (0 none, 1 pinned, 2 refused, 3 pinned but
-	// to be set again after a pull that may have moved the tag), packed
-	// four to a byte, base64 encoded. A pin stays recorded until the cache takes
-	// it away, whatever the spec says since.
+	// in the order of Images (0 none, 1 pinned, 2 refused, 3 unsure: a pin
+	// that may be set, held until an unpin confirms it gone, and set again
+	// where the cache still wants it), packed four to a byte, base64
+	// encoded. A pin stays recorded until the cache takes it away, whatever
+	// the spec says since.
 	Pins map[string]string `json:"pins,omitempty"`
 	// RemovedAt is the Unix time this cache last removed images from nodes.
 	// For a while after it, the images a node reports may still list them,
