@@ -10,12 +10,28 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// apiPage lists every field of the ImageCache API from the CRD's schema:
+// apiPage lists every field of the API's kinds from their CRDs' schemas:
 // its type, constraints and description, as kubectl explain shows them.
 func apiPage(root string) (string, error) {
-	raw, err := os.ReadFile(filepath.Join(root, "deploy", "crd", "kubefledged.io_imagecaches.yaml"))
+	var b strings.Builder
+	fmt.Fprintf(&b, "# The ImageCache API\n\n")
+	for _, kind := range []struct{ file, intro string }{
+		{"kubefledged.io_imagecaches.yaml", ""},
+		{"kubefledged.io_imagecacheslices.yaml", "The controller keeps the ledger of a cache over many nodes in ImageCacheSlices of its " +
+			"own, in the cache's namespace, owned by the cache and labelled with its name and UID: read them, never write them.\n\n"},
+	} {
+		if err := crdFields(&b, filepath.Join(root, "deploy", "crd", kind.file), kind.intro); err != nil {
+			return "", err
+		}
+	}
+	return b.String(), nil
+}
+
+// crdFields writes one CRD's kind: what it is, then a row per field.
+func crdFields(b *strings.Builder, file, intro string) error {
+	raw, err := os.ReadFile(file)
 	if err != nil {
-		return "", err
+		return err
 	}
 	var crd struct {
 		Spec struct {
@@ -34,24 +50,33 @@ func apiPage(root string) (string, error) {
 		}
 	}
 	if err := yaml.Unmarshal(raw, &crd); err != nil {
-		return "", err
+		return err
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# The ImageCache API\n\n")
 	for _, v := range crd.Spec.Versions {
-		fmt.Fprintf(&b, "`%s/%s`, kind `%s` (`kubectl get %s`, or `%s`), from the CRD's schema (`deploy/crd`): every field, its "+
-			"type and rules, and its description, which `kubectl explain imagecache.FIELD` prints too. The API server "+
+		if intro != "" {
+			fmt.Fprintf(b, "\n## %s\n\n%s", crd.Spec.Names.Kind, intro)
+		}
+		fmt.Fprintf(b, "`%s/%s`, kind `%s` (`kubectl get %s`, or `%s`), from the CRD's schema (`deploy/crd`): every field, its "+
+			"type and rules, and its description, which `kubectl explain %s.FIELD` prints too. The API server "+
 			"refuses an object that breaks a rule, with a message that names the field.\n\n",
-			crd.Spec.Group, v.Name, crd.Spec.Names.Kind, crd.Spec.Names.Plural, strings.Join(crd.Spec.Names.ShortNames, "`, `"))
+			crd.Spec.Group, v.Name, crd.Spec.Names.Kind, crd.Spec.Names.Plural, strings.Join(crd.Spec.Names.ShortNames, "`, `"),
+			strings.ToLower(crd.Spec.Names.Kind))
 		b.WriteString("| Field | Type | Rules | Description |\n| --- | --- | --- | --- |\n")
 		props, _ := v.Schema.OpenAPIV3Schema["properties"].(map[string]any)
-		for _, top := range []string{"spec", "status"} {
+		names := make([]string, 0, len(props))
+		for n := range props {
+			if n != "apiVersion" && n != "kind" && n != "metadata" {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		for _, top := range names {
 			if s, ok := props[top].(map[string]any); ok {
-				walk(&b, top, s, required(v.Schema.OpenAPIV3Schema)[top])
+				walk(b, top, s, required(v.Schema.OpenAPIV3Schema)[top])
 			}
 		}
 	}
-	return b.String(), nil
+	return nil
 }
 
 func required(s map[string]any) map[string]bool {

@@ -36,6 +36,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &kubefledgedv1alpha2.CacheSpecImagesApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("ImageCache"):
 		return &kubefledgedv1alpha2.ImageCacheApplyConfiguration{}
+	case v1alpha2.SchemeGroupVersion.WithKind("ImageCacheSlice"):
+		return &kubefledgedv1alpha2.ImageCacheSliceApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("ImageCacheSpec"):
 		return &kubefledgedv1alpha2.ImageCacheSpecApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("ImageCacheStatus"):

@@ -55,6 +55,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 	// Group=kubefledged.io, Version=v1alpha2
 	case v1alpha2.SchemeGroupVersion.WithResource("imagecaches"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Kubefledged().V1alpha2().ImageCaches().Informer()}, nil
+	case v1alpha2.SchemeGroupVersion.WithResource("imagecacheslices"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Kubefledged().V1alpha2().ImageCacheSlices().Informer()}, nil
 
 	}
 

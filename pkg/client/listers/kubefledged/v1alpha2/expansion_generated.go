@@ -25,3 +25,11 @@ type ImageCacheListerExpansion interface{}
 // ImageCacheNamespaceListerExpansion allows custom methods to be added to
 // ImageCacheNamespaceLister.
 type ImageCacheNamespaceListerExpansion interface{}
+
+// ImageCacheSliceListerExpansion allows custom methods to be added to
+// ImageCacheSliceLister.
+type ImageCacheSliceListerExpansion interface{}
+
+// ImageCacheSliceNamespaceListerExpansion allows custom methods to be added to
+// ImageCacheSliceNamespaceLister.
+type ImageCacheSliceNamespaceListerExpansion interface{}

@@ -26,6 +26,8 @@ import (
 type Interface interface {
 	// ImageCaches returns a ImageCacheInformer.
 	ImageCaches() TypedImageCacheInformer
+	// ImageCacheSlices returns a ImageCacheSliceInformer.
+	ImageCacheSlices() TypedImageCacheSliceInformer
 }
 
 type version struct {
@@ -42,4 +44,9 @@ func New(f internalinterfaces.SharedInformerFactory, namespace string, tweakList
 // ImageCaches returns a TypedImageCacheInformer.
 func (v *version) ImageCaches() TypedImageCacheInformer {
 	return &imageCacheInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// ImageCacheSlices returns a TypedImageCacheSliceInformer.
+func (v *version) ImageCacheSlices() TypedImageCacheSliceInformer {
+	return &imageCacheSliceInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }

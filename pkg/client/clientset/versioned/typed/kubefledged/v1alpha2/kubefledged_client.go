@@ -29,6 +29,7 @@ import (
 type KubefledgedV1alpha2Interface interface {
 	RESTClient() rest.Interface
 	ImageCachesGetter
+	ImageCacheSlicesGetter
 }
 
 // KubefledgedV1alpha2Client is used to interact with features provided by the kubefledged.io group.
@@ -38,6 +39,10 @@ type KubefledgedV1alpha2Client struct {
 
 func (c *KubefledgedV1alpha2Client) ImageCaches(namespace string) ImageCacheInterface {
 	return newImageCaches(c, namespace)
+}
+
+func (c *KubefledgedV1alpha2Client) ImageCacheSlices(namespace string) ImageCacheSliceInterface {
+	return newImageCacheSlices(c, namespace)
 }
 
 // NewForConfig creates a new KubefledgedV1alpha2Client for the given config.

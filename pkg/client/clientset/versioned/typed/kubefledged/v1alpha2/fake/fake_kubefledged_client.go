@@ -32,6 +32,10 @@ func (c *FakeKubefledgedV1alpha2) ImageCaches(namespace string) v1alpha2.ImageCa
 	return newFakeImageCaches(c, namespace)
 }
 
+func (c *FakeKubefledgedV1alpha2) ImageCacheSlices(namespace string) v1alpha2.ImageCacheSliceInterface {
+	return newFakeImageCacheSlices(c, namespace)
+}
+
 // RESTClient returns a RESTClient that is used to communicate
 // with API server by this client implementation.
 func (c *FakeKubefledgedV1alpha2) RESTClient() rest.Interface {
