@@ -81,7 +81,7 @@ real_node_phase() {
 }
 
 # The subset run on the oldest Kubernetes the chart claims.
-OLDEST_E2E='^(TestDeployRBACIsEnoughAndNoMore|TestSampleOverTwentyNodes|TestUpdateRunsOnlyNewWork|TestStartupTaintPolicy|TestStartupTaintHoldsPodsUntilWarm|TestPolicyRefusesOneNode)$'
+OLDEST_E2E='^(TestDeployRBACIsEnoughAndNoMore|TestSampleOverTwentyNodes|TestPurgeAnnotation|TestUpdateRunsOnlyNewWork|TestStartupTaintPolicy|TestStartupTaintHoldsPodsUntilWarm|TestPolicyRefusesOneNode)$'
 OLDEST_API='^(TestSampleAppliesUnchanged|TestValidationRefusesBadManifests|TestSpecAndStatusDoNotClobber|TestPrinterColumns)$'
 oldest_phase() {
   local start=${SECONDS} bin rc=0

@@ -52,7 +52,7 @@ func (o *options) requestCommand(r request) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "Follow the operation to its end, with a progress line.")
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "With --wait, the longest to wait (0: no limit).")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "With --wait, the longest to wait (0: no limit); then exit 2.")
 	if r.verb == purge.verb {
 		cmd.Flags().BoolVarP(&yes, "yes", "y", false, "Do not ask before purging.")
 	}
@@ -95,9 +95,9 @@ func (o *options) runRequest(ctx context.Context, r request, name string, yes, w
 	}
 	switch st := &last.Status; {
 	case st.Reason == r.reason:
-		return o.outcome(last)
+		return o.outcome(last, r.verb == purge.verb)
 	case st.Reason == v1alpha2.ImageCacheReasonPurge:
-		return &ExitError{Code: 1, Err: fmt.Errorf("a purge ran instead of the %s (both were asked; the purge wins)", r.verb)}
+		return &ExitError{Code: ExitStalled, Err: fmt.Errorf("a purge ran instead of the %s (both were asked; the purge wins)", r.verb)}
 	default:
 		return &ExitError{Code: 1, Err: fmt.Errorf("the controller removed the %s annotation without running a %s: "+
 			"imagecache %s/%s is %s (%s): %s", r.verb, r.verb, last.Namespace, last.Name, st.Status,

@@ -35,10 +35,14 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// Exit codes beyond 0 (done) and 1 (an error, or a cache that failed).
+// Exit codes beyond 0 (done: for wait, the cache Ready) and 1 (an error).
 const (
 	// ExitTimeout: the wait ended at its --timeout.
 	ExitTimeout = 2
+	// ExitStalled: the operation ended, and the cache is Stalled: it
+	// failed, was purged, or is too large; nothing changes until its spec
+	// does or it is refreshed.
+	ExitStalled = 3
 )
 
 // options are the flags every command shares.

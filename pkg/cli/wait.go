@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -25,12 +26,13 @@ func (o *options) waitCommand() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "wait NAME --for=succeeded",
-		Short: "Wait for a cache's operation to succeed; exit non-zero with the reason if it fails",
+		Short: "Wait for a cache to be Ready: its images on its nodes; exit non-zero with the reason if it is not",
 		Long: `Waits until the ImageCache's latest operation has ended for its current spec
 (no refresh or purge asked and not started, the spec's generation observed):
-exits 0 when it Succeeded, 1 with the reason and the first failures when it
-Failed (or was Aborted), 2 at --timeout. For scripts and pipelines, such as a
-roll-out that should wait until its images are on the nodes.`,
+exits 0 when the cache is Ready (its images on its nodes), 3 with the reason
+(and the first failures) when it is Stalled: failed, purged, or too large, 2 at
+--timeout, 1 on any other error. For scripts and pipelines, such as a roll-out
+that should wait until its images are on the nodes.`,
 		Example: `  kubectl fledged wait my-cache -n apps --for=succeeded --timeout=15m`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -54,7 +56,7 @@ func (o *options) runWait(ctx context.Context, name string, timeout time.Duratio
 	if err != nil {
 		return err
 	}
-	return o.outcome(ic)
+	return o.outcome(ic, false)
 }
 
 // requested says whether a refresh or purge is asked and not yet done.
@@ -64,14 +66,31 @@ func requested(ic *v1alpha2.ImageCache) bool {
 	return refresh || purge
 }
 
-// outcome prints an ended operation's outcome, and fails unless it
-// succeeded.
-func (o *options) outcome(ic *v1alpha2.ImageCache) error {
+// outcome prints an ended operation's outcome, and fails unless the cache
+// is Ready for its current generation (a purge's, unless it Succeeded:
+// a purged cache is not Ready, by design). A Stalled cache (failed, purged,
+// too large) ends with ExitStalled and why; anything else with 1.
+func (o *options) outcome(ic *v1alpha2.ImageCache, purge bool) error {
 	st := &ic.Status
 	line := fmt.Sprintf("imagecache.kubefledged.io/%s %s (%s): %s", ic.Name, st.Status, strings.TrimPrefix(st.Reason, "ImageCache"), st.Message)
-	if st.Status == v1alpha2.ImageCacheActionStatusSucceeded {
+	ready, stalled := conditionOf(ic, v1alpha2.ConditionReady), conditionOf(ic, v1alpha2.ConditionStalled)
+	succeeded := st.Status == v1alpha2.ImageCacheActionStatusSucceeded
+	switch {
+	case purge && succeeded && st.Reason == v1alpha2.ImageCacheReasonPurge,
+		!purge && ready != nil && ready.Status == metav1.ConditionTrue,
+		// Written by a controller that set no conditions.
+		!purge && ready == nil && succeeded && st.Reason != v1alpha2.ImageCacheReasonPurge:
 		fmt.Fprintln(o.streams.Out, line)
 		return nil
+	}
+	code := 1
+	if stalled != nil && stalled.Status == metav1.ConditionTrue || ready == nil && st.Reason == v1alpha2.ImageCacheReasonPurge {
+		code = ExitStalled
+		if stalled != nil {
+			line += fmt.Sprintf("\n  Stalled: %s: %s", stalled.Reason, stalled.Message)
+		}
+	} else if ready != nil {
+		line += fmt.Sprintf("\n  Ready %s: %s: %s", ready.Status, ready.Reason, ready.Message)
 	}
 	var failures []string
 	for _, img := range sortedKeys(st.Failures) {
@@ -85,7 +104,17 @@ func (o *options) outcome(ic *v1alpha2.ImageCache) error {
 			line += fmt.Sprintf("\n  and %d more (kubectl fledged nodes %s --state failed)", len(failures)-5, ic.Name)
 		}
 	}
-	return &ExitError{Code: 1, Err: errors.New(line)}
+	return &ExitError{Code: code, Err: errors.New(line)}
+}
+
+// conditionOf returns a cache's condition of a type, if it is set for the
+// cache's current generation.
+func conditionOf(ic *v1alpha2.ImageCache, kind string) *metav1.Condition {
+	c := meta.FindStatusCondition(ic.Status.Conditions, kind)
+	if c == nil || c.ObservedGeneration != 0 && c.ObservedGeneration != ic.Generation {
+		return nil
+	}
+	return c
 }
 
 // follow watches a cache until done says it is, printing a progress line to

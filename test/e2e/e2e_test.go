@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/cli"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -336,6 +337,16 @@ func TestPurgeAnnotation(t *testing.T) {
 	}
 	if c := meta.FindStatusCondition(ic.Status.Conditions, v1alpha2.ConditionReady); c == nil || c.Reason != "Purged" {
 		t.Errorf("Ready %+v", c)
+	}
+	// Its status says Succeeded (the purge did), and its images are off
+	// the nodes: a pipeline's wait must not read it as warm.
+	out, code := kubectlFledged(t, "wait", "app", "-n", ns, "--for=succeeded", "--timeout=30s")
+	if code != cli.ExitStalled || !strings.Contains(out, "Stalled: Purged: ") {
+		t.Errorf("kubectl fledged wait on the purged cache: exit %d, %q; want %d, Stalled: Purged", code, out, cli.ExitStalled)
+	}
+	// kubectl get ic: NAME READY STATUS DONE DESIRED FAILED AGE.
+	if row := strings.Fields(kubectl(t, "get", "ic", "app", "-n", ns, "--no-headers")); len(row) < 3 || row[1] != "False" || row[2] != "Succeeded" {
+		t.Errorf("kubectl get ic of the purged cache: %v; want READY False, STATUS Succeeded", row)
 	}
 }
 

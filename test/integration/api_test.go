@@ -339,14 +339,14 @@ func TestPrinterColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertTable(t, out, []string{"NAME", "STATUS", "DONE", "DESIRED", "FAILED", "AGE"},
-		map[string]string{"NAME": "cols", "STATUS": "Failed", "DONE": "7", "DESIRED": "8", "FAILED": "1"})
+	assertTable(t, out, []string{"NAME", "READY", "STATUS", "DONE", "DESIRED", "FAILED", "AGE"},
+		map[string]string{"NAME": "cols", "READY": "False", "STATUS": "Failed", "DONE": "7", "DESIRED": "8", "FAILED": "1"})
 
 	out, err = cp.Kubectl(ctx, "get", "imagecaches.kubefledged.io", "-n", ns, "-o", "wide")
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertTable(t, out, []string{"NAME", "STATUS", "DONE", "DESIRED", "FAILED", "AGE", "REASON", "MESSAGE"},
+	assertTable(t, out, []string{"NAME", "READY", "STATUS", "DONE", "DESIRED", "FAILED", "AGE", "REASON", "MESSAGE"},
 		map[string]string{"NAME": "cols", "REASON": "ImageCacheCreate", "MESSAGE": "Pulled 7 of 8 images on 4 nodes; 1 failed"})
 }
 

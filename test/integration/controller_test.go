@@ -299,8 +299,8 @@ func TestControllerCreateToSucceeded(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := fmt.Sprint(ic.Status.Pulls.Desired)
-	assertTable(t, out, []string{"NAME", "STATUS", "DONE", "DESIRED", "FAILED", "AGE"},
-		map[string]string{"NAME": "web", "STATUS": "Succeeded", "DONE": d, "DESIRED": d, "FAILED": "0"})
+	assertTable(t, out, []string{"NAME", "READY", "STATUS", "DONE", "DESIRED", "FAILED", "AGE"},
+		map[string]string{"NAME": "web", "READY": "True", "STATUS": "Succeeded", "DONE": d, "DESIRED": d, "FAILED": "0"})
 	// The finished Jobs are deleted once the operation is done.
 	waitFor(t, 10*time.Second, "finished Jobs to be deleted", func() (bool, error) {
 		for _, j := range listJobs(t, ns) {

@@ -252,7 +252,7 @@ func TestPlugin(t *testing.T) {
 	completeJobPulled(t, jobOn(t, ns, nodes[3]))
 	waitStatus(t, ns, "web", v1alpha2.ImageCacheActionStatusFailed, 20*time.Second)
 	_, errOut, code = fledgedRun(t, "", "wait", "web", "-n", ns, "--for=succeeded", "--timeout=20s")
-	if code != 1 || !strings.Contains(errOut, "imagecache.kubefledged.io/web Failed (Create): ") ||
+	if code != cli.ExitStalled || !strings.Contains(errOut, "imagecache.kubefledged.io/web Failed (Create): ") ||
 		!strings.Contains(errOut, fmt.Sprintf("\n  %s on %s: %s: %s\n", bad, nodes[1], reason, msg)) {
 		t.Errorf("wait on a failed cache: exit %d, %q", code, errOut)
 	}

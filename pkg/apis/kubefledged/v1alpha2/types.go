@@ -33,6 +33,7 @@ const (
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=ic,categories=kubefledged
 // +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,description="The images are on their nodes (the Ready condition)"
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
 // +kubebuilder:printcolumn:name="Done",type=integer,JSONPath=`.status.pulls.succeeded`,description="Pulls done (pulled, or already present)"
 // +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.pulls.desired`,description="Pulls wanted: (node, image) pairs"
