@@ -239,6 +239,38 @@ func TestStartupTaintTimeout(t *testing.T) {
 	}
 }
 
+// TestStartupTaintTimeoutWhileTheControllerIsDown: a node joins with the
+// taint while no controller runs, and stays past the timeout; a controller
+// started then releases it at once (the timeout counts from the node's
+// creation), though its pull hangs, with the Warning.
+func TestStartupTaintTimeoutWhileTheControllerIsDown(t *testing.T) {
+	ns := newNamespace(t, "warmlate")
+	applyCache(t, ns, fmt.Sprintf(`
+  - images: [hang.invalid/e2e/slow:v1]
+    nodeSelector: {e2e: %s}
+`, ns))
+	rel := watchReleases(t, "e2e="+ns)
+	joined := time.Now()
+	addNodes(t, []string{"warm-late"}, map[string]string{"e2e": ns}, startupTaint)
+	waitFor(t, time.Minute, "the node's 20s timeout to pass with no controller", func() bool {
+		return time.Since(joined) > 21*time.Second && rel.count() == 0
+	})
+	started := time.Now()
+	startController(t, "--node-startup-taint="+warmingTaint, "--node-startup-taint-timeout=20s", "--image-pull-deadline-duration=5m")
+	waitFor(t, time.Minute, "warm-late released", func() bool { return rel.count() == 1 })
+	at, _ := rel.get("warm-late")
+	t.Logf("released %v after the controller started, %v after the node joined", at.Sub(started).Round(100*time.Millisecond),
+		at.Sub(joined).Round(100*time.Millisecond))
+	if at.Sub(started) >= 20*time.Second {
+		t.Errorf("released %v after the controller started: the timeout ran again from its start", at.Sub(started))
+	}
+	waitFor(t, 30*time.Second, "the WarmingTimedOut event", func() bool {
+		events, err := kubeClient.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{
+			FieldSelector: "involvedObject.name=warm-late,reason=WarmingTimedOut"})
+		return err == nil && len(events.Items) > 0
+	})
+}
+
 // TestStartupTaintPolicy: with deploy/startup-taint applied, the controller's
 // ServiceAccount token can remove the startup taint from a Node, and is
 // refused when it tries to add a label, remove another taint, or cordon it.

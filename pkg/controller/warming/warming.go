@@ -63,15 +63,17 @@ type Controller struct {
 	queue      workqueue.TypedRateLimitingInterface[string]
 
 	// tainted holds the names of the nodes that carry the taint, and
-	// firstSeen when this process first saw each (the timeout runs from
-	// then: only while the controller is up).
+	// firstSeen when this process first saw each; untainted the nodes it
+	// saw without it (a taint added later: its timeout runs from when it
+	// was seen, since).
 	mu        sync.Mutex
 	tainted   map[string]bool
 	firstSeen map[types.UID]time.Time
+	untainted map[types.UID]bool
 }
 
 // New builds the controller for the NoSchedule taint of key taint, released
-// at the latest timeout after the node is first seen, with the filter of the
+// at the latest timeout after the node was tainted (taintedSince), with the filter of the
 // nodes the pulls can run on, and registers its event handlers.
 func New(taint string, timeout time.Duration, filter plan.NodeFilter, kubeClient kubernetes.Interface, icInformer icinformers.ImageCacheInformer,
 	nodeInformer coreinformers.NodeInformer, recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
@@ -86,6 +88,7 @@ func New(taint string, timeout time.Duration, filter plan.NodeFilter, kubeClient
 		icLister: icInformer.Lister(), nodeLister: nodeInformer.Lister(),
 		synced:   []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced},
 		recorder: recorder, clock: clk, tainted: map[string]bool{}, firstSeen: map[types.UID]time.Time{},
+		untainted: map[types.UID]bool{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: version.Name + "-warming", Clock: ticker}),
 	}
@@ -132,6 +135,11 @@ func (c *Controller) nodeSeen(n *corev1.Node, deleted bool) {
 	if deleted || c.taintIndex(n) < 0 {
 		delete(c.tainted, n.Name)
 		delete(c.firstSeen, n.UID)
+		if deleted {
+			delete(c.untainted, n.UID)
+		} else {
+			c.untainted[n.UID] = true
+		}
 		return
 	}
 	c.tainted[n.Name] = true
@@ -169,14 +177,18 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		first = now
 		c.firstSeen[node.UID] = now
 	}
+	since := first
+	if !c.untainted[node.UID] {
+		since = taintedSince(node, i, first)
+	}
 	c.mu.Unlock()
 
 	pending, settled, err := c.pending(node)
 	if err != nil {
 		return 0, err
 	}
-	if len(pending) > 0 && now.Sub(first) < c.timeout {
-		return c.timeout - now.Sub(first), nil
+	if waited := now.Sub(since); len(pending) > 0 && waited < c.timeout {
+		return c.timeout - waited, nil
 	}
 	if err := c.releaseNode(ctx, node, i); err != nil {
 		return c.releaseFailed(ctx, node, i, err)
@@ -203,6 +215,23 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 	delete(c.firstSeen, node.UID)
 	c.mu.Unlock()
 	return 0, nil
+}
+
+// taintedSince is when a node's wait for its warm-up began: when its taint
+// was added, where the taint says (TimeAdded), else when the node was
+// created (it registers with the taint), and never after this process first
+// saw it (a clock ahead of the controller's). A controller that starts late,
+// or again, so releases at once the nodes whose wait passed meanwhile: the
+// timeout runs whether a controller runs or not.
+func taintedSince(n *corev1.Node, i int, first time.Time) time.Time {
+	since := n.CreationTimestamp.Time
+	if added := n.Spec.Taints[i].TimeAdded; added != nil && added.After(since) {
+		since = added.Time
+	}
+	if since.IsZero() || since.After(first) {
+		return first
+	}
+	return since
 }
 
 // pending lists the pulls that the caches matching a node have not
