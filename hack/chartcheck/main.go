@@ -58,17 +58,20 @@ type checker struct{ helm, kustomize, kubeVersion, root string }
 
 func (c checker) run() error {
 	// Each case: a value set on top of the chart's defaults, what deploy/ has
-	// for it, whether the chart may render nothing more, and a flag its
-	// Deployment must then pass.
+	// for it, whether the chart may render nothing more, and what its
+	// Deployment must then say (a flag, a field).
 	cases := []struct {
 		set   string
 		want  func() (map[string]object, error)
 		exact bool
-		flag  string
+		has   []string
 	}{
 		{set: "namespace.create=true", want: func() (map[string]object, error) { return c.kustomization("deploy") }, exact: true},
 		{set: "startupTaint.enabled=true", want: func() (map[string]object, error) { return c.kustomization("deploy/startup-taint") },
-			flag: "--node-startup-taint=kubefledged.io/warming"},
+			// The controller tolerates its own taint, and runs before
+			// the pods the taint holds.
+			has: []string{"--node-startup-taint=kubefledged.io/warming", "map[effect:NoSchedule key:kubefledged.io/warming operator:Exists]",
+				"priorityClassName:system-cluster-critical"}},
 		{set: "userRoles.enabled=true", want: func() (map[string]object, error) { return c.files("deploy/user-roles.yaml") }},
 	}
 	deployment := key(object{"kind": "Deployment", "metadata": object{"name": "kube-fledged", "namespace": "kube-fledged"}})
@@ -83,8 +86,10 @@ func (c checker) run() error {
 			return err
 		}
 		errs = append(errs, compare(tc.set, chart, want, tc.exact)...)
-		if tc.flag != "" && !strings.Contains(fmt.Sprint(chart[deployment]), tc.flag) {
-			errs = append(errs, fmt.Errorf("%s: the Deployment does not pass %s", tc.set, tc.flag))
+		for _, has := range tc.has {
+			if !strings.Contains(fmt.Sprint(chart[deployment]), has) {
+				errs = append(errs, fmt.Errorf("%s: the Deployment does not say %s", tc.set, has))
+			}
 		}
 	}
 	return errors.Join(errs...)
