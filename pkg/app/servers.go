@@ -109,7 +109,7 @@ type cacheCollector struct {
 	// slots says each cache's Job slots.
 	slots                                     func() map[cache.ObjectName]imagecache.Slots
 	byStatus, status, pulls, desired, started *prometheus.Desc
-	duration                                  *prometheus.Desc
+	duration, condition                       *prometheus.Desc
 	inFlight, waiting                         *prometheus.Desc
 }
 
@@ -131,6 +131,9 @@ func newCacheCollector(l iclisters.ImageCacheLister, leading func() bool, slots 
 			"Each ImageCache's (node, image) pulls wanted.", perCache, nil),
 		started: prometheus.NewDesc("kubefledged_imagecache_operation_start_time_seconds",
 			"When each ImageCache's latest operation started (Unix time), by operation.", append(perCache, "operation"), nil),
+		condition: prometheus.NewDesc("kubefledged_imagecache_condition",
+			"1 for each condition of each ImageCache (Ready, Reconciling, Stalled, Progressing) at its status and reason. Unlike kubefledged_imagecache_status, Ready stays False through the refreshes of a cache that failed, until one succeeds: alert on it.",
+			append(perCache, "type", "status", "reason"), nil),
 		duration: prometheus.NewDesc("kubefledged_imagecache_operation_duration_seconds",
 			"How long each ImageCache's latest operation took from its start to its end, by operation (once it has ended).",
 			append(perCache, "operation"), nil),
@@ -141,7 +144,7 @@ func newCacheCollector(l iclisters.ImageCacheLister, leading func() bool, slots 
 func (c *cacheCollector) MetricType() string { return "gauge" }
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.byStatus, c.status, c.pulls, c.desired, c.started, c.duration, c.inFlight, c.waiting} {
+	for _, d := range []*prometheus.Desc{c.byStatus, c.status, c.pulls, c.desired, c.started, c.duration, c.condition, c.inFlight, c.waiting} {
 		ch <- d
 	}
 }
@@ -179,6 +182,9 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.pulls, float64(n), ic.Namespace, ic.Name, state)
 		}
 		gauge(c.desired, float64(p.Desired), ic.Namespace, ic.Name)
+		for _, cond := range ic.Status.Conditions {
+			gauge(c.condition, 1, ic.Namespace, ic.Name, cond.Type, string(cond.Status), cond.Reason)
+		}
 		if start := ic.Status.StartTime; start != nil {
 			gauge(c.started, float64(start.Unix()), ic.Namespace, ic.Name, ic.Status.Reason)
 			if end := ic.Status.CompletionTime; end != nil && s != string(v1alpha2.ImageCacheActionStatusProcessing) {

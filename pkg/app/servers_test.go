@@ -25,7 +25,9 @@ func TestCacheMetricsOnTheLeaderOnly(t *testing.T) {
 	for _, ic := range []*v1alpha2.ImageCache{
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web"}, Status: v1alpha2.ImageCacheStatus{
 			Status: v1alpha2.ImageCacheActionStatusFailed, Reason: v1alpha2.ImageCacheReasonRefresh, StartTime: &start, CompletionTime: &end,
-			Pulls: v1alpha2.PullCounts{Desired: 10, Succeeded: 7, AlreadyPresent: 2, Failed: 1, Pending: 0, Skipped: 2}}},
+			Pulls: v1alpha2.PullCounts{Desired: 10, Succeeded: 7, AlreadyPresent: 2, Failed: 1, Pending: 0, Skipped: 2},
+			Conditions: []metav1.Condition{{Type: v1alpha2.ConditionReady, Status: metav1.ConditionFalse, Reason: "PullsFailed"},
+				{Type: v1alpha2.ConditionStalled, Status: metav1.ConditionTrue, Reason: "PullsFailed"}}}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "new"}},
 	} {
 		if err := idx.Add(ic); err != nil {
@@ -42,6 +44,10 @@ func TestCacheMetricsOnTheLeaderOnly(t *testing.T) {
 	}
 	leading = true
 	want := `
+# HELP kubefledged_imagecache_condition 1 for each condition of each ImageCache (Ready, Reconciling, Stalled, Progressing) at its status and reason. Unlike kubefledged_imagecache_status, Ready stays False through the refreshes of a cache that failed, until one succeeds: alert on it.
+# TYPE kubefledged_imagecache_condition gauge
+kubefledged_imagecache_condition{name="web",namespace="team-a",reason="PullsFailed",status="False",type="Ready"} 1
+kubefledged_imagecache_condition{name="web",namespace="team-a",reason="PullsFailed",status="True",type="Stalled"} 1
 # HELP kubefledged_imagecache_jobs_in_flight Each ImageCache's Jobs whose pod has not finished: its part of --max-in-flight-jobs.
 # TYPE kubefledged_imagecache_jobs_in_flight gauge
 kubefledged_imagecache_jobs_in_flight{name="new",namespace="team-b"} 0

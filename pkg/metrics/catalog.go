@@ -25,7 +25,7 @@ type Typed interface {
 // page, which make verify keeps in step with the code.
 func Catalog(extra ...prometheus.Collector) ([]Entry, error) {
 	all := append([]prometheus.Collector{
-		PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, NodeWarmupSeconds, JobsCreatedTotal,
+		PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, OperationsTotal, NodeWarmupSeconds, JobsCreatedTotal,
 		requestsTotal, ImagesGoneTotal, PinsTotal, buildInfo, Leader, APIRequestsTotal,
 		wqDepth, wqAdds, wqLatency, wqWork, wqUnfinished, wqLongest, wqRetries,
 	}, extra...)

@@ -85,11 +85,19 @@ var (
 		Help: "Sizes of the images the kubelet pulled for pull Jobs, as its Pulled events give them (best-effort).",
 	})
 
-	// PullRetriesTotal counts the failed pulls the controller tries again.
-	PullRetriesTotal = prometheus.NewCounter(prometheus.CounterOpts{
+	// PullRetriesTotal counts the failed pulls the controller tries again,
+	// by the kubelet's reason.
+	PullRetriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "pull_retries_total",
-		Help: "(node, image) pulls that failed for a reason that may pass (a registry or network down, slow or busy), to be tried again.",
-	})
+		Help: "(node, image) pulls that failed for a reason that may pass (a registry or network down, slow or busy), to be tried again, by the failure's reason.",
+	}, []string{"reason"})
+
+	// OperationsTotal counts the operations that ended, by operation and
+	// result.
+	OperationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "imagecache_operations_total",
+		Help: "ImageCache operations that ended, by operation (ImageCacheCreate, ImageCacheUpdate, ImageCacheRefresh, ImageCachePurge) and result (Succeeded, Failed).",
+	}, []string{"operation", "result"})
 
 	// ImagesGoneTotal counts the cached images found gone from their nodes.
 	ImagesGoneTotal = prometheus.NewCounter(prometheus.CounterOpts{
@@ -130,7 +138,7 @@ func Register() {
 		Registry.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
+			PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, OperationsTotal, NodeWarmupSeconds, JobsCreatedTotal, requestsTotal,
 			ImagesGoneTotal, PinsTotal,
 			buildInfo, Leader,
 		)

@@ -64,7 +64,8 @@ func (f *fixture) newestJob() batchv1.Job {
 // message and the next try, a restarted controller keeps the backoff, and
 // the try that works makes the cache Succeeded with no failure.
 func TestTransientPullFailureIsRetriedWithBackoff(t *testing.T) {
-	retriesBefore := testutil.ToFloat64(metrics.PullRetriesTotal)
+	retriesBefore := testutil.ToFloat64(metrics.PullRetriesTotal.WithLabelValues("ErrImagePull"))
+	createsBefore := testutil.ToFloat64(metrics.OperationsTotal.WithLabelValues(v1alpha2.ImageCacheReasonCreate, "Succeeded"))
 	cfg := retryConfig(time.Hour, 10*time.Minute)
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx:1.27", "registry.local/app:1"))},
 		newNode("node-a"))
@@ -130,8 +131,11 @@ func TestTransientPullFailureIsRetriedWithBackoff(t *testing.T) {
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Message != "Pulled 2 of 2 images on 1 node" || len(st.Failures) != 0 {
 		t.Errorf("after the registry came back: %s %q %v", st.Status, st.Message, st.Failures)
 	}
-	if got := testutil.ToFloat64(metrics.PullRetriesTotal) - retriesBefore; got != 2 {
-		t.Errorf("pull_retries_total grew by %v, want 2", got)
+	if got := testutil.ToFloat64(metrics.PullRetriesTotal.WithLabelValues("ErrImagePull")) - retriesBefore; got != 2 {
+		t.Errorf(`pull_retries_total{reason="ErrImagePull"} grew by %v, want 2`, got)
+	}
+	if got := testutil.ToFloat64(metrics.OperationsTotal.WithLabelValues(v1alpha2.ImageCacheReasonCreate, "Succeeded")) - createsBefore; got != 1 {
+		t.Errorf(`imagecache_operations_total{operation="ImageCacheCreate",result="Succeeded"} grew by %v, want 1`, got)
 	}
 }
 

@@ -33,9 +33,9 @@ type pullOp struct {
 	// kubeletPulls what the kubelet's events say of their pulls.
 	pullTimes    []time.Duration
 	kubeletPulls []pullevents.Pull
-	// retried counts the pairs whose Jobs this pass ended with a failure
-	// to try again.
-	retried int
+	// retried counts, by the failure's reason, the pairs whose Jobs this
+	// pass ended with a failure to try again.
+	retried map[string]int
 	// moved are the pulls this pass settled that found a tag moved.
 	moved []status.Moved
 }
@@ -43,7 +43,7 @@ type pullOp struct {
 // newPullOp keeps of the ledger the pairs the plan wants, and the images
 // dropped from the spec that are still to be removed.
 func newPullOp(c *Ops, s *pass.Pass) *pullOp {
-	o := &pullOp{c: c, s: s, others: c.otherCaches(s.IC)}
+	o := &pullOp{c: c, s: s, others: c.otherCaches(s.IC), retried: map[string]int{}}
 	s.Led.KeepOnly(func(node, key string) bool { return s.Plan.Wants(node, key) || o.toRemove(node, key) })
 	return o
 }
@@ -222,7 +222,9 @@ func (o *pullOp) Kept() (pass.Failures, map[string]int) { return nil, nil }
 // Recorded counts the pairs this pass settled, and their pull times.
 func (o *pullOp) Recorded(before ledger.Reader) {
 	countSettled(before, o.s.Led)
-	metrics.PullRetriesTotal.Add(float64(o.retried))
+	for reason, n := range o.retried {
+		metrics.PullRetriesTotal.WithLabelValues(reason).Add(float64(n))
+	}
 	status.MovedEvents(o.c.recorder, o.s.IC, o.moved)
 	for _, d := range o.pullTimes {
 		metrics.PullDuration.Observe(d.Seconds())

@@ -61,7 +61,7 @@ func (o *pullOp) ReadJob(ctx context.Context, job *batchv1.Job) error {
 			o.kubeletPulls = append(o.kubeletPulls, pulls.Failed(i)...)
 		}
 		if retry && out.EndNow {
-			o.retried++
+			o.retried[r.Reason]++
 		}
 		return retry
 	})

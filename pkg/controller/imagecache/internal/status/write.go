@@ -18,6 +18,7 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/version"
 )
@@ -127,7 +128,10 @@ func (w *Writer) recordTransition(old *v1alpha2.ImageCache, st *v1alpha2.ImageCa
 		w.recorder.Eventf(old, corev1.EventTypeNormal, reasons.Succeeded, "%s succeeded: %s", st.Reason, st.Message)
 	case v1alpha2.ImageCacheActionStatusFailed:
 		w.recorder.Eventf(old, corev1.EventTypeWarning, reasons.Failed, "%s failed: %s", st.Reason, st.Message)
+	default:
+		return
 	}
+	metrics.OperationsTotal.WithLabelValues(st.Reason, string(st.Status)).Inc()
 }
 
 // isTooLarge says whether the API server refused a write as too large for
