@@ -1,6 +1,8 @@
 package puller
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -18,6 +20,10 @@ var transientReasons = map[string]bool{
 	"StartDeadlineExceeded": true,
 	"Unschedulable":         true,
 }
+
+// TransientReasons lists, in order, the reasons of a failed pull that is
+// tried again.
+func TransientReasons() []string { return slices.Sorted(maps.Keys(transientReasons)) }
 
 // Transient says whether a failed pull may pass if tried again: the
 // registry or the network failed it, or it ran out of time. A missing

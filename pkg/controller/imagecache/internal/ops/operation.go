@@ -28,6 +28,7 @@ import (
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/status"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/plan"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
@@ -66,6 +67,11 @@ type Ops struct {
 func New(cfg Config, filter plan.NodeFilter, caches iclisters.ImageCacheLister, nodes corelisters.NodeLister,
 	reader *jobread.Reader, writer *jobwrite.Writer, th *throttle.Throttle, exp *expectations.Expectations,
 	pulling *pullevents.Watches, recorder record.EventRecorder) *Ops {
+	// Every reason a retry may have is served from the start, at 0: a
+	// rate over it, or an alert, sees it before the first retry.
+	for _, reason := range puller.TransientReasons() {
+		metrics.PullRetriesTotal.WithLabelValues(reason)
+	}
 	return &Ops{cfg: cfg, filter: filter, icLister: caches, nodeLister: nodes, reader: reader, writer: writer, throttle: th,
 		expectations: exp, pulling: pulling, recorder: recorder}
 }
