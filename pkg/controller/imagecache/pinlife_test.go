@@ -150,6 +150,11 @@ func TestFailedUnpinStaysInTheStatus(t *testing.T) {
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Errorf("while the unpin is tried again: %s %q; want it Succeeded still (its failure says the unpin is not done)", st.Status, st.Message)
 	}
+	// The operation is complete, and its Jobs go: not the unpin that runs.
+	f.clock.Step(time.Second)
+	if writes, _ := f.sync("web"); len(writes) != 0 {
+		t.Errorf("while the unpin tried again runs: %s; want nothing (it was deleted and made again, for ever)", describe(writes))
+	}
 	f.finishPinJob(f.onlyPinJob(true), "outcomes u")
 	f.syncOnly("web", wStatus, wDeleteJob, wAnnotation)
 	f.syncOnly("web", wStatus, wDeleteJob, wAnnotation)

@@ -154,12 +154,17 @@ func minPositive(a, b time.Duration) time.Duration {
 }
 
 // deleteFinishedJobs deletes a complete operation's Jobs, unless they are to
-// be kept (and the failed unpins, which count their tries).
+// be kept (and the unpins tried again, and the failed ones that count the
+// tries).
 func (c *Controller) deleteFinishedJobs(ctx context.Context, s *pass.Pass, complete bool) error {
 	if !complete || c.cfg.RetainJobs {
 		return nil
 	}
-	return c.writer.DeleteOf(ctx, s, func(job *batchv1.Job) bool { return !s.Kept(job) })
+	// A failed unpin tried again runs while the operation is complete:
+	// it, and the failed one that counts the tries, stay.
+	return c.writer.DeleteOf(ctx, s, func(job *batchv1.Job) bool {
+		return !s.Kept(job) && !(puller.IsPinJob(job) && puller.IsActive(job))
+	})
 }
 
 // refuseTooLarge ends the operation of a cache that asks for more than one
