@@ -18,7 +18,7 @@ NODES=0 KWOK_NODE_LEASE_SECONDS="${KWOK_NODE_LEASE_SECONDS:-240}" bash hack/loca
 export KUBECONFIG="${LOCAL_KUBECONFIG}"
 KUBECTL="$(bash hack/testbin.sh 2>/dev/null)/kubectl"
 "${KUBECTL}" apply --server-side -f deploy/crd >/dev/null
-"${KUBECTL}" wait --for=condition=Established --timeout=60s crd/imagecaches.kubefledged.io >/dev/null
+"${KUBECTL}" wait --for=condition=Established --timeout=60s crd/imagecaches.kubefledged.io crd/imagecacheslices.kubefledged.io >/dev/null
 # BENCH_BASELINE=<commit> also measures the controller built from that commit
 # (git archive, into _output/bench/baseline-<commit>) in the memory scenario,
 # in the same run, for a before-and-after comparison.

@@ -24,7 +24,7 @@ kubectl get nodes -L tier
 
 say "installing the CRD"
 kubectl apply --server-side -f deploy/crd/ >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/imagecaches.kubefledged.io >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/imagecaches.kubefledged.io crd/imagecacheslices.kubefledged.io >/dev/null
 # The controller's namespace, and the account its delete Jobs run as there.
 kubectl apply -f deploy/namespace.yaml -f deploy/image-delete.yaml >/dev/null
 

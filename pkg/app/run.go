@@ -47,13 +47,13 @@ import (
 // ctx is done: the ImageCache controller, and the node-warming one when a
 // startup taint is set.
 func controllersRunner(o *options.Options, ctrl *imagecache.Controller, kubeClient kubernetes.Interface,
-	icInformer icinformersv1.ImageCacheInformer, nodeInformer coreinformers.NodeInformer,
-	recorder record.EventRecorder) (func(context.Context) error, error) {
+	icInformer icinformersv1.ImageCacheInformer, sliceInformer icinformersv1.ImageCacheSliceInformer,
+	nodeInformer coreinformers.NodeInformer, recorder record.EventRecorder) (func(context.Context) error, error) {
 	if o.NodeStartupTaint == "" {
 		return func(ctx context.Context) error { return ctrl.Run(ctx, o.Workers) }, nil
 	}
-	warm, err := warming.New(o.NodeStartupTaint, o.NodeStartupTaintTimeout, ctrl.NodeFilter(), kubeClient, icInformer, nodeInformer,
-		recorder, clock.RealClock{})
+	warm, err := warming.New(o.NodeStartupTaint, o.NodeStartupTaintTimeout, ctrl.NodeFilter(), kubeClient, icInformer,
+		sliceInformer, nodeInformer, recorder, clock.RealClock{})
 	if err != nil {
 		return nil, err
 	}
@@ -241,10 +241,11 @@ func wire(ctx context.Context, o *options.Options, cfg *rest.Config) (*wiring, e
 	w.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kubeClient.CoreV1().Events("")})
 	w.recorder = w.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: imagecache.ControllerName})
 	nodes := w.kubeFactory.Core().V1().Nodes()
-	w.ctrl, err = imagecache.New(ctx, ControllerConfig(o), kubeClient, client, w.icInformer, nodes,
+	slices := w.icFactory.Kubefledged().V1alpha2().ImageCacheSlices()
+	w.ctrl, err = imagecache.New(ctx, ControllerConfig(o), kubeClient, client, w.icInformer, slices, nodes,
 		w.managedFactory.Batch().V1().Jobs(), w.managedFactory.Core().V1().Pods(), pullEventsIn(kubeClient), w.recorder, clock.RealClock{})
 	if err == nil {
-		w.run, err = controllersRunner(o, w.ctrl, kubeClient, w.icInformer, nodes, w.recorder)
+		w.run, err = controllersRunner(o, w.ctrl, kubeClient, w.icInformer, slices, nodes, w.recorder)
 	}
 	if err != nil {
 		w.broadcaster.Shutdown()

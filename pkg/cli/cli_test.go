@@ -36,14 +36,41 @@ type harness struct {
 	o    *options
 }
 
+// newHarness serves the objects, each cache's ledger recorded as the
+// controller records it: its entries in slices, the header in its status.
 func newHarness(t *testing.T, withCRD bool, objects ...runtime.Object) *harness {
+	t.Helper()
+	var out []runtime.Object
+	for _, obj := range objects {
+		ic, ok := obj.(*v1alpha2.ImageCache)
+		if !ok || ic.Status.Ledger == nil || ic.Status.Ledger.Format > 1 {
+			out = append(out, obj)
+			continue
+		}
+		ic = ic.DeepCopy()
+		l := ledger.Decode(ic.Status.Ledger)
+		for _, c := range ledger.PlanSlices(l, nil, func(i int) string { return ledger.SliceName(ic, i) }).Put {
+			out = append(out, &v1alpha2.ImageCacheSlice{ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: ic.Namespace,
+				Labels: map[string]string{v1alpha2.LabelSliceCache: ic.Name, v1alpha2.LabelSliceCacheUID: string(ic.UID)}},
+				NodeCount: int32(c.Nodes), Ledger: *c.Ledger})
+		}
+		ic.Status.Ledger = l.Header()
+		out = append(out, ic)
+	}
+	return newHarnessAsIs(t, withCRD, out...)
+}
+
+// newHarnessAsIs serves the objects as they are: a cache's ledger all in
+// its status is one an earlier release recorded.
+func newHarnessAsIs(t *testing.T, withCRD bool, objects ...runtime.Object) *harness {
 	t.Helper()
 	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
 	var kubeObjs, icObjs []runtime.Object
 	for _, obj := range objects {
-		if _, ok := obj.(*v1alpha2.ImageCache); ok {
+		switch obj.(type) {
+		case *v1alpha2.ImageCache, *v1alpha2.ImageCacheSlice:
 			icObjs = append(icObjs, obj)
-		} else {
+		default:
 			kubeObjs = append(kubeObjs, obj)
 		}
 	}
@@ -76,7 +103,7 @@ func readyNode(name string) *corev1.Node {
 
 func newCache(name string, led *v1alpha2.PullLedger, images ...string) *v1alpha2.ImageCache {
 	return &v1alpha2.ImageCache{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name, UID: types.UID("uid-" + name)},
 		Spec:       v1alpha2.ImageCacheSpec{CacheSpec: []v1alpha2.CacheSpecImages{{Images: images}}},
 		Status: v1alpha2.ImageCacheStatus{Status: v1alpha2.ImageCacheActionStatusSucceeded, Reason: v1alpha2.ImageCacheReasonCreate,
 			Ledger: led},
@@ -123,7 +150,8 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 }
 
 // `nodes` prints its first batch before it decodes the rest of the ledger,
-// and a line per node in all.
+// and a line per node in all: from a ledger in two slices, as from one all
+// in the status (recorded by an earlier release), the same lines.
 func TestNodesStreams(t *testing.T) {
 	const total, chunk = 1200, 500
 	images := []string{"registry.example/a:v1", "registry.example/b:v1", "registry.example/c:v1"}
@@ -138,32 +166,42 @@ func TestNodesStreams(t *testing.T) {
 		}
 	}
 	objs = append(objs, newCache("big", l.Encode(), images...))
-	h := newHarness(t, true, objs...)
-	pageNodes(h, nodes)
-	out := &firstWrite{h: h}
-	errOut, code := h.run(t, out, "nodes", "big", "-n", "apps", "--chunk-size", strconv.Itoa(chunk))
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
+	var printed []string
+	for _, h := range []*harness{newHarness(t, true, objs...), newHarnessAsIs(t, true, objs...)} {
+		pageNodes(h, nodes)
+		out := &firstWrite{h: h}
+		errOut, code := h.run(t, out, "nodes", "big", "-n", "apps", "--chunk-size", strconv.Itoa(chunk))
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if len(lines) != total+1 {
+			t.Fatalf("%d lines, want a header and %d nodes", len(lines), total)
+		}
+		if out.decoded == 0 || out.decoded > chunk {
+			t.Errorf("the first line was printed after %d node entries were decoded, want at most one batch (%d)", out.decoded, chunk)
+		}
+		if got := h.o.reader.Decoded(); got != total {
+			t.Errorf("%d entries decoded in all, want %d", got, total)
+		}
+		if f := strings.Fields(lines[1]); len(f) != 6 || f[0] != "node-0000" || f[1] != "warm" || f[2] != "3/3" {
+			t.Errorf("first node line %q", lines[1])
+		}
+		printed = append(printed, out.String())
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != total+1 {
-		t.Fatalf("%d lines, want a header and %d nodes", len(lines), total)
+	if slices, err := newHarness(t, true, objs...).ic.KubefledgedV1alpha2().ImageCacheSlices("apps").List(context.Background(),
+		metav1.ListOptions{}); err != nil || len(slices.Items) != 2 {
+		t.Errorf("the sliced ledger is not in two slices: %v", err)
 	}
-	if out.decoded == 0 || out.decoded > chunk {
-		t.Errorf("the first line was printed after %d node entries were decoded, want at most one batch (%d)", out.decoded, chunk)
-	}
-	if got := h.o.reader.Decoded(); got != total {
-		t.Errorf("%d entries decoded in all, want %d", got, total)
-	}
-	if f := strings.Fields(lines[1]); len(f) != 6 || f[0] != "node-0000" || f[1] != "warm" || f[2] != "3/3" {
-		t.Errorf("first node line %q", lines[1])
+	if printed[0] != printed[1] {
+		t.Error("a sliced ledger and one all in the status print differently")
 	}
 }
 
 // The errors an operator meets say what to do, and exit 1.
 func TestClearErrors(t *testing.T) {
 	newer := ledger.New(1).Encode()
-	newer.Format = 2
+	newer.Format = 3
 	cases := []struct {
 		name    string
 		withCRD bool
@@ -196,8 +234,8 @@ func TestClearErrors(t *testing.T) {
 	}, {
 		name: "a newer ledger", withCRD: true, objs: []runtime.Object{newCache("web", newer, "registry.example/a:v1")},
 		args: []string{"nodes", "web", "-n", "apps"},
-		want: "error: cannot read imagecache apps/web: its status.ledger is in format 2, written by a newer controller; " +
-			"this build reads format 1; use the kubectl-fledged of the controller's release",
+		want: "error: cannot read imagecache apps/web: its status.ledger is in format 3, written by a newer controller; " +
+			"this build reads format 2; use the kubectl-fledged of the controller's release",
 	}, {
 		name: "a newer ledger, node", withCRD: true, objs: []runtime.Object{readyNode("n1"), newCache("web", newer, "registry.example/a:v1")},
 		args: []string{"node", "n1"},
@@ -218,7 +256,7 @@ func TestClearErrors(t *testing.T) {
 			var out bytes.Buffer
 			errOut, code := h.run(t, &out, tc.args...)
 			if tc.want == "" {
-				if code != 1 || !strings.Contains(out.String(), "apps/web           unknown   cannot read imagecache apps/web: its status.ledger is in format 2") ||
+				if code != 1 || !strings.Contains(out.String(), "apps/web           unknown   cannot read imagecache apps/web: its status.ledger is in format 3") ||
 					!strings.HasPrefix(errOut, "error: the state of node n1 in 1 cache could not be read") {
 					t.Errorf("exit %d, out:\n%s\nerr: %s", code, out.String(), errOut)
 				}

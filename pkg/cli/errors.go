@@ -60,9 +60,27 @@ func (o *options) getCache(ctx context.Context, namespace, name string) (*v1alph
 	return ic, nil
 }
 
-// readLedger opens a cache's ledger, refusing one in a newer format.
-func readLedger(ic *v1alpha2.ImageCache) (*ledger.NodeReader, error) {
-	r, err := ledger.Store{}.Nodes(ic)
+// readLedger opens a cache's ledger: its header in the status and its
+// entries in the cache's slices, listed a page at a time; one in a newer
+// format is refused.
+func (o *options) readLedger(ctx context.Context, ic *v1alpha2.ImageCache) (*ledger.NodeReader, error) {
+	var sliced []*v1alpha2.PullLedger
+	if ic.Status.Ledger != nil && ic.Status.Ledger.Format >= 2 {
+		lo := metav1.ListOptions{LabelSelector: v1alpha2.LabelSliceCacheUID + "=" + string(ic.UID), Limit: 20}
+		for {
+			list, err := o.ic.KubefledgedV1alpha2().ImageCacheSlices(ic.Namespace).List(ctx, lo)
+			if err != nil {
+				return nil, fmt.Errorf("reading the ledger of imagecache %s/%s: %w", ic.Namespace, ic.Name, err)
+			}
+			for i := range list.Items {
+				sliced = append(sliced, &list.Items[i].Ledger)
+			}
+			if lo.Continue = list.Continue; lo.Continue == "" {
+				break
+			}
+		}
+	}
+	r, err := ledger.OpenNodes(ic.Status.Ledger, sliced)
 	var newer *ledger.NewerFormatError
 	if errors.As(err, &newer) {
 		return nil, fmt.Errorf("cannot read imagecache %s/%s: its %w; use the kubectl-fledged of the controller's release",

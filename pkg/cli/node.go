@@ -94,7 +94,7 @@ func (o *options) runNode(ctx context.Context, name string) error {
 		}
 		rep.SkipReason = s.Skip
 		c := cacheOnNode{Namespace: ic.Namespace, Name: ic.Name, Operation: strings.TrimPrefix(ic.Status.Reason, "ImageCache")}
-		r, err := readLedger(ic)
+		r, err := o.readLedger(ctx, ic)
 		if err != nil {
 			c.Error = err.Error()
 			rep.Caches = append(rep.Caches, c)

@@ -64,7 +64,7 @@ func (o *options) runNodes(ctx context.Context, name, image, state string) error
 	if err != nil {
 		return err
 	}
-	r, err := readLedger(ic)
+	r, err := o.readLedger(ctx, ic)
 	if err != nil {
 		return err
 	}

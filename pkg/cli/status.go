@@ -173,7 +173,7 @@ func statusOf(ic *v1alpha2.ImageCache, now time.Time) cacheStatus {
 func (o *options) countNodes(ctx context.Context, caches []*v1alpha2.ImageCache, rows []cacheStatus) error {
 	readers := make([]*ledger.NodeReader, len(caches))
 	for i, ic := range caches {
-		r, err := readLedger(ic)
+		r, err := o.readLedger(ctx, ic)
 		if err != nil {
 			return err
 		}

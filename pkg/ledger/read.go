@@ -103,9 +103,15 @@ func NodeStates(l *v1alpha2.PullLedger, node *corev1.Node) map[string]State {
 	return r.Node(node.Name, UIDTag(node)).States
 }
 
-// FormatVersion is the version of status.ledger's encoding that this
-// package reads and writes (status.ledger.format; absent means 1).
-const FormatVersion = 1
+// FormatVersion is the version of the ledger's encoding that this package
+// writes (status.ledger.format, and each slice's ledger.format). Format 1
+// (absent) kept every entry in status.ledger; format 2 keeps them in the
+// cache's ImageCacheSlices, with the same encoding of an entry, and
+// status.ledger holds only the epoch and the removal time. This package
+// reads both: a cache recorded in format 1 is moved into slices by its next
+// write. A reader of format 1 refuses format 2 rather than read a ledger
+// with no entries as one where nothing was pulled and nothing is owned.
+const FormatVersion = 2
 
 // NewerFormatError is a ledger written in an encoding newer than this
 // package knows: reading it would give wrong answers.
@@ -141,44 +147,114 @@ type NodeRecord struct {
 
 // NodeReader reads an encoded ledger one node at a time, for tools that
 // walk many nodes and should not hold the whole decoded record: only the
-// image table is decoded up front.
+// image tables are decoded up front. The ledger is status.ledger alone
+// (format 1) or with the cache's slices (OpenNodes).
 type NodeReader struct {
-	raw     *v1alpha2.PullLedger
-	table   []string
+	parts []rawPart
+	// where says which parts hold a node, when there are several.
+	where   map[string][]int
+	epoch   int64
 	decoded int
+}
+
+// rawPart is one encoded part of a ledger and its decoded table.
+type rawPart struct {
+	raw   *v1alpha2.PullLedger
+	table []string
 }
 
 // NewNodeReader reads an encoded ledger (nil: nothing recorded), or returns
 // a *NewerFormatError.
 func NewNodeReader(l *v1alpha2.PullLedger) (*NodeReader, error) {
-	if err := CheckFormat(l); err != nil {
-		return nil, err
+	return OpenNodes(l, nil)
+}
+
+// OpenNodes reads a cache's ledger from its status.ledger and its slices'
+// ledgers, as Open joins them, or returns a *NewerFormatError when any is
+// in a format this build does not read.
+func OpenNodes(header *v1alpha2.PullLedger, sliced []*v1alpha2.PullLedger) (*NodeReader, error) {
+	r := &NodeReader{}
+	for _, l := range append([]*v1alpha2.PullLedger{header}, sliced...) {
+		if err := CheckFormat(l); err != nil {
+			return nil, err
+		}
+		if l != nil && len(l.Nodes)+len(l.Pins) > 0 {
+			r.parts = append(r.parts, rawPart{raw: l, table: tableOf(l.Images)})
+		}
 	}
-	if l == nil {
-		return &NodeReader{}, nil
+	if header != nil {
+		r.epoch = header.Epoch
 	}
-	return &NodeReader{raw: l, table: tableOf(l.Images)}, nil
+	if len(r.parts) > 1 {
+		r.where = map[string][]int{}
+		for i, p := range r.parts {
+			for _, n := range rawNodes(p.raw) {
+				r.where[n] = append(r.where[n], i)
+			}
+		}
+	}
+	return r, nil
 }
 
 // Node decodes what the ledger records of a node; uidTag is the node's
-// UIDTag ("" to take the entry whatever node it was recorded on).
+// UIDTag ("" to take the entry whatever node it was recorded on). A node two
+// parts hold reads as Open reads it: no states, the images both own, every
+// pin either holds.
 func (r *NodeReader) Node(name, uidTag string) NodeRecord {
-	var rec NodeRecord
-	if r.raw == nil {
-		return rec
+	switch {
+	case len(r.parts) == 0:
+		return NodeRecord{}
+	case r.where == nil:
+		return r.nodeIn(r.parts[0], name, uidTag)
 	}
-	if enc, ok := r.raw.Nodes[name]; ok {
+	held := r.where[name]
+	if len(held) == 1 {
+		return r.nodeIn(r.parts[held[0]], name, uidTag)
+	}
+	var rec NodeRecord
+	for i, at := range held {
+		one := r.nodeIn(r.parts[at], name, uidTag)
+		rec.Replaced = rec.Replaced || one.Replaced
+		if i == 0 {
+			rec.Owned = one.Owned
+		}
+		for img := range rec.Owned {
+			if !one.Owned[img] {
+				delete(rec.Owned, img)
+			}
+		}
+		for img, s := range one.Pins {
+			if rec.Pins == nil {
+				rec.Pins = map[string]PinState{}
+			}
+			if cur := rec.Pins[img]; cur == NotPinned {
+				rec.Pins[img] = s
+			} else if s.Held() && cur != s {
+				rec.Pins[img] = PinUnsure
+			}
+		}
+	}
+	return rec
+}
+
+// nodeIn decodes a node's record in one part; its states count only if the
+// part is of the ledger's epoch.
+func (r *NodeReader) nodeIn(p rawPart, name, uidTag string) NodeRecord {
+	var rec NodeRecord
+	if enc, ok := p.raw.Nodes[name]; ok {
 		r.decoded++
 		e := splitEntry(enc)
 		if e.tag != "" && uidTag != "" && e.tag != uidTag {
 			rec.Replaced = true
 		} else {
-			rec.States = decodeStates(r.table, e.states)
-			rec.Owned = decodeOwned(r.table, e.owned)
+			if p.raw.Epoch == r.epoch {
+				rec.States = decodeStates(p.table, e.states)
+			}
+			rec.Owned = decodeOwned(p.table, e.owned)
 		}
 	}
-	if enc, ok := r.raw.Pins[name]; ok {
-		for img, s := range decodeStates(r.table, enc) {
+	if enc, ok := p.raw.Pins[name]; ok {
+		for img, s := range decodeStates(p.table, enc) {
 			if rec.Pins == nil {
 				rec.Pins = map[string]PinState{}
 			}
@@ -193,15 +269,11 @@ func (r *NodeReader) Decoded() int { return r.decoded }
 
 // Nodes lists, in name order, the nodes the ledger has an entry or pins of.
 func (r *NodeReader) Nodes() []string {
-	if r.raw == nil {
+	switch {
+	case len(r.parts) == 0:
 		return nil
+	case r.where == nil:
+		return rawNodes(r.parts[0].raw)
 	}
-	seen := make(map[string]bool, len(r.raw.Nodes)+len(r.raw.Pins))
-	for n := range r.raw.Nodes {
-		seen[n] = true
-	}
-	for n := range r.raw.Pins {
-		seen[n] = true
-	}
-	return sortedKeys(seen)
+	return sortedKeys(r.where)
 }

@@ -74,7 +74,7 @@ func TestNewerFormat(t *testing.T) {
 	l.SetOwned("node-0", "registry.example/app:v1", true)
 	l.RemovedAt = 5
 	enc := l.Encode()
-	for _, format := range []int32{0, 1} {
+	for _, format := range []int32{0, 1, 2} {
 		enc.Format = format
 		if _, err := NewNodeReader(enc); err != nil {
 			t.Errorf("format %d: %v", format, err)
@@ -83,13 +83,13 @@ func TestNewerFormat(t *testing.T) {
 			t.Errorf("format %d: not decoded", format)
 		}
 	}
-	enc.Format = 2
+	enc.Format = 3
 	_, err := NewNodeReader(enc)
 	var newer *NewerFormatError
-	if !errors.As(err, &newer) || newer.Format != 2 {
-		t.Fatalf("format 2: %v, want a *NewerFormatError", err)
+	if !errors.As(err, &newer) || newer.Format != 3 {
+		t.Fatalf("format 3: %v, want a *NewerFormatError", err)
 	}
-	if got := err.Error(); got != "status.ledger is in format 2, written by a newer controller; this build reads format 1" {
+	if got := err.Error(); got != "status.ledger is in format 3, written by a newer controller; this build reads format 2" {
 		t.Errorf("message %q", got)
 	}
 	dec := Decode(enc)

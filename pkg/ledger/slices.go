@@ -44,15 +44,17 @@ func (l *Ledger) Nodes() []string { return l.nodes() }
 // written by the operation, or left from an earlier one) brings what
 // outlives an operation, its owned images and pins, and no states: its
 // pulls count as not done. A node found in two parts (a slice copied by
-// hand, or written twice) keeps no states, owns only what both parts say it
-// owns, and holds every pin either holds: what is not sure is pulled again,
-// never taken as done, owned nor let go.
+// hand, or written twice) keeps its states only where both parts of the
+// epoch record the same ones on the same node (a crash between the writes
+// that move it from one slice to another), owns only what both parts say
+// it owns, and holds every pin either holds: what is not sure is pulled
+// again, never taken as done, owned nor let go.
 func Join(epoch, removedAt int64, parts ...*Ledger) *Ledger {
 	out := New(epoch)
 	out.RemovedAt = removedAt
 	seen := map[string]bool{}
 	for _, p := range parts {
-		for _, n := range p.nodes() {
+		for _, n := range p.entries() {
 			if seen[n] {
 				out.joinTwice(n, p)
 				continue
@@ -77,9 +79,24 @@ func Join(epoch, removedAt int64, parts ...*Ledger) *Ledger {
 	return out
 }
 
+// entries lists the nodes the part has an entry for, even one that holds
+// nothing settled, owned nor pinned.
+func (l *Ledger) entries() []string {
+	seen := make(map[string]bool, len(l.tags))
+	for _, n := range l.nodes() {
+		seen[n] = true
+	}
+	for n := range l.tags {
+		seen[n] = true
+	}
+	return sortedKeys(seen)
+}
+
 // joinTwice merges a second part's entry of a node into what Join has.
 func (l *Ledger) joinTwice(n string, p *Ledger) {
-	delete(l.states, n)
+	if p.Epoch != l.Epoch || !maps.Equal(l.states[n], p.states[n]) || p.tags[n] != l.tags[n] {
+		delete(l.states, n)
+	}
 	for img := range l.owned[n] {
 		if !p.owned[n][img] {
 			l.SetOwned(n, img, false)

@@ -57,8 +57,9 @@ func TestSlicesRoundTrip(t *testing.T) {
 }
 
 // TestJoinKeepsOnlyWhatIsSure: a part of an older epoch brings its owned
-// images and pins, not its states; a node found in two parts keeps no
-// states, owns what both say, and holds every pin either holds.
+// images and pins, not its states; a node found in two parts keeps its
+// states only where both record the same ones, owns what both say, and
+// holds every pin either holds.
 func TestJoinKeepsOnlyWhatIsSure(t *testing.T) {
 	now, old := New(200), New(100)
 	now.Set("n1", imgA, Pulled)
@@ -86,9 +87,14 @@ func TestJoinKeepsOnlyWhatIsSure(t *testing.T) {
 	a.SetPin("n", imgD, PinRefused)
 	b.SetPin("n", imgD, Pinned)
 	got = Join(200, 0, a, b)
-	if got.Get("n", imgA) != Unsettled {
-		t.Errorf("a node in two parts keeps its state %v", got.Get("n", imgA))
+	if got.Get("n", imgA) != Pulled {
+		t.Errorf("a node in two parts that agree on its states reads %v, want pulled", got.Get("n", imgA))
 	}
+	b.Set("n", imgB, Failed)
+	if got := Join(200, 0, a, b); got.Get("n", imgA) != Unsettled {
+		t.Errorf("a node in two parts that differ keeps its state %v", got.Get("n", imgA))
+	}
+	b.Set("n", imgB, Unsettled)
 	if !got.Owned("n", imgA) || got.Owned("n", imgB) {
 		t.Errorf("owned A %v, B %v; want only what both parts own", got.Owned("n", imgA), got.Owned("n", imgB))
 	}

@@ -17,6 +17,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cli"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -225,7 +226,7 @@ func TestNodeRecreatedUnderSameName(t *testing.T) {
 	waitFor(t, time.Minute, "a Job for the re-created node", func() bool { return jw.Count() > 0 })
 	ic := waitIC(t, ns, "app", 2*time.Minute, "the new node warmed", func(ic *v1alpha2.ImageCache) bool {
 		return ic.Status.Status != v1alpha2.ImageCacheActionStatusProcessing &&
-			strings.HasSuffix(ic.Status.Ledger.Nodes[names[0]], "."+strings.ReplaceAll(string(again.UID), "-", "")[:8])
+			ledgerOf(t, ic).Tag(names[0]) == ledger.UIDTag(again)
 	})
 	if ic.Status.Status != v1alpha2.ImageCacheActionStatusSucceeded || ic.Status.Pulls.Succeeded != 2 {
 		t.Fatalf("%s: %s; failures %+v", ic.Status.Status, ic.Status.Message, ic.Status.Failures)

@@ -81,7 +81,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	if out, err := exec.CommandContext(ctx, kubectlBin, "--kubeconfig", kubeconfig, "wait", "--for=condition=Established",
-		"--timeout=60s", "crd/imagecaches.kubefledged.io").CombinedOutput(); err != nil {
+		"--timeout=60s", "crd/imagecaches.kubefledged.io", "crd/imagecacheslices.kubefledged.io").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: waiting for the CRD: %v\n%s\n", err, out)
 		return 1
 	}

@@ -20,7 +20,6 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/images"
-	"kubefledged.io/kube-fledged/pkg/ledger"
 )
 
 // TestRealNodeCredentialCheckPullsOwnNothing: a workload pulls a private
@@ -86,7 +85,7 @@ func TestRealNodeCredentialCheckPullsOwnNothing(t *testing.T) {
 				t.Errorf("with %s, the kubelet's Pulling event for the present %s: %v, want %v (events: %q)", c.policy,
 					workloadImage, got, c.verifies, pulling)
 			}
-			led := ledger.Decode(ic.Status.Ledger)
+			led := ledgerOf(t, ic)
 			for _, img := range []string{workloadImage, cacheImage} {
 				if key, _ := images.Normalize(img); led.Owned(rn.name, key) {
 					t.Errorf("%s is the cache's on a node that lists part of its images", img)
@@ -129,7 +128,7 @@ func TestRealNodeReplacedWhileControllerDown(t *testing.T) {
 	p := rn.controller(t, fmt.Sprintf("--image-cache-refresh-frequency=%v", refresh))
 	applyCache(t, ns, imageList(img)+onRealNode(rn))
 	ic := waitIC(t, ns, "app", 2*time.Minute, "Succeeded", done(v1alpha2.ImageCacheActionStatusSucceeded))
-	if !ledger.Decode(ic.Status.Ledger).Owned(rn.name, key) {
+	if !ledgerOf(t, ic).Owned(rn.name, key) {
 		t.Fatalf("%s is not the cache's after its pull: %s", img, ic.Status.Message)
 	}
 	p.stop(t)
@@ -156,7 +155,7 @@ func TestRealNodeReplacedWhileControllerDown(t *testing.T) {
 			!ic.Status.StartTime.Time.Before(back.Truncate(time.Second)) && done(v1alpha2.ImageCacheActionStatusSucceeded)(ic)
 	})
 	refreshed := ic.Status.Message
-	if ledger.Decode(ic.Status.Ledger).Owned(rn.name, key) {
+	if ledgerOf(t, ic).Owned(rn.name, key) {
 		t.Errorf("after the refresh, %s is the cache's on the new node", img)
 	}
 	if replaced := cacheEvents(t, ns, "NodesReplaced"); len(replaced) == 0 {

@@ -136,8 +136,8 @@ func TestRealNodePinnedImageSurvivesImageGC(t *testing.T) {
 	if !rn.present(t, rn.pauseImage) || !rn.pinned(t, rn.pauseImage) {
 		t.Errorf("the sandbox image %s after the purge: present %v, pinned %v", rn.pauseImage, rn.present(t, rn.pauseImage), rn.pinned(t, rn.pauseImage))
 	}
-	if ic := getIC(t, ns, "pinned"); ic.Status.Ledger != nil && len(ic.Status.Ledger.Pins) > 0 {
-		t.Errorf("the purged cache still records pins: %v", ic.Status.Ledger.Pins)
+	if pins := ledgerOf(t, getIC(t, ns, "pinned")).PinNodes(); len(pins) > 0 {
+		t.Errorf("the purged cache still records pins on %v", pins)
 	}
 }
 

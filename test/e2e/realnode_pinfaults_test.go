@@ -28,6 +28,7 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/cri"
+	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
@@ -114,12 +115,24 @@ func (rn *realNode) checkPins(t *testing.T, imgs ...string) map[string]bool {
 // deleteAndWait deletes a cache and waits for it to go.
 func deleteAndWait(t *testing.T, ns, name string, timeout time.Duration) {
 	t.Helper()
+	ic, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	waitFor(t, timeout, "cache "+name+" to go", func() bool {
 		_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Get(context.Background(), name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
+	})
+	// Its ledger's slices go after it, with the garbage collector.
+	waitFor(t, time.Minute, "the slices of cache "+name+" to go", func() bool {
+		list, err := fledgedtest.Slices(context.Background(), fledged, ic)
+		return err == nil && len(list) == 0
 	})
 }
 
@@ -330,7 +343,7 @@ func TestRealNodeTwoCachesPinAndUnpinAtOnce(t *testing.T) {
 				want = 1
 			}
 			waitIC(t, ns, name, 3*time.Minute, fmt.Sprintf("round %d settled, %d pinned", round, want), func(ic *v1alpha2.ImageCache) bool {
-				return ic.Status.ObservedGeneration == ic.Generation && pinnedAll(want)(ic) && (pin || ic.Status.Ledger == nil || len(ic.Status.Ledger.Pins) == 0)
+				return ic.Status.ObservedGeneration == ic.Generation && pinnedAll(want)(ic) && (pin || len(ledgerOf(t, ic).PinNodes()) == 0)
 			})
 		}
 		if !rn.checkPins(t, img)[img] {
@@ -356,7 +369,7 @@ func TestRealNodeNodeRegisteredAgainKeepsPins(t *testing.T) {
 		return err == nil && nodeReady(n)
 	})
 	ic := waitIC(t, ns, "rejoin", 4*time.Minute, "a pin held on the node registered again", func(ic *v1alpha2.ImageCache) bool {
-		return ic.Status.Ledger != nil && ic.Status.Ledger.Pins[rn.name] != ""
+		return len(ledgerOf(t, ic).PinsOn(rn.name)) > 0
 	})
 	t.Logf("after the node came back: %s %q", ic.Status.Status, ic.Status.Message)
 	deleteAndWait(t, ns, "rejoin", 3*time.Minute)

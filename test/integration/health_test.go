@@ -98,7 +98,7 @@ func docsHaveRow(t *testing.T, row string) bool {
 
 // TestHealthAtEveryStage (the day-two issue): what kstatus and Argo CD read
 // of a cache at each stage of its life, from the object as the real API
-// server serves it. Too large is in TestMixedCacheTooLargeIsRefusedAtOnce.
+// server serves it. Too large is in TestTooManyImagesRefusedAtOnce.
 func TestHealthAtEveryStage(t *testing.T) {
 	ns := testNamespace(t, "health")
 	names := nodeNames(ns, 2)

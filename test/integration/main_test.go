@@ -52,7 +52,7 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "installing the CRD: %v\n%s\n", err, out)
 		return 1
 	}
-	if out, err := cp.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/imagecaches.kubefledged.io"); err != nil {
+	if out, err := cp.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/imagecaches.kubefledged.io", "crd/imagecacheslices.kubefledged.io"); err != nil {
 		fmt.Fprintf(os.Stderr, "waiting for the CRD: %v\n%s\n", err, out)
 		return 1
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -117,8 +118,12 @@ func TestStatusOfHugeFailingCacheFits(t *testing.T) {
 	if want := fmt.Sprintf("(%d not listed in status.failures)", omitted); !strings.Contains(ic.Status.Message, want) {
 		t.Errorf("message %q does not say %s", ic.Status.Message, want)
 	}
-	if len(ic.Status.Ledger.Nodes) != nodes {
-		t.Errorf("the ledger records %d nodes, want %d", len(ic.Status.Ledger.Nodes), nodes)
+	led, err := fledgedtest.LoadLedger(ctx, fledged, ic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if led.NodeCount() != nodes {
+		t.Errorf("the ledger records %d nodes, want %d", led.NodeCount(), nodes)
 	}
 }
 

@@ -55,14 +55,15 @@ type Controller struct {
 	// filter says which nodes the pull pods can run on.
 	filter plan.NodeFilter
 	// ledgers is where the caches' ledgers live.
-	ledgers    ledger.Store
+	ledgers    *ledger.Store
 	kubeClient kubernetes.Interface
 	client     clientset.Interface
 
-	icLister   iclisters.ImageCacheLister
-	nodeLister corelisters.NodeLister
-	jobIndexer cache.Indexer
-	podIndexer cache.Indexer
+	icLister    iclisters.ImageCacheLister
+	sliceLister iclisters.ImageCacheSliceLister
+	nodeLister  corelisters.NodeLister
+	jobIndexer  cache.Indexer
+	podIndexer  cache.Indexer
 	// pulling runs the informers of the kubelet's "Pulling" events in the
 	// namespaces that hold pull Jobs (pullevents.Watches.PulledHere).
 	pulling *pullevents.Watches
@@ -94,8 +95,8 @@ type Controller struct {
 // informers must be limited to the controller's own objects (see
 // ManagedSelector).
 func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, client clientset.Interface,
-	icInformer icinformers.ImageCacheInformer, nodeInformer coreinformers.NodeInformer,
-	jobInformer batchinformers.JobInformer, podInformer coreinformers.PodInformer,
+	icInformer icinformers.ImageCacheInformer, sliceInformer icinformers.ImageCacheSliceInformer,
+	nodeInformer coreinformers.NodeInformer, jobInformer batchinformers.JobInformer, podInformer coreinformers.PodInformer,
 	pullingEvents EventsIn, recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
 	if cfg.ImagesPerJob < 1 || cfg.MaxInFlightJobs < 1 {
 		return nil, errors.New("images per job and max in-flight jobs must be at least 1")
@@ -104,17 +105,18 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		return nil, errors.New("the namespace of the delete Jobs (the controller's) must be set")
 	}
 	c := &Controller{
-		cfg:        cfg,
-		filter:     cfg.NodeFilter(),
-		kubeClient: kubeClient,
-		client:     client,
-		icLister:   icInformer.Lister(),
-		nodeLister: nodeInformer.Lister(),
-		jobIndexer: jobInformer.Informer().GetIndexer(),
-		podIndexer: podInformer.Informer().GetIndexer(),
-		pulling:    pullevents.New(pullingEvents),
-		synced: []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced,
-			jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
+		cfg:         cfg,
+		filter:      cfg.NodeFilter(),
+		kubeClient:  kubeClient,
+		client:      client,
+		icLister:    icInformer.Lister(),
+		sliceLister: sliceInformer.Lister(),
+		nodeLister:  nodeInformer.Lister(),
+		jobIndexer:  jobInformer.Informer().GetIndexer(),
+		podIndexer:  podInformer.Informer().GetIndexer(),
+		pulling:     pullevents.New(pullingEvents),
+		synced: []cache.InformerSynced{icInformer.Informer().HasSynced, sliceInformer.Informer().HasSynced,
+			nodeInformer.Informer().HasSynced, jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: ControllerName, Clock: tickerOf(clk)}),
@@ -124,7 +126,12 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 	c.expectations = expectations.New(throttle.ExpectationTTL, clk.Now)
 	c.throttle = throttle.New(cfg.MaxInFlightJobs, c.expectations, clk.Now)
 	c.writer = jobwrite.New(kubeClient, recorder, c.throttle, c.expectations, c.pulling, clk)
-	c.status = status.New(client, recorder, c.expectations)
+	ledgers, err := ledger.NewStore(sliceInformer.Informer())
+	if err != nil {
+		return nil, err
+	}
+	c.ledgers = ledgers
+	c.status = status.New(client, recorder, c.expectations, ledgers)
 	c.reader = jobread.New(c.jobIndexer, c.podIndexer, cfg.Puller, kubeClient, c.pulling, c.writer)
 	c.ops = ops.New(cfg.opsConfig(), c.filter, c.icLister, c.nodeLister, c.reader, c.writer, c.throttle, c.expectations,
 		c.pulling, recorder)
@@ -142,6 +149,13 @@ func New(ctx context.Context, cfg Config, kubeClient kubernetes.Interface, clien
 		DeleteFunc: c.enqueue,
 	}); err != nil {
 		return nil, fmt.Errorf("adding the ImageCache handler: %w", err)
+	}
+	if _, err := sliceInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.sliceChanged(obj, false) },
+		UpdateFunc: func(_, obj any) { c.sliceChanged(obj, false) },
+		DeleteFunc: func(obj any) { c.sliceChanged(obj, true) },
+	}); err != nil {
+		return nil, fmt.Errorf("adding the ImageCacheSlice handler: %w", err)
 	}
 	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.nodeChanged(logger, nil, obj) },

@@ -86,7 +86,12 @@ func TestDeletedCacheUnpins(t *testing.T) {
 	}
 	t.Run("every node unpinned", func(t *testing.T) {
 		f := setup(t)
-		writes, _ := f.sync("web", times(wCreateJob, 2), wStatus)
+		// The pins' intents go to the ledger's slice; the status does not
+		// change.
+		writes, _ := f.sync("web", times(wCreateJob, 2))
+		if n := len(sliceWrites(writes)); n != 1 {
+			t.Errorf("%d slice writes, want the one that records the unpins under way", n)
+		}
 		for _, j := range createdJobs(writes) {
 			if !puller.IsUnpinJob(j) || j.Namespace != testControllerNS {
 				t.Errorf("want unpin Jobs in %s, got %s", testControllerNS, describe(writes))
@@ -95,15 +100,18 @@ func TestDeletedCacheUnpins(t *testing.T) {
 		for _, j := range f.pinJobsOf() {
 			f.finishPinJob(j, "outcomes u")
 		}
-		f.sync("web", wStatus, times(wDeleteJob, 2), wAnnotation)
+		f.sync("web", times(wDeleteJob, 2), wAnnotation)
 		if got := f.imageCache("web").Finalizers; len(got) != 0 {
 			t.Errorf("finalizers after the unpins: %v", got)
+		}
+		if nodes := f.ledger("web").PinNodes(); !slices.Equal(nodes, []string{"node-c"}) {
+			t.Errorf("the ledger's slices hold pins on %v after the unpins; want only on node-c, which is gone", nodes)
 		}
 		f.expectEvent("Normal " + reasons.Unpinned)
 	})
 	t.Run("a node that does not answer", func(t *testing.T) {
 		f := setup(t)
-		_, after := f.sync("web", times(wCreateJob, 2), wStatus)
+		_, after := f.sync("web", times(wCreateJob, 2))
 		if after != pins.DefaultUnpinTimeout {
 			// The unpin Jobs' events bring it back before: no polling.
 			t.Errorf("look again after %v, want at the unpin timeout, %v", after, pins.DefaultUnpinTimeout)
@@ -113,7 +121,7 @@ func TestDeletedCacheUnpins(t *testing.T) {
 				f.finishPinJob(j, "outcomes u")
 			}
 		}
-		f.sync("web", wStatus, wDeleteJob)
+		f.sync("web", wDeleteJob)
 		if got := f.imageCache("web").Finalizers; len(got) != 1 {
 			t.Fatalf("the finalizer went while node-b holds a pin: %v", got)
 		}
@@ -126,7 +134,7 @@ func TestDeletedCacheUnpins(t *testing.T) {
 	})
 	t.Run("past the unpin timeout no Job slot is kept", func(t *testing.T) {
 		f := setup(t)
-		f.sync("web", times(wCreateJob, 2), wStatus)
+		f.sync("web", times(wCreateJob, 2))
 		// node-b's unpin Job goes (someone deleted it), and the unpin
 		// timeout passes before another is made.
 		for _, j := range f.pinJobsOf() {

@@ -120,7 +120,7 @@ func newFixture(t *testing.T, cfg Config, caches []*v1alpha2.ImageCache, nodes .
 		icObjs = append(icObjs, ic)
 	}
 	f.kube = kubefake.NewClientset(kubeObjs...)
-	f.client = fledgedfake.NewClientset(icObjs...)
+	f.client = fledgedfake.NewSimpleClientset(icObjs...)
 	// The API server gives created Jobs a UID and a creation time.
 	f.kube.PrependReactor("create", "jobs", func(action core.Action) (bool, runtime.Object, error) {
 		job := action.(core.CreateAction).GetObject().(*batchv1.Job)
@@ -136,6 +136,14 @@ func newFixture(t *testing.T, cfg Config, caches []*v1alpha2.ImageCache, nodes .
 		action.(core.UpdateAction).GetObject().(*v1alpha2.ImageCache).ResourceVersion = fmt.Sprintf("%d", f.rvSeq)
 		return false, nil, nil
 	})
+	// And every written slice of a ledger.
+	for _, verb := range []string{"create", "update"} {
+		f.client.PrependReactor(verb, "imagecacheslices", func(action core.Action) (bool, runtime.Object, error) {
+			f.rvSeq++
+			action.(interface{ GetObject() runtime.Object }).GetObject().(*v1alpha2.ImageCacheSlice).ResourceVersion = fmt.Sprintf("%d", f.rvSeq)
+			return false, nil, nil
+		})
+	}
 	// First of all, the trace sees each write as the controller made it.
 	f.kube.PrependReactor("*", "*", f.tr.record)
 	f.client.PrependReactor("*", "*", f.tr.record)
@@ -156,7 +164,7 @@ func (f *fixture) restart(cfg Config) {
 		return listedInformer{f.kubeInf.Core().V1().Events().Informer()}
 	}
 	c, err := New(f.ctx, cfg, f.kube, f.client, f.icInf.Kubefledged().V1alpha2().ImageCaches(),
-		f.kubeInf.Core().V1().Nodes(), f.kubeInf.Batch().V1().Jobs(), f.kubeInf.Core().V1().Pods(), events,
+		f.icInf.Kubefledged().V1alpha2().ImageCacheSlices(), f.kubeInf.Core().V1().Nodes(), f.kubeInf.Batch().V1().Jobs(), f.kubeInf.Core().V1().Pods(), events,
 		tracingRecorder{f.recorder, f.tr}, f.clock)
 	if err != nil {
 		f.t.Fatal(err)
@@ -172,6 +180,21 @@ func (f *fixture) catchUp() {
 	f.t.Helper()
 	ics, _ := f.client.KubefledgedV1alpha2().ImageCaches("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer(), ics.Items)
+	// The slices, with the events their informer would deliver.
+	sliceIdx := f.icInf.Kubefledged().V1alpha2().ImageCacheSlices().Informer().GetIndexer()
+	before := sliceIdx.List()
+	sls, _ := f.client.KubefledgedV1alpha2().ImageCacheSlices("").List(f.ctx, metav1.ListOptions{})
+	replace(f.t, sliceIdx, sls.Items)
+	for _, obj := range before {
+		if _, ok, _ := sliceIdx.Get(obj); !ok && f.c != nil {
+			f.c.sliceChanged(obj, true)
+		}
+	}
+	for i := range sls.Items {
+		if f.c != nil {
+			f.c.sliceChanged(&sls.Items[i], false)
+		}
+	}
 	// Nodes, Jobs, pods and events as the binary's informers keep them
 	// (TrimForCache).
 	nodes, _ := f.kube.CoreV1().Nodes().List(f.ctx, metav1.ListOptions{})
@@ -215,6 +238,21 @@ func (f *fixture) catchUpImageCaches() {
 	f.t.Helper()
 	ics, _ := f.client.KubefledgedV1alpha2().ImageCaches("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer(), ics.Items)
+	// The slices, with the events their informer would deliver.
+	sliceIdx := f.icInf.Kubefledged().V1alpha2().ImageCacheSlices().Informer().GetIndexer()
+	before := sliceIdx.List()
+	sls, _ := f.client.KubefledgedV1alpha2().ImageCacheSlices("").List(f.ctx, metav1.ListOptions{})
+	replace(f.t, sliceIdx, sls.Items)
+	for _, obj := range before {
+		if _, ok, _ := sliceIdx.Get(obj); !ok && f.c != nil {
+			f.c.sliceChanged(obj, true)
+		}
+	}
+	for i := range sls.Items {
+		if f.c != nil {
+			f.c.sliceChanged(&sls.Items[i], false)
+		}
+	}
 }
 
 func replace[T any](t *testing.T, idx cache.Indexer, items []T) {

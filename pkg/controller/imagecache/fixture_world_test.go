@@ -29,6 +29,53 @@ func (f *fixture) imageCache(name string) *v1alpha2.ImageCache {
 	return ic
 }
 
+// ledger reads a cache's ledger as the controller does, from its status and
+// its slices.
+func (f *fixture) ledger(name string) *ledger.Ledger {
+	f.t.Helper()
+	l, err := fledgedtest.LoadLedger(f.ctx, f.client, f.imageCache(name))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return l
+}
+
+// sliceObjects lists a cache's ledger slices.
+func (f *fixture) sliceObjects(name string) []*v1alpha2.ImageCacheSlice {
+	f.t.Helper()
+	list, err := fledgedtest.Slices(f.ctx, f.client, f.imageCache(name))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return list
+}
+
+// entry returns a node's encoded entry in a cache's ledger, in whichever of
+// its slices holds it ("" when none does).
+func (f *fixture) entry(name, node string) string {
+	f.t.Helper()
+	for _, sl := range f.sliceObjects(name) {
+		if e, ok := sl.Ledger.Nodes[node]; ok {
+			return e
+		}
+	}
+	return ""
+}
+
+// asEarlierRelease records a cache's ledger as a release before slices did:
+// all of it in status.ledger (format 1), changed by change, and no slices.
+func (f *fixture) asEarlierRelease(name string, change func(*v1alpha2.PullLedger)) {
+	f.t.Helper()
+	enc := f.ledger(name).Encode()
+	change(enc)
+	for _, sl := range f.sliceObjects(name) {
+		if err := f.client.KubefledgedV1alpha2().ImageCacheSlices(sl.Namespace).Delete(f.ctx, sl.Name, metav1.DeleteOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	f.edit(name, func(ic *v1alpha2.ImageCache) { ic.Status.Ledger = enc })
+}
+
 // edit changes an ImageCache as a user would, and lets the informers see it.
 func (f *fixture) edit(name string, change func(*v1alpha2.ImageCache)) {
 	f.t.Helper()
@@ -209,6 +256,3 @@ func jobImages(t *testing.T, job *batchv1.Job) []string {
 
 // times is n writes alike, for expectWrites.
 func times(write string, n int) string { return fmt.Sprintf("%s*%d", write, n) }
-
-// ledgers reads the ledgers the controller records.
-var ledgers ledger.Store

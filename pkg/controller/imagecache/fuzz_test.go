@@ -53,7 +53,7 @@ func FuzzStatusRead(f *testing.F) {
 			fx.clock.Step(2e9)
 		}
 		written := fx.imageCache("web").Status
-		out := ledger.Decode(written.Ledger)
+		out := fx.ledger("web")
 		for p, s := range out.Settled() {
 			// In a purge, "present" is kept: what it settles with no Job.
 			kept := s == ledger.Present && written.Reason == v1alpha2.ImageCacheReasonPurge

@@ -191,3 +191,33 @@ func (c *Controller) releaseIfIdle(ns string) {
 	}
 	c.pulling.Release(ns)
 }
+
+// sliceChanged tells the status writer what the informer shows of a
+// ledger's slice, and enqueues its cache: a slice deleted or edited by hand
+// is read again at once (its nodes' pulls are done again where it no longer
+// proves them), and a pass that waits for the slices it wrote goes on.
+func (c *Controller) sliceChanged(obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj, deleted = d.Obj, true
+	}
+	sl, ok := obj.(*v1alpha2.ImageCacheSlice)
+	if !ok {
+		return
+	}
+	c.status.SliceSeen(sl, deleted)
+	if name := sl.Labels[v1alpha2.LabelSliceCache]; name != "" {
+		c.queue.Add(cache.ObjectName{Namespace: sl.Namespace, Name: name})
+	}
+}
+
+// sliceVersion returns the resource version of a slice in a namespace as the
+// informer shows it, "" when it shows none.
+func (c *Controller) sliceVersion(namespace string) func(name string) string {
+	return func(name string) string {
+		sl, err := c.sliceLister.ImageCacheSlices(namespace).Get(name)
+		if err != nil {
+			return ""
+		}
+		return sl.ResourceVersion
+	}
+}

@@ -35,7 +35,7 @@ func TestPullPolicyAlwaysOwnsWhatTheNodeLacked(t *testing.T) {
 	f.pulledBy(*job, "nginx:1.27", "redis:7") // the kubelet pulls both
 	f.completeJob(*job)
 	f.syncOnly("web", wDeleteJob, wStatus)
-	led := ledgers.Load(f.imageCache("web"))
+	led := f.ledger("web")
 	if led.Owned("node-a", "docker.io/library/nginx:1.27") || !led.Owned("node-a", "docker.io/library/redis:7") {
 		t.Fatalf("owned: nginx %v, redis %v; want redis alone", led.Owned("node-a", "docker.io/library/nginx:1.27"),
 			led.Owned("node-a", "docker.io/library/redis:7"))
@@ -79,13 +79,15 @@ func TestLatePullingEventStillCounts(t *testing.T) {
 	f.sync("web", wCreateJob, wStatus)
 	img := jobImages(t, &first)[0]
 	key, _ := images.Normalize(img)
-	if led := ledgers.Load(f.imageCache("web")); led.Get("node-a", key) != ledger.Pulled || led.Owned("node-a", key) {
+	if led := f.ledger("web"); led.Get("node-a", key) != ledger.Pulled || led.Owned("node-a", key) {
 		t.Fatalf("settled without its event: state %d, owned %v", led.Get("node-a", key), led.Owned("node-a", key))
 	}
 	f.pulledBy(first, img) // the event arrives
 	f.catchUp()
-	f.sync("web", wStatus)
-	if led := ledgers.Load(f.imageCache("web")); !led.Owned("node-a", key) {
+	if writes, _ := f.sync("web"); len(sliceWrites(writes)) != 1 {
+		t.Errorf("the ownership the late event proves: %s; want one write of the ledger's slice", describe(writes))
+	}
+	if led := f.ledger("web"); !led.Owned("node-a", key) {
 		t.Errorf("the late Pulling event of %s did not make it owned", img)
 	}
 }
@@ -201,7 +203,7 @@ func TestPullingEventsWatchedWhileJobsRun(t *testing.T) {
 	if got := f.c.pulling.Watching(); !slices.Equal(f.eventsAsked, []string{testNS}) || !slices.Equal(got, []string{testNS}) {
 		t.Fatalf("asked for the events of %v, watching %v; want %s's", f.eventsAsked, got, testNS)
 	}
-	if !ledgers.Load(f.imageCache("web")).Owned("node-a", "docker.io/library/nginx:latest") {
+	if !f.ledger("web").Owned("node-a", "docker.io/library/nginx:latest") {
 		t.Error("the pull's Pulling event was not read")
 	}
 	for _, j := range jobs { // the finished Job's delete, as the informer tells it

@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
@@ -67,7 +66,7 @@ func TestPullingProvesAbsenceWhereTheNodeListsEveryImage(t *testing.T) {
 			if st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 				t.Fatalf("create: %s %q", st.Status, st.Message)
 			}
-			if got := ledger.Decode(st.Ledger).Owned("node-a", "docker.io/library/nginx:1.27"); got != c.owned {
+			if got := f.ledger("web").Owned("node-a", "docker.io/library/nginx:1.27"); got != c.owned {
 				t.Errorf("nginx owned on node-a: %v, want %v", got, c.owned)
 			}
 

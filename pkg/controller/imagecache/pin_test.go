@@ -61,7 +61,7 @@ func command(job *batchv1.Job) string {
 
 // pinState reads the cache's pin of an image on a node from its status.
 func (f *fixture) pinState(name, node, image string) ledger.PinState {
-	return ledgers.Load(f.imageCache(name)).Pin(node, image)
+	return f.ledger(name).Pin(node, image)
 }
 
 // TestPinAfterThePullsSettle: a pinning cache's node gets its pin Job, in
@@ -116,7 +116,7 @@ func TestPinAfterThePullsSettle(t *testing.T) {
 		t.Errorf("unpinned b: %v; want node-a over budget, with the sizes", l)
 	}
 	if f.pinState("web", "node-a", "registry.example/a:v1") != ledger.Pinned || f.pinState("web", "node-a", "registry.example/b:v1") != ledger.PinRefused {
-		t.Errorf("ledger pins: %v", f.imageCache("web").Status.Ledger.Pins)
+		t.Errorf("ledger pins: %v", f.ledger("web").PinNodes())
 	}
 	if n := len(f.pinJobsOf()); n != 0 {
 		t.Errorf("%d pin Jobs left after their outcome was recorded", n)
@@ -165,7 +165,7 @@ func TestUnpinWhenAnImageLeavesTheSpec(t *testing.T) {
 		t.Fatalf("after the unpin, want the delete Job, got %s", describe(writes))
 	}
 	if f.pinState("web", "node-a", "registry.example/a:v1") != ledger.NotPinned || f.pinState("web", "node-a", "registry.example/b:v1") != ledger.Pinned {
-		t.Errorf("ledger pins: %v", f.imageCache("web").Status.Ledger.Pins)
+		t.Errorf("ledger pins: %v", f.ledger("web").PinNodes())
 	}
 }
 
@@ -237,7 +237,7 @@ func TestTwoCachesPinOneImage(t *testing.T) {
 	f.finishPinJob(f.pinJobsOf()[0], "outcomes u\n0: it stays pinned: pinned for ImageCache "+testNS+"/other")
 	f.sync("web", wStatus, wDeleteJob)
 	if f.pinState("web", "node-a", img) != ledger.NotPinned || f.pinState("other", "node-a", img) != ledger.Pinned {
-		t.Errorf("pins: web %v, other %v", f.imageCache("web").Status.Ledger.Pins, f.imageCache("other").Status.Ledger.Pins)
+		t.Errorf("pins: web %v, other %v", f.ledger("web").PinNodes(), f.ledger("other").PinNodes())
 	}
 	// Another cache wants it: web's update keeps the image on the node.
 	for _, j := range f.jobs() {

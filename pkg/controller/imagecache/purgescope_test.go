@@ -9,7 +9,6 @@ import (
 	core "k8s.io/client-go/testing"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
@@ -238,7 +237,7 @@ func TestPurgeRemovesOnlyWhatItPulled(t *testing.T) {
 		t.Errorf("failures %v", st.Failures)
 	}
 	// What the cache still owns: redis on node-b (kept for the other cache).
-	led := ledger.Decode(st.Ledger)
+	led := f.ledger("web")
 	if !led.Owned("node-b", "docker.io/library/redis:latest") || led.Owned("node-a", "docker.io/library/redis:latest") {
 		t.Errorf("owned after the purge: on %v", led.OwnedNodes())
 	}

@@ -31,7 +31,7 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	if st.Status != v1alpha2.ImageCacheActionStatusSucceeded {
 		t.Fatalf("status %s, want Succeeded", st.Status)
 	}
-	if enc := st.Ledger.Nodes["node-a"]; ledger.Decode(st.Ledger).Tag("node-a") != "uidnodea" {
+	if enc := f.entry("web", "node-a"); f.ledger("web").Tag("node-a") != "uidnodea" {
 		t.Fatalf("ledger entry of node-a %q does not carry its UID tag", enc)
 	}
 	f.events()
@@ -72,7 +72,7 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 		t.Errorf("the old node-a's Job %s was not deleted: %s", oldJob.Name, describe(writes))
 	}
 	st = f.imageCache("web").Status
-	if enc := st.Ledger.Nodes["node-a"]; enc != "" {
+	if enc := f.entry("web", "node-a"); enc != "" {
 		t.Errorf("the new node-a keeps the old one's entries: %q", enc)
 	}
 	if p := st.Pulls; p.Succeeded != 2 || p.Pending != 2 {
@@ -81,31 +81,35 @@ func TestReplacedNodeIsWarmedAgain(t *testing.T) {
 	f.expectEvent("Normal NodesReplaced 1 node was re-created under the same name, to be warmed again: node-a")
 	f.completeAll()
 	f.sync("web", wStatus)
-	if enc := f.imageCache("web").Status.Ledger.Nodes["node-a"]; !strings.HasSuffix(enc, ".0f9e8d7c") {
+	if enc := f.entry("web", "node-a"); !strings.HasSuffix(enc, ".0f9e8d7c") {
 		t.Errorf("ledger entry of the new node-a %q, want its own tag", enc)
 	}
 }
 
 // TestLedgerWithoutTagsTrustsItsNodes: a ledger written before entries
-// carried a UID tag takes the nodes of now as the ones it recorded: it
-// pulls nothing again, and tags the entries.
+// carried a UID tag (all of it in status.ledger, as releases before slices
+// wrote it) takes the nodes of now as the ones it recorded: it pulls
+// nothing again, and moves into a slice, its entries tagged.
 func TestLedgerWithoutTagsTrustsItsNodes(t *testing.T) {
 	cfg := testConfig()
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))}, newNode("node-a"))
 	f.syncStarted("web", wCreateJob)
 	f.completeAll()
 	f.sync("web", wDeleteJob, wStatus)
-	f.edit("web", func(ic *v1alpha2.ImageCache) {
-		enc, _, _ := strings.Cut(ic.Status.Ledger.Nodes["node-a"], ".")
-		ic.Status.Ledger.Nodes["node-a"] = enc
+	f.asEarlierRelease("web", func(l *v1alpha2.PullLedger) {
+		enc, _, _ := strings.Cut(l.Nodes["node-a"], ".")
+		l.Nodes["node-a"] = enc
 	})
 	f.restart(cfg)
 	writes, _ := f.sync("web", wStatus)
 	if len(createdJobs(writes)) != 0 {
 		t.Errorf("an untagged ledger made Jobs: %s", describe(writes))
 	}
-	if enc := f.imageCache("web").Status.Ledger.Nodes["node-a"]; !strings.HasSuffix(enc, ".uidnodea") {
+	if enc := f.entry("web", "node-a"); !strings.HasSuffix(enc, ".uidnodea") {
 		t.Errorf("ledger entry %q, want it tagged", enc)
+	}
+	if l := f.imageCache("web").Status.Ledger; l.Format != ledger.FormatVersion || len(l.Nodes) != 0 {
+		t.Errorf("status.ledger %+v, want only the header", l)
 	}
 }
 
@@ -121,7 +125,7 @@ func TestReplacedNodeDoesNotInheritOwnership(t *testing.T) {
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
 		newNode("node-a", withRuntime("containerd://2.0.0")), newNode("node-b", withRuntime("containerd://2.0.0")))
 	f.createThenAskPurge("web")
-	led := ledgers.Load(f.imageCache("web"))
+	led := f.ledger("web")
 	if !led.Owned("node-a", "docker.io/library/nginx:latest") || !led.Owned("node-b", "docker.io/library/nginx:latest") {
 		t.Fatalf("after the create, nginx is not owned on both nodes: on %v", led.OwnedNodes())
 	}
@@ -144,7 +148,7 @@ func TestReplacedNodeDoesNotInheritOwnership(t *testing.T) {
 		}
 	}
 	f.expectEvent("Normal NodesReplaced 1 node was re-created under the same name")
-	if led := ledgers.Load(f.imageCache("web")); led.Owned("node-a", "docker.io/library/nginx:latest") {
+	if led := f.ledger("web"); led.Owned("node-a", "docker.io/library/nginx:latest") {
 		t.Error("the new node-a inherited the old one's ownership of nginx")
 	}
 }

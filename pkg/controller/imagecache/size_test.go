@@ -16,8 +16,8 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// hugeCache wants 2,048 images on every node: on 1,000 nodes, more than
-// one object can record.
+// hugeCache wants 2,048 images on every node: more than a cache may list
+// (plan.MaxImages).
 func hugeCache() *v1alpha2.ImageCache {
 	var imgs []string
 	for i := range 2048 {
@@ -38,8 +38,8 @@ func thousandNodes() []*corev1.Node {
 	return nodes
 }
 
-// TestTooLargeCacheIsRefused: a cache whose ledger could not fit in one
-// object is Failed at once with the reason, and gets no Job.
+// TestTooLargeCacheIsRefused: a cache that lists more images than a cache
+// may is Failed at once with the reason, and gets no Job.
 func TestTooLargeCacheIsRefused(t *testing.T) {
 	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{hugeCache()}, thousandNodes()...)
 	f.sync("huge", wStatus) // starts the operation
@@ -48,7 +48,7 @@ func TestTooLargeCacheIsRefused(t *testing.T) {
 		t.Errorf("a too large cache made %d Jobs", len(createdJobs(writes)))
 	}
 	st := f.imageCache("huge").Status
-	if st.Status != v1alpha2.ImageCacheActionStatusFailed || !strings.HasPrefix(st.Message, "The cache is too large: 1000 nodes and 2048 images need about ") {
+	if st.Status != v1alpha2.ImageCacheActionStatusFailed || !strings.HasPrefix(st.Message, "The cache is too large: it lists 2048 images, over the 1024") {
 		t.Errorf("status %s %q", st.Status, st.Message)
 	}
 	f.expectEvent("Warning TooLarge The cache is too large")

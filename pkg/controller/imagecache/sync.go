@@ -55,7 +55,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	if err := c.makePlan(ctx, s); err != nil {
 		return 0, err
 	}
-	if why := plan.TooLarge(s.Plan, s.Led); why != "" {
+	if why := plan.TooLarge(s.Plan); why != "" {
 		outcome = reasons.TooLarge
 		return 0, c.refuseTooLarge(ctx, s, why)
 	}
@@ -105,6 +105,7 @@ func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1
 	ic, err := c.icLister.ImageCaches(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
 		c.expectations.ForgetWrites(key)
+		c.status.ForgetSlices(key)
 		return nil, c.reader.DeleteOrphans(ctx, key, "")
 	}
 	if err != nil {
@@ -120,12 +121,17 @@ func (c *Controller) cacheToSync(ctx context.Context, key cache.ObjectName) (*v1
 		klog.FromContext(ctx).V(4).Info("The cache does not show the last write yet; waiting for it")
 		return nil, nil
 	}
+	if c.status.SlicesOutdated(key, c.sliceVersion(key.Namespace)) {
+		klog.FromContext(ctx).V(4).Info("The cache's slices do not show the last writes yet; waiting for them")
+		return nil, nil
+	}
 	return ic, nil
 }
 
 // newPass starts a pass over a cache, as the informer shows it now.
 func (c *Controller) newPass(key cache.ObjectName, ic *v1alpha2.ImageCache) *pass.Pass {
-	return pass.NewPass(key, ic, c.clock.Now(), c.ledgers.Load(ic), c.ledgers.Read(ic))
+	led, before := c.ledgers.Open(ic)
+	return pass.NewPass(key, ic, c.clock.Now(), led, before)
 }
 
 // nextLook says how soon to look again: when a running Job must be checked,

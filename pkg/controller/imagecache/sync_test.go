@@ -226,7 +226,7 @@ func TestPullFailureAtDeadline(t *testing.T) {
 	// alone, and the cache is requeued for the deadline.
 	f.clock.Step(30 * time.Second)
 	writes, after := f.sync("web", wStatus)
-	if ups := statusUpdates(writes); len(writes) != 1 || len(ups) != 1 || ups[0].Status.Pulls.Succeeded != 1 || ups[0].Status.Pulls.Pending != 1 {
+	if ups := statusUpdates(writes); len(writeList(writes)) != 1 || len(ups) != 1 || ups[0].Status.Pulls.Succeeded != 1 || ups[0].Status.Pulls.Pending != 1 {
 		t.Errorf("before the deadline: writes %s", describe(writes))
 	}
 	if after <= 0 || after > 40*time.Second {

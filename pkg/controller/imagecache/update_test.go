@@ -13,7 +13,6 @@ import (
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/throttle"
-	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 	"kubefledged.io/kube-fledged/pkg/reasons"
 )
@@ -279,7 +278,7 @@ func TestRemovalThatCannotBeDoneEnds(t *testing.T) {
 			if got := st.Failures["docker.io/library/redis:latest"]; len(got) != 1 || got[0].Reason != tc.reason {
 				t.Errorf("failures %v, want redis's removal failed with %s", st.Failures, tc.reason)
 			}
-			if ledger.Decode(st.Ledger).Owned("node-a", "docker.io/library/redis:latest") {
+			if f.ledger("web").Owned("node-a", "docker.io/library/redis:latest") {
 				t.Error("redis is still owned on node-a")
 			}
 			for range 3 {

@@ -30,6 +30,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	icinformers "kubefledged.io/kube-fledged/pkg/client/informers/externalversions/kubefledged/v1alpha2"
 	iclisters "kubefledged.io/kube-fledged/pkg/client/listers/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
@@ -57,10 +58,12 @@ type Controller struct {
 	kubeClient kubernetes.Interface
 	icLister   iclisters.ImageCacheLister
 	nodeLister corelisters.NodeLister
-	synced     []cache.InformerSynced
-	recorder   record.EventRecorder
-	clock      clock.Clock
-	queue      workqueue.TypedRateLimitingInterface[string]
+	// ledgers reads a node's states in the caches' ledgers.
+	ledgers  *ledger.Store
+	synced   []cache.InformerSynced
+	recorder record.EventRecorder
+	clock    clock.Clock
+	queue    workqueue.TypedRateLimitingInterface[string]
 
 	// tainted holds the names of the nodes that carry the taint, and
 	// firstSeen when this process first saw each; untainted the nodes it
@@ -76,17 +79,23 @@ type Controller struct {
 // at the latest timeout after the node was tainted (taintedSince), with the filter of the
 // nodes the pulls can run on, and registers its event handlers.
 func New(taint string, timeout time.Duration, filter plan.NodeFilter, kubeClient kubernetes.Interface, icInformer icinformers.ImageCacheInformer,
-	nodeInformer coreinformers.NodeInformer, recorder record.EventRecorder, clk clock.Clock) (*Controller, error) {
+	sliceInformer icinformers.ImageCacheSliceInformer, nodeInformer coreinformers.NodeInformer, recorder record.EventRecorder,
+	clk clock.Clock) (*Controller, error) {
 	if taint == "" {
 		return nil, errors.New("the startup taint must be set")
+	}
+	ledgers, err := ledger.NewStore(sliceInformer.Informer())
+	if err != nil {
+		return nil, err
 	}
 	var ticker clock.WithTicker
 	if wt, ok := clk.(clock.WithTicker); ok {
 		ticker = wt
 	}
 	c := &Controller{taint: taint, timeout: timeout, filter: filter, kubeClient: kubeClient,
-		icLister: icInformer.Lister(), nodeLister: nodeInformer.Lister(),
-		synced:   []cache.InformerSynced{icInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced},
+		icLister: icInformer.Lister(), nodeLister: nodeInformer.Lister(), ledgers: ledgers,
+		synced: []cache.InformerSynced{icInformer.Informer().HasSynced, sliceInformer.Informer().HasSynced,
+			nodeInformer.Informer().HasSynced},
 		recorder: recorder, clock: clk, tainted: map[string]bool{}, firstSeen: map[types.UID]time.Time{},
 		untainted: map[types.UID]bool{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -98,6 +107,13 @@ func New(taint string, timeout time.Duration, filter plan.NodeFilter, kubeClient
 		DeleteFunc: func(any) { c.cacheChanged() },
 	}); err != nil {
 		return nil, fmt.Errorf("adding the ImageCache handler: %w", err)
+	}
+	if _, err := sliceInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.sliceChanged,
+		UpdateFunc: func(_, obj any) { c.sliceChanged(obj) },
+		DeleteFunc: c.sliceChanged,
+	}); err != nil {
+		return nil, fmt.Errorf("adding the ImageCacheSlice handler: %w", err)
 	}
 	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.nodeChanged(obj, false) },
@@ -153,6 +169,26 @@ func (c *Controller) cacheChanged() {
 	defer c.mu.Unlock()
 	for name := range c.tainted {
 		c.queue.Add(name)
+	}
+}
+
+// sliceChanged enqueues the tainted nodes whose entries a ledger's slice
+// holds: their pulls may have settled (the slice's informer and the
+// caches' may show the writes of one pass in either order).
+func (c *Controller) sliceChanged(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	sl, ok := obj.(*v1alpha2.ImageCacheSlice)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range sl.Ledger.Nodes {
+		if c.tainted[name] {
+			c.queue.Add(name)
+		}
 	}
 }
 
@@ -250,7 +286,7 @@ func (c *Controller) pending(node *corev1.Node) ([]string, int, error) {
 		if !ok || !plan.WantsPulls(ic) || plan.NeverPulls(sel.Skip) {
 			continue
 		}
-		held := plan.HoldingPulls(ic, sel, ledger.Store{}.NodeStates(ic, node))
+		held := plan.HoldingPulls(ic, sel, c.ledgers.NodeStates(ic, node))
 		for _, w := range held {
 			pending = append(pending, fmt.Sprintf("%s (%s/%s)", w.Image, ic.Namespace, ic.Name))
 		}

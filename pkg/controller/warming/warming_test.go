@@ -63,11 +63,11 @@ func newFixture(t *testing.T, caches []*v1alpha2.ImageCache, nodes ...*corev1.No
 	for _, ic := range caches {
 		icObjs = append(icObjs, ic)
 	}
-	f.kube, f.client = kubefake.NewClientset(kubeObjs...), fledgedfake.NewClientset(icObjs...)
+	f.kube, f.client = kubefake.NewClientset(kubeObjs...), fledgedfake.NewSimpleClientset(icObjs...)
 	f.kubeInf = kubeinformers.NewSharedInformerFactory(f.kube, 0)
 	f.icInf = icinformers.NewSharedInformerFactory(f.client, 0)
 	c, err := New(testTaint, 10*time.Minute, testFilter, f.kube, f.icInf.Kubefledged().V1alpha2().ImageCaches(),
-		f.kubeInf.Core().V1().Nodes(), f.recorder, f.clock)
+		f.icInf.Kubefledged().V1alpha2().ImageCacheSlices(), f.kubeInf.Core().V1().Nodes(), f.recorder, f.clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +96,14 @@ func (f *fixture) catchUp() {
 		objs = append(objs, &ics.Items[i])
 	}
 	if err := f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer().Replace(objs, ""); err != nil {
+		f.t.Fatal(err)
+	}
+	sls, _ := f.client.KubefledgedV1alpha2().ImageCacheSlices("").List(f.ctx, metav1.ListOptions{})
+	objs = nil
+	for i := range sls.Items {
+		objs = append(objs, &sls.Items[i])
+	}
+	if err := f.icInf.Kubefledged().V1alpha2().ImageCacheSlices().Informer().GetIndexer().Replace(objs, ""); err != nil {
 		f.t.Fatal(err)
 	}
 	f.kube.ClearActions()
@@ -132,7 +140,10 @@ func (f *fixture) settle(cacheName, node string, imgs ...string) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	led := ledger.Decode(ic.Status.Ledger)
+	led, err := fledgedtest.LoadLedger(f.ctx, f.client, ic)
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	led.ForgetReplaced(map[string]*corev1.Node{node: n})
 	for _, img := range imgs {
 		key, err := images.Normalize(img)
@@ -141,7 +152,9 @@ func (f *fixture) settle(cacheName, node string, imgs ...string) {
 		}
 		led.Set(node, key, ledger.Pulled)
 	}
-	ic.Status.Ledger = led.Encode()
+	if err := fledgedtest.RecordLedger(f.ctx, f.client, ic, led); err != nil {
+		f.t.Fatal(err)
+	}
 	if _, err := f.client.KubefledgedV1alpha2().ImageCaches("team-a").UpdateStatus(f.ctx, ic, metav1.UpdateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}

@@ -7,11 +7,14 @@ import (
 // PullLedger records, per node, the state of each image's pull: done, found
 // already present, or failed. It is written by the controller only.
 type PullLedger struct {
-	// Format is the version of the encoding below: absent or 1 for the one
-	// described here. A controller that changes the encoding writes a higher
-	// number, so that readers which do not know it (an older controller
-	// after a downgrade, an older kubectl-fledged) refuse the record rather
-	// than misread it.
+	// Format is the version of the record: absent or 1 when the nodes'
+	// entries are here, in status.ledger (releases before ImageCacheSlices);
+	// 2 when they are in the cache's ImageCacheSlices, each slice's ledger
+	// holding those of its nodes in the encoding described here, and
+	// status.ledger only the epoch and the removal time. A controller that
+	// changes the record writes a higher number, so that readers which do
+	// not know it (an older controller after a downgrade, an older
+	// kubectl-fledged) refuse the record rather than misread it.
 	// +optional
 	Format int32 `json:"format,omitempty"`
 	// Epoch is the Unix time at which the record began: the start of the

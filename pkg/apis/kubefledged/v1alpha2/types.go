@@ -289,7 +289,10 @@ type ImageCacheStatus struct {
 	Digests map[string]ImageDigest `json:"digests,omitempty"`
 	// Ledger is the controller's record of the pulls settled on each node
 	// since the cache was created or last refreshed, so that an update or a
-	// restart pulls only what is new. It is the controller's own bookkeeping.
+	// restart pulls only what is new. It is the controller's own bookkeeping:
+	// its header (format, epoch, removal time) here, the nodes' entries in
+	// the cache's ImageCacheSlices (labelled kubefledged.io/imagecache-uid
+	// with the cache's UID).
 	// +optional
 	Ledger *PullLedger `json:"ledger,omitempty"`
 }

@@ -53,7 +53,7 @@ func newPurgeOp(c *Ops, s *pass.Pass) *purgeOp {
 			}
 		}
 	}
-	if plan.TooLarge(s.Plan, s.Led) != "" {
+	if plan.TooLarge(s.Plan) != "" {
 		// A cache too large to record every pair still purges what it
 		// pulled: the purge works on the owned pairs only.
 		for name, w := range s.Plan.Nodes {

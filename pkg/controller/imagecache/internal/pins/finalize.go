@@ -66,7 +66,8 @@ func (c *Pins) setFinalizer(ctx context.Context, s *pass.Pass, add bool) error {
 // look again, at the deadline: the unpin Jobs' events bring it back before.
 func (c *Pins) Finalize(ctx context.Context, key cache.ObjectName, ic *v1alpha2.ImageCache,
 	nodes map[string]*corev1.Node) (time.Duration, error) {
-	s := pass.NewPass(key, ic, c.clock.Now(), c.ledgers.Load(ic), c.ledgers.Read(ic))
+	led, before := c.ledgers.Open(ic)
+	s := pass.NewPass(key, ic, c.clock.Now(), led, before)
 	// A deleted cache wants nothing: its pass has the nodes, and no plan
 	// nor operation.
 	s.SawNodes(nodes)

@@ -53,7 +53,7 @@ type Pins struct {
 	expectations *expectations.Expectations
 	recorder     record.EventRecorder
 	clock        clock.Clock
-	ledgers      ledger.Store
+	ledgers      *ledger.Store
 }
 
 // New returns the pins' work, over the Jobs the reader and writer read and
@@ -61,7 +61,7 @@ type Pins struct {
 func New(cfg Config, filter plan.NodeFilter, reader *jobread.Reader, writer *jobwrite.Writer,
 	st *status.Writer, th *throttle.Throttle, exp *expectations.Expectations, recorder record.EventRecorder, clk clock.Clock) *Pins {
 	return &Pins{cfg: cfg, filter: filter, reader: reader, writer: writer, status: st, throttle: th,
-		expectations: exp, recorder: recorder, clock: clk}
+		expectations: exp, recorder: recorder, clock: clk, ledgers: st.Ledgers()}
 }
 
 // Pinning (spec.pin) keeps a cache's images on its nodes against the

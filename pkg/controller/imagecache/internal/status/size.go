@@ -27,8 +27,8 @@ const (
 	statusBudget = 900 << 10
 )
 
-// The ledger is bounded apart: a cache whose ledger would pass
-// plan.MaxLedgerBytes is refused (plan.TooLarge, Refuse).
+// The ledger is not in the status (only its header): its entries are in
+// slices of a bounded number of nodes each (ledger.MaxNodesPerSlice).
 
 // renderFailures returns the failures to list in status, and the count of those
 // left out, per image. It lists at most MaxFailuresPerImage per image and

@@ -4,7 +4,7 @@
 // object (size.go), the digests of the images pulled Always (digests.go),
 // the pairs waiting to be tried again (retries.go); and the writes to the
 // cache itself (write.go): its status, its annotations and finalizers, a
-// deleted cache's ledger.
+// deleted cache's ledger; and the ledger's slices (slices.go).
 package status
 
 import (
@@ -35,13 +35,16 @@ type Writer struct {
 	client       clientset.Interface
 	recorder     record.EventRecorder
 	expectations *expectations.Expectations
-	ledgers      ledger.Store
+	// ledgers is where the ledgers live: the header in the status, the
+	// entries in the caches' slices, which this writer writes too.
+	ledgers *ledger.Store
+	slices  sliceWrites
 }
 
 // New returns the status writer; the expectations hold its writes until the
 // informer shows them.
-func New(client clientset.Interface, recorder record.EventRecorder, exp *expectations.Expectations) *Writer {
-	return &Writer{client: client, recorder: recorder, expectations: exp}
+func New(client clientset.Interface, recorder record.EventRecorder, exp *expectations.Expectations, ledgers *ledger.Store) *Writer {
+	return &Writer{client: client, recorder: recorder, expectations: exp, ledgers: ledgers}
 }
 
 // Computed is the status a pass works out, and what it says of the

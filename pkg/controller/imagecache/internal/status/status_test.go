@@ -1,6 +1,7 @@
 package status
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -129,23 +130,30 @@ func TestCountPulls(t *testing.T) {
 	}
 }
 
-// TestLedgerSizeIsAnUpperBound: the size check's estimate is at least what
-// the ledger takes once every wanted pair is settled and owned, for mixed
-// caches too: the encoder sizes every node's entry by the whole image table,
-// so 1 image on 5,000 nodes and 512 images on 10 GPU nodes takes about
-// 1.8 MiB, over etcd's bound, and must be refused at once rather than
-// accepted and fail its status writes later.
-func TestLedgerSizeIsAnUpperBound(t *testing.T) {
-	var gpu []string
-	for i := range 512 {
-		gpu = append(gpu, fmt.Sprintf("registry.example/models/m-%03d:v1", i))
+// TestEverySliceFits: a cache's ledger has no bound tied to nodes × images:
+// 1 image on 5,000 nodes and 512 images on 10 GPU nodes (about 1.8 MiB in
+// one object, refused before slices) is accepted, and each of its slices,
+// every pair settled, owned and pinned, stays under 1 MiB; so do those of
+// 1,024 images, the most a cache may list, on 2,000 nodes of the longest
+// names. One image more is refused.
+func TestEverySliceFits(t *testing.T) {
+	images := func(prefix string, n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("registry.example/%s-%04d:v1", prefix, i))
+		}
+		return out
 	}
-	mixed := newImageCache("mixed", withImages("registry.example/agent:v1"))
-	for i := 0; i < len(gpu); i += v1alpha2.MaxImagesPerEntry {
-		mixed.Spec.CacheSpec = append(mixed.Spec.CacheSpec, v1alpha2.CacheSpecImages{Images: gpu[i : i+v1alpha2.MaxImagesPerEntry],
-			NodeSelector: map[string]v1alpha2.LabelValue{"gpu": "h100"}})
+	withEntries := func(ic *v1alpha2.ImageCache, sel map[string]v1alpha2.LabelValue, imgs []string) *v1alpha2.ImageCache {
+		for i := 0; i < len(imgs); i += v1alpha2.MaxImagesPerEntry {
+			ic.Spec.CacheSpec = append(ic.Spec.CacheSpec, v1alpha2.CacheSpecImages{
+				Images: imgs[i:min(len(imgs), i+v1alpha2.MaxImagesPerEntry)], NodeSelector: sel})
+		}
+		return ic
 	}
-	var nodes []*corev1.Node
+	gpu := map[string]v1alpha2.LabelValue{"gpu": "h100"}
+	mixed := withEntries(newImageCache("mixed", withImages("registry.example/agent:v1")), gpu, images("models/m", 512))
+	var nodes, long []*corev1.Node
 	for i := range 5000 {
 		n := newNode(fmt.Sprintf("ip-10-0-%d-%d.eu-west-1.compute.internal", i/256, i%256))
 		if i < 10 {
@@ -153,36 +161,54 @@ func TestLedgerSizeIsAnUpperBound(t *testing.T) {
 		}
 		nodes = append(nodes, n)
 	}
+	for i := range 2000 {
+		long = append(long, newNode(fmt.Sprintf("%s-%04d", strings.Repeat("n", 248), i)))
+	}
 	for _, tc := range []struct {
-		name  string
-		ic    *v1alpha2.ImageCache
-		nodes []*corev1.Node
+		name    string
+		ic      *v1alpha2.ImageCache
+		nodes   []*corev1.Node
+		refused bool
 	}{
-		{"1 image on 5,000 nodes, 512 on 10", mixed, nodes},
-		{"512 images on 10 nodes", newImageCache("gpu", withSelectedImages(map[string]string{"gpu": "h100"}, gpu[:v1alpha2.MaxImagesPerEntry]...)), nodes[:20]},
-		{"1 image on 5,000 nodes", newImageCache("agent", withImages("registry.example/agent:v1")), nodes},
+		{"1 image on 5,000 nodes, 512 on 10", mixed, nodes, false},
+		{"1,024 images on 2,000 nodes of 253 characters", withEntries(newImageCache("big"), nil, images("app", plan.MaxImages)), long, false},
+		{"1,025 images", withEntries(newImageCache("over"), nil, images("app", plan.MaxImages+1)), nodes[:10], true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := plan.Compute(tc.ic, tc.nodes, testFilter, false)
-			led := ledger.New(1764000000)
-			for name, w := range p.Nodes {
-				for _, wi := range w.Images {
-					led.Set(name, wi.Key, ledger.Failed)
-					led.SetOwned(name, wi.Key, true)
-				}
+			if why := plan.TooLarge(p); (why != "") != tc.refused {
+				t.Fatalf("refused %q, want refused %v", why, tc.refused)
 			}
+			if tc.refused {
+				return
+			}
+			led := ledger.New(1764000000)
 			for _, n := range tc.nodes {
 				if p.Nodes[n.Name] != nil {
 					led.ForgetReplaced(map[string]*corev1.Node{n.Name: n})
 				}
 			}
-			st := &v1alpha2.ImageCacheStatus{Ledger: led.Encode()}
-			real := statusSize(st)
-			if est := plan.LedgerSize(p, ledger.New(0)); est < real {
-				t.Errorf("estimated %d KiB, the ledger takes %d KiB", est>>10, real>>10)
+			for name, w := range p.Nodes {
+				for _, wi := range w.Images {
+					led.Set(name, wi.Key, ledger.Failed)
+					led.SetOwned(name, wi.Key, true)
+					led.SetPin(name, wi.Key, ledger.PinUnsure)
+				}
 			}
-			if plan.TooLarge(p, ledger.New(0)) == "" && real > 1<<20 {
-				t.Errorf("accepted with a ledger of %d KiB, over 1 MiB", real>>10)
+			writes := ledger.PlanSlices(led, nil, func(i int) string { return fmt.Sprintf("s-%d", i) })
+			largest := 0
+			for _, c := range writes.Put {
+				raw, err := json.Marshal(c.Ledger)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Each node's name again in managedFields, twice.
+				size := len(raw) + c.Nodes*2*(len(tc.nodes[0].Name)+len(ledger.ManagedFieldsEntry))
+				largest = max(largest, size)
+			}
+			t.Logf("%d slices, the largest %d KiB", len(writes.Put), largest>>10)
+			if largest > 1<<20 {
+				t.Errorf("a slice takes %d KiB, over 1 MiB", largest>>10)
 			}
 		})
 	}

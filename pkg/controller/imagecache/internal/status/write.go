@@ -45,6 +45,9 @@ func (w *Writer) Write(ctx context.Context, s *pass.Pass, out Computed) error {
 		w.recorder.Event(s.IC, corev1.EventTypeNormal, reasons.RefreshIgnored,
 			"A purge was asked too: the purge runs, and the refresh annotation is removed")
 	}
+	if err := w.writeSlices(ctx, s); err != nil {
+		return err
+	}
 	if equality.Semantic.DeepEqual(s.IC.Status, *st) {
 		return nil
 	}
@@ -193,8 +196,9 @@ func (w *Writer) wrote(key cache.ObjectName, before, after *v1alpha2.ImageCache)
 	}
 }
 
-// WriteLedger writes a deleted cache's ledger and its failed unpins
-// (status.failures keeps the others as they were) when they changed.
+// WriteLedger writes a deleted cache's ledger (its slices and header) and
+// its failed unpins (status.failures keeps the others as they were) where
+// they changed.
 func (w *Writer) WriteLedger(ctx context.Context, s *pass.Pass) error {
 	failures := pass.Failures{}
 	for img, list := range s.IC.Status.Failures {
@@ -213,12 +217,15 @@ func (w *Writer) WriteLedger(ctx context.Context, s *pass.Pass) error {
 	if len(rendered) == 0 {
 		rendered = nil
 	}
-	if !w.ledgers.Changed(s.IC, s.Led) && equality.Semantic.DeepEqual(rendered, s.IC.Status.Failures) {
-		return nil
+	if err := w.writeSlices(ctx, s); err != nil {
+		return err
 	}
 	updated := s.IC.DeepCopy()
 	w.ledgers.Record(&updated.Status, s.Led)
 	updated.Status.Failures = rendered
+	if equality.Semantic.DeepEqual(updated.Status, s.IC.Status) {
+		return nil
+	}
 	written, err := w.client.KubefledgedV1alpha2().ImageCaches(s.IC.Namespace).UpdateStatus(ctx, updated,
 		metav1.UpdateOptions{FieldManager: version.Name})
 	if err != nil {

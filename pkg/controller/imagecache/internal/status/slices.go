@@ -1,0 +1,147 @@
+package status
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
+	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/version"
+)
+
+// sliceWrites remembers, for each cache, the slices this process wrote that
+// the informer may not show yet: a pass waits for them (SlicesOutdated), as
+// it waits for the cache's own status write, so that it never works from a
+// slice older than what it wrote.
+type sliceWrites struct {
+	mu      sync.Mutex
+	pending map[cache.ObjectName]map[string]bool
+}
+
+// Ledgers is where the ledgers live.
+func (w *Writer) Ledgers() *ledger.Store { return w.ledgers }
+
+// writeSlices writes the pass's ledger into the cache's slices, where it
+// changed (ledger.PlanSlices): the slices that take on nodes first, then the
+// others, then those left empty are deleted. Each write carries the
+// resource version it replaces: a slice changed meanwhile is a conflict,
+// and the sync is tried again from what the informer then shows.
+func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) error {
+	current := map[string]*v1alpha2.ImageCacheSlice{}
+	raw := map[string]*v1alpha2.PullLedger{}
+	for _, sl := range w.ledgers.Slices(s.IC) {
+		current[sl.Name], raw[sl.Name] = sl, &sl.Ledger
+	}
+	plan := ledger.PlanSlices(s.Led, raw, func(i int) string { return ledger.SliceName(s.IC, i) })
+	api := w.client.KubefledgedV1alpha2().ImageCacheSlices(s.IC.Namespace)
+	opts := metav1.UpdateOptions{FieldManager: version.Name}
+	for _, c := range plan.Put {
+		old, ok := current[c.Name]
+		var written *v1alpha2.ImageCacheSlice
+		var err error
+		if ok {
+			sl := old.DeepCopy()
+			sl.NodeCount, sl.Ledger = int32(c.Nodes), *c.Ledger
+			written, err = api.Update(ctx, sl, opts)
+		} else {
+			written, err = api.Create(ctx, newSlice(s.IC, c), metav1.CreateOptions{FieldManager: version.Name})
+		}
+		if err != nil {
+			return fmt.Errorf("writing the ledger's slice %s: %w", c.Name, err)
+		}
+		w.expectSlice(s.Key, c.Name, old, written.ResourceVersion)
+	}
+	for _, name := range plan.Delete {
+		old := current[name]
+		err := api.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{
+			UID: ptr.To(old.UID), ResourceVersion: ptr.To(old.ResourceVersion)}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the ledger's slice %s: %w", name, err)
+		}
+		w.expectSlice(s.Key, name, old, "deleted")
+	}
+	return nil
+}
+
+// newSlice makes a cache's slice: in its namespace, owned by it (it goes
+// with the cache, once the cache's finalizer is gone), labelled with its name
+// and UID.
+func newSlice(ic *v1alpha2.ImageCache, c ledger.SliceContent) *v1alpha2.ImageCacheSlice {
+	return &v1alpha2.ImageCacheSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      c.Name,
+			Namespace: ic.Namespace,
+			Labels: map[string]string{
+				v1alpha2.LabelSliceCache:    ic.Name,
+				v1alpha2.LabelSliceCacheUID: string(ic.UID),
+			},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ic,
+				v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
+		},
+		NodeCount: int32(c.Nodes),
+		Ledger:    *c.Ledger,
+	}
+}
+
+// expectSlice records a write of a cache's slice (old: the slice it
+// replaced, nil for a create) until the informer shows it.
+func (w *Writer) expectSlice(key cache.ObjectName, name string, old *v1alpha2.ImageCacheSlice, written string) {
+	replaced := ""
+	if old != nil {
+		replaced = old.ResourceVersion
+	}
+	w.expectations.ExpectWrite(cache.ObjectName{Namespace: key.Namespace, Name: name}, replaced, written)
+	w.slices.mu.Lock()
+	defer w.slices.mu.Unlock()
+	if w.slices.pending == nil {
+		w.slices.pending = map[cache.ObjectName]map[string]bool{}
+	}
+	if w.slices.pending[key] == nil {
+		w.slices.pending[key] = map[string]bool{}
+	}
+	w.slices.pending[key][name] = true
+}
+
+// SlicesOutdated says whether the informer does not show yet a slice of the
+// cache this process wrote; version gives a slice's resource version as the
+// informer shows it ("" when it shows none).
+func (w *Writer) SlicesOutdated(key cache.ObjectName, version func(name string) string) bool {
+	w.slices.mu.Lock()
+	defer w.slices.mu.Unlock()
+	for name := range w.slices.pending[key] {
+		if w.expectations.Outdated(cache.ObjectName{Namespace: key.Namespace, Name: name}, version(name)) {
+			return true
+		}
+		delete(w.slices.pending[key], name)
+	}
+	delete(w.slices.pending, key)
+	return false
+}
+
+// SliceSeen tells the writer the informer saw a slice change (deleted: it
+// went): a write of it this process expects is then shown, or overtaken.
+func (w *Writer) SliceSeen(sl *v1alpha2.ImageCacheSlice, deleted bool) {
+	key := cache.ObjectName{Namespace: sl.Namespace, Name: sl.Name}
+	if deleted {
+		w.expectations.ForgetWrites(key)
+		return
+	}
+	w.expectations.Outdated(key, sl.ResourceVersion)
+}
+
+// ForgetSlices forgets the writes of a cache that is gone.
+func (w *Writer) ForgetSlices(key cache.ObjectName) {
+	w.slices.mu.Lock()
+	defer w.slices.mu.Unlock()
+	for name := range w.slices.pending[key] {
+		w.expectations.ForgetWrites(cache.ObjectName{Namespace: key.Namespace, Name: name})
+	}
+	delete(w.slices.pending, key)
+}
