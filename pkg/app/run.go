@@ -114,6 +114,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		NodeStatusMaxImages:  o.NodeStatusMaxImages,
 		PullRetryDeadline:    o.PullRetryDeadline,
 		PullRetryMaxBackoff:  o.PullRetryMaxBackoff,
+		StatusBatchPeriod:    o.StatusBatchPeriod,
 		Pinning:              o.ImagePinning,
 		NoRemoval:            !o.ImageRemoval,
 		PinBudgetPercent:     o.PinBudgetPercent,

@@ -90,6 +90,9 @@ type Options struct {
 	// PullRetryMaxBackoff the longest wait between two tries.
 	PullRetryDeadline   time.Duration
 	PullRetryMaxBackoff time.Duration
+	// StatusBatchPeriod is the least time between two writes of a cache's
+	// status and ledger while its operation goes on.
+	StatusBatchPeriod time.Duration
 	// ImagePinning lets caches pin their images (spec.pin); PinBudgetPercent
 	// bounds the share of a node's image filesystem the pinned images may
 	// take, on the filesystem of ContainerdRoot.
@@ -159,6 +162,7 @@ func New() *Options {
 		NodeStatusMaxImages:         50,
 		PullRetryDeadline:           time.Hour,
 		PullRetryMaxBackoff:         5 * time.Minute,
+		StatusBatchPeriod:           time.Second,
 		ImagePinning:                true,
 		ImageRemoval:                true,
 		PinBudgetPercent:            50,
@@ -202,6 +206,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig. Only needed out of cluster.")
 	fs.StringVar(&o.Master, "master", o.Master, "The address of the Kubernetes API server. Overrides any value in the kubeconfig. Only needed out of cluster.")
 	fs.DurationVar(&o.ImagePullDeadline, "image-pull-deadline-duration", o.ImagePullDeadline, "How long one image may take to pull onto a node, from when the kubelet starts pulling it, before it counts as failed; a cacheSpec entry's pullDeadline overrides it for the entry's images.")
+	fs.DurationVar(&o.StatusBatchPeriod, "status-batch-period", o.StatusBatchPeriod, "The least time between two writes of a cache's status and ledger slices while its operation goes on: the pulls settled meanwhile are written together (as the EndpointSlice controller's --endpointslice-updates-batch-period). An operation's start and end, and a deleted cache's, are written at once. 0: write at every pass.")
 	fs.DurationVar(&o.PullRetryDeadline, "pull-retry-deadline", o.PullRetryDeadline, "How long after its operation started a pull that failed for a reason that may pass (a registry or network that is down, slow or busy: a timeout, a refused connection, a 5xx or 429 answer) is tried again, by itself, with exponential backoff; the operation goes on meanwhile. 0: such a pull fails as any other, until the next refresh. A missing image, refused credentials or a platform the image lacks fail at once, never retried.")
 	fs.DurationVar(&o.PullRetryMaxBackoff, "pull-retry-max-backoff", o.PullRetryMaxBackoff, "The longest wait between two tries of a pull that failed for a reason that may pass (the kubelet's own image pull backoff stops at 5m too); the waits start at 10s and double. After a registry comes back, its pulls succeed within about this long.")
 	fs.DurationVar(&o.JobStartDeadline, "job-start-deadline", o.JobStartDeadline, "How long a Job's pod may take to be created, scheduled and to install the helper before the Job's images fail with the reason it did not start.")
@@ -275,6 +280,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.ImagePullDeadline < time.Second {
 		errs = append(errs, fmt.Errorf("--image-pull-deadline-duration must be at least 1s, got %s", o.ImagePullDeadline))
+	}
+	if o.StatusBatchPeriod < 0 || o.StatusBatchPeriod > time.Minute {
+		errs = append(errs, fmt.Errorf("--status-batch-period must be between 0 and 1m, got %s", o.StatusBatchPeriod))
 	}
 	if o.PullRetryDeadline < 0 {
 		errs = append(errs, fmt.Errorf("--pull-retry-deadline must not be negative, got %s", o.PullRetryDeadline))

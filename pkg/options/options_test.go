@@ -37,6 +37,9 @@ func TestDefaults(t *testing.T) {
 	if o.PullRetryDeadline != time.Hour || o.PullRetryMaxBackoff != 5*time.Minute {
 		t.Errorf("pull retries: deadline %s, longest wait %s", o.PullRetryDeadline, o.PullRetryMaxBackoff)
 	}
+	if o.StatusBatchPeriod != time.Second {
+		t.Errorf("status batch period %s, want 1s", o.StatusBatchPeriod)
+	}
 }
 
 func TestCRIImageFromEnvironment(t *testing.T) {
@@ -75,6 +78,8 @@ func TestInvalidValues(t *testing.T) {
 	cases := map[string]string{
 		"--image-pull-deadline-duration=0s":   "--image-pull-deadline-duration",
 		"--pull-retry-deadline=-1m":           "--pull-retry-deadline",
+		"--status-batch-period=-1s":           "--status-batch-period",
+		"--status-batch-period=2m":            "--status-batch-period",
 		"--pull-retry-max-backoff=1s":         "--pull-retry-max-backoff",
 		"--image-cache-refresh-frequency=10s": "--image-cache-refresh-frequency",
 		"--image-cache-refresh-frequency=-1m": "--image-cache-refresh-frequency",

@@ -20,28 +20,43 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/yaml"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// release runs make release's script for a version, pushing to the real
-// node's registry, into out; it returns the images it pushed (controller,
-// helper, CRI, by tag and digest).
-func release(t *testing.T, rn *realNode, version, out string) []string {
+// previousRelease is the commit the previous release is cut from: the last
+// before the ledger moved into ImageCacheSlices (status.ledger in format 1),
+// so that the upgrade crosses that change.
+const previousRelease = "f4ee1082f0a9171e3ad33702ea4f3d748c1227ef"
+
+// checkout makes a tree of the project at a commit, removed when the test
+// ends.
+func checkout(t *testing.T, commit string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tree")
+	if out, err := exec.Command("git", "-C", projectRoot, "worktree", "add", "--detach", dir, commit).CombinedOutput(); err != nil {
+		t.Fatalf("checking out the previous release's commit %s (the clone needs the history): %v\n%s", commit, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("git", "-C", projectRoot, "worktree", "remove", "--force", dir).Run() })
+	return dir
+}
+
+// release runs make release's script of the tree at root for a version,
+// pushing to the real node's registry, into out; it returns the images it
+// pushed (controller, helper, CRI, by tag and digest).
+func release(t *testing.T, rn *realNode, root, version, out string) []string {
 	t.Helper()
 	cmd := exec.Command("bash", "hack/release.sh")
-	cmd.Dir = projectRoot
+	cmd.Dir = root
 	// The tree under test may hold uncommitted changes; the digests then
 	// follow them, the same for each run.
 	cmd.Env = append(os.Environ(), "VERSION="+version, "REGISTRY="+rn.registry, "RELEASE_OUT="+out,
@@ -108,10 +123,11 @@ spec:
 
 // TestRealNodeRelease: make release twice gives the same digests, each an
 // OCI image index of linux/amd64 and linux/arm64, and the chart and the
-// manifest name them; the previous release's manifest installs the
-// controller on the real node and a cache goes to Succeeded; the new
-// release's manifest, applied while three more caches pull, rolls the
-// controller: every cache ends Succeeded, none lost its status, and no
+// manifest name them; the previous release's manifest (cut from its commit,
+// which kept the ledger in the status) installs the controller on the real
+// node and a cache goes to Succeeded; the new release's manifest, applied
+// while three more caches pull, rolls the controller: every cache ends
+// Succeeded with its ledger moved into slices, none lost its status, and no
 // (node, image) pair was pulled twice.
 func TestRealNodeRelease(t *testing.T) {
 	rn := needInCluster(t)
@@ -120,8 +136,8 @@ func TestRealNodeRelease(t *testing.T) {
 	const prevVersion, newVersion = "v0.1.0", "v0.2.0-rc.1"
 
 	// Reproducible: the same tree, the same digests and files.
-	first := release(t, rn, newVersion, filepath.Join(dir, "new"))
-	again := release(t, rn, newVersion, filepath.Join(dir, "again"))
+	first := release(t, rn, projectRoot, newVersion, filepath.Join(dir, "new"))
+	again := release(t, rn, projectRoot, newVersion, filepath.Join(dir, "again"))
 	if strings.Join(first, " ") != strings.Join(again, " ") {
 		t.Fatalf("two releases of one tree pushed different images:\n%s\n%s", strings.Join(first, "\n"), strings.Join(again, "\n"))
 	}
@@ -186,8 +202,9 @@ func TestRealNodeRelease(t *testing.T) {
 		t.Errorf("the packaged Chart.yaml:\n%s", chart)
 	}
 
-	// The previous release, installed from its manifest.
-	prev := release(t, rn, prevVersion, filepath.Join(dir, "prev"))
+	// The previous release, cut from its own commit, installed from its
+	// manifest.
+	prev := release(t, rn, checkout(t, previousRelease), prevVersion, filepath.Join(dir, "prev"))
 	removeControllerAtEnd(t)
 	installRelease(t, rn, filepath.Join(dir, "prev", "kube-fledged.yaml"))
 	for _, p := range controllerPods(t, rn, sampleNS, "kube-fledged", 2) {
@@ -261,6 +278,12 @@ func TestRealNodeRelease(t *testing.T) {
 	if n := pulls.of(apps + "/settled"); n != 0 {
 		t.Errorf("the settled cache got %d pull Jobs across the upgrade; want none", n)
 	}
+	for _, n := range append([]string{"settled"}, inFlight...) {
+		ic := getIC(t, apps, n)
+		if h := ic.Status.Ledger; h == nil || h.Format != ledger.FormatVersion || len(h.Nodes) != 0 || len(ledgerOf(t, ic).Nodes()) == 0 {
+			t.Errorf("%s/%s after the upgrade: status.ledger %+v, its ledger not moved into slices", apps, n, h)
+		}
+	}
 	t.Logf("%d (cache, node, image) pulls across the upgrade, none twice", total)
 	succeeded(t, rn, apps, "after", inClusterCache(t, rn, apps, "after", "release-new"))
 }
@@ -291,97 +314,6 @@ func chartFile(t *testing.T, tgz, path string) string {
 			return string(raw)
 		}
 	}
-}
-
-// pullWatch counts the pull Jobs created, by cache, node and image.
-type pullWatch struct {
-	mu    sync.Mutex
-	done  bool            // the watch ended
-	seen  map[string]bool // Job UIDs
-	pairs map[string]int  // "ns/cache node image"
-	cache map[string]int  // "ns/cache"
-}
-
-// watchPulls watches pull Jobs in every namespace until the test ends.
-func watchPulls(t *testing.T) *pullWatch {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	sel := puller.LabelComponent + "=" + puller.ComponentPull
-	// From now: the Jobs there already are not counted.
-	list, err := kubeClient.BatchV1().Jobs("").List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := kubeClient.BatchV1().Jobs("").Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pullWatch{seen: map[string]bool{}, pairs: map[string]int{}, cache: map[string]int{}}
-	go func() {
-		defer w.Stop()
-		defer func() {
-			p.mu.Lock()
-			p.done = ctx.Err() == nil // ended before the test did
-			p.mu.Unlock()
-		}()
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Error {
-				return
-			}
-			job, ok := ev.Object.(*batchv1.Job)
-			if !ok || ev.Type != watch.Added {
-				continue
-			}
-			images, err := puller.JobImages(job)
-			if err != nil {
-				continue
-			}
-			ns := job.Annotations[puller.AnnotationCacheNamespace]
-			if ns == "" {
-				ns = job.Namespace
-			}
-			c := ns + "/" + job.Annotations[puller.AnnotationCache]
-			p.mu.Lock()
-			if !p.seen[string(job.UID)] {
-				p.seen[string(job.UID)] = true
-				p.cache[c]++
-				for _, img := range images {
-					p.pairs[c+" "+job.Annotations[puller.AnnotationNode]+" "+img]++
-				}
-			}
-			p.mu.Unlock()
-		}
-	}()
-	return p
-}
-
-// twice returns the pairs pulled more than once, and how many were pulled.
-func (p *pullWatch) twice() ([]string, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []string
-	for k, n := range p.pairs {
-		if n > 1 {
-			out = append(out, fmt.Sprintf("%s (%d)", k, n))
-		}
-	}
-	sort.Strings(out)
-	return out, len(p.pairs)
-}
-
-// closed says whether the watch ended early.
-func (p *pullWatch) closed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.done
-}
-
-// of is the number of pull Jobs of a cache.
-func (p *pullWatch) of(cache string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cache[cache]
 }
 
 // checkPluginRelease checks a release's kubectl plugin: an archive per

@@ -54,6 +54,9 @@ type Config struct {
 	// UnpinTimeout bounds how long a deleted cache waits for its pins to
 	// be taken away (0: 10 minutes).
 	UnpinTimeout time.Duration
+	// StatusBatchPeriod is the least time between two writes of a cache's
+	// status and ledger while its operation goes on (0: at every pass).
+	StatusBatchPeriod time.Duration
 }
 
 // opsConfig is what the operations need of the configuration.

@@ -143,6 +143,7 @@ func (w *Writer) recordRefusals(ctx context.Context, s *pass.Pass, jobs []pass.N
 			continue
 		}
 		jobs[i].Refused(err.Error())
+		given.Jobs++
 		given.Removals += jobs[i].Removals
 		given.Pins += jobs[i].Pins
 		nodes = append(nodes, jobs[i].Node)

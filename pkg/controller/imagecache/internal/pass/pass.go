@@ -60,9 +60,10 @@ type NewJob struct {
 	Pins     int
 }
 
-// GivenUp counts the removals and the pins of the Jobs the API server
-// refused: they are settled, with a failure.
-type GivenUp struct{ Removals, Pins int }
+// GivenUp counts the Jobs the API server refused, and their removals and
+// pins: they are settled, with a failure this pass alone knows (its write
+// records it).
+type GivenUp struct{ Jobs, Removals, Pins int }
 
 // ForNodes calls build for each node of the plan that can take a Job now,
 // in name order, and collects the Jobs it returns.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +24,8 @@ import (
 type sliceWrites struct {
 	mu      sync.Mutex
 	pending map[cache.ObjectName]map[string]bool
+	// wroteAt is when a pass last wrote each cache's status or slices (Hold).
+	wroteAt map[cache.ObjectName]time.Time
 }
 
 // Ledgers is where the ledgers live.
@@ -34,6 +37,12 @@ func (w *Writer) Ledgers() *ledger.Store { return w.ledgers }
 // resource version it replaces: a slice changed meanwhile is a conflict,
 // and the sync is tried again from what the informer then shows.
 func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) error {
+	wrote := false
+	defer func() {
+		if wrote {
+			w.wroteAt(s.Key, s.Now)
+		}
+	}()
 	current := map[string]*v1alpha2.ImageCacheSlice{}
 	raw := map[string]*v1alpha2.PullLedger{}
 	for _, sl := range w.ledgers.Slices(s.IC) {
@@ -56,6 +65,7 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) error {
 		if err != nil {
 			return fmt.Errorf("writing the ledger's slice %s: %w", c.Name, err)
 		}
+		wrote = true
 		w.expectSlice(s.Key, c.Name, old, written.ResourceVersion)
 	}
 	for _, name := range plan.Delete {
@@ -65,6 +75,7 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) error {
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting the ledger's slice %s: %w", name, err)
 		}
+		wrote = true
 		w.expectSlice(s.Key, name, old, "deleted")
 	}
 	return nil
@@ -144,4 +155,35 @@ func (w *Writer) ForgetSlices(key cache.ObjectName) {
 		w.expectations.ForgetWrites(cache.ObjectName{Namespace: key.Namespace, Name: name})
 	}
 	delete(w.slices.pending, key)
+	delete(w.slices.wroteAt, key)
+}
+
+// Hold says how long to wait before writing what a pass computed, so that a
+// busy cache's status and slices are written at most once a period (0:
+// write now). A pass that starts or ends an operation, changes its state,
+// or holds what only it knows (a refused Job's failure: the caller does not
+// hold those) writes at once.
+func (w *Writer) Hold(s *pass.Pass, out Computed, period time.Duration) time.Duration {
+	st := out.Status
+	if period <= 0 || out.Complete || s.Started != "" || s.IC.Status.Status != st.Status || s.IC.Status.Reason != st.Reason ||
+		!s.IC.Status.StartTime.Equal(st.StartTime) {
+		return 0
+	}
+	w.slices.mu.Lock()
+	last := w.slices.wroteAt[s.Key]
+	w.slices.mu.Unlock()
+	if last.IsZero() || s.Now.Sub(last) >= period {
+		return 0
+	}
+	return last.Add(period).Sub(s.Now)
+}
+
+// wroteAt records when a pass wrote a cache's status or slices.
+func (w *Writer) wroteAt(key cache.ObjectName, at time.Time) {
+	w.slices.mu.Lock()
+	defer w.slices.mu.Unlock()
+	if w.slices.wroteAt == nil {
+		w.slices.wroteAt = map[cache.ObjectName]time.Time{}
+	}
+	w.slices.wroteAt[key] = at
 }

@@ -75,6 +75,7 @@ func (w *Writer) Write(ctx context.Context, s *pass.Pass, out Computed) error {
 		return fmt.Errorf("writing status: %w", err)
 	}
 	w.wrote(s.Key, s.IC, written)
+	w.wroteAt(s.Key, s.Now)
 	w.recordTransition(s.IC, st)
 	// Count what this write settled, now that it is recorded.
 	before := s.Before
