@@ -61,6 +61,12 @@ PLUGIN_NODES ?= 5000
 bench-plugin: ## kubectl fledged on a cache of 5,000 nodes x 100 images (real API server): time to first line, total time, peak memory; _output/bench/plugin.json (PLUGIN_NODES).
 	KUBE_FLEDGED_TESTBIN="$$(bash hack/testbin.sh)" KUBE_FLEDGED_PLUGIN_NODES=$(PLUGIN_NODES) \
 	  go test -count=1 -timeout 30m -run '^TestPluginScale$$' -v ./test/integration/
+SCALE_NODES ?= 65000
+SCALE_IMAGES ?= 10
+.PHONY: bench-scale
+bench-scale: ## One cache of 10 images over 65,000 nodes (real API server and etcd, the controller in the test's process, the pulls played by the test): time to Succeeded, slices, bytes written per pull, peak memory, kubectl fledged nodes; _output/bench/scale.json (SCALE_NODES, SCALE_IMAGES).
+	KUBE_FLEDGED_TESTBIN="$$(bash hack/testbin.sh)" KUBE_FLEDGED_SCALE_NODES=$(SCALE_NODES) KUBE_FLEDGED_SCALE_IMAGES=$(SCALE_IMAGES) \
+	  go test -count=1 -timeout 120m -run '^TestLedgerScale$$' -v ./test/integration/
 .PHONY: bench-podstart
 bench-podstart: ## Pod start on the real node (a 2 GiB image across a 100 Mbit/s link with 20 ms each way, 3 runs): cold, cached, on a joining node with the startup taint; then 50 replicas on kwok; _output/e2e/pod-start.json, deployment-start.json.
 	KUBE_FLEDGED_POD_START_RUNS=$(POD_START_RUNS) KUBE_FLEDGED_POD_START_MIB=$(POD_START_MIB) \

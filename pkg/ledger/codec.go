@@ -116,20 +116,21 @@ func decodeStates(images []string, enc string) map[string]State {
 
 // Encode writes the ledger in its compact status form; the output depends
 // only on the contents, so an unchanged ledger compares equal.
-func (l *Ledger) Encode() *v1alpha2.PullLedger {
+func (l *Ledger) Encode() *v1alpha2.PullLedger { return l.encodeNodes(l.nodes()) }
+
+// encodeNodes writes the entries of the given nodes (those with states,
+// owned images or pins), with a table of the images they name alone: what
+// l.Part(nodes).Encode() writes, without copying the part.
+func (l *Ledger) encodeNodes(nodes []string) *v1alpha2.PullLedger {
 	index := map[string]int{}
-	for _, m := range l.states {
-		for img := range m {
+	for _, n := range nodes {
+		for img := range l.states[n] {
 			index[img] = 0
 		}
-	}
-	for _, m := range l.owned {
-		for img := range m {
+		for img := range l.owned[n] {
 			index[img] = 0
 		}
-	}
-	for _, m := range l.pins {
-		for img := range m {
+		for img := range l.pins[n] {
 			index[img] = 0
 		}
 	}
@@ -142,21 +143,24 @@ func (l *Ledger) Encode() *v1alpha2.PullLedger {
 		index[img] = i
 	}
 	out := &v1alpha2.PullLedger{Epoch: l.Epoch, Images: images, RemovedAt: l.RemovedAt}
-	if len(l.states)+len(l.owned)+len(l.pins) > 0 {
-		out.Nodes = make(map[string]string, len(l.states))
-	}
-	if len(l.pins) > 0 {
-		out.Pins = make(map[string]string, len(l.pins))
-	}
-	for node, m := range l.pins {
-		bits := make([]byte, (len(images)+3)/4)
-		for img, s := range m {
-			i := index[img]
-			bits[i/4] |= byte(s) << (2 * (i % 4))
+	for _, node := range nodes {
+		_, st := l.states[node]
+		_, ow := l.owned[node]
+		m, pi := l.pins[node]
+		if !st && !ow && !pi {
+			continue
 		}
-		out.Pins[node] = base64.RawStdEncoding.EncodeToString(bits)
-	}
-	for _, node := range l.nodes() {
+		if pi {
+			if out.Pins == nil {
+				out.Pins = map[string]string{}
+			}
+			bits := make([]byte, (len(images)+3)/4)
+			for img, s := range m {
+				i := index[img]
+				bits[i/4] |= byte(s) << (2 * (i % 4))
+			}
+			out.Pins[node] = base64.RawStdEncoding.EncodeToString(bits)
+		}
 		bits := make([]byte, (len(images)+3)/4)
 		for img, s := range l.states[node] {
 			i := index[img]
@@ -173,6 +177,9 @@ func (l *Ledger) Encode() *v1alpha2.PullLedger {
 			entry += "." + tag + "." + base64.RawStdEncoding.EncodeToString(obits)
 		} else if tag != "" {
 			entry += "." + tag
+		}
+		if out.Nodes == nil {
+			out.Nodes = make(map[string]string, len(nodes))
 		}
 		out.Nodes[node] = entry
 	}

@@ -25,13 +25,6 @@ func (l *Ledger) Header() *v1alpha2.PullLedger {
 // Clone returns a copy of the ledger that shares nothing with it.
 func (l *Ledger) Clone() *Ledger { return l.Part(l.nodes()) }
 
-// encodeSlice is the ledger of one slice: the part's entries, in format 2.
-func (l *Ledger) encodeSlice() *v1alpha2.PullLedger {
-	out := l.Encode()
-	out.Format = FormatVersion
-	return out
-}
-
 // sliceBudget is the most bytes of ledger one slice is sized for: well
 // under the 1.5 MiB etcd takes in one request, with room for the slice's
 // managed fields and metadata.
@@ -109,7 +102,8 @@ func PlanSlices(l *Ledger, current map[string]*v1alpha2.PullLedger, newName func
 	var grow, rest []SliceContent
 	for _, name := range slices.Sorted(maps.Keys(assign)) {
 		nodes := assign[name]
-		enc := l.Part(nodes).encodeSlice()
+		enc := l.encodeNodes(nodes)
+		enc.Format = FormatVersion
 		raw, ok := current[name]
 		if ok && equality.Semantic.DeepEqual(raw, enc) {
 			continue
@@ -184,5 +178,5 @@ func Open(header *v1alpha2.PullLedger, sliced []*v1alpha2.PullLedger) *Ledger {
 	for _, raw := range sliced {
 		parts = append(parts, Decode(raw))
 	}
-	return Join(head.Epoch, head.RemovedAt, parts...)
+	return join(head.Epoch, head.RemovedAt, func(m map[string]State) map[string]State { return m }, parts)
 }

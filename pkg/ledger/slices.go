@@ -50,6 +50,12 @@ func (l *Ledger) Nodes() []string { return l.nodes() }
 // it owns, and holds every pin either holds: what is not sure is pulled
 // again, never taken as done, owned nor let go.
 func Join(epoch, removedAt int64, parts ...*Ledger) *Ledger {
+	return join(epoch, removedAt, maps.Clone, parts)
+}
+
+// join is Join; keep copies what a part holds, or takes it as it is when
+// the parts are the caller's to give (Open's, decoded for it).
+func join(epoch, removedAt int64, keep func(map[string]State) map[string]State, parts []*Ledger) *Ledger {
 	out := New(epoch)
 	out.RemovedAt = removedAt
 	seen := map[string]bool{}
@@ -62,7 +68,7 @@ func Join(epoch, removedAt int64, parts ...*Ledger) *Ledger {
 			seen[n] = true
 			if p.Epoch == epoch {
 				if m, ok := p.states[n]; ok {
-					out.states[n] = maps.Clone(m)
+					out.states[n] = keep(m)
 				}
 			}
 			if m := p.owned[n]; len(m) > 0 {

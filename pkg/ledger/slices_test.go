@@ -220,3 +220,16 @@ func FuzzJoinDamagedSlices(f *testing.F) {
 		_ = got.Encode()
 	})
 }
+
+// TestEncodeNodesIsThePartsEncoding: a slice's encoding, written from the
+// ledger without copying its part, is the part's own.
+func TestEncodeNodesIsThePartsEncoding(t *testing.T) {
+	l := bigLedger(300)
+	l.SetPin("node-00007", imgC, PinRefused)
+	l.tags["node-99999"] = "tagonly0" // a tag with no entry is not written
+	for _, nodes := range [][]string{l.Nodes(), l.Nodes()[:10], {"node-00007", "node-00010", "node-99999"}, nil} {
+		if diff := cmp.Diff(l.Part(nodes).Encode(), l.encodeNodes(nodes)); diff != "" {
+			t.Errorf("%d nodes (-part +direct):\n%s", len(nodes), diff)
+		}
+	}
+}

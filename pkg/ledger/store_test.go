@@ -211,7 +211,7 @@ func TestMaxNodesPerSlice(t *testing.T) {
 			}
 			l.tags[name(i)] = "12345678"
 		}
-		enc := l.encodeSlice()
+		enc := l.Encode()
 		size := 0
 		for k, v := range enc.Nodes {
 			size += 2*len(k) + len(v)
@@ -225,6 +225,58 @@ func TestMaxNodesPerSlice(t *testing.T) {
 		}
 		if c.name <= 60 && table <= 100 && n != v1alpha2.MaxSliceNodes {
 			t.Errorf("%d images: %d nodes a slice, want %d", table, n, v1alpha2.MaxSliceNodes)
+		}
+	}
+}
+
+// BenchmarkOpen65k: reading back a ledger of 65,000 nodes x 10 images from
+// its 65 slices, as a pass of such a cache does.
+func BenchmarkOpen65k(b *testing.B) {
+	l := New(1)
+	for i := range 65000 {
+		n := fmt.Sprintf("ip-10-%d-%d-%d.eu-west-1.compute.internal", i/65536, (i/256)%256, i%256)
+		for j := range 10 {
+			l.Set(n, fmt.Sprintf("registry.example/team/app-%02d:v1", j), Pulled)
+		}
+		l.tags[n] = "12345678"
+	}
+	w := PlanSlices(l, nil, func(i int) string { return fmt.Sprintf("s-%d", i) })
+	var sliced []*v1alpha2.PullLedger
+	for _, c := range w.Put {
+		sliced = append(sliced, c.Ledger)
+	}
+	header := l.Header()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		got := Open(header, sliced)
+		if got.NodeCount() != 65000 {
+			b.Fatal(got.NodeCount())
+		}
+	}
+}
+
+// BenchmarkPlanSlices65k: what a pass of such a cache does to write its
+// ledger when nothing changed: every slice encoded and compared.
+func BenchmarkPlanSlices65k(b *testing.B) {
+	l := New(1)
+	for i := range 65000 {
+		n := fmt.Sprintf("ip-10-%d-%d-%d.eu-west-1.compute.internal", i/65536, (i/256)%256, i%256)
+		for j := range 10 {
+			l.Set(n, fmt.Sprintf("registry.example/team/app-%02d:v1", j), Pulled)
+		}
+		l.tags[n] = "12345678"
+	}
+	name := func(i int) string { return fmt.Sprintf("s-%d", i) }
+	current := map[string]*v1alpha2.PullLedger{}
+	for _, c := range PlanSlices(l, nil, name).Put {
+		current[c.Name] = c.Ledger
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if w := PlanSlices(l, current, name); len(w.Put)+len(w.Delete) != 0 {
+			b.Fatal(len(w.Put))
 		}
 	}
 }

@@ -26,7 +26,7 @@ type Typed interface {
 func Catalog(extra ...prometheus.Collector) ([]Entry, error) {
 	all := append([]prometheus.Collector{
 		PullsTotal, PullDuration, ImagePullSeconds, PulledBytesTotal, PullRetriesTotal, OperationsTotal, NodeWarmupSeconds, JobsCreatedTotal,
-		requestsTotal, ImagesGoneTotal, PinsTotal, buildInfo, Leader, APIRequestsTotal,
+		requestsTotal, ImagesGoneTotal, PinsTotal, buildInfo, Leader, APIRequestsTotal, APIRequestBytesTotal,
 		wqDepth, wqAdds, wqLatency, wqWork, wqUnfinished, wqLongest, wqRetries,
 	}, extra...)
 	var out []Entry

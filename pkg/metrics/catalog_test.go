@@ -22,11 +22,12 @@ func TestCatalog(t *testing.T) {
 		typ    string
 		labels []string
 	}{
-		"kubefledged_pulls_total":         {"counter", []string{"result"}},
-		"kubefledged_node_warmup_seconds": {"histogram", []string{"result"}},
-		"kubefledged_leader":              {"gauge", nil},
-		"kubefledged_api_requests_total":  {"counter", []string{"verb", "resource"}},
-		"workqueue_depth":                 {"gauge", []string{"name"}},
+		"kubefledged_pulls_total":             {"counter", []string{"result"}},
+		"kubefledged_node_warmup_seconds":     {"histogram", []string{"result"}},
+		"kubefledged_leader":                  {"gauge", nil},
+		"kubefledged_api_requests_total":      {"counter", []string{"verb", "resource"}},
+		"kubefledged_api_request_bytes_total": {"counter", []string{"verb", "resource"}},
+		"workqueue_depth":                     {"gauge", []string{"name"}},
 	} {
 		e, ok := byName[name]
 		if !ok || e.Type != want.typ || !slices.Equal(e.Labels, want.labels) {

@@ -15,10 +15,18 @@ var APIRequestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Requests to the API server, by verb and resource.",
 }, []string{"verb", "resource"})
 
-func init() { Registry.MustRegister(APIRequestsTotal) }
+// APIRequestBytesTotal counts the bytes of the bodies the controller sends
+// to the API server, by verb and resource: what its writes cost (a status
+// write of a large cache against its ledger's slices, say).
+var APIRequestBytesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: namespace, Name: "api_request_bytes_total",
+	Help: "Bytes of the request bodies sent to the API server, by verb and resource.",
+}, []string{"verb", "resource"})
+
+func init() { Registry.MustRegister(APIRequestsTotal, APIRequestBytesTotal) }
 
 // CountRequests wraps a client transport so that every request is counted in
-// APIRequestsTotal.
+// APIRequestsTotal, and its body's bytes in APIRequestBytesTotal.
 func CountRequests(rt http.RoundTripper) http.RoundTripper {
 	return roundTripper{next: rt}
 }
@@ -28,6 +36,9 @@ type roundTripper struct{ next http.RoundTripper }
 func (r roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	verb, resource := classify(req)
 	APIRequestsTotal.WithLabelValues(verb, resource).Inc()
+	if req.ContentLength > 0 {
+		APIRequestBytesTotal.WithLabelValues(verb, resource).Add(float64(req.ContentLength))
+	}
 	return r.next.RoundTrip(req)
 }
 

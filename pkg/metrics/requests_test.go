@@ -3,6 +3,7 @@ package metrics
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -49,4 +50,32 @@ func TestBuildInfo(t *testing.T) {
 		}
 	}
 	t.Error("the registry serves no single kubefledged_build_info series")
+}
+
+type okTransport struct{}
+
+func (okTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
+}
+
+// TestCountRequestBytes: a write's body is counted by verb and resource; a
+// read, which has none, is not.
+func TestCountRequestBytes(t *testing.T) {
+	rt := CountRequests(okTransport{})
+	before := testutil.ToFloat64(APIRequestBytesTotal.WithLabelValues("update", "imagecacheslices"))
+	body := strings.Repeat("x", 1234)
+	req, _ := http.NewRequest(http.MethodPut, "https://api/apis/kubefledged.io/v1alpha2/namespaces/a/imagecacheslices/s-0", strings.NewReader(body))
+	if _, err := rt.RoundTrip(req); err != nil {
+		t.Fatal(err)
+	}
+	get, _ := http.NewRequest(http.MethodGet, "https://api/apis/kubefledged.io/v1alpha2/namespaces/a/imagecacheslices/s-0", nil)
+	if _, err := rt.RoundTrip(get); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(APIRequestBytesTotal.WithLabelValues("update", "imagecacheslices")) - before; got != 1234 {
+		t.Errorf("counted %v bytes, want 1234", got)
+	}
+	if got := testutil.ToFloat64(APIRequestBytesTotal.WithLabelValues("get", "imagecacheslices")); got != 0 {
+		t.Errorf("a read counted %v bytes", got)
+	}
 }

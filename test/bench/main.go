@@ -62,6 +62,11 @@ type Result struct {
 	Requests           map[string]int // "verb resource" -> count
 	WriteRequests      int
 	WritesPerImagePull float64
+	// LedgerBytes is what the API server took in ImageCache and
+	// ImageCacheSlice writes until Succeeded (bodyBytes), and
+	// LedgerBytesPerPull that per (node, image) pull.
+	LedgerBytes        float64
+	LedgerBytesPerPull float64
 	PeakRSSMiB         float64
 	CPUSeconds         float64
 	// ClusterCPUSeconds is what each control-plane process spent until
@@ -441,6 +446,7 @@ func runScenario(ctx context.Context, sc scenario, more []string) Result {
 	poll(ctx, time.Minute, "the controller's caches", func() bool { return scrape(metricsAddr) != "" })
 
 	cpu := clusterCPU()
+	bytesBefore := bodyBytes(ctx)
 	start := time.Now()
 	sel := map[string]v1alpha2.LabelValue{sizeLabel(sc.Nodes): "true"}
 	_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
@@ -454,6 +460,8 @@ func runScenario(ctx context.Context, sc scenario, more []string) Result {
 	})
 	r.Seconds = time.Since(start).Seconds()
 	r.ClusterCPUSeconds = cpuSince(cpu)
+	r.LedgerBytes = ledgerBytes(bytesBefore, bodyBytes(ctx))
+	r.LedgerBytesPerPull = r.LedgerBytes / float64(r.Pulls)
 	// Let the controller finish its clean-up (deleting finished Jobs) before counting.
 	poll(ctx, 5*time.Minute, "the finished Jobs to be deleted", func() bool {
 		jobs, err := kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
@@ -645,12 +653,12 @@ func table(results []Result, joins []float64) string {
 	if len(extra) > 0 {
 		fmt.Fprintf(&b, "Controller flags beyond the defaults: `%s`\n\n", strings.Join(extra, " "))
 	}
-	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (its Jobs, no controller) | ratio | simplest Jobs | ratio | Jobs | Pods | API writes | writes per pull | peak RSS | CPU |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| nodes x images | pulls | time to Succeeded | floor (its Jobs, no controller) | ratio | simplest Jobs | ratio | Jobs | Pods | API writes | writes per pull | status and slice bytes per pull | peak RSS | CPU |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d | %.1f s | %.1f s (%d Jobs, %s) | %.2f | %.1f s | %.2f | %d | %d | %d | %.3f | %.0f MiB | %.1f s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %.1f s | %.1f s (%d Jobs, %s) | %.2f | %.1f s | %.2f | %d | %d | %d | %.3f | %.0f | %.0f MiB | %.1f s |\n",
 			r.label(), r.Pulls, r.Seconds, r.FloorSeconds, r.FloorJobs, r.FloorStrategy, r.RatioToFloor, r.SimplestSeconds, r.RatioToSimplest,
-			r.JobsCreated, r.PodsCreated, r.WriteRequests, r.WritesPerImagePull, r.PeakRSSMiB, r.CPUSeconds)
+			r.JobsCreated, r.PodsCreated, r.WriteRequests, r.WritesPerImagePull, r.LedgerBytesPerPull, r.PeakRSSMiB, r.CPUSeconds)
 	}
 	b.WriteString("\nAPI requests by verb and resource (leases and events are left out of the writes above):\n\n")
 	b.WriteString("| nodes x images | requests |\n| --- | --- |\n")

@@ -34,6 +34,9 @@ type MemResult struct {
 	Seconds    float64 `json:",omitempty"`
 	PeakRSSMiB float64 `json:",omitempty"`
 	CPUSeconds float64 `json:",omitempty"`
+	// LedgerBytesPerPull is what the API server took in ImageCache and
+	// ImageCacheSlice writes per pull, until Succeeded or the timeout.
+	LedgerBytesPerPull float64 `json:",omitempty"`
 	// HeapProfiles are the pprof files taken (idle, mid-run, at the end).
 	HeapProfiles []string `json:",omitempty"`
 }
@@ -94,6 +97,7 @@ func memoryRun(ctx context.Context, name, path string, nodes, images int, timeou
 	// only said, not fatal.
 	defer deleteNamespaceOrWarn(ctx, ns)
 	r.Images, r.Pulls = images, nodes*images
+	bytesBefore := bodyBytes(ctx)
 	start := time.Now()
 	_, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).Create(ctx, &v1alpha2.ImageCache{
 		ObjectMeta: metav1.ObjectMeta{Name: "memory"},
@@ -118,6 +122,9 @@ func memoryRun(ctx context.Context, name, path string, nodes, images int, timeou
 		time.Sleep(time.Second)
 	}
 	r.Seconds = time.Since(start).Seconds()
+	if r.Succeeded > 0 {
+		r.LedgerBytesPerPull = ledgerBytes(bytesBefore, bodyBytes(ctx)) / float64(r.Succeeded)
+	}
 	profile("end")
 	r.PeakRSSMiB, r.CPUSeconds = procStats(proc.Process.Pid)
 	return r
@@ -171,19 +178,20 @@ func memTable(mem []MemResult) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nMemory: nodes reporting %d images each (one Node %d bytes as JSON); each binary run alone, with `--profiling`.\n\n", nodeImages, nodeJSONBytes)
-	b.WriteString("| controller | nodes | idle RSS | peak RSS to idle | cache | pulls done | time | peak RSS | CPU |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| controller | nodes | idle RSS | peak RSS to idle | cache | pulls done | time | peak RSS | CPU | status and slice bytes per pull |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range mem {
 		fmt.Fprintf(&b, "| %s | %d | %.0f MiB | %.0f MiB |", r.Binary, r.Nodes, r.IdleRSSMiB, r.IdlePeakRSSMiB)
 		if r.Pulls == 0 {
-			b.WriteString(" | | | | |\n")
+			b.WriteString(" | | | | | |\n")
 			continue
 		}
 		done := fmt.Sprintf("%d of %d", r.Succeeded, r.Pulls)
 		if !r.Completed {
 			done += " (not Succeeded within the timeout)"
 		}
-		fmt.Fprintf(&b, " %d x %d | %s | %.0f s | %.0f MiB | %.1f s |\n", r.Nodes, r.Images, done, r.Seconds, r.PeakRSSMiB, r.CPUSeconds)
+		fmt.Fprintf(&b, " %d x %d | %s | %.0f s | %.0f MiB | %.1f s | %.0f |\n", r.Nodes, r.Images, done, r.Seconds, r.PeakRSSMiB,
+			r.CPUSeconds, r.LedgerBytesPerPull)
 	}
 	return b.String()
 }

@@ -31,22 +31,19 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
+	"kubefledged.io/kube-fledged/test/framework"
 )
-
-// previousRelease is the commit the previous release is cut from: the last
-// before the ledger moved into ImageCacheSlices (status.ledger in format 1),
-// so that the upgrade crosses that change.
-const previousRelease = "f4ee1082f0a9171e3ad33702ea4f3d748c1227ef"
 
 // checkout makes a tree of the project at a commit, removed when the test
 // ends.
 func checkout(t *testing.T, commit string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tree")
-	if out, err := exec.Command("git", "-C", projectRoot, "worktree", "add", "--detach", dir, commit).CombinedOutput(); err != nil {
-		t.Fatalf("checking out the previous release's commit %s (the clone needs the history): %v\n%s", commit, err, out)
+	remove, err := framework.Checkout(projectRoot, commit, dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = exec.Command("git", "-C", projectRoot, "worktree", "remove", "--force", dir).Run() })
+	t.Cleanup(remove)
 	return dir
 }
 
@@ -204,7 +201,7 @@ func TestRealNodeRelease(t *testing.T) {
 
 	// The previous release, cut from its own commit, installed from its
 	// manifest.
-	prev := release(t, rn, checkout(t, previousRelease), prevVersion, filepath.Join(dir, "prev"))
+	prev := release(t, rn, checkout(t, framework.PreviousRelease), prevVersion, filepath.Join(dir, "prev"))
 	removeControllerAtEnd(t)
 	installRelease(t, rn, filepath.Join(dir, "prev", "kube-fledged.yaml"))
 	for _, p := range controllerPods(t, rn, sampleNS, "kube-fledged", 2) {

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
@@ -123,7 +124,11 @@ func TestPluginScale(t *testing.T) {
 		}
 	}
 	l.ForgetReplaced(made)
-	enc := l.Encode()
+	// The ledger as the controller records it: its entries in slices.
+	if err := fledgedtest.RecordLedger(ctx, fledged, ic, l); err != nil {
+		t.Fatal(err)
+	}
+	enc := ic.Status.Ledger
 	ic.Status = v1alpha2.ImageCacheStatus{Status: v1alpha2.ImageCacheActionStatusFailed, Reason: v1alpha2.ImageCacheReasonCreate,
 		Message: "settled by the test", StartTime: &metav1.Time{Time: time.Now()}, CompletionTime: &metav1.Time{Time: time.Now()},
 		ObservedGeneration: ic.Generation, NodesMatched: int32(n), Failures: failures, Ledger: enc,
@@ -131,7 +136,11 @@ func TestPluginScale(t *testing.T) {
 	if _, err := fledged.KubefledgedV1alpha2().ImageCaches(ns).UpdateStatus(ctx, ic, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ledgerJSON, _ := json.Marshal(enc)
+	var ledgerJSON []byte
+	for _, sl := range slicesOf(t, ic) {
+		b, _ := json.Marshal(sl)
+		ledgerJSON = append(ledgerJSON, b...)
+	}
 	objJSON, _ := json.Marshal(cacheStatus(t, ns, "big"))
 
 	var runs []pluginRun

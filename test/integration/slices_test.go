@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/test/framework"
 )
 
 // slicesOf lists a cache's ledger slices.
@@ -167,5 +169,75 @@ func TestLedgerInSlices(t *testing.T) {
 	}
 	if n := slicesOf(t, ic)[0].NodeCount; n != 3 {
 		t.Errorf("the slice counts %d nodes, want 3", n)
+	}
+}
+
+// TestOlderControllerOnASlicedCache: the release before the slices, built
+// from its commit and run as a process, meets a cache whose ledger is in
+// slices: it refuses status.ledger's format 2, reads the cache as having
+// recorded nothing and pulls each pair once again, owning nothing (the images
+// were there); this release, back, reads the older one's status.ledger with
+// the slices and pulls nothing again.
+func TestOlderControllerOnASlicedCache(t *testing.T) {
+	older := filepath.Join(t.TempDir(), "kube-fledged-older")
+	if err := framework.BuildAt(projectRoot, framework.PreviousRelease, "kube-fledged", older); err != nil {
+		t.Fatal(err)
+	}
+	ns := testNamespace(t, "downgrade")
+	nodes := nodeNames(ns, 2)
+	for _, n := range nodes {
+		createNode(t, n, "pool", ns)
+	}
+	stop := runController(t, nil)
+	createCache(t, ns, "web", entry(map[string]v1alpha2.LabelValue{"pool": v1alpha2.LabelValue(ns)},
+		"registry.example/a:v1", "registry.example/b:v1"))
+	ic := driveToCompletion(t, ns, "web", time.Minute)
+	if ic.Status.Status != v1alpha2.ImageCacheActionStatusSucceeded || ic.Status.Ledger.Format != ledger.FormatVersion {
+		t.Fatalf("%s %q, ledger %+v", ic.Status.Status, ic.Status.Message, ic.Status.Ledger)
+	}
+	stop()
+
+	jw := watchJobs(t, ns)
+	proc, err := framework.StartProc("older controller", filepath.Join(t.TempDir(), "older.log"), older,
+		"--kubeconfig="+cp.Kubeconfig, "--helper-image=registry.local/kube-fledged:test", "--image-pull-deadline-duration=3s",
+		"--image-cache-refresh-frequency=0s", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Stop(10 * time.Second)
+	waitFor(t, time.Minute, "the older controller to pull again", func() (bool, error) {
+		if proc.Exited() {
+			t.Fatalf("the older controller exited:\n%s", proc.LogTail(20))
+		}
+		completeActiveJobs(t, ns)
+		ic = cacheStatus(t, ns, "web")
+		return ic.Status.Ledger != nil && ic.Status.Ledger.Format < ledger.FormatVersion &&
+			ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded && len(ic.Status.Ledger.Nodes) == len(nodes), nil
+	})
+	if p := jw.pairs(t); len(p) != 4 {
+		t.Errorf("the older controller pulled %v, want each of the 4 pairs once", p)
+	}
+	if owned := ledger.Decode(ic.Status.Ledger).OwnedNodes(); len(owned) != 0 {
+		t.Errorf("the older controller owns images on %v, which were there before its pulls", owned)
+	}
+	if n := len(slicesOf(t, ic)); n != 1 {
+		t.Errorf("%d slices after the older controller, want the one it left alone", n)
+	}
+	proc.Stop(10 * time.Second)
+
+	jw2 := watchJobs(t, ns)
+	runController(t, nil)
+	waitFor(t, 30*time.Second, "this release to move the ledger back into slices", func() (bool, error) {
+		ic = cacheStatus(t, ns, "web")
+		return ic.Status.Ledger.Format == ledger.FormatVersion, nil
+	})
+	if led := ledgerOf(t, ic); led.Get(nodes[0], "registry.example/a:v1") != ledger.Pulled {
+		t.Errorf("after the upgrade again: %v on %s, want pulled", led.Get(nodes[0], "registry.example/a:v1"), nodes[0])
+	}
+	stable(t, ns, "web", 10*time.Second, func(ic *v1alpha2.ImageCache) bool {
+		return ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded
+	})
+	if jw2.count() != 0 {
+		t.Errorf("this release, back, made %d Jobs", jw2.count())
 	}
 }

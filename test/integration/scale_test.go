@@ -1,0 +1,285 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
+	"kubefledged.io/kube-fledged/pkg/fledgedtest"
+	"kubefledged.io/kube-fledged/pkg/metrics"
+	"kubefledged.io/kube-fledged/pkg/options"
+	"kubefledged.io/kube-fledged/pkg/puller"
+)
+
+// scaleRun is what TestLedgerScale measures.
+type scaleRun struct {
+	Nodes, Images, Pulls int
+	NodesSeconds         float64 `json:"nodesSeconds"`
+	SucceededSeconds     float64 `json:"succeededSeconds"`
+	Slices               int     `json:"slices"`
+	LargestSliceKiB      float64 `json:"largestSliceKiB"`
+	AllSlicesKiB         float64 `json:"allSlicesKiB"`
+	StatusKiB            float64 `json:"statusKiB"`
+	// StatusBytes and SliceBytes are what the controller wrote to the
+	// cache's status and its slices (kubefledged_api_request_bytes_total).
+	StatusBytes   float64        `json:"statusBytes"`
+	SliceBytes    float64        `json:"sliceBytes"`
+	BytesPerPull  float64        `json:"bytesPerPull"`
+	StatusWrites  int            `json:"statusWrites"`
+	SliceWrites   int            `json:"sliceWrites"`
+	Requests      map[string]int `json:"requests"`
+	PeakRSSMiB    float64        `json:"peakRSSMiB"`
+	PeakHeapMiB   float64        `json:"peakHeapMiB"`
+	ControllerQPS float32        `json:"controllerQPS"`
+	Plugin        pluginRun      `json:"plugin"`
+}
+
+// TestLedgerScale: one cache of KUBE_FLEDGED_SCALE_IMAGES images (10) over
+// KUBE_FLEDGED_SCALE_NODES nodes (65,000 in make bench-scale), against the
+// real API server and etcd, the controller in this process, the pulls'
+// outcomes played by the test (each Job's pod succeeds): the cache
+// Succeeded, its slices, the bytes written per pull, the process's peak
+// memory, and kubectl fledged nodes over it; _output/bench/scale.json. A
+// measurement: the figures go to the notes; the outcome is asserted.
+func TestLedgerScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("KUBE_FLEDGED_SCALE_NODES"))
+	if n == 0 {
+		t.Skip("a measurement: make bench-scale runs it (KUBE_FLEDGED_SCALE_NODES)")
+	}
+	images := 10
+	if v, _ := strconv.Atoi(os.Getenv("KUBE_FLEDGED_SCALE_IMAGES")); v > 0 {
+		images = v
+	}
+	ns := testNamespace(t, "ledger-scale")
+	cfg := *cp.Config
+	cfg.QPS, cfg.Burst = 5000, 5000
+	fast := kubernetes.NewForConfigOrDie(&cfg)
+	r := scaleRun{Nodes: n, Images: images, Pulls: n * images, ControllerQPS: 500, Requests: map[string]int{}}
+
+	start := time.Now()
+	makeNodes(t, fast, ns, n)
+	r.NodesSeconds = time.Since(start).Seconds()
+	t.Logf("%d nodes in %.0fs", n, r.NodesSeconds)
+
+	runController(t, func(o *options.Options) {
+		o.KubeAPIQPS, o.KubeAPIBurst = r.ControllerQPS, 1000
+		o.MaxInFlightJobs = 2000
+	})
+	var imgs []string
+	for i := range images {
+		imgs = append(imgs, fmt.Sprintf("registry.example/team-%02d/service-%02d:v1.%d", i%10, i, i))
+	}
+	counter := func(verb, resource string) float64 {
+		return testutil.ToFloat64(metrics.APIRequestBytesTotal.WithLabelValues(verb, resource))
+	}
+	statusBefore := counter("update", "imagecaches/status")
+	slicesBefore := counter("create", "imagecacheslices") + counter("update", "imagecacheslices")
+	start = time.Now()
+	createCache(t, ns, "wide", entry(map[string]v1alpha2.LabelValue{"scale": v1alpha2.LabelValue(ns)}, imgs...))
+	var peakHeap atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Second):
+				runtime.ReadMemStats(&ms)
+				if ms.HeapAlloc > peakHeap.Load() {
+					peakHeap.Store(ms.HeapAlloc)
+				}
+			}
+		}
+	}()
+	var ic *v1alpha2.ImageCache
+	last := time.Now()
+	waitFor(t, 90*time.Minute, "the cache over every node to succeed", func() (bool, error) {
+		completeJobsOf(t, fast, ns)
+		ic = cacheStatus(t, ns, "wide")
+		if time.Since(last) > time.Minute {
+			last = time.Now()
+			t.Logf("%.0fs: %s", time.Since(start).Seconds(), ic.Status.Message)
+		}
+		return ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded && int(ic.Status.Pulls.Succeeded) == r.Pulls, nil
+	})
+	close(done)
+	r.SucceededSeconds = time.Since(start).Seconds()
+	r.StatusBytes = counter("update", "imagecaches/status") - statusBefore
+	r.SliceBytes = counter("create", "imagecacheslices") + counter("update", "imagecacheslices") - slicesBefore
+	r.BytesPerPull = (r.StatusBytes + r.SliceBytes) / float64(r.Pulls)
+	r.PeakHeapMiB = float64(peakHeap.Load()) / (1 << 20)
+	r.PeakRSSMiB = peakRSS()
+	for _, vr := range []struct{ verb, resource string }{{"update", "imagecaches/status"}, {"create", "imagecacheslices"},
+		{"update", "imagecacheslices"}, {"delete", "imagecacheslices"}, {"create", "jobs"}, {"delete", "jobs"}, {"patch", "jobs"},
+		{"list", "nodes"}, {"watch", "nodes"}, {"list", "jobs"}, {"patch", "imagecaches"}} {
+		if v := testutil.ToFloat64(metrics.APIRequestsTotal.WithLabelValues(vr.verb, vr.resource)); v > 0 {
+			r.Requests[vr.verb+" "+vr.resource] = int(v)
+		}
+	}
+	r.StatusWrites = r.Requests["update imagecaches/status"]
+	r.SliceWrites = r.Requests["create imagecacheslices"] + r.Requests["update imagecacheslices"]
+	sls := slicesOf(t, ic)
+	r.Slices = len(sls)
+	for _, sl := range sls {
+		b, _ := json.Marshal(sl)
+		r.AllSlicesKiB += float64(len(b)) / 1024
+		r.LargestSliceKiB = max(r.LargestSliceKiB, float64(len(b))/1024)
+	}
+	raw, _ := json.Marshal(ic)
+	r.StatusKiB = float64(len(raw)) / 1024
+	t.Logf("Succeeded in %.0fs: %d slices (largest %.0f KiB, all %.0f KiB), status %.1f KiB; %.0f status bytes and %.0f slice bytes, "+
+		"%.1f bytes per pull; %d status writes, %d slice writes; peak RSS %.0f MiB, heap %.0f MiB", r.SucceededSeconds, r.Slices,
+		r.LargestSliceKiB, r.AllSlicesKiB, r.StatusKiB, r.StatusBytes, r.SliceBytes, r.BytesPerPull, r.StatusWrites, r.SliceWrites,
+		r.PeakRSSMiB, r.PeakHeapMiB)
+	if want := (n + v1alpha2.MaxSliceNodes - 1) / v1alpha2.MaxSliceNodes; r.Slices != want {
+		t.Errorf("%d slices, want %d", r.Slices, want)
+	}
+
+	bin := filepath.Join(t.TempDir(), "kubectl-fledged")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/kubectl-fledged")
+	build.Dir, build.Env = projectRoot, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building kubectl-fledged: %v\n%s", err, out)
+	}
+	r.Plugin = timePlugin(t, bin, []string{"nodes", "wide", "-n", ns})
+	t.Logf("kubectl fledged nodes: %d lines, first after %.2fs, all after %.2fs, peak RSS %.1f MiB", r.Plugin.Lines,
+		r.Plugin.FirstLineSec, r.Plugin.TotalSec, r.Plugin.PeakRSSMiB)
+	if r.Plugin.Lines != n+1 {
+		t.Errorf("kubectl fledged nodes printed %d lines, want %d", r.Plugin.Lines, n+1)
+	}
+	out := filepath.Join(projectRoot, "_output", "bench")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.MarshalIndent(r, "", "  ")
+	if err := os.WriteFile(filepath.Join(out, "scale.json"), append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// makeNodes makes n Ready nodes labelled scale=label, 64 at a time, and
+// deletes them when the test ends.
+func makeNodes(t *testing.T, client kubernetes.Interface, label string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	t.Cleanup(func() {
+		_ = client.CoreV1().Nodes().DeleteCollection(context.Background(), metav1.DeleteOptions{},
+			metav1.ListOptions{LabelSelector: "scale=" + label})
+	})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	var failed atomic.Int32
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			name := fmt.Sprintf("ip-10-%d-%d-%d.eu-west-1.compute.internal", i/65536, (i/256)%256, i%256)
+			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+				puller.HostnameLabel: name, "scale": label, corev1.LabelOSStable: "linux"}}}
+			made, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+			if err == nil {
+				made.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+					Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+				_, err = client.CoreV1().Nodes().UpdateStatus(ctx, made, metav1.UpdateOptions{})
+			}
+			if err != nil && failed.Add(1) <= 3 {
+				t.Errorf("node %s: %v", name, err)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.FailNow()
+	}
+}
+
+// completeJobsOf plays the kubelet for every active pull Job in the
+// namespace: its pod succeeds and the Job completes, 64 at a time.
+func completeJobsOf(t *testing.T, client kubernetes.Interface, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	var active []batchv1.Job
+	opts := metav1.ListOptions{Limit: 2000}
+	for {
+		list, err := client.BatchV1().Jobs(ns).List(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range list.Items {
+			if isActive(&j) && j.DeletionTimestamp == nil {
+				active = append(active, j)
+			}
+		}
+		if opts.Continue = list.Continue; opts.Continue == "" {
+			break
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, j := range active {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			completeJobWith(t, client, j)
+		})
+	}
+	wg.Wait()
+}
+
+// completeJobWith is completeJob through a client of its own (the bench's
+// fast one): the pod, succeeded, and the Job complete.
+func completeJobWith(t *testing.T, client kubernetes.Interface, job batchv1.Job) {
+	ctx := context.Background()
+	now := time.Now()
+	pod := fledgedtest.Succeeded(fledgedtest.PodOf(&job, "pod"), now)
+	status := pod.Status
+	made, err := client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	if err == nil {
+		made.Status = status
+		_, err = client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, made, metav1.UpdateOptions{})
+	}
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Errorf("pod of %s: %v", job.Name, err)
+		return
+	}
+	cur := job.DeepCopy()
+	cur.Status.Conditions = nil
+	if _, err := client.BatchV1().Jobs(job.Namespace).UpdateStatus(ctx, fledgedtest.Complete(cur, now), metav1.UpdateOptions{}); err != nil &&
+		!apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		t.Errorf("completing %s: %v", job.Name, err)
+	}
+}
+
+// peakRSS is this process's peak resident memory (VmHWM), in MiB.
+func peakRSS() float64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
