@@ -75,10 +75,11 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	given, createErr := c.writer.Create(ctx, s, todo.Jobs)
 	st := c.status.Compute(s, todo.Removals-given.Removals, todo.Pins-given.Pins)
 	outcome = st.Status.Reason + " " + string(st.Status.Status)
-	if createErr == nil && given.Jobs == 0 {
+	if createErr == nil && given.Jobs == 0 && !slices.ContainsFunc(todo.Jobs, func(j pass.NewJob) bool { return j.Pins > 0 }) {
 		if wait := c.status.Hold(s, st, c.cfg.StatusBatchPeriod); wait > 0 {
 			// What this pass read stays in the Jobs, which stay until a
-			// write records it.
+			// write records it. A pass that made pin or unpin Jobs
+			// writes at once: their intent is recorded as they start.
 			outcome += ", its write held for the batch period"
 			return wait, nil
 		}

@@ -161,8 +161,8 @@ func (w *Writer) ForgetSlices(key cache.ObjectName) {
 // Hold says how long to wait before writing what a pass computed, so that a
 // busy cache's status and slices are written at most once a period (0:
 // write now). A pass that starts or ends an operation, changes its state,
-// or holds what only it knows (a refused Job's failure: the caller does not
-// hold those) writes at once.
+// or holds what only it knows (a refused Job's failure, the intent of a pin
+// Job it made: the caller does not hold those) writes at once.
 func (w *Writer) Hold(s *pass.Pass, out Computed, period time.Duration) time.Duration {
 	st := out.Status
 	if period <= 0 || out.Complete || s.Started != "" || s.IC.Status.Status != st.Status || s.IC.Status.Reason != st.Reason ||
