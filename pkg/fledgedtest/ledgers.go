@@ -3,6 +3,7 @@ package fledgedtest
 import (
 	"context"
 	"fmt"
+	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -33,6 +34,16 @@ func LoadLedger(ctx context.Context, client clientset.Interface, ic *v1alpha2.Im
 		return nil, err
 	}
 	return ledger.Open(ic.Status.Ledger, ledger.SliceLedgers(list)), nil
+}
+
+// MustLoadLedger is LoadLedger that fails the test on an error.
+func MustLoadLedger(t testing.TB, client clientset.Interface, ic *v1alpha2.ImageCache) *ledger.Ledger {
+	t.Helper()
+	l, err := LoadLedger(context.Background(), client, ic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // RecordLedger writes a cache's ledger as the controller does: its entries

@@ -229,17 +229,24 @@ func TestMaxNodesPerSlice(t *testing.T) {
 	}
 }
 
-// BenchmarkOpen65k: reading back a ledger of 65,000 nodes x 10 images from
-// its 65 slices, as a pass of such a cache does.
-func BenchmarkOpen65k(b *testing.B) {
+// wideLedger has nodes x images pairs pulled, with node names of 40
+// characters.
+func wideLedger(nodes, images int) *Ledger {
 	l := New(1)
-	for i := range 65000 {
+	for i := range nodes {
 		n := fmt.Sprintf("ip-10-%d-%d-%d.eu-west-1.compute.internal", i/65536, (i/256)%256, i%256)
-		for j := range 10 {
+		for j := range images {
 			l.Set(n, fmt.Sprintf("registry.example/team/app-%02d:v1", j), Pulled)
 		}
 		l.tags[n] = "12345678"
 	}
+	return l
+}
+
+// BenchmarkOpen65k: reading back a ledger of 65,000 nodes x 10 images from
+// its 65 slices, as a pass of such a cache does.
+func BenchmarkOpen65k(b *testing.B) {
+	l := wideLedger(65000, 10)
 	w := PlanSlices(l, nil, func(i int) string { return fmt.Sprintf("s-%d", i) })
 	var sliced []*v1alpha2.PullLedger
 	for _, c := range w.Put {
@@ -259,14 +266,7 @@ func BenchmarkOpen65k(b *testing.B) {
 // BenchmarkPlanSlices65k: what a pass of such a cache does to write its
 // ledger when nothing changed: every slice encoded and compared.
 func BenchmarkPlanSlices65k(b *testing.B) {
-	l := New(1)
-	for i := range 65000 {
-		n := fmt.Sprintf("ip-10-%d-%d-%d.eu-west-1.compute.internal", i/65536, (i/256)%256, i%256)
-		for j := range 10 {
-			l.Set(n, fmt.Sprintf("registry.example/team/app-%02d:v1", j), Pulled)
-		}
-		l.tags[n] = "12345678"
-	}
+	l := wideLedger(65000, 10)
 	name := func(i int) string { return fmt.Sprintf("s-%d", i) }
 	current := map[string]*v1alpha2.PullLedger{}
 	for _, c := range PlanSlices(l, nil, name).Put {

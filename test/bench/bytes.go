@@ -14,13 +14,18 @@ func bodyBytes(ctx context.Context) map[string]float64 {
 	if err != nil {
 		return nil
 	}
+	return byVerbAndResource(string(raw), "apiserver_request_body_size_bytes_sum")
+}
+
+// byVerbAndResource sums a metric's series in a Prometheus scrape by "verb
+// resource" (the verb lower case).
+func byVerbAndResource(text, name string) map[string]float64 {
 	out := map[string]float64{}
-	const name = "apiserver_request_body_size_bytes_sum{"
-	for _, line := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(line, name) {
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
 			continue
 		}
-		labels, value, _ := strings.Cut(strings.TrimPrefix(line, name), "} ")
+		labels, value, _ := strings.Cut(strings.TrimPrefix(line, name+"{"), "} ")
 		var verb, resource string
 		for _, kv := range strings.Split(labels, ",") {
 			k, v, _ := strings.Cut(kv, "=")

@@ -477,24 +477,9 @@ func runScenario(ctx context.Context, sc scenario, more []string) Result {
 	})
 	text := scrape(metricsAddr)
 	r.Requests = map[string]int{}
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, "kubefledged_api_requests_total{") {
-			continue
-		}
-		labels, value, _ := strings.Cut(strings.TrimPrefix(line, "kubefledged_api_requests_total{"), "} ")
-		var verb, resource string
-		for _, kv := range strings.Split(labels, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			v = strings.Trim(v, `"`)
-			switch k {
-			case "verb":
-				verb = v
-			case "resource":
-				resource = v
-			}
-		}
-		n, _ := strconv.ParseFloat(value, 64)
-		r.Requests[verb+" "+resource] = int(n)
+	for key, n := range byVerbAndResource(text, "kubefledged_api_requests_total") {
+		verb, resource, _ := strings.Cut(key, " ")
+		r.Requests[key] = int(n)
 		switch verb {
 		case "create", "update", "patch", "delete", "deletecollection":
 			if resource != "leases" && resource != "events" {

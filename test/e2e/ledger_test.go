@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"testing"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -15,9 +14,5 @@ import (
 // status, the entries in its slices.
 func ledgerOf(t *testing.T, ic *v1alpha2.ImageCache) *ledger.Ledger {
 	t.Helper()
-	l, err := fledgedtest.LoadLedger(context.Background(), fledged, ic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return fledgedtest.MustLoadLedger(t, fledged, ic)
 }

@@ -51,12 +51,7 @@ func TestPluginScale(t *testing.T) {
 	}
 	const images = 100
 	ns := testNamespace(t, "scale")
-	bin := filepath.Join(t.TempDir(), "kubectl-fledged")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/kubectl-fledged")
-	build.Dir, build.Env = projectRoot, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building kubectl-fledged: %v\n%s", err, out)
-	}
+	bin := buildPlugin(t)
 
 	// The nodes, 32 writes at a time.
 	ctx := context.Background()
@@ -174,6 +169,18 @@ func TestPluginScale(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(out, "plugin.json"), append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// buildPlugin builds the kubectl-fledged binary of this tree.
+func buildPlugin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kubectl-fledged")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/kubectl-fledged")
+	build.Dir, build.Env = projectRoot, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building kubectl-fledged: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // timePlugin runs the binary and times its output.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -154,12 +153,7 @@ func TestLedgerScale(t *testing.T) {
 		t.Errorf("%d slices, want %d", r.Slices, want)
 	}
 
-	bin := filepath.Join(t.TempDir(), "kubectl-fledged")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/kubectl-fledged")
-	build.Dir, build.Env = projectRoot, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building kubectl-fledged: %v\n%s", err, out)
-	}
+	bin := buildPlugin(t)
 	r.Plugin = timePlugin(t, bin, []string{"nodes", "wide", "-n", ns})
 	t.Logf("kubectl fledged nodes: %d lines, first after %.2fs, all after %.2fs, peak RSS %.1f MiB", r.Plugin.Lines,
 		r.Plugin.FirstLineSec, r.Plugin.TotalSec, r.Plugin.PeakRSSMiB)

@@ -31,11 +31,7 @@ func slicesOf(t *testing.T, ic *v1alpha2.ImageCache) []*v1alpha2.ImageCacheSlice
 // ledgerOf reads a cache's ledger from its status and slices.
 func ledgerOf(t *testing.T, ic *v1alpha2.ImageCache) *ledger.Ledger {
 	t.Helper()
-	l, err := fledgedtest.LoadLedger(context.Background(), fledged, ic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return fledgedtest.MustLoadLedger(t, fledged, ic)
 }
 
 // drivePulled is driveToCompletion where the kubelet pulled every image.

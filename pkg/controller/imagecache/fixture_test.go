@@ -180,21 +180,7 @@ func (f *fixture) catchUp() {
 	f.t.Helper()
 	ics, _ := f.client.KubefledgedV1alpha2().ImageCaches("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer(), ics.Items)
-	// The slices, with the events their informer would deliver.
-	sliceIdx := f.icInf.Kubefledged().V1alpha2().ImageCacheSlices().Informer().GetIndexer()
-	before := sliceIdx.List()
-	sls, _ := f.client.KubefledgedV1alpha2().ImageCacheSlices("").List(f.ctx, metav1.ListOptions{})
-	replace(f.t, sliceIdx, sls.Items)
-	for _, obj := range before {
-		if _, ok, _ := sliceIdx.Get(obj); !ok && f.c != nil {
-			f.c.sliceChanged(obj, true)
-		}
-	}
-	for i := range sls.Items {
-		if f.c != nil {
-			f.c.sliceChanged(&sls.Items[i], false)
-		}
-	}
+	f.catchUpSlices()
 	// Nodes, Jobs, pods and events as the binary's informers keep them
 	// (TrimForCache).
 	nodes, _ := f.kube.CoreV1().Nodes().List(f.ctx, metav1.ListOptions{})
@@ -232,27 +218,34 @@ func trimmed[T any](items []T) []any {
 	return out
 }
 
+// catchUpSlices makes the slices' informer show what the fake API server
+// holds, with the events it would deliver.
+func (f *fixture) catchUpSlices() {
+	f.t.Helper()
+	idx := f.icInf.Kubefledged().V1alpha2().ImageCacheSlices().Informer().GetIndexer()
+	before := idx.List()
+	sls, _ := f.client.KubefledgedV1alpha2().ImageCacheSlices("").List(f.ctx, metav1.ListOptions{})
+	replace(f.t, idx, sls.Items)
+	if f.c == nil {
+		return
+	}
+	for _, obj := range before {
+		if _, ok, _ := idx.Get(obj); !ok {
+			f.c.sliceChanged(obj, true)
+		}
+	}
+	for i := range sls.Items {
+		f.c.sliceChanged(&sls.Items[i], false)
+	}
+}
+
 // catchUpImageCaches makes only the ImageCache informer show what the fake
 // API server holds: the Job informer stays behind.
 func (f *fixture) catchUpImageCaches() {
 	f.t.Helper()
 	ics, _ := f.client.KubefledgedV1alpha2().ImageCaches("").List(f.ctx, metav1.ListOptions{})
 	replace(f.t, f.icInf.Kubefledged().V1alpha2().ImageCaches().Informer().GetIndexer(), ics.Items)
-	// The slices, with the events their informer would deliver.
-	sliceIdx := f.icInf.Kubefledged().V1alpha2().ImageCacheSlices().Informer().GetIndexer()
-	before := sliceIdx.List()
-	sls, _ := f.client.KubefledgedV1alpha2().ImageCacheSlices("").List(f.ctx, metav1.ListOptions{})
-	replace(f.t, sliceIdx, sls.Items)
-	for _, obj := range before {
-		if _, ok, _ := sliceIdx.Get(obj); !ok && f.c != nil {
-			f.c.sliceChanged(obj, true)
-		}
-	}
-	for i := range sls.Items {
-		if f.c != nil {
-			f.c.sliceChanged(&sls.Items[i], false)
-		}
-	}
+	f.catchUpSlices()
 }
 
 func replace[T any](t *testing.T, idx cache.Indexer, items []T) {
