@@ -176,7 +176,7 @@ func TestLedgerInSlices(t *testing.T) {
 // the slices and pulls nothing again.
 func TestOlderControllerOnASlicedCache(t *testing.T) {
 	older := filepath.Join(t.TempDir(), "kube-fledged-older")
-	if err := framework.BuildAt(projectRoot, framework.PreviousRelease, "kube-fledged", older); err != nil {
+	if err := framework.BuildAt(projectRoot, framework.PreviousRelease, "fledged", older); err != nil {
 		t.Fatal(err)
 	}
 	ns := testNamespace(t, "downgrade")

@@ -44,6 +44,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 		}
 		return c.pins.Finalize(ctx, key, ic, nodes)
 	}
+	if wait := c.status.Hold(key, c.clock.Now(), c.cfg.StatusBatchPeriod); wait > 0 {
+		// The last pass wrote what it settled less than a batch period
+		// ago: this one, reading nothing yet, comes back at its end.
+		outcome = "held for the batch period"
+		return wait, nil
+	}
 	s := c.newPass(key, ic)
 	if err := c.pins.KeepFinalizer(ctx, s); err != nil {
 		return 0, err
@@ -75,15 +81,6 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	given, createErr := c.writer.Create(ctx, s, todo.Jobs)
 	st := c.status.Compute(s, todo.Removals-given.Removals, todo.Pins-given.Pins)
 	outcome = st.Status.Reason + " " + string(st.Status.Status)
-	if createErr == nil && given.Jobs == 0 && !slices.ContainsFunc(todo.Jobs, func(j pass.NewJob) bool { return j.Pins > 0 }) {
-		if wait := c.status.Hold(s, st, c.cfg.StatusBatchPeriod); wait > 0 {
-			// What this pass read stays in the Jobs, which stay until a
-			// write records it. A pass that made pin or unpin Jobs
-			// writes at once: their intent is recorded as they start.
-			outcome += ", its write held for the batch period"
-			return wait, nil
-		}
-	}
 	if err := c.status.Write(ctx, s, st); err != nil {
 		return 0, errors.Join(createErr, err)
 	}

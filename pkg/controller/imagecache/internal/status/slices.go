@@ -24,7 +24,8 @@ import (
 type sliceWrites struct {
 	mu      sync.Mutex
 	pending map[cache.ObjectName]map[string]bool
-	// wroteAt is when a pass last wrote each cache's status or slices (Hold).
+	// wroteAt is when a pass last made a progress write of each cache's
+	// status or slices (Hold).
 	wroteAt map[cache.ObjectName]time.Time
 }
 
@@ -36,13 +37,7 @@ func (w *Writer) Ledgers() *ledger.Store { return w.ledgers }
 // others, then those left empty are deleted. Each write carries the
 // resource version it replaces: a slice changed meanwhile is a conflict,
 // and the sync is tried again from what the informer then shows.
-func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) error {
-	wrote := false
-	defer func() {
-		if wrote {
-			w.wroteAt(s.Key, s.Now)
-		}
-	}()
+func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) (wrote bool, err error) {
 	current := map[string]*v1alpha2.ImageCacheSlice{}
 	raw := map[string]*v1alpha2.PullLedger{}
 	for _, sl := range w.ledgers.Slices(s.IC) {
@@ -63,7 +58,7 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) error {
 			written, err = api.Create(ctx, newSlice(s.IC, c), metav1.CreateOptions{FieldManager: version.Name})
 		}
 		if err != nil {
-			return fmt.Errorf("writing the ledger's slice %s: %w", c.Name, err)
+			return wrote, fmt.Errorf("writing the ledger's slice %s: %w", c.Name, err)
 		}
 		wrote = true
 		w.expectSlice(s.Key, c.Name, old, written.ResourceVersion)
@@ -73,12 +68,12 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) error {
 		err := api.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{
 			UID: ptr.To(old.UID), ResourceVersion: ptr.To(old.ResourceVersion)}})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting the ledger's slice %s: %w", name, err)
+			return wrote, fmt.Errorf("deleting the ledger's slice %s: %w", name, err)
 		}
 		wrote = true
 		w.expectSlice(s.Key, name, old, "deleted")
 	}
-	return nil
+	return wrote, nil
 }
 
 // newSlice makes a cache's slice: in its namespace, owned by it (it goes
@@ -158,27 +153,36 @@ func (w *Writer) ForgetSlices(key cache.ObjectName) {
 	delete(w.slices.wroteAt, key)
 }
 
-// Hold says how long to wait before writing what a pass computed, so that a
-// busy cache's status and slices are written at most once a period (0:
-// write now). A pass that starts or ends an operation, changes its state,
-// or holds what only it knows (a refused Job's failure, the intent of a pin
-// Job it made: the caller does not hold those) writes at once.
-func (w *Writer) Hold(s *pass.Pass, out Computed, period time.Duration) time.Duration {
-	st := out.Status
-	if period <= 0 || out.Complete || s.Started != "" || s.IC.Status.Status != st.Status || s.IC.Status.Reason != st.Reason ||
-		!s.IC.Status.StartTime.Equal(st.StartTime) {
+// Hold says how long a pass over a cache waits, so that a busy cache's
+// status and slices are written at most once a period: until the period
+// after its last progress write (one that went on with an operation: not its
+// start, its end or a change of its state) has passed; 0 to go on now. A
+// held pass reads nothing, so nothing it would read is lost: the Jobs keep
+// their outcomes until a write records them.
+func (w *Writer) Hold(key cache.ObjectName, now time.Time, period time.Duration) time.Duration {
+	if period <= 0 {
 		return 0
 	}
 	w.slices.mu.Lock()
-	last := w.slices.wroteAt[s.Key]
+	last := w.slices.wroteAt[key]
 	w.slices.mu.Unlock()
-	if last.IsZero() || s.Now.Sub(last) >= period {
+	if last.IsZero() || now.Sub(last) >= period {
 		return 0
 	}
-	return last.Add(period).Sub(s.Now)
+	return last.Add(period).Sub(now)
 }
 
-// wroteAt records when a pass wrote a cache's status or slices.
+// progress says whether a pass's write goes on with its operation: no
+// start, no end and no change of its state, which are written at once and
+// do not hold the next pass.
+func progress(s *pass.Pass, out Computed) bool {
+	st := out.Status
+	return !out.Complete && s.Started == "" && s.IC.Status.Status == st.Status && s.IC.Status.Reason == st.Reason &&
+		s.IC.Status.StartTime.Equal(st.StartTime)
+}
+
+// wroteAt records when a pass made a progress write of a cache's status or
+// slices.
 func (w *Writer) wroteAt(key cache.ObjectName, at time.Time) {
 	w.slices.mu.Lock()
 	defer w.slices.mu.Unlock()

@@ -45,8 +45,12 @@ func (w *Writer) Write(ctx context.Context, s *pass.Pass, out Computed) error {
 		w.recorder.Event(s.IC, corev1.EventTypeNormal, reasons.RefreshIgnored,
 			"A purge was asked too: the purge runs, and the refresh annotation is removed")
 	}
-	if err := w.writeSlices(ctx, s); err != nil {
+	wroteSlices, err := w.writeSlices(ctx, s)
+	if err != nil {
 		return err
+	}
+	if progress(s, out) && wroteSlices {
+		w.wroteAt(s.Key, s.Now)
 	}
 	if equality.Semantic.DeepEqual(s.IC.Status, *st) {
 		return nil
@@ -75,7 +79,9 @@ func (w *Writer) Write(ctx context.Context, s *pass.Pass, out Computed) error {
 		return fmt.Errorf("writing status: %w", err)
 	}
 	w.wrote(s.Key, s.IC, written)
-	w.wroteAt(s.Key, s.Now)
+	if progress(s, out) {
+		w.wroteAt(s.Key, s.Now)
+	}
 	w.recordTransition(s.IC, st)
 	// Count what this write settled, now that it is recorded.
 	before := s.Before
@@ -218,7 +224,7 @@ func (w *Writer) WriteLedger(ctx context.Context, s *pass.Pass) error {
 	if len(rendered) == 0 {
 		rendered = nil
 	}
-	if err := w.writeSlices(ctx, s); err != nil {
+	if _, err := w.writeSlices(ctx, s); err != nil {
 		return err
 	}
 	updated := s.IC.DeepCopy()
