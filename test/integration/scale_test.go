@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,8 +148,12 @@ func TestLedgerScale(t *testing.T) {
 		"%.1f bytes per pull; %d status writes, %d slice writes; peak RSS %.0f MiB, heap %.0f MiB", r.SucceededSeconds, r.Slices,
 		r.LargestSliceKiB, r.AllSlicesKiB, r.StatusKiB, r.StatusBytes, r.SliceBytes, r.BytesPerPull, r.StatusWrites, r.SliceWrites,
 		r.PeakRSSMiB, r.PeakHeapMiB)
-	if want := (n + v1alpha2.MaxSliceNodes - 1) / v1alpha2.MaxSliceNodes; r.Slices != want {
-		t.Errorf("%d slices, want %d", r.Slices, want)
+	// Nodes come into the ledger a wave of Jobs at a time: as the
+	// EndpointSlice controller does, a wave fills the slices it changes
+	// anyway, or the one it fits best, before new ones, so there may be a
+	// few more slices than the fewest.
+	if fewest := (n + v1alpha2.MaxSliceNodes - 1) / v1alpha2.MaxSliceNodes; r.Slices < fewest || r.Slices > 2*fewest {
+		t.Errorf("%d slices, want %d to %d", r.Slices, fewest, 2*fewest)
 	}
 
 	bin := buildPlugin(t)
@@ -264,16 +267,4 @@ func completeJobWith(t *testing.T, client kubernetes.Interface, job batchv1.Job)
 }
 
 // peakRSS is this process's peak resident memory (VmHWM), in MiB.
-func peakRSS() float64 {
-	raw, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
+func peakRSS() float64 { return float64(vmHWM(os.Getpid())) / 1024 }
