@@ -50,9 +50,7 @@ func newHarness(t *testing.T, withCRD bool, objects ...runtime.Object) *harness 
 		ic = ic.DeepCopy()
 		l := ledger.Decode(ic.Status.Ledger)
 		for _, c := range ledger.PlanSlices(l, nil, func(i int) string { return ledger.SliceName(ic, i) }).Put {
-			out = append(out, &v1alpha2.ImageCacheSlice{ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: ic.Namespace,
-				Labels: map[string]string{v1alpha2.LabelSliceCache: ic.Name, v1alpha2.LabelSliceCacheUID: string(ic.UID)}},
-				NodeCount: int32(c.Nodes), Ledger: *c.Ledger})
+			out = append(out, ledger.NewSlice(ic, c))
 		}
 		ic.Status.Ledger = l.Header()
 		out = append(out, ic)

@@ -66,10 +66,7 @@ func RecordLedger(ctx context.Context, client clientset.Interface, ic *v1alpha2.
 			sl.NodeCount, sl.Ledger = int32(c.Nodes), *c.Ledger
 			_, err = api.Update(ctx, sl, metav1.UpdateOptions{})
 		} else {
-			_, err = api.Create(ctx, &v1alpha2.ImageCacheSlice{
-				ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: ic.Namespace, Labels: map[string]string{
-					v1alpha2.LabelSliceCache: ic.Name, v1alpha2.LabelSliceCacheUID: string(ic.UID)}},
-				NodeCount: int32(c.Nodes), Ledger: *c.Ledger}, metav1.CreateOptions{})
+			_, err = api.Create(ctx, ledger.NewSlice(ic, c), metav1.CreateOptions{})
 		}
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 )
@@ -141,6 +142,26 @@ func rawNodes(raw *v1alpha2.PullLedger) []string {
 		seen[n] = true
 	}
 	return sortedKeys(seen)
+}
+
+// NewSlice makes a cache's slice of the given content: in its namespace,
+// owned by it (it goes with the cache, once the cache's finalizer is gone),
+// labelled with its name and UID.
+func NewSlice(ic *v1alpha2.ImageCache, c SliceContent) *v1alpha2.ImageCacheSlice {
+	return &v1alpha2.ImageCacheSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      c.Name,
+			Namespace: ic.Namespace,
+			Labels: map[string]string{
+				v1alpha2.LabelSliceCache:    ic.Name,
+				v1alpha2.LabelSliceCacheUID: string(ic.UID),
+			},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ic,
+				v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
+		},
+		NodeCount: int32(c.Nodes),
+		Ledger:    *c.Ledger,
+	}
 }
 
 // SliceName names a cache's i-th new slice: the cache's name (cut to leave

@@ -39,9 +39,7 @@ func record(t *testing.T, s *Store, idx cache.Indexer, ic *v1alpha2.ImageCache, 
 	}
 	w := PlanSlices(l, current, func(i int) string { return SliceName(ic, i) })
 	for _, c := range w.Put {
-		sl := &v1alpha2.ImageCacheSlice{ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: ic.Namespace,
-			Labels: map[string]string{v1alpha2.LabelSliceCache: ic.Name, v1alpha2.LabelSliceCacheUID: string(ic.UID)}},
-			NodeCount: int32(c.Nodes), Ledger: *c.Ledger}
+		sl := NewSlice(ic, c)
 		if err := idx.Update(sl); err != nil {
 			t.Fatal(err)
 		}

@@ -55,7 +55,7 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) (wrote bool, err
 			sl.NodeCount, sl.Ledger = int32(c.Nodes), *c.Ledger
 			written, err = api.Update(ctx, sl, opts)
 		} else {
-			written, err = api.Create(ctx, newSlice(s.IC, c), metav1.CreateOptions{FieldManager: version.Name})
+			written, err = api.Create(ctx, ledger.NewSlice(s.IC, c), metav1.CreateOptions{FieldManager: version.Name})
 		}
 		if err != nil {
 			return wrote, fmt.Errorf("writing the ledger's slice %s: %w", c.Name, err)
@@ -74,26 +74,6 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) (wrote bool, err
 		w.expectSlice(s.Key, name, old, "deleted")
 	}
 	return wrote, nil
-}
-
-// newSlice makes a cache's slice: in its namespace, owned by it (it goes
-// with the cache, once the cache's finalizer is gone), labelled with its name
-// and UID.
-func newSlice(ic *v1alpha2.ImageCache, c ledger.SliceContent) *v1alpha2.ImageCacheSlice {
-	return &v1alpha2.ImageCacheSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      c.Name,
-			Namespace: ic.Namespace,
-			Labels: map[string]string{
-				v1alpha2.LabelSliceCache:    ic.Name,
-				v1alpha2.LabelSliceCacheUID: string(ic.UID),
-			},
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ic,
-				v1alpha2.SchemeGroupVersion.WithKind("ImageCache"))},
-		},
-		NodeCount: int32(c.Nodes),
-		Ledger:    *c.Ledger,
-	}
 }
 
 // expectSlice records a write of a cache's slice (old: the slice it
