@@ -14,11 +14,23 @@ import (
 const PreviousRelease = "f4ee1082f0a9171e3ad33702ea4f3d748c1227ef"
 
 // Checkout makes a tree of the project at a commit in dir (a git worktree of
-// root), and returns what removes it. The clone needs the commit: CI clones
-// the whole history.
+// root), and returns what removes it. A clone without the commit (a shallow
+// one) fetches the history from its origin first.
 func Checkout(root, commit, dir string) (remove func(), err error) {
-	if out, err := exec.Command("git", "-C", root, "worktree", "add", "--detach", dir, commit).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("checking out commit %s (the clone needs the history): %v\n%s", commit, err, out)
+	git := func(args ...string) ([]byte, error) {
+		return exec.Command("git", append([]string{"-C", root}, args...)...).CombinedOutput()
+	}
+	if _, err := git("cat-file", "-e", commit+"^{commit}"); err != nil {
+		fetch := []string{"fetch", "--quiet", "origin"}
+		if out, _ := git("rev-parse", "--is-shallow-repository"); string(out) == "true\n" {
+			fetch = []string{"fetch", "--quiet", "--unshallow", "origin"}
+		}
+		if out, err := git(fetch...); err != nil {
+			return nil, fmt.Errorf("commit %s is not in this clone, and fetching the history failed: %v\n%s", commit, err, out)
+		}
+	}
+	if out, err := git("worktree", "add", "--detach", dir, commit); err != nil {
+		return nil, fmt.Errorf("checking out commit %s: %v\n%s", commit, err, out)
 	}
 	return func() { _ = exec.Command("git", "-C", root, "worktree", "remove", "--force", dir).Run() }, nil
 }
