@@ -18,7 +18,7 @@ KV=(--kube-version "${KUBE_VERSION}")
 
 all=(--set replicaCount=3 --set logging.format=json --set startupTaint.enabled=true --set userRoles.enabled=true
   --set metrics.serviceMonitor.enabled=true --set image.digest="sha256:$(printf '0%.0s' {1..64})"
-  --set controller.imageCacheRefreshFrequency=1h --set controller.imagesPerJob=5 --set controller.maxInFlightJobs=50
+  --set controller.imageCacheRefreshFrequency=1h --set controller.imagesPerJob=5 --set controller.maxInFlightJobs=50 --set controller.maxFinishedJobs=3000
   --set controller.criSocketPath=/run/containerd/containerd.sock --set controller.jobRetentionPolicy=retain
   --set-json controller.kubeAPIQPS=20.5 --set podDisruptionBudget.enabled=false
   --set-json 'controller.jobTolerations=["nvidia.com/gpu:NoSchedule","dedicated=cache"]'
@@ -28,7 +28,7 @@ all=(--set replicaCount=3 --set logging.format=json --set startupTaint.enabled=t
   --set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true)
 out="$("${HELM}" template kube-fledged "${CHART}" -n kube-fledged "${KV[@]}" "${all[@]}")"
 for want in "kind: ServiceMonitor" "kind: ValidatingAdmissionPolicy" "name: kube-fledged-edit" "--logging-format=json" \
-  "--images-per-job=5" "--kube-api-qps=20.5" "@sha256:" "--job-tolerations=nvidia.com/gpu:NoSchedule,dedicated=cache" \
+  "--images-per-job=5" "--max-finished-jobs=3000" "--kube-api-qps=20.5" "@sha256:" "--job-tolerations=nvidia.com/gpu:NoSchedule,dedicated=cache" \
   "--helper-image-architectures=amd64" "--node-status-max-images=-1" "--job-container-requests=cpu=50m,memory=32Mi" \
   "--job-container-limits=memory=128Mi" "--pull-retry-deadline=2h" "--pull-retry-max-backoff=5m" \
   "kind: PrometheusRule" "alert: KubeFledgedImageCacheFailed" 'rest_client_requests_total{job="kube-fledged-metrics"' \
@@ -65,6 +65,7 @@ controller.imagesPerJob=0               /controller/imagesPerJob
 controller.imagePullDeadline=5min       /controller/imagePullDeadline
 logging.format=xml                      /logging/format
 controller.maxInFlightJobs=many         /controller/maxInFlightJobs
+controller.maxFinishedJobs=0            /controller/maxFinishedJobs
 controller.nodeStatusMaxImages=-2       /controller/nodeStatusMaxImages
 controller.jobContainerRequests=cpu     /controller/jobContainerRequests
 controller.pullRetryMaxBackoff=0        /controller/pullRetryMaxBackoff

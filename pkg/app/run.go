@@ -107,6 +107,7 @@ func ControllerConfig(o *options.Options) imagecache.Config {
 		HelperArchitectures:  o.HelperImageArchitectures,
 		ImagesPerJob:         o.ImagesPerJob,
 		MaxInFlightJobs:      o.MaxInFlightJobs,
+		MaxFinishedJobs:      o.MaxFinishedJobs,
 		RefreshFrequency:     o.ImageCacheRefreshPeriod,
 		RetainJobs:           o.JobRetentionPolicy == options.RetentionRetain,
 		CRISocketPath:        strings.TrimPrefix(o.CRISocketPath, "unix://"),
@@ -182,7 +183,7 @@ func Run(ctx context.Context, o *options.Options, cfg *rest.Config) error {
 	}
 	defer servers.shutdown()
 	logger.Info("Controller starting", "helperImage", o.HelperImage, "imagesPerJob", o.ImagesPerJob,
-		"maxInFlightJobs", o.MaxInFlightJobs, "pullDeadline", o.ImagePullDeadline.String(), "startDeadline", o.JobStartDeadline.String(),
+		"maxInFlightJobs", o.MaxInFlightJobs, "maxFinishedJobs", o.MaxFinishedJobs, "pullDeadline", o.ImagePullDeadline.String(), "startDeadline", o.JobStartDeadline.String(),
 		"refresh", o.ImageCacheRefreshPeriod.String(), "workers", o.Workers, "leaderElect", o.LeaderElect)
 	run := w.leading(&leading)
 	if !o.LeaderElect {

@@ -17,6 +17,9 @@ type Config struct {
 	// MaxInFlightJobs is the most Jobs whose pods have not finished, across
 	// the cluster.
 	MaxInFlightJobs int
+	// MaxFinishedJobs is the most finished pull and delete Jobs a cache
+	// keeps while its operation goes on (0: no bound).
+	MaxFinishedJobs int
 	// RefreshFrequency is how often each cache is pulled again (0: never).
 	RefreshFrequency time.Duration
 	// RetainJobs keeps finished Jobs after their operation completes.

@@ -99,6 +99,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (requeue ti
 	if err := c.deleteFinishedJobs(ctx, s, st.Complete); err != nil {
 		return 0, err
 	}
+	if err := c.trimFinishedJobs(ctx, s, st.Complete); err != nil {
+		return 0, err
+	}
 	return c.nextLook(s, st.Complete, todo.Throttled), nil
 }
 
@@ -176,6 +179,24 @@ func (c *Controller) deleteFinishedJobs(ctx context.Context, s *pass.Pass, compl
 	// it, and the failed one that counts the tries, stay.
 	return c.writer.DeleteOf(ctx, s, func(job *batchv1.Job) bool {
 		return !s.Kept(job) && !(puller.IsPinJob(job) && puller.IsActive(job))
+	})
+}
+
+// trimFinishedJobs deletes, while the operation goes on, the oldest of the
+// cache's finished pull and delete Jobs past --max-finished-jobs, now that
+// the status and the ledger record their outcomes: over tens of thousands
+// of nodes, every finished Job and its pod kept to the end would weigh on
+// etcd, on the API server's caches and on every informer of Jobs. Those of
+// a node with a failed pull to try again stay, to count its tries
+// (ops/retry.go), and so do the pin Jobs, which go as soon as they are read
+// (pins.DeleteDone).
+func (c *Controller) trimFinishedJobs(ctx context.Context, s *pass.Pass, complete bool) error {
+	if complete || c.cfg.RetainJobs || c.cfg.MaxFinishedJobs <= 0 {
+		return nil
+	}
+	retrying := s.RetryingNodes()
+	return c.writer.DeleteOldest(ctx, s, c.cfg.MaxFinishedJobs, func(job *batchv1.Job) bool {
+		return !puller.IsActive(job) && !puller.IsPinJob(job) && !s.Kept(job) && !retrying[job.Annotations[puller.AnnotationNode]]
 	})
 }
 

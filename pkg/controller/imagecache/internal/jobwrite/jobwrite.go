@@ -6,10 +6,12 @@
 package jobwrite
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -177,6 +179,25 @@ func (w *Writer) DeleteOf(ctx context.Context, s *pass.Pass, pick func(*batchv1.
 			jobs = append(jobs, job)
 		}
 	}
+	return slowStart(len(jobs), func(i int) error { return w.Delete(ctx, jobs[i]) })
+}
+
+// DeleteOldest deletes, oldest ended first, the cache's Jobs that pick
+// selects (finished ones) past the newest keep of them.
+func (w *Writer) DeleteOldest(ctx context.Context, s *pass.Pass, keep int, pick func(*batchv1.Job) bool) error {
+	var jobs []*batchv1.Job
+	for _, job := range s.Jobs {
+		if job.DeletionTimestamp == nil && !s.Deleted[job.Name] && !w.IsDeleting(job) && pick(job) {
+			jobs = append(jobs, job)
+		}
+	}
+	if len(jobs) <= keep {
+		return nil
+	}
+	slices.SortFunc(jobs, func(a, b *batchv1.Job) int {
+		return cmp.Or(puller.EndedAt(a, s.Now).Compare(puller.EndedAt(b, s.Now)), strings.Compare(a.Name, b.Name))
+	})
+	jobs = jobs[:len(jobs)-keep]
 	return slowStart(len(jobs), func(i int) error { return w.Delete(ctx, jobs[i]) })
 }
 

@@ -14,7 +14,8 @@ import (
 // exponential backoff, until it succeeds or --pull-retry-deadline after the
 // operation's start passes; the operation goes on meanwhile. What a pair's
 // tries were is read from the operation's Jobs, which stay until it
-// completes, so a restarted controller picks the backoff up where it was:
+// completes (past --max-finished-jobs, the other finished Jobs go first),
+// so a restarted controller picks the backoff up where it was:
 // the n-th failed try of a pair waits its backoff (pass.PairRetry.Failed) from the end of its
 // Job, and the Job of the next try is named after n (puller.Batch.Attempt).
 // Under a quota of Jobs the finished ones go early (jobwrite.Writer.DeleteDone): the

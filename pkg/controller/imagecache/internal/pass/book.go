@@ -1,6 +1,8 @@
 package pass
 
 import (
+	"strings"
+
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 )
@@ -73,4 +75,14 @@ func (b *Book) RemovedBefore(node, key string) {
 
 func newBook(st *v1alpha2.ImageCacheStatus, led *ledger.Ledger, before ledger.Reader) Book {
 	return Book{St: st, Led: led, Before: before, Failures: Failures{}, Unpinned: Failures{}}
+}
+
+// RetryingNodes are the nodes with a failed pull to try again.
+func (b *Book) RetryingNodes() map[string]bool {
+	nodes := map[string]bool{}
+	for k := range b.Retries {
+		node, _, _ := strings.Cut(k, "\x00")
+		nodes[node] = true
+	}
+	return nodes
 }
