@@ -14,14 +14,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
-	"kubefledged.io/kube-fledged/pkg/fledgedtest"
 	"kubefledged.io/kube-fledged/pkg/metrics"
 	"kubefledged.io/kube-fledged/pkg/options"
 	"kubefledged.io/kube-fledged/pkg/puller"
@@ -32,10 +29,12 @@ type scaleRun struct {
 	Nodes, Images, Pulls int
 	NodesSeconds         float64 `json:"nodesSeconds"`
 	SucceededSeconds     float64 `json:"succeededSeconds"`
-	Slices               int     `json:"slices"`
-	LargestSliceKiB      float64 `json:"largestSliceKiB"`
-	AllSlicesKiB         float64 `json:"allSlicesKiB"`
-	StatusKiB            float64 `json:"statusKiB"`
+	// MostJobs is the most Jobs the namespace held at once.
+	MostJobs        int     `json:"mostJobs"`
+	Slices          int     `json:"slices"`
+	LargestSliceKiB float64 `json:"largestSliceKiB"`
+	AllSlicesKiB    float64 `json:"allSlicesKiB"`
+	StatusKiB       float64 `json:"statusKiB"`
 	// StatusBytes and SliceBytes are what the controller wrote to the
 	// cache's status and its slices (kubefledged_api_request_bytes_total).
 	StatusBytes   float64        `json:"statusBytes"`
@@ -67,6 +66,8 @@ func TestLedgerScale(t *testing.T) {
 		images = v
 	}
 	ns := testNamespace(t, "ledger-scale")
+	const maxInFlight, maxFinished = 2000, 2000
+	mostJobs.Store(0)
 	cfg := *cp.Config
 	cfg.QPS, cfg.Burst = 5000, 5000
 	fast := kubernetes.NewForConfigOrDie(&cfg)
@@ -79,7 +80,7 @@ func TestLedgerScale(t *testing.T) {
 
 	runController(t, func(o *options.Options) {
 		o.KubeAPIQPS, o.KubeAPIBurst = r.ControllerQPS, 1000
-		o.MaxInFlightJobs = 2000
+		o.MaxInFlightJobs, o.MaxFinishedJobs = maxInFlight, maxFinished
 	})
 	var imgs []string
 	for i := range images {
@@ -108,10 +109,11 @@ func TestLedgerScale(t *testing.T) {
 			}
 		}
 	}()
+	stopDriver := driveJobs(t, fast, ns)
+	defer stopDriver()
 	var ic *v1alpha2.ImageCache
 	last := time.Now()
 	waitFor(t, 90*time.Minute, "the cache over every node to succeed", func() (bool, error) {
-		completeJobsOf(t, fast, ns)
 		ic = cacheStatus(t, ns, "wide")
 		if time.Since(last) > time.Minute {
 			last = time.Now()
@@ -121,6 +123,7 @@ func TestLedgerScale(t *testing.T) {
 	})
 	close(done)
 	r.SucceededSeconds = time.Since(start).Seconds()
+	r.MostJobs = int(mostJobs.Load())
 	r.StatusBytes = counter("update", "imagecaches/status") - statusBefore
 	r.SliceBytes = counter("create", "imagecacheslices") + counter("update", "imagecacheslices") - slicesBefore
 	r.BytesPerPull = (r.StatusBytes + r.SliceBytes) / float64(r.Pulls)
@@ -145,9 +148,15 @@ func TestLedgerScale(t *testing.T) {
 	raw, _ := json.Marshal(ic)
 	r.StatusKiB = float64(len(raw)) / 1024
 	t.Logf("Succeeded in %.0fs: %d slices (largest %.0f KiB, all %.0f KiB), status %.1f KiB; %.0f status bytes and %.0f slice bytes, "+
-		"%.1f bytes per pull; %d status writes, %d slice writes; peak RSS %.0f MiB, heap %.0f MiB", r.SucceededSeconds, r.Slices,
+		"%.1f bytes per pull; %d status writes, %d slice writes; peak RSS %.0f MiB, heap %.0f MiB; at most %d Jobs at once", r.SucceededSeconds, r.Slices,
 		r.LargestSliceKiB, r.AllSlicesKiB, r.StatusKiB, r.StatusBytes, r.SliceBytes, r.BytesPerPull, r.StatusWrites, r.SliceWrites,
-		r.PeakRSSMiB, r.PeakHeapMiB)
+		r.PeakRSSMiB, r.PeakHeapMiB, r.MostJobs)
+	// The finished Jobs past --max-finished-jobs go as their outcomes are
+	// written: the Jobs at once stay near the Jobs in flight and the
+	// finished ones kept (a pass's worth more, not yet deleted).
+	if most := maxInFlight + maxFinished + 1000; r.MostJobs > most {
+		t.Errorf("%d Jobs at once, want at most %d", r.MostJobs, most)
+	}
 	// Nodes come into the ledger a wave of Jobs at a time: as the
 	// EndpointSlice controller does, a wave fills the slices it changes
 	// anyway, or the one it fits best, before new ones, so there may be a
@@ -206,63 +215,6 @@ func makeNodes(t *testing.T, client kubernetes.Interface, label string, n int) {
 	wg.Wait()
 	if failed.Load() > 0 {
 		t.FailNow()
-	}
-}
-
-// completeJobsOf plays the kubelet for every active pull Job in the
-// namespace: its pod succeeds and the Job completes, 64 at a time.
-func completeJobsOf(t *testing.T, client kubernetes.Interface, ns string) {
-	t.Helper()
-	ctx := context.Background()
-	var active []batchv1.Job
-	opts := metav1.ListOptions{Limit: 2000}
-	for {
-		list, err := client.BatchV1().Jobs(ns).List(ctx, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, j := range list.Items {
-			if isActive(&j) && j.DeletionTimestamp == nil {
-				active = append(active, j)
-			}
-		}
-		if opts.Continue = list.Continue; opts.Continue == "" {
-			break
-		}
-	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for _, j := range active {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			completeJobWith(t, client, j)
-		})
-	}
-	wg.Wait()
-}
-
-// completeJobWith is completeJob through a client of its own (the bench's
-// fast one): the pod, succeeded, and the Job complete.
-func completeJobWith(t *testing.T, client kubernetes.Interface, job batchv1.Job) {
-	ctx := context.Background()
-	now := time.Now()
-	pod := fledgedtest.Succeeded(fledgedtest.PodOf(&job, "pod"), now)
-	status := pod.Status
-	made, err := client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
-	if err == nil {
-		made.Status = status
-		_, err = client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, made, metav1.UpdateOptions{})
-	}
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Errorf("pod of %s: %v", job.Name, err)
-		return
-	}
-	cur := job.DeepCopy()
-	cur.Status.Conditions = nil
-	if _, err := client.BatchV1().Jobs(job.Namespace).UpdateStatus(ctx, fledgedtest.Complete(cur, now), metav1.UpdateOptions{}); err != nil &&
-		!apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		t.Errorf("completing %s: %v", job.Name, err)
 	}
 }
 
