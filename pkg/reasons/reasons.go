@@ -68,6 +68,10 @@ const (
 	ImagesGone = "ImagesGone"
 	// QuotaExceeded is the Warning event of a create a quota refused.
 	QuotaExceeded = "QuotaExceeded"
+	// LedgerNotWritten is the Warning event of a slice of the ledger the
+	// API server refused to write (a quota, the controller's rights, a
+	// policy).
+	LedgerNotWritten = "LedgerNotWritten"
 	// RefreshIgnored is the event of a refresh annotation a purge
 	// consumed.
 	RefreshIgnored = "RefreshIgnored"

@@ -1,11 +1,16 @@
 package imagecache
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	core "k8s.io/client-go/testing"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -174,5 +179,38 @@ func TestASliceWriteNotShownHoldsThePass(t *testing.T) {
 	}
 	if got := f.ledger("web").Nodes(); !slices.Equal(got, []string{"node-c"}) {
 		t.Errorf("the ledger has entries of %v, want node-c's only", got)
+	}
+}
+
+// TestSliceRefusedSaysWhy: a slice the API server refuses to create (a
+// quota of objects) stops the pass before the status write, with a
+// Warning event that says why; once the quota allows it, the next pass
+// writes the slice and the status, with nothing pulled again.
+func TestSliceRefusedSaysWhy(t *testing.T) {
+	f := newFixture(t, testConfig(), []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
+		newNode("node-a"), newNode("node-b"))
+	writes, _ := f.syncStarted("web", times(wCreateJob, 2))
+	quota := apierrors.NewForbidden(schema.GroupResource{Group: "kubefledged.io", Resource: "imagecacheslices"}, "web-x-0",
+		errors.New("exceeded quota: objects, requested: count/imagecacheslices.kubefledged.io=1, used: count/imagecacheslices.kubefledged.io=10, limited: count/imagecacheslices.kubefledged.io=10"))
+	refuse := true
+	f.client.PrependReactor("create", "imagecacheslices", func(core.Action) (bool, runtime.Object, error) {
+		return refuse, nil, quota
+	})
+	for _, job := range createdJobs(writes) {
+		f.completeJob(*job)
+	}
+	f.clearActions()
+	if _, err := f.pass("web"); err == nil || !strings.Contains(err.Error(), "exceeded quota") {
+		t.Fatalf("sync error %v, want the quota's", err)
+	}
+	if got := writeList(f.writes()); len(got) != 0 {
+		t.Errorf("a pass whose slice was refused wrote %v, want nothing (the status would claim what the ledger does not hold)", got)
+	}
+	f.expectEvent("Warning LedgerNotWritten The ledger's slice web-")
+	refuse = false
+	f.catchUp()
+	f.sync("web", times(wDeleteJob, 2), wStatus)
+	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 2 {
+		t.Errorf("once the quota allows it: %s %q", st.Status, st.Message)
 	}
 }

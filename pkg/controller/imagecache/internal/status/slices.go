@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
@@ -14,6 +15,7 @@ import (
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
 	"kubefledged.io/kube-fledged/pkg/ledger"
+	"kubefledged.io/kube-fledged/pkg/reasons"
 	"kubefledged.io/kube-fledged/pkg/version"
 )
 
@@ -58,6 +60,7 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) (wrote bool, err
 			written, err = api.Create(ctx, ledger.NewSlice(s.IC, c), metav1.CreateOptions{FieldManager: version.Name})
 		}
 		if err != nil {
+			w.refused(s, c.Name, err)
 			return wrote, fmt.Errorf("writing the ledger's slice %s: %w", c.Name, err)
 		}
 		wrote = true
@@ -74,6 +77,19 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) (wrote bool, err
 		w.expectSlice(s.Key, name, old, "deleted")
 	}
 	return wrote, nil
+}
+
+// refused says, with a Warning event on the cache, that the API server
+// refused a write of one of its slices for a reason a retry alone will not
+// mend (a quota of objects, the controller's rights, a policy or webhook,
+// the object's size): the pass is tried again with backoff, writing
+// nothing, so the status does not claim what the ledger does not record,
+// and only the logs would say why.
+func (w *Writer) refused(s *pass.Pass, name string, err error) {
+	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsBadRequest(err) {
+		w.recorder.Eventf(s.IC, corev1.EventTypeWarning, reasons.LedgerNotWritten, "The ledger's slice %s could not be written, "+
+			"so the cache records nothing more until it can (tried again with backoff): %v", name, err)
+	}
 }
 
 // expectSlice records a write of a cache's slice (old: the slice it
