@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,6 +122,9 @@ func TestLedgerScale(t *testing.T) {
 			last = time.Now()
 			t.Logf("%.0fs: %s", time.Since(start).Seconds(), ic.Status.Message)
 		}
+		if ic.Status.Status == v1alpha2.ImageCacheActionStatusFailed {
+			t.Fatalf("the cache failed: %s; failures: %s", ic.Status.Message, someFailures(ic.Status.Failures, 5))
+		}
 		return ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded && int(ic.Status.Pulls.Succeeded) == r.Pulls, nil
 	})
 	close(done)
@@ -218,6 +222,20 @@ func makeNodes(t *testing.T, client kubernetes.Interface, label string, n int) {
 	if failed.Load() > 0 {
 		t.FailNow()
 	}
+}
+
+// someFailures lists up to n of a status's failures.
+func someFailures(failures map[string]v1alpha2.NodeReasonMessageList, n int) string {
+	var out []string
+	for img, list := range failures {
+		for _, f := range list {
+			if len(out) == n {
+				return strings.Join(out, "; ")
+			}
+			out = append(out, fmt.Sprintf("%s on %s: %s %s", img, f.Node, f.Reason, f.Message))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // peakRSS is this process's peak resident memory (VmHWM), in MiB.
