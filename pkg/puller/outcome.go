@@ -109,7 +109,8 @@ func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCond
 // Each image has its pull deadline (ImageDeadlines), counted from its
 // Pulling event: an image still pulling past it failed, with
 // DeadlineExceeded. The Job as a whole has the sum of them, counted from its
-// start, and later if an image started pulling late: at its end, whatever
+// pod's start (until then, only the start deadline holds it), and later if
+// an image started pulling late: at its end, whatever
 // has not settled failed, so that an image whose event was dropped does not
 // hold the Job for ever.
 func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, pulling map[string]time.Time, now time.Time) (Outcome, error) {
@@ -125,6 +126,12 @@ func Read(cfg Config, job *batchv1.Job, pod *corev1.Pod, pulling map[string]time
 		return failedJob(out, jobFailure(c, pod), p.failing), nil
 	}
 	if checkStart(cfg, job, pod, now, &out) {
+		return out, nil
+	}
+	if cfg.StartDeadline > 0 && !podStarted(pod, true) {
+		// Until the pod starts, its start deadline alone holds it
+		// (checkStart asked for a look then): no pull has begun, so the
+		// pulls' deadlines, which may add up to less, do not count yet.
 		return out, nil
 	}
 	startAt := out.CheckAt
@@ -166,14 +173,16 @@ func readContainers(job *batchv1.Job, pod *corev1.Pod, pulling map[string]time.T
 	if job.Status.StartTime != nil {
 		p.lastProgress = job.Status.StartTime.Time
 	}
+	if pod != nil && pod.Status.StartTime != nil && pod.Status.StartTime.After(p.lastProgress) {
+		// A pod that started late (it waited for a node's room, or to
+		// be scheduled) pulls from then.
+		p.lastProgress = pod.Status.StartTime.Time
+	}
 	p.started = p.lastProgress
 	p.deadline = p.started.Add(sum(deadlines))
 	if pod == nil {
 		p.pending = len(out.Images)
 		return p
-	}
-	if pod.Status.StartTime != nil && pod.Status.StartTime.After(p.lastProgress) {
-		p.lastProgress = pod.Status.StartTime.Time
 	}
 	byName := map[string]corev1.ContainerStatus{}
 	for _, cs := range pod.Status.ContainerStatuses {

@@ -86,6 +86,21 @@ func TestStartDeadline(t *testing.T) {
 	if out.Finished || out.EndNow || !out.CheckAt.Equal(created.Add(10*time.Minute)) {
 		t.Errorf("a started pod past the start deadline: %+v; want it left to the pull deadline", out)
 	}
+	// Pull deadlines that add up to less than the start deadline do not
+	// end a Job whose pod has not started yet, and count from the pod's
+	// start once it has.
+	short := Config{PullDeadline: 3 * time.Second, StartDeadline: 2 * time.Minute}
+	for _, pod := range []*corev1.Pod{nil, pending(initWaiting("PodInitializing", ""))} {
+		if out, _ := Read(short, job, pod, nil, created.Add(31*time.Second)); out.Finished || out.EndNow ||
+			!out.CheckAt.Equal(created.Add(2*time.Minute)) {
+			t.Errorf("a pod not started (%v) before the start deadline, past the pulls' deadlines: %+v; want a look at the start deadline", pod != nil, out)
+		}
+	}
+	late := pending(initDone)
+	late.Status.StartTime = ptrTime(created.Add(100 * time.Second))
+	if out, _ := Read(short, job, late, nil, created.Add(105*time.Second)); out.Finished || !out.CheckAt.Equal(created.Add(106*time.Second)) {
+		t.Errorf("a pod that started late: %+v; want a look 6s after its start", out)
+	}
 	// Off: a pod that never starts waits for the pull deadline.
 	off := cfg
 	off.StartDeadline = 0
@@ -143,3 +158,5 @@ func TestDeleteStartDeadline(t *testing.T) {
 		t.Errorf("recorded: %+v, %v; want %+v", again, err, out.Results[0])
 	}
 }
+
+func ptrTime(t time.Time) *metav1.Time { m := metav1.NewTime(t); return &m }
