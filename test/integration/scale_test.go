@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,6 +109,9 @@ func TestLedgerScale(t *testing.T) {
 			case <-time.After(2 * time.Second):
 				runtime.ReadMemStats(&ms)
 				if ms.HeapAlloc > peakHeap.Load() {
+					if ms.HeapAlloc > peakHeap.Load()*11/10 {
+						saveHeapProfile(t) // near the peak: what holds the memory
+					}
 					peakHeap.Store(ms.HeapAlloc)
 				}
 			}
@@ -221,6 +225,25 @@ func makeNodes(t *testing.T, client kubernetes.Interface, label string, n int) {
 	wg.Wait()
 	if failed.Load() > 0 {
 		t.FailNow()
+	}
+}
+
+// saveHeapProfile writes this process's heap profile (as of the last
+// garbage collection) to _output/bench/scale-heap.pb.gz.
+func saveHeapProfile(t *testing.T) {
+	dir := filepath.Join(projectRoot, "_output", "bench")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Log(err)
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, "scale-heap.pb.gz"))
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		t.Log(err)
 	}
 }
 
