@@ -49,6 +49,10 @@ type scaleRun struct {
 	PeakHeapMiB   float64        `json:"peakHeapMiB"`
 	ControllerQPS float32        `json:"controllerQPS"`
 	Plugin        pluginRun      `json:"plugin"`
+	// CPUProfile and HeapProfile are the controller's profiles: 30 s of
+	// CPU a quarter in, the heap near its peak.
+	CPUProfile  string `json:"cpuProfile,omitempty"`
+	HeapProfile string `json:"heapProfile,omitempty"`
 }
 
 // TestLedgerScale: one cache of KUBE_FLEDGED_SCALE_IMAGES images (10) over
@@ -120,8 +124,15 @@ func TestLedgerScale(t *testing.T) {
 	stopDriver := startDriver(t, ns)
 	var ic *v1alpha2.ImageCache
 	last := time.Now()
+	stopCPU := func() {}
+	defer func() { stopCPU() }()
 	waitFor(t, 90*time.Minute, "the cache over every node to succeed", func() (bool, error) {
 		ic = cacheStatus(t, ns, "wide")
+		if int(ic.Status.Pulls.Succeeded) >= r.Pulls/4 && r.CPUProfile == "" {
+			// A quarter in: 30 s of the controller's CPU (this
+			// process's; the driver has its own).
+			r.CPUProfile, stopCPU = startCPUProfile(t, 30*time.Second)
+		}
 		if time.Since(last) > time.Minute {
 			last = time.Now()
 			t.Logf("%.0fs: %s", time.Since(start).Seconds(), ic.Status.Message)
@@ -139,6 +150,7 @@ func TestLedgerScale(t *testing.T) {
 	r.BytesPerPull = (r.StatusBytes + r.SliceBytes) / float64(r.Pulls)
 	r.PeakHeapMiB = float64(peakHeap.Load()) / (1 << 20)
 	r.PeakRSSMiB = peakRSS()
+	r.HeapProfile = filepath.Join(projectRoot, "_output", "bench", "scale-heap.pb.gz")
 	for _, vr := range []struct{ verb, resource string }{{"update", "imagecaches/status"}, {"create", "imagecacheslices"},
 		{"update", "imagecacheslices"}, {"delete", "imagecacheslices"}, {"create", "jobs"}, {"delete", "jobs"}, {"patch", "jobs"},
 		{"list", "nodes"}, {"watch", "nodes"}, {"list", "jobs"}, {"patch", "imagecaches"}} {
@@ -226,6 +238,36 @@ func makeNodes(t *testing.T, client kubernetes.Interface, label string, n int) {
 	if failed.Load() > 0 {
 		t.FailNow()
 	}
+}
+
+// startCPUProfile profiles this process's CPU for d, into
+// _output/bench/scale-cpu.pb.gz, and returns the file and what stops it
+// early.
+func startCPUProfile(t *testing.T, d time.Duration) (string, func()) {
+	file := filepath.Join(projectRoot, "_output", "bench", "scale-cpu.pb.gz")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Log(err)
+		return "none", func() {}
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		t.Log(err)
+		return "none", func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Log(err)
+		f.Close()
+		return "none", func() {}
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
+	time.AfterFunc(d, stop)
+	return file, stop
 }
 
 // saveHeapProfile writes this process's heap profile (as of the last
