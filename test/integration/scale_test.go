@@ -31,6 +31,8 @@ type scaleRun struct {
 	Nodes, Images, Pulls int
 	NodesSeconds         float64 `json:"nodesSeconds"`
 	SucceededSeconds     float64 `json:"succeededSeconds"`
+	// Failed counts the pulls that failed (the test bed fell behind).
+	Failed int `json:"failed,omitempty"`
 	// MostJobs is the most Jobs the namespace held at once.
 	MostJobs        int     `json:"mostJobs"`
 	Slices          int     `json:"slices"`
@@ -75,7 +77,9 @@ func TestLedgerScale(t *testing.T) {
 		images = v
 	}
 	ns := testNamespace(t, "ledger-scale")
-	const maxInFlight, maxFinished = 2000, 2000
+	// 1,000 Jobs in flight: on two cores, with 2,000 the driver fell
+	// behind and pods were not made within --job-start-deadline.
+	const maxInFlight, maxFinished = 1000, 2000
 	cfg := *cp.Config
 	cfg.QPS, cfg.Burst = 5000, 5000
 	fast := kubernetes.NewForConfigOrDie(&cfg)
@@ -137,13 +141,21 @@ func TestLedgerScale(t *testing.T) {
 			last = time.Now()
 			t.Logf("%.0fs: %s", time.Since(start).Seconds(), ic.Status.Message)
 		}
-		if ic.Status.Status == v1alpha2.ImageCacheActionStatusFailed {
+		if ic.Status.Status == v1alpha2.ImageCacheActionStatusFailed && ic.Status.Pulls.Succeeded == 0 {
 			t.Fatalf("the cache failed: %s; failures: %s", ic.Status.Message, someFailures(ic.Status.Failures, 5))
 		}
-		return ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded && int(ic.Status.Pulls.Succeeded) == r.Pulls, nil
+		// Failed with pulls done: the test bed fell behind (a pod not
+		// made within --job-start-deadline); measured all the same, and
+		// said below.
+		return ic.Status.Status == v1alpha2.ImageCacheActionStatusFailed ||
+			ic.Status.Status == v1alpha2.ImageCacheActionStatusSucceeded && int(ic.Status.Pulls.Succeeded) == r.Pulls, nil
 	})
 	close(done)
 	r.SucceededSeconds = time.Since(start).Seconds()
+	r.Failed = int(ic.Status.Pulls.Failed)
+	if r.Failed > 0 {
+		t.Errorf("%d pulls failed (the test bed fell behind?): %s; %s", r.Failed, ic.Status.Message, someFailures(ic.Status.Failures, 5))
+	}
 	r.MostJobs = stopDriver()
 	r.StatusBytes = counter("update", "imagecaches/status") - statusBefore
 	r.SliceBytes = counter("create", "imagecacheslices") + counter("update", "imagecacheslices") - slicesBefore
