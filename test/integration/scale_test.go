@@ -110,6 +110,7 @@ func TestLedgerScale(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		var ms runtime.MemStats
+		var profiled uint64 // the heap when last profiled
 		for {
 			select {
 			case <-done:
@@ -117,7 +118,8 @@ func TestLedgerScale(t *testing.T) {
 			case <-time.After(2 * time.Second):
 				runtime.ReadMemStats(&ms)
 				if ms.HeapAlloc > peakHeap.Load() {
-					if ms.HeapAlloc > peakHeap.Load()*11/10 {
+					if ms.HeapAlloc > profiled*11/10 {
+						profiled = ms.HeapAlloc
 						saveHeapProfile(t) // near the peak: what holds the memory
 					}
 					peakHeap.Store(ms.HeapAlloc)
