@@ -5,7 +5,6 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
@@ -13,15 +12,11 @@ import (
 	"kubefledged.io/kube-fledged/pkg/puller"
 )
 
-// finishJobAt is completeJob with the Job's end at the given time.
-func (f *fixture) finishJobAt(job batchv1.Job, at time.Time) {
+// completeJobAt is completeJob with the Job's end at the given time.
+func (f *fixture) completeJobAt(job batchv1.Job, at time.Time) {
 	f.t.Helper()
 	f.pulledBy(job, jobImages(f.t, &job)...)
-	job.Status.Conditions = append(job.Status.Conditions,
-		batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(at)},
-		batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(at)})
-	job.Status.Succeeded = 1
-	f.updateJob(&job)
+	f.finishJobAt(job, metav1.NewTime(at))
 }
 
 // jobOn is the cache's only Job on a node.
@@ -47,9 +42,9 @@ func TestFinishedJobsPastTheBoundGoOldestFirst(t *testing.T) {
 		newNode("n1"), newNode("n2"), newNode("n3"), newNode("n4"))
 	f.syncStarted("web", times(wCreateJob, 4))
 	oldest := f.jobOn("n3")
-	f.finishJobAt(oldest, t0.Add(time.Second))
-	f.finishJobAt(f.jobOn("n1"), t0.Add(2*time.Second))
-	f.finishJobAt(f.jobOn("n2"), t0.Add(3*time.Second))
+	f.completeJobAt(oldest, t0.Add(time.Second))
+	f.completeJobAt(f.jobOn("n1"), t0.Add(2*time.Second))
+	f.completeJobAt(f.jobOn("n2"), t0.Add(3*time.Second))
 	f.clock.Step(5 * time.Second)
 	writes, _ := f.sync("web", wStatus, wDeleteJob)
 	if got := deletedJobNames(writes); len(got) != 1 || got[0] != oldest.Namespace+"/"+oldest.Name {
@@ -58,7 +53,7 @@ func TestFinishedJobsPastTheBoundGoOldestFirst(t *testing.T) {
 	if led := f.ledger("web"); led.Get("n3", "docker.io/library/nginx:latest") != ledger.Pulled {
 		t.Errorf("the ledger does not record n3's pull, whose Job went: %s", f.entry("web", "n3"))
 	}
-	f.finishJobAt(f.jobOn("n4"), t0.Add(6*time.Second))
+	f.completeJobAt(f.jobOn("n4"), t0.Add(6*time.Second))
 	f.clock.Step(time.Second)
 	f.sync("web", times(wDeleteJob, 3), wStatus)
 	if st := f.imageCache("web").Status; st.Status != v1alpha2.ImageCacheActionStatusSucceeded || st.Pulls.Succeeded != 4 {
@@ -75,8 +70,8 @@ func TestFinishedJobsStayWhenRetained(t *testing.T) {
 	f := newFixture(t, cfg, []*v1alpha2.ImageCache{newImageCache("web", withImages("nginx"))},
 		newNode("n1"), newNode("n2"), newNode("n3"))
 	f.syncStarted("web", times(wCreateJob, 3))
-	f.finishJobAt(f.jobOn("n1"), t0.Add(time.Second))
-	f.finishJobAt(f.jobOn("n2"), t0.Add(2*time.Second))
+	f.completeJobAt(f.jobOn("n1"), t0.Add(time.Second))
+	f.completeJobAt(f.jobOn("n2"), t0.Add(2*time.Second))
 	f.clock.Step(5 * time.Second)
 	f.sync("web", wStatus)
 }
@@ -94,8 +89,8 @@ func TestFinishedJobOfARetryStays(t *testing.T) {
 	f.clock.Step(time.Second)
 	f.sync("web", wPatchJob, wStatus) // the failed try ends, its outcome recorded on the Job
 	second := f.jobOn("n2")
-	f.finishJobAt(second, t0.Add(2*time.Second))
-	f.finishJobAt(f.jobOn("n3"), t0.Add(3*time.Second))
+	f.completeJobAt(second, t0.Add(2*time.Second))
+	f.completeJobAt(f.jobOn("n3"), t0.Add(3*time.Second))
 	f.clock.Step(time.Second)
 	writes, _ := f.sync("web", wStatus, wDeleteJob)
 	if got := deletedJobNames(writes); len(got) != 1 || got[0] != second.Namespace+"/"+second.Name {

@@ -178,11 +178,15 @@ func (f *fixture) pulledBy(job batchv1.Job, pulled ...string) {
 }
 
 // finishJob marks a Job Complete.
-func (f *fixture) finishJob(job batchv1.Job) {
+func (f *fixture) finishJob(job batchv1.Job) { f.finishJobAt(job, metav1.Time{}) }
+
+// finishJobAt marks a Job Complete at a time (its conditions'
+// LastTransitionTime; zero: none).
+func (f *fixture) finishJobAt(job batchv1.Job, at metav1.Time) {
 	f.t.Helper()
 	job.Status.Conditions = append(job.Status.Conditions,
-		batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue},
-		batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue})
+		batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: at},
+		batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: at})
 	job.Status.Succeeded = 1
 	f.updateJob(&job)
 }

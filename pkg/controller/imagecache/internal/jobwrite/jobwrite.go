@@ -173,24 +173,26 @@ func (w *Writer) DeleteDone(ctx context.Context, s *pass.Pass) error {
 // DeleteOf deletes the cache's Jobs that pick selects, but those
 // deleted or being deleted.
 func (w *Writer) DeleteOf(ctx context.Context, s *pass.Pass, pick func(*batchv1.Job) bool) error {
+	jobs := w.deletable(s, pick)
+	return slowStart(len(jobs), func(i int) error { return w.Delete(ctx, jobs[i]) })
+}
+
+// deletable lists the cache's Jobs that pick selects, but those deleted
+// or being deleted.
+func (w *Writer) deletable(s *pass.Pass, pick func(*batchv1.Job) bool) []*batchv1.Job {
 	var jobs []*batchv1.Job
 	for _, job := range s.Jobs {
 		if job.DeletionTimestamp == nil && !s.Deleted[job.Name] && !w.IsDeleting(job) && pick(job) {
 			jobs = append(jobs, job)
 		}
 	}
-	return slowStart(len(jobs), func(i int) error { return w.Delete(ctx, jobs[i]) })
+	return jobs
 }
 
 // DeleteOldest deletes, oldest ended first, the cache's Jobs that pick
 // selects (finished ones) past the newest keep of them.
 func (w *Writer) DeleteOldest(ctx context.Context, s *pass.Pass, keep int, pick func(*batchv1.Job) bool) error {
-	var jobs []*batchv1.Job
-	for _, job := range s.Jobs {
-		if job.DeletionTimestamp == nil && !s.Deleted[job.Name] && !w.IsDeleting(job) && pick(job) {
-			jobs = append(jobs, job)
-		}
-	}
+	jobs := w.deletable(s, pick)
 	if len(jobs) <= keep {
 		return nil
 	}

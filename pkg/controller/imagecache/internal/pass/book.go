@@ -1,8 +1,6 @@
 package pass
 
 import (
-	"strings"
-
 	v1alpha2 "kubefledged.io/kube-fledged/pkg/apis/kubefledged/v1alpha2"
 	"kubefledged.io/kube-fledged/pkg/ledger"
 )
@@ -81,7 +79,7 @@ func newBook(st *v1alpha2.ImageCacheStatus, led *ledger.Ledger, before ledger.Re
 func (b *Book) RetryingNodes() map[string]bool {
 	nodes := map[string]bool{}
 	for k := range b.Retries {
-		node, _, _ := strings.Cut(k, "\x00")
+		node, _ := SplitPairKey(k)
 		nodes[node] = true
 	}
 	return nodes

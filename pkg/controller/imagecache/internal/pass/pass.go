@@ -10,6 +10,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -173,6 +174,12 @@ const firstRetryWait = 10 * time.Second
 // PairKey is the key of a (node, image) pair in Retries and
 // RemovedEarlier.
 func PairKey(node, key string) string { return node + "\x00" + key }
+
+// SplitPairKey is the node and the image key of a PairKey.
+func SplitPairKey(k string) (node, key string) {
+	node, key, _ = strings.Cut(k, "\x00")
+	return node, key
+}
 
 // Failures collects per-node failures by image (as the spec spells it).
 type Failures map[string]map[string]v1alpha2.NodeReasonMessage

@@ -3,7 +3,6 @@ package status
 import (
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"kubefledged.io/kube-fledged/pkg/controller/imagecache/internal/pass"
@@ -31,7 +30,7 @@ func summarizeRetries(s *pass.Pass) retrySummary {
 	first := map[string]string{} // reason -> its first pair
 	nodes := map[string]bool{}
 	for name, p := range s.Retries {
-		node, key, _ := strings.Cut(name, "\x00")
+		node, key := pass.SplitPairKey(name)
 		if w := s.Plan.Nodes[node]; w == nil || w.Skip != "" || s.Led.Get(node, key) != ledger.Unsettled {
 			continue
 		}

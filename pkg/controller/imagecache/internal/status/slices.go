@@ -82,9 +82,9 @@ func (w *Writer) writeSlices(ctx context.Context, s *pass.Pass) (wrote bool, err
 // refused says, with a Warning event on the cache, that the API server
 // refused a write of one of its slices for a reason a retry alone will not
 // mend (a quota of objects, the controller's rights, a policy or webhook,
-// the object's size): the pass is tried again with backoff, writing
-// nothing, so the status does not claim what the ledger does not record,
-// and only the logs would say why.
+// the object's size), where only the logs would say why. The pass stops
+// before the status write, so that the status does not claim what the
+// ledger does not record, and is tried again with backoff.
 func (w *Writer) refused(s *pass.Pass, name string, err error) {
 	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsBadRequest(err) {
 		w.recorder.Eventf(s.IC, corev1.EventTypeWarning, reasons.LedgerNotWritten, "The ledger's slice %s could not be written, "+
